@@ -1,0 +1,189 @@
+"""`blockdata`: the command line. Commands own their transactions."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from app.config import ConfigError, Settings, from_env, resolve_database_url
+from app.pgcluster import Cluster, ClusterError
+
+
+def _settings() -> Settings:
+    try:
+        return from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _database_url(settings: Settings) -> str:
+    try:
+        return resolve_database_url(settings)
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Blockdata 地区块数据中心: ETL, PostGIS and the map server."""
+
+
+@main.group()
+def db() -> None:
+    """The database: managed cluster and schema migrations."""
+
+
+def _managed(settings: Settings, action: str) -> Cluster | None:
+    if settings.database_url:
+        click.echo(f"DATABASE_URL is set: the managed cluster is not used ({action} skipped).")
+        return None
+    return Cluster.from_settings(settings)
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start the managed cluster under var/pg (initialising it on first use)."""
+    cluster = _managed(_settings(), "start")
+    if cluster is None:
+        return
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    info = cluster.status()
+    click.echo(f"数据库已启动 database running on 127.0.0.1:{info['port']} ({info['datadir']})")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the managed cluster; its data stays in var/pg."""
+    cluster = _managed(_settings(), "stop")
+    if cluster is None:
+        return
+    try:
+        cluster.stop()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("数据库已停止 database stopped")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Say whether the database runs; exit 0 when it does, 1 when it does not."""
+    settings = _settings()
+    if settings.database_url:
+        import sqlalchemy as sa
+
+        from app.db import make_engine
+
+        engine = make_engine(settings.database_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                version = conn.exec_driver_sql("show server_version").scalar_one()
+            click.echo(json.dumps({"external": True, "running": True, "version": version}))
+        except Exception as exc:
+            click.echo(json.dumps({"external": True, "running": False, "error": str(exc)}))
+            sys.exit(1)
+        return
+    info = Cluster.from_settings(settings).status()
+    click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+    sys.exit(0 if info["running"] else 1)
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the libpq URL of the database (psql accepts it)."""
+    click.echo(_database_url(_settings()))
+
+
+@db.command("psql", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def db_psql(args: tuple[str, ...]) -> None:
+    """Open psql on the database."""
+    url = _database_url(_settings())
+    os.execvp("psql", ["psql", url, *args])
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the schema up to REVISION (default: head)."""
+    from app import migrate
+
+    migrate.upgrade(migrate.alembic_config(_database_url(_settings())), revision)
+    click.echo(f"schema upgraded to {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Migrate the schema down to REVISION ('base' drops every table)."""
+    from app import migrate
+
+    migrate.downgrade(migrate.alembic_config(_database_url(_settings())), revision)
+    click.echo(f"schema downgraded to {revision}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the schema revision the database is at."""
+    import sqlalchemy as sa
+
+    from app import migrate
+    from app.db import make_engine
+
+    engine = make_engine(_database_url(_settings()), poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        click.echo(migrate.current(conn) or "base")
+
+
+@main.command("layers")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def layers_cmd(as_json: bool) -> None:
+    """List the layers of the registry."""
+    from layers import LAYERS
+
+    if as_json:
+        rows = [
+            {
+                "name": layer.name,
+                "title": layer.title,
+                "geometry_type": layer.geometry_type,
+                "time_field": layer.time_field,
+                "fields": [
+                    {"name": f.name, "label": f.label, "filterable": f.filterable}
+                    for f in layer.published
+                ],
+            }
+            for layer in LAYERS
+        ]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for layer in LAYERS:
+        filters = ",".join(f.name for f in layer.filterable)
+        click.echo(
+            f"{layer.name:<20} {layer.title:<8}\t{layer.geometry_type:<12} "
+            f"time={layer.time_field or '-'}\tfilters={filters}"
+        )
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the map server with waitress."""
+    from waitress import serve as waitress_serve
+
+    from app import create_app
+
+    app = create_app(settings=_settings())
+    click.echo(f"Blockdata 地图服务 http://{host}:{port}/")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="blockdata")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Layer registry and tables: the one place a layer is declared."""
+
+from layers.registry import (
+    LAYERS,
+    Field,
+    Layer,
+    Style,
+    UnknownLayer,
+    etl_rejects,
+    etl_runs,
+    get_layer,
+    iter_layers,
+    metadata,
+)
+
+__all__ = [
+    "LAYERS",
+    "Field",
+    "Layer",
+    "Style",
+    "UnknownLayer",
+    "etl_rejects",
+    "etl_runs",
+    "get_layer",
+    "iter_layers",
+    "metadata",
+]
