@@ -37,7 +37,7 @@ def server_url() -> str:
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh database for this session, migrated to head."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"blockdata_test_{worker}"
+    name = f"blockdata_test_{worker}_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
         conn.execute(f'create database "{name}"')
