@@ -10,6 +10,7 @@ from layers.registry import (
     etl_runs,
     get_layer,
     iter_layers,
+    landmarks,
     metadata,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "etl_runs",
     "get_layer",
     "iter_layers",
+    "landmarks",
     "metadata",
 ]

@@ -422,6 +422,19 @@ etl_rejects = sa.Table(
     sa.Column("raw", pg.JSONB, nullable=False),
 )
 
+# 地标: the address geocoder's gazetteer of schools, hospitals, markets, stations, 小区.
+landmarks = sa.Table(
+    "landmarks",
+    metadata,
+    sa.Column("code", sa.String(16), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("street_code", sa.String(9), sa.ForeignKey("streets.code"), index=True),
+    sa.Column("address", sa.Text),
+    sa.Column("geom", Geometry("POINT", srid=SRID, spatial_index=False), nullable=False),
+    sa.Index("ix_landmarks_geom", "geom", postgresql_using="gist"),
+)
+
 for _layer in LAYERS:
     object.__setattr__(_layer, "table", _table(_layer))
 
