@@ -185,5 +185,13 @@ def serve(host: str, port: int, threads: int) -> None:
     waitress_serve(app, host=host, port=port, threads=threads, ident="blockdata")
 
 
+def _register() -> None:
+    from app.commands.etl import etl
+
+    main.add_command(etl)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

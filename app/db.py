@@ -80,3 +80,10 @@ def _close(exc: BaseException | None) -> None:
     finally:
         if current_app.config.get("DB_CONNECTION") is None:
             conn.close()
+
+
+def engine_from_env(**kw: Any) -> sa.Engine:
+    """An engine for the configured database (DATABASE_URL or the managed cluster)."""
+    from app.config import from_env, resolve_database_url
+
+    return make_engine(resolve_database_url(from_env()), **kw)

@@ -1,0 +1,130 @@
+"""`blockdata etl`: run a load, list runs, show a run's rejected rows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+
+from layers import LAYERS, etl_rejects, etl_runs
+
+
+@click.group()
+def etl() -> None:
+    """Load extracts and inspect what loaded and what was rejected."""
+
+
+@etl.command("run")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--layer", type=click.Choice([layer.name for layer in LAYERS]))
+@click.option("--mapping", help="A shipped mapping name or a YAML file (default: the layer's).")
+@click.option("--source", help="The source name stored with each row (default: the mapping's).")
+@click.option("--crs", help="Coordinate system of the file: wgs84, gcj02 or bd09.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
+def run(
+    file: Path,
+    layer: str | None,
+    mapping: str | None,
+    source: str | None,
+    crs: str | None,
+    progress: bool | None,
+) -> None:
+    """Load FILE (CSV, XLSX, GeoJSON, GeoPackage) into a layer; re-running is safe."""
+    from app.db import engine_from_env
+    from etl.coords import UnknownCRS, normalize_crs
+    from etl.jobs import EtlError, run_file
+    from etl.mapping import MappingError
+
+    if layer is None and mapping is None:
+        raise click.UsageError("give --layer or --mapping")
+    if crs is not None:
+        try:
+            normalize_crs(crs)
+        except UnknownCRS as exc:
+            raise click.BadParameter(str(exc), param_hint="--crs") from exc
+    engine = engine_from_env()
+    with engine.connect() as conn:
+        try:
+            report = run_file(
+                conn,
+                file,
+                layer=layer,
+                mapping=mapping,
+                source=source,
+                crs=crs,
+                progress=sys.stderr.isatty() if progress is None else progress,
+            )
+        except EtlError as exc:
+            conn.commit()  # keep the record of the failed run; the data is untouched
+            for line in exc.report.lines():
+                click.echo(line, err=True)
+            sys.exit(1)
+        except MappingError as exc:
+            raise click.ClickException(str(exc)) from exc
+        conn.commit()
+    for line in report.lines():
+        click.echo(line)
+
+
+@etl.command("runs")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True)
+def runs(limit: int, as_json: bool) -> None:
+    """List the latest ETL runs with their counts."""
+    from app.db import engine_from_env
+
+    cols = ["id", "started_at", "layer", "source", "file_name", "status"]
+    counts = ["read", "inserted", "updated", "unchanged", "rejected"]
+    query = (
+        sa.select(*(etl_runs.c[c] for c in [*cols, *counts, "error"]))
+        .order_by(etl_runs.c.id.desc())
+        .limit(limit)
+    )
+    with engine_from_env().connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, default=str, indent=2))
+        return
+    click.echo(
+        "id  started             layer               file                     status     "
+        "read  inserted  updated  unchanged  rejected"
+    )
+    for r in rows:
+        click.echo(
+            f"{r['id']:<3} {r['started_at']:%Y-%m-%d %H:%M:%S} {r['layer']:<19} "
+            f"{r['file_name'][:24]:<24} {r['status']:<10} {r['read']:>6} {r['inserted']:>9} "
+            f"{r['updated']:>8} {r['unchanged']:>10} {r['rejected']:>9}"
+        )
+        if r["error"]:
+            click.echo(f"    错误 error: {r['error']}")
+
+
+@etl.command("rejects")
+@click.argument("run_id", type=int)
+@click.option("--reason", help="Only rows rejected for this reason (e.g. needs_geocoding).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, raw content included.")
+def rejects(run_id: int, reason: str | None, limit: int, as_json: bool) -> None:
+    """Show the rows RUN_ID rejected, with the reason for each."""
+    from app.db import engine_from_env
+
+    query = sa.select(etl_rejects).where(etl_rejects.c.run_id == run_id)
+    if reason:
+        query = query.where(etl_rejects.c.reason == reason)
+    query = query.order_by(etl_rejects.c.row_number).limit(limit)
+    with engine_from_env().connect() as conn:
+        exists = conn.execute(sa.select(etl_runs.c.id).where(etl_runs.c.id == run_id)).first()
+        if exists is None:
+            raise click.ClickException(f"没有这次运行 no such run: {run_id}")
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r, ensure_ascii=False, default=str))
+        else:
+            click.echo(
+                f"row {r['row_number']:<7} {r['reason']:<18} {r['source_id'] or '-':<20} "
+                f"{r['message']}{'  (可重试 retryable)' if r['retryable'] else ''}"
+            )

@@ -1,0 +1,203 @@
+"""ETL jobs: one run = one file = one record in `etl_runs`.
+
+extract → validate → coordinates → assign → route → load, in one transaction. The run
+record is written first, in a transaction of its own, so that a failed load is still
+recorded (status 'failed', with the error) while the data stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from tqdm import tqdm
+
+from etl import load
+from etl.extract import read_extract
+from etl.mapping import Mapping, load_mapping
+from etl.place import placer_for
+from etl.rules import load_routing, load_time_limits
+from etl.transform import prepare
+from layers import etl_runs, get_layer
+
+
+class EtlError(RuntimeError):
+    """A run failed as a whole; the database is as it was. Carries the run's report."""
+
+    def __init__(self, message: str, report: RunReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class RunReport:
+    run_id: int
+    layer: str
+    source: str
+    file_name: str
+    status: str = "running"
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    warnings: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """A short report in Chinese and English."""
+        out = [
+            f"运行 run {self.run_id} · {self.layer} · {self.file_name} · {self.status}",
+            f"读取 read {self.read} = 新增 inserted {self.inserted} + 更新 updated {self.updated}"
+            f" + 未变 unchanged {self.unchanged} + 拒绝 rejected {self.rejected}"
+            f"  ({self.seconds:.1f} s)",
+        ]
+        if self.reasons:
+            out.append(
+                "拒绝原因 rejected: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
+            )
+        if self.warnings:
+            out.append(
+                "提示 warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(self.warnings.items()))
+            )
+        if self.error:
+            out.append(f"错误 error: {self.error}")
+        return out
+
+
+def _sha256(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
+    run_id: int = conn.execute(
+        sa.insert(etl_runs)
+        .values(
+            layer=mapping.layer,
+            source=mapping.source,
+            file_name=path.name,
+            file_sha256=_sha256(path),
+            options=options,
+        )
+        .returning(etl_runs.c.id)
+    ).scalar_one()
+    return run_id
+
+
+def run_file(
+    conn: sa.Connection,
+    path: Path,
+    *,
+    layer: str | None = None,
+    mapping: str | Path | None = None,
+    source: str | None = None,
+    crs: str | None = None,
+    progress: bool = False,
+    after_load: Callable[[sa.Connection], None] | None = None,
+) -> RunReport:
+    """Load one extract on `conn`, in the caller's transaction.
+
+    The data goes in under a savepoint: when the run fails as a whole, the savepoint is
+    rolled back, the run is marked failed, and EtlError (with the report) is raised — the
+    caller commits to keep the record of the failure, and the data is as it was.
+    """
+    started = time.monotonic()
+    if mapping is None:
+        if layer is None:
+            raise ValueError("give --layer or --mapping")
+        mapping = layer
+    spec = load_mapping(mapping)
+    if layer is not None and spec.layer != get_layer(layer).name:
+        raise ValueError(f"mapping {spec.name!r} is for layer {spec.layer!r}, not {layer!r}")
+    if source:
+        spec = Mapping(**{**spec.__dict__, "source": source})
+    options = {"mapping": spec.name, "crs": crs, "source": spec.source}
+    run_id = _start_run(conn, path, spec, options)
+    report = RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name)
+    bar = tqdm(
+        total=4, desc=f"{spec.layer} {path.name}", unit="step", disable=not progress, leave=False
+    )
+    try:
+        bar.set_postfix_str("读取 read")
+        extract = read_extract(path)
+        bar.update()
+        with conn.begin_nested():
+            bar.set_postfix_str(f"校验 validate {extract.rows} rows")
+            prepared = prepare(
+                extract,
+                spec,
+                placer_for(conn),
+                load_routing(),
+                load_time_limits(),
+                crs=crs,
+            )
+            bar.update()
+            bar.set_postfix_str(f"入库 load {prepared.table.num_rows} rows")
+            counts = load.upsert(
+                conn, spec.layer_obj, prepared.table, run_id, progress=spec.progress
+            )
+            load.save_rejects(conn, run_id, prepared.rejects)
+            bar.update()
+            warnings = Counter(prepared.warnings)
+            if counts["stale"]:
+                warnings["stale_version"] += counts["stale"]
+            report.read = prepared.read
+            report.inserted = counts["inserted"]
+            report.updated = counts["updated"]
+            report.unchanged = counts["unchanged"]
+            report.rejected = len(prepared.rejects)
+            report.warnings = dict(warnings)
+            report.reasons = dict(Counter(r["reason"] for r in prepared.rejects))
+            report.status = "succeeded"
+            if after_load is not None:
+                after_load(conn)
+            conn.execute(
+                sa.update(etl_runs)
+                .where(etl_runs.c.id == run_id)
+                .values(
+                    status="succeeded",
+                    finished_at=sa.func.now(),
+                    read=report.read,
+                    inserted=report.inserted,
+                    updated=report.updated,
+                    unchanged=report.unchanged,
+                    rejected=report.rejected,
+                    warnings={
+                        **report.warnings,
+                        **{f"reject:{k}": v for k, v in report.reasons.items()},
+                    },
+                )
+            )
+            bar.update()
+    except (Exception, KeyboardInterrupt) as exc:
+        report.status = "failed"
+        report.error = f"{type(exc).__name__}: {exc}"[:2000]
+        report.inserted = report.updated = report.unchanged = report.rejected = 0
+        conn.execute(
+            sa.update(etl_runs)
+            .where(etl_runs.c.id == run_id)
+            .values(status="failed", finished_at=sa.func.now(), error=report.error)
+        )
+        report.seconds = time.monotonic() - started
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise EtlError(report.error, report) from exc
+    finally:
+        bar.close()
+    report.seconds = time.monotonic() - started
+    return report

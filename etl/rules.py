@@ -1,0 +1,147 @@
+"""Business rules from configuration: department routing and time limits (办理时限)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+DEPARTMENTS = (
+    "综合保障部",
+    "党群工作部",
+    "平安建设部",
+    "城市管理部",
+    "社会建设部",
+    "民生保障部",
+    "地区发展部",
+)
+LOCAL_OFFSET = pd.Timedelta(hours=8)  # Beijing time, no daylight saving
+
+
+class RulesError(ValueError):
+    """A rules file is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Routing:
+    default: str
+    by_category: dict[str, str]
+
+    def route(self, categories: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+        """The department of each category; unknown categories go to the default."""
+        out = pd.Series(categories, dtype=object).map(self.by_category)
+        return out.where(out.notna(), self.default).to_numpy(dtype=object)
+
+
+@dataclass(frozen=True)
+class Limit:
+    limit: float
+    unit: str  # "hours" or "workdays"
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    default: Limit
+    by_category: dict[str, Limit]
+
+    def due_at(self, categories: npt.NDArray[np.object_], start: pd.Series) -> pd.Series:
+        """When each item falls due: hours on the clock, workdays on the Chinese calendar."""
+        start = pd.to_datetime(start, utc=True)
+        out = pd.Series(pd.NaT, index=start.index, dtype="datetime64[us, UTC]")
+        cats = pd.Series(categories, index=start.index, dtype=object)
+        limits = cats.map(self.by_category).where(cats.isin(self.by_category.keys()), None)
+        limits = limits.where(limits.notna(), self.default)
+        units = limits.map(lambda lim: lim.unit)
+        amounts = limits.map(lambda lim: lim.limit).astype(float)
+        hours = (units == "hours") & start.notna()
+        out[hours] = start[hours] + pd.to_timedelta(amounts[hours], unit="h")
+        work = (units == "workdays") & start.notna()
+        if work.any():
+            local_day = (start[work] + LOCAL_OFFSET).dt.tz_localize(None).dt.floor("D")
+            days = local_day.to_numpy().astype("datetime64[D]")
+            due_day = add_workdays(days, amounts[work].to_numpy().astype(int))
+            end_of_day = pd.to_datetime(due_day) + pd.Timedelta(hours=23, minutes=59, seconds=59)
+            out[work] = (end_of_day - LOCAL_OFFSET).tz_localize("UTC").to_numpy()
+        return out
+
+
+@lru_cache(maxsize=4)
+def _workdays(first: dt.date, last: dt.date) -> npt.NDArray[np.datetime64]:
+    """Working days in [first, last]: the Chinese calendar where it is known, else Mon–Fri."""
+    import chinese_calendar
+
+    days = []
+    day = first
+    while day <= last:
+        try:
+            work = chinese_calendar.is_workday(day)
+        except NotImplementedError:  # a year the package has no data for yet
+            work = day.weekday() < 5
+        if work:
+            days.append(day)
+        day += dt.timedelta(days=1)
+    return np.array(days, dtype="datetime64[D]")
+
+
+def add_workdays(
+    days: npt.NDArray[np.datetime64], n: npt.NDArray[np.int_]
+) -> npt.NDArray[np.datetime64]:
+    """The n-th working day after each day (the day itself not counted)."""
+    if len(days) == 0:
+        return days
+    first = pd.Timestamp(days.min()).date()
+    last = pd.Timestamp(days.max()).date() + dt.timedelta(days=int(n.max()) * 3 + 30)
+    workdays = _workdays(first, last)
+    idx = np.searchsorted(workdays, days, side="right") + np.maximum(n, 1) - 1
+    return workdays[idx]
+
+
+def _load_yaml(path: Path) -> dict[str, object]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RulesError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise RulesError(f"{path}: expected a mapping at the top")
+    return doc
+
+
+def load_routing(path: Path | None = None) -> Routing:
+    doc = _load_yaml(path or CONFIG_DIR / "departments.yaml")
+    default = str(doc.get("default", "综合保障部"))
+    by_category: dict[str, str] = {}
+    departments = doc.get("departments", {})
+    if not isinstance(departments, dict):
+        raise RulesError("departments: expected department → list of categories")
+    for department, categories in departments.items():
+        if department not in DEPARTMENTS:
+            raise RulesError(f"未知部门 unknown department {department!r}; one of {DEPARTMENTS}")
+        for category in categories or []:
+            by_category.setdefault(str(category), str(department))
+    if default not in DEPARTMENTS:
+        raise RulesError(f"未知部门 unknown default department {default!r}")
+    return Routing(default=default, by_category=by_category)
+
+
+def _limit(value: object, where: str) -> Limit:
+    if not isinstance(value, dict) or value.get("unit") not in ("hours", "workdays"):
+        raise RulesError(f"{where}: expected {{limit: N, unit: hours|workdays}}, got {value!r}")
+    return Limit(limit=float(value["limit"]), unit=str(value["unit"]))
+
+
+def load_time_limits(path: Path | None = None) -> TimeLimits:
+    doc = _load_yaml(path or CONFIG_DIR / "time_limits.yaml")
+    categories = doc.get("categories", {}) or {}
+    if not isinstance(categories, dict):
+        raise RulesError("categories: expected category → limit")
+    return TimeLimits(
+        default=_limit(doc.get("default"), "default"),
+        by_category={str(k): _limit(v, str(k)) for k, v in categories.items()},
+    )

@@ -1,0 +1,439 @@
+"""The ETL end to end on real PostGIS: messiness, re-runs, failures, formats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from etl import coords
+from etl.jobs import EtlError, RunReport, run_file
+from tests.etl.conftest import REQUEST_COLUMNS, request_row, write_csv
+
+pytestmark = pytest.mark.usefixtures("district")
+
+
+def _run(conn: sa.Connection, path: Path, **kw: object) -> RunReport:
+    report = run_file(conn, path, layer=kw.pop("layer", "service_requests"), **kw)  # type: ignore[arg-type]
+    assert report.read == report.inserted + report.updated + report.unchanged + report.rejected
+    stored = conn.execute(
+        sa.text(
+            "select read, inserted, updated, unchanged, rejected, status from etl_runs "
+            "where id = :id"
+        ),
+        {"id": report.run_id},
+    ).one()
+    assert tuple(stored) == (
+        report.read,
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.rejected,
+        "succeeded",
+    )
+    return report
+
+
+def _rejects(conn: sa.Connection, run_id: int) -> dict[str, dict[str, object]]:
+    rows = conn.execute(
+        sa.text(
+            "select source_id, reason, message, retryable, raw, row_number from etl_rejects "
+            "where run_id = :id"
+        ),
+        {"id": run_id},
+    ).mappings()
+    return {f"{r['row_number']}": dict(r) for r in rows}
+
+
+def _count(conn: sa.Connection, table: str = "service_requests") -> int:
+    return int(conn.exec_driver_sql(f"select count(*) from {table}").scalar_one())
+
+
+def test_clean_rows_land_in_their_grid_with_department_and_due(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    rows = [
+        request_row("A1"),  # grid 110102001001001
+        request_row("A2", 经度="116.335", 纬度="39.915", 诉求类别="噪声扰民"),  # 110102003002002
+    ]
+    report = _run(connection, write_csv(tmp_path / "r.csv", rows))
+    assert (report.inserted, report.rejected) == (2, 0)
+    got = dict(
+        connection.execute(
+            sa.text(
+                "select source_id, grid_code || '/' || community_code || '/' || street_code"
+                " || '/' || department from service_requests"
+            )
+        ).all()
+    )
+    assert got == {
+        "A1": "110102001001001/110102001001/110102001/城市管理部",
+        "A2": "110102003002002/110102003002/110102003/平安建设部",
+    }
+    due = connection.execute(
+        sa.text(
+            "select to_char(due_at at time zone 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI') "
+            "from service_requests where source_id = 'A1'"
+        )
+    ).scalar_one()
+    # Dispatched Monday 2026-11-02: 7 working days later is Wednesday 2026-11-11.
+    assert due == "2026-11-11 23:59"
+
+
+def test_gcj02_and_bd09_rows_are_converted_before_assignment(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    # A point 30 m inside grid 110102001002001's west edge: its GCJ-02 form lies ~500 m east.
+    lng, lat = 116.3103, 39.9050
+    glng, glat = coords.wgs84_to_gcj02(lng, lat)
+    blng, blat = coords.wgs84_to_bd09(lng, lat)
+    rows = [
+        request_row("G1", 经度=f"{glng:.7f}", 纬度=f"{glat:.7f}", 坐标系="GCJ-02"),
+        request_row("B1", 经度=f"{blng:.7f}", 纬度=f"{blat:.7f}", 坐标系="百度"),
+        request_row("D1", 经度=f"{glng:.7f}", 纬度=f"{glat:.7f}", 坐标系=""),  # file default
+    ]
+    report = _run(connection, write_csv(tmp_path / "r.csv", rows), crs=None)
+    assert report.inserted == 3
+    result = connection.execute(
+        sa.text(
+            "select source_id, grid_code, ST_X(geom), ST_Y(geom) from service_requests "
+            "order by source_id"
+        )
+    ).all()
+    for source_id, grid, x, y in result:
+        assert grid == "110102001002001", source_id
+        assert abs(x - lng) < 1e-6 and abs(y - lat) < 1e-6, source_id
+
+
+def test_each_kind_of_messiness_is_handled(connection: sa.Connection, tmp_path: Path) -> None:
+    rows = [
+        request_row("OK1"),
+        request_row("SWAP", 经度="39.905", 纬度="116.305"),
+        request_row("OUT", 经度="116.50", 纬度="39.95"),
+        request_row("ZERO", 经度="0", 纬度="0"),
+        request_row("ADDR", 经度="", 纬度=""),
+        request_row("NOLOC", 经度="", 纬度="", 地址=""),
+        request_row("DUP"),
+        request_row("DUP"),
+        request_row("VER", 状态="已派单"),
+        request_row("VER", 状态="处理中", 响应时间="2026-11-02 10:00:00"),
+        request_row("BADDATE", 受理时间="2026-13-45 25:61"),
+        request_row("", 诉求类别="环境卫生"),
+        request_row("NOCAT", 诉求类别=""),
+        request_row("  WS1\t", 经度=" １１６．３０５ ", 纬度="３９．９０５", 状态=" 已派单 "),
+        request_row("BADSTATUS", 状态="不知道"),
+        request_row("BADCRS", 坐标系="火星文"),
+    ]
+    report = _run(connection, write_csv(tmp_path / "messy.csv", rows))
+    loaded = dict(
+        connection.execute(
+            sa.text("select source_id, geocode_quality || ':' || status from service_requests")
+        ).all()
+    )
+    assert loaded == {
+        "OK1": "coordinates:已派单",
+        "SWAP": "coordinates_swapped:已派单",
+        "DUP": "coordinates:已派单",
+        "VER": "coordinates:处理中",
+        "WS1": "coordinates:已派单",
+    }
+    assert report.warnings.get("swapped_lnglat") == 1
+    rejects = _rejects(connection, report.run_id)
+    by_row = {int(k): (v["reason"], v["retryable"]) for k, v in rejects.items()}
+    assert by_row == {
+        3: ("outside_district", True),
+        4: ("needs_geocoding", True),
+        5: ("needs_geocoding", True),
+        6: ("no_location", False),
+        7: ("duplicate", False),
+        9: ("superseded", False),
+        11: ("bad_date", False),
+        12: ("missing_required", False),
+        13: ("missing_required", False),
+        15: ("bad_value", False),
+        16: ("unknown_crs", False),
+    }
+    # Raw content is kept as the source wrote it, and messages name the bad value.
+    assert rejects["11"]["raw"]["受理时间"] == "2026-13-45 25:61"
+    assert "2026-13-45 25:61" in str(rejects["11"]["message"])
+    assert "不知道" in str(rejects["15"]["message"])
+    assert "火星文" in str(rejects["16"]["message"])
+
+
+def test_rerun_changes_nothing_and_a_later_extract_progresses(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    first = write_csv(tmp_path / "day1.csv", [request_row(f"R{i}") for i in range(5)])
+    assert _run(connection, first).inserted == 5
+    again = _run(connection, first)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 5)
+
+    later_rows = [
+        request_row(
+            "R0",
+            状态="已办结",
+            响应时间="2026-11-02 10:00:00",
+            办结时间="2026-11-03 10:00:00",
+            是否有效回访="是",
+            是否联系="是",
+            是否解决="是",
+            满意度="满意",
+        ),
+        request_row("R1", 状态="处理中", 响应时间="2026-11-02 10:00:00"),
+        request_row("R9"),
+    ]
+    later = write_csv(tmp_path / "day2.csv", later_rows)
+    report = _run(connection, later)
+    assert (report.inserted, report.updated, report.unchanged) == (1, 2, 0)
+    status = dict(
+        connection.execute(sa.text("select source_id, status from service_requests")).all()
+    )
+    assert status["R0"] == "已办结" and status["R1"] == "处理中" and status["R2"] == "已派单"
+    solved = connection.execute(
+        sa.text(
+            "select callback_valid, callback_solved, satisfaction from service_requests "
+            "where source_id = 'R0'"
+        )
+    ).one()
+    assert tuple(solved) == (True, True, "满意")
+
+    # Loading the older extract again never moves a status backwards.
+    stale = _run(connection, first)
+    assert (stale.inserted, stale.updated, stale.unchanged) == (0, 0, 5)
+    assert stale.warnings.get("stale_version") == 2
+    status = dict(
+        connection.execute(sa.text("select source_id, status from service_requests")).all()
+    )
+    assert status["R0"] == "已办结" and status["R1"] == "处理中"
+
+
+def test_gbk_file_is_detected_and_loaded(connection: sa.Connection, tmp_path: Path) -> None:
+    rows = [
+        request_row(
+            "GBK1",
+            诉求内容="噪声扰民，夜间施工",
+            受理时间="2026/11/2 9:05",
+            派单时间="2026/11/2 9:30",
+        )
+    ]
+    path = write_csv(tmp_path / "gbk.csv", rows, encoding="gbk")
+    with pytest.raises(UnicodeDecodeError):
+        path.read_bytes().decode("utf-8")
+    assert _run(connection, path).inserted == 1
+    text, received = connection.execute(
+        sa.text(
+            "select description, to_char(received_at at time zone 'Asia/Shanghai', "
+            "'YYYY-MM-DD HH24:MI') from service_requests"
+        )
+    ).one()
+    assert text == "噪声扰民，夜间施工"
+    assert received == "2026-11-02 09:05"
+
+
+def test_xlsx_file_with_real_datetime_cells(connection: sa.Connection, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(REQUEST_COLUMNS)
+    row = request_row("X1")
+    row["受理时间"] = dt.datetime(2026, 11, 2, 8, 15)  # type: ignore[assignment]
+    row["经度"] = 116.305  # type: ignore[assignment]
+    row["纬度"] = 39.905  # type: ignore[assignment]
+    ws.append([row[c] if row[c] != "" else None for c in REQUEST_COLUMNS])
+    wb.save(tmp_path / "app.xlsx")
+    assert _run(connection, tmp_path / "app.xlsx").inserted == 1
+    received = connection.execute(
+        sa.text(
+            "select to_char(received_at at time zone 'Asia/Shanghai', 'HH24:MI') "
+            "from service_requests"
+        )
+    ).scalar_one()
+    assert received == "08:15"
+
+
+def test_truncated_file_loads_what_is_whole_and_keeps_the_rest(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "t.csv", [request_row(f"T{i}") for i in range(4)])
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b"T3") + 30])  # cut the last row mid-way
+    report = _run(connection, path)
+    assert report.inserted == 3
+    assert report.reasons == {"bad_row": 1}
+    raw = next(iter(_rejects(connection, report.run_id).values()))["raw"]
+    assert "T3" in raw["_text"]
+
+
+def _failed(conn: sa.Connection, path: Path, match: str) -> None:
+    before = _count(conn)
+    with pytest.raises(EtlError, match=match) as info:
+        run_file(conn, path, layer="service_requests")
+    assert _count(conn) == before
+    status, error = conn.execute(
+        sa.text("select status, error from etl_runs where id = :id"),
+        {"id": info.value.report.run_id},
+    ).one()
+    assert status == "failed" and error
+
+
+def test_wrong_encoding_fails_cleanly(connection: sa.Connection, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(",".join(REQUEST_COLUMNS).encode("utf-8")[:5] + b"\x80\xff\x80\xff\n1,2\n")
+    _failed(connection, path, "encoding|编码")
+
+
+def test_utf8_file_with_gbk_rows_further_down_fails_without_loading(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    good = [request_row(f"M{i}") for i in range(3)]
+    path = write_csv(tmp_path / "mixed.csv", good, encoding="utf-8")
+    with path.open("ab") as fh:
+        fh.write(",".join(request_row("M9", 诉求内容="夜间施工").values()).encode("gbk") + b"\n")
+    _failed(connection, path, "UTF|utf|编码|parse")
+
+
+def test_missing_required_columns_fail_and_unknown_columns_are_ignored(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    path = tmp_path / "cols.csv"
+    path.write_text("编号,时间,内容\nA,2026-11-01,x\n", encoding="utf-8")
+    _failed(connection, path, "工单编号")
+
+    extra = tmp_path / "extra.csv"
+    rows = [dict(request_row("E1"), 备注="多余的列")]
+    with extra.open("w", encoding="utf-8", newline="") as fh:
+        import csv
+
+        writer = csv.DictWriter(fh, fieldnames=[*REQUEST_COLUMNS, "备注"])
+        writer.writeheader()
+        writer.writerows(rows)
+    report = _run(connection, extra)
+    assert report.inserted == 1
+    assert report.warnings == {"ignored_column:备注": 1}
+
+
+def test_zero_row_file_and_empty_file(connection: sa.Connection, tmp_path: Path) -> None:
+    header_only = write_csv(tmp_path / "none.csv", [])
+    report = _run(connection, header_only)
+    assert (report.read, report.inserted, report.rejected) == (0, 0, 0)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    _failed(connection, empty, "empty|为空")
+
+
+def test_a_load_interrupted_midway_leaves_the_database_as_it_was(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    first = write_csv(tmp_path / "a.csv", [request_row(f"K{i}") for i in range(3)])
+    _run(connection, first)
+    snapshot = connection.exec_driver_sql(
+        "select source_id, status, updated_at from service_requests order by 1"
+    ).all()
+    changed = write_csv(
+        tmp_path / "b.csv",
+        [request_row("K0", 状态="处理中"), request_row("K7")],
+    )
+
+    def crash(conn: sa.Connection) -> None:
+        # The rows are in: the upsert has run when the process dies.
+        assert conn.exec_driver_sql("select count(*) from service_requests").scalar_one() == 4
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_file(connection, changed, layer="service_requests", after_load=crash)
+    after = connection.exec_driver_sql(
+        "select source_id, status, updated_at from service_requests order by 1"
+    ).all()
+    assert after == snapshot
+    assert (
+        connection.exec_driver_sql(
+            "select count(*) from etl_rejects r join etl_runs u on u.id = r.run_id "
+            "where u.file_name = 'b.csv'"
+        ).scalar_one()
+        == 0
+    )
+
+
+def test_geojson_renovation_projects_lines_and_polygons(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    features = [
+        {
+            "type": "Feature",
+            "properties": {
+                "项目编号": "ZZ0001",
+                "项目名称": "测试胡同整治",
+                "类型": "背街小巷整治",
+                "阶段": "施工",
+                "进度(%)": 40,
+                "计划开始": "2026-03-01",
+                "计划完成": "2026-12-31",
+                "实际开始": "2026-03-15",
+                "实际完成": None,
+            },
+            "geometry": {
+                "type": "LineString",
+                "coordinates": [[116.301, 39.905], [116.309, 39.905]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {
+                "项目编号": "ZZ0002",
+                "项目名称": "测试小区改造",
+                "类型": "老旧小区改造",
+                "阶段": "完成",
+                "进度(%)": 100,
+                "计划开始": "2025-03-01",
+                "计划完成": "2025-12-31",
+                "实际开始": "2025-03-15",
+                "实际完成": "2025-12-20",
+            },
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [
+                        [116.331, 39.911],
+                        [116.339, 39.911],
+                        [116.339, 39.919],
+                        [116.331, 39.919],
+                        [116.331, 39.911],
+                    ]
+                ],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {
+                "项目编号": "ZZ0003",
+                "项目名称": "区外项目",
+                "类型": "街区更新",
+                "阶段": "规划",
+                "进度(%)": 0,
+            },
+            "geometry": {"type": "Point", "coordinates": [116.5, 39.5]},
+        },
+    ]
+    path = tmp_path / "projects.geojson"
+    path.write_text(
+        json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False),
+        encoding="utf-8",
+    )
+    report = _run(connection, path, layer="renovation_projects")
+    assert (report.inserted, report.rejected) == (2, 1)
+    got = connection.execute(
+        sa.text(
+            "select source_id, GeometryType(geom), grid_code, phase, progress, actual_end "
+            "from renovation_projects order by 1"
+        )
+    ).all()
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in got] == [
+        ("ZZ0001", "LINESTRING", "110102001001001", "施工", 40.0),
+        ("ZZ0002", "POLYGON", "110102003002002", "完成", 100.0),
+    ]
+    assert got[0][5] is None and str(got[1][5]) == "2025-12-20"
