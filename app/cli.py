@@ -186,8 +186,10 @@ def serve(host: str, port: int, threads: int) -> None:
 
 
 def _register() -> None:
+    from app.commands.admin import admin
     from app.commands.etl import etl
 
+    main.add_command(admin)
     main.add_command(etl)
 
 

@@ -19,10 +19,10 @@ ENGINE_KEY = "blockdata.engine"
 
 def make_engine(url: str, *, pool_size: int = 8, **kw: Any) -> sa.Engine:
     """An engine for a libpq URL. JIT and parallel plans are off: they slow small API queries."""
+    if "poolclass" not in kw:
+        kw.update(pool_size=pool_size, max_overflow=8)
     return sa.create_engine(
         sqlalchemy_url(url),
-        pool_size=pool_size,
-        max_overflow=8,
         pool_pre_ping=True,
         connect_args={
             "connect_timeout": 3,

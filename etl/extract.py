@@ -8,6 +8,7 @@ number of fields, as in a truncated file) are returned separately, with their te
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
@@ -56,11 +57,11 @@ def detect_encoding(head: bytes) -> str:
         return "utf-8-sig"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
-    # Ignore a multi-byte character cut at the end of the sample.
-    sample = head[:-4] if len(head) >= 65536 else head
     for encoding in ("utf-8", "gb18030"):
+        # Not final: a multi-byte character cut at the end of the sample is fine.
+        decoder = codecs.getincrementaldecoder(encoding)()
         try:
-            sample.decode(encoding)
+            decoder.decode(head, final=False)
         except UnicodeDecodeError:
             continue
         return encoding

@@ -35,26 +35,38 @@ def _columns(layer: Layer, rows: pa.Table) -> list[str]:
     ]
 
 
+def _geometry(rows: pa.Table) -> tuple[list[str], list[str], str]:
+    """Staging columns for the geometry, their types, and the SQL that builds it."""
+    if "geom_x" in rows.column_names:
+        return (
+            ["geom_x", "geom_y"],
+            ["float8", "float8"],
+            "ST_SetSRID(ST_MakePoint(geom_x, geom_y), 4326)",
+        )
+    return ["geom"], ["text"], "ST_SetSRID(geom::geometry, 4326)"
+
+
 def _stage(conn: sa.Connection, layer: Layer, rows: pa.Table, columns: list[str]) -> str:
     """Create a temporary staging table and COPY the rows into it."""
     stage = f"stage_{layer.name}"
+    geo_cols, geo_types, _ = _geometry(rows)
     defs = [f"{_quote(c)} {layer.table.c[c].type.compile(dialect=conn.dialect)}" for c in columns]
+    defs += [f"{c} {t}" for c, t in zip(geo_cols, geo_types, strict=True)]
     conn.exec_driver_sql(f"drop table if exists {stage}")
-    conn.exec_driver_sql(
-        f"create temp table {stage} ({', '.join([*defs, 'geom text'])}) on commit drop"
-    )
+    conn.exec_driver_sql(f"create temp table {stage} ({', '.join(defs)}) on commit drop")
     arrays = []
     for c in columns:
         arr = rows.column(c)
         if isinstance(layer.table.c[c].type, sa.Integer) and pa.types.is_floating(arr.type):
             arr = pc.cast(pc.round(arr), pa.int64(), safe=False)
         arrays.append(arr)
-    arrays.append(rows.column("geom"))
-    out = pa.table(arrays, names=[*columns, "geom"])
+    arrays += [rows.column(c) for c in geo_cols]
+    columns = [*columns, *geo_cols]
+    out = pa.table(arrays, names=columns)
     buffer = io.BytesIO()
     pacsv.write_csv(out, buffer, write_options=pacsv.WriteOptions(include_header=False))
     data = buffer.getbuffer()
-    cols = ", ".join(_quote(c) for c in [*columns, "geom"])
+    cols = ", ".join(_quote(c) for c in columns)
     raw = conn.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(f"copy {stage} ({cols}) from stdin (format csv)") as copy:
@@ -80,6 +92,7 @@ def upsert(
         return {"inserted": 0, "updated": 0, "unchanged": 0, "stale": 0}
     columns = _columns(layer, rows)
     stage = _stage(conn, layer, rows, columns)
+    build_geom = _geometry(rows)[2]
     target = _quote(layer.name)
     cols = ", ".join(_quote(c) for c in columns)
     compared = [c for c in columns if c not in ("source", "source_id")]
@@ -102,7 +115,7 @@ def upsert(
     sql = f"""
         with up as (
             insert into {target} as t ({cols}, geom, etl_run_id, updated_at)
-            select {cols}, ST_SetSRID(geom::geometry, 4326), %(run_id)s, now() from {stage}
+            select {cols}, {build_geom}, %(run_id)s, now() from {stage}
             on conflict (source, source_id) do update
                set {sets}, geom = excluded.geom, etl_run_id = excluded.etl_run_id,
                    updated_at = now()

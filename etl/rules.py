@@ -53,16 +53,15 @@ class TimeLimits:
 
     def due_at(self, categories: npt.NDArray[np.object_], start: pd.Series) -> pd.Series:
         """When each item falls due: hours on the clock, workdays on the Chinese calendar."""
-        start = pd.to_datetime(start, utc=True)
+        start = pd.Series(pd.to_datetime(start, utc=True)).reset_index(drop=True)
+        cats = pd.Series(categories, dtype=object)
+        amounts = cats.map({k: v.limit for k, v in self.by_category.items()})
+        amounts = amounts.fillna(self.default.limit).astype(float)
+        units = cats.map({k: v.unit for k, v in self.by_category.items()}).fillna(self.default.unit)
         out = pd.Series(pd.NaT, index=start.index, dtype="datetime64[us, UTC]")
-        cats = pd.Series(categories, index=start.index, dtype=object)
-        limits = cats.map(self.by_category).where(cats.isin(self.by_category.keys()), None)
-        limits = limits.where(limits.notna(), self.default)
-        units = limits.map(lambda lim: lim.unit)
-        amounts = limits.map(lambda lim: lim.limit).astype(float)
-        hours = (units == "hours") & start.notna()
+        hours = ((units == "hours") & start.notna()).to_numpy()
         out[hours] = start[hours] + pd.to_timedelta(amounts[hours], unit="h")
-        work = (units == "workdays") & start.notna()
+        work = ((units == "workdays") & start.notna()).to_numpy()
         if work.any():
             local_day = (start[work] + LOCAL_OFFSET).dt.tz_localize(None).dt.floor("D")
             days = local_day.to_numpy().astype("datetime64[D]")

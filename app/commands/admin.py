@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ def _echo_report(report: AdminReport, file: Path) -> None:
     for p in report.problems:
         label = PROBLEM_KINDS.get(p.kind, "")
         click.echo(f"  {p.kind} {label}\t{p.code or '-'}\t{_location(p.lng, p.lat)}\t{p.message}")
+    if len(report.problems) > 10:
+        kinds = Counter(p.kind for p in report.problems)
+        click.echo("合计 total: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
 
 
 @admin.command("import")
@@ -86,7 +90,6 @@ def import_cmd(
     Every problem is reported with its location; a file with problems writes nothing and
     the command exits 1.
     """
-    import sqlalchemy as sa
 
     from app.config import ConfigError, from_env, resolve_database_url
     from app.db import make_engine
@@ -97,7 +100,7 @@ def import_cmd(
         url = resolve_database_url(from_env())
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(str(exc)) from exc
-    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    engine = make_engine(url, pool_size=1)
     try:
         with engine.begin() as conn:
             report = import_admin(
