@@ -412,10 +412,9 @@ class GridIndex:
         hit, poly = self._query_centres(first)
         run_grid = self._min_code(len(first), hit, poly)
         del clean, start
-        # A run's grid repeats up to the next run's start; touched cells between get -1.
-        label = np.repeat(run_grid, np.diff(np.append(first, len(straddle))))
-        label[straddle] = -1
-        return label
+        # A run's grid repeats up to the next run's start, over touched cells too: the
+        # caller overwrites those.
+        return np.repeat(run_grid, np.diff(np.append(first, len(straddle))))
 
 
 def _validated_geometries(grids: geopandas.GeoDataFrame) -> GeomArray:

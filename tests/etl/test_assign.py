@@ -303,3 +303,24 @@ def test_callers_geometries_are_left_alone() -> None:
     grids = hand_made()
     GridIndex(grids)
     assert not shapely.is_prepared(grids.geometry.array).any()
+
+
+def test_distance_exactly_near_m_is_not_near() -> None:
+    """near_m set to a point's own distance: that point is not near, as shapely says."""
+    grids = hand_made()
+    rng = np.random.default_rng(11)
+    minx, miny, maxx, maxy = grids.total_bounds
+    lng, lat = rng.uniform(minx, maxx, 3000), rng.uniform(miny, maxy, 3000)
+    grid, _ = reference(grids, lng, lat, 1.0)
+    f = frame_of(grids, 1.0)
+    origin, scale = np.array([f["lon0"], f["lat0"]]), np.array([f["kx"], f["ky"]])
+    boundaries = shapely.transform(
+        shapely.boundary(grids.geometry.array), lambda xy: (xy - origin) * scale
+    )
+    inside = grid >= 0
+    pts = shapely.points((lng[inside] - f["lon0"]) * f["kx"], (lat[inside] - f["lat0"]) * f["ky"])
+    dist = shapely.distance(boundaries[grid[inside]], pts)
+    for near_m in rng.choice(dist[(dist > 0.5) & (dist < 15)], 12, replace=False):
+        got = GridIndex(grids, cell_m=2.0, near_m=float(near_m)).assign(lng, lat)
+        np.testing.assert_array_equal(got.near_boundary[inside], dist < near_m)
+        assert not got.near_boundary[~inside].any()
