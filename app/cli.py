@@ -187,9 +187,11 @@ def serve(host: str, port: int, threads: int) -> None:
 
 def _register() -> None:
     from app.commands.admin import admin
+    from app.commands.demo import demo
     from app.commands.etl import etl
 
     main.add_command(admin)
+    main.add_command(demo)
     main.add_command(etl)
 
 

@@ -51,6 +51,7 @@ class RunReport:
     reasons: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """A short report in Chinese and English."""
@@ -134,9 +135,16 @@ def run_file(
     )
     try:
         bar.set_postfix_str("读取 read")
+        mark = time.monotonic()
         extract = read_extract(path)
+        report.timings["read"] = time.monotonic() - mark
         bar.update()
         with conn.begin_nested():
+            # One load of a source at a time: the upsert's insert and update see each other.
+            conn.execute(
+                sa.text("select pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"etl:{spec.layer}:{spec.source}"},
+            )
             bar.set_postfix_str(f"校验 validate {extract.rows} rows")
             prepared = prepare(
                 extract,
@@ -146,10 +154,16 @@ def run_file(
                 load_time_limits(),
                 crs=crs,
             )
+            report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()
             bar.set_postfix_str(f"入库 load {prepared.table.num_rows} rows")
             counts = load.upsert(
-                conn, spec.layer_obj, prepared.table, run_id, progress=spec.progress
+                conn,
+                spec.layer_obj,
+                prepared.table,
+                run_id,
+                progress=spec.progress,
+                timings=report.timings,
             )
             load.save_rejects(conn, run_id, prepared.rejects)
             bar.update()

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
@@ -22,7 +24,8 @@ DEPARTMENTS = (
     "民生保障部",
     "地区发展部",
 )
-LOCAL_OFFSET = pd.Timedelta(hours=8)  # Beijing time, no daylight saving
+LOCAL_SHIFT = np.timedelta64(8, "h")  # Beijing time, no daylight saving
+END_OF_DAY = np.timedelta64(86399, "s")
 
 
 class RulesError(ValueError):
@@ -34,10 +37,12 @@ class Routing:
     default: str
     by_category: dict[str, str]
 
-    def route(self, categories: npt.NDArray[np.object_]) -> npt.NDArray[np.object_]:
+    def route(self, categories: pa.Array) -> pa.Array:
         """The department of each category; unknown categories go to the default."""
-        out = pd.Series(categories, dtype=object).map(self.by_category)
-        return out.where(out.notna(), self.default).to_numpy(dtype=object)
+        keys = pa.array(list(self.by_category), pa.string())
+        departments = pa.array(list(self.by_category.values()), pa.string())
+        routed = pc.take(departments, pc.index_in(categories, value_set=keys))
+        return pc.fill_null(routed, self.default)
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,28 @@ class TimeLimits:
     default: Limit
     by_category: dict[str, Limit]
 
-    def due_at(self, categories: npt.NDArray[np.object_], start: pd.Series) -> pd.Series:
+    def due_at(self, categories: pa.Array, start: pa.Array) -> pa.Array:
         """When each item falls due: hours on the clock, workdays on the Chinese calendar."""
-        start = pd.Series(pd.to_datetime(start, utc=True)).reset_index(drop=True)
-        cats = pd.Series(categories, dtype=object)
-        amounts = cats.map({k: v.limit for k, v in self.by_category.items()})
-        amounts = amounts.fillna(self.default.limit).astype(float)
-        units = cats.map({k: v.unit for k, v in self.by_category.items()}).fillna(self.default.unit)
-        out = pd.Series(pd.NaT, index=start.index, dtype="datetime64[us, UTC]")
-        hours = ((units == "hours") & start.notna()).to_numpy()
-        out[hours] = start[hours] + pd.to_timedelta(amounts[hours], unit="h")
-        work = ((units == "workdays") & start.notna()).to_numpy()
+        names = list(self.by_category)
+        idx = pc.index_in(categories, value_set=pa.array(names, pa.string()))
+        pos = np.asarray(pc.fill_null(idx, len(names)).to_numpy(zero_copy_only=False))
+        limits = [*self.by_category.values(), self.default]
+        amount = np.array([lim.limit for lim in limits], dtype=float)[pos]
+        in_hours = np.array([lim.unit == "hours" for lim in limits])[pos]
+        utc = pc.cast(start, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        utc = np.asarray(utc, dtype="datetime64[us]")
+        known = ~np.isnat(utc)
+        due = np.full(len(utc), np.datetime64("NaT"), dtype="datetime64[us]")
+        hours = in_hours & known
+        due[hours] = utc[hours] + (amount[hours] * 3_600_000_000).astype("timedelta64[us]")
+        work = ~in_hours & known
         if work.any():
-            local_day = (start[work] + LOCAL_OFFSET).dt.tz_localize(None).dt.floor("D")
-            days = local_day.to_numpy().astype("datetime64[D]")
-            due_day = add_workdays(days, amounts[work].to_numpy().astype(int))
-            end_of_day = pd.to_datetime(due_day) + pd.Timedelta(hours=23, minutes=59, seconds=59)
-            out[work] = (end_of_day - LOCAL_OFFSET).tz_localize("UTC").to_numpy()
-        return out
+            local_day = (utc[work] + LOCAL_SHIFT).astype("datetime64[D]")
+            due_day = add_workdays(local_day, amount[work].astype(int))
+            due[work] = due_day.astype("datetime64[us]") + END_OF_DAY - LOCAL_SHIFT
+        return pa.array(due, pa.timestamp("us"), from_pandas=True).cast(
+            pa.timestamp("us", tz="UTC")
+        )
 
 
 @lru_cache(maxsize=4)

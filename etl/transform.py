@@ -10,7 +10,6 @@ message, and whether they can be retried later (e.g. once the geocoder lands).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,9 +52,6 @@ TRUE_WORDS = ["是", "有", "有效", "y", "yes", "true", "t", "1", "已联系",
 FALSE_WORDS = ["否", "无", "无效", "n", "no", "false", "f", "0", "未联系", "未解决", "×"]
 FREE_TEXT = {"description", "name"}  # kept as written (only trimmed)
 LIST_SPLIT = re.compile(r"[、,，;；/|]+")
-# Characters NFKC changes that real extracts carry: full-width forms, ideographic and other
-# odd spaces, circled numbers, squared units. Only values containing one are normalised.
-NFKC_NEEDED = "[\u00a0\u2000-\u200b\u2460-\u24ff\u3000\u3200-\u33ff\uf900-\ufaff\uff00-\uffef]"
 NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 NUMBER_NOISE = r"[%,，\s]|平方米|㎡|个|户|天"
 SWAP_MARGIN = 0.2  # degrees around the district in which a swapped pair is recognised
@@ -121,15 +117,9 @@ def _clean(arr: pa.Array | pa.ChunkedArray, free_text: bool) -> pa.Array:
     """Trim whitespace, fold full-width forms (NFKC) outside free text, '' → null."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    arr = pc.utf8_trim_whitespace(arr)
     if not free_text:
-        odd = _np(pc.match_substring_regex(arr, NFKC_NEEDED))
-        if odd.any():
-            idx = np.flatnonzero(odd)
-            fixed = [unicodedata.normalize("NFKC", v).strip() for v in arr.take(idx).to_pylist()]
-            values = arr.to_numpy(zero_copy_only=False).copy()
-            values[idx] = fixed
-            arr = pa.array(values, pa.string())
+        arr = pc.utf8_normalize(arr, form="NFKC")
+    arr = pc.utf8_trim_whitespace(arr)
     return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
 
 
@@ -372,10 +362,14 @@ def _locate(
     warnings: Counter[str],
     crs_override: str | None,
 ) -> _Located:
-    """WGS84 locations, and the point each row is placed by."""
+    """WGS84 locations, and the point each row is placed by.
+
+    A row's own coordinate system (the mapped `crs` column) wins; `crs_override` (the
+    run's --crs) replaces the mapping's default for rows that do not say.
+    """
     n = extract.table.num_rows
     default = coords.normalize_crs(crs_override or mapping.crs or "wgs84")
-    if crs_override or "crs" not in clean:
+    if "crs" not in clean:
         row_crs = np.full(n, default, dtype=object)
     else:
         raw_crs = clean["crs"]
@@ -489,7 +483,8 @@ def _locate_geometry(
     x = np.asarray(shapely.get_x(rep), dtype=float)
     y = np.asarray(shapely.get_y(rep), dtype=float)
     geoms[empty] = shapely.Point(0, 0)
-    hexes = np.asarray(shapely.to_wkb(geoms, hex=True), dtype=object)
+    geoms = shapely.set_srid(geoms, 4326)
+    hexes = np.asarray(shapely.to_wkb(geoms, hex=True, include_srid=True), dtype=object)
     return _Located(
         columns={"geom": hexes},
         point=(x, y),
@@ -544,17 +539,12 @@ def _dedupe(
 def _enrich(layer: str, out: dict[str, Column], routing: Routing, limits: TimeLimits) -> None:
     """Derived fields: department and due time of requests, due time and joint of cases."""
     if layer == "service_requests":
-        category = cast(
-            npt.NDArray[np.object_],
-            np.asarray(cast(pa.Array, out["category"]).to_numpy(zero_copy_only=False)),
-        )
+        category = cast(pa.Array, out["category"])
         out["department"] = routing.route(category)
         received = out["received_at"]
         dispatched = out.get("dispatched_at")
         start = pc.coalesce(dispatched, received) if dispatched is not None else received
-        assert isinstance(start, pa.Array)
-        due = limits.due_at(category, start.to_pandas())
-        out["due_at"] = pa.Array.from_pandas(due)
+        out["due_at"] = limits.due_at(category, cast(pa.Array, start))
     elif layer == "enforcement_cases":
         days = out.get("_due_days")
         opened = out["opened_at"]

@@ -22,7 +22,9 @@ def etl() -> None:
 @click.option("--layer", type=click.Choice([layer.name for layer in LAYERS]))
 @click.option("--mapping", help="A shipped mapping name or a YAML file (default: the layer's).")
 @click.option("--source", help="The source name stored with each row (default: the mapping's).")
-@click.option("--crs", help="Coordinate system of the file: wgs84, gcj02 or bd09.")
+@click.option(
+    "--crs", help="The file's coordinate system (wgs84, gcj02, bd09); a row's own 坐标系 wins."
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
 def run(
     file: Path,

@@ -1,0 +1,92 @@
+"""The demo district end to end: generate, import the boundaries, run every extract."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from etl.admin import AdminReport, import_admin
+from etl.demo.extracts import DEFAULT_END, generate_extracts
+from etl.demo.geography import generate_geography, write_geography
+from etl.jobs import RunReport, run_file
+
+# Boundary files in the order their levels nest.
+ADMIN_FILES = (
+    ("streets", "street"),
+    ("communities", "community"),
+    ("grids", "grid"),
+    ("lanes", "lane"),
+    ("service_halls", "service_hall"),
+    ("landmarks", "landmark"),
+)
+# Extracts in the order the source systems would deliver them: the later extract last.
+EXTRACTS = (
+    ("requests_hotline.csv", "service_requests"),
+    ("requests_grid_gbk.csv", "service_requests"),
+    ("requests_app.xlsx", "service_requests"),
+    ("enforcement_cases.csv", "enforcement_cases"),
+    ("relocation_targets.xlsx", "relocation_targets"),
+    ("renovation_projects.geojson", "renovation_projects"),
+    ("requests_update.csv", "service_requests"),
+)
+
+
+@dataclass
+class DemoReport:
+    admin: list[AdminReport] = field(default_factory=list)
+    runs: list[RunReport] = field(default_factory=list)
+
+
+def generate(
+    out: Path,
+    *,
+    seed: int = 42,
+    requests: int = 200_000,
+    cases: int = 3_000,
+    targets: int = 120,
+    projects: int = 200,
+    end: dt.date = DEFAULT_END,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Write the boundary files and the extracts of the demo district into `out`."""
+    geo = generate_geography(seed)
+    files = write_geography(geo, out)
+    files.update(
+        generate_extracts(
+            geo,
+            out,
+            seed=seed,
+            requests=requests,
+            cases=cases,
+            targets=targets,
+            projects=projects,
+            end=end,
+            progress=progress,
+        )
+    )
+    return files
+
+
+def clear(conn: sa.Connection) -> None:
+    """Remove the demo sources' events (the boundaries stay; a reload updates them)."""
+    from etl.mapping import load_mapping
+
+    for _, layer in EXTRACTS:
+        mapping = load_mapping(layer)
+        table = mapping.layer_obj.table
+        conn.execute(sa.delete(table).where(table.c.source == mapping.source))
+
+
+def load(conn: sa.Connection, directory: Path, *, progress: bool = False) -> DemoReport:
+    """Import the boundaries and run every extract found in `directory` (caller commits)."""
+    report = DemoReport()
+    for name, level in ADMIN_FILES:
+        report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
+    for name, layer in EXTRACTS:
+        path = directory / name
+        if path.exists():
+            report.runs.append(run_file(conn, path, layer=layer, progress=progress))
+    return report
