@@ -127,9 +127,11 @@ def _stage(conn: sa.Connection, layer: Layer, rows: pa.Table, columns: list[str]
     return stage
 
 
-def _secondary(layer: Layer) -> tuple[list[sa.Index], list[sa.ForeignKeyConstraint]]:
-    """Indexes and foreign keys a bulk load can rebuild: all but the keys upsert needs."""
-    return list(layer.table.indexes), list(layer.table.foreign_key_constraints)
+def _constraints(layer: Layer) -> list[sa.Constraint]:
+    """Keys a fresh bulk load can rebuild: primary key, unique keys, then foreign keys."""
+    keys = [c for c in layer.table.constraints if isinstance(c, sa.UniqueConstraint)]
+    primary = [layer.table.primary_key] if layer.table.primary_key is not None else []
+    return [*primary, *keys, *layer.table.foreign_key_constraints]
 
 
 def _bulk(conn: sa.Connection, layer: Layer, batch: int) -> bool:
@@ -241,22 +243,29 @@ def upsert(
         {"source": rows.column("source")[0].as_py()},
     ).scalar_one()
     bulk = fresh and _bulk(conn, layer, rows.num_rows)
-    indexes, foreign_keys = _secondary(layer) if bulk else ([], [])
-    for fk in foreign_keys:
-        conn.execute(sa.schema.DropConstraint(fk))
-    for index in indexes:
-        conn.execute(sa.schema.DropIndex(index))
+    indexes = list(layer.table.indexes) if bulk else []
+    constraints = _constraints(layer) if bulk else []
+    if bulk:
+        empty = not conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar_one()
+        if empty:
+            # Emptied in this transaction: with wal_level=minimal (the managed cluster),
+            # PostgreSQL then writes the table and its index builds without WAL.
+            conn.exec_driver_sql(f"truncate {target}")
+        for constraint in reversed(constraints):
+            conn.execute(sa.schema.DropConstraint(constraint))
+        for index in indexes:
+            conn.execute(sa.schema.DropIndex(index))
     if fresh:
         counts = _copy_new(conn, layer, rows, columns, run_id)
     else:
         counts = _merge(conn, layer, rows, columns, run_id, progress)
     timings["write"] = time.monotonic() - mark
-    mark = time.monotonic()
-    for index in indexes:
-        conn.execute(sa.schema.CreateIndex(index))
-    for fk in foreign_keys:
-        conn.execute(sa.schema.AddConstraint(fk))
     if bulk:
+        mark = time.monotonic()
+        for constraint in constraints:
+            conn.execute(sa.schema.AddConstraint(constraint))
+        for index in indexes:
+            conn.execute(sa.schema.CreateIndex(index))
         conn.exec_driver_sql(f"analyze {target}")
         timings["rebuild indexes"] = time.monotonic() - mark
     return counts
