@@ -50,7 +50,10 @@ DATETIME_FORMATS = (
 )
 TRUE_WORDS = ["是", "有", "有效", "y", "yes", "true", "t", "1", "已联系", "已解决", "√"]
 FALSE_WORDS = ["否", "无", "无效", "n", "no", "false", "f", "0", "未联系", "未解决", "×"]
-FREE_TEXT = {"description", "name"}  # kept as written (only trimmed)
+# Full-width digits and letters (１１６．３５, ＧＤ２０２６) turn up in numbers, codes, dates and
+# addresses: those are folded with NFKC. Chinese words (categories, statuses) are only trimmed.
+FOLDED_TYPES = (sa.DateTime, sa.Date, sa.Float, sa.Integer, sa.Boolean)
+FOLDED_FIELDS = {"source_id", "address", "lng", "lat", "crs", "due_days", "case_no", "lane_code"}
 LIST_SPLIT = re.compile(r"[、,，;；/|]+")
 NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 NUMBER_NOISE = r"[%,，\s]|平方米|㎡|个|户|天"
@@ -113,11 +116,18 @@ class _Rejector:
         self.ok[rows] = False
 
 
-def _clean(arr: pa.Array | pa.ChunkedArray, free_text: bool) -> pa.Array:
-    """Trim whitespace, fold full-width forms (NFKC) outside free text, '' → null."""
+def _folded(mapping: Mapping, target: str) -> bool:
+    if target in FOLDED_FIELDS:
+        return True
+    column = mapping.layer_obj.table.c.get(target)
+    return column is not None and isinstance(column.type, FOLDED_TYPES)
+
+
+def _clean(arr: pa.Array | pa.ChunkedArray, fold: bool) -> pa.Array:
+    """Trim whitespace, fold full-width forms (NFKC) where asked, '' → null."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if not free_text:
+    if fold:
         arr = pc.utf8_normalize(arr, form="NFKC")
     arr = pc.utf8_trim_whitespace(arr)
     return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
@@ -239,7 +249,7 @@ def prepare(
     empty = pa.nulls(n, pa.string())
     clean: dict[str, pa.Array] = {
         target: (
-            _clean(table.column(column), free_text=target in FREE_TEXT)
+            _clean(table.column(column), fold=_folded(mapping, target))
             if column in extract.columns
             else empty
         )
@@ -329,20 +339,33 @@ def prepare(
     _dedupe(extract, mapping, clean["source_id"], rej, rows)
     _enrich(layer.name, out, routing, limits)
 
-    keep = pa.array(np.flatnonzero(rej.ok))
-    result: dict[str, pa.Array] = {"source": pa.array(np.full(len(keep), mapping.source))}
+    result: dict[str, pa.Array] = {"source": pa.array(np.full(n, mapping.source))}
     for name, values in out.items():
-        if name.startswith("_"):
-            continue
-        arr = values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True)
-        result[name] = arr.take(keep)
-    result[ROW] = pa.array(rows).take(keep)
+        if not name.startswith("_"):
+            result[name] = (
+                values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True)
+            )
+    result[ROW] = pa.array(rows)
+    keep = _drop_rows(pa.table(result), ~rej.ok)
     return Prepared(
-        table=pa.table(result),
+        table=keep,
         rejects=_rejects(extract, clean, rej, rows),
         warnings=warnings,
         read=extract.rows,
     )
+
+
+def _drop_rows(table: pa.Table, drop: BoolArray) -> pa.Table:
+    """The table without the dropped rows: zero-copy slices between them (few are dropped)."""
+    gone = np.flatnonzero(drop)
+    if len(gone) == 0:
+        return table
+    if len(gone) > len(drop) // 10:
+        return table.filter(pa.array(~drop))
+    starts = np.concatenate([[0], gone + 1])
+    ends = np.concatenate([gone, [len(drop)]])
+    pieces = [table.slice(a, b - a) for a, b in zip(starts, ends, strict=True) if b > a]
+    return pa.concat_tables(pieces) if pieces else table.slice(0, 0)
 
 
 @dataclass
