@@ -192,15 +192,15 @@ def map_values(arr: pa.Array, table: dict[str, str]) -> tuple[pa.Array, BoolArra
     return mapped, unknown
 
 
-def _pg_array(arr: pa.Array) -> pa.Array:
-    def literal(text: str | None) -> str | None:
-        if text is None:
-            return None
-        parts = [p.strip() for p in LIST_SPLIT.split(text) if p.strip()]
-        quoted = ['"' + p.replace("\\", "\\\\").replace('"', '\\"') + '"' for p in parts]
-        return "{" + ",".join(quoted) + "}"
-
-    return pa.array([literal(v) for v in arr.to_pylist()], pa.string())
+def _split_list(arr: pa.Array) -> pa.Array:
+    """'城管执法队、市场监管所' → ['城管执法队', '市场监管所'] (a text[] column)."""
+    return pa.array(
+        [
+            [p.strip() for p in LIST_SPLIT.split(text) if p.strip()] if text is not None else None
+            for text in arr.to_pylist()
+        ],
+        pa.list_(pa.string()),
+    )
 
 
 def _label(mapping: Mapping, name: str) -> str:
@@ -296,7 +296,7 @@ def prepare(
                 bad, "bad_number", _fmt("不是数字 not a number {label}: {v!r}", values, label=label)
             )
         elif isinstance(ctype, pg.ARRAY):
-            out[target] = _pg_array(values)
+            out[target] = _split_list(values)
         elif target in mapping.values:
             out[target], unknown = map_values(values, mapping.values[target])
             allowed = "/".join(sorted(set(mapping.values[target].values())))
@@ -507,9 +507,9 @@ def _locate_geometry(
     y = np.asarray(shapely.get_y(rep), dtype=float)
     geoms[empty] = shapely.Point(0, 0)
     geoms = shapely.set_srid(geoms, 4326)
-    hexes = np.asarray(shapely.to_wkb(geoms, hex=True, include_srid=True), dtype=object)
+    wkb = pa.array(shapely.to_wkb(geoms, include_srid=True), pa.binary())
     return _Located(
-        columns={"geom": hexes},
+        columns={"geom": wkb},
         point=(x, y),
         quality=np.full(len(geoms), "geometry", dtype=object),
         has_address=has_address,
@@ -576,7 +576,7 @@ def _enrich(layer: str, out: dict[str, Column], routing: Routing, limits: TimeLi
             out["due_at"] = pa.Array.from_pandas(due)
         agencies = out.get("agencies")
         if isinstance(agencies, pa.Array) and "joint" not in out:
-            out["joint"] = pc.greater(pc.count_substring(agencies, ","), 0)
+            out["joint"] = pc.greater(pc.list_value_length(agencies), 1)
 
 
 def _rejects(
