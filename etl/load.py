@@ -271,6 +271,8 @@ def upsert(
     timings["write"] = time.monotonic() - mark
     if bulk:
         mark = time.monotonic()
+        conn.exec_driver_sql("set local maintenance_work_mem = '1GB'")
+        conn.exec_driver_sql("set local max_parallel_maintenance_workers = 2")
         for constraint in constraints:
             conn.execute(sa.schema.AddConstraint(constraint))
         for index in indexes:
