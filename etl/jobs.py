@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,13 +89,7 @@ def _sha256(path: Path) -> str | None:
 def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
     run_id: int = conn.execute(
         sa.insert(etl_runs)
-        .values(
-            layer=mapping.layer,
-            source=mapping.source,
-            file_name=path.name,
-            file_sha256=_sha256(path),
-            options=options,
-        )
+        .values(layer=mapping.layer, source=mapping.source, file_name=path.name, options=options)
         .returning(etl_runs.c.id)
     ).scalar_one()
     return run_id
@@ -110,6 +105,7 @@ def run_file(
     crs: str | None = None,
     progress: bool = False,
     after_load: Callable[[sa.Connection], None] | None = None,
+    cache_dir: Path | None = None,
 ) -> RunReport:
     """Load one extract on `conn`, in the caller's transaction.
 
@@ -129,6 +125,9 @@ def run_file(
         spec = Mapping(**{**spec.__dict__, "source": source})
     options = {"mapping": spec.name, "crs": crs, "source": spec.source}
     run_id = _start_run(conn, path, spec, options)
+    # The file's checksum is computed beside the load (hashlib releases the GIL).
+    hashing = ThreadPoolExecutor(max_workers=1)
+    checksum = hashing.submit(_sha256, path)
     report = RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name)
     bar = tqdm(
         total=4, desc=f"{spec.layer} {path.name}", unit="step", disable=not progress, leave=False
@@ -149,7 +148,7 @@ def run_file(
             prepared = prepare(
                 extract,
                 spec,
-                placer_for(conn),
+                placer_for(conn, cache_dir),
                 load_routing(),
                 load_time_limits(),
                 crs=crs,
@@ -186,6 +185,7 @@ def run_file(
                 .values(
                     status="succeeded",
                     finished_at=sa.func.now(),
+                    file_sha256=checksum.result(),
                     read=report.read,
                     inserted=report.inserted,
                     updated=report.updated,
@@ -213,5 +213,6 @@ def run_file(
         raise EtlError(report.error, report) from exc
     finally:
         bar.close()
+        hashing.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - started
     return report

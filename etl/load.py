@@ -273,10 +273,15 @@ def upsert(
         mark = time.monotonic()
         conn.exec_driver_sql("set local maintenance_work_mem = '1GB'")
         conn.exec_driver_sql("set local max_parallel_maintenance_workers = 2")
-        for constraint in constraints:
-            conn.execute(sa.schema.AddConstraint(constraint))
-        for index in indexes:
-            conn.execute(sa.schema.CreateIndex(index))
+        ddls: list[sa.schema.ExecutableDDLElement] = [
+            *map(sa.schema.AddConstraint, constraints),
+            *map(sa.schema.CreateIndex, indexes),
+        ]
+        for ddl in ddls:
+            step = time.monotonic()
+            conn.execute(ddl)
+            name = getattr(getattr(ddl, "element", None), "name", "")
+            timings[f"  {name}"] = time.monotonic() - step
         conn.exec_driver_sql(f"analyze {target}")
         timings["rebuild indexes"] = time.monotonic() - mark
     return counts

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import geopandas
 import numpy as np
@@ -75,17 +77,33 @@ def grids_fingerprint(conn: sa.Connection) -> str:
     return str(value)
 
 
-def placer_for(conn: sa.Connection) -> Placer:
-    """The Placer of the grids now in the database, built once per process and version."""
+def placer_for(conn: sa.Connection, cache_dir: Path | None = None) -> Placer:
+    """The Placer of the grids now in the database, built once per process and version.
+
+    With `cache_dir`, a built Placer is also kept on disk (keyed by the grids' fingerprint),
+    so that each `blockdata etl run` process does not rebuild the lattice.
+    """
     key = grids_fingerprint(conn)
     placer = _CACHE.get(key)
-    if placer is None:
+    if placer is not None:
+        return placer
+    path = cache_dir / f"placer-{key}.pickle" if cache_dir else None
+    if path is not None and path.exists():
+        placer = pickle.loads(path.read_bytes())
+    else:
         grids = geopandas.read_postgis(
             sa.text("select code, community_code, street_code, geom from grids order by code"),
             conn,
             geom_col="geom",
         )
         placer = Placer(grids)
-        _CACHE.clear()
-        _CACHE[key] = placer
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for old in path.parent.glob("placer-*.pickle"):
+                old.unlink(missing_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(placer, protocol=5))
+            partial.replace(path)
+    _CACHE.clear()
+    _CACHE[key] = placer
     return placer

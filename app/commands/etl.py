@@ -35,6 +35,7 @@ def run(
     progress: bool | None,
 ) -> None:
     """Load FILE (CSV, XLSX, GeoJSON, GeoPackage) into a layer; re-running is safe."""
+    from app.config import from_env
     from app.db import engine_from_env
     from etl.coords import UnknownCRS, normalize_crs
     from etl.jobs import EtlError, run_file
@@ -58,6 +59,7 @@ def run(
                 source=source,
                 crs=crs,
                 progress=sys.stderr.isatty() if progress is None else progress,
+                cache_dir=from_env().var_dir / "cache",
             )
         except EtlError as exc:
             conn.commit()  # keep the record of the failed run; the data is untouched
