@@ -17,6 +17,7 @@ Results replace the `bench_etl` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import platform
 import re
@@ -100,8 +101,14 @@ def load_district(engine: sa.Engine, workdir: Path) -> geopandas.GeoDataFrame:
     return geo.grids
 
 
-def write_requests(grids: geopandas.GeoDataFrame, n: int, path: Path, seed: int = 7) -> None:
-    """N requests inside the district, clustered around hotspots, in GCJ-02."""
+def write_requests(
+    grids: geopandas.GeoDataFrame,
+    n: int,
+    path: Path,
+    seed: int = 7,
+    end: dt.date = dt.date(2026, 11, 25),
+) -> None:
+    """N requests over the year before `end`, clustered around hotspots, in GCJ-02."""
     rng = np.random.default_rng(seed)
     outline = grids.geometry.union_all()
     minx, miny, maxx, maxy = outline.bounds
@@ -116,7 +123,7 @@ def write_requests(grids: geopandas.GeoDataFrame, n: int, path: Path, seed: int 
     inside = shapely.contains_xy(outline, xy[:, 0], xy[:, 1])
     xy = xy[inside][:n]
     glng, glat = coords.wgs84_to_gcj02(xy[:, 0], xy[:, 1])
-    start = np.datetime64("2025-11-26T00:00:00")
+    start = np.datetime64(end - dt.timedelta(days=365), "s")
     received = start + rng.integers(0, 365 * 86400, n).astype("timedelta64[s]")
     received.sort()
     dispatched = received + rng.integers(600, 7200, n).astype("timedelta64[s]")

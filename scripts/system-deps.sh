@@ -16,7 +16,10 @@ fi
 command -v psql >/dev/null || need+=(postgresql-client)
 for arg in "$@"; do
   case "$arg" in
-    --browser) command -v chromium >/dev/null || need+=(chromium fonts-noto-cjk) ;;
+    --browser)
+      command -v chromium >/dev/null || need+=(chromium)
+      dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+      ;;
     --gdal) command -v ogr2ogr >/dev/null || need+=(gdal-bin) ;;
   esac
 done
