@@ -14,16 +14,18 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     """Build the Flask app. `config` overrides Flask config keys (tests pass DB_CONNECTION)."""
     from flask import Flask
 
-    from app import db, errors, health
-    from app.config import resolve_database_url
+    from app import api, db, errors, health, pages
+    from app.config import PROJECT_ROOT, resolve_database_url
+    from app.offline import localize
     from app.pgcluster import ClusterError
 
     settings = settings or from_env()
-    app = Flask(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=str(PROJECT_ROOT / "static"), static_url_path="/static")
     app.config.update(
         SECRET_KEY=settings.secret_key,
         JSON_AS_ASCII=False,
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
         BLOCKDATA_SETTINGS=settings,
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -43,4 +45,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     db.init_app(app, engine)
     errors.register(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    localize("/static/vendor")
     return app

@@ -140,8 +140,15 @@ def command(street_code: str) -> Response:
     # The heat layer starts empty: the page fills it from /api/heat (aggregates, not points).
     heat = folium.plugins.HeatMap([], name="诉求热力", radius=22, blur=18, min_opacity=0.25)
     heat.add_to(fmap)
+    source = url_for("api.latest", street_code=street_code)
     latest = folium.plugins.Realtime(
-        url_for("api.command_latest", street_code=street_code),
+        # A function source, so the points are shifted like every overlay on a GCJ-02 basemap.
+        folium.JsCode(
+            "function (success, error) { fetch(" + json.dumps(source) + ", {headers: "
+            "{Accept: 'application/json'}}).then((r) => r.ok ? r.json() : Promise.reject(r.status))"
+            ".then((fc) => success(window.BD && BD.shiftGeoJSON ? BD.shiftGeoJSON(fc) : fc))"
+            ".catch(error); }"
+        ),
         get_feature_id=folium.JsCode("(f) => f.properties.id"),
         interval=LIVE_SECONDS * 1000,
         remove_missing=True,

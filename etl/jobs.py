@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from etl import load
+from etl.aggregates import refresh_request_aggregates
 from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
 from etl.place import placer_for
@@ -165,6 +166,10 @@ def run_file(
                 timings=report.timings,
             )
             load.save_rejects(conn, run_id, prepared.rejects)
+            if spec.layer == "service_requests":
+                mark = time.monotonic()
+                refresh_request_aggregates(conn)
+                report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)
             if counts["stale"]:

@@ -1,5 +1,6 @@
 """Layer registry and tables: the one place a layer is declared."""
 
+from layers.aggregates import AGGREGATE_TABLES
 from layers.registry import (
     LAYERS,
     Field,
@@ -15,6 +16,7 @@ from layers.registry import (
 )
 
 __all__ = [
+    "AGGREGATE_TABLES",
     "LAYERS",
     "Field",
     "Layer",

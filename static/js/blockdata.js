@@ -35,6 +35,11 @@
     const arrow = x > 0 ? "↑" : x < 0 ? "↓" : "→";
     return `<span class="${x > 0 ? "bd-up" : x < 0 ? "bd-down" : ""}">${arrow} ${Math.abs(x).toFixed(1)}</span>`;
   };
+  const rankChange = (v) => {
+    if (v === null || v === undefined) return "";
+    const arrow = v > 0 ? "↑" : v < 0 ? "↓" : "→";
+    return `<span class="${v > 0 ? "bd-up" : v < 0 ? "bd-down" : ""}" title="较上月名次变化">${arrow}${Math.abs(v)}</span>`;
+  };
   const esc = (s) =>
     String(s === null || s === undefined ? "—" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const isoDay = (d) => d.toISOString().slice(0, 10);
@@ -147,11 +152,14 @@
     const palette = ["#fff5eb", "#fdd0a2", "#fd8d3c", "#d94801", "#7f2704"];
     let chorolegend = null;
     const shapes = geoLayer("streets", streets, {
-      tooltip: (p) => p.name,
-      each: (f, l) => l.on("click", () => (window.location.href = "/command/" + f.properties.code)),
+      each: (f, l) => {
+        l.bindTooltip(f.properties.name, { permanent: true, direction: "center", className: "bd-street-label" });
+        l.on("click", () => (window.location.href = "/command/" + f.properties.code));
+      },
     });
     addOverlay("街道", shapes);
     map.fitBounds(shapes.getBounds());
+    document.body.dataset.streets = shapes.getLayers().length;
 
     function paint() {
       const key = metric.value;
@@ -162,7 +170,7 @@
         const v = s[key] || 0;
         const c = palette[Math.min(palette.length - 1, Math.floor((v / max) * (palette.length - 0.001)))];
         l.setStyle({ fillColor: c, fillOpacity: 0.75, color: "#7f0000", weight: 1.5 });
-        l.setTooltipContent(`${esc(l.feature.properties.name)}：${num(key === "per_km2" ? Math.round(v) : v)}`);
+        l.setTooltipContent(`${esc(l.feature.properties.name.replace(/街道$/, ""))}<br><b>${num(key === "per_km2" ? Math.round(v) : v)}</b>`);
       });
       if (chorolegend) chorolegend.remove();
       const label = metric.options[metric.selectedIndex].text;
@@ -182,20 +190,21 @@
         .sort((a, b) => (a.rank || 99) - (b.rank || 99))
         .map(
           (s) =>
-            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc(s.name)}</a></td>` +
+            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc(s.name.replace(/街道$/, ""))}</a></td>` +
             `<td>${pct(s.response_rate)}</td><td>${pct(s.resolution_rate)}</td><td>${pct(s.satisfaction_rate)}</td>` +
-            `<td>${score(s.score)}</td><td>${num(s.requests)}</td><td>${change(s.rank_change)}</td></tr>`
+            `<td>${score(s.composite)}</td><td>${num(s.requests)}</td><td>${rankChange(s.rank_change)}</td></tr>`
         )
         .join("");
-      const t = data.totals || {};
+      const t = data.district || {};
       $("bd-totals").innerHTML =
         `<div class="bd-card"><span class="bd-label">本月诉求</span><span class="bd-value" id="bd-total-requests">${num(t.requests)}</span></div>` +
         `<div class="bd-card"><span class="bd-label">未办结</span><span class="bd-value" id="bd-total-open">${num(t.open)}</span></div>` +
         `<div class="bd-card bd-warn"><span class="bd-label">超期</span><span class="bd-value" id="bd-total-overdue">${num(t.overdue)}</span></div>`;
       const w = data.weights || {};
-      $("bd-weights").textContent = `综合得分 = (${w.response ?? "—"}×响应率 + ${w.resolution ?? "—"}×解决率 + ${w.satisfaction ?? "—"}×满意率)×100；满意率中“基本满意”按 ${data.k ?? "—"} 计；无有效回访显示“—”。`;
+      $("bd-weights").textContent = `综合得分 = (${w.response_rate ?? "—"}×响应率 + ${w.resolution_rate ?? "—"}×解决率 + ${w.satisfaction_rate ?? "—"}×满意率)×100；满意率中“基本满意”按 ${data.k ?? "—"} 计；无有效回访显示“—”。`;
       paint();
       BD.status("更新于 " + new Date().toLocaleTimeString("zh-CN"));
+      document.body.dataset.ready = "1";
     }
     month.addEventListener("change", load);
     metric.addEventListener("change", paint);
@@ -282,17 +291,17 @@
       $("bd-new-today").textContent = num(data.new_today);
       $("bd-open").textContent = num(data.open);
       $("bd-overdue").textContent = num(data.overdue);
-      const m = data.month || {};
-      const c = data.change || {};
+      const m = (data.rates || {}).month || {};
+      const c = (data.rates || {}).change || {};
       $("bd-response").textContent = pct(m.response_rate);
       $("bd-resolution").textContent = pct(m.resolution_rate);
       $("bd-satisfaction").textContent = pct(m.satisfaction_rate);
-      $("bd-score").textContent = score(m.score);
+      $("bd-score").textContent = score(m.composite);
       $("bd-response-change").innerHTML = change(c.response_rate, 100);
       $("bd-resolution-change").innerHTML = change(c.resolution_rate, 100);
       $("bd-satisfaction-change").innerHTML = change(c.satisfaction_rate, 100);
-      $("bd-score-change").innerHTML = change(c.score);
-      $("bd-rank").innerHTML = data.rank ? `全区第 ${data.rank} 名 ${change(data.rank_change)}` : "";
+      $("bd-score-change").innerHTML = change(c.composite);
+      $("bd-rank").innerHTML = data.rank ? `全区第 ${data.rank} 名 ${rankChange(c.rank)}` : "";
       $("bd-top-categories").innerHTML = (data.top_categories || [])
         .map((t) => `<li><span>${esc(t.category)}</span><b>${num(t.n)}</b></li>`)
         .join("");
@@ -402,13 +411,13 @@
         const c = progressColor(f.properties.progress);
         return { color: c, fillColor: c };
       };
-      projectLayer = addOverlay("整治提升项目", geoLayer("renovation_projects", data.projects, { style: colour, tooltip: (p) => `${p.name} · ${p.phase}` }));
-      targetLayer = addOverlay("疏解目标", geoLayer("relocation_targets", data.targets, { style: colour, tooltip: (p) => `${p.name} · ${p.status}` }));
+      projectLayer = addOverlay("整治提升项目", geoLayer("renovation_projects", data.projects, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
+      targetLayer = addOverlay("疏解目标", geoLayer("relocation_targets", data.targets, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       const row = (p, state) =>
         `<tr><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${p.progress === null || p.progress === undefined ? "—" : Math.round(p.progress) + "%"}</td>` +
         `<td>${esc(p.planned_end)}</td><td>${esc(p.actual_end)}</td><td>${esc(delay(p))}</td></tr>`;
-      $("bd-projects").querySelector("tbody").innerHTML = data.projects.features.map((f) => row(f.properties, f.properties.phase)).join("");
-      $("bd-targets").querySelector("tbody").innerHTML = data.targets.features.map((f) => row(f.properties, f.properties.status)).join("");
+      $("bd-projects").querySelector("tbody").innerHTML = data.projects.features.map((f) => row(f.properties, f.properties.state)).join("");
+      $("bd-targets").querySelector("tbody").innerHTML = data.targets.features.map((f) => row(f.properties, f.properties.state)).join("");
       $("bd-planner-totals").innerHTML =
         `<div class="bd-card"><span class="bd-label">整治项目</span><span class="bd-value" id="bd-project-count">${num(data.projects.features.length)}</span></div>` +
         `<div class="bd-card"><span class="bd-label">疏解目标</span><span class="bd-value" id="bd-target-count">${num(data.targets.features.length)}</span></div>`;

@@ -1,0 +1,707 @@
+"""The queries behind /api: framework-free, each takes a Connection and returns plain data.
+
+Arguments arrive validated (app.api checks them); dates are local (Asia/Shanghai) dates.
+Counts of requests come from the aggregates (layers.aggregates), never from scanning the
+requests, except `latest`, which reads one street's last few hundred rows by index.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from geoalchemy2 import Geography
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+from etl.aggregates import RATE_NAMES, RatesConfig, three_rates
+from layers import Layer, get_layer
+from layers.aggregates import (
+    CATEGORY_SPANS,
+    SPANS,
+    STREET_MEASURES,
+    cell_centre,
+    period_after,
+    period_start,
+    request_cells_daily,
+    request_cells_periods,
+    request_daily,
+    request_open,
+    request_periods,
+    request_street_daily,
+)
+
+LEVELS = ("street", "community", "grid", "cell")
+LEVEL_LAYERS = {"street": "streets", "community": "communities", "grid": "grids"}
+OVERLAY_LAYERS = (
+    "streets",
+    "communities",
+    "grids",
+    "lanes",
+    "service_halls",
+    "enforcement_cases",
+    "relocation_targets",
+    "renovation_projects",
+)
+CASE_CLOSED = "已结案"
+SIMPLIFY_TOLERANCE = 1e-5  # degrees, about 1 m: invisible at street and district scale
+PRECISION = 6  # decimals of a degree in GeoJSON, about 0.1 m
+RATE_DECIMALS = 4
+SCORE_DECIMALS = 2
+
+
+def next_month(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def previous_month(month: dt.date) -> dt.date:
+    return (month.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The local days [since, until], both included."""
+
+    since: dt.date
+    until: dt.date
+
+    @property
+    def days(self) -> int:
+        return (self.until - self.since).days + 1
+
+    def pieces(self, spans: tuple[str, ...] = SPANS) -> list[tuple[str, dt.date, dt.date]]:
+        """The window as the fewest whole periods of `spans` and days, in runs of one span:
+        (span, first day of the first period, first day of the last period)."""
+        order = [span for span in reversed(SPANS) if span in spans] + ["day"]
+        end = self.until + dt.timedelta(days=1)
+        runs: list[tuple[str, dt.date, dt.date]] = []
+        day = self.since
+        while day < end:
+            span = next(
+                s for s in order if period_start(s, day) == day and period_after(s, day) <= end
+            )
+            if runs and runs[-1][0] == span and period_after(span, runs[-1][2]) == day:
+                runs[-1] = (span, runs[-1][1], day)
+            else:
+                runs.append((span, day, day))
+            day = period_after(span, day)
+        return runs
+
+
+def _in_category(table: sa.Table, category: str | None) -> sa.ColumnElement[bool]:
+    """The rows of one category, or the all-categories rows (category NULL)."""
+    return table.c.category.is_(None) if category is None else table.c.category == category
+
+
+def _heat_rows(
+    conn: sa.Connection,
+    level: str,
+    window: Window,
+    category: str | None,
+    street: str | None,
+) -> list[tuple[Any, ...]]:
+    """(unit key…, n) per unit of `level` over the window; admin units with their point.
+
+    One index range scan per run of periods or days (an index-only scan of the key index),
+    then ST_PointOnSurface of the units found.
+    """
+    cells = level == "cell"
+    daily, periods = (
+        (request_cells_daily, request_cells_periods) if cells else (request_daily, request_periods)
+    )
+    unit = ["cell_x", "cell_y"] if cells else [f"{level}_code"]
+    parts = []
+    for span, lo, hi in window.pieces(SPANS if category is None else CATEGORY_SPANS):
+        where: sa.ColumnElement[bool]
+        if span == "day":
+            table, where = daily, daily.c.day.between(lo, hi)
+        else:
+            table = periods
+            where = (periods.c.span == span) & periods.c.first_day.between(lo, hi)
+        query = sa.select(*(table.c[u] for u in unit), table.c.received).where(
+            _in_category(table, category), where
+        )
+        if street is not None:
+            query = query.where(table.c.street_code == street)
+        parts.append(query)
+    rows = sa.union_all(*parts).subquery("rows")
+    keys = [rows.c[u] for u in unit]
+    counts = sa.select(*keys, sa.func.sum(rows.c.received).label("n")).group_by(*keys).subquery("c")
+    if cells:
+        return [tuple(row) for row in conn.execute(sa.select(counts))]
+    units = get_layer(LEVEL_LAYERS[level]).table
+    point = (
+        sa.select(sa.func.ST_PointOnSurface(units.c.geom).label("p"))
+        .where(units.c.code == counts.c[unit[0]])
+        .lateral("u")
+    )
+    query = sa.select(counts, sa.func.ST_X(point.c.p), sa.func.ST_Y(point.c.p)).select_from(
+        counts.outerjoin(point, sa.true())
+    )
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def heat(
+    conn: sa.Connection,
+    level: str,
+    window: Window,
+    category: str | None = None,
+    street: str | None = None,
+) -> dict[str, Any]:
+    """Requests received in the window per unit of `level`, with a point to draw each at.
+
+    `total` is every matching request; `unplaced` those without a unit at this level (none
+    when every request was placed by the ETL), so total = Σ n + unplaced.
+    """
+    rows = _heat_rows(conn, level, window, category, street)
+    items: list[dict[str, Any]] = []
+    total = 0
+    for row in rows:
+        if level == "cell":
+            x, y, n = row
+            code: str | None = f"{x}_{y}"
+            lng, lat = cell_centre(x, y)
+        else:
+            code, n, lng, lat = row
+        total += int(n)
+        if code is None:
+            continue
+        items.append(
+            {
+                "code": code,
+                "n": int(n),
+                "lng": None if lng is None else round(lng, PRECISION),
+                "lat": None if lat is None else round(lat, PRECISION),
+            }
+        )
+    items.sort(key=lambda item: (-item["n"], item["code"]))
+    return {
+        "layer": "service_requests",
+        "level": level,
+        "since": window.since.isoformat(),
+        "until": window.until.isoformat(),
+        "category": category,
+        "street": street,
+        "total": total,
+        "max": max((item["n"] for item in items), default=0),
+        "unplaced": total - sum(item["n"] for item in items),
+        "items": items,
+    }
+
+
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _month_label(month: dt.date) -> str:
+    return month.strftime("%Y-%m")
+
+
+def _streets(conn: sa.Connection) -> list[dict[str, Any]]:
+    """The streets with their area (km², from the geometry when the file gave none)."""
+    t = get_layer("streets").table
+    area = sa.func.coalesce(t.c.area_km2, sa.func.ST_Area(sa.cast(t.c.geom, Geography())) / 1e6)
+    rows = conn.execute(
+        sa.select(t.c.code, t.c.name, t.c.commander, area.label("area_km2")).order_by(t.c.code)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def _street_month(conn: sa.Connection, month: dt.date) -> dict[str | None, dict[str, int]]:
+    """Per street code: the counts of the requests received in `month`."""
+    t = request_street_daily
+    rows = conn.execute(
+        sa.select(t.c.street_code, *(sa.func.sum(t.c[m]).label(m) for m in STREET_MEASURES))
+        .where(t.c.day >= month, t.c.day < next_month(month))
+        .group_by(t.c.street_code)
+    ).mappings()
+    return {row["street_code"]: {m: int(row[m]) for m in STREET_MEASURES} for row in rows}
+
+
+def _open_counts(conn: sa.Connection, now: dt.datetime) -> dict[str | None, tuple[int, int]]:
+    """Per street code: requests open now, and of them those past their due time."""
+    t = request_open
+    rows = conn.execute(
+        sa.select(
+            t.c.street_code,
+            sa.func.count(),
+            sa.func.count().filter(t.c.due_at < now),
+        ).group_by(t.c.street_code)
+    )
+    return {code: (int(n), int(overdue)) for code, n, overdue in rows}
+
+
+def _rounded(rates: dict[str, float | None]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for name, value in rates.items():
+        digits = SCORE_DECIMALS if name == "composite" else RATE_DECIMALS
+        out[name] = None if value is None else round(value, digits)
+    return out
+
+
+def rank(scores: dict[str, tuple[float | None, int]]) -> dict[str, int]:
+    """Competition ranks (1, 2, 2, 4) by composite (as published, 2 decimals) descending,
+    then volume descending; streets without a score (V = 0) after those with one."""
+
+    def key(code: str) -> tuple[bool, float, int]:
+        composite, volume = scores[code]
+        return (composite is None, -(composite or 0.0), -volume)
+
+    keys = {code: key(code) for code in scores}
+    return {code: 1 + sum(other < keys[code] for other in keys.values()) for code in scores}
+
+
+def _card(counts: dict[str, int], config: RatesConfig) -> dict[str, Any]:
+    """Volume, valid callbacks, the three rates and the composite of some counts."""
+    rates = _rounded(three_rates(counts, config))
+    return {"requests": counts["received"], "callbacks": counts["callbacks"], **rates}
+
+
+def _scorecards(
+    conn: sa.Connection, month: dt.date, streets: list[dict[str, Any]], config: RatesConfig
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per street the month's card with its rank; and the district's card (every request)."""
+    counts = _street_month(conn, month)
+    empty = dict.fromkeys(STREET_MEASURES, 0)
+    cards = {s["code"]: _card(counts.get(s["code"], empty), config) for s in streets}
+    scores: dict[str, tuple[float | None, int]] = {
+        code: (card["composite"], card["requests"]) for code, card in cards.items()
+    }
+    for code, position in rank(scores).items():
+        cards[code]["rank"] = position
+    totals = {m: sum(c[m] for c in counts.values()) for m in STREET_MEASURES}
+    return cards, _card(totals, config)
+
+
+def _per_km2(n: int, area: float | None) -> float | None:
+    return round(n / area, 1) if area else None
+
+
+def _rules(config: RatesConfig) -> dict[str, Any]:
+    return {"k": config.k, "weights": dict(config.weights)}
+
+
+def streets_overview(
+    conn: sa.Connection, month: dt.date, now: dt.datetime, config: RatesConfig
+) -> dict[str, Any]:
+    """The district overview: each street's load, open and overdue requests, three rates,
+    composite and rank for `month`, its rank the month before, and the district totals."""
+    streets = _streets(conn)
+    last = previous_month(month)
+    this_cards, district = _scorecards(conn, month, streets, config)
+    last_cards, _ = _scorecards(conn, last, streets, config)
+    open_counts = _open_counts(conn, now)
+    rows = []
+    for street in streets:
+        code = street["code"]
+        card = this_cards[code]
+        n_open, n_overdue = open_counts.get(code, (0, 0))
+        area = street["area_km2"]
+        rows.append(
+            {
+                "code": code,
+                "name": street["name"],
+                "area_km2": None if area is None else round(area, 2),
+                "open": n_open,
+                "overdue": n_overdue,
+                **card,
+                "per_km2": _per_km2(card["requests"], area),
+                "rank_last_month": last_cards[code]["rank"],
+                "rank_change": last_cards[code]["rank"] - card["rank"],
+            }
+        )
+    rows.sort(key=lambda row: (row["rank"], row["code"]))
+    area_total = sum(s["area_km2"] or 0 for s in streets)
+    return {
+        "month": _month_label(month),
+        "last_month": _month_label(last),
+        "as_of": now.isoformat(),
+        **_rules(config),
+        "streets": rows,
+        "district": {
+            "area_km2": round(area_total, 2),
+            "open": sum(n for n, _ in open_counts.values()),
+            "overdue": sum(o for _, o in open_counts.values()),
+            **district,
+            "per_km2": _per_km2(district["requests"], area_total),
+        },
+    }
+
+
+def street_exists(conn: sa.Connection, code: str) -> bool:
+    t = get_layer("streets").table
+    return bool(conn.execute(sa.select(sa.exists().where(t.c.code == code))).scalar_one())
+
+
+def _top_categories(conn: sa.Connection, street: str, window: Window) -> list[dict[str, Any]]:
+    t = request_daily
+    n = sa.func.sum(t.c.received)
+    rows = conn.execute(
+        sa.select(t.c.category, n)
+        .where(
+            t.c.day.between(window.since, window.until),
+            t.c.street_code == street,
+            t.c.category.is_not(None),
+        )
+        .group_by(t.c.category)
+        .order_by(n.desc(), t.c.category)
+        .limit(5)
+    )
+    return [{"category": category, "n": int(count)} for category, count in rows]
+
+
+def _categories(conn: sa.Connection, street: str, today: dt.date) -> list[str]:
+    """The categories of the street's requests in the last twelve months, busiest first."""
+    t = request_periods
+    n = sa.func.sum(t.c.received)
+    since = dt.date(today.year - 1, today.month, 1)
+    rows = conn.execute(
+        sa.select(t.c.category)
+        .where(
+            t.c.span == "month",
+            t.c.category.is_not(None),
+            t.c.first_day >= since,
+            t.c.street_code == street,
+        )
+        .group_by(t.c.category)
+        .order_by(n.desc(), t.c.category)
+    )
+    return list(rows.scalars())
+
+
+def _hot_grids(conn: sa.Connection, street: str, window: Window) -> list[dict[str, Any]]:
+    t = request_daily
+    n = sa.func.sum(t.c.received).label("n")
+    top = (
+        sa.select(t.c.grid_code, n)
+        .where(
+            t.c.day.between(window.since, window.until),
+            t.c.street_code == street,
+            t.c.category.is_(None),
+            t.c.grid_code.is_not(None),
+        )
+        .group_by(t.c.grid_code)
+        .order_by(n.desc(), t.c.grid_code)
+        .limit(10)
+        .subquery("top")
+    )
+    g = get_layer("grids").table
+    bbox = [sa.func.ST_XMin(g.c.geom), sa.func.ST_YMin(g.c.geom)]
+    bbox += [sa.func.ST_XMax(g.c.geom), sa.func.ST_YMax(g.c.geom)]
+    rows = conn.execute(
+        sa.select(top.c.grid_code, top.c.n, *bbox)
+        .select_from(top.outerjoin(g, g.c.code == top.c.grid_code))
+        .order_by(top.c.n.desc(), top.c.grid_code)
+    )
+    return [
+        {
+            "code": code,
+            "n": int(count),
+            "bbox": None if x0 is None else [round(v, PRECISION) for v in (x0, y0, x1, y1)],
+        }
+        for code, count, x0, y0, x1, y1 in rows
+    ]
+
+
+def _service_hall(conn: sa.Connection, street: str) -> dict[str, Any] | None:
+    t = get_layer("service_halls").table
+    row = (
+        conn.execute(
+            sa.select(
+                t.c.code,
+                t.c.name,
+                t.c.address,
+                t.c.phone,
+                sa.func.ST_X(t.c.geom).label("lng"),
+                sa.func.ST_Y(t.c.geom).label("lat"),
+            )
+            .where(t.c.street_code == street)
+            .order_by(t.c.code)
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def command_summary(
+    conn: sa.Connection,
+    street: str,
+    month: dt.date,
+    today: dt.date,
+    now: dt.datetime,
+    config: RatesConfig,
+) -> dict[str, Any]:
+    """The commander's panel for one street (which must exist)."""
+    streets = _streets(conn)
+    info = next(s for s in streets if s["code"] == street)
+    last = previous_month(month)
+    this_card = _scorecards(conn, month, streets, config)[0][street]
+    last_card = _scorecards(conn, last, streets, config)[0][street]
+    change: dict[str, float | int | None] = {}
+    for name in (*RATE_NAMES, "composite"):
+        a, b = this_card[name], last_card[name]
+        digits = SCORE_DECIMALS if name == "composite" else RATE_DECIMALS
+        change[name] = None if a is None or b is None else round(a - b, digits)
+    change["rank"] = last_card["rank"] - this_card["rank"]
+    t = request_street_daily
+    new_today, updated_at = conn.execute(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(t.c.received).filter(t.c.day == today), 0),
+            sa.func.max(t.c.updated_at),
+        ).where(t.c.street_code == street)
+    ).one()
+    n_open, n_overdue = _open_counts(conn, now).get(street, (0, 0))
+    recent = Window(today - dt.timedelta(days=29), today)
+    return {
+        "street": {
+            "code": street,
+            "name": info["name"],
+            "commander": info["commander"],
+            "area_km2": None if info["area_km2"] is None else round(info["area_km2"], 2),
+        },
+        "month": _month_label(month),
+        "last_month": _month_label(last),
+        "today": today.isoformat(),
+        "as_of": now.isoformat(),
+        "updated_at": _iso(updated_at),
+        "new_today": int(new_today),
+        "open": n_open,
+        "overdue": n_overdue,
+        **_rules(config),
+        "rates": {"month": this_card, "last_month": last_card, "change": change},
+        "composite": this_card["composite"],
+        "rank": this_card["rank"],
+        "streets": len(streets),
+        "window": {"since": recent.since.isoformat(), "until": recent.until.isoformat()},
+        "top_categories": _top_categories(conn, street, recent),
+        "categories": _categories(conn, street, today),
+        "hot_grids": _hot_grids(conn, street, recent),
+        "service_hall": _service_hall(conn, street),
+    }
+
+
+def _key(name: str) -> sa.BindParameter[str]:
+    """A JSON key for json_build_object, as a text parameter."""
+    return sa.literal(str(name), sa.Text)
+
+
+def _feature(
+    layer: Layer, columns: Sequence[sa.ColumnElement[Any]], geom: Any, extra: dict[str, Any]
+) -> sa.ColumnElement[Any]:
+    """json_build_object of one GeoJSON Feature: PostGIS writes the geometry."""
+    t = layer.table
+    props: list[Any] = []
+    for column in columns:
+        props += [_key(column.name), column]
+    for name, value in extra.items():
+        props += [_key(name), value]
+    return sa.func.json_build_object(
+        sa.literal("type"),
+        sa.literal("Feature"),
+        sa.literal("id"),
+        t.c[layer.key],
+        sa.literal("geometry"),
+        sa.cast(sa.func.ST_AsGeoJSON(geom, PRECISION), sa.JSON),
+        sa.literal("properties"),
+        sa.func.json_build_object(*props),
+    )
+
+
+def _collection(features: sa.Subquery, **members: Any) -> sa.ColumnElement[Any]:
+    """json_build_object of a FeatureCollection of the subquery's features, in `ord` order."""
+    extra: list[Any] = []
+    for name, value in members.items():
+        extra += [_key(name), value]
+    return sa.func.json_build_object(
+        sa.literal("type"),
+        sa.literal("FeatureCollection"),
+        *extra,
+        sa.literal("features"),
+        sa.func.coalesce(
+            sa.func.json_agg(aggregate_order_by(features.c.f, features.c.ord)),
+            sa.cast(sa.literal("[]"), sa.JSON),
+        ),
+        type_=sa.JSON,
+    )
+
+
+def latest(conn: sa.Connection, street: str, since: dt.datetime, limit: int) -> dict[str, Any]:
+    """The street's requests received at or after `since`, newest first, at most `limit`."""
+    layer = get_layer("service_requests")
+    t = layer.table
+    names = ("id", "source_id", "received_at", "category", "status", "address", "department")
+    columns = [t.c[name] for name in names]
+    features = (
+        sa.select(
+            _feature(layer, columns, t.c.geom, {}).label("f"),
+            sa.func.row_number()
+            .over(order_by=(t.c.received_at.desc(), t.c.id.desc()))
+            .label("ord"),
+        )
+        .where(t.c.street_code == street, t.c.received_at >= since)
+        .order_by(t.c.received_at.desc(), t.c.id.desc())
+        .limit(limit)
+        .subquery("features")
+    )
+    collection = _collection(features, since=sa.literal(since.isoformat()), limit=sa.literal(limit))
+    return dict(conn.execute(sa.select(collection).select_from(features)).scalar_one())
+
+
+def _geometry(layer: Layer) -> Any:
+    geom = layer.table.c.geom
+    if layer.geometry_type in ("POLYGON", "MULTIPOLYGON"):
+        return sa.func.ST_SimplifyPreserveTopology(geom, SIMPLIFY_TOLERANCE)
+    return geom
+
+
+def layer_geojson(conn: sa.Connection, layer: Layer, street: str | None, now: dt.datetime) -> str:
+    """A FeatureCollection of the layer's published columns, as JSON text PostGIS wrote.
+
+    Polygons are simplified by ~1 m. Enforcement cases: the open ones only, each with an
+    `overdue` flag.
+    """
+    t = layer.table
+    columns = [f.column for f in layer.published]
+    extra: dict[str, Any] = {}
+    where: list[Any] = []
+    if layer.name == "enforcement_cases":
+        where.append(t.c.status.is_distinct_from(CASE_CLOSED))
+        extra["overdue"] = sa.func.coalesce(t.c.due_at < now, sa.false())
+    if street is not None:
+        where.append((t.c.code if layer.name == "streets" else t.c.street_code) == street)
+    features = (
+        sa.select(
+            _feature(layer, columns, _geometry(layer), extra).label("f"),
+            sa.func.row_number().over(order_by=t.c[layer.key]).label("ord"),
+        )
+        .where(*where)
+        .subquery("features")
+    )
+    collection = _collection(features, layer=sa.literal(layer.name))
+    text = conn.execute(sa.select(sa.cast(collection, sa.Text)).select_from(features))
+    return str(text.scalar_one())
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """A project's or target's state on a date, derived from its dates."""
+
+    state: str
+    state_code: str
+    progress: float | None
+    delay_days: int | None
+
+
+STATES = {"not_started": "未启动", "in_progress": "进行中", "done": "已完成"}
+
+
+def as_of_state(row: dict[str, Any], as_of: dt.date, today: dt.date) -> AsOf:
+    """State, progress and delay on `as_of`.
+
+    Started on actual_start (planned_start when there is none), done on actual_end; between
+    the two, in progress. Progress: the stored value on or after today; on a past date 0
+    before the start, 100 from the end, and in between a straight line from 0 at the start
+    to 100 at actual_end — or, still open today, to the stored progress today. Delay: days
+    past planned_end — at actual_end when done, at `as_of` while open (0 before it is due).
+    """
+    start = row["actual_start"] or row["planned_start"]
+    end = row["actual_end"]
+    if end is not None and as_of >= end:
+        code = "done"
+    elif start is not None and as_of >= start:
+        code = "in_progress"
+    else:
+        code = "not_started"
+    progress = row["progress"]
+    if as_of < today:
+        if code == "not_started":
+            progress = 0.0
+        elif code == "done":
+            progress = 100.0
+        else:
+            assert start is not None
+            if end is not None:
+                target, span = 100.0, (end - start).days
+            else:
+                target, span = float(progress or 0.0), (today - start).days
+            progress = target * (as_of - start).days / span if span > 0 else target
+        progress = round(min(max(progress, 0.0), 100.0), 1)
+    delay = None
+    planned_end = row["planned_end"]
+    if planned_end is not None:
+        delay = (end - planned_end).days if code == "done" else max(0, (as_of - planned_end).days)
+    return AsOf(STATES[code], code, progress, delay)
+
+
+def _planner_features(
+    conn: sa.Connection,
+    layer: Layer,
+    as_of: dt.date,
+    today: dt.date,
+    kind: str | None,
+    street: str | None,
+) -> dict[str, Any]:
+    t = layer.table
+    columns = [f.column for f in layer.published]
+    query = sa.select(
+        *columns,
+        sa.cast(sa.func.ST_AsGeoJSON(t.c.geom, PRECISION), sa.Text).label("geometry"),
+    ).order_by(t.c[layer.key])
+    if kind is not None:
+        query = query.where(t.c.kind == kind)
+    if street is not None:
+        query = query.where(t.c.street_code == street)
+    features = []
+    for row in conn.execute(query).mappings():
+        props = {c.name: _jsonable(row[c.name]) for c in columns}
+        derived = as_of_state(dict(row), as_of, today)
+        current = {
+            "current_" + name: props.pop(name) for name in ("status", "phase") if name in props
+        }
+        props["current_progress"] = props.pop("progress")
+        props.update(current)
+        props.update(
+            state=derived.state,
+            state_code=derived.state_code,
+            progress=derived.progress,
+            delay_days=derived.delay_days,
+            delayed=bool(derived.delay_days and derived.delay_days > 0),
+        )
+        features.append(
+            {
+                "type": "Feature",
+                "id": row[layer.key],
+                "geometry": json.loads(row["geometry"]),
+                "properties": props,
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def planner(
+    conn: sa.Connection,
+    as_of: dt.date,
+    today: dt.date,
+    kind: str | None = None,
+    street: str | None = None,
+) -> dict[str, Any]:
+    """Renovation projects and relocation targets as they stood on `as_of` (see as_of_state)."""
+    args = (as_of, today, kind, street)
+    return {
+        "as_of": as_of.isoformat(),
+        "kind": kind,
+        "street": street,
+        "projects": _planner_features(conn, get_layer("renovation_projects"), *args),
+        "targets": _planner_features(conn, get_layer("relocation_targets"), *args),
+    }

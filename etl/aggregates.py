@@ -1,0 +1,369 @@
+"""Keep the request aggregates exact; and the rules of the three rates.
+
+`refresh_request_aggregates` consumes the days the triggers marked in `request_dirty_days`
+and recomputes each of them whole from `service_requests`, so the result is exact whatever
+changed (a new request, a new status, a corrected category or date, a deletion) and untouched
+days are not read. The period rows (dekads, months, quarters) stay the sums of their daily
+rows: each refresh adds the difference between the recomputed days' new and old rows. The
+first refresh (empty aggregates), a TRUNCATE of the requests, too many marked days or
+`full=True` rebuild everything instead. It runs on the caller's connection, inside the
+caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from layers import get_layer
+from layers.aggregates import (
+    AGGREGATE_TABLES,
+    CATEGORY_SPANS,
+    LOCAL_TZ,
+    SPANS,
+    STREET_MEASURES,
+    cell_x,
+    cell_y,
+    local_day,
+    period_start_sql,
+    request_cells_daily,
+    request_cells_periods,
+    request_daily,
+    request_dirty_days,
+    request_open,
+    request_periods,
+    request_street_daily,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+RESOLVED = "已办结"
+SATISFIED = "满意"
+BASIC_SATISFIED = "基本满意"
+# With more changed days than this, one rebuild of everything is cheaper than day by day.
+FULL_REBUILD_DAYS = 120
+ZONE = ZoneInfo(LOCAL_TZ)
+# A full rebuild groups a million requests in memory and builds its indexes in one sort each.
+BULK_SETTINGS = {
+    "work_mem": "512MB",
+    "maintenance_work_mem": "1GB",
+    "max_parallel_maintenance_workers": "2",
+}
+RATE_NAMES = ("response_rate", "resolution_rate", "satisfaction_rate")
+
+
+class RatesConfigError(ValueError):
+    """rates.yaml is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class RatesConfig:
+    """k (the weight of 基本满意) and the composite's weights (DESIGN.md, "The three rates")."""
+
+    k: float
+    weights: dict[str, float]
+
+
+def load_rates(path: Path | None = None) -> RatesConfig:
+    """Read etl/config/rates.yaml: k in [0, 1]; three weights ≥ 0 that sum to 1."""
+    path = path or CONFIG_DIR / "rates.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RatesConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        k = float(doc["k"])
+        weights = {name: float(doc["weights"][name]) for name in RATE_NAMES}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RatesConfigError(
+            f"{path}: expected k and weights for {', '.join(RATE_NAMES)}: {exc!r}"
+        ) from exc
+    if not 0 <= k <= 1:
+        raise RatesConfigError(f"{path}: k must lie in [0, 1], got {k}")
+    if min(weights.values()) < 0 or abs(sum(weights.values()) - 1) > 1e-9:
+        raise RatesConfigError(f"{path}: weights must be ≥ 0 and sum to 1, got {weights}")
+    return RatesConfig(k=k, weights=weights)
+
+
+def three_rates(counts: dict[str, int], config: RatesConfig) -> dict[str, float | None]:
+    """The three rates (fractions) and the composite score (0–100); all None when V = 0.
+
+    `counts` holds callbacks (V), contacted, solved, satisfied and basic_satisfied.
+    """
+    valid = counts["callbacks"]
+    if not valid:
+        return dict.fromkeys((*RATE_NAMES, "composite"))
+    rates = {
+        "response_rate": counts["contacted"] / valid,
+        "resolution_rate": counts["solved"] / valid,
+        "satisfaction_rate": (counts["satisfied"] + config.k * counts["basic_satisfied"]) / valid,
+    }
+    composite = 100 * sum(config.weights[name] * rates[name] for name in RATE_NAMES)
+    return {**rates, "composite": composite}
+
+
+@dataclass
+class RefreshReport:
+    """What a refresh did: a full rebuild or the days recomputed, and the rows written."""
+
+    full: bool
+    days: int = 0
+    place_days: int = 0
+    seconds: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a local day, as aware datetimes."""
+    start = dt.datetime.combine(day, dt.time(), ZONE)
+    return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), ZONE)
+
+
+def _requests() -> sa.Table:
+    return get_layer("service_requests").table
+
+
+def _on_days(query: sa.Select[Any], days: list[dt.date] | None) -> sa.Select[Any]:
+    """`query` over service_requests restricted to the requests received on `days`.
+
+    A join with the days' [start, end) bounds: one index range scan on received_at per day.
+    None means all days.
+    """
+    if days is None:
+        return query
+    r = _requests()
+    bounds = sa.values(
+        sa.column("lo", sa.DateTime(timezone=True)),
+        sa.column("hi", sa.DateTime(timezone=True)),
+        name="days",
+    ).data([day_bounds(d) for d in days])
+    return query.join_from(
+        r, bounds, (r.c.received_at >= bounds.c.lo) & (r.c.received_at < bounds.c.hi)
+    )
+
+
+def _flag(condition: Any, name: str) -> sa.Label[int]:
+    return sa.case((condition, 1), else_=0).label(name)
+
+
+def _keyed(days: list[dt.date] | None) -> sa.Subquery:
+    """The requests of `days` with their aggregate keys and 0/1 measures computed once."""
+    r = _requests()
+    valid = r.c.callback_valid.is_(True)
+    query = sa.select(
+        local_day(r.c.received_at).label("day"),
+        r.c.street_code,
+        r.c.community_code,
+        r.c.grid_code,
+        cell_x(r.c.geom).label("cell_x"),
+        cell_y(r.c.geom).label("cell_y"),
+        r.c.category,
+        _flag(r.c.status == RESOLVED, "resolved"),
+        _flag(valid, "callbacks"),
+        _flag(valid & r.c.callback_contacted.is_(True), "contacted"),
+        _flag(valid & r.c.callback_solved.is_(True), "solved"),
+        _flag(valid & (r.c.satisfaction == SATISFIED), "satisfied"),
+        _flag(valid & (r.c.satisfaction == BASIC_SATISFIED), "basic_satisfied"),
+        r.c.updated_at,
+    )
+    return _on_days(query, days).subquery("k")
+
+
+def _insert(conn: sa.Connection, table: sa.Table, select: sa.Select[Any]) -> int:
+    """INSERT INTO table (the select's column names) SELECT …; the rows inserted."""
+    names = [c.name for c in select.selected_columns]
+    result = conn.execute(
+        sa.insert(table).from_select(names, select),
+        execution_options={"preserve_rowcount": True},
+    )
+    return int(result.rowcount)
+
+
+def _daily_heat(k: sa.Subquery, daily: sa.Table) -> sa.Select[Any]:
+    """Requests per day, unit and category, and per day and unit over all categories.
+
+    GROUPING SETS computes both in one pass; the HAVING drops the per-category row of the
+    requests without a category (they are in the total only).
+    """
+    keys = [k.c[c.name] for c in daily.c if c.name not in ("category", "received")]
+    return (
+        sa.select(*keys, k.c.category, sa.func.count().label("received"))
+        .group_by(sa.func.grouping_sets(sa.tuple_(*keys, k.c.category), sa.tuple_(*keys)))
+        .having((sa.func.grouping(k.c.category) == 1) | k.c.category.is_not(None))
+    )
+
+
+def _periods_from(daily: sa.Table, days: list[dt.date] | None = None, sign: int = 1) -> Any:
+    """The daily rows (of `days`, None: all) summed per period and key, optionally negated:
+    per dekad, month and quarter for the totals, per month for each category."""
+    keys = [c for c in daily.c if c.name not in ("day", "received")]
+    parts = []
+    for span in SPANS:
+        first_day = period_start_sql(span, daily.c.day).label("first_day")
+        query = sa.select(sa.literal(span, sa.String).label("span"), first_day, *keys)
+        if span not in CATEGORY_SPANS:
+            query = query.where(daily.c.category.is_(None))
+        if days is not None:
+            query = query.where(daily.c.day.in_(days))
+        parts.append(query.add_columns((sign * daily.c.received).label("received")))
+    rows = sa.union_all(*parts).subquery("d")
+    group = [c for c in rows.c if c.name != "received"]
+    return sa.select(*group, sa.func.sum(rows.c.received).label("received")).group_by(*group)
+
+
+def _delta_table(periods: sa.Table) -> sa.Table:
+    """A temporary table for the changes of one refresh to the period rows."""
+    columns = [sa.Column(c.name, c.type) for c in periods.columns]
+    return sa.Table(
+        f"delta_{periods.name}",
+        sa.MetaData(),
+        *columns,
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+
+
+def _refresh_heat(
+    conn: sa.Connection, daily: sa.Table, periods: sa.Table, days: list[dt.date]
+) -> dict[str, int]:
+    """Recompute the daily rows of `days`; add the difference to the period rows."""
+    delta = _delta_table(periods)
+    delta.drop(conn, checkfirst=True)
+    delta.create(conn)
+    _insert(conn, delta, _periods_from(daily, days, sign=-1))
+    conn.execute(sa.delete(daily).where(daily.c.day.in_(days)))
+    inserted = _insert(conn, daily, _daily_heat(_keyed(days), daily))
+    _insert(conn, delta, _periods_from(daily, days))
+    keys = [c for c in delta.c if c.name != "received"]
+    change = (
+        sa.select(*keys, sa.func.sum(delta.c.received).label("received"))
+        .group_by(*keys)
+        .having(sa.func.sum(delta.c.received) != 0)
+    )
+    upsert = pg_insert(periods).from_select([c.name for c in delta.c], change)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[c.name for c in keys],
+        set_={"received": periods.c.received + upsert.excluded.received},
+    )
+    changed = conn.execute(upsert, execution_options={"preserve_rowcount": True}).rowcount
+    conn.execute(sa.delete(periods).where(periods.c.received == 0))
+    delta.drop(conn)
+    return {daily.name: inserted, periods.name: int(changed)}
+
+
+def _street_daily(k: sa.Subquery) -> sa.Select[Any]:
+    measures = [sa.func.sum(k.c[m]).label(m) for m in STREET_MEASURES if m != "received"]
+    return sa.select(
+        k.c.day,
+        k.c.street_code,
+        sa.func.count().label("received"),
+        *measures,
+        sa.func.max(k.c.updated_at).label("updated_at"),
+    ).group_by(k.c.day, k.c.street_code)
+
+
+def _open(days: list[dt.date] | None) -> sa.Select[Any]:
+    r = _requests()
+    query = sa.select(*(r.c[c.name] for c in request_open.c)).where(
+        r.c.status.is_distinct_from(RESOLVED)
+    )
+    return _on_days(query, days)
+
+
+def _needs_full(conn: sa.Connection) -> bool:
+    """Never built: no aggregate rows although there are requests."""
+    built = conn.execute(sa.select(sa.exists().select_from(request_street_daily))).scalar_one()
+    return not built and bool(
+        conn.execute(sa.select(sa.exists().select_from(_requests()))).scalar_one()
+    )
+
+
+@contextmanager
+def _settings(conn: sa.Connection, **values: str) -> Iterator[None]:
+    """Settings for the rest of the block, as SET LOCAL would (a rollback undoes them too)."""
+    old = {
+        name: conn.execute(sa.select(sa.func.current_setting(name))).scalar_one() for name in values
+    }
+    for name, value in values.items():
+        conn.execute(sa.select(sa.func.set_config(name, value, True)))
+    yield
+    for name, value in old.items():
+        conn.execute(sa.select(sa.func.set_config(name, value, True)))
+
+
+def _rebuild(conn: sa.Connection) -> dict[str, int]:
+    """Everything from scratch, indexes dropped and rebuilt once (bulk-load practice)."""
+    with _settings(conn, **BULK_SETTINGS):
+        return _rebuild_tables(conn)
+
+
+def _rebuild_tables(conn: sa.Connection) -> dict[str, int]:
+    conn.execute(sa.text("truncate " + ", ".join(t.name for t in AGGREGATE_TABLES)))
+    indexes = [index for table in AGGREGATE_TABLES for index in table.indexes]
+    for index in indexes:
+        conn.execute(sa.schema.DropIndex(index))
+    keyed = _keyed(None)
+    rows = {
+        request_daily.name: _insert(conn, request_daily, _daily_heat(keyed, request_daily)),
+        request_cells_daily.name: _insert(
+            conn, request_cells_daily, _daily_heat(keyed, request_cells_daily)
+        ),
+        request_street_daily.name: _insert(conn, request_street_daily, _street_daily(keyed)),
+        request_open.name: _insert(conn, request_open, _open(None)),
+    }
+    rows[request_periods.name] = _insert(conn, request_periods, _periods_from(request_daily))
+    rows[request_cells_periods.name] = _insert(
+        conn, request_cells_periods, _periods_from(request_cells_daily)
+    )
+    for index in indexes:
+        conn.execute(sa.schema.CreateIndex(index))
+    for table in AGGREGATE_TABLES:
+        conn.execute(sa.text(f"analyze {table.name}"))
+    return rows
+
+
+def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> RefreshReport:
+    """Bring the request aggregates up to date with `service_requests` (see the module doc)."""
+    started = time.monotonic()
+    # One refresh at a time: a second one waits here, then sees the first one's rows.
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("request_aggregates"))))
+    marks = conn.execute(
+        sa.delete(request_dirty_days).returning(
+            request_dirty_days.c.day, request_dirty_days.c.place
+        )
+    ).all()
+    days = sorted({day for day, _ in marks if day is not None})
+    place_days = sorted({day for day, place in marks if place and day is not None})
+    full = (
+        full
+        or any(day is None for day, _ in marks)
+        or len(place_days) > FULL_REBUILD_DAYS
+        or _needs_full(conn)
+    )
+    report = RefreshReport(full=full, days=len(days), place_days=len(place_days))
+    if full:
+        report.rows = _rebuild(conn)
+    elif days:
+        for daily, periods in (
+            (request_daily, request_periods),
+            (request_cells_daily, request_cells_periods),
+        ):
+            if place_days:
+                report.rows.update(_refresh_heat(conn, daily, periods, place_days))
+        conn.execute(sa.delete(request_street_daily).where(request_street_daily.c.day.in_(days)))
+        report.rows[request_street_daily.name] = _insert(
+            conn, request_street_daily, _street_daily(_keyed(days))
+        )
+        conn.execute(sa.delete(request_open).where(local_day(request_open.c.received_at).in_(days)))
+        report.rows[request_open.name] = _insert(conn, request_open, _open(days))
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,326 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright, against a live server.
+
+A small demo district is loaded into a database of its own (committed, as the server reads
+it through its own connections); the server runs in a thread. Every page must load with no
+console error and no failed or outside request, show the figures the database holds, and
+the command view must show a newly loaded record without a reload. Screenshots go to
+test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from app import create_app, migrate
+from app.db import make_engine
+from etl.demo.load import generate, load
+from etl.jobs import run_file
+from tests.etl.conftest import REQUEST_COLUMNS
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = os.environ.get("BLOCKDATA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Live:
+    url: str
+    engine: sa.Engine
+    demo: Path
+
+
+@pytest.fixture(scope="module")
+def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    from waitress.server import create_server
+
+    name = f"blockdata_test_live_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(migrate.alembic_config(url))
+    demo = tmp_path_factory.mktemp("demo")
+    generate(demo, requests=4_000, cases=200, targets=40, projects=60, end=dt.date.today())
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        load(conn, demo)
+        conn.commit()
+    app = create_app({"DATABASE_URL": url})
+    port = _free_port()
+    server = create_server(app, host="127.0.0.1", port=port, threads=6)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield Live(url=f"http://127.0.0.1:{port}", engine=engine, demo=demo)
+    finally:
+        server.close()
+        engine.dispose()
+        app.extensions["blockdata.engine"].dispose()
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@dataclass
+class Watch:
+    """What a page did: console errors, failed requests, requests to other hosts."""
+
+    errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def _open(browser: object, live: Live, path: str) -> tuple[object, Watch]:
+    watch = Watch()
+    page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    host = urlsplit(live.url).netloc
+
+    def route(r):  # type: ignore[no-untyped-def]
+        if urlsplit(r.request.url).netloc != host and not r.request.url.startswith("data:"):
+            watch.outside.append(r.request.url)
+            return r.abort()
+        return r.continue_()
+
+    page.route("**/*", route)
+    page.on("console", lambda m: m.type == "error" and watch.errors.append(m.text))
+    page.on("pageerror", lambda e: watch.errors.append(str(e)))
+    page.on("requestfailed", lambda r: watch.failed.append(f"{r.url} {r.failure}"))
+
+    def count(response):  # type: ignore[no-untyped-def]
+        with contextlib.suppress(Exception):  # redirects and aborted responses have no body
+            watch.bytes += len(response.body())
+
+    page.on("response", count)
+    page.goto(live.url + path)
+    page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000)
+    return page, watch
+
+
+def _clean(watch: Watch) -> None:
+    assert watch.outside == []
+    assert watch.failed == []
+    assert watch.errors == []
+
+
+def _shot(page: object, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)  # type: ignore[attr-defined]
+
+
+def _int(text: str) -> int:
+    return int(re.sub(r"[^\d]", "", text))
+
+
+def _month_bounds() -> tuple[str, str]:
+    today = dt.date.today()
+    first = today.replace(day=1)
+    nxt = (first + dt.timedelta(days=32)).replace(day=1)
+    return first.isoformat(), nxt.isoformat()
+
+
+def test_overview_ranks_the_streets(browser: object, live: Live) -> None:
+    page, watch = _open(browser, live, "/")
+    page.wait_for_selector("#bd-ranking tbody tr")  # type: ignore[attr-defined]
+    rows = page.locator("#bd-ranking tbody tr")  # type: ignore[attr-defined]
+    assert rows.count() == 15
+    first, nxt = _month_bounds()
+    with live.engine.connect() as conn:
+        month_total = conn.execute(
+            sa.text(
+                "select count(*) from service_requests where received_at >= "
+                "(:first)::date::timestamp at time zone 'Asia/Shanghai' and received_at < "
+                "(:nxt)::date::timestamp at time zone 'Asia/Shanghai'"
+            ),
+            {"first": first, "nxt": nxt},
+        ).scalar_one()
+        open_total = conn.execute(
+            sa.text("select count(*) from service_requests where status <> '已办结'")
+        ).scalar_one()
+    assert _int(page.inner_text("#bd-total-requests")) == month_total  # type: ignore[attr-defined]
+    assert _int(page.inner_text("#bd-total-open")) == open_total  # type: ignore[attr-defined]
+    ranks = [_int(rows.nth(i).locator("td").first.inner_text()) for i in range(15)]
+    assert ranks == sorted(ranks) and ranks[0] == 1
+    # The choropleth draws the 15 streets; a click opens the street's command view.
+    assert page.evaluate("Number(document.body.dataset.streets)") == 15  # type: ignore[attr-defined]
+    labels = page.locator(".bd-street-label").all_inner_texts()  # type: ignore[attr-defined]
+    assert len(labels) == 15 and all(re.search(r"\d", t) for t in labels)
+    assert page.locator(".leaflet-control-scale").count() == 1  # type: ignore[attr-defined]
+    assert page.locator(".bd-legend").count() >= 1  # type: ignore[attr-defined]
+    _shot(page, "overview")
+    _clean(watch)
+    page.close()  # type: ignore[attr-defined]
+
+
+def _street_with_most(live: Live) -> str:
+    with live.engine.connect() as conn:
+        return str(
+            conn.exec_driver_sql(
+                "select street_code from service_requests group by 1 order by count(*) desc limit 1"
+            ).scalar_one()
+        )
+
+
+def test_command_view_shows_the_zone_and_its_figures(browser: object, live: Live) -> None:
+    street = _street_with_most(live)
+    page, watch = _open(browser, live, f"/command/{street}")
+    with live.engine.connect() as conn:
+        name = conn.execute(
+            sa.text("select name from streets where code = :c"), {"c": street}
+        ).scalar_one()
+        open_n = conn.execute(
+            sa.text(
+                "select count(*) from service_requests where street_code = :c "
+                "and status <> '已办结'"
+            ),
+            {"c": street},
+        ).scalar_one()
+        overdue = conn.execute(
+            sa.text(
+                "select count(*) from service_requests where street_code = :c "
+                "and status <> '已办结' and due_at < now()"
+            ),
+            {"c": street},
+        ).scalar_one()
+        heat_total = conn.execute(
+            sa.text(
+                "select count(*) from service_requests where street_code = :c and received_at >= "
+                "(current_date - 29)::timestamp at time zone 'Asia/Shanghai'"
+            ),
+            {"c": street},
+        ).scalar_one()
+    assert page.inner_text("#bd-street") == name  # type: ignore[attr-defined]
+    assert _int(page.inner_text("#bd-open")) == open_n  # type: ignore[attr-defined]
+    assert _int(page.inner_text("#bd-overdue")) == overdue  # type: ignore[attr-defined]
+    assert int(page.evaluate("document.body.dataset.heatTotal")) == heat_total  # type: ignore[attr-defined]
+    assert page.locator("#bd-hot-grids li").count() > 0  # type: ignore[attr-defined]
+    overlays = page.locator(".leaflet-control-layers-overlays label").all_inner_texts()  # type: ignore[attr-defined]
+    for title in [
+        "诉求热力",
+        "网格",
+        "街巷（街巷长）",
+        "疏解目标",
+        "整治提升项目",
+        "最新诉求（实时）",
+    ]:
+        assert any(title in o for o in overlays), (title, overlays)
+    _shot(page, f"command-{street}")
+    _clean(watch)
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_command_view_shows_a_newly_loaded_record_without_reload(
+    browser: object, live: Live, tmp_path: Path
+) -> None:
+    street = _street_with_most(live)
+    page, watch = _open(browser, live, f"/command/{street}")
+    before = _int(page.inner_text("#bd-new-today"))  # type: ignore[attr-defined]
+    with live.engine.connect() as conn:
+        lng, lat = conn.execute(
+            sa.text(
+                "select ST_X(p), ST_Y(p) from (select ST_PointOnSurface(geom) p from grids "
+                "where street_code = :c order by code limit 1) g"
+            ),
+            {"c": street},
+        ).one()
+    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    row = dict.fromkeys(REQUEST_COLUMNS, "")
+    row.update(
+        {
+            "工单编号": "GDLIVE000001",
+            "受理时间": now,
+            "来源渠道": "12345热线",
+            "诉求类别": "环境卫生",
+            "诉求内容": "实时测试",
+            "地址": "北京市西城区测试",
+            "经度": f"{lng:.7f}",
+            "纬度": f"{lat:.7f}",
+            "坐标系": "WGS84",
+            "状态": "待派单",
+        }
+    )
+    path = tmp_path / "live.csv"
+    path.write_text(
+        ",".join(REQUEST_COLUMNS) + "\n" + ",".join(row[c] for c in REQUEST_COLUMNS) + "\n",
+        encoding="utf-8",
+    )
+    with live.engine.connect() as conn:
+        report = run_file(conn, path, layer="service_requests")
+        conn.commit()
+    assert report.inserted == 1
+    started = time.monotonic()
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(n) => Number(document.getElementById('bd-new-today')"
+        ".textContent.replace(/\\D/g, '')) > n",
+        arg=before,
+        timeout=60_000,
+    )
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => Object.values(window[BD.realtime]._features || {})"
+        ".some((f) => f.properties.source_id === 'GDLIVE000001')",
+        timeout=60_000,
+    )
+    assert time.monotonic() - started < 60
+    _shot(page, "command-live")
+    _clean(watch)
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_planner_as_of_date(browser: object, live: Live) -> None:
+    page, watch = _open(browser, live, "/planner")
+    with live.engine.connect() as conn:
+        projects = conn.exec_driver_sql("select count(*) from renovation_projects").scalar_one()
+        targets = conn.exec_driver_sql("select count(*) from relocation_targets").scalar_one()
+    assert _int(page.inner_text("#bd-project-count")) == projects  # type: ignore[attr-defined]
+    assert _int(page.inner_text("#bd-target-count")) == targets  # type: ignore[attr-defined]
+    done_today = page.locator("#bd-projects tbody tr", has_text="完成").count()  # type: ignore[attr-defined]
+    page.fill("#bd-asof", "2015-01-01")  # type: ignore[attr-defined]
+    page.dispatch_event("#bd-asof", "change")  # type: ignore[attr-defined]
+    page.wait_for_function(
+        "document.getElementById('bd-status').textContent.includes('2015-01-01')"
+    )  # type: ignore[attr-defined]
+    done_then = page.locator("#bd-projects tbody tr", has_text="完成").count()  # type: ignore[attr-defined]
+    assert done_then < done_today
+    _shot(page, "planner")
+    _clean(watch)
+    page.close()  # type: ignore[attr-defined]

@@ -1,0 +1,411 @@
+"""The request aggregates against direct counts: loads through the ETL, reloads, deletions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from app import stats
+from etl.aggregates import (
+    RatesConfig,
+    RatesConfigError,
+    day_bounds,
+    load_rates,
+    refresh_request_aggregates,
+    three_rates,
+)
+from etl.jobs import RunReport, run_file
+from layers.aggregates import (
+    CATEGORY_SPANS,
+    CELL_DLAT,
+    CELL_DLNG,
+    CELL_ORIGIN,
+    SPANS,
+    period_start,
+)
+from tests.etl.conftest import request_row, write_csv
+
+pytestmark = pytest.mark.usefixtures("district")
+
+CATEGORIES = ["环境卫生", "噪声扰民", "停车管理", "供暖"]
+TIMES = ["00:00:05", "07:45:00", "12:30:00", "18:05:00", "23:59:55"]
+FIRST_DAY = dt.date(2026, 9, 20)
+LAST_DAY = dt.date(2026, 11, 28)
+
+
+def requests(n: int = 240, seed: int = 7) -> list[dict[str, str]]:
+    """Requests spread over three months, both streets, four categories, midnight edges."""
+    rng = random.Random(seed)
+    span = (LAST_DAY - FIRST_DAY).days + 1
+    rows = []
+    for i in range(n):
+        day = FIRST_DAY + dt.timedelta(days=rng.randrange(span))
+        received = f"{day} {rng.choice(TIMES)}"
+        values = {
+            "受理时间": received,
+            "派单时间": received,
+            "经度": f"{rng.uniform(116.3002, 116.3398):.6f}",
+            "纬度": f"{rng.uniform(39.9002, 39.9198):.6f}",
+            "诉求类别": rng.choice(CATEGORIES),
+        }
+        if rng.random() < 0.6:
+            valid = rng.random() < 0.8
+            values.update(
+                状态="已办结",
+                响应时间=received,
+                办结时间=received,
+                是否有效回访="是" if valid else "否",
+                是否联系=rng.choice(["是", "否"]),
+                是否解决=rng.choice(["是", "否"]),
+                满意度=rng.choice(["满意", "基本满意", "不满意"]),
+            )
+        else:
+            values["状态"] = rng.choice(["已派单", "处理中"])
+        rows.append(request_row(f"Q{i:04d}", **values))
+    return rows
+
+
+def load(conn: sa.Connection, path: Path) -> RunReport:
+    """Load requests through the ETL (which refreshes the aggregates), and refresh again."""
+    report = run_file(conn, path, layer="service_requests")
+    assert report.rejected == 0, report.reasons
+    refresh_request_aggregates(conn)
+    return report
+
+
+def _rows(conn: sa.Connection, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r) for r in conn.execute(sa.text(sql), params)), key=repr)
+
+
+LOCAL_DAY = "(received_at at time zone 'Asia/Shanghai')::date"
+CELL = (
+    f"floor((ST_X(geom) - {CELL_ORIGIN[0]!r}) / {CELL_DLNG!r})::int, "
+    f"floor((ST_Y(geom) - {CELL_ORIGIN[1]!r}) / {CELL_DLAT!r})::int"
+)
+
+
+def _by_category_and_total(keys: str, period: str) -> str:
+    """Direct counts per key and category, and per key over all categories (NULL)."""
+    return (
+        f"select {period}, {keys}, category, count(*)::int from service_requests "
+        f"where category is not null group by {period}, {keys}, category "
+        f"union all select {period}, {keys}, null, count(*)::int from service_requests "
+        f"group by {period}, {keys}"
+    )
+
+
+def _periods(daily: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Period rows from daily rows, in Python: totals per dekad, month and quarter, and per
+    category per month."""
+    sums: Counter[tuple[Any, ...]] = Counter()
+    for day, *keys, category, n in daily:
+        for span in SPANS:
+            if category is None or span in CATEGORY_SPANS:
+                sums[(span, period_start(span, day), *keys, category)] += n
+    return sorted(((*key, n) for key, n in sums.items()), key=repr)
+
+
+def assert_exact(conn: sa.Connection) -> None:
+    """Every aggregate table equals its direct recomputation from service_requests."""
+    for table, keys in (
+        ("request_daily", "street_code, community_code, grid_code"),
+        ("request_cells_daily", "street_code, cell_x, cell_y"),
+    ):
+        direct_keys = keys.replace("cell_x, cell_y", CELL)
+        daily = _rows(conn, _by_category_and_total(direct_keys, LOCAL_DAY))
+        stored = _rows(conn, f"select day, {keys}, category, received from {table}")
+        assert stored == daily, table
+        periods = table.replace("daily", "periods")
+        stored = _rows(conn, f"select span, first_day, {keys}, category, received from {periods}")
+        assert stored == _periods(daily), periods
+    valid = "callback_valid is true"
+    street_daily = f"""
+        select {LOCAL_DAY}, street_code, count(*)::int,
+               count(*) filter (where status = '已办结')::int,
+               count(*) filter (where {valid})::int,
+               count(*) filter (where {valid} and callback_contacted)::int,
+               count(*) filter (where {valid} and callback_solved)::int,
+               count(*) filter (where {valid} and satisfaction = '满意')::int,
+               count(*) filter (where {valid} and satisfaction = '基本满意')::int,
+               max(updated_at)
+          from service_requests group by 1, 2"""
+    assert _rows(conn, "select * from request_street_daily") == _rows(conn, street_daily)
+    open_requests = (
+        "select id, street_code, community_code, grid_code, category, received_at, due_at "
+        "from service_requests where status is distinct from '已办结'"
+    )
+    assert _rows(conn, "select * from request_open") == _rows(conn, open_requests)
+
+
+UNITS = {
+    "street": "street_code",
+    "community": "community_code",
+    "grid": "grid_code",
+    "cell": CELL,
+}
+
+
+def direct_heat(
+    conn: sa.Connection,
+    level: str,
+    since: dt.date,
+    until: dt.date,
+    category: str | None = None,
+    street: str | None = None,
+) -> Counter[Any]:
+    """count(*) per unit straight from service_requests, with the same filters."""
+    where = "received_at >= :lo and received_at < :hi"
+    if category is not None:
+        where += " and category = :category"
+    if street is not None:
+        where += " and street_code = :street"
+    sql = f"select {UNITS[level]}, count(*) from service_requests where {where} group by 1"
+    if level == "cell":
+        sql += ", 2"
+    params = {
+        "lo": day_bounds(since)[0],
+        "hi": day_bounds(until)[1],
+        "category": category,
+        "street": street,
+    }
+    counts: Counter[Any] = Counter()
+    for row in conn.execute(sa.text(sql), params):
+        key = f"{row[0]}_{row[1]}" if level == "cell" else row[0]
+        counts[key] += row[-1]
+    return counts
+
+
+WINDOWS = [
+    (dt.date(2026, 10, 5), dt.date(2026, 10, 5)),  # one day
+    (dt.date(2026, 9, 28), dt.date(2026, 10, 4)),  # a week across a month end
+    (dt.date(2026, 10, 1), dt.date(2026, 10, 31)),  # exactly one month
+    (dt.date(2026, 9, 25), dt.date(2026, 11, 6)),  # edges + a whole month
+    (dt.date(2026, 10, 1), dt.date(2026, 11, 15)),  # a whole month + the days after
+    (dt.date(2026, 8, 1), dt.date(2026, 12, 31)),  # beyond the data
+]
+
+
+def assert_heat_matches(conn: sa.Connection) -> None:
+    for since, until in WINDOWS:
+        for level in stats.LEVELS:
+            for category in (None, "噪声扰民", "没有的类别"):
+                for street in (None, "110102003"):
+                    got = stats.heat(conn, level, stats.Window(since, until), category, street)
+                    want = direct_heat(conn, level, since, until, category, street)
+                    assert {i["code"]: i["n"] for i in got["items"]} == dict(want), (
+                        level,
+                        since,
+                        until,
+                        category,
+                        street,
+                    )
+                    assert got["total"] == sum(want.values())
+                    assert got["unplaced"] == 0
+
+
+def test_a_load_leaves_the_aggregates_exact(connection: sa.Connection, tmp_path: Path) -> None:
+    report = run_file(
+        connection, write_csv(tmp_path / "r.csv", requests()), layer="service_requests"
+    )
+    assert "aggregates" in report.timings  # run_file refreshes after loading requests
+    assert connection.execute(sa.text("select count(*) from request_dirty_days")).scalar_one() == 0
+    assert_exact(connection)
+    assert_heat_matches(connection)
+    again = refresh_request_aggregates(connection)
+    assert (again.full, again.days, again.rows) == (False, 0, {})
+
+
+def test_the_first_refresh_builds_everything(connection: sa.Connection, tmp_path: Path) -> None:
+    load(connection, write_csv(tmp_path / "r.csv", requests(60)))
+    # As after `alembic upgrade` on a database that already holds requests.
+    connection.execute(sa.text("delete from request_street_daily; delete from request_daily"))
+    report = refresh_request_aggregates(connection)
+    assert report.full and report.rows["request_daily"] > 0
+    assert_exact(connection)
+
+
+def test_a_reload_with_a_new_category_date_and_status_stays_exact(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    rows = requests()
+    load(connection, write_csv(tmp_path / "day1.csv", rows))
+    moved = rows[1]
+    old_day = dt.date.fromisoformat(moved["受理时间"][:10])
+    new_day = dt.date(2026, 11, 20)
+    changed = [
+        dict(rows[0], 诉求类别="供暖" if rows[0]["诉求类别"] != "供暖" else "噪声扰民"),
+        dict(moved, 受理时间=f"{new_day} 10:00:00"),
+        dict(
+            rows[2], 状态="已办结", 是否有效回访="是", 是否联系="是", 是否解决="是", 满意度="满意"
+        ),
+        request_row("NEW1", 受理时间="2026-11-21 23:59:59", 诉求类别="停车管理"),
+    ]
+    before = {
+        d: stats.heat(connection, "grid", stats.Window(d, d))["total"] for d in (old_day, new_day)
+    }
+    report = load(connection, write_csv(tmp_path / "day2.csv", changed))
+    assert (report.inserted, report.updated) == (1, 3)
+    assert_exact(connection)
+    assert_heat_matches(connection)
+    after = {
+        d: stats.heat(connection, "grid", stats.Window(d, d))["total"] for d in (old_day, new_day)
+    }
+    assert after == {old_day: before[old_day] - 1, new_day: before[new_day] + 1}
+
+
+def _marks(conn: sa.Connection) -> dict[dt.date, bool]:
+    rows = conn.execute(sa.text("select day, bool_or(place) from request_dirty_days group by 1"))
+    return dict(rows.all())
+
+
+def test_the_triggers_mark_the_days_a_change_touched(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    rows = requests(60)
+    load(connection, write_csv(tmp_path / "a.csv", rows))
+    day = {r["工单编号"]: dt.date.fromisoformat(r["受理时间"][:10]) for r in rows}
+    update = "update service_requests set {} where source_id = :id"
+    connection.execute(sa.text(update.format("category = '养犬'")), {"id": "Q0000"})
+    assert _marks(connection) == {day["Q0000"]: True}
+    connection.execute(
+        sa.text(update.format("received_at = '2026-12-01 08:00+08'")), {"id": "Q0001"}
+    )
+    connection.execute(sa.text(update.format("status = '已办结'")), {"id": "Q0002"})
+    connection.execute(sa.text(update.format("updated_at = now()")), {"id": "Q0003"})
+    marks = _marks(connection)
+    assert marks[day["Q0001"]] and marks[dt.date(2026, 12, 1)] and marks[day["Q0000"]]
+    assert marks[day["Q0002"]] == (day["Q0002"] in (day["Q0000"], day["Q0001"]))
+    report = refresh_request_aggregates(connection)
+    assert not report.full and report.days == len(marks)
+    assert report.place_days == sum(marks.values())
+    assert _marks(connection) == {}
+    assert_exact(connection)
+
+
+def test_status_only_changes_leave_the_heat_tables_alone(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    rows = requests(60)
+    load(connection, write_csv(tmp_path / "a.csv", rows))
+    open_ids = [r["工单编号"] for r in rows if r["状态"] != "已办结"][:3]
+    connection.execute(
+        sa.text(
+            "update service_requests set status = '已办结', callback_valid = true, "
+            "satisfaction = '满意' where source_id = any(:ids)"
+        ),
+        {"ids": open_ids},
+    )
+    assert not any(_marks(connection).values())
+    report = refresh_request_aggregates(connection)
+    assert report.place_days == 0 and report.days >= 1
+    assert "request_daily" not in report.rows and report.rows["request_street_daily"] >= 1
+    assert_exact(connection)
+
+
+def test_incremental_equals_full_rebuild(connection: sa.Connection, tmp_path: Path) -> None:
+    rows = requests()
+    load(connection, write_csv(tmp_path / "a.csv", rows[:150]))
+    refresh_request_aggregates(connection)
+    load(connection, write_csv(tmp_path / "b.csv", rows[100:]))
+    refresh_request_aggregates(connection)
+    tables = ["request_daily", "request_periods", "request_cells_daily", "request_cells_periods"]
+    incremental = {t: _rows(connection, f"select * from {t}") for t in tables}
+    assert refresh_request_aggregates(connection, full=True).full
+    assert {t: _rows(connection, f"select * from {t}") for t in tables} == incremental
+
+
+def test_deletes_direct_writes_and_unplaced_requests(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    load(connection, write_csv(tmp_path / "r.csv", requests()))
+    refresh_request_aggregates(connection)
+    connection.execute(
+        sa.text("delete from service_requests where source_id in ('Q0003', 'Q0004')")
+    )
+    # Written by hand, not placed and without a category: in the totals only.
+    connection.execute(
+        sa.text(
+            "insert into service_requests (source, source_id, received_at, status, geom) "
+            "values ('manual', 'M1', '2026-10-10 08:00+08', '已派单', "
+            "ST_SetSRID(ST_MakePoint(116.31, 39.91), 4326))"
+        )
+    )
+    assert not refresh_request_aggregates(connection).full
+    assert_exact(connection)
+    day = dt.date(2026, 10, 10)
+    for level in ("street", "community", "grid"):
+        got = stats.heat(connection, level, stats.Window(day, day))
+        total = direct_heat(connection, "cell", day, day).total()
+        assert got["total"] == total and got["unplaced"] == 1
+    cells = stats.heat(connection, "cell", stats.Window(day, day))
+    assert cells["unplaced"] == 0 and sum(i["n"] for i in cells["items"]) == cells["total"]
+    assert stats.heat(connection, "grid", stats.Window(day, day), "噪声扰民")["unplaced"] == 0
+
+
+def test_truncate_means_rebuild_everything(connection: sa.Connection, tmp_path: Path) -> None:
+    load(connection, write_csv(tmp_path / "r.csv", requests(30)))
+    refresh_request_aggregates(connection)
+    connection.execute(sa.text("truncate service_requests"))
+    assert refresh_request_aggregates(connection).full
+    for table in ("request_daily", "request_cells_periods", "request_street_daily"):
+        assert connection.execute(sa.text(f"select count(*) from {table}")).scalar_one() == 0
+
+
+def test_local_days_follow_beijing_time(connection: sa.Connection, tmp_path: Path) -> None:
+    rows = [
+        request_row("T1", 受理时间="2026-10-31 23:59:59"),
+        request_row("T2", 受理时间="2026-11-01 00:00:00"),
+    ]
+    load(connection, write_csv(tmp_path / "t.csv", rows))
+    refresh_request_aggregates(connection)
+    days = dict(
+        connection.execute(
+            sa.text("select day, received from request_daily where category is null")
+        ).all()
+    )
+    assert days == {dt.date(2026, 10, 31): 1, dt.date(2026, 11, 1): 1}
+    periods = connection.execute(
+        sa.text("select span, first_day, received from request_periods where category is null")
+    ).all()
+    assert sorted(periods) == [
+        ("dekad", dt.date(2026, 10, 21), 1),
+        ("dekad", dt.date(2026, 11, 1), 1),
+        ("month", dt.date(2026, 10, 1), 1),
+        ("month", dt.date(2026, 11, 1), 1),
+        ("quarter", dt.date(2026, 10, 1), 2),
+    ]
+
+
+def test_rates_config_and_the_three_rates(tmp_path: Path) -> None:
+    config = load_rates()
+    assert config.k == 0.9
+    assert config.weights == {
+        "response_rate": 0.10,
+        "resolution_rate": 0.50,
+        "satisfaction_rate": 0.40,
+    }
+    counts = {"callbacks": 5, "contacted": 4, "solved": 3, "satisfied": 2, "basic_satisfied": 2}
+    rates = three_rates(counts, config)
+    assert rates["response_rate"] == pytest.approx(0.8)
+    assert rates["resolution_rate"] == pytest.approx(0.6)
+    assert rates["satisfaction_rate"] == pytest.approx((2 + 0.9 * 2) / 5)
+    assert rates["composite"] == pytest.approx(100 * (0.1 * 0.8 + 0.5 * 0.6 + 0.4 * 0.76))
+    assert set(three_rates(dict(counts, callbacks=0), config).values()) == {None}
+    other = three_rates(counts, RatesConfig(k=0.5, weights={**config.weights}))
+    assert other["satisfaction_rate"] == pytest.approx(3 / 5)
+    for text, match in [
+        ("k: 2\nweights: {response_rate: .1, resolution_rate: .5, satisfaction_rate: .4}", "k"),
+        ("k: .9\nweights: {response_rate: .5, resolution_rate: .5, satisfaction_rate: .4}", "sum"),
+        ("k: .9\nweights: {response_rate: .1}", "resolution_rate"),
+        ("- 1\n- 2\n", "expected"),
+    ]:
+        path = tmp_path / "rates.yaml"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(RatesConfigError, match=match):
+            load_rates(path)
