@@ -213,11 +213,11 @@ def main() -> None:
         "<!-- bench_pages:end -->",
     ]
     section = "\n".join(lines)
-    text = args.out.read_text(encoding="utf-8")
+    print(section, flush=True)
+    text = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Benchmarks\n"
     pattern = re.compile(r"<!-- bench_pages:start -->.*<!-- bench_pages:end -->", re.S)
     text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
     args.out.write_text(text + "\n", encoding="utf-8")
-    print(section)
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"drop database if exists {DB} with (force)")
 
