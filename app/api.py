@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from app import db, stats
 from app.errors import BadRequest, NotFound
-from etl.aggregates import ZONE, RatesConfig, load_rates
+from etl.aggregates import ZONE, load_rates
 from layers import get_layer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -24,8 +23,8 @@ DEFAULT_WINDOW_DAYS = 30
 LATEST_LIMIT = 200
 LATEST_MAX = 500
 MAX_TEXT = 100
-EARLIEST = dt.date(2000, 1, 1)
-LATEST = dt.date(2099, 12, 31)
+FIRST_DATE = dt.date(2000, 1, 1)
+LAST_DATE = dt.date(2099, 12, 31)
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 STREET = re.compile(r"[0-9]{9}")
@@ -45,13 +44,13 @@ def _date(name: str, default: dt.date) -> dt.date:
     if value is None or value == "":
         return default
     try:
-        if not DATE.fullmatch(value):
-            raise ValueError(value)
-        day = dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value) if DATE.fullmatch(value) else None
     except ValueError:
-        raise _bad(name, value, "日期格式应为 YYYY-MM-DD", "not a date (YYYY-MM-DD)") from None
-    if not EARLIEST <= day <= LATEST:
-        raise _bad(name, value, "日期超出范围", f"date outside {EARLIEST}…{LATEST}")
+        day = None
+    if day is None:
+        raise _bad(name, value, "日期格式应为 YYYY-MM-DD", "not a date (YYYY-MM-DD)")
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise _bad(name, value, "日期超出范围", f"date outside {FIRST_DATE}…{LAST_DATE}")
     return day
 
 
@@ -62,9 +61,11 @@ def _month(today: dt.date) -> dt.date:
     match = MONTH.fullmatch(value)
     if not match or not 1 <= int(match[2]) <= 12:
         raise _bad("month", value, "月份格式应为 YYYY-MM", "not a month (YYYY-MM)")
-    month = dt.date(int(match[1]), int(match[2]), 1)
-    if month < EARLIEST or month > today:
-        raise _bad("month", value, "月份超出范围", f"month outside {EARLIEST:%Y-%m}…{today:%Y-%m}")
+    month = dt.date(max(int(match[1]), 1), int(match[2]), 1)
+    if month < FIRST_DATE or month > today:
+        raise _bad(
+            "month", value, "月份超出范围", f"month outside {FIRST_DATE:%Y-%m}…{today:%Y-%m}"
+        )
     return month
 
 
@@ -79,10 +80,8 @@ def _text(name: str) -> str | None:
     return value
 
 
-def _street(value: str | None, name: str = "street") -> str | None:
+def _street(value: str, name: str) -> str:
     """A street code: nine digits (else 400) of a street in the database (else 404)."""
-    if value is None or value == "":
-        return None
     if not STREET.fullmatch(value):
         raise _bad(name, value, "街道代码应为 9 位数字", "street code must be 9 digits")
     if not stats.street_exists(db.connection(), value):
@@ -90,16 +89,17 @@ def _street(value: str | None, name: str = "street") -> str | None:
     return value
 
 
+def _street_filter() -> str | None:
+    """The optional `street` parameter."""
+    value = request.args.get("street")
+    return _street(value, "street") if value else None
+
+
 def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
     value = request.args.get(name) or default
     if value not in choices:
         raise _bad(name, value, "取值无效", f"must be one of {', '.join(choices)}")
     return value
-
-
-def _rates() -> RatesConfig:
-    config: RatesConfig | None = current_app.config.get("RATES")
-    return config if config is not None else load_rates()
 
 
 @bp.get("/heat/<layer>")
@@ -129,8 +129,9 @@ def heat(layer: str) -> Response:
             value=since.isoformat(),
         )
     category = _text("category")
-    street = _street(request.args.get("street"))
-    return jsonify(stats.heat(db.connection(), level, window, category, street))
+    street = _street_filter()
+    text = stats.heat_json(db.connection(), level, window, category, street)
+    return Response(text, mimetype="application/json")
 
 
 @bp.get("/streets")
@@ -138,17 +139,16 @@ def streets() -> Response:
     """The district overview: every street's scorecard for a month, and the totals."""
     now = _now()
     month = _month(now.date())
-    return jsonify(stats.streets_overview(db.connection(), month, now, _rates()))
+    return jsonify(stats.streets_overview(db.connection(), month, now, load_rates()))
 
 
 @bp.get("/command/<street_code>/summary")
 def command_summary(street_code: str) -> Response:
     """The commander's panel for one street."""
     street = _street(street_code, "street_code")
-    assert street is not None
     now = _now()
     month = _month(now.date())
-    summary = stats.command_summary(db.connection(), street, month, now.date(), now, _rates())
+    summary = stats.command_summary(db.connection(), street, month, now.date(), now, load_rates())
     return jsonify(summary)
 
 
@@ -165,8 +165,12 @@ def _instant(name: str, default: dt.datetime) -> dt.datetime:
         raise _bad(name, value, "时间格式应为 ISO 8601", "not an ISO 8601 date-time") from None
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=ZONE)
-    if not EARLIEST <= instant.astimezone(ZONE).date() <= LATEST:
-        raise _bad(name, value, "时间超出范围", f"instant outside {EARLIEST}…{LATEST}")
+    try:
+        inside = FIRST_DATE <= instant.astimezone(ZONE).date() <= LAST_DATE
+    except OverflowError:  # e.g. 0001-01-01T00:00+08:00, before year 1 in Beijing
+        inside = False
+    if not inside:
+        raise _bad(name, value, "时间超出范围", f"instant outside {FIRST_DATE}…{LAST_DATE}")
     return instant
 
 
@@ -187,10 +191,10 @@ def _limit() -> int:
 def latest(street_code: str) -> Response:
     """The street's latest requests as GeoJSON, for a live layer that polls."""
     street = _street(street_code, "street_code")
-    assert street is not None
     since = _instant("since", _now() - dt.timedelta(hours=24))
-    collection = stats.latest(db.connection(), street, since, _limit())
-    return _geojson(collection)
+    response = jsonify(stats.latest(db.connection(), street, since, _limit()))
+    response.mimetype = "application/geo+json"
+    return response
 
 
 @bp.get("/planner")
@@ -199,8 +203,8 @@ def planner() -> Response:
     today = _now().date()
     as_of = _date("as_of", today)
     kind = _text("kind")
-    street = _street(request.args.get("street"))
-    return _geojson(stats.planner(db.connection(), as_of, today, kind, street))
+    street = _street_filter()
+    return jsonify(stats.planner(db.connection(), as_of, today, kind, street))
 
 
 @bp.get("/layers/<layer>/geojson")
@@ -213,12 +217,6 @@ def layer_geojson(layer: str) -> Response:
             f"(one of {', '.join(stats.OVERLAY_LAYERS)})",
             layer=layer,
         )
-    street = _street(request.args.get("street"))
+    street = _street_filter()
     text = stats.layer_geojson(db.connection(), overlay, street, _now())
     return Response(text, mimetype="application/geo+json")
-
-
-def _geojson(body: dict[str, Any]) -> Response:
-    response = jsonify(body)
-    response.mimetype = "application/geo+json"
-    return response

@@ -189,7 +189,10 @@ def _register() -> None:
     from app.commands.admin import admin
     from app.commands.demo import demo
     from app.commands.etl import etl
+    from app.commands.users import audit_cmd, users_group
 
+    main.add_command(users_group)
+    main.add_command(audit_cmd)
     main.add_command(admin)
     main.add_command(demo)
     main.add_command(etl)

@@ -66,6 +66,21 @@ def connection() -> sa.Connection:
     return conn
 
 
+READER_ROLE = "blockdata_reader"
+
+
+def scope(zone: str) -> None:
+    """Read the rest of the request as `blockdata_reader`, confined to `zone` ('*': all).
+
+    Row-level security policies (migration 0004) compare each row's street with the
+    `blockdata.zone` setting; both last only until the request's transaction ends.
+    """
+    conn = connection()
+    conn.exec_driver_sql(f"set local role {READER_ROLE}")
+    conn.execute(sa.text("select set_config('blockdata.zone', :zone, true)"), {"zone": zone})
+    g.db_scoped = True
+
+
 def _close(exc: BaseException | None) -> None:
     conn: sa.Connection | None = g.pop("db_conn", None)
     tx = g.pop("db_tx", None)
@@ -80,6 +95,10 @@ def _close(exc: BaseException | None) -> None:
     finally:
         if current_app.config.get("DB_CONNECTION") is None:
             conn.close()
+        elif g.pop("db_scoped", False):
+            # A shared (test) connection outlives the request: give its role back.
+            conn.exec_driver_sql("reset role")
+            conn.exec_driver_sql("select set_config('blockdata.zone', '', true)")
 
 
 def engine_from_env(**kw: Any) -> sa.Engine:

@@ -21,9 +21,11 @@ from etl.aggregates import RATE_NAMES, RatesConfig, three_rates
 from layers import Layer, get_layer
 from layers.aggregates import (
     CATEGORY_SPANS,
+    CELL_DLAT,
+    CELL_DLNG,
+    CELL_ORIGIN,
     SPANS,
     STREET_MEASURES,
-    cell_centre,
     period_after,
     period_start,
     request_cells_daily,
@@ -96,17 +98,12 @@ def _in_category(table: sa.Table, category: str | None) -> sa.ColumnElement[bool
     return table.c.category.is_(None) if category is None else table.c.category == category
 
 
-def _heat_rows(
-    conn: sa.Connection,
-    level: str,
-    window: Window,
-    category: str | None,
-    street: str | None,
-) -> list[tuple[Any, ...]]:
-    """(unit key…, n) per unit of `level` over the window; admin units with their point.
+def _heat_counts(
+    level: str, window: Window, category: str | None, street: str | None
+) -> sa.Subquery:
+    """(unit key…, n) per unit of `level` over the window.
 
-    One index range scan per run of periods or days (an index-only scan of the key index),
-    then ST_PointOnSurface of the units found.
+    One index range scan per run of days or periods, an index-only scan of the key index.
     """
     cells = level == "cell"
     daily, periods = (
@@ -129,19 +126,71 @@ def _heat_rows(
         parts.append(query)
     rows = sa.union_all(*parts).subquery("rows")
     keys = [rows.c[u] for u in unit]
-    counts = sa.select(*keys, sa.func.sum(rows.c.received).label("n")).group_by(*keys).subquery("c")
-    if cells:
-        return [tuple(row) for row in conn.execute(sa.select(counts))]
+    return sa.select(*keys, sa.func.sum(rows.c.received).label("n")).group_by(*keys).subquery("c")
+
+
+def _degrees(value: Any) -> sa.ColumnElement[Any]:
+    """Degrees rounded to PRECISION decimals, kept float8: PostgreSQL prints the short form."""
+    scale = float(10**PRECISION)
+    return sa.func.round(value * scale, type_=sa.Float) / scale
+
+
+def _heat_items(level: str, counts: sa.Subquery) -> sa.Select[Any]:
+    """code, n, lng, lat per unit: the centre of a cell, ST_PointOnSurface of an admin unit."""
+    if level == "cell":
+        x, y = counts.c.cell_x, counts.c.cell_y
+        return sa.select(
+            (sa.cast(x, sa.Text) + "_" + sa.cast(y, sa.Text)).label("code"),
+            counts.c.n,
+            _degrees(CELL_ORIGIN[0] + (x + 0.5) * CELL_DLNG).label("lng"),
+            _degrees(CELL_ORIGIN[1] + (y + 0.5) * CELL_DLAT).label("lat"),
+        )
+    code = counts.c[f"{level}_code"]
     units = get_layer(LEVEL_LAYERS[level]).table
     point = (
         sa.select(sa.func.ST_PointOnSurface(units.c.geom).label("p"))
-        .where(units.c.code == counts.c[unit[0]])
+        .where(units.c.code == code)
         .lateral("u")
     )
-    query = sa.select(counts, sa.func.ST_X(point.c.p), sa.func.ST_Y(point.c.p)).select_from(
-        counts.outerjoin(point, sa.true())
+    return sa.select(
+        code.label("code"),
+        counts.c.n,
+        _degrees(sa.func.ST_X(point.c.p)).label("lng"),
+        _degrees(sa.func.ST_Y(point.c.p)).label("lat"),
+    ).select_from(counts.outerjoin(point, sa.true()))
+
+
+def heat_json(
+    conn: sa.Connection,
+    level: str,
+    window: Window,
+    category: str | None = None,
+    street: str | None = None,
+) -> str:
+    """Requests received in the window per unit of `level`, with a point to draw each at,
+    as the JSON text PostgreSQL writes (items busiest first).
+
+    `total` is every matching request; `unplaced` those without a unit at this level (none
+    when every request was placed by the ETL), so total = Σ n + unplaced.
+    """
+    items = _heat_items(level, _heat_counts(level, window, category, street)).subquery("i")
+    placed = items.c.code.is_not(None)
+    item = _object({"code": items.c.code, "n": items.c.n, "lng": items.c.lng, "lat": items.c.lat})
+    body = _object(
+        {
+            "layer": _text("service_requests"),
+            "level": _text(level),
+            "since": _text(window.since.isoformat()),
+            "until": _text(window.until.isoformat()),
+            "category": _text(category),
+            "street": _text(street),
+            "total": sa.func.coalesce(sa.func.sum(items.c.n), 0),
+            "max": sa.func.coalesce(sa.func.max(items.c.n).filter(placed), 0),
+            "unplaced": sa.func.coalesce(sa.func.sum(items.c.n).filter(~placed), 0),
+            "items": _json_list(item, items.c.n.desc(), items.c.code, where=placed),
+        }
     )
-    return [tuple(row) for row in conn.execute(query)]
+    return str(conn.execute(sa.select(sa.cast(body, sa.Text)).select_from(items)).scalar_one())
 
 
 def heat(
@@ -151,45 +200,9 @@ def heat(
     category: str | None = None,
     street: str | None = None,
 ) -> dict[str, Any]:
-    """Requests received in the window per unit of `level`, with a point to draw each at.
-
-    `total` is every matching request; `unplaced` those without a unit at this level (none
-    when every request was placed by the ETL), so total = Σ n + unplaced.
-    """
-    rows = _heat_rows(conn, level, window, category, street)
-    items: list[dict[str, Any]] = []
-    total = 0
-    for row in rows:
-        if level == "cell":
-            x, y, n = row
-            code: str | None = f"{x}_{y}"
-            lng, lat = cell_centre(x, y)
-        else:
-            code, n, lng, lat = row
-        total += int(n)
-        if code is None:
-            continue
-        items.append(
-            {
-                "code": code,
-                "n": int(n),
-                "lng": None if lng is None else round(lng, PRECISION),
-                "lat": None if lat is None else round(lat, PRECISION),
-            }
-        )
-    items.sort(key=lambda item: (-item["n"], item["code"]))
-    return {
-        "layer": "service_requests",
-        "level": level,
-        "since": window.since.isoformat(),
-        "until": window.until.isoformat(),
-        "category": category,
-        "street": street,
-        "total": total,
-        "max": max((item["n"] for item in items), default=0),
-        "unplaced": total - sum(item["n"] for item in items),
-        "items": items,
-    }
+    """heat_json, parsed."""
+    body: dict[str, Any] = json.loads(heat_json(conn, level, window, category, street))
+    return body
 
 
 def _iso(value: dt.date | dt.datetime | None) -> str | None:
@@ -373,18 +386,12 @@ def _categories(conn: sa.Connection, street: str, today: dt.date) -> list[str]:
 
 
 def _hot_grids(conn: sa.Connection, street: str, window: Window) -> list[dict[str, Any]]:
-    t = request_daily
-    n = sa.func.sum(t.c.received).label("n")
+    """The street's ten busiest grids over the window, each with its bounding box."""
+    counts = _heat_counts("grid", window, None, street)
     top = (
-        sa.select(t.c.grid_code, n)
-        .where(
-            t.c.day.between(window.since, window.until),
-            t.c.street_code == street,
-            t.c.category.is_(None),
-            t.c.grid_code.is_not(None),
-        )
-        .group_by(t.c.grid_code)
-        .order_by(n.desc(), t.c.grid_code)
+        sa.select(counts)
+        .where(counts.c.grid_code.is_not(None))
+        .order_by(counts.c.n.desc(), counts.c.grid_code)
         .limit(10)
         .subquery("top")
     )
@@ -485,49 +492,42 @@ def command_summary(
     }
 
 
-def _key(name: str) -> sa.BindParameter[str]:
-    """A JSON key for json_build_object, as a text parameter."""
-    return sa.literal(str(name), sa.Text)
+def _object(members: dict[str, Any]) -> sa.ColumnElement[Any]:
+    """json_build_object(key, value, …) of the members, keys as text parameters."""
+    pairs = [v for name, value in members.items() for v in (sa.literal(name, sa.Text), value)]
+    return sa.func.json_build_object(*pairs, type_=sa.JSON)
+
+
+def _text(value: str | None) -> sa.BindParameter[str]:
+    return sa.literal(value, sa.Text)
 
 
 def _feature(
     layer: Layer, columns: Sequence[sa.ColumnElement[Any]], geom: Any, extra: dict[str, Any]
 ) -> sa.ColumnElement[Any]:
     """json_build_object of one GeoJSON Feature: PostGIS writes the geometry."""
-    t = layer.table
-    props: list[Any] = []
-    for column in columns:
-        props += [_key(column.name), column]
-    for name, value in extra.items():
-        props += [_key(name), value]
-    return sa.func.json_build_object(
-        sa.literal("type"),
-        sa.literal("Feature"),
-        sa.literal("id"),
-        t.c[layer.key],
-        sa.literal("geometry"),
-        sa.cast(sa.func.ST_AsGeoJSON(geom, PRECISION), sa.JSON),
-        sa.literal("properties"),
-        sa.func.json_build_object(*props),
+    properties = {str(column.name): column for column in columns} | extra
+    return _object(
+        {
+            "type": _text("Feature"),
+            "id": layer.table.c[layer.key],
+            "geometry": sa.cast(sa.func.ST_AsGeoJSON(geom, PRECISION), sa.JSON),
+            "properties": _object(properties),
+        }
     )
+
+
+def _json_list(item: Any, *order: Any, where: Any = None) -> sa.ColumnElement[Any]:
+    """json_agg of the items (those `where` holds) in that order; [] when there are none."""
+    items = sa.func.json_agg(aggregate_order_by(item, *order))
+    empty = sa.cast(sa.literal("[]"), sa.JSON)
+    return sa.func.coalesce(items if where is None else items.filter(where), empty)
 
 
 def _collection(features: sa.Subquery, **members: Any) -> sa.ColumnElement[Any]:
-    """json_build_object of a FeatureCollection of the subquery's features, in `ord` order."""
-    extra: list[Any] = []
-    for name, value in members.items():
-        extra += [_key(name), value]
-    return sa.func.json_build_object(
-        sa.literal("type"),
-        sa.literal("FeatureCollection"),
-        *extra,
-        sa.literal("features"),
-        sa.func.coalesce(
-            sa.func.json_agg(aggregate_order_by(features.c.f, features.c.ord)),
-            sa.cast(sa.literal("[]"), sa.JSON),
-        ),
-        type_=sa.JSON,
-    )
+    """json_build_object of a FeatureCollection of the subquery's features `f`, by `ord`."""
+    features_json = _json_list(features.c.f, features.c.ord)
+    return _object({"type": _text("FeatureCollection"), **members, "features": features_json})
 
 
 def latest(conn: sa.Connection, street: str, since: dt.datetime, limit: int) -> dict[str, Any]:
@@ -548,7 +548,7 @@ def latest(conn: sa.Connection, street: str, since: dt.datetime, limit: int) -> 
         .limit(limit)
         .subquery("features")
     )
-    collection = _collection(features, since=sa.literal(since.isoformat()), limit=sa.literal(limit))
+    collection = _collection(features, since=_text(since.isoformat()), limit=sa.literal(limit))
     return dict(conn.execute(sa.select(collection).select_from(features)).scalar_one())
 
 
@@ -582,7 +582,7 @@ def layer_geojson(conn: sa.Connection, layer: Layer, street: str | None, now: dt
         .where(*where)
         .subquery("features")
     )
-    collection = _collection(features, layer=sa.literal(layer.name))
+    collection = _collection(features, layer=_text(layer.name))
     text = conn.execute(sa.select(sa.cast(collection, sa.Text)).select_from(features))
     return str(text.scalar_one())
 

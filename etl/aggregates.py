@@ -59,6 +59,7 @@ BULK_SETTINGS = {
     "max_parallel_maintenance_workers": "2",
 }
 RATE_NAMES = ("response_rate", "resolution_rate", "satisfaction_rate")
+HEAT_TABLES = ((request_daily, request_periods), (request_cells_daily, request_cells_periods))
 
 
 class RatesConfigError(ValueError):
@@ -312,18 +313,12 @@ def _rebuild_tables(conn: sa.Connection) -> dict[str, int]:
     for index in indexes:
         conn.execute(sa.schema.DropIndex(index))
     keyed = _keyed(None)
-    rows = {
-        request_daily.name: _insert(conn, request_daily, _daily_heat(keyed, request_daily)),
-        request_cells_daily.name: _insert(
-            conn, request_cells_daily, _daily_heat(keyed, request_cells_daily)
-        ),
-        request_street_daily.name: _insert(conn, request_street_daily, _street_daily(keyed)),
-        request_open.name: _insert(conn, request_open, _open(None)),
-    }
-    rows[request_periods.name] = _insert(conn, request_periods, _periods_from(request_daily))
-    rows[request_cells_periods.name] = _insert(
-        conn, request_cells_periods, _periods_from(request_cells_daily)
-    )
+    rows = {}
+    for daily, periods in HEAT_TABLES:
+        rows[daily.name] = _insert(conn, daily, _daily_heat(keyed, daily))
+        rows[periods.name] = _insert(conn, periods, _periods_from(daily))
+    rows[request_street_daily.name] = _insert(conn, request_street_daily, _street_daily(keyed))
+    rows[request_open.name] = _insert(conn, request_open, _open(None))
     for index in indexes:
         conn.execute(sa.schema.CreateIndex(index))
     for table in AGGREGATE_TABLES:
@@ -353,11 +348,8 @@ def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> Re
     if full:
         report.rows = _rebuild(conn)
     elif days:
-        for daily, periods in (
-            (request_daily, request_periods),
-            (request_cells_daily, request_cells_periods),
-        ):
-            if place_days:
+        if place_days:
+            for daily, periods in HEAT_TABLES:
                 report.rows.update(_refresh_heat(conn, daily, periods, place_days))
         conn.execute(sa.delete(request_street_daily).where(request_street_daily.c.day.in_(days)))
         report.rows[request_street_daily.name] = _insert(

@@ -1,5 +1,6 @@
 """Layer registry and tables: the one place a layer is declared."""
 
+from layers import accounts  # noqa: F401  (users, tokens, audit log on the same metadata)
 from layers.aggregates import AGGREGATE_TABLES
 from layers.registry import (
     LAYERS,

@@ -38,8 +38,8 @@ LOCAL_TZ = "Asia/Shanghai"
 
 # The cell lattice: a local equirectangular frame tangent at CELL_LAT0 (x = R·cos φ0·Δλ,
 # y = R·Δφ), cut into CELL_SIZE_M squares from CELL_ORIGIN. Across the district the cells are
-# 100 m to within 0.2 %; a cell is a pure function of the stored coordinates, so every request
-# is in exactly one cell. Changing these constants needs a full refresh.
+# 100 m to a few tenths of a per cent; a cell is a pure function of the stored coordinates, so
+# every request is in exactly one. Changing these constants needs `refresh(full=True)`.
 CELL_SIZE_M = 100.0
 CELL_ORIGIN = (116.0, 39.5)
 CELL_LAT0 = 39.9
@@ -61,11 +61,6 @@ def cell_x(geom: Any) -> sa.ColumnElement[int]:
 def cell_y(geom: Any) -> sa.ColumnElement[int]:
     """Row index of the cell holding a point geometry."""
     return sa.cast(sa.func.floor((sa.func.ST_Y(geom) - CELL_ORIGIN[1]) / CELL_DLAT), sa.Integer)
-
-
-def cell_centre(x: int, y: int) -> tuple[float, float]:
-    """(lng, lat) of the centre of cell (x, y)."""
-    return CELL_ORIGIN[0] + (x + 0.5) * CELL_DLNG, CELL_ORIGIN[1] + (y + 0.5) * CELL_DLAT
 
 
 # Periods coarser than a day, each nesting in the next: 上/中/下旬 (days 1–10, 11–20, 21–end),
@@ -117,9 +112,11 @@ CELL_UNITS = ("street_code", "cell_x", "cell_y")
 
 
 def _unit(name: str) -> sa.Column[Any]:
-    if name.startswith("cell_"):
-        return sa.Column(name, sa.Integer, nullable=False)
-    return sa.Column(name, sa.String({"street": 9, "community": 12, "grid": 15}[name[:-5]]))
+    """A unit column: the request's own code (none when unplaced), or a cell index."""
+    codes = {"street_code": 9, "community_code": 12, "grid_code": 15}
+    if name in codes:
+        return sa.Column(name, sa.String(codes[name]))
+    return sa.Column(name, sa.Integer, nullable=False)
 
 
 def _heat_columns(units: tuple[str, ...]) -> list[sa.Column[Any]]:

@@ -68,9 +68,42 @@ def connection(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 @pytest.fixture
 def app(connection: sa.Connection) -> Flask:
-    return create_app({"TESTING": True, "DB_CONNECTION": connection})
+    return create_app({"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False})
+
+
+def add_user(
+    conn: sa.Connection, name: str, role: str = "district", street: str | None = None
+) -> int:
+    """A user in the test transaction (password: 'secret-password')."""
+    from app.auth import hash_password
+    from layers.accounts import users
+
+    return int(
+        conn.execute(
+            sa.insert(users)
+            .values(
+                name=name,
+                role=role,
+                street_code=street,
+                password_hash=hash_password("secret-password"),
+            )
+            .returning(users.c.id)
+        ).scalar_one()
+    )
+
+
+def login(client: FlaskClient, user_id: int) -> FlaskClient:
+    with client.session_transaction() as sess:
+        sess["uid"] = user_id
+    return client
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def anonymous(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def client(app: Flask, connection: sa.Connection) -> FlaskClient:
+    """A test client logged in as a district user (sees everything)."""
+    return login(app.test_client(), add_user(connection, "test-district"))

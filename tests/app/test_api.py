@@ -510,7 +510,7 @@ def test_streets_rank_change_and_the_month_parameter(
     assert [s["code"] for s in body["streets"]] == [STREET_B, STREET_A]
     assert ok(client, "/api/streets")["month"] == f"{hand.this:%Y-%m}"
     next_month = stats.next_month(hand.this)
-    for bad in ("2026-13", "2026-1", "26-01", "1999-12", f"{next_month:%Y-%m}"):
+    for bad in ("2026-13", "2026-1", "26-01", "1999-12", "0000-01", f"{next_month:%Y-%m}"):
         assert refused(client, "/api/streets", 400, bad, month=bad)["parameter"] == "month"
 
 
@@ -652,6 +652,8 @@ def test_latest_requests_since_an_instant(
     refused(client, path, 400, "0", limit="0")
     refused(client, path, 400, "ten", limit="ten")
     refused(client, path, 400, "last tuesday", since="last tuesday")
+    for extreme in ("0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-14:00"):
+        refused(client, path, 400, extreme, since=extreme)
     refused(client, "/api/command/110102999/latest", 404, "110102999")
 
 

@@ -30,6 +30,7 @@ from app import create_app, migrate
 from app.db import make_engine
 from etl.demo.load import generate, load
 from etl.jobs import run_file
+from tests.conftest import add_user
 from tests.etl.conftest import REQUEST_COLUMNS
 
 pytestmark = pytest.mark.browser
@@ -75,6 +76,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     engine = make_engine(url)
     with engine.connect() as conn:
         load(conn, demo)
+        add_user(conn, "district-chief", "district")
         conn.commit()
     app = create_app({"DATABASE_URL": url})
     port = _free_port()
@@ -123,6 +125,11 @@ def _open(browser: object, live: Live, path: str) -> tuple[object, Watch]:
         return r.continue_()
 
     page.route("**/*", route)
+    # Log in through the form (the session cookie then carries every page and API call).
+    page.goto(live.url + "/login?next=" + path)
+    page.fill("input[name=name]", "district-chief")
+    page.fill("input[name=password]", "secret-password")
+    page.click("button[type=submit]")
     page.on("console", lambda m: m.type == "error" and watch.errors.append(m.text))
     page.on("pageerror", lambda e: watch.errors.append(str(e)))
     page.on("requestfailed", lambda r: watch.failed.append(f"{r.url} {r.failure}"))
@@ -132,7 +139,7 @@ def _open(browser: object, live: Live, path: str) -> tuple[object, Watch]:
             watch.bytes += len(response.body())
 
     page.on("response", count)
-    page.goto(live.url + path)
+    page.wait_for_url(live.url + path)
     page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000)
     return page, watch
 

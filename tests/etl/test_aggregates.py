@@ -311,9 +311,7 @@ def test_status_only_changes_leave_the_heat_tables_alone(
 def test_incremental_equals_full_rebuild(connection: sa.Connection, tmp_path: Path) -> None:
     rows = requests()
     load(connection, write_csv(tmp_path / "a.csv", rows[:150]))
-    refresh_request_aggregates(connection)
     load(connection, write_csv(tmp_path / "b.csv", rows[100:]))
-    refresh_request_aggregates(connection)
     tables = ["request_daily", "request_periods", "request_cells_daily", "request_cells_periods"]
     incremental = {t: _rows(connection, f"select * from {t}") for t in tables}
     assert refresh_request_aggregates(connection, full=True).full
@@ -324,7 +322,6 @@ def test_deletes_direct_writes_and_unplaced_requests(
     connection: sa.Connection, tmp_path: Path
 ) -> None:
     load(connection, write_csv(tmp_path / "r.csv", requests()))
-    refresh_request_aggregates(connection)
     connection.execute(
         sa.text("delete from service_requests where source_id in ('Q0003', 'Q0004')")
     )
@@ -350,7 +347,6 @@ def test_deletes_direct_writes_and_unplaced_requests(
 
 def test_truncate_means_rebuild_everything(connection: sa.Connection, tmp_path: Path) -> None:
     load(connection, write_csv(tmp_path / "r.csv", requests(30)))
-    refresh_request_aggregates(connection)
     connection.execute(sa.text("truncate service_requests"))
     assert refresh_request_aggregates(connection).full
     for table in ("request_daily", "request_cells_periods", "request_street_daily"):
@@ -363,7 +359,6 @@ def test_local_days_follow_beijing_time(connection: sa.Connection, tmp_path: Pat
         request_row("T2", 受理时间="2026-11-01 00:00:00"),
     ]
     load(connection, write_csv(tmp_path / "t.csv", rows))
-    refresh_request_aggregates(connection)
     days = dict(
         connection.execute(
             sa.text("select day, received from request_daily where category is null")

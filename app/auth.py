@@ -1,0 +1,263 @@
+"""Who is asking, and what they may see.
+
+Pages log in with a session cookie (a CSRF-protected form, hashed passwords, a rate-limited
+login); APIs, OGC and tiles take the session or a bearer token. Anonymous requests get 401
+(pages: a redirect to the login form), never data. A commander's zone is enforced where the
+data is read: the request's connection switches to the `blockdata_reader` role with the
+zone in the `blockdata.zone` setting, and PostgreSQL's row-level security does the rest
+(migration 0004), so every endpoint gets it the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app import db
+from app.errors import Forbidden, TooManyRequests, Unauthorized
+from layers.accounts import ROLES, api_tokens, audit_log, users
+
+bp = Blueprint("auth", __name__)
+csrf = CSRFProtect()
+LOGIN_ATTEMPTS = 10  # per client address and minute
+
+PUBLIC_ENDPOINTS = {"health.healthz", "auth.login", "static"}
+# Layers each role may read; None: every layer.
+ROLE_LAYERS: dict[str, set[str] | None] = {
+    "district": None,
+    "commander": None,
+    "analyst": None,
+    "planner": {
+        "streets",
+        "communities",
+        "grids",
+        "lanes",
+        "service_halls",
+        "relocation_targets",
+        "renovation_projects",
+    },
+    "clerk": {"streets", "communities", "grids", "lanes", "service_halls"},
+}
+PAGE_BLUEPRINTS = {"pages", "auth"}
+# Endpoints that show service requests without naming a layer in their URL.
+REQUEST_ENDPOINTS = {
+    "api.streets",
+    "api.command_summary",
+    "api.latest",
+    "pages.overview",
+    "pages.command",
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: int
+    name: str
+    role: str
+    street_code: str | None
+    via: str  # "session" or "token"
+
+    @property
+    def zone(self) -> str:
+        """The street this user is confined to, or '*' for the whole district."""
+        return self.street_code if self.role == "commander" and self.street_code else "*"
+
+    def may_read(self, layer: str) -> bool:
+        allowed = ROLE_LAYERS.get(self.role)
+        return allowed is None or layer in allowed
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh API token and the SHA-256 kept of it."""
+    token = "bd_" + secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def current() -> Principal | None:
+    principal: Principal | None = g.get("principal")
+    return principal
+
+
+def require_layer(layer: str) -> None:
+    """403 unless the caller's role may read `layer` (zones are the database's job)."""
+    principal = current()
+    if principal is not None and not principal.may_read(layer):
+        raise Forbidden(
+            f"无权访问该图层 role {principal.role!r} may not read layer {layer!r}", layer=layer
+        )
+
+
+def audit(action: str, rows: int | None = None, **filters: Any) -> None:
+    """Record an export or a token use: who, when, what filter, how many rows."""
+    principal = current()
+    db.connection().execute(
+        sa.insert(audit_log).values(
+            user_name=principal.name if principal else None,
+            role=principal.role if principal else None,
+            action=action,
+            path=request.full_path.rstrip("?"),
+            filters={k: v for k, v in filters.items() if v is not None},
+            rows=rows,
+            remote=request.remote_addr,
+        )
+    )
+
+
+def _user(conn: sa.Connection, where: Any) -> Any:
+    return conn.execute(
+        sa.select(users.c.id, users.c.name, users.c.role, users.c.street_code)
+        .where(where)
+        .where(users.c.disabled.is_(False))
+    ).first()
+
+
+def _from_token(conn: sa.Connection, token: str) -> Principal:
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    row = conn.execute(
+        sa.select(users.c.id, users.c.name, users.c.role, users.c.street_code, api_tokens.c.id)
+        .join(api_tokens, api_tokens.c.user_id == users.c.id)
+        .where(api_tokens.c.token_sha256 == digest)
+        .where(api_tokens.c.revoked_at.is_(None))
+        .where(users.c.disabled.is_(False))
+    ).first()
+    if row is None:
+        raise Unauthorized("令牌无效 invalid or revoked token")
+    conn.execute(
+        sa.update(api_tokens).where(api_tokens.c.id == row[4]).values(last_used_at=sa.func.now())
+    )
+    return Principal(row[0], row[1], row[2], row[3], "token")
+
+
+def _identify() -> Principal | None:
+    conn = db.connection()
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("认证头格式错误 Authorization must be 'Bearer <token>'")
+        return _from_token(conn, token.strip())
+    uid = session.get("uid")
+    if uid is None:
+        return None
+    row = _user(conn, users.c.id == uid)
+    if row is None:
+        session.clear()
+        return None
+    return Principal(row.id, row.name, row.role, row.street_code, "session")
+
+
+def _load() -> Any:
+    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        return None
+    principal = _identify()
+    if principal is None:
+        if request.blueprint in PAGE_BLUEPRINTS:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        raise Unauthorized("请先登录 authentication required")
+    g.principal = principal
+    db.scope(principal.zone)
+    if principal.via == "token":
+        audit("token_use")
+    layer = (request.view_args or {}).get("layer")
+    if isinstance(layer, str):
+        require_layer(layer)
+    elif request.endpoint in REQUEST_ENDPOINTS:
+        require_layer("service_requests")
+    return None
+
+
+def _safe_next(target: str | None) -> str:
+    if not target:
+        return url_for("pages.overview")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/"):
+        return url_for("pages.overview")
+    return target
+
+
+def _throttle() -> None:
+    """At most LOGIN_ATTEMPTS login posts a minute from one address, else 429."""
+    attempts: dict[str, deque[float]] = current_app.extensions.setdefault("login_attempts", {})
+    now = time.monotonic()
+    recent = attempts.setdefault(request.remote_addr or "?", deque())
+    while recent and now - recent[0] > 60:
+        recent.popleft()
+    if len(recent) >= LOGIN_ATTEMPTS:
+        raise TooManyRequests("登录尝试过多, 请一分钟后再试 too many login attempts: wait a minute")
+    recent.append(now)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    """登录: a form; on success the session remembers the user."""
+    error = None
+    if request.method == "POST":
+        name = (request.form.get("name") or "").strip()
+        password = request.form.get("password") or ""
+        row = (
+            db.connection()
+            .execute(
+                sa.select(
+                    users.c.id, users.c.role, users.c.street_code, users.c.password_hash
+                ).where(users.c.name == name, users.c.disabled.is_(False))
+            )
+            .first()
+        )
+        if row is not None and check_password_hash(row.password_hash, password):
+            session.clear()
+            session["uid"] = row.id
+            session.permanent = True
+            target = request.args.get("next")
+            if row.role == "commander" and not target:
+                target = url_for("pages.command", street_code=row.street_code)
+            return redirect(_safe_next(target))  # type: ignore[return-value]
+        error = "用户名或密码错误"
+    return render_template("login.html", error=error)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    session.clear()
+    return redirect(url_for("auth.login"))  # type: ignore[return-value]
+
+
+def _throttle_logins() -> None:
+    if request.endpoint == "auth.login" and request.method == "POST":
+        _throttle()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_throttle_logins)  # before CSRF: every attempt counts, token or not
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+    app.before_request(_load)
+    app.context_processor(lambda: {"principal": current(), "roles": ROLES})
+    for name in ("api", "ogc", "tiles", "open311"):
+        blueprint = app.blueprints.get(name)
+        if blueprint is not None:
+            csrf.exempt(blueprint)  # bearer-token APIs; their writes are not form posts
