@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 
 from app.config import from_env
 
@@ -97,6 +98,7 @@ def load_cmd(
             f"演示数据已存在 the database already holds {existing:,} service requests: "
             "nothing to do (use --force to reload the demo)"
         )
+        _print_logins(engine)
         return
     directory = directory or settings.var_dir / "demo"
     click.echo(f"生成演示数据 generating the demo district into {directory} …")
@@ -124,3 +126,16 @@ def load_cmd(
         for line in run.lines():
             click.echo(line)
     click.echo(f"演示数据已载入 demo loaded in {time.monotonic() - started:.0f} s")
+    _print_logins(engine)
+
+
+def _print_logins(engine: sa.Engine) -> None:
+    from app.auth import hash_password
+    from etl.demo.load import DEMO_PASSWORD, demo_users
+
+    with engine.begin() as conn:
+        accounts = demo_users(conn, hash_password(DEMO_PASSWORD))
+    click.echo(f"演示账号 demo accounts (password / 密码: {DEMO_PASSWORD}):")
+    for name, role, street in accounts[:5]:
+        click.echo(f"  {name:<22} {role}{' ' + street if street else ''}")
+    click.echo(f"  … and commander-<street code> for each of the {len(accounts) - 4} streets")

@@ -70,6 +70,32 @@ def generate(
     return files
 
 
+DEMO_PASSWORD = "blockdata-demo"
+
+
+def demo_users(conn: sa.Connection, password_hash: str) -> list[tuple[str, str, str | None]]:
+    """One user per role and one commander per street (created once; all share a password)."""
+    from layers.accounts import users
+
+    wanted: list[tuple[str, str, str | None]] = [
+        ("district", "district", None),
+        ("analyst", "analyst", None),
+        ("planner", "planner", None),
+        ("clerk", "clerk", None),
+    ]
+    streets = conn.exec_driver_sql("select code from streets order by code").scalars().all()
+    wanted += [(f"commander-{code}", "commander", code) for code in streets]
+    existing = set(conn.execute(sa.select(users.c.name)).scalars())
+    for name, role, street in wanted:
+        if name not in existing:
+            conn.execute(
+                sa.insert(users).values(
+                    name=name, role=role, street_code=street, password_hash=password_hash
+                )
+            )
+    return wanted
+
+
 def clear(conn: sa.Connection) -> None:
     """Remove the demo sources' events (the boundaries stay; a reload updates them)."""
     from etl.mapping import load_mapping

@@ -79,3 +79,24 @@ def test_demo_loads_and_every_row_with_coordinates_lands_in_its_true_grid(
     again = load(connection, demo_dir)
     assert all(a.inserted == 0 and a.updated == 0 for a in again.admin)
     assert all(r.inserted == 0 and r.updated == 0 for r in again.runs)
+
+
+def test_demo_users_one_per_role_and_a_commander_per_street(
+    connection: sa.Connection, demo_dir: Path
+) -> None:
+    from etl.demo.load import demo_users
+
+    load(connection, demo_dir)
+    first = demo_users(connection, "hash")
+    again = demo_users(connection, "hash")  # idempotent
+    assert first == again
+    rows = connection.exec_driver_sql(
+        "select role, count(*), count(distinct street_code) from users group by role"
+    ).all()
+    assert {r[0]: (r[1], r[2]) for r in rows} == {
+        "district": (1, 0),
+        "analyst": (1, 0),
+        "planner": (1, 0),
+        "clerk": (1, 0),
+        "commander": (15, 15),
+    }

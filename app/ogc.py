@@ -1,0 +1,939 @@
+"""OGC API – Features at `/ogc`: landing page, conformance, OpenAPI, collections, items.
+
+Every layer of the registry is a collection, with one geometry type per collection (GDAL
+guesses a collection's type from its first features): polygon layers are served as
+MultiPolygon, and `renovation_projects`, whose column holds lines and polygons, is served as
+two collections, `renovation_projects_lines` (MultiLineString) and `renovation_projects_areas`
+(MultiPolygon), split by `ST_Dimension`.
+
+Items are paged with keys, not OFFSET: the `next` link carries an opaque cursor holding the
+last primary key of the page, so every page costs one index range scan however deep it is,
+and `numberMatched` is omitted (counting every row is what makes OFFSET servers slow).
+PostGIS serialises each feature (`json_build_object` + `ST_AsGeoJSON`) with only the
+published columns; Python only joins the strings, it parses no feature.
+Every query runs on `db.connection()`.
+
+The parameter parsers here (`bbox`, `datetime`/`since`/`until`, property filters) are shared
+with the tiles blueprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, render_template_string, request, url_for
+from sqlalchemy.dialects import postgresql as pg
+
+from app import auth, db
+from app.errors import BadRequest, NotFound
+from layers import LAYERS, Layer
+
+bp = Blueprint("ogc", __name__, url_prefix="/ogc")
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+CONFORMANCE = (
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+)
+GEOJSON = "application/geo+json"
+JSON = "application/json"
+HTML = "text/html"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+MAX_VALUE_LENGTH = 500
+# Short names for the admin-unit filters, as the rest of the API spells them.
+FILTER_ALIASES = {"street": "street_code", "community": "community_code", "grid": "grid_code"}
+TIME_PARAMS = ("datetime", "since", "until")
+ITEMS_PARAMS = ("f", "limit", "bbox", "bbox-crs", "crs", "cursor", *TIME_PARAMS)
+
+_GEOJSON_TYPES = {
+    "POINT": "Point",
+    "MULTIPOINT": "MultiPoint",
+    "LINESTRING": "LineString",
+    "MULTILINESTRING": "MultiLineString",
+    "POLYGON": "MultiPolygon",
+    "MULTIPOLYGON": "MultiPolygon",
+}
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One OGC collection: a layer, or the part of a mixed layer with one geometry dimension."""
+
+    id: str
+    layer: Layer
+    title: str
+    geometry_type: str
+    dimension: int | None = None
+
+    @property
+    def table(self) -> sa.Table:
+        return self.layer.table
+
+    @property
+    def key(self) -> sa.Column[Any]:
+        return self.table.c[self.layer.key]
+
+    @property
+    def integer_key(self) -> bool:
+        return isinstance(self.key.type, sa.Integer)
+
+    def geometry(self) -> sa.ColumnElement[Any]:
+        """The geometry as served: one type for the whole collection."""
+        geom: sa.ColumnElement[Any] = self.table.c.geom
+        if self.dimension is not None:
+            geom = sa.func.ST_CollectionExtract(geom, self.dimension + 1)
+        if self.geometry_type.startswith("Multi") and self.layer.geometry_type != "MULTIPOLYGON":
+            geom = sa.func.ST_Multi(geom)
+        return geom
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        """The rows that belong to this collection."""
+        if self.dimension is None:
+            return []
+        return [sa.func.ST_Dimension(self.table.c.geom) == self.dimension]
+
+
+@cache
+def collections() -> tuple[Collection, ...]:
+    """The collections, in registry order."""
+    out: list[Collection] = []
+    for layer in LAYERS:
+        if layer.geometry_type in _GEOJSON_TYPES:
+            out.append(
+                Collection(layer.name, layer, layer.title, _GEOJSON_TYPES[layer.geometry_type])
+            )
+        else:
+            out.append(
+                Collection(
+                    f"{layer.name}_lines", layer, f"{layer.title}（线）", "MultiLineString", 1
+                )
+            )
+            out.append(
+                Collection(f"{layer.name}_areas", layer, f"{layer.title}（面）", "MultiPolygon", 2)
+            )
+    return tuple(out)
+
+
+def readable() -> list[Collection]:
+    """The collections the caller's role may read (zones are the database's business)."""
+    principal = auth.current()
+    return [c for c in collections() if principal is None or principal.may_read(c.layer.name)]
+
+
+def get_collection(collection_id: str) -> Collection:
+    """The collection `collection_id`: 404 when there is none, 403 when the role may not read it."""
+    for c in collections():
+        if c.id == collection_id:
+            auth.require_layer(c.layer.name)
+            return c
+    hint = [c.id for c in collections() if c.layer.name == collection_id]
+    extra = f"; 请使用 use {' / '.join(hint)}" if hint else ""
+    raise NotFound(
+        f"未知集合 unknown collection: {collection_id!r}{extra}", collection=collection_id
+    )
+
+
+# --- parameter parsing (shared with app.tiles) ----------------------------------------------
+
+
+def check_text(name: str, value: str) -> str:
+    """A free-text parameter value: bounded length, no control characters."""
+    if len(value) > MAX_VALUE_LENGTH:
+        raise BadRequest(
+            f"参数 {name} 过长 (parameter too long, max {MAX_VALUE_LENGTH}): {value[:40]!r}…"
+        )
+    if any(ord(ch) < 32 for ch in value):
+        raise BadRequest(f"参数 {name} 含控制字符 (control characters in {name}): {value!r}")
+    return value
+
+
+def single(args: Any, name: str) -> str | None:
+    """The one value of parameter `name`, None when absent; 400 when given twice."""
+    values: list[str] = args.getlist(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadRequest(f"参数 {name} 重复 (parameter given more than once): {values!r}")
+    return check_text(name, values[0])
+
+
+def check_params(args: Any, allowed: Iterable[str]) -> None:
+    """400 naming the first query parameter not in `allowed`."""
+    known = set(allowed)
+    for name in args:
+        if name not in known:
+            raise BadRequest(
+                f"未知参数 unknown parameter: {name!r}; 可用 allowed: {', '.join(sorted(known))}",
+                parameter=name,
+            )
+
+
+def filter_names(layer: Layer) -> list[str]:
+    """Query parameters that filter `layer` by a property (field names and short aliases)."""
+    names = [f.name for f in layer.filterable]
+    names += [alias for alias, field in FILTER_ALIASES.items() if field in names]
+    return names
+
+
+def parse_limit(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    if not re.fullmatch(r"[0-9]{1,9}", value):
+        raise BadRequest(f"limit 应为正整数 (limit must be a positive integer): {value!r}")
+    limit = int(value)
+    if limit < 1:
+        raise BadRequest(f"limit 至少为 1 (limit must be at least 1): {value!r}")
+    if limit > MAX_LIMIT:
+        raise BadRequest(
+            f"limit 超过最大值 {MAX_LIMIT} (limit exceeds the maximum {MAX_LIMIT}): {value!r}",
+            maximum=MAX_LIMIT,
+        )
+    return limit
+
+
+def _number(value: str, what: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadRequest(f"bbox 含非数字 (bbox has a non-number): {what!r}") from None
+    if not math.isfinite(number):
+        raise BadRequest(f"bbox 含非有限数 (bbox has a non-finite number): {what!r}")
+    return number
+
+
+def parse_bbox(value: str) -> tuple[float, float, float, float]:
+    """minx,miny,maxx,maxy (or the 6-number 3D form) in CRS84."""
+    parts = value.split(",")
+    if len(parts) not in (4, 6):
+        raise BadRequest(
+            f"bbox 应为 4 个或 6 个数字 (bbox must be 4 or 6 comma-separated numbers): {value!r}"
+        )
+    nums = [_number(p.strip(), value) for p in parts]
+    minx, miny, maxx, maxy = (nums[0], nums[1], nums[3], nums[4]) if len(nums) == 6 else nums
+    if not (
+        -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
+    ):
+        raise BadRequest(f"bbox 超出经纬度范围 (bbox outside lon/lat range): {value!r}")
+    if miny > maxy:
+        raise BadRequest(f"bbox 南边界大于北边界 (bbox miny > maxy): {value!r}")
+    return minx, miny, maxx, maxy
+
+
+def bbox_condition(geom: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+    minx, miny, maxx, maxy = parse_bbox(value)
+
+    def box(x0: float, x1: float) -> sa.ColumnElement[bool]:
+        return sa.func.ST_Intersects(geom, sa.func.ST_MakeEnvelope(x0, miny, x1, maxy, 4326))
+
+    if minx > maxx:  # crosses the antimeridian, as the standard allows
+        return sa.or_(box(minx, 180.0), box(-180.0, maxx))
+    return box(minx, maxx)
+
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_instant(value: str, name: str = "datetime") -> dt.date | dt.datetime:
+    """An RFC 3339 date-time (naive means Beijing time) or a bare date, years 1000–9998."""
+    text = value.strip()
+    try:
+        if _DATE.fullmatch(text):
+            moment: dt.date | dt.datetime = dt.date.fromisoformat(text)
+        elif _DATE.match(text) and len(text) >= 13:
+            moment = dt.datetime.fromisoformat(text.upper())
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=LOCAL_TZ)
+        else:
+            raise ValueError(text)
+    except ValueError:
+        raise BadRequest(
+            f"{name} 不是 RFC 3339 时间或日期 (not an RFC 3339 date-time or date): {value!r}"
+        ) from None
+    if not 1000 <= moment.year <= 9998:
+        raise BadRequest(f"{name} 年份超出范围 (year outside 1000–9998): {value!r}")
+    return moment
+
+
+def _start(moment: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(moment, dt.datetime):
+        return moment
+    return dt.datetime.combine(moment, dt.time(), LOCAL_TZ)
+
+
+def _as_date(moment: dt.date | dt.datetime) -> dt.date:
+    return moment.astimezone(LOCAL_TZ).date() if isinstance(moment, dt.datetime) else moment
+
+
+def _upper(moment: dt.date | dt.datetime) -> dt.datetime:
+    """The end of an interval: a date-time itself, a date the midnight after it."""
+    if isinstance(moment, dt.datetime):
+        return moment
+    return _start(moment + dt.timedelta(days=1))
+
+
+def _interval(
+    column: sa.Column[Any],
+    start: dt.date | dt.datetime | None,
+    end: dt.date | dt.datetime | None,
+) -> list[sa.ColumnElement[bool]]:
+    """Closed interval [start, end] on a timestamp or date column; a date end is its whole day."""
+    out: list[sa.ColumnElement[bool]] = []
+    if not isinstance(column.type, sa.DateTime):
+        if start is not None:
+            out.append(column >= _as_date(start))
+        if end is not None:
+            out.append(column <= _as_date(end))
+        return out
+    if start is not None:
+        out.append(column >= _start(start))
+    if isinstance(end, dt.datetime):
+        out.append(column <= end)
+    elif end is not None:
+        out.append(column < _upper(end))
+    return out
+
+
+def time_conditions(layer: Layer, args: Any) -> list[sa.ColumnElement[bool]]:
+    """`datetime` (instant, closed or half-open interval with `..`), `since`, `until`."""
+    given = {name: single(args, name) for name in TIME_PARAMS}
+    if all(v is None for v in given.values()):
+        return []
+    if layer.time_field is None:
+        name = next(n for n, v in given.items() if v is not None)
+        raise BadRequest(
+            f"图层 {layer.name} 没有时间字段，不能按 {name} 筛选 "
+            f"(layer {layer.name!r} has no time field): {given[name]!r}"
+        )
+    column = layer.table.c[layer.time_field]
+    out: list[sa.ColumnElement[bool]] = [column.is_not(None)]
+    value = given["datetime"]
+    if value is not None:
+        parts = value.split("/")
+        if len(parts) == 1:
+            moment = parse_instant(parts[0])
+            if isinstance(moment, dt.datetime):
+                if isinstance(column.type, sa.DateTime):
+                    out.append(column == moment)
+                else:
+                    out.append(column == _as_date(moment))
+            else:
+                out += _interval(column, moment, moment)
+        elif len(parts) == 2:
+            start = None if parts[0] in ("", "..") else parse_instant(parts[0])
+            end = None if parts[1] in ("", "..") else parse_instant(parts[1])
+            if start is not None and end is not None and _start(start) > _upper(end):
+                raise BadRequest(f"datetime 起点晚于终点 (interval start after end): {value!r}")
+            out += _interval(column, start, end)
+        else:
+            raise BadRequest(
+                f"datetime 应为时刻或 起点/终点 (instant or start/end interval): {value!r}"
+            )
+    if given["since"] is not None:
+        out += _interval(column, parse_instant(given["since"], "since"), None)
+    if given["until"] is not None:
+        out += _interval(column, None, parse_instant(given["until"], "until"))
+    return out
+
+
+_TRUE = {"true", "1", "yes", "是", "t"}
+_FALSE = {"false", "0", "no", "否", "f"}
+
+
+def property_conditions(layer: Layer, args: Any) -> list[sa.ColumnElement[bool]]:
+    """`field=value` on the layer's filterable fields; a comma or a repeat means any of."""
+    out: list[sa.ColumnElement[bool]] = []
+    names = set(filter_names(layer))
+    for name in args:
+        if name not in names:
+            continue
+        column = layer.table.c[FILTER_ALIASES.get(name, name)]
+        values: list[Any] = []
+        for raw in args.getlist(name):
+            for part in check_text(name, raw).split(","):
+                value = part.strip()
+                if not value:
+                    raise BadRequest(f"筛选值为空 (empty filter value for {name}): {raw!r}")
+                if isinstance(column.type, sa.Boolean):
+                    if value.lower() not in _TRUE | _FALSE:
+                        raise BadRequest(
+                            f"{name} 应为 true 或 false (must be true or false): {value!r}"
+                        )
+                    values.append(value.lower() in _TRUE)
+                else:
+                    values.append(value)
+        out.append(column == values[0] if len(values) == 1 else column.in_(values))
+    return out
+
+
+# --- content negotiation and links ---------------------------------------------------------
+
+
+def wants_html() -> bool:
+    """`f=html|json` wins; otherwise the Accept header (JSON unless HTML is preferred)."""
+    f = single(request.args, "f")
+    if f is not None:
+        if f not in ("json", "html", "geojson"):
+            raise BadRequest(f"f 只能是 json 或 html (f must be json or html): {f!r}")
+        return f == "html"
+    best = request.accept_mimetypes.best_match([JSON, GEOJSON, HTML], default=JSON)
+    return best == HTML
+
+
+def _url(endpoint: str, **values: Any) -> str:
+    return url_for(endpoint, _external=True, **values)
+
+
+def _link(href: str, rel: str, type_: str, title: str) -> dict[str, str]:
+    return {"href": href, "rel": rel, "type": type_, "title": title}
+
+
+def _self_links(
+    endpoint: str, html: bool, json_type: str = JSON, **values: Any
+) -> list[dict[str, str]]:
+    as_json = _link(_url(endpoint, f="json", **values), "self", json_type, "JSON")
+    as_html = _link(_url(endpoint, f="html", **values), "self", HTML, "HTML")
+    if html:
+        as_json["rel"] = "alternate"
+    else:
+        as_html["rel"] = "alternate"
+    return [as_json, as_html] if not html else [as_html, as_json]
+
+
+def _json(body: Any, mimetype: str = JSON) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, default=str), mimetype=mimetype)
+
+
+# --- serialisation ------------------------------------------------------------------------
+
+
+def _json_schema(column: sa.Column[Any]) -> dict[str, Any]:
+    kind = column.type
+    if isinstance(kind, sa.Boolean):
+        return {"type": "boolean"}
+    if isinstance(kind, sa.Integer):
+        return {"type": "integer"}
+    if isinstance(kind, sa.Float | sa.Numeric):
+        return {"type": "number"}
+    if isinstance(kind, sa.DateTime):
+        return {"type": "string", "format": "date-time"}
+    if isinstance(kind, sa.Date):
+        return {"type": "string", "format": "date"}
+    if isinstance(kind, pg.ARRAY):
+        return {"type": "array", "items": {"type": "string"}}
+    return {"type": "string"}
+
+
+def _name(name: str) -> sa.ColumnElement[str]:
+    """A registry identifier as an SQL string constant (never user input)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"not an identifier: {name!r}")
+    return sa.literal_column(f"'{name}'", sa.Text)
+
+
+def _properties(layer: Layer) -> sa.ScalarSelect[Any]:
+    """The published columns of the outer row as one JSON object.
+
+    `row_to_json` of a correlated sub-select: about twice as fast as `json_build_object` over
+    the same columns, and compact (no spaces), with the registry's column names as keys.
+    """
+    t = layer.table
+    row = sa.select(*(t.c[f.name] for f in layer.published)).correlate(t).subquery("p")
+    return sa.select(sa.func.row_to_json(row.table_valued())).select_from(row).scalar_subquery()
+
+
+def _feature(c: Collection) -> sa.ColumnElement[str]:
+    """One GeoJSON Feature as text, built by PostGIS."""
+    return sa.cast(
+        sa.func.json_build_object(
+            _name("type"),
+            _name("Feature"),
+            _name("id"),
+            c.key,
+            _name("geometry"),
+            sa.cast(sa.func.ST_AsGeoJSON(c.geometry()), pg.JSON),
+            _name("properties"),
+            _properties(c.layer),
+        ),
+        sa.Text,
+    )
+
+
+def encode_cursor(key: Any) -> str:
+    raw = json.dumps(key, ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(c: Collection, value: str) -> Any:
+    bad = BadRequest(f"无效的分页游标 (invalid cursor): {value!r}")
+    try:
+        key = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError):
+        raise bad from None
+    if c.integer_key:
+        if type(key) is not int or not -(2**63) <= key < 2**63:
+            raise bad
+    elif not isinstance(key, str) or any(ord(ch) < 32 or 0xD800 <= ord(ch) < 0xE000 for ch in key):
+        raise bad  # control characters and lone surrogates (which UTF-8 cannot carry)
+    return key
+
+
+def _timestamp() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# --- metadata -------------------------------------------------------------------------------
+
+
+_BOX = re.compile(r"BOX\(([-0-9.e+]+) ([-0-9.e+]+),([-0-9.e+]+) ([-0-9.e+]+)\)")
+
+
+def _extent(conn: sa.Connection, c: Collection) -> dict[str, Any]:
+    """Spatial extent from the GiST index (no table scan), temporal from the time index."""
+    box = conn.execute(
+        sa.select(sa.cast(sa.func.ST_EstimatedExtent("public", c.table.name, "geom"), sa.Text))
+    ).scalar()
+    extent: dict[str, Any] = {}
+    match = _BOX.fullmatch(box or "")
+    if match:
+        extent["spatial"] = {"bbox": [[round(float(v), 7) for v in match.groups()]], "crs": CRS84}
+    if c.layer.time_field:
+        column = c.table.c[c.layer.time_field]
+        lo, hi = conn.execute(
+            sa.select(sa.func.min(column), sa.func.max(column)).where(*c.conditions())
+        ).one()
+        extent["temporal"] = {"interval": [[_iso(lo), _iso(hi)]], "trs": GREGORIAN}
+    return extent
+
+
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return _start(value).isoformat()
+
+
+def _collection_doc(conn: sa.Connection, c: Collection, html: bool) -> dict[str, Any]:
+    cid = c.id
+    return {
+        "id": cid,
+        "title": c.title,
+        "description": f"{c.title} — {c.layer.name}，几何 geometry {c.geometry_type}",
+        "itemType": "feature",
+        "crs": [CRS84],
+        "geometryType": c.geometry_type,
+        "extent": _extent(conn, c),
+        "links": [
+            *_self_links("ogc.collection", html, collection_id=cid),
+            _link(_url("ogc.items", collection_id=cid), "items", GEOJSON, f"{c.title} 要素 items"),
+            _link(_url("ogc.items", collection_id=cid, f="html"), "items", HTML, "HTML"),
+        ],
+    }
+
+
+def _fields(c: Collection) -> list[dict[str, Any]]:
+    filters = {f.name for f in c.layer.filterable}
+    return [
+        {
+            "name": f.name,
+            "label": f.label,
+            "type": _json_schema(f.column)["type"],
+            "filterable": f.name in filters,
+        }
+        for f in c.layer.published
+    ]
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+@bp.get("/", strict_slashes=False)
+def landing() -> Response:
+    check_params(request.args, ["f"])
+    html = wants_html()
+    body = {
+        "title": "Blockdata 西城区块数据 OGC API – Features",
+        "description": "街道、社区、网格、街巷、诉求、执法案件、疏解目标与整治提升项目的要素服务",
+        "links": [
+            *_self_links("ogc.landing", html),
+            _link(_url("ogc.api"), "service-desc", OPENAPI, "OpenAPI 3.0 接口定义"),
+            _link(_url("ogc.api", f="html"), "service-doc", HTML, "接口文档 API documentation"),
+            _link(_url("ogc.conformance"), "conformance", JSON, "一致性声明 conformance"),
+            _link(_url("ogc.collections_list"), "data", JSON, "数据集合 collections"),
+        ],
+    }
+    if html:
+        return _html(LANDING_HTML, title=body["title"], body=body)
+    return _json(body)
+
+
+@bp.get("/conformance")
+def conformance() -> Response:
+    check_params(request.args, ["f"])
+    body = {"conformsTo": list(CONFORMANCE)}
+    if wants_html():
+        return _html(CONFORMANCE_HTML, title="一致性声明 Conformance", body=body)
+    return _json(body)
+
+
+@bp.get("/api")
+def api() -> Response:
+    check_params(request.args, ["f"])
+    doc = openapi()
+    if wants_html():
+        return _html(API_HTML, title="接口文档 API", doc=doc)
+    return _json(doc, OPENAPI)
+
+
+@bp.get("/collections")
+def collections_list() -> Response:
+    check_params(request.args, ["f"])
+    html = wants_html()
+    conn = db.connection()
+    body = {
+        "collections": [_collection_doc(conn, c, html) for c in readable()],
+        "links": _self_links("ogc.collections_list", html),
+    }
+    if html:
+        return _html(COLLECTIONS_HTML, title="数据集合 Collections", body=body)
+    return _json(body)
+
+
+@bp.get("/collections/<collection_id>")
+def collection(collection_id: str) -> Response:
+    c = get_collection(collection_id)
+    check_params(request.args, ["f"])
+    html = wants_html()
+    body = _collection_doc(db.connection(), c, html)
+    if html:
+        return _html(COLLECTION_HTML, title=c.title, body=body, fields=_fields(c))
+    body["properties"] = _fields(c)
+    return _json(body)
+
+
+@bp.get("/collections/<collection_id>/items")
+def items(collection_id: str) -> Response:
+    c = get_collection(collection_id)
+    args = request.args
+    check_params(args, [*ITEMS_PARAMS, *filter_names(c.layer)])
+    html = wants_html()
+    limit = parse_limit(single(args, "limit"))
+    for name in ("bbox-crs", "crs"):
+        crs = single(args, name)
+        if crs is not None and crs != CRS84:
+            raise BadRequest(f"{name} 只支持 CRS84 (only {CRS84} is supported): {crs!r}")
+    conds = [*c.conditions(), *time_conditions(c.layer, args), *property_conditions(c.layer, args)]
+    bbox = single(args, "bbox")
+    if bbox is not None:
+        conds.append(bbox_condition(c.table.c.geom, bbox))
+    cursor = single(args, "cursor")
+    if cursor is not None:
+        conds.append(c.key > decode_cursor(c, cursor))
+    # limit + 1 rows: the extra one only says that a next page exists.
+    rows = (
+        db.connection()
+        .execute(sa.select(c.key, _feature(c)).where(*conds).order_by(c.key).limit(limit + 1))
+        .all()
+    )
+    page, more = rows[:limit], len(rows) > limit
+    params = {k: v for k, v in args.lists() if k not in ("cursor", "f")}
+    here = {**params, "cursor": cursor} if cursor is not None else params
+    links = _self_links("ogc.items", html, GEOJSON, collection_id=c.id, **here)
+    if more:
+        nxt = encode_cursor(page[-1][0])
+        for fmt, type_ in (("json", GEOJSON), ("html", HTML)):
+            href = _url("ogc.items", collection_id=c.id, cursor=nxt, f=fmt, **params)
+            links.append(_link(href, "next", type_, "下一页 next page"))
+    links.append(_link(_url("ogc.collection", collection_id=c.id), "collection", JSON, c.title))
+    if html:
+        return _html(
+            ITEMS_HTML,
+            title=f"{c.title} 要素",
+            collection=c,
+            fields=[f.name for f in c.layer.published],
+            labels=c.layer.labels,
+            features=[json.loads(r[1]) for r in page],
+            links=links,
+        )
+    text = "".join(
+        (
+            '{"type":"FeatureCollection","features":[',
+            ",".join(r[1] for r in page),
+            '],"numberReturned":',
+            str(len(page)),
+            ',"timeStamp":"',
+            _timestamp(),
+            '","links":',
+            json.dumps(links, ensure_ascii=False),
+            "}",
+        )
+    )
+    return Response(text, mimetype=GEOJSON)
+
+
+@bp.get("/collections/<collection_id>/items/<feature_id>")
+def item(collection_id: str, feature_id: str) -> Response:
+    c = get_collection(collection_id)
+    check_params(request.args, ["f"])
+    html = wants_html()
+    missing = NotFound(
+        f"集合 {c.id} 中没有要素 (no such feature in {c.id}): {feature_id!r}",
+        collection=c.id,
+        id=feature_id,
+    )
+    key: Any = feature_id
+    if c.integer_key:
+        if not re.fullmatch(r"[0-9]{1,19}", feature_id) or int(feature_id) >= 2**63:
+            raise missing
+        key = int(feature_id)
+    elif any(ord(ch) < 32 for ch in feature_id) or len(feature_id) > MAX_VALUE_LENGTH:
+        raise missing
+    text = (
+        db.connection()
+        .execute(sa.select(_feature(c)).where(c.key == key, *c.conditions()))
+        .scalar()
+    )
+    if text is None:
+        raise missing
+    links = [
+        *_self_links("ogc.item", html, GEOJSON, collection_id=c.id, feature_id=feature_id),
+        _link(_url("ogc.collection", collection_id=c.id), "collection", JSON, c.title),
+    ]
+    if html:
+        return _html(
+            ITEM_HTML,
+            title=f"{c.title} {feature_id}",
+            collection=c,
+            feature=json.loads(text),
+            labels=c.layer.labels,
+            links=links,
+        )
+    return Response(
+        text[:-1] + ',"links":' + json.dumps(links, ensure_ascii=False) + "}", mimetype=GEOJSON
+    )
+
+
+# --- OpenAPI ------------------------------------------------------------------------------
+
+
+def items_parameters(c: Collection) -> list[str]:
+    """Every query parameter the items endpoint of `c` accepts (the OpenAPI lists these)."""
+    return [*ITEMS_PARAMS, *filter_names(c.layer)]
+
+
+def _param(name: str, description: str, schema: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+        **kw,
+    }
+
+
+_COMMON_PARAMS: dict[str, dict[str, Any]] = {
+    "f": _param(
+        "f", "输出格式 output format", {"type": "string", "enum": ["json", "html", "geojson"]}
+    ),
+    "limit": _param(
+        "limit",
+        f"每页要素数 features per page (default {DEFAULT_LIMIT}, max {MAX_LIMIT})",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    ),
+    "bbox": _param(
+        "bbox",
+        "范围 minx,miny,maxx,maxy (CRS84)",
+        {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+        style="form",
+        explode=False,
+    ),
+    "bbox-crs": _param("bbox-crs", "bbox 坐标系 (CRS84 only)", {"type": "string", "enum": [CRS84]}),
+    "crs": _param("crs", "输出坐标系 (CRS84 only)", {"type": "string", "enum": [CRS84]}),
+    "cursor": _param(
+        "cursor", "分页游标，来自 next 链接 (opaque cursor from a next link)", {"type": "string"}
+    ),
+    "datetime": _param(
+        "datetime",
+        "时间：时刻或区间，开放端用 .. (RFC 3339 instant or interval, `..` for open ends)",
+        {"type": "string"},
+    ),
+    "since": _param("since", "时间下限（含）lower time bound, inclusive", {"type": "string"}),
+    "until": _param("until", "时间上限（含）upper time bound, inclusive", {"type": "string"}),
+}
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.0 document of this service, built from the same lists the code checks."""
+    root = _url("ogc.landing").rstrip("/")
+    f_only = [_COMMON_PARAMS["f"]]
+    ok_json = {"200": {"description": "OK", "content": {JSON: {}, HTML: {}}}}
+    errors = {
+        "400": {"description": "参数错误 bad request", "content": {JSON: {}}},
+        "404": {"description": "不存在 not found", "content": {JSON: {}}},
+    }
+    paths: dict[str, Any] = {
+        "/": {"get": {"summary": "首页 landing page", "parameters": f_only, "responses": ok_json}},
+        "/conformance": {
+            "get": {"summary": "一致性声明 conformance", "parameters": f_only, "responses": ok_json}
+        },
+        "/api": {
+            "get": {
+                "summary": "本文档 this document",
+                "parameters": f_only,
+                "responses": {"200": {"description": "OK", "content": {OPENAPI: {}, HTML: {}}}},
+            }
+        },
+        "/collections": {
+            "get": {"summary": "集合列表 collections", "parameters": f_only, "responses": ok_json}
+        },
+    }
+    for c in collections():
+        labels = c.layer.labels
+        params = [dict(_COMMON_PARAMS[name]) for name in ITEMS_PARAMS]
+        for name in filter_names(c.layer):
+            field = FILTER_ALIASES.get(name, name)
+            schema = _json_schema(c.table.c[field])
+            params.append(
+                _param(
+                    name,
+                    f"{labels[field]} ({field})，逗号分隔表示任一 (comma-separated: any of)",
+                    {"type": "string"} if schema["type"] != "boolean" else schema,
+                )
+            )
+        feature = {"200": {"description": "GeoJSON", "content": {GEOJSON: {}, HTML: {}}}, **errors}
+        base = f"/collections/{c.id}"
+        paths[base] = {
+            "get": {"summary": c.title, "parameters": f_only, "responses": {**ok_json, **errors}}
+        }
+        paths[f"{base}/items"] = {
+            "get": {
+                "summary": f"{c.title} 要素 items ({c.geometry_type})",
+                "parameters": params,
+                "responses": feature,
+            }
+        }
+        paths[f"{base}/items/{{featureId}}"] = {
+            "get": {
+                "summary": f"{c.title} 单个要素 one feature",
+                "parameters": [
+                    {
+                        "name": "featureId",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer" if c.integer_key else "string"},
+                    },
+                    *f_only,
+                ],
+                "responses": feature,
+            }
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Blockdata OGC API – Features",
+            "version": "1.0.0",
+            "description": "西城区块数据要素服务 (OGC API – Features Part 1: Core)",
+        },
+        "servers": [{"url": root}],
+        "paths": paths,
+    }
+
+
+# --- HTML ---------------------------------------------------------------------------------
+
+
+def _html(template: str, **context: Any) -> Response:
+    page = render_template_string(_BASE.replace("{{ content }}", template), **context)
+    return Response(page, mimetype=HTML)
+
+
+_BASE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;font-size:14px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}a{color:#1565c0}nav a{margin-right:1em}code{background:#f5f5f5}
+</style></head><body>
+<nav><a href="{{ url_for('ogc.landing', f='html') }}">首页</a>
+<a href="{{ url_for('ogc.collections_list', f='html') }}">数据集合</a>
+<a href="{{ url_for('ogc.api', f='html') }}">接口文档</a></nav>
+<h1>{{ title }}</h1>
+{{ content }}
+</body></html>"""
+
+LANDING_HTML = """<p>{{ body.description }}</p>
+<ul>{% for l in body.links if l.rel != 'self' %}
+<li><a href="{{ l.href }}">{{ l.title }}</a> <small>({{ l.rel }}, {{ l.type }})</small></li>
+{% endfor %}</ul>"""
+
+CONFORMANCE_HTML = """<ul>{% for c in body.conformsTo %}<li><code>{{ c }}</code></li>
+{% endfor %}</ul>"""
+
+COLLECTIONS_HTML = """<table>
+<tr><th>集合</th><th>名称</th><th>几何类型</th><th>范围</th><th></th></tr>
+{% for c in body.collections %}<tr>
+<td><a href="{{ url_for('ogc.collection', collection_id=c.id, f='html') }}">{{ c.id }}</a></td>
+<td>{{ c.title }}</td><td>{{ c.geometryType }}</td>
+<td>{% if c.extent.spatial %}{{ c.extent.spatial.bbox[0]|join(', ') }}{% endif %}</td>
+<td><a href="{{ url_for('ogc.items', collection_id=c.id, f='html') }}">浏览要素</a></td>
+</tr>{% endfor %}</table>"""
+
+COLLECTION_HTML = """<p>{{ body.description }}</p>
+<p><a href="{{ url_for('ogc.items', collection_id=body.id, f='html') }}">浏览要素</a> ·
+<a href="{{ url_for('ogc.items', collection_id=body.id, f='json') }}">GeoJSON</a> ·
+<a href="{{ url_for('ogc.collection', collection_id=body.id, f='json') }}">JSON</a></p>
+{% if body.extent.temporal %}
+<p>时间范围：{{ body.extent.temporal.interval[0]|join(' — ') }}</p>
+{% endif %}
+<table><tr><th>字段</th><th>中文名</th><th>类型</th><th>可筛选</th></tr>
+{% for f in fields %}<tr><td><code>{{ f.name }}</code></td><td>{{ f.label }}</td>
+<td>{{ f.type }}</td><td>{{ '是' if f.filterable else '' }}</td></tr>{% endfor %}</table>"""
+
+ITEMS_HTML = """<p>本页 {{ features|length }} 个要素 ·
+{% for l in links if l.rel == 'next' and l.type == 'text/html' %}
+<a href="{{ l.href }}">下一页</a>{% endfor %}
+{% for l in links if l.rel == 'alternate' %}<a href="{{ l.href }}">GeoJSON</a>{% endfor %}</p>
+<table><tr>{% for f in fields %}<th>{{ labels[f] }}<br><small>{{ f }}</small></th>{% endfor %}
+<th>几何</th></tr>
+{% for ft in features %}<tr>{% for f in fields %}{% set v = ft.properties[f] %}<td>
+{%- if loop.first -%}
+<a href="{{ url_for('ogc.item', collection_id=collection.id, feature_id=ft.id, f='html') }}">
+{{- v }}</a>
+{%- else %}{{ '' if v is none else v }}{% endif %}</td>{% endfor %}
+<td>{{ ft.geometry.type if ft.geometry else '' }}</td></tr>{% endfor %}</table>"""
+
+ITEM_HTML = """<p>{% for l in links if l.rel != 'self' %}
+<a href="{{ l.href }}">{{ l.title }}</a> {% endfor %}</p>
+<table>{% for k, v in feature.properties.items() %}
+<tr><th>{{ labels.get(k, k) }} <small>{{ k }}</small></th><td>{{ '' if v is none else v }}</td></tr>
+{% endfor %}
+<tr><th>几何 geometry</th><td>{{ feature.geometry.type if feature.geometry else '' }}</td></tr>
+</table>"""
+
+API_HTML = """<p>OpenAPI {{ doc.openapi }} ·
+<a href="{{ url_for('ogc.api', f='json') }}">JSON</a></p>
+<table><tr><th>路径</th><th>说明</th><th>参数</th></tr>
+{% for path, ops in doc.paths.items() %}<tr><td><code>{{ path }}</code></td>
+<td>{{ ops.get.summary }}</td>
+<td>{% for p in ops.get.parameters %}<code>{{ p.name }}</code> {% endfor %}</td></tr>
+{% endfor %}</table>"""
