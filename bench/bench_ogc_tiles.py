@@ -1,0 +1,441 @@
+"""Benchmark: OGC API – Features and vector tiles over N service requests.
+
+    python bench/bench_ogc_tiles.py [--rows 1000000] [--clients 16] [--threads 8] [--reuse]
+                                    [--leakproof]
+
+Loads N requests into a throwaway database `blockdata_bench_ogc` with bench_etl's helpers
+(demo boundaries, clustered requests, `etl.jobs.run_file`), serves the app with waitress in a
+separate process on 127.0.0.1 (as `blockdata serve --threads T` does), and measures:
+  1. OGC items: one client pages through every feature with limit=1000 by the `next` links;
+  2. OGC items with a small bbox (≈ 220 m square, random over the district), 16 clients;
+  3. tiles z10–18 over the busiest area, 16 clients: cold (empty tile cache, each tile once),
+     warm (the same tiles again), and with the cache off (every request builds its tile).
+Requests are read as a district user (a session cookie), i.e. as `blockdata_reader` under
+row-level security. `--leakproof` marks PostGIS's `&&` leakproof in the bench database first:
+without it PostgreSQL may not use the GiST index ahead of the policy, and every bbox or tile
+query scans the table. Prints a markdown table; `--reuse` keeps a loaded database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from app import migrate  # noqa: E402
+from app.config import from_env, resolve_database_url  # noqa: E402
+from app.db import make_engine  # noqa: E402
+
+DB = "blockdata_bench_ogc"
+
+
+def database(server_url: str, rows: int, reuse: bool) -> str:
+    """The benchmark database with `rows` requests, loaded unless `reuse` finds it loaded."""
+    from bench_etl import load_district, write_requests
+
+    from etl.jobs import run_file
+
+    url = make_url(server_url).set(database=DB).render_as_string(hide_password=False)
+    if reuse:
+        try:
+            with psycopg.connect(url) as conn:
+                have = conn.execute("select count(*) from service_requests").fetchone()
+            if have and have[0] >= rows * 0.99:
+                migrate.upgrade(migrate.alembic_config(url))
+                return url
+        except psycopg.Error:
+            pass
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {DB} with (force)")
+        conn.execute(f"create database {DB}")
+    migrate.upgrade(migrate.alembic_config(url))
+    engine = make_engine(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        grids = load_district(engine, Path(tmp))
+        csv = Path(tmp) / "requests.csv"
+        write_requests(grids, rows, csv)
+        with engine.connect() as conn:
+            run_file(conn, csv, layer="service_requests")
+            conn.commit()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("vacuum analyze")
+    engine.dispose()
+    return url
+
+
+def session_cookie(url: str) -> str:
+    """A signed session cookie of a district user (the browser's way in; no audit row per tile)."""
+    from app import create_app
+    from app.auth import hash_password
+    from layers.accounts import users
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        uid = conn.execute(sa.select(users.c.id).where(users.c.name == "bench-district")).scalar()
+        if uid is None:
+            uid = conn.execute(
+                sa.insert(users)
+                .values(
+                    name="bench-district", role="district", password_hash=hash_password("x" * 16)
+                )
+                .returning(users.c.id)
+            ).scalar_one()
+    engine.dispose()
+    app = create_app({"DATABASE_URL": url})
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    return f"{app.config['SESSION_COOKIE_NAME']}={serializer.dumps({'uid': uid})}"
+
+
+# --- the server, in its own process ---------------------------------------------------------
+
+
+def serve_main(url: str, port: int, threads: int, cache_bytes: int) -> None:
+    """Entry point of the server process."""
+    import logging
+
+    from waitress import serve
+
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" notes
+
+    from app import create_app, ogc, tiles
+
+    app = create_app({"DATABASE_URL": url, "TILE_CACHE_BYTES": cache_bytes})
+    for module in (ogc, tiles):
+        if module.bp.name not in app.blueprints:
+            app.register_blueprint(module.bp)
+    serve(app, host="127.0.0.1", port=port, threads=threads, ident="blockdata", _quiet=True)
+
+
+class Server:
+    def __init__(self, url: str, threads: int, cache_bytes: int) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                url,
+                str(self.port),
+                str(threads),
+                str(cache_bytes),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _ = get(self.port, "/healthz")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+# --- clients --------------------------------------------------------------------------------
+
+_local = threading.local()
+HEADERS: dict[str, str] = {}
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    """GET on a keep-alive connection of this thread."""
+    conn: http.client.HTTPConnection | None = getattr(_local, "conn", None)
+    if conn is None or getattr(_local, "port", None) != port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        _local.conn, _local.port = conn, port
+    try:
+        conn.request("GET", path, headers=HEADERS)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    except (OSError, http.client.HTTPException):
+        _local.conn = None
+        raise
+
+
+def run_clients(
+    clients: int, work: Callable[[int], list[str]], port: int
+) -> tuple[list[float], list[int], float]:
+    """Each client i GETs the paths work(i) in order; latencies (s), sizes, wall time."""
+    latencies: list[float] = []
+    sizes: list[int] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def client(i: int) -> None:
+        mine_l, mine_s = [], []
+        for path in work(i):
+            t = time.perf_counter()
+            status, body = get(port, path)
+            mine_l.append(time.perf_counter() - t)
+            mine_s.append(len(body))
+            if status != 200:
+                errors.append(f"{status} {path} {body[:200]!r}")
+        with lock:
+            latencies.extend(mine_l)
+            sizes.extend(mine_s)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[:3])
+    return latencies, sizes, time.perf_counter() - t0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# --- the measurements -----------------------------------------------------------------------
+
+
+def bench_paging(port: int) -> tuple[int, float]:
+    path: str | None = "/ogc/collections/service_requests/items?limit=1000"
+    total = 0
+    t0 = time.perf_counter()
+    while path:
+        status, body = get(port, path)
+        assert status == 200, body[:300]
+        tail = body[-4000:].decode("utf-8", "replace")
+        total += int(re.search(r'"numberReturned":(\d+)', tail).group(1))  # type: ignore[union-attr]
+        links = json.loads(tail[tail.rindex('"links":') + 8 : -1])
+        href = next(
+            (lk["href"] for lk in links if lk["rel"] == "next" and "json" in lk["type"]), None
+        )
+        path = urllib.parse.urlsplit(href)._replace(scheme="", netloc="").geturl() if href else None
+    return total, time.perf_counter() - t0
+
+
+def district_box(engine: sa.Engine) -> tuple[float, float, float, float]:
+    with engine.connect() as conn:
+        x0, y0, x1, y1 = conn.exec_driver_sql(
+            "select ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+            "from (select ST_Extent(geom) e from streets) s"
+        ).one()
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def bbox_paths(box: tuple[float, float, float, float], n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    side = 0.002  # ≈ 170 m east-west, 220 m north-south
+    out = []
+    for _ in range(n):
+        x = rng.uniform(box[0], box[2] - side)
+        y = rng.uniform(box[1], box[3] - side)
+        out.append(
+            f"/ogc/collections/service_requests/items?bbox={x:.5f},{y:.5f},"
+            f"{x + side:.5f},{y + side:.5f}"
+        )
+    return out
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    return (
+        int((lon + 180) / 360 * n),
+        int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n),
+    )
+
+
+def busiest_area(engine: sa.Engine) -> tuple[float, float, int]:
+    """Centre of the ~500 m square holding the most requests, and its count."""
+    with engine.connect() as conn:
+        x, y, n = conn.exec_driver_sql(
+            "select (floor(ST_X(geom) / 0.005) + 0.5) * 0.005, "
+            "(floor(ST_Y(geom) / 0.005) + 0.5) * 0.005, count(*) "
+            "from service_requests group by 1, 2 order by 3 desc limit 1"
+        ).one()
+    return float(x), float(y), int(n)
+
+
+def tile_paths(lon: float, lat: float, half: float = 0.008) -> list[tuple[int, str]]:
+    """Every tile z10–18 covering a square of ±`half` degrees around (lon, lat)."""
+    out = []
+    for z in range(10, 19):
+        x0, y1 = tile_of(lon - half, lat - half, z)
+        x1, y0 = tile_of(lon + half, lat + half, z)
+        for x in range(x0, x1 + 1):
+            for y in range(y0, y1 + 1):
+                out.append((z, f"/tiles/service_requests/{z}/{x}/{y}.pbf"))
+    return out
+
+
+def shares(paths: list[str], clients: int, seed: int) -> Callable[[int], list[str]]:
+    """Split `paths` (shuffled) over the clients: every path once in all."""
+    order = paths[:]
+    random.Random(seed).shuffle(order)
+    return lambda i: order[i::clients]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads")
+    parser.add_argument("--bbox-requests", type=int, default=100, help="per client")
+    parser.add_argument("--reuse", action="store_true", help="keep a loaded database")
+    parser.add_argument(
+        "--leakproof",
+        action="store_true",
+        help="mark PostGIS's && leakproof in the bench database (superuser), so that row-level "
+        "security still lets the GiST index serve bbox and tile queries",
+    )
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        url, port, threads, cache = args.serve
+        serve_main(url, int(port), int(threads), int(cache))
+        return
+
+    server_url = resolve_database_url(from_env())
+    t = time.perf_counter()
+    url = database(server_url, args.rows, args.reuse)
+    load_seconds = time.perf_counter() - t
+    HEADERS["Cookie"] = session_cookie(url)
+    with psycopg.connect(url, autocommit=True) as pg_conn:
+        proof = "leakproof" if args.leakproof else "not leakproof"
+        pg_conn.execute(f"alter function geometry_overlaps(geometry, geometry) {proof}")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("select count(*) from service_requests").scalar_one()
+        pg = str(conn.exec_driver_sql("show server_version").scalar_one()).split()[0]
+    box = district_box(engine)
+    lon, lat, dense = busiest_area(engine)
+    tiles = tile_paths(lon, lat)
+    paths = [p for _, p in tiles]
+    zoom_of = dict((p, z) for z, p in tiles)
+    c = args.clients
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    lines = [
+        "## OGC API – Features and vector tiles",
+        "",
+        f"`python bench/bench_ogc_tiles.py --rows {args.rows}` on {os.cpu_count()} cores, "
+        f"PostgreSQL {pg}; {rows:,} requests (loaded in {load_seconds:.0f} s); "
+        f"waitress {args.threads} threads in its own process, clients on 127.0.0.1; "
+        f"read as a district user under row-level security, `&&` "
+        f"{'leakproof' if args.leakproof else 'not leakproof (as installed)'}; "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        "| measurement | result | p50 ms | p99 ms | note |",
+        "|---|---:|---:|---:|---|",
+    ]
+
+    server = Server(url, args.threads, 64 * 1024 * 1024)
+    try:
+        get(server.port, "/ogc/collections/service_requests/items?limit=1")
+        total, seconds = bench_paging(server.port)
+        assert total == rows, (total, rows)
+        emit(
+            f"| OGC items, limit=1000, all pages by `next`, 1 client | "
+            f"{total / seconds:,.0f} features/s | | | {total:,} features in {seconds:.1f} s |"
+        )
+        run_clients(c, lambda i: bbox_paths(box, 5, 1000 + i), server.port)  # warm-up
+        lat_, sizes, wall = run_clients(
+            c, lambda i: bbox_paths(box, args.bbox_requests, i), server.port
+        )
+        emit(
+            f"| OGC items, small bbox (≈ 200 m), {c} clients | {len(lat_) / wall:,.0f} req/s | "
+            f"{pct(lat_, 0.5):.1f} | {pct(lat_, 0.99):.1f} | {len(lat_):,} requests, "
+            f"mean {statistics.mean(sizes) / 1024:.0f} KB |"
+        )
+
+        cold, _, wall = run_clients(c, shares(paths, c, 1), server.port)
+        emit(
+            f"| tiles z10–18, cold cache, {c} clients | {len(cold) / wall:,.0f} tiles/s | "
+            f"{pct(cold, 0.5):.1f} | {pct(cold, 0.99):.1f} | {len(paths)} tiles over "
+            f"the busiest area ({dense:,} requests in its 500 m square), each built once |"
+        )
+        warm, _, wall = run_clients(c, shares(paths * 4, c, 2), server.port)
+        emit(
+            f"| tiles z10–18, warm, {c} clients | {len(warm) / wall:,.0f} tiles/s | "
+            f"{pct(warm, 0.5):.1f} | {pct(warm, 0.99):.1f} | the same tiles 4×, from the cache |"
+        )
+        sizes_by_zoom: dict[int, list[int]] = {}
+        kinds: dict[int, set[str]] = {}
+        for path in paths:
+            http_conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            http_conn.request("GET", path, headers=HEADERS)
+            resp = http_conn.getresponse()
+            body = resp.read()
+            z = zoom_of[path]
+            sizes_by_zoom.setdefault(z, []).append(len(body))
+            kinds.setdefault(z, set()).add(resp.getheader("X-Tile-Kind") or "?")
+            http_conn.close()
+    finally:
+        server.stop()
+
+    server = Server(url, args.threads, 0)
+    try:
+        nocache, _, wall = run_clients(c, shares(paths, c, 3), server.port)
+        by_zoom: dict[int, list[float]] = {}
+        nocache2, _, _ = run_clients(1, lambda i: paths, server.port)
+        for path, seconds in zip(paths, nocache2, strict=True):
+            by_zoom.setdefault(zoom_of[path], []).append(seconds)
+    finally:
+        server.stop()
+    emit(
+        f"| tiles z10–18, cache off, {c} clients | {len(nocache) / wall:,.0f} tiles/s | "
+        f"{pct(nocache, 0.5):.1f} | {pct(nocache, 0.99):.1f} | every request builds its tile |"
+    )
+    biggest = max(max(v) for v in sizes_by_zoom.values())
+    lines.append(f"| largest tile | {biggest / 1024:.0f} KB | | | limit 500 KB |")
+    lines += [
+        "",
+        "Per zoom (cache off, one client: the cost of building each tile alone):",
+        "",
+        "| zoom | tiles | kind | median ms | max ms | max KB |",
+        "|---:|---:|---|---:|---:|---:|",
+    ]
+    for z in sorted(by_zoom):
+        v = by_zoom[z]
+        lines.append(
+            f"| {z} | {len(v)} | {'/'.join(sorted(kinds[z]))} | "
+            f"{statistics.median(v) * 1000:.1f} | {max(v) * 1000:.1f} | "
+            f"{max(sizes_by_zoom[z]) / 1024:.0f} |"
+        )
+    print("\n".join(lines))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,510 @@
+"""Vector tiles on the demo district: exact counts, attributes, sizes, GDAL and mapbox-vector-tile.
+
+A committed database of the demo district (loaded through the real ETL) is read through the
+Flask test client; tiles are decoded with mapbox_vector_tile and with GDAL's MVT driver.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mapbox_vector_tile
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import tiles
+from app.db import make_engine
+from etl.jobs import run_file
+from layers import get_layer
+from tests.app.test_ogc import add_account, demo_database, live_app
+from tests.conftest import login
+from tests.etl.conftest import request_row, write_csv
+
+OGRINFO = shutil.which("ogrinfo")
+LAYER = get_layer("service_requests")
+TILE_BYTES = 500 * 1024
+
+
+@pytest.fixture(scope="module")
+def tiles_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    name = f"blockdata_test_tiles_{os.getpid()}"
+    workdir = tmp_path_factory.mktemp("demo")
+    with demo_database(
+        server_url, name, workdir, requests=3000, cases=100, targets=20, projects=30
+    ) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def engine(tiles_url: str) -> Iterator[sa.Engine]:
+    eng = make_engine(tiles_url)
+    yield eng
+    eng.dispose()
+
+
+def _app(url: str, **config: Any) -> Iterator[Flask]:
+    app = live_app(url, TESTING=True, **config)
+    yield app
+    app.extensions["blockdata.engine"].dispose()
+
+
+@pytest.fixture(scope="module")
+def district_user(tiles_url: str) -> int:
+    uid: int = add_account(tiles_url, "tiles-district")[0]
+    return uid
+
+
+@pytest.fixture(scope="module")
+def tiles_app(tiles_url: str) -> Iterator[Flask]:
+    """Default settings: raw tiles up to MAX_RAW_POINTS points."""
+    yield from _app(tiles_url)
+
+
+@pytest.fixture(scope="module")
+def small_app(tiles_url: str) -> Iterator[Flask]:
+    """Aggregates above 200 points a tile, so that the small demo has aggregated zooms."""
+    yield from _app(tiles_url, TILE_MAX_RAW_POINTS=200)
+
+
+@pytest.fixture(scope="module")
+def client(tiles_app: Flask, district_user: int) -> FlaskClient:
+    return login(tiles_app.test_client(), district_user)
+
+
+@pytest.fixture(scope="module")
+def small(small_app: Flask, district_user: int) -> FlaskClient:
+    return login(small_app.test_client(), district_user)
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 2**z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return x, y
+
+
+def district_tiles(conn: sa.Connection, z: int) -> list[tuple[int, int]]:
+    x0, y0, x1, y1 = conn.exec_driver_sql(
+        "select ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+        "from (select ST_Extent(geom) e from streets) s"
+    ).one()
+    tx0, ty1 = tile_of(x0, y0, z)
+    tx1, ty0 = tile_of(x1, y1, z)
+    return [(x, y) for x in range(tx0, tx1 + 1) for y in range(ty0, ty1 + 1)]
+
+
+def in_tile(z: int, x: int, y: int, where: str = "true") -> str:
+    """SQL counting the requests inside tile z/x/y, half-open in EPSG:3857."""
+    return (
+        "select count(*) from service_requests r, "
+        f"(select ST_TileEnvelope({z}, {x}, {y}) e) t, "
+        "lateral (select ST_Transform(r.geom, 3857) p) m "
+        "where ST_X(m.p) >= ST_XMin(t.e) and ST_X(m.p) < ST_XMax(t.e) "
+        f"and ST_Y(m.p) >= ST_YMin(t.e) and ST_Y(m.p) < ST_YMax(t.e) and {where}"
+    )
+
+
+def fetch(client: FlaskClient, url: str, **headers: str) -> Any:
+    response = client.get(url, headers=headers)
+    assert response.status_code in (200, 304), (url, response.get_data(as_text=True)[:300])
+    return response
+
+
+def decode(data: bytes) -> list[dict[str, Any]]:
+    layers = mapbox_vector_tile.decode(data)
+    return list(layers[LAYER.name]["features"]) if layers else []
+
+
+def busiest(conn: sa.Connection, z: int) -> tuple[int, int, int]:
+    """The tile at zoom z holding the most requests, and how many."""
+    n = 2**z
+    x, y, count = conn.execute(
+        sa.text(
+            "select floor((ST_X(geom) + 180) / 360 * :n)::int x, "
+            "floor((1 - asinh(tan(radians(ST_Y(geom)))) / pi()) / 2 * :n)::int y, count(*) c "
+            "from service_requests group by 1, 2 order by 3 desc limit 1"
+        ),
+        {"n": n},
+    ).one()
+    return x, y, count
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "named"),
+    [
+        ("/tiles/service_requests/23/0/0.pbf", 400, "'23'"),
+        ("/tiles/service_requests/a/0/0.pbf", 400, "'a'"),
+        ("/tiles/service_requests/-1/0/0.pbf", 400, "'-1'"),
+        ("/tiles/service_requests/10/1024/0.pbf", 400, "'1024'"),
+        ("/tiles/service_requests/10/0/1024.pbf", 400, "'1024'"),
+        ("/tiles/service_requests/10/1.5/0.pbf", 400, "'1.5'"),
+        ("/tiles/service_requests/0/1/0.pbf", 400, "'1'"),
+        ("/tiles/service_requests/99999999999/0/0.pbf", 400, "'99999999999'"),
+        ("/tiles/nope/10/0/0.pbf", 404, "'nope'"),
+        ("/tiles/nope.json", 404, "'nope'"),
+        ("/tiles/service_requests/14/13487/6207.pbf?nosuch=1", 400, "'nosuch'"),
+        ("/tiles/service_requests/14/13487/6207.pbf?bbox=1,2,3,4", 400, "'bbox'"),
+        ("/tiles/service_requests/14/13487/6207.pbf?datetime=2026-13-01", 400, "'2026-13-01'"),
+        ("/tiles/service_requests/14/13487/6207.pbf?since=soon", 400, "'soon'"),
+        ("/tiles/streets/14/13487/6207.pbf?datetime=2026-11-01", 400, "'2026-11-01'"),
+        ("/tiles/service_requests.json?category=%00", 400, "\\x00"),
+        ("/tiles/service_requests.json?description=x", 400, "'description'"),
+    ],
+)
+def test_bad_tile_requests_are_json_errors(
+    client: FlaskClient, url: str, status: int, named: str
+) -> None:
+    response = client.get(url)
+    assert response.status_code == status
+    assert response.is_json
+    assert named in response.get_json()["message"]
+
+
+def test_tilejson(client: FlaskClient, engine: sa.Engine) -> None:
+    body = fetch(client, "/tiles/service_requests.json?category=环境卫生&since=2026-01-01").json
+    assert body["tilejson"] == "3.0.0"
+    assert (body["minzoom"], body["maxzoom"]) == (LAYER.min_zoom, LAYER.max_zoom)
+    (url,) = body["tiles"]
+    assert url.startswith("http://localhost/tiles/service_requests/{z}/{x}/{y}.pbf?")
+    assert "category=%E7%8E%AF%E5%A2%83%E5%8D%AB%E7%94%9F" in url and "since=2026-01-01" in url
+    with engine.connect() as conn:
+        x0, y0, x1, y1 = conn.exec_driver_sql(
+            "select ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+            "from (select ST_Extent(geom) e from service_requests) s"
+        ).one()
+    west, south, east, north = body["bounds"]
+    assert west <= x0 and south <= y0 and east >= x1 and north >= y1
+    assert east - west < 0.2 and north - south < 0.2
+    (layer,) = body["vector_layers"]
+    assert layer["id"] == "service_requests"
+    fields = layer["fields"]
+    assert {"category", "status", "received_at", "street_code", "count"} <= set(fields)
+    assert not {"id", "description", "address", "etl_run_id", "source_id"} & set(fields)
+    grids = fetch(client, "/tiles/grids.json").json["vector_layers"][0]["fields"]
+    assert "code" in grids and "count" not in grids
+
+
+def test_raw_tile_matches_the_database(client: FlaskClient, engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        x, y, _ = busiest(conn, 16)
+        rows = {
+            r["id"]: r
+            for r in conn.execute(
+                sa.text(
+                    "select id, category, status, street_code, received_at, "
+                    "(ST_X(p) - ST_XMin(e)) / (ST_XMax(e) - ST_XMin(e)) * 4096 px, "
+                    "(ST_YMax(e) - ST_Y(p)) / (ST_XMax(e) - ST_XMin(e)) * 4096 py "
+                    "from service_requests, (select ST_TileEnvelope(16, :x, :y) e) t, "
+                    "lateral (select ST_Transform(geom, 3857) p) m"
+                ),
+                {"x": x, "y": y},
+            ).mappings()
+        }
+    # Inside the tile and its 256-pixel buffer (half a pixel of rounding either way).
+    inside = {k for k, r in rows.items() if -255.5 < r["px"] < 4351.5 and -255.5 < r["py"] < 4351.5}
+    near = {k for k, r in rows.items() if -256.5 < r["px"] < 4352.5 and -256.5 < r["py"] < 4352.5}
+    response = fetch(client, f"/tiles/service_requests/16/{x}/{y}.pbf")
+    assert response.mimetype == "application/vnd.mapbox-vector-tile"
+    assert response.headers["X-Tile-Kind"] == "raw"
+    features = decode(response.data)
+    got = {f["id"] for f in features}
+    assert len(got) == len(features) and inside <= got <= near and len(inside) > 10
+    allowed = {f.name for f in tiles.tile_fields(LAYER)} - {"id"}
+    for feature in features:
+        props = feature["properties"]
+        assert set(props) <= allowed and "count" not in props
+        want = rows[feature["id"]]
+        assert (props["category"], props["status"], props["street_code"]) == (
+            want["category"],
+            want["status"],
+            want["street_code"],
+        )
+        assert props["received_at"] == want["received_at"].isoformat()
+        assert feature["geometry"]["type"] == "Point"
+
+
+def test_aggregated_tiles_count_exactly(small: FlaskClient, engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        total = conn.exec_driver_sql("select count(*) from service_requests").scalar_one()
+        for z in (10, 11, 12, 13):
+            summed = 0
+            for x, y in district_tiles(conn, z):
+                response = fetch(small, f"/tiles/service_requests/{z}/{x}/{y}.pbf")
+                features = decode(response.data)
+                want = conn.exec_driver_sql(in_tile(z, x, y)).scalar_one()
+                if want > 200 * 2 or z < 13:
+                    assert response.headers["X-Tile-Kind"] == "aggregated", (z, x, y)
+                if response.headers["X-Tile-Kind"] != "aggregated":
+                    continue
+                assert all(set(f["properties"]) == {"count"} for f in features)
+                assert all(f["geometry"]["type"] == "Point" for f in features)
+                got = sum(f["properties"]["count"] for f in features)
+                assert got == want, (z, x, y)
+                assert len(features) <= tiles.CELLS**2
+                summed += got
+            if z < 13:
+                assert summed == total, z  # every request in exactly one tile per zoom
+
+
+def test_filters_apply_to_tiles(small: FlaskClient, engine: sa.Engine) -> None:
+    where = (
+        "category = '环境卫生' and status = '已办结' "
+        "and received_at >= '2026-06-01 00:00+08' and received_at < '2026-09-01 00:00+08'"
+    )
+    query = "category=环境卫生&status=已办结&datetime=2026-06-01/2026-08-31"
+    with engine.connect() as conn:
+        x, y = district_tiles(conn, 11)[0]
+        for x, y in district_tiles(conn, 11):
+            want = conn.exec_driver_sql(in_tile(11, x, y, where)).scalar_one()
+            response = fetch(small, f"/tiles/service_requests/11/{x}/{y}.pbf?{query}")
+            features = decode(response.data)
+            if response.headers["X-Tile-Kind"] == "aggregated":
+                assert sum(f["properties"]["count"] for f in features) == want
+            else:
+                assert all(f["properties"]["category"] == "环境卫生" for f in features)
+        x, y, _ = busiest(conn, 15)
+        raw = decode(fetch(small, f"/tiles/service_requests/15/{x}/{y}.pbf?street=110102003").data)
+        assert all(f["properties"]["street_code"] == "110102003" for f in raw)
+
+
+def test_worst_tile_of_the_test_data_is_under_500_kb(
+    client: FlaskClient, engine: sa.Engine
+) -> None:
+    sizes = {}
+    with engine.connect() as conn:
+        for z in range(10, 19):
+            x, y, _ = busiest(conn, z)
+            response = fetch(client, f"/tiles/service_requests/{z}/{x}/{y}.pbf")
+            sizes[z] = len(response.data)
+            assert len(decode(response.data)) > 0
+    assert max(sizes.values()) < TILE_BYTES, sizes
+
+
+def test_dense_tiles_aggregate_and_sparse_ones_stay_raw(
+    small: FlaskClient, engine: sa.Engine
+) -> None:
+    """The choice is per tile: at one zoom the dense tile aggregates, a sparse one is raw."""
+    with engine.connect() as conn:
+        z = next(z for z in range(16, 9, -1) if busiest(conn, z)[2] > 250)
+        x, y, count = busiest(conn, z)
+        response = fetch(small, f"/tiles/service_requests/{z}/{x}/{y}.pbf")
+        assert response.headers["X-Tile-Kind"] == "aggregated"
+        got = sum(f["properties"]["count"] for f in decode(response.data))
+        assert got == conn.exec_driver_sql(in_tile(z, x, y)).scalar_one() == count
+        sparse = [
+            (tx, ty)
+            for tx, ty in district_tiles(conn, z)
+            if 0 < conn.exec_driver_sql(in_tile(z, tx, ty)).scalar_one() < 50
+        ]
+        assert sparse
+        tx, ty = sparse[0]
+        response = fetch(small, f"/tiles/service_requests/{z}/{tx}/{ty}.pbf")
+        assert response.headers["X-Tile-Kind"] == "raw"
+        assert all("id" in f and "count" not in f["properties"] for f in decode(response.data))
+
+
+def test_polygon_line_and_mixed_layers(client: FlaskClient, engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        lon, lat = conn.exec_driver_sql(
+            "select ST_X(c), ST_Y(c) from (select ST_Centroid(ST_Extent(geom)) c from streets) s"
+        ).one()
+        kinds: dict[str, set[str]] = {}
+        for name, z in (("grids", 13), ("lanes", 14), ("renovation_projects", 12), ("streets", 10)):
+            for x, y in district_tiles(conn, z):
+                data = fetch(client, f"/tiles/{name}/{z}/{x}/{y}.pbf").data
+                layers = mapbox_vector_tile.decode(data)
+                for feature in layers.get(name, {}).get("features", []):
+                    kinds.setdefault(name, set()).add(feature["geometry"]["type"])
+                    assert "etl_run_id" not in feature["properties"]
+                assert len(data) < TILE_BYTES
+    assert kinds["grids"] <= {"Polygon", "MultiPolygon"}
+    assert kinds["lanes"] <= {"LineString", "MultiLineString"}
+    assert {"LineString", "Polygon"} <= {
+        k.removeprefix("Multi") for k in kinds["renovation_projects"]
+    }
+    x, y = tile_of(lon, lat, 9)
+    below = fetch(client, f"/tiles/service_requests/9/{x}/{y}.pbf")
+    assert below.data == b"" and below.headers["X-Tile-Kind"] == "empty"
+
+
+def _ogr_features(path: Path, z: int, x: int, y: int) -> str:
+    proc = subprocess.run(
+        [
+            str(OGRINFO),
+            "-ro",
+            "-al",
+            *("-oo", f"Z={z}", "-oo", f"X={x}", "-oo", f"Y={y}", "-oo", "CLIP=NO"),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and "ERROR" not in proc.stderr, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.skipif(OGRINFO is None, reason="gdal-bin is not installed")
+def test_gdal_reads_raw_and_aggregated_tiles(
+    client: FlaskClient, small: FlaskClient, engine: sa.Engine, tmp_path: Path
+) -> None:
+    with engine.connect() as conn:
+        x, y, _ = busiest(conn, 17)
+        raw = fetch(client, f"/tiles/service_requests/17/{x}/{y}.pbf").data
+        (tmp_path / "raw.pbf").write_bytes(raw)
+        out = _ogr_features(tmp_path / "raw.pbf", 17, x, y)
+        ids = [int(m) for m in re.findall(r"^  mvt_id \(Integer64\) = (\d+)$", out, re.M)]
+        assert sorted(ids) == sorted(f["id"] for f in decode(raw)) and ids
+        assert "category (String) = " in out
+        points = re.findall(r"POINT \(([-0-9.e]+) ([-0-9.e]+)\)", out)
+        first = ids[0]
+        px, py = conn.execute(
+            sa.text(
+                "select ST_X(p), ST_Y(p) from (select ST_Transform(geom, 3857) p "
+                "from service_requests where id = :id) s"
+            ),
+            {"id": first},
+        ).one()
+        pixel = 2 * math.pi * 6378137 / 2**17 / tiles.EXTENT
+        gx, gy = map(float, points[0])
+        assert abs(gx - px) <= pixel and abs(gy - py) <= pixel
+
+        z = 11
+        cx, cy = conn.exec_driver_sql(
+            "select ST_X(c), ST_Y(c) "
+            "from (select ST_Centroid(ST_Extent(geom)) c from service_requests) s"
+        ).one()
+        x, y = tile_of(cx, cy, z)
+        agg = fetch(small, f"/tiles/service_requests/{z}/{x}/{y}.pbf")
+        assert agg.headers["X-Tile-Kind"] == "aggregated"
+        (tmp_path / "agg.pbf").write_bytes(agg.data)
+        out = _ogr_features(tmp_path / "agg.pbf", z, x, y)
+        counts = [int(c) for c in re.findall(r"count \(Integer(?:64)?\) = (\d+)", out)]
+        assert counts and sum(counts) == conn.exec_driver_sql(in_tile(z, x, y)).scalar_one()
+        assert sum(counts) == sum(f["properties"]["count"] for f in decode(agg.data))
+
+
+def test_tile_cache_builds_each_tile_once() -> None:
+    cache = tiles.TileCache(max_bytes=1000)
+    calls = []
+
+    def build() -> tuple[bytes, str]:
+        calls.append(1)
+        time.sleep(0.05)
+        return b"x" * 100, "raw"
+
+    threads = [threading.Thread(target=cache.get, args=("k", build)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    for i in range(20):
+        cache.get(f"k{i}", lambda: (b"y" * 100, "raw"))
+    assert cache._size <= 1000
+    assert tiles.TileCache(0).get("k", lambda: (b"z", "raw")) == (b"z", "raw")
+
+
+def test_the_version_holds_the_callers_zone(connection: sa.Connection) -> None:
+    everyone = tiles.data_version(connection, LAYER)
+    connection.execute(sa.text("select set_config('blockdata.zone', '110102001', true)"))
+    one_street = tiles.data_version(connection, LAYER)
+    connection.execute(sa.text("select set_config('blockdata.zone', '110102003', true)"))
+    assert len({everyone, one_street, tiles.data_version(connection, LAYER)}) == 3
+
+
+def _straddling(conn: sa.Connection) -> tuple[int, int, int, str]:
+    """A tile holding requests of several streets, one of which has over 250 of them there."""
+    for z in range(14, 9, -1):
+        n = 2**z
+        found = conn.execute(
+            sa.text(
+                "select floor((ST_X(geom) + 180) / 360 * :n)::int x, "
+                "floor((1 - asinh(tan(radians(ST_Y(geom)))) / pi()) / 2 * :n)::int y, "
+                "street_code from service_requests group by 1, 2, 3 having count(*) > 250 "
+                "order by count(*) desc"
+            ),
+            {"n": n},
+        ).all()
+        for x, y, street in found:
+            if conn.exec_driver_sql(in_tile(z, x, y, f"street_code <> '{street}'")).scalar_one():
+                return z, x, y, street
+    raise AssertionError("no tile straddles two streets")
+
+
+def test_a_commander_gets_only_their_street_from_a_straddling_tile(
+    tiles_app: Flask, small_app: Flask, client: FlaskClient, tiles_url: str, engine: sa.Engine
+) -> None:
+    """Raw and aggregated, after a district user's copy of the same tile was cached."""
+    with engine.connect() as conn:
+        z, x, y, mine = _straddling(conn)
+        own = conn.exec_driver_sql(in_tile(z, x, y, f"street_code = '{mine}'")).scalar_one()
+        total = conn.exec_driver_sql(in_tile(z, x, y)).scalar_one()
+    assert 0 < own < total
+    uid = add_account(tiles_url, f"tiles-commander-{mine}", "commander", mine)[0]
+    url = f"/tiles/service_requests/{z}/{x}/{y}.pbf"
+    for app in (tiles_app, small_app):
+        district = login(app.test_client(), add_account(tiles_url, f"d-{id(app)}")[0])
+        everything = fetch(district, url)
+        commander = login(app.test_client(), uid)
+        response = fetch(commander, url)
+        assert response.headers["ETag"] != everything.headers["ETag"]
+        features = decode(response.data)
+        if response.headers["X-Tile-Kind"] == "aggregated":
+            assert sum(f["properties"]["count"] for f in features) == own
+            assert sum(f["properties"]["count"] for f in decode(everything.data)) == total
+        else:
+            assert {f["properties"]["street_code"] for f in features} == {mine}
+            assert len(decode(everything.data)) > len(features) >= own
+    assert {"raw", "aggregated"} == {
+        fetch(login(a.test_client(), uid), url).headers["X-Tile-Kind"]
+        for a in (tiles_app, small_app)
+    }
+
+
+def test_etag_304_and_a_new_run_changes_it(
+    client: FlaskClient, engine: sa.Engine, tmp_path: Path
+) -> None:
+    """Last: it loads one more request into the module's database."""
+    with engine.connect() as conn:
+        x, y, _ = busiest(conn, 17)
+        lon, lat = conn.execute(
+            sa.text("select ST_X(geom), ST_Y(geom) from service_requests order by id limit 1")
+        ).one()
+    x, y = tile_of(lon, lat, 17)
+    url = f"/tiles/service_requests/17/{x}/{y}.pbf"
+    first = fetch(client, url)
+    etag = first.headers["ETag"]
+    assert etag.startswith('W/"') and first.headers["Cache-Control"].startswith("private")
+    assert "Cookie" in first.headers["Vary"]
+    again = fetch(client, url, **{"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    filtered = fetch(client, url + "?category=环境卫生")
+    assert filtered.headers["ETag"] != etag
+
+    with engine.connect() as conn:
+        report = run_file(
+            conn,
+            write_csv(
+                tmp_path / "one.csv",
+                [request_row("ETAG1", 经度=f"{lon:.7f}", 纬度=f"{lat:.7f}")],
+            ),
+            layer="service_requests",
+        )
+        conn.commit()
+    assert report.inserted == 1
+    after = fetch(client, url, **{"If-None-Match": etag})
+    assert after.status_code == 200 and after.headers["ETag"] != etag
+    assert len(decode(after.data)) == len(decode(first.data)) + 1
