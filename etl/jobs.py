@@ -168,7 +168,7 @@ def run_file(
             load.save_rejects(conn, run_id, prepared.rejects)
             if spec.layer == "service_requests":
                 mark = time.monotonic()
-                refresh_request_aggregates(conn)
+                refresh_request_aggregates(conn, full=bool(counts.get("bulk")))
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)

@@ -115,9 +115,11 @@ def _code(name: str, length: int, label: str, **kw: Any) -> Field:
     return Field(sa.Column(name, sa.String(length), **kw), label, filterable=True)
 
 
-def _ref(name: str, length: int, target: str, label: str, nullable: bool = True) -> Field:
+def _ref(
+    name: str, length: int, target: str, label: str, nullable: bool = True, index: bool = True
+) -> Field:
     return Field(
-        sa.Column(name, sa.String(length), sa.ForeignKey(target), nullable=nullable, index=True),
+        sa.Column(name, sa.String(length), sa.ForeignKey(target), nullable=nullable, index=index),
         label,
         filterable=True,
     )
@@ -148,8 +150,11 @@ def _event_tail() -> list[Field]:
     """Placement in the admin units, quality and bookkeeping shared by every event layer."""
     return [
         _ref("street_code", 9, "streets.code", "街道"),
-        _ref("community_code", 12, "communities.code", "社区"),
-        _ref("grid_code", 15, "grids.code", "网格"),
+        # Events are found by street (indexed) and time; a community's or grid's events are
+        # a street's subset, and their counts live in the aggregates: two fewer indexes to
+        # keep on every load.
+        _ref("community_code", 12, "communities.code", "社区", index=False),
+        _ref("grid_code", 15, "grids.code", "网格", index=False),
         Field(
             sa.Column("near_boundary", sa.Boolean, nullable=False, server_default=sa.false()),
             "靠近边界",

@@ -447,7 +447,12 @@ def _schema(conn: sa.Connection) -> list[tuple[str, str]]:
         "select conname, pg_get_constraintdef(oid) from pg_constraint "
         "where conrelid = 'service_requests'::regclass"
     ).all()
-    return sorted([*map(tuple, indexes), *map(tuple, constraints)])
+    triggers = conn.exec_driver_sql(
+        "select tgname, tgenabled::text from pg_trigger "
+        "where tgrelid = 'service_requests'::regclass and not tgisinternal"
+    ).all()
+    assert triggers, "the aggregates' change triggers exist"
+    return sorted([*map(tuple, indexes), *map(tuple, constraints), *map(tuple, triggers)])
 
 
 def test_bulk_mode_rebuilds_every_index_and_key(
