@@ -38,7 +38,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app import api, create_app, migrate  # noqa: E402
+from app import create_app, migrate  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from etl.admin import import_admin  # noqa: E402
@@ -329,8 +329,6 @@ def main() -> None:
     incremental = refresh(engine, day_of_changes)
 
     app = create_app({"DATABASE_URL": url})
-    if "api" not in app.blueprints:
-        app.register_blueprint(api.bp)
     client = district_client(app, engine)
     today = dt.datetime.now(ZONE).date()
     with engine.connect() as conn:

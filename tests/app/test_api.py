@@ -12,10 +12,9 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 
-from app import api, stats
+from app import stats
 from etl.aggregates import ZONE, day_bounds, refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
@@ -25,18 +24,9 @@ from tests.etl.test_aggregates import direct_heat, requests
 
 STREET_A, STREET_B = "110102001", "110102003"
 GRID_A = "110102001001001"  # 116.30–116.31, 39.90–39.91
-GRID_B = "110102003002002"  # 116.33–116.34, 39.91–39.92
 
 
 district = etl_conftest.district  # the tiny hand-made district, shared with tests/etl
-
-
-@pytest.fixture
-def app(app: Flask) -> Flask:
-    """The conftest app with the api blueprint (until create_app registers it itself)."""
-    if "api" not in app.blueprints:
-        app.register_blueprint(api.bp)
-    return app
 
 
 def get(client: FlaskClient, path: str, **params: Any) -> tuple[int, Any]:
@@ -110,7 +100,7 @@ def _callback(contacted: str, solved: str, satisfaction: str, valid: str = "是"
 
 A = {"经度": "116.305", "纬度": "39.905"}  # grid GRID_A, street A
 A2 = {"经度": "116.315", "纬度": "39.915"}  # another grid of street A
-B = {"经度": "116.335", "纬度": "39.915"}  # grid GRID_B, street B
+B = {"经度": "116.335", "纬度": "39.915"}  # grid 110102003002002, street B
 
 
 def hand_requests(h: Hand) -> list[dict[str, str]]:
