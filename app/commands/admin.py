@@ -106,6 +106,12 @@ def import_cmd(
             report = import_admin(
                 conn, file, level, doc, crs, dry_run, encoding=encoding, layer=layer_name
             )
+        if level == "grid" and not dry_run and report.ok():
+            # Build the grid lattice now, while boundaries change, not in the next load.
+            from etl.place import placer_for
+
+            with engine.connect() as conn:
+                placer_for(conn, from_env().var_dir / "cache")
     except AdminImportError as exc:
         report = exc.report
     except AdminFileError as exc:

@@ -115,7 +115,9 @@ def load_cmd(
     with engine.connect() as conn:
         if force:
             clear(conn)
-        report = load(conn, directory, progress=sys.stderr.isatty())
+        report = load(
+            conn, directory, progress=sys.stderr.isatty(), cache_dir=settings.var_dir / "cache"
+        )
         conn.commit()
     for admin in report.admin:
         click.echo(

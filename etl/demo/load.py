@@ -106,7 +106,13 @@ def clear(conn: sa.Connection) -> None:
         conn.execute(sa.delete(table).where(table.c.source == mapping.source))
 
 
-def load(conn: sa.Connection, directory: Path, *, progress: bool = False) -> DemoReport:
+def load(
+    conn: sa.Connection,
+    directory: Path,
+    *,
+    progress: bool = False,
+    cache_dir: Path | None = None,
+) -> DemoReport:
     """Import the boundaries and run every extract found in `directory` (caller commits)."""
     report = DemoReport()
     for name, level in ADMIN_FILES:
@@ -114,5 +120,7 @@ def load(conn: sa.Connection, directory: Path, *, progress: bool = False) -> Dem
     for name, layer in EXTRACTS:
         path = directory / name
         if path.exists():
-            report.runs.append(run_file(conn, path, layer=layer, progress=progress))
+            report.runs.append(
+                run_file(conn, path, layer=layer, progress=progress, cache_dir=cache_dir)
+            )
     return report
