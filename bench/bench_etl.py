@@ -80,11 +80,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
 
 
-def fresh_database(server_url: str) -> str:
+def fresh_database(server_url: str, name: str = BENCH_DB) -> str:
+    """A new database `name` on the server, migrated to head."""
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {BENCH_DB} with (force)")
-        conn.execute(f"create database {BENCH_DB}")
-    url = make_url(server_url).set(database=BENCH_DB).render_as_string(hide_password=False)
+        conn.execute(f"drop database if exists {name} with (force)")
+        conn.execute(f"create database {name}")
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(migrate.alembic_config(url))
     return url
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,12 +32,14 @@ from urllib.parse import urlencode
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from app import create_app, migrate  # noqa: E402
+from bench_etl import fresh_database, machine  # noqa: E402
+
+from app import create_app  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from etl.admin import import_admin  # noqa: E402
@@ -118,28 +119,6 @@ DAILY_CHANGES = [
      where id in (select id from service_requests
                    where received_at > now() - interval '30 days' limit :fixed)""",
 ]
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}"
-
-
-def fresh_database(server_url: str) -> str:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {BENCH_DB} with (force)")
-        conn.execute(f"create database {BENCH_DB}")
-    url = make_url(server_url).set(database=BENCH_DB).render_as_string(hide_password=False)
-    migrate.upgrade(migrate.alembic_config(url))
-    return url
 
 
 def load_district(engine: sa.Engine, workdir: Path) -> None:
@@ -312,7 +291,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     server = resolve_database_url(from_env())
-    url = fresh_database(server)
+    url = fresh_database(server, BENCH_DB)
     engine = make_engine(url)
     with tempfile.TemporaryDirectory() as tmp:
         load_district(engine, Path(tmp))

@@ -102,6 +102,9 @@ vendor leaflet 1.9.4 \
   dist/images/marker-shadow.png:leaflet/images/marker-shadow.png \
   LICENSE:leaflet/LICENSE
 strip_map leaflet/leaflet.js
+# The attribution prefix links to leafletjs.com: keep the credit, drop the outside link.
+sed -i -e 's|<a href="https://leafletjs.com" title="A JavaScript library for interactive maps">|<span title="A JavaScript library for interactive maps">|' \
+  -e 's|"Leaflet</a>"|"Leaflet</span>"|' "$DEST/leaflet/leaflet.js"
 
 vendor jquery 3.7.1 \
   sha512-m4avr8yL8kmFN8psrbFFFmB/If14iN5o9nw/NgnnM+kybDJpRsAynV2BsfpTYrTRysYUdADVD7CkUUizgkpLfg== \
@@ -247,6 +250,7 @@ EOF
 Changes made to the upstream files:
 
 - `//# sourceMappingURL` comments are removed: source maps are not vendored.
+- `leaflet/leaflet.js`: the attribution prefix's link to leafletjs.com becomes plain text.
 - `fontawesome-free/css/all.min.css`: the `.ttf` fallbacks are cut from each `@font-face`;
   only the woff2 fonts are vendored.
 - `glyphicons/css/bootstrap-glyphicons.css`: the `.glyphicon` rules of Bootstrap 3.4.1's

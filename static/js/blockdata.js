@@ -6,8 +6,6 @@
   const map = BD.map;
   const $ = (id) => document.getElementById(id);
   const overlays = {};
-  // Leaflet's attribution prefix links to its website: keep the credit, drop the outside link.
-  if (map.attributionControl) map.attributionControl.setPrefix("Leaflet");
   let layerControl = null;
 
   /* ---------- helpers ---------- */

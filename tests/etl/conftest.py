@@ -8,25 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-REQUEST_COLUMNS = [
-    "工单编号",
-    "受理时间",
-    "来源渠道",
-    "诉求类别",
-    "诉求内容",
-    "地址",
-    "经度",
-    "纬度",
-    "坐标系",
-    "状态",
-    "派单时间",
-    "响应时间",
-    "办结时间",
-    "是否有效回访",
-    "是否联系",
-    "是否解决",
-    "满意度",
-]
+from etl.demo.extracts import REQUEST_COLUMNS as DEMO_REQUEST_COLUMNS
+
+# The 12345 platform's export columns, as the demo generator writes them.
+REQUEST_COLUMNS = list(DEMO_REQUEST_COLUMNS)
 
 # Street A spans 116.30–116.32, street B 116.32–116.34; latitudes 39.90–39.92.
 STREETS = {"110102001": (116.30, 116.32), "110102003": (116.32, 116.34)}
