@@ -508,6 +508,20 @@ def _locate_geometry(
         lambda i: f"几何无效 invalid geometry: {shapely.is_valid_reason(geoms[i])}",
     )
     want = mapping.layer_obj.geometry_type
+    dims = _DIMENSIONS.get(want)
+    if dims is not None:
+        found = np.full(len(geoms), -1)
+        present = ~empty & ~invalid
+        found[present] = shapely.get_dimensions(geoms[present])
+        wrong = present & ~np.isin(found, list(dims))
+        rej.reject(
+            wrong,
+            "wrong_geometry_type",
+            lambda i: (
+                f"几何类型不符 wrong geometry type {geoms[i].geom_type}: "
+                f"{mapping.layer_obj.name} takes {_DIMENSION_NAMES[want]}"
+            ),
+        )
     if want == "POINT":
         geoms[~empty] = shapely.point_on_surface(geoms[~empty])
     rep = np.full(len(geoms), None, dtype=object)
@@ -531,6 +545,24 @@ def _locate_geometry(
         quality=np.full(len(geoms), "geometry", dtype=object),
         has_address=has_address,
     )
+
+
+# Geometry dimensions a layer takes (0 points, 1 lines, 2 areas); point layers take any shape
+# and keep a point on its surface.
+_DIMENSIONS = {
+    "LINESTRING": {1},
+    "MULTILINESTRING": {1},
+    "POLYGON": {2},
+    "MULTIPOLYGON": {2},
+    "GEOMETRY": {1, 2},  # renovation: lanes (lines) and blocks (areas)
+}
+_DIMENSION_NAMES = {
+    "LINESTRING": "线 lines",
+    "MULTILINESTRING": "线 lines",
+    "POLYGON": "面 polygons",
+    "MULTIPOLYGON": "面 polygons",
+    "GEOMETRY": "线或面 lines or polygons",
+}
 
 
 def _is_geographic_wgs84(crs: str) -> bool:
