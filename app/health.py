@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
 from app import db
@@ -19,22 +22,11 @@ def healthz() -> tuple[Response, int]:
             message=current_app.config.get("DB_ERROR", "no database configured"),
         ), 503
     try:
-        conn = db.connection()
-        server = conn.exec_driver_sql("show server_version").scalar_one()
-        has_postgis = conn.exec_driver_sql(
-            "select 1 from pg_extension where extname = 'postgis'"
-        ).scalar()
-        postgis = (
-            conn.exec_driver_sql("select postgis_lib_version()").scalar_one()
-            if has_postgis
-            else None
-        )
-        has_alembic = conn.exec_driver_sql("select to_regclass('alembic_version')").scalar()
-        revision = (
-            conn.exec_driver_sql("select version_num from alembic_version").scalar()
-            if has_alembic
-            else None
-        )
+        # A connection of its own, closed here: a dead one must not outlive the answer (the
+        # request's connection would be committed at teardown and fail there, after it).
+        shared = current_app.config.get("DB_CONNECTION")
+        with nullcontext(shared) if shared is not None else engine.connect() as conn:  # type: ignore[union-attr]
+            server, postgis, revision = _versions(conn)
     except Exception as exc:  # any failure to talk to the database means "down"
         current_app.logger.warning("health check failed: %s", exc)
         return jsonify(
@@ -53,3 +45,20 @@ def healthz() -> tuple[Response, int]:
         body["message"] = "数据库未迁移 schema not migrated: run `blockdata db upgrade head`"
         return jsonify(body), 503
     return jsonify(body), 200
+
+
+def _versions(conn: sa.Connection) -> tuple[str, str | None, str | None]:
+    server = conn.exec_driver_sql("show server_version").scalar_one()
+    has_postgis = conn.exec_driver_sql(
+        "select 1 from pg_extension where extname = 'postgis'"
+    ).scalar()
+    postgis = (
+        conn.exec_driver_sql("select postgis_lib_version()").scalar_one() if has_postgis else None
+    )
+    has_alembic = conn.exec_driver_sql("select to_regclass('alembic_version')").scalar()
+    revision = (
+        conn.exec_driver_sql("select version_num from alembic_version").scalar()
+        if has_alembic
+        else None
+    )
+    return server, postgis, revision
