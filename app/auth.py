@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import sqlalchemy as sa
 from flask import (
@@ -60,6 +60,9 @@ ROLE_LAYERS: dict[str, set[str] | None] = {
     "clerk": {"streets", "communities", "grids", "lanes", "service_halls"},
 }
 PAGE_BLUEPRINTS = {"pages", "auth"}
+# GeoReport clients send their token as an `api_key` parameter: the same as a bearer token.
+API_KEY = "api_key"
+API_KEY_BLUEPRINTS = {"open311"}
 # Endpoints that show service requests without naming a layer in their URL.
 REQUEST_ENDPOINTS = {
     "api.streets",
@@ -112,15 +115,26 @@ def require_layer(layer: str) -> None:
         )
 
 
+def _path() -> str:
+    """The request's path and query, without an `api_key`: a token is never logged."""
+    if API_KEY not in request.args:
+        return request.full_path.rstrip("?")
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k != API_KEY]
+    return request.path + ("?" + urlencode(kept) if kept else "")
+
+
 def audit(action: str, rows: int | None = None, **filters: Any) -> None:
     """Record an export or a token use: who, when, what filter, how many rows."""
     principal = current()
+    # inline(): no RETURNING, which a commander could not read back through row-level security.
     db.connection().execute(
-        sa.insert(audit_log).values(
+        sa.insert(audit_log)
+        .inline()
+        .values(
             user_name=principal.name if principal else None,
             role=principal.role if principal else None,
             action=action,
-            path=request.full_path.rstrip("?"),
+            path=_path(),
             filters={k: v for k, v in filters.items() if v is not None},
             rows=rows,
             remote=request.remote_addr,
@@ -128,12 +142,14 @@ def audit(action: str, rows: int | None = None, **filters: Any) -> None:
     )
 
 
-def _user(conn: sa.Connection, where: Any) -> Any:
-    return conn.execute(
-        sa.select(users.c.id, users.c.name, users.c.role, users.c.street_code)
-        .where(where)
-        .where(users.c.disabled.is_(False))
-    ).first()
+# Built once: every request of a session runs it, and SQLAlchemy keeps its compiled form.
+_USER_BY_ID = sa.select(users.c.id, users.c.name, users.c.role, users.c.street_code).where(
+    users.c.id == sa.bindparam("uid", type_=sa.Integer), users.c.disabled.is_(False)
+)
+
+
+def _user(conn: sa.Connection, uid: int) -> Any:
+    return conn.execute(_USER_BY_ID, {"uid": uid}).first()
 
 
 def _from_token(conn: sa.Connection, token: str) -> Principal:
@@ -153,6 +169,19 @@ def _from_token(conn: sa.Connection, token: str) -> Principal:
     return Principal(row[0], row[1], row[2], row[3], "token")
 
 
+def _api_key() -> str | None:
+    """The token an Open311 client sends as `api_key` (query string, form or JSON body)."""
+    if request.blueprint not in API_KEY_BLUEPRINTS:
+        return None
+    key = request.args.get(API_KEY)
+    if key is None and request.method == "POST":
+        key = request.form.get(API_KEY)
+        body = request.get_json(silent=True) if key is None and request.is_json else None
+        if isinstance(body, dict) and isinstance(body.get(API_KEY), str):
+            key = body[API_KEY]
+    return key
+
+
 def _identify() -> Principal | None:
     conn = db.connection()
     header = request.headers.get("Authorization", "")
@@ -161,10 +190,15 @@ def _identify() -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("认证头格式错误 Authorization must be 'Bearer <token>'")
         return _from_token(conn, token.strip())
+    key = _api_key()
+    if key is not None:
+        if not key.strip():
+            raise Unauthorized("api_key 为空 empty api_key")
+        return _from_token(conn, key.strip())
     uid = session.get("uid")
     if uid is None:
         return None
-    row = _user(conn, users.c.id == uid)
+    row = _user(conn, uid)
     if row is None:
         session.clear()
         return None

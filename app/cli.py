@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from app.config import ConfigError, Settings, from_env, resolve_database_url
 from app.pgcluster import Cluster, ClusterError
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def _settings() -> Settings:
@@ -173,16 +178,101 @@ def layers_cmd(as_json: bool) -> None:
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int)
-def serve(host: str, port: int, threads: int) -> None:
-    """Serve the map server with waitress."""
-    from waitress import serve as waitress_serve
-
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per process.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes: gunicorn's gthread workers; 1: waitress, in this process. Two serve "
+    "cached tiles about twice as fast as one on two cores (docs/benchmarks.md).",
+)
+@click.option(
+    "--warm/--no-warm",
+    default=True,
+    show_default=True,
+    help="Build the district's low-zoom tiles in the background: at start, then every minute.",
+)
+def serve(host: str, port: int, threads: int, workers: int, warm: bool) -> None:
+    """Serve the map server: gunicorn with --workers N, or waitress with --workers 1."""
     from app import create_app
 
-    app = create_app(settings=_settings())
+    settings = _settings()
     click.echo(f"Blockdata 地图服务 http://{host}:{port}/")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="blockdata")
+    run_server(
+        lambda: create_app(settings=settings),
+        host=host,
+        port=port,
+        threads=threads,
+        workers=workers,
+        warm=warm,
+    )
+
+
+def run_server(
+    factory: Callable[[], Flask],
+    *,
+    host: str,
+    port: int,
+    threads: int,
+    workers: int = 1,
+    warm: bool = True,
+    quiet: bool = False,
+) -> None:
+    """Serve the app `factory` builds until stopped.
+
+    One worker: waitress, `threads` threads in this process (one GIL). More: gunicorn,
+    `workers` processes of `threads` threads (gthread workers), each building its own app —
+    its own connection pool and tile cache — and sharing the tiles they build through a
+    private temporary directory (`TileCache.share`; keyed by the data version, so correct
+    in every process), removed when the server stops. `warm`: each process warms its tile
+    cache (`tiles.start_warming`).
+    """
+    from app import tiles
+
+    if workers <= 1:
+        from waitress import serve as waitress_serve
+
+        app = factory()
+        if warm:
+            tiles.start_warming(app)
+        waitress_serve(app, host=host, port=port, threads=threads, ident="blockdata", _quiet=quiet)
+        return
+
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from gunicorn.app.base import BaseApplication
+
+    shared = Path(tempfile.mkdtemp(prefix="blockdata-tiles-"))
+
+    class Gunicorn(BaseApplication):
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "loglevel": "warning" if quiet else "info",
+                "control_socket_disable": True,  # gunicorn 27's socket in ~: unused here
+            }
+            for name, value in options.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Flask:  # in each worker, after the fork
+            app = factory()
+            tiles.tile_cache(app).share(shared)
+            if warm:
+                tiles.start_warming(app)
+            return app
+
+    master = os.getpid()
+    try:
+        Gunicorn().run()
+    finally:
+        if os.getpid() == master:  # a worker leaves through here too, when it exits
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 def _register() -> None:

@@ -7,30 +7,62 @@ when the request failed.
 
 from __future__ import annotations
 
+import functools
+import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
+from flask.sansio.app import App
 
 from app.config import sqlalchemy_url
 
 ENGINE_KEY = "blockdata.engine"
+SCOPE_EXTRAS_KEY = "blockdata.scope_extras"
+# A pooled connection idle for longer than this (seconds) is pinged before it is handed out:
+# under load every connection is back in use within milliseconds, and goes unpinged.
+PING_AFTER_IDLE = 1.0
+# Small API queries: JIT compilation and parallel workers cost more than they save.
+SESSION_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0 -c timezone=Asia/Shanghai"
 
 
 def make_engine(url: str, *, pool_size: int = 8, **kw: Any) -> sa.Engine:
-    """An engine for a libpq URL. JIT and parallel plans are off: they slow small API queries."""
+    """An engine for a libpq URL, with SESSION_OPTIONS on every connection.
+
+    A connection is pinged at checkout only after PING_AFTER_IDLE seconds in the pool
+    (pool_pre_ping would cost a round trip on every request). A connection the server
+    dropped meanwhile fails its request once; SQLAlchemy then replaces the whole pool.
+    """
     if "poolclass" not in kw:
         kw.update(pool_size=pool_size, max_overflow=8)
-    return sa.create_engine(
+    engine = sa.create_engine(
         sqlalchemy_url(url),
-        pool_pre_ping=True,
         connect_args={
             "connect_timeout": 3,
-            "options": "-c jit=off -c max_parallel_workers_per_gather=0 -c timezone=Asia/Shanghai",
+            "options": SESSION_OPTIONS,
             "application_name": "blockdata",
         },
         **kw,
     )
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+        if not alive:  # the pool drops it and hands out another
+            raise sa.exc.DisconnectionError("the server closed the idle connection")
+
+    return engine
 
 
 def init_app(app: Flask, engine: sa.Engine | None) -> None:
@@ -74,18 +106,58 @@ def scope(zone: str) -> None:
 
     Row-level security policies (migration 0004) compare each row's street with the
     `blockdata.zone` setting; both last only until the request's transaction ends.
+    One statement sets both. An endpoint may add columns to it (`scope_extra`): they are
+    read in the same round trip, with the privileges of the server's own role (the switch
+    to the reader applies from the next statement on), and kept in `g.db_scope_extra`.
     """
     conn = connection()
-    conn.exec_driver_sql(f"set local role {READER_ROLE}")
-    conn.execute(sa.text("select set_config('blockdata.zone', :zone, true)"), {"zone": zone})
+    params: dict[str, Any] = {"role": READER_ROLE, "zone": zone}
+    extras = current_app.extensions.get(SCOPE_EXTRAS_KEY, {})
+    extra = extras.get(request.endpoint) if extras and has_request_context() else None
+    more = extra() if extra is not None else None
+    if more is None:
+        conn.execute(_scope_statement(""), params)
+        g.db_scope_extra = None
+    else:
+        row = conn.execute(_scope_statement(more[0]), {**params, **more[1]}).one()
+        g.db_scope_extra = tuple(row[2:])
+    g.db_zone = zone
     g.db_scoped = True
+
+
+ScopeExtra = Callable[[], tuple[str, dict[str, Any]] | None]
+
+
+@functools.lru_cache(maxsize=64)
+def _scope_statement(columns: str) -> sa.TextClause:
+    return sa.text(
+        "select set_config('role', :role, true), set_config('blockdata.zone', :zone, true)"
+        + (f", {columns}" if columns else "")
+    )
+
+
+def scope_extra(app: App, endpoint: str, extra: ScopeExtra) -> None:
+    """Have `scope()` read `extra()`'s (SQL columns, bound parameters) in `endpoint`'s requests.
+
+    The columns are planned and checked as the server's own role, not the reader: they
+    must only read what any caller may know (versions, counters), never rows. `extra()`
+    runs in the request, before the view; it returns None to add nothing.
+    """
+    app.extensions.setdefault(SCOPE_EXTRAS_KEY, {})[endpoint] = extra
 
 
 def _close(exc: BaseException | None) -> None:
     conn: sa.Connection | None = g.pop("db_conn", None)
     tx = g.pop("db_tx", None)
-    if conn is None:
-        return
+    scoped = g.pop("db_scoped", False)
+    if conn is not None:
+        _finish(conn, tx, current_app.config.get("DB_CONNECTION") is None, scoped, exc)
+
+
+def _finish(
+    conn: sa.Connection, tx: Any, owned: bool, scoped: bool, exc: BaseException | None
+) -> None:
+    """Commit (or, after an error, roll back) and give the connection back."""
     try:
         if tx is not None and tx.is_active:
             if exc is None:
@@ -93,12 +165,27 @@ def _close(exc: BaseException | None) -> None:
             else:
                 tx.rollback()
     finally:
-        if current_app.config.get("DB_CONNECTION") is None:
+        if owned:
             conn.close()
-        elif g.pop("db_scoped", False):
+        elif scoped:
             # A shared (test) connection outlives the request: give its role back.
             conn.exec_driver_sql("reset role")
             conn.exec_driver_sql("select set_config('blockdata.zone', '', true)")
+
+
+def detach() -> tuple[sa.Connection, Callable[[BaseException | None], None]]:
+    """Hand the request's connection to a streamed response body.
+
+    Flask tears the app context down as soon as the view returns, before the body is read;
+    the body then owns the connection and its transaction (role and zone included) and
+    calls the returned function when it is done.
+    """
+    conn = connection()
+    tx = g.pop("db_tx", None)
+    scoped = g.pop("db_scoped", False)
+    g.pop("db_conn")
+    owned = current_app.config.get("DB_CONNECTION") is None
+    return conn, lambda exc: _finish(conn, tx, owned, scoped, exc)
 
 
 def engine_from_env(**kw: Any) -> sa.Engine:

@@ -16,39 +16,76 @@ MAX_RAW_POINTS features of short attributes; a raw tile that still came out over
 MAX_TILE_BYTES is re-served aggregated. `X-Tile-Kind` says which (raw, aggregated, or empty:
 below the layer's `min_zoom` a tile is empty).
 
+Up to `CELL_MAX_ZOOM`, an aggregated tile of a layer with cell aggregates (service requests:
+`request_cells_daily` / `_periods`, exact counts per 100 m cell, street, category and day) is
+read from them instead of the points, when its filters are ones they answer: whole local days
+(dates, not date-times), `category`, `street`. The cells wholly inside the tile come from the
+aggregates (placed at their centres); the points of the cells the tile's edges cut are read
+one by one, so the counts stay exact and half-open. Each 100 m cell then goes to the lattice
+cell holding its centre (a cut cell: the mean of its points inside). Any other filter, or
+aggregates with changes not yet refreshed into them (`request_dirty_days`, which only the
+server's own role may read: it is asked in the version statement below, a moment before the
+tile's query), and the tile is aggregated from the points as above. `warm` builds the
+unfiltered low-zoom tiles of the district ahead of the first request (`blockdata serve` does
+it at start, then every minute).
+
 ETag = digest of the layer's data version (its latest successful ETL run and PostgreSQL's
 insert/update/delete counters for the table) + tile address + filter; `If-None-Match` → 304
-without building the tile. Built tiles are kept in a small in-process LRU keyed by that ETag
-(concurrent misses of one tile wait for one build); the key holds the caller's zone, so a
-tile built for one zone is never served to another.
+without building the tile. The version is read in the statement that switches the request to
+the reader role and zone (`db.scope_extra`): a cached tile costs the user lookup, that one
+statement and the commit. Built tiles are kept in a small in-process LRU keyed by that ETag
+(concurrent misses of one tile wait for one build) and, when the server runs several
+processes, in a directory they share (`TileCache.share`); the key holds the caller's zone, so
+a tile built for one zone is never served to another.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import math
+import os
 import re
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.dialects import postgresql as pg
 
 from app import db
 from app.errors import BadRequest
 from app.ogc import (
+    FILTER_ALIASES,
     TIME_PARAMS,
     check_params,
     filter_names,
+    parse_instant,
     property_conditions,
     time_conditions,
 )
-from layers import Field, Layer, get_layer
+from app.stats import Window
+from layers import Field, Layer, UnknownLayer, get_layer
+from layers.aggregates import (
+    CATEGORY_SPANS,
+    CELL_DLAT,
+    CELL_DLNG,
+    CELL_ORIGIN,
+    SPANS,
+    cell_x,
+    cell_y,
+    period_after,
+    period_start,
+    request_cells_daily,
+    request_cells_periods,
+)
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 
@@ -63,7 +100,14 @@ CACHE_CONTROL = "private, max-age=60"
 VARY = "Authorization, Cookie"
 CACHE_KEY = "blockdata.tiles"
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
-TEMPLATE_VERSION = "1"  # bump when the tile SQL changes what a tile contains
+TEMPLATE_VERSION = "2"  # bump when the tile SQL changes what a tile contains
+# Point layers with exact counts per 100 m cell: layer → (daily table, periods table).
+CELL_TABLES = {"service_requests": (request_cells_daily, request_cells_periods)}
+CELL_FILTERS = ("category", "street_code")  # the columns of those tables a filter may name
+CELL_MAX_ZOOM = 15  # z15: a 100 m cell is 1/9 of the tile (27 px of 256); deeper, too coarse
+EDGE = 1e-6  # cells: interior cells end at least this far inside the tile, whatever rounding
+WARM_ZOOMS = range(10, 14)
+WARM_EVERY = 60.0  # seconds between checks of the warmed tiles
 
 
 # --- tile geometry --------------------------------------------------------------------------
@@ -229,6 +273,241 @@ def aggregate_query(
     return _mvt(layer, inner)
 
 
+# --- aggregated tiles from the cell aggregates ---------------------------------------------
+
+
+class NotDays(ValueError):
+    """A time filter that is not whole local days: the aggregates cannot answer it."""
+
+
+Piece = tuple[str, dt.date | None, dt.date | None]
+
+
+@dataclass(frozen=True)
+class CellFilter:
+    """A tile filter the cell aggregates answer: local days, categories, streets."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+    categories: tuple[str, ...] | None = None
+    streets: tuple[str, ...] | None = None
+
+    def pieces(self) -> list[Piece]:
+        """The window as runs of whole periods and days: (span, first, last) on the first
+        day of each period, None where the window is open (see `stats.Window.pieces`)."""
+        spans = SPANS if self.categories is None else CATEGORY_SPANS
+        top = spans[-1]
+        since, until = self.since, self.until
+        day = dt.timedelta(days=1)
+        if since is not None and until is not None:
+            return list(Window(since, until).pieces(spans)) if since <= until else []
+        if since is not None:
+            start = period_start(top, since)
+            if start == since:
+                return [(top, since, None)]
+            start = period_after(top, start)
+            return [*Window(since, start - day).pieces(spans), (top, start, None)]
+        if until is not None:
+            start = period_start(top, until)
+            if period_after(top, start) == until + day:
+                return [(top, None, start)]
+            return [(top, None, start - day), *Window(start, until).pieces(spans)]
+        return [(top, None, None)]
+
+
+def _day(text: str, name: str) -> dt.date | None:
+    if text in ("", ".."):
+        return None
+    moment = parse_instant(text, name)
+    if isinstance(moment, dt.datetime):
+        raise NotDays(text)
+    return moment
+
+
+def cell_filter(layer: Layer, args: Any) -> CellFilter | None:
+    """The request's filters as a CellFilter, or None when the cell aggregates cannot answer
+    them (another filter, a date-time) or the layer has none. `args` are validated already."""
+    if layer.name not in CELL_TABLES:
+        return None
+    values: dict[str, set[str]] = {}
+    for name in args:
+        if name in TIME_PARAMS:
+            continue
+        column = FILTER_ALIASES.get(name, name)
+        if column not in CELL_FILTERS:
+            return None
+        given = {part.strip() for raw in args.getlist(name) for part in raw.split(",")}
+        values[column] = values[column] & given if column in values else given
+    since: dt.date | None = None
+    until: dt.date | None = None
+    try:
+        for name in TIME_PARAMS:
+            value = args.get(name)
+            if value is None:
+                continue
+            parts = value.split("/") if name == "datetime" else []
+            if name == "since":
+                lo, hi = _day(value, name), None
+            elif name == "until":
+                lo, hi = None, _day(value, name)
+            elif len(parts) == 1:
+                lo = hi = _day(value, name)
+            else:
+                lo, hi = _day(parts[0], name), _day(parts[1], name)
+            if lo is not None:
+                since = lo if since is None else max(since, lo)
+            if hi is not None:
+                until = hi if until is None else min(until, hi)
+    except NotDays:
+        return None
+    categories, streets = values.get("category"), values.get("street_code")
+    return CellFilter(
+        since,
+        until,
+        None if categories is None else tuple(sorted(categories)),
+        None if streets is None else tuple(sorted(streets)),
+    )
+
+
+def _interior(z: int, x: int, y: int) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1): the cells wholly inside tile z/x/y, or None when there are none."""
+    west, south, east, north = tile_bounds(z, x, y)
+    x0 = math.floor((west - CELL_ORIGIN[0]) / CELL_DLNG + EDGE) + 1
+    x1 = math.floor((east - CELL_ORIGIN[0]) / CELL_DLNG - EDGE) - 1
+    y0 = math.floor((south - CELL_ORIGIN[1]) / CELL_DLAT + EDGE) + 1
+    y1 = math.floor((north - CELL_ORIGIN[1]) / CELL_DLAT - EDGE) - 1
+    return (x0, y0, x1, y1) if x0 <= x1 and y0 <= y1 else None
+
+
+def _interior_counts(layer: Layer, cells: CellFilter, box: tuple[int, int, int, int]) -> Any:
+    """(cell_x, cell_y, n) for the cells of `box` from the aggregates: one index range scan
+    per run of periods or days."""
+    daily, periods = CELL_TABLES[layer.name]
+    x0, y0, x1, y1 = box
+    parts = []
+    for span, first, last in cells.pieces():
+        table = daily if span == "day" else periods
+        start = table.c.day if span == "day" else table.c.first_day
+        where: list[sa.ColumnElement[bool]] = [
+            table.c.cell_x.between(x0, x1),
+            table.c.cell_y.between(y0, y1),
+        ]
+        if span != "day":
+            where.append(table.c.span == span)
+        if first is not None:
+            where.append(start >= first)
+        if last is not None:
+            where.append(start <= last)
+        if cells.categories is None:
+            where.append(table.c.category.is_(None))
+        else:
+            where.append(table.c.category.in_(cells.categories))
+        if cells.streets is not None:
+            where.append(table.c.street_code.in_(cells.streets))
+        parts.append(sa.select(table.c.cell_x, table.c.cell_y, table.c.received).where(*where))
+    if not parts:
+        parts.append(sa.select(daily.c.cell_x, daily.c.cell_y, daily.c.received).where(sa.false()))
+    rows = sa.union_all(*parts).subquery("a")
+    return (
+        sa.select(rows.c.cell_x, rows.c.cell_y, sa.func.sum(rows.c.received).label("n"))
+        .group_by(rows.c.cell_x, rows.c.cell_y)
+        .cte("interior")
+    )
+
+
+def cell_query(
+    layer: Layer,
+    z: int,
+    x: int,
+    y: int,
+    conds: list[sa.ColumnElement[bool]],
+    cells: CellFilter,
+) -> sa.Select[Any] | None:
+    """(requests in the cells wholly inside the tile, the aggregated tile) from the cell
+    aggregates and the points of the cut cells; None when the tile has no whole cell or is
+    deeper than CELL_MAX_ZOOM. `conds` must be the filter `cells` stands for."""
+    box = _interior(z, x, y)
+    if box is None or z > CELL_MAX_ZOOM or layer.name not in CELL_TABLES:
+        return None
+    x0, y0, x1, y1 = box
+    west, south, east, north = tile_bounds(z, x, y)
+    interior = _interior_counts(layer, cells, box)
+    n = sa.cast(interior.c.n, sa.Float)
+    centres = sa.select(
+        interior.c.n,
+        (n * (CELL_ORIGIN[0] + (interior.c.cell_x + 0.5) * CELL_DLNG)).label("sx"),
+        (n * (CELL_ORIGIN[1] + (interior.c.cell_y + 0.5) * CELL_DLAT)).label("sy"),
+    )
+
+    # The cut cells: strips along the edges (closed boxes for the index, a centimetre wider
+    # than the interior's border); the exact test is the cell index, as the aggregates compute it.
+    t = layer.table
+    xa, xb = CELL_ORIGIN[0] + x0 * CELL_DLNG, CELL_ORIGIN[0] + (x1 + 1) * CELL_DLNG
+    ya, yb = CELL_ORIGIN[1] + y0 * CELL_DLAT, CELL_ORIGIN[1] + (y1 + 1) * CELL_DLAT
+    pad = 1e-7
+    strips = [
+        (west, south, xa + pad, north),
+        (xb - pad, south, east, north),
+        (west, south, east, ya + pad),
+        (west, yb - pad, east, north),
+    ]
+    points = (
+        sa.select(
+            sa.func.ST_X(t.c.geom).label("x"),
+            sa.func.ST_Y(t.c.geom).label("y"),
+            cell_x(t.c.geom).label("cx"),
+            cell_y(t.c.geom).label("cy"),
+        )
+        .where(sa.or_(*(t.c.geom.op("&&")(_envelope(s)) for s in strips)), *conds)
+        .offset(0)
+        .subquery("p")
+    )
+    p = points.c
+    edges = (
+        sa.select(
+            sa.func.count().label("n"),
+            sa.func.sum(p.x).label("sx"),
+            sa.func.sum(p.y).label("sy"),
+        )
+        .where(
+            p.x >= west,
+            p.x < east,
+            p.y >= south,
+            p.y < north,
+            sa.not_(sa.and_(p.cx.between(x0, x1), p.cy.between(y0, y1))),
+        )
+        .group_by(p.cx, p.cy)
+    )
+    cut = sa.union_all(centres, edges).subquery("c")
+    lat_edges = [_lat(y + 1 - i / CELLS, z) for i in range(CELLS + 1)]  # south → north
+    bucket = sa.func.width_bucket(cut.c.sx / cut.c.n, west, east, CELLS) * (
+        CELLS + 2
+    ) + sa.func.width_bucket(cut.c.sy / cut.c.n, sa.literal(lat_edges, pg.ARRAY(sa.Float)))
+    total = sa.func.sum(cut.c.n)
+    mean = sa.func.ST_Transform(
+        sa.func.ST_SetSRID(
+            sa.func.ST_MakePoint(
+                sa.func.sum(cut.c.sx) / sa.cast(total, sa.Float),
+                sa.func.sum(cut.c.sy) / sa.cast(total, sa.Float),
+            ),
+            4326,
+        ),
+        3857,
+    )
+    inner = (
+        sa.select(
+            sa.func.ST_AsMVTGeom(mean, sa.func.ST_TileEnvelope(z, x, y), EXTENT, 0, False).label(
+                "geom"
+            ),
+            sa.cast(total, sa.Integer).label("count"),
+        )
+        .group_by(bucket)
+        .subquery("q")
+    )
+    whole = sa.select(sa.func.coalesce(sa.func.sum(interior.c.n), 0)).scalar_subquery()
+    return sa.select(whole, _mvt(layer, inner).scalar_subquery())
+
+
 # --- version, cache -------------------------------------------------------------------------
 
 _VERSION_SQL = sa.text(
@@ -259,15 +538,55 @@ def data_version(conn: sa.Connection, layer: Layer) -> str:
     return f"{run}.{counted}.{pending}|{role}|{zone}"
 
 
-class TileCache:
-    """A byte-bounded LRU; concurrent misses of one key wait for a single build."""
+# The same, as columns of the statement `db.scope` runs for a tile request, before the switch
+# to the reader (so every caller sees the ETL runs). The last column: whether the request
+# aggregates have changes not refreshed yet (a table the reader may not read).
+_SCOPE_VERSION = """
+    (select coalesce(max(id), 0) from etl_runs where layer = :tile_layer and status = 'succeeded'),
+    (select pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
+        + pg_stat_get_tuples_deleted(c.oid) from pg_class c where c.oid = to_regclass(:tile_layer)),
+    (select pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
+        + pg_stat_get_xact_tuples_deleted(c.oid) from pg_class c
+        where c.oid = to_regclass(:tile_layer)),
+    """
 
-    def __init__(self, max_bytes: int) -> None:
+
+def _scope_version() -> tuple[str, dict[str, Any]] | None:
+    """The version columns for `db.scope` in a tile request (see db.scope_extra)."""
+    try:
+        layer = get_layer(str((request.view_args or {}).get("layer")))
+    except UnknownLayer:
+        return None
+    stale = "exists (select from request_dirty_days)" if layer.name in CELL_TABLES else "null"
+    return _SCOPE_VERSION + stale, {"tile_layer": layer.name}
+
+
+def request_version(conn: sa.Connection, layer: Layer) -> tuple[str, bool]:
+    """(the request's data version, whether the layer's cell aggregates are up to date)."""
+    extra = g.get("db_scope_extra")
+    zone = g.get("db_zone")
+    if extra is None or zone is None:  # no scope statement with the version: ask now
+        return data_version(conn, layer) + "|?", False
+    run, counted, pending, stale = extra
+    return f"{run}.{counted}.{pending}|{db.READER_ROLE}|{zone}|{stale}", stale is False
+
+
+class TileCache:
+    """A byte-bounded LRU; concurrent misses of one key wait for a single build.
+
+    With a `directory` (`share`), built tiles are also kept there, one file per key, for the
+    server's other processes: a tile one worker built, another reads instead of building it
+    again. The directory is bounded by `max_bytes` too, oldest files out first.
+    """
+
+    def __init__(self, max_bytes: int, directory: Path | None = None) -> None:
         self.max_bytes = max_bytes
+        self.directory = directory
         self._items: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self._building: dict[str, threading.Event] = {}
+        self._written = 0
 
     def get(self, key: str, build: Callable[[], tuple[bytes, str]]) -> tuple[bytes, str]:
         if self.max_bytes <= 0:
@@ -285,12 +604,74 @@ class TileCache:
             if not event.wait(timeout=60):
                 return build()
         try:
-            value = build()
+            value = self._read(key)
+            if value is None:
+                value = build()
+                self._write(key, value)
             self._put(key, value)
             return value
         finally:
             with self._lock:
                 self._building.pop(key).set()
+
+    def share(self, directory: Path) -> None:
+        """Keep built tiles in `directory` too (created 0700), shared with other processes."""
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
+
+    def _path(self, key: str) -> Path:
+        assert self.directory is not None
+        return self.directory / key[:2] / key
+
+    def _read(self, key: str) -> tuple[bytes, str] | None:
+        if self.directory is None:
+            return None
+        try:
+            kind, _, data = self._path(key).read_bytes().partition(b"\n")
+        except OSError:
+            return None
+        return data, kind.decode()
+
+    def _write(self, key: str, value: tuple[bytes, str]) -> None:
+        """Write the file whole under a temporary name, then rename it: readers see all or
+        nothing. A full disk or the like only costs the sharing."""
+        data, kind = value
+        if self.directory is None or len(data) + len(key) > self.max_bytes // 4:
+            return
+        path = self._path(key)
+        temporary = path.with_name(f"{key}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            temporary.write_bytes(kind.encode() + b"\n" + data)
+            os.replace(temporary, path)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            return
+        with self._lock:
+            self._written += len(data)
+            sweep = self._written > self.max_bytes // 8
+            if sweep:
+                self._written = 0
+        if sweep:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Delete the oldest files until the directory holds at most max_bytes."""
+        assert self.directory is not None
+        files = []
+        for folder in self.directory.iterdir():
+            try:
+                for entry in os.scandir(folder):
+                    stat = entry.stat()
+                    files.append((stat.st_mtime, stat.st_size, entry.path))
+            except OSError:
+                continue
+        total = sum(size for _, size, _ in files)
+        for _, size, name in sorted(files):
+            if total <= self.max_bytes:
+                break
+            Path(name).unlink(missing_ok=True)
+            total -= size
 
     def _put(self, key: str, value: tuple[bytes, str]) -> None:
         size = len(value[0]) + len(key)
@@ -315,6 +696,7 @@ def _init(state: BlueprintSetupState) -> None:
     app.extensions[CACHE_KEY] = TileCache(
         int(app.config.get("TILE_CACHE_BYTES", DEFAULT_CACHE_BYTES))
     )
+    db.scope_extra(app, f"{bp.name}.tile", _scope_version)
 
 
 def tile_cache(app: Flask | None = None) -> TileCache:
@@ -342,15 +724,29 @@ def build_tile(
     y: int,
     conds: list[sa.ColumnElement[bool]],
     max_raw: int = MAX_RAW_POINTS,
+    cells: CellFilter | None = None,
 ) -> tuple[bytes, str]:
-    """(MVT bytes, "raw" | "aggregated" | "empty") for one tile."""
+    """(MVT bytes, "raw" | "aggregated" | "empty") for one tile.
+
+    `cells`: `conds` as the cell aggregates read them, when they may (up to date, and a
+    filter they answer); an aggregated tile then comes from them (`cell_query`). Its count
+    of the cells wholly inside the tile is a lower bound of the tile's points: over
+    `max_raw`, the tile is aggregated without counting the points.
+    """
     if z < layer.min_zoom:
         return b"", "empty"
     if layer.geometry_type != "POINT":
         return _bytes(conn.execute(raw_query(layer, z, x, y, conds)).scalar()), "raw"
+    from_cells = None if cells is None else cell_query(layer, z, x, y, conds, cells)
+    if from_cells is not None:
+        inside, aggregated = conn.execute(from_cells).one()
+        if inside > max_raw:
+            return _bytes(aggregated), "aggregated"
     n, raw = conn.execute(raw_if_small(layer, z, x, y, conds, max_raw)).one()
     if n <= max_raw and len(_bytes(raw)) <= MAX_TILE_BYTES:
         return _bytes(raw), "raw"
+    if from_cells is not None:
+        return _bytes(aggregated), "aggregated"
     return _bytes(conn.execute(aggregate_query(layer, z, x, y, conds)).scalar()), "aggregated"
 
 
@@ -379,19 +775,88 @@ def _tile(layer: Layer, z: str, x: str, y: str) -> Response:
     conds, canonical = _filters(layer)
     max_raw = int(current_app.config.get("TILE_MAX_RAW_POINTS", MAX_RAW_POINTS))
     conn = db.connection()
-    version = data_version(conn, layer)
+    version, fresh = request_version(conn, layer)
     key = f"{TEMPLATE_VERSION}.{max_raw}|{layer.name}|{zoom}/{tx}/{ty}|{canonical}|{version}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     headers = {"ETag": f'W/"{digest}"', "Cache-Control": CACHE_CONTROL, "Vary": VARY}
     if request.if_none_match.contains_weak(digest) or request.if_none_match.star_tag:
         return Response(status=304, headers=headers)
+    cells = cell_filter(layer, request.args) if fresh else None
 
     def build() -> tuple[bytes, str]:
-        return build_tile(conn, layer, zoom, tx, ty, conds, max_raw)
+        return build_tile(conn, layer, zoom, tx, ty, conds, max_raw, cells)
 
     data, kind = tile_cache().get(digest, build)
     headers["X-Tile-Kind"] = kind
     return Response(data, mimetype=MVT, headers=headers)
+
+
+# --- warm-up --------------------------------------------------------------------------------
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The tile at zoom z holding (lon, lat)."""
+    n = 2**z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
+def warm(app: Flask, zooms: Iterable[int] = WARM_ZOOMS) -> int:
+    """Build the unfiltered tiles of `zooms` over the district (the streets' extent) of each
+    layer with cell aggregates, for the whole-district zone, into the cache, exactly as a
+    district user's request would (a tile already cached costs its version query). Returns
+    the number of tiles."""
+    with app.app_context():
+        box = (
+            db.connection()
+            .exec_driver_sql(
+                "select ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                "from (select ST_Extent(geom) e from streets) s"
+            )
+            .one()
+        )
+    if box[0] is None:
+        return 0
+    count = 0
+    for name in CELL_TABLES:
+        layer = get_layer(name)
+        for z in zooms:
+            if not layer.min_zoom <= z <= layer.max_zoom:
+                continue
+            x0, y0 = tile_of(box[0], box[3], z)
+            x1, y1 = tile_of(box[2], box[1], z)
+            for x in range(x0, x1 + 1):
+                for y in range(y0, y1 + 1):
+                    with app.test_request_context(f"{bp.url_prefix}/{name}/{z}/{x}/{y}.pbf"):
+                        db.scope("*")
+                        _tile(layer, str(z), str(x), str(y))
+                    count += 1
+    return count
+
+
+def start_warming(app: Flask, every: float = WARM_EVERY) -> threading.Thread:
+    """`warm` now, then again every `every` seconds (new data: new versions), in a daemon
+    thread of this process."""
+
+    def loop() -> None:
+        first = True
+        while True:
+            started = time.monotonic()
+            try:
+                count = warm(app)
+                if first:
+                    app.logger.info(
+                        "tiles: %d low-zoom tiles warm in %.1f s", count, time.monotonic() - started
+                    )
+                    first = False
+            except Exception:  # the database restarting, say: the next round tries again
+                app.logger.exception("tiles: warm-up failed")
+            time.sleep(every)
+
+    thread = threading.Thread(target=loop, name="tiles-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _tilejson(layer: Layer) -> Response:

@@ -169,6 +169,36 @@ def write_requests(
     frame.to_csv(path, index=False)
 
 
+def loaded_database(server_url: str, name: str, rows: int, reuse: bool) -> str:
+    """Database `name` with `rows` requests loaded by the real ETL (demo boundaries, clustered
+    requests), vacuumed; `reuse` keeps one that already holds them."""
+    from etl.jobs import run_file
+
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    if reuse:
+        try:
+            with psycopg.connect(url) as conn:
+                have = conn.execute("select count(*) from service_requests").fetchone()
+            if have and have[0] >= rows * 0.99:
+                migrate.upgrade(migrate.alembic_config(url))
+                return url
+        except psycopg.Error:
+            pass
+    fresh_database(server_url, name)
+    engine = make_engine(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        grids = load_district(engine, Path(tmp))
+        csv = Path(tmp) / "requests.csv"
+        write_requests(grids, rows, csv)
+        with engine.connect() as conn:
+            run_file(conn, csv, layer="service_requests")
+            conn.commit()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("vacuum analyze")
+    engine.dispose()
+    return url
+
+
 def timed(label: str, results: list[tuple[str, float, str]], fn, *args, note: str = "", **kw):  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     value = fn(*args, **kw)

@@ -1,19 +1,23 @@
 """Benchmark: OGC API – Features and vector tiles over N service requests.
 
-    python bench/bench_ogc_tiles.py [--rows 1000000] [--clients 16] [--threads 8] [--reuse]
-                                    [--leakproof]
+    python bench/bench_ogc_tiles.py [--rows 1000000] [--clients 16] [--workers 2]
+                                    [--threads 8] [--reuse]
 
 Loads N requests into a throwaway database `blockdata_bench_ogc` with bench_etl's helpers
-(demo boundaries, clustered requests, `etl.jobs.run_file`), serves the app with waitress in a
-separate process on 127.0.0.1 (as `blockdata serve --threads T` does), and measures:
+(demo boundaries, clustered requests, `etl.jobs.run_file`), serves the app in a separate
+process on 127.0.0.1 as `blockdata serve --workers W --threads T --no-warm` does (W > 1:
+gunicorn), and measures, with Python client threads on keep-alive connections:
   1. OGC items: one client pages through every feature with limit=1000 by the `next` links;
   2. OGC items with a small bbox (≈ 220 m square, random over the district), 16 clients;
   3. tiles z10–18 over the busiest area, 16 clients: cold (empty tile cache, each tile once),
-     warm (the same tiles again), and with the cache off (every request builds its tile).
+     warm (the same tiles again), and with the cache off (every request builds its tile);
+  4. per zoom, one client, cache off: the cost of building each tile, beside a server whose
+     connections keep PostgreSQL's stock JIT and parallel-plan settings, and beside the
+     obvious alternative, the bare ST_AsMVT of every point of the zoom's busiest tile.
 Requests are read as a district user (a session cookie), i.e. as `blockdata_reader` under
-row-level security. `--leakproof` marks PostGIS's `&&` leakproof in the bench database first:
-without it PostgreSQL may not use the GiST index ahead of the policy, and every bbox or tile
-query scans the table. Prints a markdown table; `--reuse` keeps a loaded database.
+row-level security. The machine's load average is printed beside each measurement: other
+work on it makes the figures noisy. Prints a markdown table; `--reuse` keeps a loaded
+database.
 """
 
 from __future__ import annotations
@@ -28,60 +32,24 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from app import migrate  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
 
 DB = "blockdata_bench_ogc"
-
-
-def database(server_url: str, rows: int, reuse: bool) -> str:
-    """The benchmark database with `rows` requests, loaded unless `reuse` finds it loaded."""
-    from bench_etl import load_district, write_requests
-
-    from etl.jobs import run_file
-
-    url = make_url(server_url).set(database=DB).render_as_string(hide_password=False)
-    if reuse:
-        try:
-            with psycopg.connect(url) as conn:
-                have = conn.execute("select count(*) from service_requests").fetchone()
-            if have and have[0] >= rows * 0.99:
-                migrate.upgrade(migrate.alembic_config(url))
-                return url
-        except psycopg.Error:
-            pass
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {DB} with (force)")
-        conn.execute(f"create database {DB}")
-    migrate.upgrade(migrate.alembic_config(url))
-    engine = make_engine(url)
-    with tempfile.TemporaryDirectory() as tmp:
-        grids = load_district(engine, Path(tmp))
-        csv = Path(tmp) / "requests.csv"
-        write_requests(grids, rows, csv)
-        with engine.connect() as conn:
-            run_file(conn, csv, layer="service_requests")
-            conn.commit()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("vacuum analyze")
-    engine.dispose()
-    return url
+WORKERS = 2  # as `blockdata serve --workers 2`
+THREADS = 8
 
 
 def session_cookie(url: str) -> str:
@@ -110,25 +78,39 @@ def session_cookie(url: str) -> str:
 # --- the server, in its own process ---------------------------------------------------------
 
 
-def serve_main(url: str, port: int, threads: int, cache_bytes: int) -> None:
-    """Entry point of the server process."""
-    import logging
+# PostgreSQL's own defaults for what app.db.SESSION_OPTIONS turns off, for the comparison.
+STOCK_OPTIONS = "-c jit=on -c max_parallel_workers_per_gather=2 -c timezone=Asia/Shanghai"
+STOCK = ("ours", "stock")
 
-    from waitress import serve
+
+def serve_main(
+    url: str, port: int, threads: int, workers: int, cache_bytes: int, stock: bool
+) -> None:
+    """Entry point of the server process: `blockdata serve` without the warm-up."""
+    import logging
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" notes
 
-    from app import create_app, ogc, tiles
+    from app import create_app, db
+    from app.cli import run_server
 
-    app = create_app({"DATABASE_URL": url, "TILE_CACHE_BYTES": cache_bytes})
-    for module in (ogc, tiles):
-        if module.bp.name not in app.blueprints:
-            app.register_blueprint(module.bp)
-    serve(app, host="127.0.0.1", port=port, threads=threads, ident="blockdata", _quiet=True)
+    if stock:
+        db.SESSION_OPTIONS = STOCK_OPTIONS
+    run_server(
+        lambda: create_app({"DATABASE_URL": url, "TILE_CACHE_BYTES": cache_bytes}),
+        host="127.0.0.1",
+        port=port,
+        threads=threads,
+        workers=workers,
+        warm=False,
+        quiet=True,
+    )
 
 
 class Server:
-    def __init__(self, url: str, threads: int, cache_bytes: int) -> None:
+    def __init__(
+        self, url: str, threads: int, workers: int, cache_bytes: int, stock: bool = False
+    ) -> None:
         import socket
 
         with socket.socket() as sock:
@@ -142,7 +124,9 @@ class Server:
                 url,
                 str(self.port),
                 str(threads),
+                str(workers),
                 str(cache_bytes),
+                "stock" if stock else "ours",
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -303,44 +287,96 @@ def shares(paths: list[str], clients: int, seed: int) -> Callable[[int], list[st
     return lambda i: order[i::clients]
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f}/{five:.1f}"
+
+
+def raw_mvt(engine: sa.Engine, z: int, x: int, y: int) -> tuple[float, int]:
+    """(ms, bytes) of the bare ST_AsMVT of every request in tile z/x/y, read as the district."""
+    from app import db, tiles
+    from layers import get_layer
+
+    query = tiles.raw_query(get_layer("service_requests"), z, x, y, [])
+    with engine.connect() as conn:
+        conn.execute(
+            sa.text(
+                "select set_config('role', :role, true), set_config('blockdata.zone', '*', true)"
+            ),
+            {"role": db.READER_ROLE},
+        )
+        t = time.perf_counter()
+        data = conn.execute(query).scalar()
+        seconds = time.perf_counter() - t
+        conn.rollback()
+    return seconds * 1000, len(data or b"")
+
+
+def paired(ports: dict[str, int], paths: list[str], rounds: int = 2) -> dict[str, list[float]]:
+    """One client: each path from each server in turn (cache off: each request builds the
+    tile), the order alternating, `rounds` times; per server and path the fastest time. The
+    servers are compared under the same load, whatever else the machine does meanwhile."""
+    conns = {name: http.client.HTTPConnection("127.0.0.1", port) for name, port in ports.items()}
+    best: dict[str, list[float]] = {name: [math.inf] * len(paths) for name in ports}
+    try:
+        for r in range(rounds):
+            for i, path in enumerate(paths):
+                names = list(ports) if (i + r) % 2 == 0 else list(reversed(ports))
+                for name in names:
+                    t = time.perf_counter()
+                    conns[name].request("GET", path, headers=HEADERS)
+                    response = conns[name].getresponse()
+                    response.read()
+                    assert response.status == 200, (name, path, response.status)
+                    best[name][i] = min(best[name][i], time.perf_counter() - t)
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=8, help="waitress threads")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="server processes")
+    parser.add_argument("--threads", type=int, default=THREADS, help="threads per process")
     parser.add_argument("--bbox-requests", type=int, default=100, help="per client")
+    parser.add_argument("--warm-rounds", type=int, default=8, help="passes over the tiles")
     parser.add_argument("--reuse", action="store_true", help="keep a loaded database")
-    parser.add_argument(
-        "--leakproof",
-        action="store_true",
-        help="mark PostGIS's && leakproof in the bench database (superuser), so that row-level "
-        "security still lets the GiST index serve bbox and tile queries",
-    )
-    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        url, port, threads, cache = args.serve
-        serve_main(url, int(port), int(threads), int(cache))
+        url, port, threads, workers, cache, options = args.serve
+        serve_main(url, int(port), int(threads), int(workers), int(cache), options == "stock")
         return
 
+    started = load()
     server_url = resolve_database_url(from_env())
     t = time.perf_counter()
-    url = database(server_url, args.rows, args.reuse)
+    from bench_etl import loaded_database
+
+    url = loaded_database(server_url, DB, args.rows, args.reuse)
     load_seconds = time.perf_counter() - t
     HEADERS["Cookie"] = session_cookie(url)
-    with psycopg.connect(url, autocommit=True) as pg_conn:
-        proof = "leakproof" if args.leakproof else "not leakproof"
-        pg_conn.execute(f"alter function geometry_overlaps(geometry, geometry) {proof}")
     engine = make_engine(url)
     with engine.connect() as conn:
         rows = conn.exec_driver_sql("select count(*) from service_requests").scalar_one()
         pg = str(conn.exec_driver_sql("show server_version").scalar_one()).split()[0]
+        leakproof = conn.exec_driver_sql(
+            "select proleakproof from pg_proc where proname = 'geometry_overlaps'"
+        ).scalar()
     box = district_box(engine)
     lon, lat, dense = busiest_area(engine)
     tiles = tile_paths(lon, lat)
     paths = [p for _, p in tiles]
     zoom_of = dict((p, z) for z, p in tiles)
-    c = args.clients
+    c, workers, threads = args.clients, args.workers, args.threads
+    server_kind = (
+        f"gunicorn, {workers} gthread workers × {threads} threads"
+        if workers > 1
+        else f"waitress, {threads} threads"
+    )
 
     def emit(line: str) -> None:
         lines.append(line)
@@ -351,44 +387,51 @@ def main() -> None:
         "",
         f"`python bench/bench_ogc_tiles.py --rows {args.rows}` on {os.cpu_count()} cores, "
         f"PostgreSQL {pg}; {rows:,} requests (loaded in {load_seconds:.0f} s); "
-        f"waitress {args.threads} threads in its own process, clients on 127.0.0.1; "
+        f"server: `blockdata serve --workers {workers} --threads {threads}` ({server_kind}) "
+        f"in its own process, {c} clients (Python threads, keep-alive) on 127.0.0.1; "
         f"read as a district user under row-level security, `&&` "
-        f"{'leakproof' if args.leakproof else 'not leakproof (as installed)'}; "
-        f"{time.strftime('%Y-%m-%d')}.",
+        f"{'leakproof' if leakproof else 'not leakproof'}; {time.strftime('%Y-%m-%d')}.",
         "",
         "| measurement | result | p50 ms | p99 ms | note |",
         "|---|---:|---:|---:|---|",
     ]
 
-    server = Server(url, args.threads, 64 * 1024 * 1024)
+    server = Server(url, threads, workers, 64 * 1024 * 1024)
     try:
         get(server.port, "/ogc/collections/service_requests/items?limit=1")
+        before = load()
         total, seconds = bench_paging(server.port)
         assert total == rows, (total, rows)
         emit(
             f"| OGC items, limit=1000, all pages by `next`, 1 client | "
-            f"{total / seconds:,.0f} features/s | | | {total:,} features in {seconds:.1f} s |"
+            f"{total / seconds:,.0f} features/s | | | {total:,} features in {seconds:.1f} s; "
+            f"load {before} |"
         )
         run_clients(c, lambda i: bbox_paths(box, 5, 1000 + i), server.port)  # warm-up
+        before = load()
         lat_, sizes, wall = run_clients(
             c, lambda i: bbox_paths(box, args.bbox_requests, i), server.port
         )
         emit(
             f"| OGC items, small bbox (≈ 200 m), {c} clients | {len(lat_) / wall:,.0f} req/s | "
             f"{pct(lat_, 0.5):.1f} | {pct(lat_, 0.99):.1f} | {len(lat_):,} requests, "
-            f"mean {statistics.mean(sizes) / 1024:.0f} KB |"
+            f"mean {statistics.mean(sizes) / 1024:.0f} KB; load {before} |"
         )
 
+        before = load()
         cold, _, wall = run_clients(c, shares(paths, c, 1), server.port)
         emit(
             f"| tiles z10–18, cold cache, {c} clients | {len(cold) / wall:,.0f} tiles/s | "
             f"{pct(cold, 0.5):.1f} | {pct(cold, 0.99):.1f} | {len(paths)} tiles over "
-            f"the busiest area ({dense:,} requests in its 500 m square), each built once |"
+            f"the busiest area ({dense:,} requests in its 500 m square), each built once; "
+            f"load {before} |"
         )
-        warm, _, wall = run_clients(c, shares(paths * 4, c, 2), server.port)
+        before = load()
+        warm, _, wall = run_clients(c, shares(paths * args.warm_rounds, c, 2), server.port)
         emit(
             f"| tiles z10–18, warm, {c} clients | {len(warm) / wall:,.0f} tiles/s | "
-            f"{pct(warm, 0.5):.1f} | {pct(warm, 0.99):.1f} | the same tiles 4×, from the cache |"
+            f"{pct(warm, 0.5):.1f} | {pct(warm, 0.99):.1f} | the same tiles "
+            f"{args.warm_rounds}×, from the cache; load {before} |"
         )
         sizes_by_zoom: dict[int, list[int]] = {}
         kinds: dict[int, set[str]] = {}
@@ -404,35 +447,61 @@ def main() -> None:
     finally:
         server.stop()
 
-    server = Server(url, args.threads, 0)
+    servers = {name: Server(url, threads, workers, 0, stock=name == "stock") for name in STOCK}
     try:
-        nocache, _, wall = run_clients(c, shares(paths, c, 3), server.port)
-        by_zoom: dict[int, list[float]] = {}
-        nocache2, _, _ = run_clients(1, lambda i: paths, server.port)
-        for path, seconds in zip(paths, nocache2, strict=True):
-            by_zoom.setdefault(zoom_of[path], []).append(seconds)
+        before = load()
+        nocache, _, wall = run_clients(c, shares(paths, c, 3), servers["ours"].port)
+        emit(
+            f"| tiles z10–18, cache off, {c} clients | {len(nocache) / wall:,.0f} "
+            f"tiles/s | {pct(nocache, 0.5):.1f} | {pct(nocache, 0.99):.1f} | every "
+            f"request builds its tile; load {before} |"
+        )
+        ports = {name: server.port for name, server in servers.items()}
+        best = paired(ports, paths)
+        before = load()
+        bbox = paired(ports, bbox_paths(box, 100, 99))
+        emit(
+            f"| OGC items, small bbox, 1 client: our settings / stock JIT and parallel plans | "
+            f"| {pct(bbox['ours'], 0.5):.1f} / {pct(bbox['stock'], 0.5):.1f} | "
+            f"{pct(bbox['ours'], 0.99):.1f} / {pct(bbox['stock'], 0.99):.1f} | 100 requests "
+            f"asked of both servers in turn, the faster of two tries; load {before} |"
+        )
     finally:
-        server.stop()
-    emit(
-        f"| tiles z10–18, cache off, {c} clients | {len(nocache) / wall:,.0f} tiles/s | "
-        f"{pct(nocache, 0.5):.1f} | {pct(nocache, 0.99):.1f} | every request builds its tile |"
-    )
+        for server in servers.values():
+            server.stop()
+    by_zoom: dict[str, dict[int, list[float]]] = {name: {} for name in STOCK}
+    for name, times in best.items():
+        for path, seconds in zip(paths, times, strict=True):
+            by_zoom[name].setdefault(zoom_of[path], []).append(seconds)
     biggest = max(max(v) for v in sizes_by_zoom.values())
     lines.append(f"| largest tile | {biggest / 1024:.0f} KB | | | limit 500 KB |")
+
+    raw: dict[int, tuple[float, int]] = {}
+    for z in range(10, 19):
+        x, y = tile_of(lon, lat, z)
+        raw[z] = raw_mvt(engine, z, x, y)
     lines += [
         "",
-        "Per zoom (cache off, one client: the cost of building each tile alone):",
+        "Per zoom, cache off, one client (the cost of building each tile alone: the fastest "
+        "of two requests); beside it the same from a second server whose connections keep "
+        "PostgreSQL's stock `jit=on`, `max_parallel_workers_per_gather=2` (the two asked in "
+        "turn, tile by tile), and the obvious alternative: the bare `ST_AsMVT` of every "
+        "request in the busiest tile of the zoom (as the district, in SQL, no HTTP):",
         "",
-        "| zoom | tiles | kind | median ms | max ms | max KB |",
-        "|---:|---:|---|---:|---:|---:|",
+        "| zoom | tiles | kind | median ms | max ms | max KB | stock settings: median / max ms "
+        "| raw ST_AsMVT ms | raw KB |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for z in sorted(by_zoom):
-        v = by_zoom[z]
+    for z in sorted(by_zoom["ours"]):
+        v, w = by_zoom["ours"][z], by_zoom["stock"][z]
         lines.append(
             f"| {z} | {len(v)} | {'/'.join(sorted(kinds[z]))} | "
             f"{statistics.median(v) * 1000:.1f} | {max(v) * 1000:.1f} | "
-            f"{max(sizes_by_zoom[z]) / 1024:.0f} |"
+            f"{max(sizes_by_zoom[z]) / 1024:.0f} | "
+            f"{statistics.median(w) * 1000:.1f} / {max(w) * 1000:.1f} | "
+            f"{raw[z][0]:,.0f} | {raw[z][1] / 1024:,.0f} |"
         )
+    lines += ["", f"Load average (1/5 min) at the start {started}, at the end {load()}."]
     print("\n".join(lines))
     engine.dispose()
 

@@ -6,6 +6,7 @@ Flask test client; tiles are decoded with mapbox_vector_tile and with GDAL's MVT
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -16,17 +17,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import mapbox_vector_tile
+import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.datastructures import MultiDict
 
-from app import tiles
+from app import db, ogc, tiles
 from app.db import make_engine
+from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
+from layers.aggregates import period_after, period_start
 from tests.app.test_ogc import add_account, demo_database, live_app
 from tests.conftest import login
 from tests.etl.conftest import request_row, write_csv
@@ -416,6 +422,56 @@ def test_tile_cache_builds_each_tile_once() -> None:
     assert tiles.TileCache(0).get("k", lambda: (b"z", "raw")) == (b"z", "raw")
 
 
+def test_processes_share_the_tiles_they_build(tmp_path: Path) -> None:
+    """As two gunicorn workers do: what one built the other reads; the folder stays bounded."""
+    one, other = tiles.TileCache(max_bytes=4000), tiles.TileCache(max_bytes=4000)
+    for cache in (one, other):
+        cache.share(tmp_path / "tiles")
+    assert one.get("k1", lambda: (b"\x1a\x00tile", "aggregated")) == (b"\x1a\x00tile", "aggregated")
+    assert other.get("k1", lambda: (b"never", "raw")) == (b"\x1a\x00tile", "aggregated")
+    assert other.get("k2", lambda: (b"", "empty")) == (b"", "empty")
+    assert one.get("k2", lambda: (b"never", "raw")) == (b"", "empty")
+    for i in range(40):
+        one.get(f"many{i}", lambda: (b"y" * 900, "raw"))
+    files = [f for f in (tmp_path / "tiles").rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 4000 + 900
+    assert not [f for f in files if f.name.endswith(".tmp")]
+
+
+def test_only_idle_connections_are_pinged(tiles_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No round trip per request for pool_pre_ping: a connection idle past PING_AFTER_IDLE is
+    pinged, and replaced if the server dropped it; a busier one fails once, then the pool is
+    replaced."""
+    engine = make_engine(tiles_url, pool_size=2)
+
+    def pooled_pids() -> list[int]:
+        conns = [engine.connect() for _ in range(2)]
+        pids = [int(c.exec_driver_sql("select pg_backend_pid()").scalar_one()) for c in conns]
+        for c in conns:
+            c.close()
+        with psycopg.connect(tiles_url, autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(pid) from unnest(%s::int[]) pid", (pids,))
+            gone = "select not exists (select from pg_stat_activity where pid = any(%s))"
+            while not admin.execute(gone, (pids,)).fetchone()[0]:  # type: ignore[index]
+                time.sleep(0.01)
+        return pids
+
+    try:
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)
+        dropped = pooled_pids()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("select pg_backend_pid()").scalar_one() not in dropped
+        engine.dispose()
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)
+        pooled_pids()
+        with pytest.raises(sa.exc.OperationalError), engine.connect() as conn:
+            conn.exec_driver_sql("select 1")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("select 1").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
 def test_the_version_holds_the_callers_zone(connection: sa.Connection) -> None:
     everyone = tiles.data_version(connection, LAYER)
     connection.execute(sa.text("select set_config('blockdata.zone', '110102001', true)"))
@@ -471,6 +527,218 @@ def test_a_commander_gets_only_their_street_from_a_straddling_tile(
         fetch(login(a.test_client(), uid), url).headers["X-Tile-Kind"]
         for a in (tiles_app, small_app)
     }
+
+
+def _reader(conn: sa.Connection, zone: str = "*") -> None:
+    conn.execute(
+        sa.text(
+            "select set_config('role', :role, true), set_config('blockdata.zone', :zone, true)"
+        ),
+        {"role": db.READER_ROLE, "zone": zone},
+    )
+
+
+def _points(data: bytes) -> list[tuple[float, float, int]]:
+    return sorted((*f["geometry"]["coordinates"], f["properties"]["count"]) for f in decode(data))
+
+
+def _expected(
+    engine: sa.Engine, query: str, z: int, x: int, y: int, zone: str = "*"
+) -> tuple[bytes | None, bytes]:
+    """(the tile from the cell aggregates or None, the tile from the points) for `query`."""
+    args = MultiDict(parse_qsl(query))
+    conds = [*ogc.time_conditions(LAYER, args), *ogc.property_conditions(LAYER, args)]
+    cells = tiles.cell_filter(LAYER, args)
+    with engine.connect() as conn:
+        _reader(conn, zone)
+        from_cells = None
+        if cells is not None:
+            cell_query = tiles.cell_query(LAYER, z, x, y, conds, cells)
+            assert cell_query is not None
+            from_cells = bytes(conn.execute(cell_query).one()[1] or b"")
+        points = conn.execute(tiles.aggregate_query(LAYER, z, x, y, conds)).scalar()
+        conn.rollback()
+    return from_cells, bytes(points or b"")
+
+
+CELL_FILTERS = [
+    ("", "true"),
+    ("category=环境卫生", "category = '环境卫生'"),
+    (
+        "datetime=2026-03-05/2026-08-31",
+        "received_at >= '2026-03-05 00:00+08' and received_at < '2026-09-01 00:00+08'",
+    ),
+    (
+        "since=2026-02-14&category=噪声扰民,环境卫生",
+        "received_at >= '2026-02-14 00:00+08' and category in ('噪声扰民', '环境卫生')",
+    ),
+    ("until=2026-05-20", "received_at < '2026-05-21 00:00+08'"),
+    (
+        "datetime=2026-01-01/..&until=2026-10-31&street=110102003,110102004,110102005",
+        "received_at >= '2026-01-01 00:00+08' and received_at < '2026-11-01 00:00+08' "
+        "and street_code in ('110102003', '110102004', '110102005')",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "where"), CELL_FILTERS)
+def test_low_zoom_tiles_come_from_the_cell_aggregates_exactly(
+    small: FlaskClient, engine: sa.Engine, query: str, where: str
+) -> None:
+    """Filters the aggregates answer: the tile is theirs (cells at their centres), and its
+    counts are those of the points in the tile, half-open, as count(*) finds them."""
+    used = 0
+    with engine.connect() as conn:
+        for z in (10, 11, 12, 13):
+            for x, y in district_tiles(conn, z):
+                response = fetch(small, f"/tiles/service_requests/{z}/{x}/{y}.pbf?{query}")
+                want = conn.exec_driver_sql(in_tile(z, x, y, where)).scalar_one()
+                if response.headers["X-Tile-Kind"] != "aggregated":
+                    assert want <= 200 * 2, (z, x, y)
+                    continue
+                got = _points(response.data)
+                assert sum(n for _, _, n in got) == want, (query, z, x, y)
+                from_cells, from_points = _expected(engine, query, z, x, y)
+                assert from_cells is not None and got == _points(from_cells)
+                used += got != _points(from_points)
+    assert used  # the cells' centres are not the points' means: the aggregates were read
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "status=已办结",
+        "datetime=2026-06-01T08:00:00/2026-08-31",
+        "category=环境卫生&department=城市管理部",
+    ],
+)
+def test_filters_the_aggregates_cannot_answer_read_the_points(
+    small: FlaskClient, engine: sa.Engine, query: str
+) -> None:
+    with engine.connect() as conn:
+        x, y = tile_of(
+            *conn.exec_driver_sql(
+                "select ST_X(c), ST_Y(c) from (select ST_Centroid(ST_Extent(geom)) c "
+                "from service_requests) s"
+            ).one(),
+            11,
+        )
+    assert tiles.cell_filter(LAYER, MultiDict(parse_qsl(query))) is None
+    response = fetch(small, f"/tiles/service_requests/11/{x}/{y}.pbf?{query}")
+    assert response.headers["X-Tile-Kind"] == "aggregated"
+    assert _points(response.data) == _points(_expected(engine, query, 11, x, y)[1])
+
+
+def test_a_commanders_cell_tile_counts_only_their_street(tiles_url: str, engine: sa.Engine) -> None:
+    street = "110102003"
+    uid = add_account(tiles_url, f"tiles-cells-{street}", "commander", street)[0]
+    aggregated = 0
+    for app in _app(tiles_url, TILE_MAX_RAW_POINTS=20):
+        commander = login(app.test_client(), uid)
+        with engine.connect() as conn:
+            for x, y in district_tiles(conn, 11):
+                response = fetch(commander, f"/tiles/service_requests/11/{x}/{y}.pbf")
+                want = conn.exec_driver_sql(in_tile(11, x, y, f"street_code = '{street}'"))
+                count = want.scalar_one()
+                if response.headers["X-Tile-Kind"] != "aggregated":
+                    features = decode(response.data)  # with the points of the tile's buffer
+                    assert {f["properties"]["street_code"] for f in features} <= {street}
+                    assert len(features) >= count
+                    continue
+                got = _points(response.data)
+                assert sum(n for _, _, n in got) == count
+                assert got == _points(_expected(engine, "", 11, x, y, street)[0] or b"")
+                aggregated += 1
+    assert aggregated
+
+
+def test_unrefreshed_aggregates_are_not_read(
+    small: FlaskClient, engine: sa.Engine, tiles_url: str
+) -> None:
+    """A request written without refreshing the aggregates (as a busy intake may leave it):
+    the tiles read the points until a refresh, and stay exact."""
+    with engine.connect() as conn:
+        lon, lat = conn.exec_driver_sql(
+            "select ST_X(c), ST_Y(c) from (select ST_Centroid(ST_Extent(geom)) c "
+            "from service_requests) s"
+        ).one()
+        x, y = tile_of(lon, lat, 11)
+        url = f"/tiles/service_requests/11/{x}/{y}.pbf"
+        before = fetch(small, url)
+        assert _points(before.data) == _points(_expected(engine, "", 11, x, y)[0] or b"")
+        conn.exec_driver_sql(
+            "insert into service_requests (source, source_id, received_at, category, "
+            "street_code, geom) select source, 'UNREFRESHED', received_at, category, "
+            "street_code, geom from service_requests where geom && "
+            f"ST_Expand(ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326), 0.01) limit 1"
+        )
+        conn.commit()
+        try:
+            stale = fetch(small, url)
+            assert stale.headers["ETag"] != before.headers["ETag"]
+            want = conn.exec_driver_sql(in_tile(11, x, y)).scalar_one()
+            assert sum(n for _, _, n in _points(stale.data)) == want
+            assert _points(stale.data) == _points(_expected(engine, "", 11, x, y)[1])
+        finally:
+            conn.exec_driver_sql("delete from service_requests where source_id = 'UNREFRESHED'")
+            refresh_request_aggregates(conn)
+            conn.commit()
+    after = fetch(small, url)
+    assert _points(after.data) == _points(before.data)
+
+
+def test_window_pieces_cover_each_day_once() -> None:
+    lo, hi = dt.date(2024, 10, 1), dt.date(2027, 3, 31)  # whole quarters: open ends stop here
+    every = [lo + dt.timedelta(days=i) for i in range((hi - lo).days + 1)]
+
+    def days(piece: tuple[str, dt.date | None, dt.date | None]) -> list[dt.date]:
+        """The days of the periods of `piece` that start within [lo, hi]."""
+        span, first, last = piece
+        out = []
+        for start in every:
+            if period_start(span, start) != start:
+                continue
+            if (first is None or start >= first) and (last is None or start <= last):
+                length = (period_after(span, start) - start).days
+                out += [start + dt.timedelta(days=k) for k in range(length)]
+        return out
+
+    bounds = [None, dt.date(2025, 1, 1), dt.date(2025, 3, 31), dt.date(2025, 11, 14)]
+    bounds += [dt.date(2026, 1, 21), dt.date(2026, 6, 30), dt.date(2026, 12, 31)]
+    for since in bounds:
+        for until in bounds:
+            for categories in (None, ("a",)):
+                pieces = tiles.CellFilter(since, until, categories).pieces()
+                covered = [d for piece in pieces for d in days(piece)]
+                want = [
+                    d
+                    for d in every
+                    if (since is None or d >= since) and (until is None or d <= until)
+                ]
+                assert sorted(covered) == want, (since, until, categories, pieces)
+                if categories:
+                    assert {span for span, _, _ in pieces} <= {"month", "day"}
+
+
+def test_a_cached_tile_costs_two_statements(tiles_app: Flask, client: FlaskClient) -> None:
+    """The user lookup, then role, zone and data version in one; the warm-up fills the cache."""
+    engine = tiles_app.extensions["blockdata.engine"]
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    assert tiles.warm(tiles_app) > 0
+    with engine.connect() as conn:
+        x, y = district_tiles(conn, 10)[0]
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = fetch(client, f"/tiles/service_requests/10/{x}/{y}.pbf")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert response.status_code == 200 and len(statements) == 2, statements
+    digest = response.headers["ETag"][3:-1]
+    assert digest in tiles.tile_cache(tiles_app)._items
 
 
 def test_etag_304_and_a_new_run_changes_it(
