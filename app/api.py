@@ -7,14 +7,31 @@ naming the parameter and the value; app.stats does the querying.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import quote
 
-from flask import Blueprint, Response, jsonify, request
+import sqlalchemy as sa
+from flask import Blueprint, Response, jsonify, request, url_for
 
-from app import db, stats
+from app import auth, db, export, ogc, stats
 from app.errors import BadRequest, NotFound
+from app.openapi import (
+    CSV,
+    GEOJSON,
+    Param,
+    contribute,
+    filter_params,
+    names,
+    ok,
+    operation,
+    path_param,
+    time_params,
+)
 from etl.aggregates import ZONE, load_rates
-from layers import get_layer
+from layers import LAYERS, Layer, get_layer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -29,6 +46,109 @@ DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 STREET = re.compile(r"[0-9]{9}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# --- the query parameters of each endpoint: checked here, documented in /api/openapi.json ---
+
+DATE_SCHEMA = {"type": "string", "format": "date"}
+STREET_PARAM = Param(
+    "street",
+    "街道代码（9 位）street code",
+    {"type": "string", "pattern": "^[0-9]{9}$"},
+    "110102007",
+)
+MONTH_PARAM = Param(
+    "month",
+    "月份 YYYY-MM，默认本月 month (default: this month)",
+    {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+    "2026-10",
+)
+QUERY: dict[str, tuple[Param, ...]] = {
+    "api.heat": (
+        Param(
+            "level",
+            "聚合级别 aggregation level",
+            {"type": "string", "enum": ["street", "community", "grid", "cell"], "default": "grid"},
+            "street",
+        ),
+        Param(
+            "since",
+            "起始日期（含）first day, inclusive (default: until − 29 days)",
+            DATE_SCHEMA,
+            "2026-10-01",
+        ),
+        Param(
+            "until", "结束日期（含）last day, inclusive (default: today)", DATE_SCHEMA, "2026-10-31"
+        ),
+        Param("category", "诉求类别 category", {"type": "string", "maxLength": 100}, "噪声扰民"),
+        STREET_PARAM,
+    ),
+    "api.streets": (MONTH_PARAM,),
+    "api.command_summary": (MONTH_PARAM,),
+    "api.latest": (
+        Param(
+            "since",
+            "起始时刻 ISO 8601（默认 24 小时前）since this instant (default: 24 h ago)",
+            {"type": "string", "format": "date-time"},
+            "2026-11-01T08:00:00+08:00",
+        ),
+        Param(
+            "limit",
+            "最多条数 at most this many (default 200)",
+            {"type": "integer", "minimum": 1, "maximum": 500, "default": 200},
+            "50",
+        ),
+    ),
+    "api.planner": (
+        Param("as_of", "截至日期 as of this day (default: today)", DATE_SCHEMA, "2026-06-30"),
+        Param("kind", "类型 kind", {"type": "string", "maxLength": 100}, "农贸市场"),
+        STREET_PARAM,
+    ),
+    "api.layer_geojson": (STREET_PARAM,),
+    "api.layers": (),
+}
+
+
+def feature_params(layer: Layer) -> tuple[Param, ...]:
+    """The parameters of /api/layers/<layer>/features: format, then the slice's filters."""
+    out = [
+        Param("f", "格式 format", {"type": "string", "enum": ["geojson", "json", "csv"]}, "csv"),
+        Param(
+            "header",
+            "CSV 表头：字段名或中文标签 CSV header: field names or Chinese labels",
+            {"type": "string", "enum": list(CSV_HEADERS)},
+            "label",
+        ),
+        Param(
+            "bbox",
+            "范围 minx,miny,maxx,maxy (CRS84)",
+            {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}},
+            "116.35,39.90,116.37,39.92",
+            {"style": "form", "explode": False},
+        ),
+        Param(
+            "limit",
+            "最多导出行数（按主键顺序）at most this many rows, in key order",
+            {"type": "integer", "minimum": 1},
+            "10",
+        ),
+    ]
+    return (*out, *time_params(layer), *filter_params(layer))
+
+
+@bp.before_request
+def _declared_params_only() -> None:
+    """400 for any query parameter the endpoint does not declare (the declarations are also
+    what /api/openapi.json publishes)."""
+    endpoint = request.endpoint or ""
+    if endpoint == "api.features":
+        layer = get_layer((request.view_args or {}).get("layer", ""))
+        allowed = names(feature_params(layer))
+    elif endpoint in QUERY:
+        allowed = names(QUERY[endpoint])
+    else:
+        return
+    ogc.check_params(request.args, allowed)
 
 
 def _now() -> dt.datetime:
@@ -220,3 +340,194 @@ def layer_geojson(layer: str) -> Response:
     street = _street_filter()
     text = stats.layer_geojson(db.connection(), overlay, street, _now())
     return Response(text, mimetype="application/geo+json")
+
+
+# --- layers and exports --------------------------------------------------------------------
+
+FEATURE_FORMATS = ("geojson", "csv")
+CSV_HEADERS = ("name", "label")
+
+
+def _field_doc(layer: Layer) -> list[dict[str, Any]]:
+    filters = {f.name for f in layer.filterable}
+    return [
+        {
+            "name": f.name,
+            "label": f.label,
+            "type": ogc.json_schema(f.column)["type"],
+            "filterable": f.name in filters,
+        }
+        for f in layer.published
+    ]
+
+
+def _layer_doc(layer: Layer) -> dict[str, Any]:
+    features = url_for("api.features", layer=layer.name, _external=True)
+    return {
+        "name": layer.name,
+        "title": layer.title,
+        "kind": layer.kind,
+        "geometry_type": layer.geometry_type,
+        "time_field": layer.time_field,
+        "fields": _field_doc(layer),
+        "parameters": export.slice_params(layer),
+        "links": {
+            "geojson": features,
+            "csv": features + "?f=csv",
+            "ogc": url_for("ogc.collections_list", _external=True),
+            "tilejson": url_for("tiles.tilejson", layer=layer.name, _external=True),
+        },
+    }
+
+
+@bp.get("/layers")
+def layers() -> Response:
+    """The layers the caller may read: fields, filters and where to get the features."""
+    ogc.check_params(request.args, ())
+    principal = auth.current()
+    readable = [layer for layer in LAYERS if principal is None or principal.may_read(layer.name)]
+    return jsonify({"layers": [_layer_doc(layer) for layer in readable]})
+
+
+@bp.get("/layers/<layer>/features")
+def features(layer: str) -> Response:
+    """Any filtered slice of a layer as GeoJSON or CSV, streamed: memory stays flat.
+
+    The count comes first (it is the provenance's row count and the audit's); the rows then
+    stream out of PostgreSQL's COPY.
+    """
+    source = get_layer(layer)
+    fmt = ogc.single(request.args, "f") or "geojson"
+    if fmt == "json":
+        fmt = "geojson"
+    if fmt not in FEATURE_FORMATS:
+        raise _bad("f", fmt, "格式无效", f"format must be one of {', '.join(FEATURE_FORMATS)}")
+    header = ogc.single(request.args, "header") or "name"
+    if header not in CSV_HEADERS:
+        raise _bad("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
+    chosen = export.parse_slice(source, request.args, also_allowed=("f", "header"))
+    conn = db.connection()
+    rows = export.count(conn, chosen)
+    principal = auth.current()
+    prov = export.provenance(chosen, rows, principal.name if principal else None, fmt)
+    auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
+    export.prepare(conn, rows)
+    conn, finish = db.detach()
+    # A client that hangs up cancels the COPY: roll back to here and keep the audit entry.
+    copy_tx = conn.begin_nested()
+    if fmt == "csv":
+        body = export.csv_chunks(conn, chosen, header)
+        mimetype = "text/csv"
+    else:
+        body = export.geojson_chunks(conn, chosen, prov)
+        mimetype = "application/geo+json"
+    response = Response(_owned(body, copy_tx, finish), mimetype=mimetype)
+    if fmt == "csv":
+        response.mimetype_params["charset"] = "utf-8"
+        name = f"{source.name}-{_now():%Y%m%d-%H%M}.csv"
+        fallback = f"{source.name}.csv"
+        response.headers["Content-Disposition"] = (
+            f"attachment; filename={fallback}; filename*=UTF-8''{quote(name)}"
+        )
+    response.headers["X-Blockdata-Rows"] = str(rows)
+    response.headers["X-Blockdata-Provenance"] = json.dumps(prov, ensure_ascii=True)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _owned(
+    body: Iterator[bytes],
+    copy_tx: sa.NestedTransaction,
+    finish: Callable[[BaseException | None], None],
+) -> Iterator[bytes]:
+    """`body`, then the end of the request's transaction (committed: it holds the audit entry).
+    When the client hangs up or the database fails mid-way, the rows' part rolls back first."""
+    try:
+        yield from body
+    except BaseException:  # GeneratorExit included: the client went away
+        copy_tx.rollback()
+        finish(None)
+        raise
+    copy_tx.commit()
+    finish(None)
+
+
+@contribute
+def _paths() -> dict[str, dict[str, Any]]:
+    """The /api part of /api/openapi.json, from QUERY and feature_params."""
+    street = path_param(
+        "street_code", "街道代码（9 位）street code", {"type": "string", "pattern": "^[0-9]{9}$"}
+    )
+    heat_layer = path_param(
+        "layer", "图层（只有 service_requests）", {"type": "string", "enum": ["service_requests"]}
+    )
+    overlay = path_param(
+        "layer", "叠加图层 overlay layer", {"type": "string", "enum": list(stats.OVERLAY_LAYERS)}
+    )
+    paths: dict[str, dict[str, Any]] = {
+        "/api/heat/{layer}": {
+            "get": operation(
+                "热力：按街道、社区、网格或 100 米格统计诉求 heat of service requests",
+                "api",
+                [heat_layer, *QUERY["api.heat"]],
+            )
+        },
+        "/api/streets": {
+            "get": operation(
+                "全区概览：各街道三率排名 district overview: the three rates",
+                "api",
+                QUERY["api.streets"],
+            )
+        },
+        "/api/command/{street_code}/summary": {
+            "get": operation(
+                "战区看板 the commander's panel for one street",
+                "api",
+                [street, *QUERY["api.command_summary"]],
+            )
+        },
+        "/api/command/{street_code}/latest": {
+            "get": operation(
+                "最新诉求（实时图层）latest requests of a street, for the live layer",
+                "api",
+                [street, *QUERY["api.latest"]],
+                ok(GEOJSON),
+            )
+        },
+        "/api/planner": {
+            "get": operation(
+                "规划视图：整治与疏解进度 renovation and relocation as of a day",
+                "api",
+                QUERY["api.planner"],
+            )
+        },
+        "/api/layers": {
+            "get": operation(
+                "可读图层及其字段、筛选条件 the layers the caller may read",
+                "api",
+                QUERY["api.layers"],
+            )
+        },
+        "/api/layers/{layer}/geojson": {
+            "get": operation(
+                "叠加图层 GeoJSON an overlay layer",
+                "api",
+                [overlay, *QUERY["api.layer_geojson"]],
+                ok(GEOJSON),
+            )
+        },
+    }
+    for layer in LAYERS:
+        paths[f"/api/layers/{layer.name}/features"] = {
+            "get": operation(
+                f"导出{layer.title}：GeoJSON 流或 CSV（UTF-8 BOM），附来源说明 export {layer.name}",
+                "api",
+                feature_params(layer),
+                ok(
+                    GEOJSON,
+                    CSV,
+                    description="要素流 streamed; provenance in X-Blockdata-Provenance",
+                ),
+            )
+        }
+    return paths

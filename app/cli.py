@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import click
 
@@ -31,7 +31,33 @@ def _database_url(settings: Settings) -> str:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command groups of app/commands, imported only when one is run (or --help lists
+    them): `blockdata export` need not load GDAL, geopandas and the ETL to start."""
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {
+        "admin": ("app.commands.admin", "admin"),
+        "audit": ("app.commands.users", "audit_cmd"),
+        "demo": ("app.commands.demo", "demo"),
+        "etl": ("app.commands.etl", "etl"),
+        "export": ("app.commands.export", "export_cmd"),
+        "users": ("app.commands.users", "users_group"),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.LAZY:
+            import importlib
+
+            module, attr = self.LAZY[name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Blockdata 地区块数据中心: ETL, PostGIS and the map server."""
 
@@ -274,21 +300,6 @@ def run_server(
         if os.getpid() == master:  # a worker leaves through here too, when it exits
             shutil.rmtree(shared, ignore_errors=True)
 
-
-def _register() -> None:
-    from app.commands.admin import admin
-    from app.commands.demo import demo
-    from app.commands.etl import etl
-    from app.commands.users import audit_cmd, users_group
-
-    main.add_command(users_group)
-    main.add_command(audit_cmd)
-    main.add_command(admin)
-    main.add_command(demo)
-    main.add_command(etl)
-
-
-_register()
 
 if __name__ == "__main__":
     main()

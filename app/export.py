@@ -1,0 +1,453 @@
+"""Exports: any filtered slice of a layer as GeoJSON, CSV, GeoPackage or GeoParquet.
+
+PostGIS serialises and the rows stream out of `COPY (SELECT …) TO STDOUT`, so memory stays
+flat however large the slice. The HTTP API (`app.api`) and `blockdata export` share this
+module; it takes a `Connection` and the filter as query parameters, not a Flask request.
+
+Every export carries its provenance — layer, filter, time, row count, who — in the file
+(GeoJSON member, Parquet key-value metadata, GeoPackage metadata) or, for CSV over HTTP, in
+response headers. The count is taken before the rows are read; callers that need the two to
+agree under concurrent loads read in one REPEATABLE READ transaction (both callers do).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from app import ogc
+from app.errors import BadRequest
+from etl.aggregates import ZONE
+from layers import Layer
+
+FORMATS = ("geojson", "csv", "gpkg", "parquet")
+SLICE_PARAMS = ("bbox", *ogc.TIME_PARAMS, "limit")
+GEOJSON_DIGITS = 7  # decimal places of lon/lat: about 1 cm
+CHUNK_BYTES = 256 * 1024
+BOM = b"\xef\xbb\xbf"
+GEOMETRY = "geometry"
+_OGR_TYPES = {
+    "POINT": "Point",
+    "MULTIPOINT": "MultiPoint",
+    "LINESTRING": "LineString",
+    "MULTILINESTRING": "MultiLineString",
+    "POLYGON": "Polygon",
+    "MULTIPOLYGON": "MultiPolygon",
+}
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A layer and the rows of it the caller asked for."""
+
+    layer: Layer
+    conditions: tuple[sa.ColumnElement[bool], ...] = ()
+    filters: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+    def select(self, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
+        """`columns` of the slice's rows in key order."""
+        t = self.layer.table
+        query = (
+            sa.select(*columns).select_from(t).where(*self.conditions).order_by(t.c[self.layer.key])
+        )
+        return query.limit(self.limit) if self.limit is not None else query
+
+
+def slice_params(layer: Layer) -> list[str]:
+    """Every query parameter that narrows an export of `layer`."""
+    return [*SLICE_PARAMS, *ogc.filter_names(layer)]
+
+
+def parse_slice(layer: Layer, args: Any, also_allowed: Iterable[str] = ()) -> Slice:
+    """The slice that `args` (a MultiDict of query parameters) describes; 400 naming bad ones.
+
+    The filters are the OGC API's: bbox (CRS84), datetime / since / until on the layer's time
+    field, and `field=value[,value…]` on its filterable fields (street, community, grid,
+    category, status, department …).
+    """
+    ogc.check_params(args, [*slice_params(layer), *also_allowed])
+    conditions = [*ogc.time_conditions(layer, args), *ogc.property_conditions(layer, args)]
+    bbox = ogc.single(args, "bbox")
+    if bbox is not None:
+        conditions.append(ogc.bbox_condition(layer.table.c.geom, bbox))
+    limit = _limit(ogc.single(args, "limit"))
+    names = set(slice_params(layer))
+    filters: dict[str, Any] = {}
+    for name, values in args.lists():
+        if name in names:
+            filters[name] = values[0] if len(values) == 1 else values
+    return Slice(layer, tuple(conditions), filters, limit)
+
+
+def _limit(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 10:
+        raise BadRequest(f"limit 应为正整数 (limit must be a positive integer): {value!r}")
+    limit = int(value)
+    if limit < 1:
+        raise BadRequest(f"limit 至少为 1 (limit must be at least 1): {value!r}")
+    return limit
+
+
+def count(conn: sa.Connection, s: Slice) -> int:
+    inner = s.select(sa.literal(1)).order_by(None).subquery()
+    return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
+
+
+def provenance(s: Slice, rows: int, user: str | None, fmt: str) -> dict[str, Any]:
+    """Where an export came from: enough to reproduce it or to judge how fresh it is."""
+    return {
+        "source": "Blockdata 区块数据中心",
+        "layer": s.layer.name,
+        "title": s.layer.title,
+        "format": fmt,
+        "filters": s.filters,
+        "rows": rows,
+        "crs": ogc.CRS84,
+        "generated_at": dt.datetime.now(ZONE).isoformat(timespec="seconds"),
+        "generated_by": user,
+    }
+
+
+# --- COPY out --------------------------------------------------------------------------------
+
+
+def copy_out(conn: sa.Connection, query: sa.Select[Any], options: str = "") -> Iterator[bytes]:
+    """The rows of `query` as `COPY … TO STDOUT` sends them, one row per item.
+
+    Runs on the connection's own session, so its transaction, role and zone apply. The
+    parameters are bound by psycopg (COPY takes none from the server).
+    """
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cursor:  # type: ignore[union-attr]
+        statement = f"COPY ({compiled}) TO STDOUT {options}"
+        with cursor.copy(statement, compiled.params) as copy:
+            for row in copy:
+                yield bytes(row)
+
+
+# --- GeoJSON ---------------------------------------------------------------------------------
+
+
+def feature_text(layer: Layer) -> tuple[sa.ColumnElement[str], sa.FromClause]:
+    """One compact GeoJSON Feature as text, put together by PostgreSQL, and its FROM.
+
+    The properties are `row_to_json` of a LATERAL sub-select of the published columns: the
+    planner flattens it into a row constructor that keeps the names, so it stays parallel
+    safe (a correlated sub-select would not). Plain concatenation joins the parts: casting
+    them to `json` for `json_build_object` would parse them again.
+    """
+    t = layer.table
+    props = sa.select(*(t.c[f.name] for f in layer.published)).correlate(t).lateral("p")
+    key = t.c[layer.key]
+    key_json = sa.cast(key, sa.Text) if isinstance(key.type, sa.Integer) else _json_text(key)
+    text = sa.func.concat(
+        _const('{"type":"Feature","id":'),
+        key_json,
+        _const(',"geometry":'),
+        sa.func.ST_AsGeoJSON(t.c.geom, GEOJSON_DIGITS),
+        _const(',"properties":'),
+        sa.cast(sa.func.row_to_json(props.table_valued()), sa.Text),
+        _const("}"),
+    )
+    return text, t.join(props, sa.true())
+
+
+def _const(text: str) -> sa.ColumnElement[str]:
+    return sa.literal(text, sa.Text)
+
+
+def _json_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+    return sa.cast(sa.func.to_json(column), sa.Text)
+
+
+def geojson_chunks(
+    conn: sa.Connection, s: Slice, prov: dict[str, Any], progress: Progress | None = None
+) -> Iterator[bytes]:
+    """A FeatureCollection in pieces of about CHUNK_BYTES, one feature per line."""
+    head = {"type": "FeatureCollection", "name": s.layer.name, "provenance": prov}
+    yield json.dumps(head, ensure_ascii=False)[:-1].encode() + b',"features":[\n'
+    out = bytearray()
+    sep = b""
+    rows = 0
+    text, source = feature_text(s.layer)
+    for row in copy_out(conn, s.select(text).select_from(source)):
+        out += sep
+        out += row[:-1]  # COPY ends each row with a newline
+        sep = b",\n"
+        rows += 1
+        if len(out) >= CHUNK_BYTES:
+            yield _unescape(out)
+            out.clear()
+            if progress is not None:
+                progress(rows)
+                rows = 0
+    out += b"\n]}\n"
+    yield _unescape(out)
+    if progress is not None and rows:
+        progress(rows)
+
+
+def _unescape(data: bytearray) -> bytes:
+    """COPY's text format doubles each backslash; JSON text has no other character it escapes
+    (PostgreSQL's JSON escapes control characters itself)."""
+    return bytes(data).replace(b"\\\\", b"\\")
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+
+def _csv_value(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    if isinstance(column.type, pg.ARRAY):
+        return sa.func.array_to_string(column, ";")
+    if isinstance(column.type, sa.Boolean):
+        return sa.cast(column, sa.Text)  # true / false, not t / f
+    return column
+
+
+def csv_columns(layer: Layer, header: str = "name") -> list[sa.ColumnElement[Any]]:
+    """The published fields, then lon and lat (points) or WKT (other geometries)."""
+    t = layer.table
+    labels = header == "label"
+    out: list[sa.ColumnElement[Any]] = [
+        _csv_value(t.c[f.name]).label(f.label if labels else f.name) for f in layer.published
+    ]
+    if layer.geometry_type == "POINT":
+        out.append(sa.func.round(sa.cast(sa.func.ST_X(t.c.geom), sa.Numeric), 7).label("lon"))
+        out.append(sa.func.round(sa.cast(sa.func.ST_Y(t.c.geom), sa.Numeric), 7).label("lat"))
+    else:
+        out.append(sa.func.ST_AsText(t.c.geom, GEOJSON_DIGITS).label("wkt"))
+    return out
+
+
+def csv_chunks(
+    conn: sa.Connection,
+    s: Slice,
+    header: str = "name",
+    bom: bool = True,
+    progress: Progress | None = None,
+) -> Iterator[bytes]:
+    """CSV with a header line, UTF-8 with a byte-order mark so that Excel reads Chinese."""
+    out = bytearray(BOM if bom else b"")
+    rows = -1  # the header line
+    query = s.select(*csv_columns(s.layer, header))
+    for row in copy_out(conn, query, "WITH (FORMAT csv, HEADER true)"):
+        out += row
+        rows += 1
+        if len(out) >= CHUNK_BYTES:
+            yield bytes(out)
+            out.clear()
+            if progress is not None and rows > 0:
+                progress(rows)
+                rows = 0
+    yield bytes(out)
+    if progress is not None and rows > 0:
+        progress(rows)
+
+
+# --- Arrow: GeoPackage and GeoParquet --------------------------------------------------------
+
+
+def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
+    kind = column.type
+    if isinstance(kind, sa.Boolean):
+        return pa.bool_()
+    if isinstance(kind, sa.Integer):
+        return pa.int64()
+    if isinstance(kind, sa.Float | sa.Numeric):
+        return pa.float64()
+    if isinstance(kind, sa.DateTime):
+        return pa.timestamp("us", tz="Asia/Shanghai")
+    if isinstance(kind, sa.Date):
+        return pa.date32()
+    return pa.string()
+
+
+ARROW_CHUNK_BYTES = 4 << 20  # whole rows of CSV per Arrow batch: about 9,000 requests
+
+
+def arrow_batches(
+    conn: sa.Connection, s: Slice, progress: Progress | None = None
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The slice as Arrow record batches: published fields plus WKB `geometry`.
+
+    PostgreSQL writes CSV and pyarrow parses it in C++ with the registry's types, one chunk
+    of whole rows at a time (COPY hands over whole rows), so memory stays bounded; the
+    geometry travels as hex WKB and becomes binary here.
+    """
+    import pyarrow.csv as pacsv
+
+    t = s.layer.table
+    fields = list(s.layer.published)
+    columns = [_csv_value(t.c[f.name]).label(f.name) for f in fields]
+    columns.append(sa.func.encode(sa.func.ST_AsBinary(t.c.geom), "hex").label(GEOMETRY))
+    types = {f.name: _arrow_type(f.column) for f in fields}
+    types[GEOMETRY] = pa.string()
+    names = [*types]
+    schema = pa.schema([*(pa.field(n, types[n]) for n in names[:-1]), (GEOMETRY, pa.binary())])
+    read = pacsv.ReadOptions(column_names=names, use_threads=False)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    convert = pacsv.ConvertOptions(
+        column_types=types,
+        true_values=["true"],
+        false_values=["false"],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+
+    def parsed(chunk: bytearray) -> Iterator[pa.RecordBatch]:
+        table = pacsv.read_csv(pa.py_buffer(chunk), read, parse, convert)
+        hexes = table.column(GEOMETRY).to_pylist()
+        wkb = pa.array([bytes.fromhex(h) for h in hexes], pa.binary())
+        batch = pa.RecordBatch.from_arrays(
+            [*(c.combine_chunks() for c in table.columns[:-1]), wkb], schema=schema
+        )
+        if progress is not None:
+            progress(batch.num_rows)
+        yield batch
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        chunk = bytearray()
+        for row in copy_out(conn, s.select(*columns), "WITH (FORMAT csv)"):
+            chunk += row
+            if len(chunk) >= ARROW_CHUNK_BYTES:
+                yield from parsed(chunk)
+                chunk = bytearray()
+        if chunk:
+            yield from parsed(chunk)
+
+    return schema, batches()
+
+
+def write_gpkg(
+    conn: sa.Connection, s: Slice, path: Path, prov: dict[str, Any], progress: Progress | None
+) -> None:
+    """A GeoPackage with one layer named after ours; the provenance in its metadata."""
+    import pyogrio
+
+    schema, batches = arrow_batches(conn, s, progress)
+    geometry_type = _OGR_TYPES.get(s.layer.geometry_type, "Unknown")
+    pyogrio.write_arrow(
+        pa.RecordBatchReader.from_batches(schema, batches),
+        str(path),
+        layer=s.layer.name,
+        driver="GPKG",
+        geometry_name=GEOMETRY,
+        geometry_type=geometry_type,
+        crs="EPSG:4326",
+        layer_metadata={"DESCRIPTION": s.layer.title, "PROVENANCE": _dumps(prov)},
+        dataset_metadata={"PROVENANCE": _dumps(prov)},
+        layer_options={"SPATIAL_INDEX": "YES"},
+    )
+
+
+def write_parquet(
+    conn: sa.Connection, s: Slice, path: Path, prov: dict[str, Any], progress: Progress | None
+) -> None:
+    """GeoParquet 1.1: WKB geometry in CRS84, provenance as key-value metadata."""
+    import pyarrow.parquet as pq
+
+    schema, batches = arrow_batches(conn, s, progress)
+    known = _OGR_TYPES.get(s.layer.geometry_type)
+    types = [known] if known else []  # [] : any type
+    geo = {
+        "version": "1.1.0",
+        "primary_column": GEOMETRY,
+        "columns": {GEOMETRY: {"encoding": "WKB", "geometry_types": types}},
+    }
+    schema = schema.with_metadata({"geo": json.dumps(geo), "blockdata:provenance": _dumps(prov)})
+    with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def write_file(
+    conn: sa.Connection,
+    s: Slice,
+    fmt: str,
+    path: Path,
+    prov: dict[str, Any],
+    progress: Progress | None = None,
+) -> None:
+    """Write the slice to `path` in `fmt` (one of FORMATS)."""
+    if fmt == "gpkg":
+        write_gpkg(conn, s, path, prov, progress)
+    elif fmt == "parquet":
+        write_parquet(conn, s, path, prov, progress)
+    else:
+        chunks = (
+            geojson_chunks(conn, s, prov, progress)
+            if fmt == "geojson"
+            else csv_chunks(conn, s, progress=progress)
+        )
+        with path.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+    if fmt == "csv":
+        path.with_name(path.name + ".provenance.json").write_text(
+            json.dumps(prov, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+        )
+
+
+PARALLEL_FROM_ROWS = 200_000
+
+
+def prepare(conn: sa.Connection, rows: int) -> None:
+    """Let a large export use parallel workers (the server's connections turn them off:
+    they slow small queries); the setting ends with the transaction."""
+    if rows >= PARALLEL_FROM_ROWS:
+        conn.exec_driver_sql("set local max_parallel_workers_per_gather = 2")
+
+
+def suffix_format(path: Path) -> str | None:
+    """The format a file name implies, if any."""
+    suffix = path.suffix.lower().lstrip(".")
+    aliases = {"json": "geojson", "geoparquet": "parquet"}
+    fmt = aliases.get(suffix, suffix)
+    return fmt if fmt in FORMATS else None
+
+
+def export_file(
+    conn: sa.Connection,
+    s: Slice,
+    fmt: str,
+    path: Path,
+    user: str | None,
+    progress: Callable[[int], Progress] | None = None,
+) -> dict[str, Any]:
+    """Count, then write the slice to `path` (all or nothing: a temporary file renamed at the
+    end); returns the provenance. `progress(total)` makes the per-batch callback."""
+    if fmt not in FORMATS:
+        raise BadRequest(f"格式无效 format must be one of {', '.join(FORMATS)}: {fmt!r}")
+    rows = count(conn, s)
+    prov = provenance(s, rows, user, fmt)
+    prepare(conn, rows)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    partial.unlink(missing_ok=True)
+    try:
+        write_file(conn, s, fmt, partial, prov, progress(rows) if progress else None)
+        partial.replace(path)
+        side = partial.with_name(partial.name + ".provenance.json")
+        if side.exists():
+            side.replace(path.with_name(path.name + ".provenance.json"))
+    finally:
+        partial.unlink(missing_ok=True)
+        partial.with_name(partial.name + ".provenance.json").unlink(missing_ok=True)
+    return prov

@@ -1,0 +1,337 @@
+"""`GET /api/openapi.json`: one OpenAPI 3.0 document for everything the server answers.
+
+Each endpoint's query parameters are declared once, as `Param`s, beside the code that reads
+them (app.api's QUERY, the OGC module's ITEMS_PARAMS and filters, the tiles' filters, the
+Open311 module's lists); the `/api` blueprint rejects any parameter it has not declared, and
+this document is built from the same declarations. tests/app/test_openapi.py checks that the
+document and the URL map agree, that every documented parameter is accepted and undeclared
+ones are refused, and runs schemathesis over the whole document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, current_app, json, request
+
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+HTML = "text/html"
+CSV = "text/csv"
+MVT = "application/vnd.mapbox-vector-tile"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One query parameter: what it means (Chinese first), its JSON schema, a valid example."""
+
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    example: str | None = None
+    style: dict[str, Any] = field(default_factory=dict)
+
+    def doc(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "in": "query",
+            "required": False,
+            "description": self.description,
+            "schema": self.schema,
+            **self.style,
+        }
+        if self.example is not None:
+            out["example"] = self.example
+        return out
+
+
+def names(params: Iterable[Param]) -> list[str]:
+    return [p.name for p in params]
+
+
+def path_param(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "错误代码 error code"},
+        "message": {"type": "string", "description": "中文与英文说明，指明错误的取值"},
+    },
+}
+
+
+def errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "参数错误 bad request",
+        401: "未登录 authentication required",
+        403: "无权访问 forbidden",
+        404: "不存在 not found",
+        413: "请求体过大 body too large",
+        429: "请求过多 too many requests",
+        503: "数据库不可用 database unavailable",
+    }
+    ref = {"$ref": "#/components/schemas/Error"}
+    return {str(c): {"description": text[c], "content": {JSON: {"schema": ref}}} for c in codes}
+
+
+def ok(*types: str, description: str = "OK") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {t: {} for t in types}}}
+
+
+def operation(
+    summary: str,
+    tag: str,
+    params: Sequence[Param | dict[str, Any]] = (),
+    responses: dict[str, Any] | None = None,
+    public: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "parameters": [p.doc() if isinstance(p, Param) else p for p in params],
+        "responses": {**(responses or ok(JSON)), **errors(400, 401, 403, 404)},
+        **extra,
+    }
+    if public:
+        op["security"] = []
+        for code in ("401", "403"):
+            op["responses"].pop(code)
+    return op
+
+
+# Parts of the document that live with their blueprints register here (no import cycles).
+Contributor = Callable[[], dict[str, dict[str, Any]]]
+_CONTRIBUTORS: list[Contributor] = []
+
+
+def contribute(fn: Contributor) -> Contributor:
+    """Register a function that returns {path: {method: operation}} for the document."""
+    _CONTRIBUTORS.append(fn)
+    return fn
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (paths from every contributor, registration order)."""
+    import app.api
+    import app.ogc
+    import app.tiles
+
+    if "open311" in current_app.blueprints:
+        import app.open311  # noqa: F401
+
+    paths: dict[str, Any] = {}
+    for fn in _CONTRIBUTORS:
+        for path, ops in fn().items():
+            paths.setdefault(path, {}).update(ops)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Blockdata 区块数据中心 API",
+            "version": "1.0.0",
+            "description": (
+                "西城区块数据中心的全部接口：热力、指挥看板、图层导出（GeoJSON/CSV）、"
+                "OGC API – Features、矢量瓦片、Open311 GeoReport v2。"
+                "All endpoints answer errors as JSON `{error, message}`; a commander sees "
+                "only their street everywhere."
+            ),
+        },
+        "servers": [{"url": request.url_root.rstrip("/")}],
+        "security": [{"bearer": []}, {"session": []}],
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API 令牌：`blockdata users token NAME`",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": current_app.config.get("SESSION_COOKIE_NAME", "session"),
+                    "description": "登录页 /login 的会话 the login form's session cookie",
+                },
+            },
+            "schemas": {"Error": ERROR_SCHEMA},
+        },
+        "tags": [
+            {"name": "api", "description": "地图页面与分析接口 map and analysis APIs"},
+            {"name": "ogc", "description": "OGC API – Features (Part 1: Core)"},
+            {"name": "tiles", "description": "矢量瓦片 Mapbox Vector Tiles"},
+            {"name": "open311", "description": "Open311 GeoReport v2"},
+            {"name": "pages", "description": "页面 HTML pages"},
+        ],
+        "paths": paths,
+    }
+
+
+bp = Blueprint("openapi", __name__)
+
+
+@bp.get("/api/openapi.json")
+def openapi_json() -> Response:
+    from app.ogc import check_params
+
+    check_params(request.args, ())
+    body = json.dumps(document(), ensure_ascii=False)
+    return Response(body, mimetype=JSON)
+
+
+@contribute
+def _own_paths() -> dict[str, dict[str, Any]]:
+    return {
+        "/api/openapi.json": {
+            "get": operation("本文档 this document (OpenAPI 3.0)", "api", responses=ok(JSON))
+        },
+        "/healthz": {
+            "get": operation(
+                "健康检查 health: the database answers",
+                "api",
+                responses={**ok(JSON), **errors(503)},
+                public=True,
+            )
+        },
+    }
+
+
+@contribute
+def _ogc_paths() -> dict[str, dict[str, Any]]:
+    """OGC API – Features, as /ogc/api describes it, under /ogc."""
+    from app import ogc
+
+    paths: dict[str, dict[str, Any]] = {}
+    for path, ops in ogc.openapi()["paths"].items():
+        for method, op in ops.items():
+            op = {**op, "tags": ["ogc"]}
+            op["responses"] = {**op["responses"], **errors(400, 401, 403, 404)}
+            paths.setdefault("/ogc" + path, {})[method] = op
+    return paths
+
+
+def time_params(layer: Any) -> list[Param]:
+    """datetime / since / until, for a layer with a time field."""
+    if layer.time_field is None:
+        return []
+    return [
+        Param(
+            "datetime",
+            "时间：时刻或 起点/终点，开放端用 .. (RFC 3339 instant or interval)",
+            {"type": "string"},
+            "2026-01-01/..",
+        ),
+        Param("since", "时间下限（含）lower time bound", {"type": "string"}, "2026-01-01"),
+        Param("until", "时间上限（含）upper time bound", {"type": "string"}, "2026-12-31"),
+    ]
+
+
+def filter_params(layer: Any) -> list[Param]:
+    """`field=value[,value…]` on the layer's filterable fields (and street/community/grid)."""
+    from app import ogc
+
+    out = []
+    labels = layer.labels
+    for name in ogc.filter_names(layer):
+        column = ogc.FILTER_ALIASES.get(name, name)
+        schema = ogc.json_schema(layer.table.c[column])
+        boolean = schema["type"] == "boolean"
+        out.append(
+            Param(
+                name,
+                f"{labels[column]} ({column})，逗号分隔表示任一 (comma-separated: any of)",
+                schema if boolean else {"type": "string"},
+                "true" if boolean else None,
+            )
+        )
+    return out
+
+
+def tile_params(layer: Any) -> list[Param]:
+    """The filters a tile of `layer` takes (app.tiles checks the same names)."""
+    return [*time_params(layer), *filter_params(layer)]
+
+
+@contribute
+def _tile_paths() -> dict[str, dict[str, Any]]:
+    from layers import LAYERS
+
+    paths: dict[str, dict[str, Any]] = {}
+    for layer in LAYERS:
+        params = tile_params(layer)
+        zxy = [
+            path_param("z", "缩放级别 zoom", {"type": "integer", "minimum": 0, "maximum": 22}),
+            path_param("x", "列 column", {"type": "integer", "minimum": 0}),
+            path_param("y", "行 row", {"type": "integer", "minimum": 0}),
+        ]
+        paths[f"/tiles/{layer.name}/{{z}}/{{x}}/{{y}}.pbf"] = {
+            "get": operation(
+                f"{layer.title}矢量瓦片 vector tile of {layer.name} (dense: aggregated)",
+                "tiles",
+                [*zxy, *params],
+                {**ok(MVT), "304": {"description": "未变化 not modified (ETag)"}},
+            )
+        }
+        paths[f"/tiles/{layer.name}.json"] = {
+            "get": operation(f"{layer.title} TileJSON 3.0", "tiles", params, ok(JSON))
+        }
+    return paths
+
+
+@contribute
+def _page_paths() -> dict[str, dict[str, Any]]:
+    street = path_param(
+        "street_code", "街道代码（9 位）street code", {"type": "string", "pattern": "^[0-9]{9}$"}
+    )
+    form = {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["name", "password"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                        "csrf_token": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+    login_ok = {**ok(HTML), "302": {"description": "已登录，转到首页 logged in: redirect"}}
+    return {
+        "/": {"get": operation("全区概览页 district overview page", "pages", (), ok(HTML))},
+        "/command/{street_code}": {
+            "get": operation("战区指挥页 a commander's page", "pages", [street], ok(HTML))
+        },
+        "/planner": {"get": operation("规划页 planner's page", "pages", (), ok(HTML))},
+        "/login": {
+            "get": operation("登录页 login form", "pages", (), ok(HTML), public=True),
+            "post": operation(
+                "登录 log in (10 attempts a minute per address)",
+                "pages",
+                (),
+                {**login_ok, **errors(429)},
+                public=True,
+                requestBody=form,
+            ),
+        },
+        "/logout": {
+            "post": operation(
+                "退出 log out",
+                "pages",
+                (),
+                {"302": {"description": "转到登录页 to the login form"}},
+            )
+        },
+    }

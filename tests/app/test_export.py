@@ -1,0 +1,452 @@
+"""Exports: /api/layers, streamed GeoJSON and CSV, and the four file formats of `blockdata export`.
+
+The tiny district of tests/etl/conftest.py with 60 requests loaded by the real ETL into the
+rolled-back test transaction (the `loaded` fixture of test_ogc); every answer is compared with
+SQL over the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import geopandas
+import psycopg
+import pyarrow.parquet as pq
+import pyogrio
+import pytest
+import shapely
+import sqlalchemy as sa
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
+from werkzeug.datastructures import MultiDict
+
+from app import export, migrate
+from app.cli import main
+from app.db import make_engine
+from app.errors import BadRequest
+from layers import get_layer
+from tests.app.test_ogc import _bad, _db_ids, loaded  # noqa: F401
+from tests.conftest import add_user, login
+from tests.etl.conftest import district  # noqa: F401
+
+A, B = "110102001", "110102003"
+
+
+def _get(client: FlaskClient, layer: str = "service_requests", **params: Any) -> Any:
+    query = urllib.parse.urlencode(params, doseq=True)
+    response = client.get(f"/api/layers/{layer}/features?{query}")
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return response
+
+
+def _geojson(client: FlaskClient, layer: str = "service_requests", **params: Any) -> Any:
+    response = _get(client, layer, **params)
+    assert response.mimetype == "application/geo+json"
+    assert response.is_streamed
+    return json.loads(response.get_data())
+
+
+def _ids(client: FlaskClient, **params: Any) -> list[int]:
+    return sorted(f["id"] for f in _geojson(client, **params)["features"])
+
+
+def test_features_are_every_row_with_published_columns_and_provenance(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+) -> None:
+    response = _get(client)
+    body = json.loads(response.get_data())
+    assert body["type"] == "FeatureCollection"
+    features = body["features"]
+    assert sorted(f["id"] for f in features) == _db_ids(connection)
+    layer = get_layer("service_requests")
+    assert set(features[0]["properties"]) == {f.name for f in layer.published}
+    assert "etl_run_id" not in features[0]["properties"]
+    one = features[0]
+    x, y = connection.execute(
+        sa.text("select ST_X(geom), ST_Y(geom) from service_requests where id = :id"),
+        {"id": one["id"]},
+    ).one()
+    assert one["geometry"]["coordinates"] == [round(x, 7), round(y, 7)]
+    prov = body["provenance"]
+    assert prov["rows"] == loaded == int(response.headers["X-Blockdata-Rows"])
+    assert prov["layer"] == "service_requests" and prov["filters"] == {}
+    assert prov["generated_by"] == "test-district"
+    assert json.loads(response.headers["X-Blockdata-Provenance"])["rows"] == loaded
+
+
+@pytest.mark.parametrize(
+    ("params", "where", "values"),
+    [
+        ({"street": A}, "street_code = :v", {"v": A}),
+        ({"community": f"{B}001"}, "community_code = :v", {"v": f"{B}001"}),
+        ({"grid": f"{A}001002"}, "grid_code = :v", {"v": f"{A}001002"}),
+        ({"category": "噪声扰民,停车管理"}, "category in ('噪声扰民', '停车管理')", {}),
+        ({"status": "处理中"}, "status = :v", {"v": "处理中"}),
+        ({"department": "x"}, "department = :v", {"v": "x"}),
+        (
+            {"since": "2026-11-02T00:00", "until": "2026-11-02"},
+            "received_at >= '2026-11-02 00:00+08' and received_at < '2026-11-03 00:00+08'",
+            {},
+        ),
+        (
+            {"bbox": "116.30,39.90,116.3100,39.9100"},
+            "geom && ST_MakeEnvelope(116.30, 39.90, 116.31, 39.91, 4326)",
+            {},
+        ),
+        (
+            {"street": B, "category": "环境卫生", "datetime": "2026-11-01T12:00:00/.."},
+            "street_code = :v and category = '环境卫生' and received_at >= '2026-11-01 12:00+08'",
+            {"v": B},
+        ),
+    ],
+)
+def test_filters_give_exactly_the_rows_sql_gives(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+    params: dict[str, str],
+    where: str,
+    values: dict[str, str],
+) -> None:
+    if params.get("department") == "x":  # the department the rules route noise to
+        values["v"] = params["department"] = connection.execute(
+            sa.text("select min(department) from service_requests where category = '噪声扰民'")
+        ).scalar_one()
+    expected = _db_ids(connection, where, **values)
+    assert 0 < len(expected) < loaded, "the filter should select some rows, not all"
+    assert _ids(client, **params) == expected
+    response = _get(client, f="csv", **params)
+    rows = list(csv.DictReader(io.StringIO(response.get_data().decode("utf-8-sig"))))
+    assert sorted(int(r["id"]) for r in rows) == expected
+    assert int(response.headers["X-Blockdata-Rows"]) == len(expected)
+
+
+def test_limit_takes_the_first_rows_by_key(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+) -> None:
+    assert _ids(client, limit=7) == _db_ids(connection)[:7]
+
+
+def test_csv_opens_in_excel_with_chinese(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+) -> None:
+    response = _get(client, f="csv")
+    data = response.get_data()
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert response.mimetype == "text/csv" and response.mimetype_params["charset"] == "utf-8"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    assert len(rows) == loaded
+    layer = get_layer("service_requests")
+    assert list(rows[0]) == [*(f.name for f in layer.published), "lon", "lat"]
+    db = {
+        r.id: r
+        for r in connection.execute(
+            sa.text(
+                "select id, category, callback_valid, ST_X(geom) x, ST_Y(geom) y, address "
+                "from service_requests"
+            )
+        )
+    }
+    for row in rows:
+        expect = db[int(row["id"])]
+        assert row["category"] == expect.category
+        assert row["address"] == expect.address and "西城区" in row["address"]
+        assert float(row["lon"]) == pytest.approx(expect.x, abs=1e-7)
+        assert float(row["lat"]) == pytest.approx(expect.y, abs=1e-7)
+        assert row["callback_valid"] == (
+            "" if expect.callback_valid is None else str(expect.callback_valid).lower()
+        )
+    labelled = _get(client, f="csv", header="label").get_data().decode("utf-8-sig")
+    assert labelled.splitlines()[0].startswith("编号,数据来源,来源编号,来源渠道,受理时间")
+
+
+def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> None:  # noqa: F811
+    rows = list(
+        csv.DictReader(io.StringIO(_get(client, "grids", f="csv").get_data().decode("utf-8-sig")))
+    )
+    assert len(rows) == len(district)
+    shape = shapely.from_wkt(rows[0]["wkt"])
+    assert shape.geom_type == "Polygon" and shape.area == pytest.approx(0.01 * 0.01, rel=1e-6)
+
+
+def test_every_export_is_audited(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+) -> None:
+    _get(client, f="csv", street=A).get_data()
+    entry = connection.execute(
+        sa.text("select user_name, action, filters, rows from audit_log order by id desc limit 1")
+    ).one()
+    expected = len(_db_ids(connection, "street_code = :s", s=A))
+    assert entry.user_name == "test-district" and entry.action == "export"
+    assert entry.rows == expected
+    assert entry.filters == {"layer": "service_requests", "format": "csv", "filters": {"street": A}}
+
+
+def test_a_commander_exports_only_their_street(
+    app: Flask,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+) -> None:
+    commander = login(app.test_client(), add_user(connection, "c-a", "commander", A))
+    own = _db_ids(connection, "street_code = :s", s=A)
+    assert _ids(commander) == own
+    assert _ids(commander, street=B) == []
+    assert _ids(commander, bbox="116.32,39.90,116.34,39.92") == []
+    csv_text = _get(commander, f="csv").get_data().decode("utf-8-sig")
+    assert {r["street_code"] for r in csv.DictReader(io.StringIO(csv_text))} == {A}
+
+
+def test_layers_list_what_the_role_may_read(
+    app: Flask, client: FlaskClient, connection: sa.Connection
+) -> None:
+    body = client.get("/api/layers").get_json()
+    names = [layer["name"] for layer in body["layers"]]
+    assert names[:3] == ["streets", "communities", "grids"] and "service_requests" in names
+    requests = next(layer for layer in body["layers"] if layer["name"] == "service_requests")
+    assert requests["title"] == "诉求" and requests["time_field"] == "received_at"
+    assert {"street", "category", "status", "department", "bbox", "since"} <= set(
+        requests["parameters"]
+    )
+    assert requests["links"]["csv"].endswith("/api/layers/service_requests/features?f=csv")
+    planner = login(app.test_client(), add_user(connection, "p", "planner"))
+    planned = [layer["name"] for layer in planner.get("/api/layers").get_json()["layers"]]
+    assert "service_requests" not in planned and "renovation_projects" in planned
+    assert planner.get("/api/layers/service_requests/features").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("f=xlsx", 400),
+        ("header=zh", 400),
+        ("bbox=1,2,3", 400),
+        ("bbox=116.3,39.9,116.4,abc", 400),
+        ("since=yesterday", 400),
+        ("limit=0", 400),
+        ("limit=-5", 400),
+        ("limit=99999999999", 400),
+        ("colour=red", 400),
+        ("street=" + "9" * 600, 400),
+        ("category=%00", 400),
+        ("f=csv&f=geojson", 400),
+    ],
+)
+def test_bad_parameters_are_a_json_400(
+    client: FlaskClient,
+    loaded: int,  # noqa: F811
+    query: str,
+    status: int,
+) -> None:
+    message = _bad(client, f"/api/layers/service_requests/features?{query}", status)
+    assert message
+
+
+def test_unknown_layer_is_404_and_anonymous_is_401(app: Flask, client: FlaskClient) -> None:
+    assert "nonesuch" in _bad(client, "/api/layers/nonesuch/features", 404)
+    anonymous = app.test_client()
+    response = anonymous.get("/api/layers/streets/features")
+    assert response.status_code == 401 and response.is_json
+
+
+def test_sql_in_a_filter_is_only_a_value(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+) -> None:
+    evil = "环境卫生' or '1'='1"
+    assert _ids(client, category=evil) == []
+    assert _ids(client, category="x'); drop table service_requests; --") == []
+    assert connection.execute(sa.text("select count(*) from service_requests")).scalar() == loaded
+
+
+def test_a_client_that_hangs_up_leaves_the_connection_usable(
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(export, "CHUNK_BYTES", 512)
+    response = client.get("/api/layers/service_requests/features", buffered=False)
+    first = next(iter(response.response))
+    assert first.startswith(b'{"type": "FeatureCollection"')
+    response.close()
+    assert connection.execute(sa.text("select count(*) from service_requests")).scalar() == loaded
+
+
+# --- files: the four formats ---------------------------------------------------------------
+
+
+def _slice(layer: str = "service_requests", **params: str) -> export.Slice:
+    return export.parse_slice(get_layer(layer), MultiDict(params))
+
+
+@pytest.mark.parametrize("fmt", export.FORMATS)
+def test_every_file_format_holds_the_slice(
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    chosen = _slice(street=B, since="2026-11-02")
+    expected = _db_ids(connection, "street_code = :s and received_at >= '2026-11-02+08'", s=B)
+    assert 0 < len(expected) < loaded
+    path = tmp_path / f"out.{fmt}"
+    seen: list[int] = []
+    prov = export.export_file(
+        connection, chosen, fmt, path, "tester", lambda total: seen.append(total) or seen.append
+    )
+    assert prov["rows"] == len(expected) == seen[0] and sum(seen[1:]) == len(expected)
+    assert not list(tmp_path.glob(".*partial*")), "no partial file left behind"
+    if fmt == "csv":
+        frame = geopandas.GeoDataFrame(
+            (rows := list(csv.DictReader(io.StringIO(path.read_text("utf-8-sig"))))),
+            geometry=[shapely.Point(float(r["lon"]), float(r["lat"])) for r in rows],
+        )
+        prov_file = json.loads((tmp_path / "out.csv.provenance.json").read_text("utf-8"))
+        assert prov_file["rows"] == len(expected)
+        frame["id"] = frame["id"].astype(int)
+    else:
+        frame = geopandas.read_file(path) if fmt != "parquet" else geopandas.read_parquet(path)
+    assert sorted(int(i) for i in frame["id"]) == expected
+    db = connection.execute(
+        sa.text(
+            "select id, ST_X(geom) x, ST_Y(geom) y, received_at, category "
+            "from service_requests where street_code = :s"
+        ),
+        {"s": B},
+    )
+    truth = {r.id: r for r in db}
+    for _, row in frame.iterrows():
+        t = truth[int(row["id"])]
+        assert row.geometry.x == pytest.approx(t.x, abs=1e-7)
+        assert row["category"] == t.category
+    if fmt == "parquet":
+        meta = pq.read_schema(path).metadata
+        assert json.loads(meta[b"blockdata:provenance"])["rows"] == len(expected)
+        assert json.loads(meta[b"geo"])["columns"]["geometry"]["geometry_types"] == ["Point"]
+        received = frame.set_index("id").loc[expected[0], "received_at"]
+        assert received == truth[expected[0]].received_at
+    if fmt == "gpkg":
+        info = pyogrio.read_info(path)
+        assert info["geometry_type"] == "Point" and info["crs"] == "EPSG:4326"
+        assert json.loads(info["layer_metadata"]["PROVENANCE"])["filters"] == {
+            "street": B,
+            "since": "2026-11-02",
+        }
+    if fmt == "geojson":
+        assert json.loads(path.read_text("utf-8"))["provenance"]["generated_by"] == "tester"
+
+
+def test_mixed_geometry_layer_to_gpkg_and_parquet(
+    connection: sa.Connection,
+    district: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    connection.execute(
+        sa.text(
+            "insert into renovation_projects (source, source_id, name, street_code, geom) values "
+            "('t', '1', '胡同整治', :a, ST_GeomFromText('LINESTRING(116.301 39.901, 116.31 39.91)',"
+            " 4326)), ('t', '2', '立面整治', :a, ST_GeomFromText('POLYGON((116.30 39.90, "
+            "116.305 39.90, 116.305 39.905, 116.30 39.90))', 4326))"
+        ),
+        {"a": A},
+    )
+    for fmt in ("gpkg", "parquet"):
+        path = tmp_path / f"r.{fmt}"
+        export.export_file(connection, _slice("renovation_projects"), fmt, path, None)
+        frame = geopandas.read_file(path) if fmt == "gpkg" else geopandas.read_parquet(path)
+        assert sorted(frame.geometry.geom_type) == ["LineString", "Polygon"]
+        assert sorted(frame["name"]) == ["立面整治", "胡同整治"]
+
+
+def test_bad_format_or_filter_raises_before_writing(
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BadRequest, match="format"):
+        export.export_file(connection, _slice(), "xlsx", out / "x.xlsx", None)
+    with pytest.raises(BadRequest, match="colour"):
+        _slice(colour="red")
+    assert list(out.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def committed_url(server_url: str) -> Iterator[str]:
+    """A committed database of its own (the CLI opens its own connections): two streets."""
+    name = f"blockdata_test_export_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(migrate.alembic_config(url))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into streets (code, name, geom) values "
+                "(:a, '甲', ST_Multi(ST_MakeEnvelope(116.30, 39.90, 116.32, 39.92, 4326))),"
+                "(:b, '乙', ST_Multi(ST_MakeEnvelope(116.32, 39.90, 116.34, 39.92, 4326)))"
+            ),
+            {"a": A, "b": B},
+        )
+        add_user(conn, "cli-c", "commander", A)
+    engine.dispose()
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def test_cli_export_writes_audits_and_respects_a_users_zone(
+    committed_url: str, tmp_path: Path
+) -> None:
+    """`blockdata export`: the file, the audit log, `--as` a commander, bad input."""
+    env = {"DATABASE_URL": committed_url}
+    out = tmp_path / "streets.geojson"
+    result = CliRunner().invoke(main, ["export", "streets", "-q", "-o", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    body = json.loads(out.read_text("utf-8"))
+    assert [f["id"] for f in body["features"]] == [A, B] and body["provenance"]["rows"] == 2
+    mine = tmp_path / "mine.csv"
+    result = CliRunner().invoke(
+        main, ["export", "streets", "--as", "cli-c", "-q", "-o", str(mine)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(mine.read_text("utf-8-sig"))))
+    assert [r["code"] for r in rows] == [A]
+    engine = make_engine(committed_url)
+    with engine.connect() as conn:
+        entries = conn.execute(
+            sa.text(
+                "select user_name, rows, filters from audit_log where action = 'export' order by id"
+            )
+        ).all()
+    engine.dispose()
+    assert [(e.user_name.startswith("cli:"), e.rows) for e in entries] == [(True, 2), (False, 1)]
+    assert entries[1].user_name == "cli-c"
+    bad = CliRunner().invoke(
+        main, ["export", "streets", "--bbox", "1,2", "-o", str(tmp_path / "x.csv")], env=env
+    )
+    assert bad.exit_code == 2 and "bbox" in bad.output and not (tmp_path / "x.csv").exists()
+    unknown = CliRunner().invoke(main, ["export", "nonesuch", "-o", str(out)], env=env)
+    assert unknown.exit_code == 2 and "nonesuch" in unknown.output
