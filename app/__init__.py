@@ -14,7 +14,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     """Build the Flask app. `config` overrides Flask config keys (tests pass DB_CONNECTION)."""
     from flask import Flask
 
-    from app import api, auth, db, errors, health, ogc, openapi, pages, tiles
+    from app import api, auth, db, errors, health, ogc, open311, openapi, pages, tiles
     from app.config import PROJECT_ROOT, resolve_database_url
     from app.offline import localize
     from app.pgcluster import ClusterError
@@ -50,6 +50,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(ogc.bp)
     app.register_blueprint(tiles.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(open311.bp)
     auth.init_app(app)
     localize("/static/vendor")
     return app

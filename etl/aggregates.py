@@ -49,6 +49,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "config"
 RESOLVED = "已办结"
 SATISFIED = "满意"
 BASIC_SATISFIED = "基本满意"
+# One refresh at a time: the key of the transaction-level advisory lock they take.
+REFRESH_LOCK = "request_aggregates"
 # With more changed days than this, one rebuild of everything is cheaper than day by day.
 FULL_REBUILD_DAYS = 120
 ZONE = ZoneInfo(LOCAL_TZ)
@@ -330,7 +332,7 @@ def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> Re
     """Bring the request aggregates up to date with `service_requests` (see the module doc)."""
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("request_aggregates"))))
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK))))
     marks = conn.execute(
         sa.delete(request_dirty_days).returning(
             request_dirty_days.c.day, request_dirty_days.c.place
@@ -359,3 +361,19 @@ def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> Re
         report.rows[request_open.name] = _insert(conn, request_open, _open(days))
     report.seconds = time.monotonic() - started
     return report
+
+
+def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport | None:
+    """refresh_request_aggregates, unless another refresh keeps the lock past `wait` seconds.
+
+    For the intake of single requests: another intake's refresh is over in moments, but a
+    bulk load's rebuild can hold the lock for a minute. Then None: the days this transaction
+    marked stay in `request_dirty_days`, and the next refresh consumes them.
+    """
+    deadline = time.monotonic() + wait
+    lock = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK)))
+    while not conn.execute(lock).scalar_one():
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+    return refresh_request_aggregates(conn)

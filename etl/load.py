@@ -158,6 +158,45 @@ def _rank(expr: str, order: Sequence[str]) -> str:
     return f"coalesce(array_position({literal}, {expr}), 0)"
 
 
+def _insert_new(
+    conn: sa.Connection,
+    layer: Layer,
+    rows: pa.Table,
+    columns: list[str],
+    stage: str,
+    run_id: int | None,
+) -> int:
+    """Insert the staged rows whose (source, source_id) the table does not hold yet."""
+    target = _quote(layer.name)
+    cols = ", ".join(_quote(c) for c in columns)
+    result = conn.exec_driver_sql(
+        f"""
+        insert into {target} ({cols}, geom, etl_run_id)
+        select {cols}, {_geometry(rows)[2]}, %(run_id)s::integer from {stage} s
+         where not exists (
+            select 1 from {target} t where t.source = s.source and t.source_id = s.source_id)
+        """,
+        {"run_id": run_id},
+    )
+    return int(result.rowcount)
+
+
+def insert(conn: sa.Connection, layer: Layer, rows: pa.Table, run_id: int | None = None) -> int:
+    """Insert the rows that are new, leave the others alone; the number inserted.
+
+    The intake of single records (etl.intake) writes through this: plain INSERT statements
+    only — no COPY into the table, no UPDATE — which is what a role confined by row-level
+    security may do.
+    """
+    if rows.num_rows == 0:
+        return 0
+    columns = _columns(layer, rows)
+    stage = _stage(conn, layer, rows, columns)
+    inserted = _insert_new(conn, layer, rows, columns, stage, run_id)
+    conn.exec_driver_sql(f"drop table {stage}")
+    return inserted
+
+
 def _merge(
     conn: sa.Connection,
     layer: Layer,
@@ -175,20 +214,11 @@ def _merge(
     stage = _stage(conn, layer, rows, columns)
     build_geom = _geometry(rows)[2]
     target = _quote(layer.name)
-    cols = ", ".join(_quote(c) for c in columns)
     compared = [c for c in columns if c not in ("source", "source_id")]
     old = ", ".join([*(f"t.{_quote(c)}" for c in compared), "t.geom"])
     new = ", ".join([*(f"s.{_quote(c)}" for c in compared), "s.g"])
     sets = ", ".join(f"{_quote(c)} = s.{_quote(c)}" for c in compared)
-    inserted = conn.exec_driver_sql(
-        f"""
-        insert into {target} ({cols}, geom, etl_run_id)
-        select {cols}, {build_geom}, %(run_id)s from {stage} s
-         where not exists (
-            select 1 from {target} t where t.source = s.source and t.source_id = s.source_id)
-        """,
-        {"run_id": run_id},
-    ).rowcount
+    inserted = _insert_new(conn, layer, rows, columns, stage, run_id)
     newer = ""
     stale = 0
     if progress and "status" in columns:
