@@ -163,10 +163,19 @@ def _from_token(conn: sa.Connection, token: str) -> Principal:
     ).first()
     if row is None:
         raise Unauthorized("令牌无效 invalid or revoked token")
-    conn.execute(
-        sa.update(api_tokens).where(api_tokens.c.id == row[4]).values(last_used_at=sa.func.now())
-    )
+    conn.execute(_STAMP, {"id": row[4]})
     return Principal(row[0], row[1], row[2], row[3], "token")
+
+
+# `last_used_at` to the minute, and never waiting: the row lock would be held until the
+# request commits, so one client's concurrent requests with one token (GDAL, QGIS) would
+# queue behind each other. A request that finds the row locked leaves the stamp to that one.
+_STAMP = sa.text(
+    "update api_tokens set last_used_at = now() where id = ("
+    " select id from api_tokens where id = :id"
+    " and (last_used_at is null or last_used_at < now() - interval '1 minute')"
+    " for update skip locked)"
+)
 
 
 def _api_key() -> str | None:

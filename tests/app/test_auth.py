@@ -83,6 +83,44 @@ def test_bearer_tokens_and_the_audit_log(
     assert revoked.status_code == 401
 
 
+def test_token_use_is_stamped_once_a_minute_and_never_waits(engine: sa.Engine) -> None:
+    """Concurrent requests with one token must not queue on the token's row lock."""
+    from app.auth import _from_token
+
+    value, digest = new_token()
+    with engine.begin() as conn:
+        uid = add_user(conn, "stamp-analyst", "analyst")
+        tid = conn.execute(
+            sa.insert(api_tokens)
+            .values(user_id=uid, token_sha256=digest)
+            .returning(api_tokens.c.id)
+        ).scalar_one()
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            first.begin()
+            _from_token(first, value)  # stamps, and holds the row lock until it commits
+            stamped = first.execute(
+                sa.select(api_tokens.c.last_used_at).where(api_tokens.c.id == tid)
+            ).scalar_one()
+            assert stamped is not None
+            second.begin()
+            second.exec_driver_sql("set local lock_timeout = '1s'")
+            assert _from_token(second, value).name == "stamp-analyst"  # no wait, no error
+            second.rollback()
+            first.commit()
+            second.begin()
+            _from_token(second, value)  # within the minute: no new stamp
+            again = second.execute(
+                sa.select(api_tokens.c.last_used_at).where(api_tokens.c.id == tid)
+            ).scalar_one()
+            assert again == stamped
+            second.rollback()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(api_tokens).where(api_tokens.c.id == tid))
+            conn.execute(sa.text("delete from users where name = 'stamp-analyst'"))
+
+
 @pytest.mark.usefixtures("loaded")
 def test_a_commander_sees_their_street_and_nothing_else(
     app: Flask, connection: sa.Connection
