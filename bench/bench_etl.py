@@ -199,6 +199,18 @@ def loaded_database(server_url: str, name: str, rows: int, reuse: bool) -> str:
     return url
 
 
+def write_section(out: Path, name: str, section: str) -> None:
+    """Put `section` between `<!-- name:start -->` and `<!-- name:end -->` in `out`, or
+    append it; the section itself carries the markers."""
+    text = out.read_text(encoding="utf-8") if out.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"<!-- {name}:start -->.*<!-- {name}:end -->", re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
 def timed(label: str, results: list[tuple[str, float, str]], fn, *args, note: str = "", **kw):  # type: ignore[no-untyped-def]
     t = time.perf_counter()
     value = fn(*args, **kw)
@@ -341,10 +353,7 @@ def main() -> None:
         "<!-- bench_etl:end -->",
     ]
     section = "\n".join(lines)
-    text = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"<!-- bench_etl:start -->.*<!-- bench_etl:end -->", re.S)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    args.out.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+    write_section(args.out, "bench_etl", section)
     print(section)
     engine.dispose()
     with psycopg.connect(server, autocommit=True) as conn:

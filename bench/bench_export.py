@@ -147,7 +147,7 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
 
 
 def main() -> None:
-    from bench_etl import loaded_database, machine
+    from bench_etl import loaded_database, machine, write_section
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -302,14 +302,7 @@ def main() -> None:
     ]
     section = "\n".join(lines)
     print(section)
-    text = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"<!-- bench_export:start -->.*<!-- bench_export:end -->", re.S)
-    text = (
-        pattern.sub(section, text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section + "\n"
-    )
-    args.out.write_text(text, encoding="utf-8")
+    write_section(args.out, "bench_export", section)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import re
 import socket
 import statistics
 import sys
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_etl import load_district, machine, write_requests  # noqa: E402
+from bench_etl import load_district, machine, write_requests, write_section  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app, migrate  # noqa: E402
@@ -214,10 +213,7 @@ def main() -> None:
     ]
     section = "\n".join(lines)
     print(section, flush=True)
-    text = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"<!-- bench_pages:start -->.*<!-- bench_pages:end -->", re.S)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip() + "\n\n" + section
-    args.out.write_text(text + "\n", encoding="utf-8")
+    write_section(args.out, "bench_pages", section)
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"drop database if exists {DB} with (force)")
 

@@ -453,7 +453,7 @@ def met(ours: float, theirs: float) -> str:
 
 
 def main() -> None:
-    from bench_etl import loaded_database, machine
+    from bench_etl import loaded_database, machine, write_section
     from bench_export import api_token, free_port
     from bench_ogc_tiles import district_box, pct
 
@@ -667,14 +667,7 @@ def main() -> None:
     ]
     section = "\n".join(lines)
     print(section)
-    text = args.out.read_text(encoding="utf-8") if args.out.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"<!-- bench_pygeoapi:start -->.*<!-- bench_pygeoapi:end -->", re.S)
-    text = (
-        pattern.sub(lambda _: section, text)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + section + "\n"
-    )
-    args.out.write_text(text, encoding="utf-8")
+    write_section(args.out, "bench_pygeoapi", section)
 
 
 if __name__ == "__main__":
