@@ -7,18 +7,21 @@ when the request failed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sansio.app import App
 
 from app.config import sqlalchemy_url
 
 ENGINE_KEY = "blockdata.engine"
+log = logging.getLogger(__name__)
 SCOPE_EXTRAS_KEY = "blockdata.scope_extras"
 # A pooled connection idle for longer than this (seconds) is pinged before it is handed out:
 # under load every connection is back in use within milliseconds, and goes unpinged.
@@ -67,7 +70,33 @@ def make_engine(url: str, *, pool_size: int = 8, **kw: Any) -> sa.Engine:
 
 def init_app(app: Flask, engine: sa.Engine | None) -> None:
     app.extensions[ENGINE_KEY] = engine
+    app.after_request(_commit)
     app.teardown_appcontext(_close)
+
+
+def _commit(response: Response) -> Response:
+    """Commit while the answer can still change: a commit that fails (the database went
+    away) becomes a JSON 503 instead of an error after the answer was made."""
+    tx = g.get("db_tx")
+    if tx is None or not tx.is_active:
+        return response
+    try:
+        tx.commit()
+    except sa.exc.SQLAlchemyError as exc:
+        # A dropped connection (DBAPIError), or one SQLAlchemy already knows to be dropped
+        # (PendingRollbackError): nothing was committed; the teardown only closes.
+        log.warning("commit failed: %s", exc.__class__.__name__)
+        g.pop("db_tx", None)
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            tx.rollback()
+        from app.errors import ServiceUnavailable
+
+        body = ServiceUnavailable("数据库暂不可用，请稍后重试 database unavailable: retry").body()
+        failed: Response = current_app.json.response(body)  # type: ignore[assignment]
+        failed.status_code = 503
+        failed.headers["Retry-After"] = "1"
+        return failed
+    return response
 
 
 def get_engine() -> sa.Engine | None:
@@ -157,13 +186,19 @@ def _close(exc: BaseException | None) -> None:
 def _finish(
     conn: sa.Connection, tx: Any, owned: bool, scoped: bool, exc: BaseException | None
 ) -> None:
-    """Commit (or, after an error, roll back) and give the connection back."""
+    """Commit (or, after an error, roll back) and give the connection back. A rollback on a
+    connection the database has dropped has nothing left to undo: it is only logged."""
     try:
         if tx is not None and tx.is_active:
             if exc is None:
                 tx.commit()
             else:
-                tx.rollback()
+                try:
+                    tx.rollback()
+                except sa.exc.DBAPIError as failed:
+                    if not failed.connection_invalidated:
+                        raise
+                    log.warning("rollback on a dropped connection: %s", failed.orig)
     finally:
         if owned:
             conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -81,6 +82,20 @@ def register(app: Flask) -> None:
             exc.code or 500,
             {"error": (exc.name or "error").lower().replace(" ", "_"), "message": exc.description},
         )
+
+    @app.errorhandler(sa.exc.DBAPIError)
+    def _database(exc: sa.exc.DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
+            # The database restarted or went away: the pool is renewed; ask to retry.
+            log.warning("database unavailable: %s", type(exc.orig).__name__)
+            body = ServiceUnavailable(
+                "数据库暂不可用，请稍后重试 database unavailable: retry"
+            ).body()
+            response = _json(503, body)
+            response.headers["Retry-After"] = "1"
+            return response
+        log.exception("database error")
+        return _json(500, {"error": "internal_error", "message": "服务器内部错误 internal error"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
@@ -25,8 +23,10 @@ def healthz() -> tuple[Response, int]:
         # A connection of its own, closed here: a dead one must not outlive the answer (the
         # request's connection would be committed at teardown and fail there, after it).
         shared = current_app.config.get("DB_CONNECTION")
-        with nullcontext(shared) if shared is not None else engine.connect() as conn:  # type: ignore[union-attr]
-            server, postgis, revision = _versions(conn)
+        if shared is not None:
+            server, postgis, revision = _versions(shared)
+        else:
+            server, postgis, revision = _fresh_versions(engine)  # type: ignore[arg-type]
     except Exception as exc:  # any failure to talk to the database means "down"
         current_app.logger.warning("health check failed: %s", exc)
         return jsonify(
@@ -62,3 +62,16 @@ def _versions(conn: sa.Connection) -> tuple[str, str | None, str | None]:
         else None
     )
     return server, postgis, revision
+
+
+def _fresh_versions(engine: sa.Engine) -> tuple[str, str | None, str | None]:
+    """The versions on a pooled connection; once more on a new one when that connection
+    turns out dead (the database restarted: SQLAlchemy then discards the pool)."""
+    try:
+        with engine.connect() as conn:
+            return _versions(conn)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect() as conn:
+        return _versions(conn)

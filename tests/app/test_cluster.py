@@ -83,7 +83,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(url: str) -> tuple[int, dict[str, object]]:
+def _get(url: str | urllib.request.Request) -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -117,6 +117,13 @@ def test_serve_healthz_follows_the_database(cluster_env: dict[str, str], tmp_pat
         status, body = _get(health)
         assert status == 503
         assert body["database"] == "down"
+        # An endpoint that must read (a token to check): a JSON 503 asking to retry, not a 500.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/layers", headers={"Authorization": "Bearer bd_x"}
+        )
+        for _ in range(3):  # each worker, whichever answers
+            status, body = _get(request)
+            assert (status, body["error"]) == (503, "service_unavailable"), body
         assert server.poll() is None  # the server stays up
 
         _run(env, "db", "start")
