@@ -1,8 +1,8 @@
 """The database engine and the per-request connection.
 
 The request owns the transaction (house style: the edges own transactions): the first
-call to `connection()` in a request begins one; teardown commits it, or rolls it back
-when the request failed.
+call to `connection()` in a request begins one; `after_request` commits it (a failed commit
+is still a JSON 503), the teardown rolls it back when the request failed and closes.
 """
 
 from __future__ import annotations
