@@ -23,6 +23,8 @@ from app.config import sqlalchemy_url
 ENGINE_KEY = "blockdata.engine"
 log = logging.getLogger(__name__)
 SCOPE_EXTRAS_KEY = "blockdata.scope_extras"
+# Endpoints that read one snapshot: an export's row count and its rows must agree.
+SNAPSHOT_ENDPOINTS = {"api.features"}
 # A pooled connection idle for longer than this (seconds) is pinged before it is handed out:
 # under load every connection is back in use within milliseconds, and goes unpinged.
 PING_AFTER_IDLE = 1.0
@@ -122,6 +124,8 @@ def connection() -> sa.Connection:
                     + current_app.config.get("DB_ERROR", "set DATABASE_URL")
                 )
             g.db_conn = engine.connect()
+            if has_request_context() and request.endpoint in SNAPSHOT_ENDPOINTS:
+                g.db_conn.execution_options(isolation_level="REPEATABLE READ")
             g.db_tx = g.db_conn.begin()
     conn: sa.Connection = g.db_conn
     return conn

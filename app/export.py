@@ -6,8 +6,9 @@ module; it takes a `Connection` and the filter as query parameters, not a Flask 
 
 Every export carries its provenance — layer, filter, time, row count, who — in the file
 (GeoJSON member, Parquet key-value metadata, GeoPackage metadata) or, for CSV over HTTP, in
-response headers. The count is taken before the rows are read; callers that need the two to
-agree under concurrent loads read in one REPEATABLE READ transaction (both callers do).
+response headers. The count is taken before the rows are read, in the same REPEATABLE READ
+transaction (the CLI's, and the request's: `db.SNAPSHOT_ENDPOINTS`), so the two agree even
+while a load runs.
 """
 
 from __future__ import annotations

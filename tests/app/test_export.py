@@ -451,3 +451,46 @@ def test_cli_export_writes_audits_and_respects_a_users_zone(
     assert bad.exit_code == 2 and "bbox" in bad.output and not (tmp_path / "x.csv").exists()
     unknown = CliRunner().invoke(main, ["export", "nonesuch", "-o", str(out)], env=env)
     assert unknown.exit_code == 2 and "nonesuch" in unknown.output
+
+
+def test_the_count_and_the_rows_of_a_streamed_export_agree_while_a_load_runs(
+    committed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A street committed between the count and the COPY is in neither (one snapshot)."""
+    from app import create_app
+    from app.auth import new_token
+    from layers.accounts import api_tokens, users
+
+    engine = make_engine(committed_url)
+    token, digest = new_token()
+    with engine.begin() as conn:
+        uid = add_user(conn, "snap-district")
+        conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
+    counted = export.count
+
+    def count_then_load(conn: sa.Connection, s: export.Slice) -> int:
+        n = counted(conn, s)
+        with engine.begin() as other:  # another session commits a new street meanwhile
+            other.execute(
+                sa.text(
+                    "insert into streets (code, name, geom) values ('110102099', '丙', "
+                    "ST_Multi(ST_MakeEnvelope(116.34, 39.90, 116.36, 39.92, 4326)))"
+                )
+            )
+        return n
+
+    monkeypatch.setattr(export, "count", count_then_load)
+    app = create_app({"DATABASE_URL": committed_url, "TESTING": True})
+    try:
+        response = app.test_client().get(
+            "/api/layers/streets/features", headers={"Authorization": f"Bearer {token}"}
+        )
+        body = json.loads(response.get_data())
+        assert body["provenance"]["rows"] == len(body["features"]) == 2
+    finally:
+        app.extensions["blockdata.engine"].dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text("delete from streets where code = '110102099'"))
+            conn.execute(sa.delete(api_tokens).where(api_tokens.c.user_id == uid))
+            conn.execute(sa.delete(users).where(users.c.id == uid))
+        engine.dispose()
