@@ -83,6 +83,11 @@ def parquet_rows(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
+def gdal_version() -> str:
+    out = subprocess.run(["ogr2ogr", "--version"], capture_output=True, text=True).stdout
+    return out.split(",")[0].removeprefix("GDAL ")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -186,64 +191,34 @@ def main() -> None:
             print(f"{label}: {wall:.1f} s, {mb:.0f} MB", file=sys.stderr)
 
         layer = "service_requests"
-        gj = out / "x.geojson"
-        run(
-            "ogr2ogr -f GeoJSON",
-            ["ogr2ogr", "-f", "GeoJSON", str(gj), pg, layer],
-            gj,
-            geojson_features,
-        )
-        run(
-            "blockdata export --format geojson",
-            [blockdata, "export", layer, "-q", "-o", str(gj)],
-            gj,
-            geojson_features,
-        )
-        run(
-            "ogr2ogr -f GeoJSON (again)",
-            ["ogr2ogr", "-f", "GeoJSON", str(gj), pg, layer],
-            gj,
-            geojson_features,
-        )
-        run(
-            "blockdata export --format geojson (again)",
-            [blockdata, "export", layer, "-q", "-o", str(gj)],
-            gj,
-            geojson_features,
-        )
-        cs = out / "x.csv"
-        run(
-            "ogr2ogr -f CSV",
-            ["ogr2ogr", "-f", "CSV", str(cs), pg, layer, "-lco", "GEOMETRY=AS_XY"],
-            cs,
-            csv_rows,
-        )
-        run(
-            "blockdata export --format csv",
-            [blockdata, "export", layer, "-q", "-o", str(cs)],
-            cs,
-            csv_rows,
-        )
-        gp = out / "x.gpkg"
-        run(
-            "ogr2ogr -f GPKG",
-            ["ogr2ogr", "-f", "GPKG", str(gp), pg, layer],
-            gp,
-            lambda p: gpkg_rows(p, layer),
-        )
-        run(
-            "blockdata export --format gpkg",
-            [blockdata, "export", layer, "-q", "-o", str(gp)],
-            gp,
-            lambda p: gpkg_rows(p, layer),
-        )
-        pq = out / "x.parquet"
-        run(
-            "blockdata export --format parquet",
-            [blockdata, "export", layer, "-q", "-o", str(pq)],
-            pq,
-            parquet_rows,
-        )
+        files = {fmt: out / f"x.{fmt}" for fmt in ("geojson", "csv", "gpkg", "parquet")}
+        count = {
+            "geojson": geojson_features,
+            "csv": csv_rows,
+            "gpkg": lambda p: gpkg_rows(p, layer),
+            "parquet": parquet_rows,
+        }
+
+        def ogr(fmt: str, *options: str) -> list[str]:
+            driver = {"geojson": "GeoJSON", "csv": "CSV", "gpkg": "GPKG"}[fmt]
+            return ["ogr2ogr", "-f", driver, str(files[fmt]), pg, layer, *options]
+
+        def ours(fmt: str) -> list[str]:
+            return [blockdata, "export", layer, "-q", "-o", str(files[fmt])]
+
+        plan = [
+            ("ogr2ogr -f GeoJSON", "geojson", ogr("geojson")),
+            ("blockdata export --format geojson", "geojson", ours("geojson")),
+            ("ogr2ogr -f GeoJSON (again)", "geojson", ogr("geojson")),
+            ("blockdata export --format geojson (again)", "geojson", ours("geojson")),
+            ("ogr2ogr -f CSV", "csv", ogr("csv", "-lco", "GEOMETRY=AS_XY")),
+            ("blockdata export --format csv", "csv", ours("csv")),
+            ("ogr2ogr -f GPKG", "gpkg", ogr("gpkg")),
+            ("blockdata export --format gpkg", "gpkg", ours("gpkg")),
+            ("blockdata export --format parquet", "parquet", ours("parquet")),
+        ]
+        for label, fmt, cmd in plan:
+            run(label, cmd, files[fmt], count[fmt])
 
         token = api_token(url)
         port = free_port()
@@ -292,10 +267,7 @@ def main() -> None:
         "columns, 7 decimals) and streamed out of `COPY … TO STDOUT` in storage order;",
         "exports of 200k rows or more may use two parallel workers. ogr2ogr writes every",
         "column of the table, ours the published ones (all but `etl_run_id`), so the sizes",
-        "differ a little. ogr2ogr here is Debian's GDAL "
-        + subprocess.run(["ogr2ogr", "--version"], capture_output=True, text=True)
-        .stdout.split(",")[0]
-        .removeprefix("GDAL ")
+        f"differ a little. ogr2ogr here is Debian's GDAL {gdal_version()}"
         + "; its time is CPU bound in itself (`ogr2ogr -f GeoJSON /vsistdout/ … > /dev/null`",
         "takes as long); the issue's anchor, 6.9 s, is not reproduced with this build.",
         "<!-- bench_export:end -->",

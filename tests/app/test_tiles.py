@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -33,7 +32,7 @@ from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
 from layers.aggregates import period_after, period_start
-from tests.app.test_ogc import add_account, demo_database, live_app
+from tests.app.test_ogc import add_account, demo_url, live_app  # noqa: F401
 from tests.conftest import login
 from tests.etl.conftest import request_row, write_csv
 
@@ -43,13 +42,9 @@ TILE_BYTES = 500 * 1024
 
 
 @pytest.fixture(scope="module")
-def tiles_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    name = f"blockdata_test_tiles_{os.getpid()}"
-    workdir = tmp_path_factory.mktemp("demo")
-    with demo_database(
-        server_url, name, workdir, requests=3000, cases=100, targets=20, projects=30
-    ) as url:
-        yield url
+def tiles_url(demo_url: str) -> str:  # noqa: F811
+    """This module's own committed demo database (test_ogc's fixture, built per module)."""
+    return demo_url
 
 
 @pytest.fixture(scope="module")
