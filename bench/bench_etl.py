@@ -171,7 +171,8 @@ def write_requests(
 
 def loaded_database(server_url: str, name: str, rows: int, reuse: bool) -> str:
     """Database `name` with `rows` requests loaded by the real ETL (demo boundaries, clustered
-    requests), vacuumed; `reuse` keeps one that already holds them."""
+    requests), vacuumed and in spatial order (`db maintain`); `reuse` keeps one that already
+    holds them."""
     from etl.jobs import run_file
 
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -181,6 +182,7 @@ def loaded_database(server_url: str, name: str, rows: int, reuse: bool) -> str:
                 have = conn.execute("select count(*) from service_requests").fetchone()
             if have and have[0] >= rows * 0.99:
                 migrate.upgrade(migrate.alembic_config(url))
+                _maintained(url)
                 return url
         except psycopg.Error:
             pass
@@ -196,7 +198,24 @@ def loaded_database(server_url: str, name: str, rows: int, reuse: bool) -> str:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("vacuum analyze")
     engine.dispose()
+    _maintained(url)
     return url
+
+
+def _maintained(url: str) -> None:
+    """The requests as `blockdata db maintain` (nightly) leaves them: in spatial order."""
+    from app.maintenance import cluster, is_clustered
+    from layers import get_layer
+
+    engine = make_engine(url)
+    layer = get_layer("service_requests")
+    with engine.connect() as conn:
+        done = is_clustered(conn, layer)
+    if not done:
+        for result in cluster(engine, [layer]):
+            if result.error:
+                raise SystemExit(f"db maintain: {result.error}")
+    engine.dispose()
 
 
 def write_section(out: Path, name: str, section: str) -> None:

@@ -127,6 +127,11 @@ def load_cmd(
     for run in report.runs:
         for line in run.lines():
             click.echo(line)
+    from app.maintenance import cluster
+
+    for result in cluster(engine):  # what `blockdata db maintain` does nightly
+        if result.error:
+            click.echo(f"{result.layer}: 未整理 not clustered ({result.error})", err=True)
     click.echo(f"演示数据已载入 demo loaded in {time.monotonic() - started:.0f} s")
     _print_logins(engine)
 

@@ -76,11 +76,14 @@ def test_bearer_tokens_and_the_audit_log(
         sa.text("select user_name, action, path from audit_log order by id desc limit 1")
     ).one()
     assert tuple(entry) == ("analyst-1", "token_use", "/api/streets")
+    logged = connection.execute(sa.text("select count(*) from audit_log")).scalar_one()
     bad = anonymous.get("/api/streets", headers={"Authorization": "Bearer nope"})
     assert bad.status_code == 401
     connection.execute(sa.update(api_tokens).values(revoked_at=sa.func.now()))
     revoked = anonymous.get("/api/streets", headers={"Authorization": f"Bearer {value}"})
     assert revoked.status_code == 401
+    # Neither a wrong nor a revoked token is logged as a use.
+    assert connection.execute(sa.text("select count(*) from audit_log")).scalar_one() == logged
 
 
 def test_token_use_is_stamped_once_a_minute_and_never_waits(engine: sa.Engine) -> None:
