@@ -41,6 +41,7 @@ class _Commands(click.Group):
         "demo": ("app.commands.demo", "demo"),
         "etl": ("app.commands.etl", "etl"),
         "export": ("app.commands.export", "export_cmd"),
+        "tiles": ("app.commands.tiles", "tiles_group"),
         "users": ("app.commands.users", "users_group"),
     }
 
@@ -246,7 +247,8 @@ def layers_cmd(as_json: bool) -> None:
     "--warm/--no-warm",
     default=True,
     show_default=True,
-    help="Build the district's low-zoom tiles in the background: at start, then every minute.",
+    help="Seed the tile cache in the background (zooms 10–18 over the streets): at start, "
+    "then every minute where the data changed.",
 )
 def serve(host: str, port: int, threads: int, workers: int, warm: bool) -> None:
     """Serve the map server: gunicorn with --workers N, or waitress with --workers 1."""
@@ -278,29 +280,34 @@ def run_server(
 
     One worker: waitress, `threads` threads in this process (one GIL). More: gunicorn,
     `workers` processes of `threads` threads (gthread workers), each building its own app —
-    its own connection pool and tile cache — and sharing the tiles they build through a
-    private temporary directory (`TileCache.share`; keyed by the data version, so correct
-    in every process), removed when the server stops. `warm`: each process warms its tile
-    cache (`tiles.start_warming`).
+    its own connection pool and in-memory tile cache. The tiles they build go to the
+    instance's tile directory too (`tiles.use_disk_cache`: var/tiles, bounded, kept across
+    restarts; keyed by the data version, so correct in every process and after any reload).
+    Every process starts the seeding thread (`tile_seed.start_warming`); the one holding
+    the directory's lock seeds the cache (unless not `warm`) and compacts the tiles' change
+    log every minute, the others read its files.
     """
-    from app import tiles
+    import logging
+
+    from app import tile_seed, tiles
+
+    def prepared() -> Flask:
+        app = factory()
+        if not quiet:
+            app.logger.setLevel(logging.INFO)  # the seeding's reports
+        tiles.use_disk_cache(app)
+        tile_seed.start_warming(app, seed=warm)
+        return app
 
     if workers <= 1:
         from waitress import serve as waitress_serve
 
-        app = factory()
-        if warm:
-            tiles.start_warming(app)
-        waitress_serve(app, host=host, port=port, threads=threads, ident="blockdata", _quiet=quiet)
+        waitress_serve(
+            prepared(), host=host, port=port, threads=threads, ident="blockdata", _quiet=quiet
+        )
         return
 
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from gunicorn.app.base import BaseApplication
-
-    shared = Path(tempfile.mkdtemp(prefix="blockdata-tiles-"))
 
     class Gunicorn(BaseApplication):
         def load_config(self) -> None:
@@ -316,18 +323,9 @@ def run_server(
                 self.cfg.set(name, value)
 
         def load(self) -> Flask:  # in each worker, after the fork
-            app = factory()
-            tiles.tile_cache(app).share(shared)
-            if warm:
-                tiles.start_warming(app)
-            return app
+            return prepared()
 
-    master = os.getpid()
-    try:
-        Gunicorn().run()
-    finally:
-        if os.getpid() == master:  # a worker leaves through here too, when it exits
-            shutil.rmtree(shared, ignore_errors=True)
+    Gunicorn().run()
 
 
 if __name__ == "__main__":

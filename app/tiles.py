@@ -25,18 +25,24 @@ one by one, so the counts stay exact and half-open. Each 100 m cell then goes to
 cell holding its centre (a cut cell: the mean of its points inside). Any other filter, or
 aggregates with changes not yet refreshed into them (`request_dirty_days`, which only the
 server's own role may read: it is asked in the version statement below, a moment before the
-tile's query), and the tile is aggregated from the points as above. `warm` builds the
-unfiltered low-zoom tiles of the district ahead of the first request (`blockdata serve` does
-it at start, then every minute).
+tile's query), and the tile is aggregated from the points as above.
 
-ETag = digest of the layer's data version (its latest successful ETL run and PostgreSQL's
-insert/update/delete counters for the table) + tile address + filter; `If-None-Match` → 304
-without building the tile. The version is read in the statement that switches the request to
-the reader role and zone (`db.scope_extra`): a cached tile costs the user lookup, that one
-statement and the commit. Built tiles are kept in a small in-process LRU keyed by that ETag
-(concurrent misses of one tile wait for one build) and, when the server runs several
-processes, in a directory they share (`TileCache.share`); the key holds the caller's zone, so
-a tile built for one zone is never served to another.
+ETag and cache key = digest of the tile address + filter + the tile's data version: its
+layer's epoch and how many changes the triggers of migration 0008 logged in the tile's area
+(the tile with its buffer: a point there is drawn in it), + the caller's role and zone + the
+staleness of the cell aggregates. The log has a row per statement and changed tile at each
+of the levels 14–18, compacted to one per tile by the seeder; a zoom-z tile sums at most
+20 × 20 rows of level min(z + 4, 18) (`change_area`). So an
+Open311 request changes the tiles around it, not the layer; a TRUNCATE, a bulk load or a
+huge statement renews the epoch instead (every tile changes). The version is read in the
+statement that switches the request to the reader role and zone (`db.scope_extra`): a cached
+tile costs the user lookup, that one statement and the commit; `If-None-Match` → 304
+without building it. Built tiles are kept in a small in-process LRU keyed by that digest
+(concurrent misses of one tile wait for one build) and, with `use_disk_cache` (the server,
+`blockdata tiles seed`), in the instance's var/tiles: bounded (`TILE_CACHE_DISK_BYTES`, 1 GiB),
+shared by the server's processes, kept across restarts; the key holds the caller's zone, so
+a tile built for one zone is never served to another. `X-Tile-Cache` says where a tile came
+from (memory, disk or built). `app.tile_seed` fills the disk cache ahead of the requests.
 """
 
 from __future__ import annotations
@@ -47,9 +53,8 @@ import math
 import os
 import re
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +91,7 @@ from layers.aggregates import (
     request_cells_daily,
     request_cells_periods,
 )
+from layers.changes import CHANGE_LEVELS
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 
@@ -99,15 +105,14 @@ MVT = "application/vnd.mapbox-vector-tile"
 CACHE_CONTROL = "private, max-age=60"
 VARY = "Authorization, Cookie"
 CACHE_KEY = "blockdata.tiles"
-DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024  # in each process
+DEFAULT_DISK_BYTES = 1024**3  # on disk, shared by the processes and kept across restarts
 TEMPLATE_VERSION = "2"  # bump when the tile SQL changes what a tile contains
 # Point layers with exact counts per 100 m cell: layer → (daily table, periods table).
 CELL_TABLES = {"service_requests": (request_cells_daily, request_cells_periods)}
 CELL_FILTERS = ("category", "street_code")  # the columns of those tables a filter may name
 CELL_MAX_ZOOM = 15  # z15: a 100 m cell is 1/9 of the tile (27 px of 256); deeper, too coarse
 EDGE = 1e-6  # cells: interior cells end at least this far inside the tile, whatever rounding
-WARM_ZOOMS = range(10, 14)
-WARM_EVERY = 60.0  # seconds between checks of the warmed tiles
 
 
 # --- tile geometry --------------------------------------------------------------------------
@@ -510,78 +515,119 @@ def cell_query(
 
 # --- version, cache -------------------------------------------------------------------------
 
+
+def change_level(z: int) -> int:
+    """The level of `tile_changes` a zoom-z tile reads: its buffered area spans at most
+    2^4 + 4 tiles of it each way (see `change_area`)."""
+    return min(max(z + 4, CHANGE_LEVELS.start), CHANGE_LEVELS.stop - 1)
+
+
+def change_area(z: int, x: int, y: int) -> tuple[int, int, int, int, int]:
+    """(level, x0, x1, y0, y1): the tiles of `tile_changes` that tile z/x/y overlaps with its
+    buffer — a point there is drawn in the tile. One more tile each way where an edge falls
+    on theirs, since the triggers round a point on that edge either way."""
+    level = change_level(z)
+    scale = 2.0 ** (level - z)
+    top = 2**level - 1
+    pad = BUFFER / EXTENT
+
+    def span(t: int) -> tuple[int, int]:
+        lo = math.floor((t - pad) * scale - SNAP)
+        hi = math.floor((t + 1 + pad) * scale + SNAP)
+        return max(lo, 0), min(hi, top)
+
+    (x0, x1), (y0, y1) = span(x), span(y)
+    return level, x0, x1, y0, y1
+
+
+SNAP = 1e-6  # tiles of the change level: more than any rounding, far less than a tile
+
+# The changes in a tile's area: an index range scan of at most 20 × 20 rows (compacted).
+_CHANGES = """
+    (select coalesce(sum(n), 0) from tile_changes
+      where layer = :tile_layer and level = :tile_level
+        and x between :tile_x0 and :tile_x1 and y between :tile_y0 and :tile_y1)"""
+_EPOCH = "(select epoch from tile_epochs where layer = :tile_layer)"
 _VERSION_SQL = sa.text(
-    """
-    select
-        (select coalesce(max(id), 0) from etl_runs where layer = :layer and status = 'succeeded'),
-        pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
-            + pg_stat_get_tuples_deleted(c.oid),
-        pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
-            + pg_stat_get_xact_tuples_deleted(c.oid),
-        current_user,
-        coalesce(current_setting('blockdata.zone', true), '')
-    from pg_class c where c.oid = to_regclass(:layer)
-    """
+    f"select {_EPOCH}, {_CHANGES}, current_user, "
+    "coalesce(current_setting('blockdata.zone', true), '')"
 )
 
 
-def data_version(conn: sa.Connection, layer: Layer) -> str:
-    """What changes whenever the rows this caller may see of the layer may have changed.
+def _area_params(layer: Layer, tile: tuple[int, int, int] | None) -> dict[str, Any]:
+    if tile is None:  # every change of the layer marks a level-14 tile
+        level = CHANGE_LEVELS.start
+        area = (level, 0, 2**level - 1, 0, 2**level - 1)
+    else:
+        area = change_area(*tile)
+    names = ("tile_level", "tile_x0", "tile_x1", "tile_y0", "tile_y1")
+    return {"tile_layer": layer.name, **dict(zip(names, area, strict=True))}
 
-    The data: the latest successful ETL run of the layer (exact, at commit) and PostgreSQL's
-    insert/update/delete counters for the table (any writer, seen once PostgreSQL flushes its
-    statistics, normally within a second). The caller: the database role and the
-    `blockdata.zone` setting, which are all the row-level security policies read
-    (migration 0004), so cached tiles are shared within a zone and never across zones.
+
+def data_version(
+    conn: sa.Connection, layer: Layer, tile: tuple[int, int, int] | None = None
+) -> str:
+    """What changes whenever the rows this caller may see in tile z/x/y (with its buffer) of
+    the layer may have changed; without a tile, anywhere in the layer.
+
+    The data: the layer's epoch and the number of changes the triggers of migration 0008
+    logged in the tile's area, exact at commit, whoever wrote them (ETL, Open311, psql).
+    The caller: the database role and the `blockdata.zone` setting, which are all the
+    row-level security policies read (migration 0004), so cached tiles are shared within a
+    zone and never across zones. Read as the server's own role: the reader may not read
+    the change log.
     """
-    run, counted, pending, role, zone = conn.execute(_VERSION_SQL, {"layer": layer.name}).one()
-    return f"{run}.{counted}.{pending}|{role}|{zone}"
+    epoch, changes, role, zone = conn.execute(_VERSION_SQL, _area_params(layer, tile)).one()
+    return f"{epoch}.{changes}|{role}|{zone}"
 
 
 # The same, as columns of the statement `db.scope` runs for a tile request, before the switch
-# to the reader (so every caller sees the ETL runs). The last column: whether the request
-# aggregates have changes not refreshed yet (a table the reader may not read).
-_SCOPE_VERSION = """
-    (select coalesce(max(id), 0) from etl_runs where layer = :tile_layer and status = 'succeeded'),
-    (select pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
-        + pg_stat_get_tuples_deleted(c.oid) from pg_class c where c.oid = to_regclass(:tile_layer)),
-    (select pg_stat_get_xact_tuples_inserted(c.oid) + pg_stat_get_xact_tuples_updated(c.oid)
-        + pg_stat_get_xact_tuples_deleted(c.oid) from pg_class c
-        where c.oid = to_regclass(:tile_layer)),
-    """
+# to the reader. The last column: whether the request aggregates have changes not refreshed
+# yet (a table the reader may not read).
+_SCOPE_VERSION = f"{_EPOCH}, {_CHANGES}, "
 
 
 def _scope_version() -> tuple[str, dict[str, Any]] | None:
     """The version columns for `db.scope` in a tile request (see db.scope_extra)."""
+    args = request.view_args or {}
     try:
-        layer = get_layer(str((request.view_args or {}).get("layer")))
-    except UnknownLayer:
-        return None
+        layer = get_layer(str(args.get("layer")))
+        tile = parse_tile(str(args.get("z")), str(args.get("x")), str(args.get("y")))
+    except (UnknownLayer, BadRequest):
+        return None  # the view answers 404 / 400
     stale = "exists (select from request_dirty_days)" if layer.name in CELL_TABLES else "null"
-    return _SCOPE_VERSION + stale, {"tile_layer": layer.name}
+    return _SCOPE_VERSION + stale, _area_params(layer, tile)
 
 
-def request_version(conn: sa.Connection, layer: Layer) -> tuple[str, bool]:
-    """(the request's data version, whether the layer's cell aggregates are up to date)."""
+def request_version(
+    conn: sa.Connection, layer: Layer, tile: tuple[int, int, int]
+) -> tuple[str, bool]:
+    """(the request's data version for `tile`, whether the layer's cell aggregates are up
+    to date)."""
     extra = g.get("db_scope_extra")
     zone = g.get("db_zone")
     if extra is None or zone is None:  # no scope statement with the version: ask now
-        return data_version(conn, layer) + "|?", False
-    run, counted, pending, stale = extra
-    return f"{run}.{counted}.{pending}|{db.READER_ROLE}|{zone}|{stale}", stale is False
+        return data_version(conn, layer, tile) + "|?", False
+    epoch, changes, stale = extra
+    return f"{epoch}.{changes}|{db.READER_ROLE}|{zone}|{stale}", stale is False
 
 
 class TileCache:
-    """A byte-bounded LRU; concurrent misses of one key wait for a single build.
+    """A byte-bounded LRU of built tiles; concurrent misses of one key wait for one build.
 
-    With a `directory` (`share`), built tiles are also kept there, one file per key, for the
-    server's other processes: a tile one worker built, another reads instead of building it
-    again. The directory is bounded by `max_bytes` too, oldest files out first.
+    With a `directory` (`share`), built tiles are kept there too, one file per key, bounded
+    by `disk_bytes` (the least recently read or written out first): the server's processes
+    read the tiles any of them built or the seeder (`app.tile_seed`) built ahead of them,
+    and the files outlive the server. Keys hold the layer's epoch, which is random per
+    database, so the files of another database are never taken for this one's.
     """
 
-    def __init__(self, max_bytes: int, directory: Path | None = None) -> None:
+    def __init__(
+        self, max_bytes: int, directory: Path | None = None, disk_bytes: int = DEFAULT_DISK_BYTES
+    ) -> None:
         self.max_bytes = max_bytes
         self.directory = directory
+        self.disk_bytes = disk_bytes
         self._items: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
@@ -589,35 +635,72 @@ class TileCache:
         self._written = 0
 
     def get(self, key: str, build: Callable[[], tuple[bytes, str]]) -> tuple[bytes, str]:
+        data, kind, _ = self.lookup(key, build)
+        return data, kind
+
+    def lookup(self, key: str, build: Callable[[], tuple[bytes, str]]) -> tuple[bytes, str, str]:
+        """(tile, kind, where it came from: "memory", "disk" or "built")."""
         if self.max_bytes <= 0:
-            return build()
+            return *build(), "built"
         while True:
             with self._lock:
                 hit = self._items.get(key)
                 if hit is not None:
                     self._items.move_to_end(key)
-                    return hit
+                    return *hit, "memory"
                 event = self._building.get(key)
                 if event is None:
                     self._building[key] = threading.Event()
                     break
             if not event.wait(timeout=60):
-                return build()
+                return *build(), "built"
         try:
-            value = self._read(key)
+            value, source = self._read(key), "disk"
             if value is None:
-                value = build()
+                value, source = build(), "built"
                 self._write(key, value)
             self._put(key, value)
-            return value
+            return *value, source
         finally:
             with self._lock:
                 self._building.pop(key).set()
 
-    def share(self, directory: Path) -> None:
-        """Keep built tiles in `directory` too (created 0700), shared with other processes."""
+    def seed(self, key: str, build: Callable[[], tuple[bytes, str]]) -> bool:
+        """Have the tile of `key` on disk, without taking memory from the tiles in use (in
+        memory when there is no directory); whether it had to be built."""
+        if self.directory is None:
+            built = False
+
+            def counted() -> tuple[bytes, str]:
+                nonlocal built
+                built = True
+                return build()
+
+            self.get(key, counted)
+            return built
+        if self.has(key):
+            return False
+        self._write(key, build())
+        return True
+
+    def has(self, key: str) -> bool:
+        """Whether the tile of `key` is on disk (in memory when there is no directory)."""
+        if self.directory is None:
+            with self._lock:
+                return key in self._items
+        return self._path(key).exists()
+
+    def share(self, directory: Path, disk_bytes: int = DEFAULT_DISK_BYTES) -> None:
+        """Keep built tiles in `directory` too (created 0700), at most `disk_bytes` of them."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
         self.directory = directory
+        self.disk_bytes = disk_bytes
+
+    def disk_usage(self) -> tuple[int, int]:
+        """(files, bytes) in the directory."""
+        files = self._files()
+        return len(files), sum(size for _, size, _ in files)
 
     def _path(self, key: str) -> Path:
         assert self.directory is not None
@@ -626,8 +709,10 @@ class TileCache:
     def _read(self, key: str) -> tuple[bytes, str] | None:
         if self.directory is None:
             return None
+        path = self._path(key)
         try:
-            kind, _, data = self._path(key).read_bytes().partition(b"\n")
+            kind, _, data = path.read_bytes().partition(b"\n")
+            os.utime(path)  # recently used: the sweep keeps it
         except OSError:
             return None
         return data, kind.decode()
@@ -636,7 +721,7 @@ class TileCache:
         """Write the file whole under a temporary name, then rename it: readers see all or
         nothing. A full disk or the like only costs the sharing."""
         data, kind = value
-        if self.directory is None or len(data) + len(key) > self.max_bytes // 4:
+        if self.directory is None or len(data) + len(key) > self.disk_bytes // 4:
             return
         path = self._path(key)
         temporary = path.with_name(f"{key}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -649,26 +734,35 @@ class TileCache:
             return
         with self._lock:
             self._written += len(data)
-            sweep = self._written > self.max_bytes // 8
+            sweep = self._written > self.disk_bytes // 8
             if sweep:
                 self._written = 0
         if sweep:
             self._sweep()
 
-    def _sweep(self) -> None:
-        """Delete the oldest files until the directory holds at most max_bytes."""
+    def _files(self) -> list[tuple[float, int, str]]:
+        """(mtime, size, path) of every tile file (the folders are the keys' first two
+        characters; anything else in the directory is not a tile)."""
         assert self.directory is not None
         files = []
-        for folder in self.directory.iterdir():
+        for folder in os.scandir(self.directory):
+            if len(folder.name) != 2 or not folder.is_dir():
+                continue
             try:
-                for entry in os.scandir(folder):
+                for entry in os.scandir(folder.path):
                     stat = entry.stat()
                     files.append((stat.st_mtime, stat.st_size, entry.path))
             except OSError:
                 continue
+        return files
+
+    def _sweep(self) -> None:
+        """Delete the least recently used files until the directory holds at most
+        disk_bytes."""
+        files = self._files()
         total = sum(size for _, size, _ in files)
         for _, size, name in sorted(files):
-            if total <= self.max_bytes:
+            if total <= self.disk_bytes:
                 break
             Path(name).unlink(missing_ok=True)
             total -= size
@@ -702,6 +796,16 @@ def _init(state: BlueprintSetupState) -> None:
 def tile_cache(app: Flask | None = None) -> TileCache:
     cache: TileCache = (app or current_app).extensions[CACHE_KEY]
     return cache
+
+
+def use_disk_cache(app: Flask) -> Path:
+    """Keep the app's tiles on disk too: `TILE_CACHE_DIR` (default: the instance's
+    var/tiles), at most `TILE_CACHE_DISK_BYTES` (default 1 GiB). The directory."""
+    settings = app.config["BLOCKDATA_SETTINGS"]
+    directory = Path(app.config.get("TILE_CACHE_DIR") or settings.var_dir / "tiles")
+    disk_bytes = int(app.config.get("TILE_CACHE_DISK_BYTES", DEFAULT_DISK_BYTES))
+    tile_cache(app).share(directory, disk_bytes)
+    return directory
 
 
 # --- building -------------------------------------------------------------------------------
@@ -772,91 +876,33 @@ def tilejson(layer: str) -> Response:
 
 def _tile(layer: Layer, z: str, x: str, y: str) -> Response:
     zoom, tx, ty = parse_tile(z, x, y)
-    conds, canonical = _filters(layer)
-    max_raw = int(current_app.config.get("TILE_MAX_RAW_POINTS", MAX_RAW_POINTS))
-    conn = db.connection()
-    version, fresh = request_version(conn, layer)
-    key = f"{TEMPLATE_VERSION}.{max_raw}|{layer.name}|{zoom}/{tx}/{ty}|{canonical}|{version}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    digest, build = prepare_tile(layer, zoom, tx, ty)
     headers = {"ETag": f'W/"{digest}"', "Cache-Control": CACHE_CONTROL, "Vary": VARY}
     if request.if_none_match.contains_weak(digest) or request.if_none_match.star_tag:
         return Response(status=304, headers=headers)
-    cells = cell_filter(layer, request.args) if fresh else None
-
-    def build() -> tuple[bytes, str]:
-        return build_tile(conn, layer, zoom, tx, ty, conds, max_raw, cells)
-
-    data, kind = tile_cache().get(digest, build)
+    data, kind, source = tile_cache().lookup(digest, build)
     headers["X-Tile-Kind"] = kind
+    headers["X-Tile-Cache"] = source
     return Response(data, mimetype=MVT, headers=headers)
 
 
-# --- warm-up --------------------------------------------------------------------------------
+def prepare_tile(
+    layer: Layer, zoom: int, x: int, y: int
+) -> tuple[str, Callable[[], tuple[bytes, str]]]:
+    """(the tile's cache key and ETag, a function building it) for this request: its
+    filters, its caller's role and zone, the data version of the tile's area."""
+    conds, canonical = _filters(layer)
+    max_raw = int(current_app.config.get("TILE_MAX_RAW_POINTS", MAX_RAW_POINTS))
+    conn = db.connection()
+    version, fresh = request_version(conn, layer, (zoom, x, y))
+    key = f"{TEMPLATE_VERSION}.{max_raw}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    cells = cell_filter(layer, request.args) if fresh else None
 
+    def build() -> tuple[bytes, str]:
+        return build_tile(conn, layer, zoom, x, y, conds, max_raw, cells)
 
-def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
-    """The tile at zoom z holding (lon, lat)."""
-    n = 2**z
-    x = int((lon + 180.0) / 360.0 * n)
-    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
-    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
-
-
-def warm(app: Flask, zooms: Iterable[int] = WARM_ZOOMS) -> int:
-    """Build the unfiltered tiles of `zooms` over the district (the streets' extent) of each
-    layer with cell aggregates, for the whole-district zone, into the cache, exactly as a
-    district user's request would (a tile already cached costs its version query). Returns
-    the number of tiles."""
-    with app.app_context():
-        box = (
-            db.connection()
-            .exec_driver_sql(
-                "select ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                "from (select ST_Extent(geom) e from streets) s"
-            )
-            .one()
-        )
-    if box[0] is None:
-        return 0
-    count = 0
-    for name in CELL_TABLES:
-        layer = get_layer(name)
-        for z in zooms:
-            if not layer.min_zoom <= z <= layer.max_zoom:
-                continue
-            x0, y0 = tile_of(box[0], box[3], z)
-            x1, y1 = tile_of(box[2], box[1], z)
-            for x in range(x0, x1 + 1):
-                for y in range(y0, y1 + 1):
-                    with app.test_request_context(f"{bp.url_prefix}/{name}/{z}/{x}/{y}.pbf"):
-                        db.scope("*")
-                        _tile(layer, str(z), str(x), str(y))
-                    count += 1
-    return count
-
-
-def start_warming(app: Flask, every: float = WARM_EVERY) -> threading.Thread:
-    """`warm` now, then again every `every` seconds (new data: new versions), in a daemon
-    thread of this process."""
-
-    def loop() -> None:
-        first = True
-        while True:
-            started = time.monotonic()
-            try:
-                count = warm(app)
-                if first:
-                    app.logger.info(
-                        "tiles: %d low-zoom tiles warm in %.1f s", count, time.monotonic() - started
-                    )
-                    first = False
-            except Exception:  # the database restarting, say: the next round tries again
-                app.logger.exception("tiles: warm-up failed")
-            time.sleep(every)
-
-    thread = threading.Thread(target=loop, name="tiles-warm-up", daemon=True)
-    thread.start()
-    return thread
+    return digest, build
 
 
 def _tilejson(layer: Layer) -> Response:

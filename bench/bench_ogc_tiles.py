@@ -11,13 +11,19 @@ gunicorn), and measures, with Python client threads on keep-alive connections:
   2. OGC items with a small bbox (≈ 220 m square, random over the district), 16 clients;
   3. tiles z10–18 over the busiest area, 16 clients: cold (empty tile cache, each tile once),
      warm (the same tiles again), and with the cache off (every request builds its tile);
+  3b. live: the same clients for `--live-seconds` against a server whose disk cache was
+     seeded first (`blockdata tiles seed`'s code: zooms 10–18 over the streets, district and
+     commanders; its time, tile counts and size reported), seeding in the background as
+     `blockdata serve` does, WHILE a writer files one Open311 request a second at a random
+     point of the benchmarked area (as a district user: insert as the reader, aggregates
+     refreshed); p50/p99 and the hit rate (`X-Tile-Cache` memory or disk);
   4. per zoom, one client, cache off: the cost of building each tile, beside a server whose
      connections keep PostgreSQL's stock JIT and parallel-plan settings, and beside the
      obvious alternative, the bare ST_AsMVT of every point of the zoom's busiest tile.
 Requests are read as a district user (a session cookie), i.e. as `blockdata_reader` under
-row-level security. The machine's load average is printed beside each measurement: other
-work on it makes the figures noisy. Prints a markdown table; `--reuse` keeps a loaded
-database.
+row-level security. Each server has a fresh disk cache directory (`TILE_CACHE_DIR`). The
+machine's load average is printed beside each measurement: other work on it makes the figures
+noisy. Prints a markdown table; `--reuse` keeps a loaded database; `--only live` runs 3b alone.
 """
 
 from __future__ import annotations
@@ -29,14 +35,18 @@ import math
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -46,6 +56,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
+
+if TYPE_CHECKING:
+    from app.tile_seed import SeedReport
 
 DB = "blockdata_bench_ogc"
 WORKERS = 2  # as `blockdata serve --workers 2`
@@ -83,10 +96,31 @@ STOCK_OPTIONS = "-c jit=on -c max_parallel_workers_per_gather=2 -c timezone=Asia
 STOCK = ("ours", "stock")
 
 
+def app_config(
+    url: str, cache_bytes: int, cache_dir: str, zooms: str = "10-18"
+) -> dict[str, object]:
+    from app.commands.tiles import parse_zooms
+
+    return {
+        "DATABASE_URL": url,
+        "TILE_CACHE_BYTES": cache_bytes,
+        "TILE_CACHE_DIR": cache_dir,
+        "TILE_WARM_ZOOMS": parse_zooms(zooms),
+    }
+
+
 def serve_main(
-    url: str, port: int, threads: int, workers: int, cache_bytes: int, stock: bool
+    url: str,
+    port: int,
+    threads: int,
+    workers: int,
+    cache_bytes: int,
+    options: str,
+    cache_dir: str,
+    zooms: str,
 ) -> None:
-    """Entry point of the server process: `blockdata serve` without the warm-up."""
+    """Entry point of the server process: `blockdata serve`, without the seeding unless
+    `options` says "seed" (of `zooms`)."""
     import logging
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" notes
@@ -94,28 +128,39 @@ def serve_main(
     from app import create_app, db
     from app.cli import run_server
 
-    if stock:
+    if options == "stock":
         db.SESSION_OPTIONS = STOCK_OPTIONS
     run_server(
-        lambda: create_app({"DATABASE_URL": url, "TILE_CACHE_BYTES": cache_bytes}),
+        lambda: create_app(app_config(url, cache_bytes, cache_dir, zooms)),
         host="127.0.0.1",
         port=port,
         threads=threads,
         workers=workers,
-        warm=False,
+        warm=options == "seed",
         quiet=True,
     )
 
 
 class Server:
+    """A server process with its own tile cache directory (a fresh one unless given)."""
+
     def __init__(
-        self, url: str, threads: int, workers: int, cache_bytes: int, stock: bool = False
+        self,
+        url: str,
+        threads: int,
+        workers: int,
+        cache_bytes: int,
+        options: str = "ours",
+        cache_dir: str | None = None,
+        zooms: str = "10-18",
     ) -> None:
         import socket
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = int(sock.getsockname()[1])
+        self.own_dir = cache_dir is None
+        self.cache_dir = cache_dir or tempfile.mkdtemp(prefix="bench-tiles-")
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -126,7 +171,9 @@ class Server:
                 str(threads),
                 str(workers),
                 str(cache_bytes),
-                "stock" if stock else "ours",
+                options,
+                self.cache_dir,
+                zooms,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -145,6 +192,8 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+        if self.own_dir:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
 
 
 # --- clients --------------------------------------------------------------------------------
@@ -166,6 +215,19 @@ def get(port: int, path: str) -> tuple[int, bytes]:
     except (OSError, http.client.HTTPException):
         _local.conn = None
         raise
+
+
+def _threads(clients: int, client: Callable[[int], None], errors: list[str]) -> float:
+    """Run client(0 … clients-1) in threads at once; the wall seconds until the last ends."""
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[:3])
+    return time.perf_counter() - t0
 
 
 def run_clients(
@@ -190,15 +252,7 @@ def run_clients(
             latencies.extend(mine_l)
             sizes.extend(mine_s)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise RuntimeError(errors[:3])
-    return latencies, sizes, time.perf_counter() - t0
+    return latencies, sizes, _threads(clients, client, errors)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -335,6 +389,200 @@ def paired(ports: dict[str, int], paths: list[str], rounds: int = 2) -> dict[str
     return best
 
 
+# --- live: a seeded server while requests come in ----------------------------------------
+
+
+def seed(url: str, cache_dir: str, jobs: int, zooms: str) -> tuple[SeedReport, int, int]:
+    """Seed `cache_dir` as `blockdata tiles seed` does: (report, files, bytes)."""
+    from app import create_app, db, tile_seed, tiles
+    from app.commands.tiles import parse_zooms
+
+    app = create_app(app_config(url, 64 * 1024 * 1024, cache_dir, zooms))
+    tiles.use_disk_cache(app)
+    try:
+        report = tile_seed.Seeder(app, parse_zooms(zooms)).run(jobs)
+    finally:
+        app.extensions[db.ENGINE_KEY].dispose()
+    files, size = tiles.tile_cache(app).disk_usage()
+    return report, files, size
+
+
+def api_token(url: str) -> str:
+    """An API token of the bench's district user (`session_cookie` made the user)."""
+    from app.auth import new_token
+    from layers.accounts import api_tokens, users
+
+    token, digest = new_token()
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        uid = conn.execute(sa.select(users.c.id).where(users.c.name == "bench-district")).scalar()
+        conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
+    engine.dispose()
+    return token
+
+
+class Writer(threading.Thread):
+    """Files one Open311 request every `every` seconds at a random point of the square
+    ±`half` degrees around (lon, lat), until stopped; keeps the latencies."""
+
+    DESCRIPTION = "基准测试：垃圾堆放 (bench)"
+
+    def __init__(
+        self, port: int, token: str, lon: float, lat: float, half: float, every: float = 1.0
+    ) -> None:
+        super().__init__(daemon=True)
+        self.port, self.token, self.every = port, token, every
+        self.lon, self.lat, self.half = lon, lat, half
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self.done = threading.Event()
+        self.rng = random.Random(5)
+
+    def post(self) -> None:
+        body = urllib.parse.urlencode(
+            {
+                "api_key": self.token,
+                "service_code": "环境卫生",
+                "description": self.DESCRIPTION,
+                "long": f"{self.lon + self.rng.uniform(-self.half, self.half):.6f}",
+                "lat": f"{self.lat + self.rng.uniform(-self.half, self.half):.6f}",
+            }
+        )
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        t = time.perf_counter()
+        try:
+            conn.request(
+                "POST",
+                "/open311/v2/requests.json",
+                body=body,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            response = conn.getresponse()
+            text = response.read()
+        finally:
+            conn.close()
+        self.latencies.append(time.perf_counter() - t)
+        if response.status != 200:
+            self.failures.append(f"{response.status} {text[:200]!r}")
+
+    def run(self) -> None:
+        next_at = time.monotonic()
+        while not self.done.is_set():
+            self.post()
+            next_at += self.every
+            self.done.wait(max(0.0, next_at - time.monotonic()))
+
+
+def run_live(
+    port: int, paths: list[str], clients: int, seconds: float
+) -> tuple[list[float], Counter[str], float]:
+    """`clients` threads GET random `paths` for `seconds`: latencies, where each tile came
+    from (X-Tile-Cache), wall time."""
+    latencies: list[float] = []
+    sources: Counter[str] = Counter()
+    lock = threading.Lock()
+    errors: list[str] = []
+    stop_at = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        rng = random.Random(100 + i)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        mine: list[float] = []
+        seen: Counter[str] = Counter()
+        while time.monotonic() < stop_at:
+            path = rng.choice(paths)
+            t = time.perf_counter()
+            conn.request("GET", path, headers=HEADERS)
+            response = conn.getresponse()
+            body = response.read()
+            mine.append(time.perf_counter() - t)
+            seen[response.getheader("X-Tile-Cache") or "?"] += 1
+            if response.status != 200:
+                errors.append(f"{response.status} {path} {body[:200]!r}")
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+            sources.update(seen)
+
+    return latencies, sources, _threads(clients, client, errors)
+
+
+def bench_live(
+    url: str,
+    args: argparse.Namespace,
+    paths: list[str],
+    centre: tuple[float, float],
+    emit: Callable[[str], None],
+) -> None:
+    """3b: seed a cache, serve it (seeding in the background), read tiles while writing."""
+    cache_dir = tempfile.mkdtemp(prefix="bench-tiles-live-")
+    try:
+        before = load()
+        t = time.perf_counter()
+        report, files, size = seed(url, cache_dir, args.seed_jobs, args.seed_zooms)
+        seconds = time.perf_counter() - t
+        per_zoom = ", ".join(
+            f"z{z} {report.district[z]}+{report.commanders[z]}" for z in sorted(report.district)
+        )
+        emit(
+            f"| seed the disk cache (`blockdata tiles seed --zooms {args.seed_zooms} --jobs "
+            f"{args.seed_jobs}`) | "
+            f"{report.tiles:,} tiles in {seconds:.0f} s | | | "
+            f"{files:,} files, {size / 2**20:,.0f} MiB; tiles per zoom, district + "
+            f"commanders: {per_zoom}; load {before} |"
+        )
+        server = Server(
+            url,
+            args.threads,
+            args.workers,
+            64 * 1024 * 1024,
+            "seed",
+            cache_dir=cache_dir,
+            zooms=args.seed_zooms,
+        )
+        try:
+            writer = Writer(server.port, api_token(url), *centre, half=0.008)
+            writer.post()  # the server's first intake loads the placer
+            writer.latencies.clear()
+            before = load()
+            writer.start()
+            lat_, sources, wall = run_live(server.port, paths, args.clients, args.live_seconds)
+            writer.done.set()
+            writer.join()
+        finally:
+            server.stop()
+        if writer.failures:
+            raise RuntimeError(writer.failures[:3])
+        total = sum(sources.values())
+        hits = sources["memory"] + sources["disk"]
+        emit(
+            f"| tiles z10–18, live: seeded cache, 1 Open311 request/s in the area, "
+            f"{args.clients} clients | {len(lat_) / wall:,.0f} tiles/s | "
+            f"{pct(lat_, 0.5):.1f} | {pct(lat_, 0.99):.1f} | {args.live_seconds:.0f} s, "
+            f"{total:,} tiles: hit rate {hits / total:.1%} (memory {sources['memory']:,}, "
+            f"disk {sources['disk']:,}, built {sources['built']:,}); "
+            f"{len(writer.latencies)} requests filed, p50 "
+            f"{pct(writer.latencies, 0.5):.0f} ms; load {before} |"
+        )
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        forget_writes(url)
+
+
+def forget_writes(url: str) -> None:
+    """Delete the requests the writer filed (the database stays as loaded for the next run)."""
+    from etl.aggregates import refresh_request_aggregates
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("delete from service_requests where source = 'open311' and description = :d"),
+            {"d": Writer.DESCRIPTION},
+        )
+        refresh_request_aggregates(conn)
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -344,11 +592,18 @@ def main() -> None:
     parser.add_argument("--bbox-requests", type=int, default=100, help="per client")
     parser.add_argument("--warm-rounds", type=int, default=8, help="passes over the tiles")
     parser.add_argument("--reuse", action="store_true", help="keep a loaded database")
-    parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--live-seconds", type=float, default=120.0, help="3b's duration")
+    parser.add_argument("--seed-jobs", type=int, default=2, help="3b's seeding threads")
+    parser.add_argument("--only", choices=["live"], help="run only this measurement")
+    parser.add_argument("--db", default=DB, help="the database to load (or reuse)")
+    parser.add_argument("--seed-zooms", default="10-18", help="3b's seeded zooms (smoke: fewer)")
+    parser.add_argument("--serve", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        url, port, threads, workers, cache, options = args.serve
-        serve_main(url, int(port), int(threads), int(workers), int(cache), options == "stock")
+        url, port, threads, workers, cache, options, cache_dir, zooms = args.serve
+        serve_main(
+            url, int(port), int(threads), int(workers), int(cache), options, cache_dir, zooms
+        )
         return
 
     started = load()
@@ -356,7 +611,7 @@ def main() -> None:
     t = time.perf_counter()
     from bench_etl import loaded_database
 
-    url = loaded_database(server_url, DB, args.rows, args.reuse)
+    url = loaded_database(server_url, args.db, args.rows, args.reuse)
     load_seconds = time.perf_counter() - t
     HEADERS["Cookie"] = session_cookie(url)
     engine = make_engine(url)
@@ -395,6 +650,12 @@ def main() -> None:
         "| measurement | result | p50 ms | p99 ms | note |",
         "|---|---:|---:|---:|---|",
     ]
+
+    if args.only == "live":
+        bench_live(url, args, paths, (lon, lat), emit)
+        print("\n".join(lines))
+        engine.dispose()
+        return
 
     server = Server(url, threads, workers, 64 * 1024 * 1024)
     try:
@@ -447,7 +708,9 @@ def main() -> None:
     finally:
         server.stop()
 
-    servers = {name: Server(url, threads, workers, 0, stock=name == "stock") for name in STOCK}
+    bench_live(url, args, paths, (lon, lat), emit)
+
+    servers = {name: Server(url, threads, workers, 0, name) for name in STOCK}
     try:
         before = load()
         nocache, _, wall = run_clients(c, shares(paths, c, 3), servers["ours"].port)

@@ -305,6 +305,9 @@ def upsert(
     counts["bulk"] = int(bulk)
     if bulk:
         conn.exec_driver_sql(f"alter table {target} enable trigger user")
+        # The tile cache's change marks (migration 0008) were skipped with them: every tile
+        # of the layer changes, under a new epoch.
+        conn.execute(sa.text("select tile_changes_renew(:layer)"), {"layer": layer.name})
         mark = time.monotonic()
         conn.exec_driver_sql("set local maintenance_work_mem = '1GB'")
         conn.exec_driver_sql("set local max_parallel_maintenance_workers = 2")

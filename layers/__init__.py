@@ -1,6 +1,9 @@
 """Layer registry and tables: the one place a layer is declared."""
 
-from layers import accounts  # noqa: F401  (users, tokens, audit log on the same metadata)
+from layers import (
+    accounts,  # noqa: F401  (users, tokens, audit log on the same metadata)
+    changes,  # noqa: F401  (the tile cache's change log, same metadata)
+)
 from layers.aggregates import AGGREGATE_TABLES
 from layers.registry import (
     LAYERS,

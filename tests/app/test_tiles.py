@@ -1,13 +1,17 @@
-"""Vector tiles on the demo district: exact counts, attributes, sizes, GDAL and mapbox-vector-tile.
+"""Vector tiles on the demo district: exact counts, attributes, sizes, GDAL and mapbox-vector-tile;
+their versions, cache and seeding on the tiny district.
 
 A committed database of the demo district (loaded through the real ETL) is read through the
-Flask test client; tiles are decoded with mapbox_vector_tile and with GDAL's MVT driver.
+Flask test client; tiles are decoded with mapbox_vector_tile and with GDAL's MVT driver. The
+change-marking triggers and the seeder are tried on the tiny hand-made district of tests/etl,
+in the rolled-back test transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -22,23 +26,29 @@ import mapbox_vector_tile
 import psycopg
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from app import db, ogc, tiles
+from app import db, ogc, tile_seed, tiles
+from app.cli import main
 from app.db import make_engine
 from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
 from layers.aggregates import period_after, period_start
 from tests.app.test_ogc import add_account, demo_url, live_app  # noqa: F401
-from tests.conftest import login
+from tests.conftest import add_user, login
+from tests.etl import conftest as etl_conftest
 from tests.etl.conftest import request_row, write_csv
 
 OGRINFO = shutil.which("ogrinfo") or "ogrinfo"  # installed by scripts/system-deps.sh --gdal
 LAYER = get_layer("service_requests")
 TILE_BYTES = 500 * 1024
+ZOOMS = range(10, 19)
+
+district = etl_conftest.district  # the tiny hand-made district, in the test transaction
 
 
 @pytest.fixture(scope="module")
@@ -421,7 +431,7 @@ def test_processes_share_the_tiles_they_build(tmp_path: Path) -> None:
     """As two gunicorn workers do: what one built the other reads; the folder stays bounded."""
     one, other = tiles.TileCache(max_bytes=4000), tiles.TileCache(max_bytes=4000)
     for cache in (one, other):
-        cache.share(tmp_path / "tiles")
+        cache.share(tmp_path / "tiles", disk_bytes=4000)
     assert one.get("k1", lambda: (b"\x1a\x00tile", "aggregated")) == (b"\x1a\x00tile", "aggregated")
     assert other.get("k1", lambda: (b"never", "raw")) == (b"\x1a\x00tile", "aggregated")
     assert other.get("k2", lambda: (b"", "empty")) == (b"", "empty")
@@ -431,6 +441,54 @@ def test_processes_share_the_tiles_they_build(tmp_path: Path) -> None:
     files = [f for f in (tmp_path / "tiles").rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 4000 + 900
     assert not [f for f in files if f.name.endswith(".tmp")]
+
+
+def test_the_disk_cache_keeps_what_was_read_last(tmp_path: Path) -> None:
+    """Bounded by disk_bytes, least recently used out first: a file read since it was written
+    outlives older ones that were not."""
+    cache = tiles.TileCache(max_bytes=1000)
+    cache.share(tmp_path / "tiles", disk_bytes=8000)
+    assert (tmp_path / "tiles").stat().st_mode & 0o777 == 0o700
+    for i in range(6):
+        assert cache.seed(f"a{i:02d}", lambda: (b"x" * 1000, "raw"))
+        time.sleep(0.01)
+    assert not cache.seed("a00", lambda: (b"never", "raw"))
+    assert cache.get("a00", lambda: (b"never", "raw")) == (b"x" * 1000, "raw")  # read: used
+    for i in range(6, 12):
+        cache.seed(f"a{i:02d}", lambda: (b"y" * 1000, "raw"))
+        time.sleep(0.01)
+    files, size = cache.disk_usage()
+    assert size <= 8000 + 1010 and files < 12
+    assert cache.has("a00") and not cache.has("a01")
+
+
+def test_one_process_holds_the_seeding_lock(tmp_path: Path) -> None:
+    first = tile_seed.seed_lock(tmp_path)
+    assert first is not None
+    assert tile_seed.seed_lock(tmp_path) is None
+    assert tile_seed.lock_holder(tmp_path) == str(os.getpid())
+    first.close()
+    again = tile_seed.seed_lock(tmp_path)
+    assert again is not None
+    again.close()
+
+
+@pytest.mark.parametrize("z", [0, 5, 10, 11, 13, 14, 15, 17, 18])
+def test_affected_tiles_are_those_whose_area_reads_the_change(z: int) -> None:
+    """`affected` inverts `change_area`: brute force over the tiles around each change."""
+    n = 2**z
+    for cx, cy in [(215807, 99308), (215808, 99311), (0, 0), (262143, 131071), (131072, 65536)]:
+        got = tile_seed.affected(z, [(cx, cy)])
+        level = tiles.change_level(z)
+        lx, ly = cx >> (18 - level), cy >> (18 - level)
+        tx, ty = cx >> (18 - z), cy >> (18 - z)
+        want = set()
+        for x in range(max(tx - 3, 0), min(tx + 4, n)):
+            for y in range(max(ty - 3, 0), min(ty + 4, n)):
+                _, x0, x1, y0, y1 = tiles.change_area(z, x, y)
+                if x0 <= lx <= x1 and y0 <= ly <= y1:
+                    want.add((x, y))
+        assert got == want and (tx, ty) in got, (z, cx, cy)
 
 
 def test_only_idle_connections_are_pinged(tiles_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -723,7 +781,7 @@ def test_a_cached_tile_costs_two_statements(tiles_app: Flask, client: FlaskClien
     def count(*args: Any) -> None:
         statements.append(args[2])
 
-    assert tiles.warm(tiles_app) > 0
+    assert tile_seed.warm(tiles_app, zooms=[10]).tiles > 0
     with engine.connect() as conn:
         x, y = district_tiles(conn, 10)[0]
     sa.event.listen(engine, "before_cursor_execute", count)
@@ -734,6 +792,304 @@ def test_a_cached_tile_costs_two_statements(tiles_app: Flask, client: FlaskClien
     assert response.status_code == 200 and len(statements) == 2, statements
     digest = response.headers["ETag"][3:-1]
     assert digest in tiles.tile_cache(tiles_app)._items
+
+
+def test_blockdata_tiles_seed(tiles_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": tiles_url, "BLOCKDATA_VAR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["tiles", "seed", "--zooms", "10-11", "-q"], env=env)
+    assert result.exit_code == 0, result.output
+    built = int(re.search(r"新建 built ([0-9,]+)", result.output).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert built > 0 and re.search(r"^ +10 +\d+ +\d+$", result.output, re.M), result.output
+    files, _ = tiles.TileCache(0, tmp_path / "tiles").disk_usage()
+    assert files == built and (tmp_path / "tiles").stat().st_mode & 0o777 == 0o700
+    again = CliRunner().invoke(main, ["tiles", "seed", "--zooms", "10-11", "-q"], env=env)
+    assert again.exit_code == 0 and "新建 built 0," in again.output, again.output
+    bad = CliRunner().invoke(main, ["tiles", "seed", "--zooms", "10-19"], env=env)
+    assert bad.exit_code == 2 and "'10-19'" in bad.output
+    lock = tile_seed.seed_lock(tmp_path / "tiles")
+    try:
+        held = CliRunner().invoke(main, ["tiles", "seed", "--zooms", "10"], env=env)
+    finally:
+        assert lock is not None
+        lock.close()
+    assert held.exit_code == 1 and str(os.getpid()) in held.output
+
+
+# --- versions and seeding on the tiny district ----------------------------------------------
+
+# Just west of a z10 tile's east edge, so at every zoom 10–18 in the buffer of the tile east
+# of its own (the tiny district lies a few kilometres west, in the same z10 tile).
+EDGE_LON = tiles.tile_bounds(10, 842, 387)[2] - 1e-6
+EDGE_LAT = 39.91
+INSIDE = (116.305, 39.905)  # street 110102001, grid 110102001001001
+
+
+def _tiles_around(lon: float, lat: float) -> dict[str, list[tuple[int, int, int]]]:
+    """Per zoom 10–18: the tile holding the point, the one east of it, one three tiles west."""
+    out: dict[str, list[tuple[int, int, int]]] = {"own": [], "east": [], "far": []}
+    for z in ZOOMS:
+        x, y = tile_of(lon, lat, z)
+        out["own"].append((z, x, y))
+        out["east"].append((z, x + 1, y))
+        out["far"].append((z, x - 3, y))
+    return out
+
+
+def _changed(before: list[str], after: list[str]) -> list[bool]:
+    return [a != b for a, b in zip(before, after, strict=True)]
+
+
+def _level18(lon: float, lat: float) -> tuple[int, int]:
+    return tile_of(lon, lat, 18)
+
+
+def _add_request(conn: sa.Connection, source_id: str, lon: float, lat: float) -> None:
+    conn.execute(
+        sa.text(
+            "insert into service_requests (source, source_id, received_at, geom) values "
+            "('test', :sid, now(), ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+        ),
+        {"sid": source_id, "lon": lon, "lat": lat},
+    )
+
+
+@pytest.fixture(scope="module")
+def session_engine(database_url: str) -> Iterator[sa.Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+class TestTinyDistrict:
+    """The tile versions and the seeder, on the tiny district in the rolled-back test
+    transaction: `engine` is the session's test database again here (this module's own
+    `engine` is the demo database's), so `connection`, `app` and `district` use it."""
+
+    @pytest.fixture
+    def engine(self, session_engine: sa.Engine) -> sa.Engine:
+        return session_engine
+
+    @pytest.fixture
+    def user(self, app: Flask, connection: sa.Connection, district: Any) -> FlaskClient:
+        """A district user of the tiny district."""
+        return login(app.test_client(), add_user(connection, "tiny-district"))
+
+    @staticmethod
+    def etags(
+        client: FlaskClient, wanted: list[tuple[int, int, int]], layer: str = ""
+    ) -> list[str]:
+        name = layer or LAYER.name
+        return [
+            fetch(client, f"/tiles/{name}/{z}/{x}/{y}.pbf").headers["ETag"] for z, x, y in wanted
+        ]
+
+    def test_a_new_point_changes_its_tile_and_the_neighbour_whose_buffer_holds_it(
+        self, user: FlaskClient, connection: sa.Connection
+    ) -> None:
+        around = _tiles_around(EDGE_LON, EDGE_LAT)
+        before = {k: self.etags(user, v) for k, v in around.items()}
+        _add_request(connection, "EDGE", EDGE_LON, EDGE_LAT)
+        refresh_request_aggregates(connection)  # as the intake does: the aggregates stay fresh
+        after = {k: self.etags(user, v) for k, v in around.items()}
+        nine = [True] * len(ZOOMS)
+        assert _changed(before["own"], after["own"]) == nine
+        assert _changed(before["east"], after["east"]) == nine
+        assert not any(_changed(before["far"], after["far"]))
+        z, x, y = around["own"][-1]
+        assert len(decode(fetch(user, f"/tiles/service_requests/{z}/{x}/{y}.pbf").data)) == 1
+
+    def test_moving_a_point_changes_both_places_and_deleting_it_its_place(
+        self, user: FlaskClient, connection: sa.Connection
+    ) -> None:
+        _add_request(connection, "MOVE", EDGE_LON, EDGE_LAT)
+        refresh_request_aggregates(connection)
+        old, new = _tiles_around(EDGE_LON, EDGE_LAT), _tiles_around(*INSIDE)
+        elsewhere = [(z, x, y + 3) for z, x, y in new["own"] if z >= 12]  # z10–11: the same
+        watched = old["own"] + new["own"] + elsewhere
+        before = self.etags(user, watched)
+        connection.execute(
+            sa.text(
+                "update service_requests set geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) "
+                "where source_id = 'MOVE'"
+            ),
+            {"lon": INSIDE[0], "lat": INSIDE[1]},
+        )
+        refresh_request_aggregates(connection)
+        moved = self.etags(user, watched)
+        nine = len(ZOOMS)
+        assert all(_changed(before[: 2 * nine], moved[: 2 * nine]))
+        assert before[2 * nine :] == moved[2 * nine :]
+        connection.execute(sa.text("delete from service_requests where source_id = 'MOVE'"))
+        refresh_request_aggregates(connection)
+        deleted = self.etags(user, watched)
+        assert all(_changed(moved[nine : 2 * nine], deleted[nine : 2 * nine]))
+        assert moved[2 * nine :] == deleted[2 * nine :]
+
+    def test_a_polygon_marks_every_tile_of_its_box(
+        self, user: FlaskClient, connection: sa.Connection
+    ) -> None:
+        """Moving a grid's polygon: tiles over its old and new box change, others not."""
+        cell = "110102001001001"  # 116.30–116.31 × 39.90–39.91
+        inside = [(z, *tile_of(116.3, 39.9, z)) for z in (14, 16, 18)]
+        inside += [(z, *tile_of(116.309, 39.909, z)) for z in (14, 16, 18)]
+        moved_to = [(z, *tile_of(116.339, 39.919, z)) for z in (16, 18)]
+        outside = [(z, *tile_of(116.32, 39.905, z)) for z in (16, 18)]
+        watched = inside + moved_to + outside
+        before = self.etags(user, watched, "grids")
+        connection.execute(
+            sa.text("update grids set geom = ST_Translate(geom, 0.03, 0.01) where code = :code"),
+            {"code": cell},
+        )
+        after = self.etags(user, watched, "grids")
+        want = [True] * (len(inside) + len(moved_to)) + [False] * len(outside)
+        assert _changed(before, after) == want
+
+    def test_an_open311_request_written_as_the_reader_marks_its_tiles(
+        self, app: Flask, user: FlaskClient, connection: sa.Connection
+    ) -> None:
+        from app.auth import new_token
+        from layers.accounts import api_tokens
+
+        key, digest = new_token()
+        uid = add_user(connection, "tiny-open311")
+        connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
+        around = _tiles_around(*INSIDE)
+        before = {k: self.etags(user, v) for k, v in around.items()}
+        response = app.test_client().post(
+            "/open311/v2/requests.json",
+            data={
+                "api_key": key,
+                "service_code": "环境卫生",
+                "lat": str(INSIDE[1]),
+                "long": str(INSIDE[0]),
+                "description": "垃圾",
+            },
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        after = {k: self.etags(user, v) for k, v in around.items()}
+        assert all(_changed(before["own"], after["own"]))
+        assert before["far"] == after["far"]  # the intake refreshed the aggregates
+
+    def test_the_reader_may_neither_read_the_log_nor_renew_an_epoch(
+        self, connection: sa.Connection, district: Any
+    ) -> None:
+        _reader(connection)
+        for statement in (
+            "select count(*) from tile_changes",
+            "select epoch from tile_epochs",
+            "select tile_changes_renew('service_requests')",
+        ):
+            with (
+                pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+                connection.begin_nested(),
+            ):
+                connection.exec_driver_sql(statement)
+        _add_request(connection, "READER", *INSIDE)  # the trigger writes the log for it
+        connection.exec_driver_sql("reset role")
+        marked = "select count(*) from tile_changes where layer = 'service_requests'"
+        assert connection.exec_driver_sql(marked).scalar_one() == 5  # one tile, five levels
+
+    def test_truncate_and_a_bulk_load_change_every_tile(
+        self,
+        user: FlaskClient,
+        connection: sa.Connection,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        around = _tiles_around(*INSIDE)
+        watched = around["own"] + around["far"]
+        epoch = "select epoch from tile_epochs where layer = 'service_requests'"
+        first = connection.exec_driver_sql(epoch).scalar_one()
+        before = self.etags(user, watched)
+        connection.exec_driver_sql("truncate service_requests")
+        refresh_request_aggregates(connection, full=True)
+        truncated = self.etags(user, watched)
+        assert all(_changed(before, truncated))
+        second = connection.exec_driver_sql(epoch).scalar_one()
+        assert second != first
+
+        monkeypatch.setattr("etl.load.BULK_MIN_ROWS", 1)  # a bulk load skips the row triggers
+        _add_request(connection, "OTHER-SOURCE", *INSIDE)
+        path = write_csv(tmp_path / "bulk.csv", [request_row("BULK1"), request_row("BULK2")])
+        report = run_file(connection, path, layer="service_requests")
+        assert report.inserted == 2
+        assert connection.exec_driver_sql(epoch).scalar_one() not in (first, second)
+        assert all(_changed(truncated, self.etags(user, watched)))
+
+    def test_seeding_covers_the_streets_and_requests_then_hit_the_cache(
+        self,
+        app: Flask,
+        user: FlaskClient,
+        connection: sa.Connection,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        app.config["TILE_CACHE_DIR"] = str(tmp_path / "tiles")
+        directory = tiles.use_disk_cache(app)
+        built: list[tuple[int, int, int]] = []
+        real = tiles.build_tile
+
+        def counted(conn: sa.Connection, layer: Any, z: int, x: int, y: int, *a: Any) -> Any:
+            built.append((z, x, y))
+            return real(conn, layer, z, x, y, *a)
+
+        monkeypatch.setattr(tiles, "build_tile", counted)
+        seeder = tile_seed.Seeder(app)
+        report = seeder.run()
+
+        streets = {code: (x0, 39.90, x1, 39.92) for code, (x0, x1) in etl_conftest.STREETS.items()}
+        want = {code: {z: _intersecting(box, z) for z in ZOOMS} for code, box in streets.items()}
+        for z in ZOOMS:
+            district_tiles = set().union(*(want[code][z] for code in streets))
+            assert report.district[z] == len(district_tiles), z
+            assert report.commanders[z] == sum(len(want[code][z]) for code in streets), z
+        assert report.full and report.built == report.tiles == len(built)
+        files, size = tiles.tile_cache(app).disk_usage()
+        assert files == report.built and size <= tiles.DEFAULT_DISK_BYTES
+        assert {p.name for p in directory.iterdir() if p.is_file()} <= {tile_seed.LOCK_FILE}
+
+        commander = login(
+            app.test_client(), add_user(connection, "tiny-c", "commander", "110102001")
+        )
+        built.clear()
+        for z in ZOOMS:
+            x, y = tile_of(*INSIDE, z)
+            for client in (user, commander):
+                response = fetch(client, f"/tiles/service_requests/{z}/{x}/{y}.pbf")
+                assert response.headers["X-Tile-Kind"] == "raw"
+                assert response.headers["X-Tile-Cache"] == "disk"
+        assert built == []  # every one read from the disk cache
+
+        _add_request(connection, "SEEDED", *INSIDE)
+        refresh_request_aggregates(connection)
+        hit = {z: tile_seed.affected(z, [_level18(*INSIDE)]) for z in ZOOMS}
+        expected = sum(
+            len(hit[z] & (set().union(*(want[c][z] for c in streets)))) for z in ZOOMS
+        ) + sum(len(hit[z] & want[c][z]) for c in streets for z in ZOOMS)
+        second = seeder.run()
+        assert not second.full and second.built == second.tiles == expected == len(built)
+        assert all((x, y) in hit[z] for z, x, y in built)
+        assert {(z, *tile_of(*INSIDE, z)) for z in ZOOMS} <= set(built)
+        built.clear()
+        third = seeder.run()
+        assert third.built == third.tiles == 0 and built == []
+        z, x, y = 18, *tile_of(*INSIDE, 18)
+        features = decode(fetch(user, f"/tiles/service_requests/{z}/{x}/{y}.pbf").data)
+        assert [f["properties"].get("source") for f in features] == ["test"] and built == []
+
+
+def _intersecting(box: tuple[float, float, float, float], z: int) -> set[tuple[int, int]]:
+    """The tiles of zoom z whose envelope meets the box (touching included)."""
+    w, s, e, n = box
+    x0, y0 = tile_of(w, n, z)
+    x1, y1 = tile_of(e, s, z)
+    out = set()
+    for x in range(x0 - 1, x1 + 2):
+        for y in range(y0 - 1, y1 + 2):
+            tw, ts, te, tn = tiles.tile_bounds(z, x, y)
+            if tw <= e and te >= w and ts <= n and tn >= s:
+                out.add((x, y))
+    return out
 
 
 def test_etag_304_and_a_new_run_changes_it(

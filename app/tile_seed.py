@@ -1,0 +1,344 @@
+"""Seeding the tile cache: every unfiltered tile of zooms 10–18 over the streets, built ahead
+of the requests, and rebuilt where the data changed.
+
+A pass builds, per seeded layer (`SEED_LAYERS`), the tiles of `WARM_ZOOMS` that intersect a
+street, first for the whole district (zone '*'), then for each street's commander (zone =
+the street code: only the tiles intersecting that street) — each through the same code a
+request of that user runs (`tiles.prepare_tile` after `db.scope(zone)`), so its key is the
+key that user's request will ask for. A tile whose file is there already costs its
+version statement and a stat. Tiles go to the disk cache only (`TileCache.seed`): the
+in-process LRU keeps the tiles in use.
+
+The first pass visits every tile. A later one visits only the tiles whose area holds a
+change since the previous pass — the level-18 sums of `tile_changes` (migration 0008)
+that differ, mapped back to the tiles of each zoom whose buffered area reads them — and the
+tiles whose files the disk bound swept away; every tile again when a layer's epoch, its
+aggregates' staleness or the streets changed. Each pass first compacts the change log.
+
+In a server (`start_warming`), one process seeds: the one holding the lock file of the
+cache directory (fcntl); the others read its files, and take over if it exits.
+`blockdata tiles seed` runs the same passes without a server.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from app import db, tiles
+from layers import get_layer
+from layers.changes import CHANGE_LEVELS
+
+SEED_LAYERS = ("service_requests",)  # the big layer; the others build in milliseconds
+WARM_ZOOMS = range(10, 19)
+WARM_EVERY = 60.0  # seconds between passes
+LOCK_FILE = "seed.lock"
+DISTRICT = "*"
+TOP = CHANGE_LEVELS.stop - 1  # the finest level of the change log
+
+Tile = tuple[int, int]
+# zone → zoom → tiles
+TileSet = dict[str, dict[int, list[Tile]]]
+
+# Per zoom: each street's tiles whose envelope intersects the street (from the tile range of
+# its box; a tile's envelope in degrees, as tiles.tile_bounds computes it).
+_STREET_TILES = sa.text(
+    """
+    with s as (
+        select code, geom,
+               floor((ST_XMin(geom) + 180) / 360 * :n)::int x0,
+               floor((ST_XMax(geom) + 180) / 360 * :n)::int x1,
+               floor((1 - asinh(tan(radians(ST_YMax(geom)))) / pi()) / 2 * :n)::int y0,
+               floor((1 - asinh(tan(radians(ST_YMin(geom)))) / pi()) / 2 * :n)::int y1
+          from streets
+    )
+    select s.code, x, y
+      from s, generate_series(s.x0, s.x1) x, generate_series(s.y0, s.y1) y
+     where ST_Intersects(s.geom, ST_MakeEnvelope(
+               x::float8 / :n * 360 - 180,
+               degrees(atan(sinh(pi() * (1 - 2 * (y + 1)::float8 / :n)))),
+               (x + 1)::float8 / :n * 360 - 180,
+               degrees(atan(sinh(pi() * (1 - 2 * y::float8 / :n)))),
+               4326))
+     order by s.code, x, y
+    """
+)
+
+# Merge each tile's rows of the change log into one, their sum kept: a version read before
+# or after sees the same sums. Rows appended meanwhile are not in the statement's snapshot
+# and stay; a concurrent compaction merges only the rows it deleted itself.
+_COMPACT = sa.text(
+    """
+    with merged as (
+        delete from tile_changes t
+         using (select layer, level, x, y from tile_changes
+                 group by 1, 2, 3, 4 having count(*) > 1) d
+         where (t.layer, t.level, t.x, t.y) = (d.layer, d.level, d.x, d.y)
+        returning t.layer, t.level, t.x, t.y, t.n
+    ), added as (
+        insert into tile_changes (layer, level, x, y, n)
+        select layer, level, x, y, sum(n) from merged group by 1, 2, 3, 4
+        returning 1
+    )
+    select (select count(*) from merged) - (select count(*) from added)
+    """
+)
+_COMPACT_LOCK = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext("tile_changes")))
+
+_SUMS = sa.text(
+    "select x, y, sum(n) from tile_changes where layer = :layer and level = :level group by x, y"
+)
+_EPOCH = sa.text("select epoch from tile_epochs where layer = :layer")
+
+
+def street_tiles(conn: sa.Connection, zooms: Iterable[int]) -> TileSet:
+    """The tiles to seed: zone '*' → every tile intersecting a street; each street code →
+    the tiles intersecting that street."""
+    out: TileSet = {DISTRICT: {}}
+    for z in zooms:
+        district: set[Tile] = set()
+        for code, x, y in conn.execute(_STREET_TILES, {"n": 2**z}):
+            out.setdefault(code, {}).setdefault(z, []).append((x, y))
+            district.add((x, y))
+        out[DISTRICT][z] = sorted(district)
+    return out
+
+
+def compact_changes(conn: sa.Connection) -> int:
+    """Merge the change log's rows tile by tile (unless another compaction runs); the number
+    of rows fewer."""
+    if not conn.execute(_COMPACT_LOCK).scalar_one():
+        return 0
+    return int(conn.execute(_COMPACT).scalar_one())
+
+
+def affected(z: int, changed: Iterable[Tile]) -> set[Tile]:
+    """The tiles of zoom z (≤ 18) whose buffered area holds one of the `changed` level-18
+    tiles of the change log (as `tiles.change_area` reads it)."""
+    level = tiles.change_level(z)
+    shift, scale, top = TOP - level, 2 ** (level - z), 2**z - 1
+    out: set[Tile] = set()
+    for cx, cy in {(x >> shift, y >> shift) for x, y in changed}:
+        for x in range(max(cx // scale - 1, 0), min(cx // scale + 1, top) + 1):
+            for y in range(max(cy // scale - 1, 0), min(cy // scale + 1, top) + 1):
+                _, x0, x1, y0, y1 = tiles.change_area(z, x, y)
+                if x0 <= cx <= x1 and y0 <= cy <= y1:
+                    out.add((x, y))
+    return out
+
+
+@dataclass
+class SeedReport:
+    """What a pass did: tiles visited per zone kind and zoom, how many it built."""
+
+    full: bool = False
+    district: Counter[int] = field(default_factory=Counter)
+    commanders: Counter[int] = field(default_factory=Counter)
+    built: int = 0
+    compacted: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tiles(self) -> int:
+        return sum(self.district.values()) + sum(self.commanders.values())
+
+
+@dataclass(frozen=True)
+class _State:
+    """What a pass saw of a layer: its epoch, whether its aggregates were stale, the sums of
+    its change log per level-18 tile."""
+
+    epoch: str | None
+    stale: bool | None
+    sums: dict[Tile, int]
+
+
+class Seeder:
+    """Seeds `app`'s tile cache; remembers between passes what it saw and built."""
+
+    def __init__(
+        self, app: Flask, zooms: Iterable[int] = WARM_ZOOMS, layers: Iterable[str] = SEED_LAYERS
+    ) -> None:
+        self.app = app
+        self.zooms = sorted(set(zooms))
+        if any(not 0 <= z <= TOP for z in self.zooms):
+            raise ValueError(f"zooms must be 0–{TOP}: {self.zooms}")
+        self.layers = [get_layer(name) for name in layers]
+        self.cache = tiles.tile_cache(app)
+        self._streets: str | None = None
+        self._tiles: TileSet = {}
+        self._states: dict[str, _State] = {}
+        self._keys: dict[tuple[str, str, int, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def run(self, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> SeedReport:
+        """One pass (see the module docstring) with `jobs` threads building; `progress` is
+        told (tiles done, tiles to do) as it goes."""
+        started = time.monotonic()
+        report = SeedReport()
+        with self.app.app_context():
+            report.compacted = compact_changes(db.connection())
+        with self.app.app_context():
+            conn = db.connection()
+            streets = tiles.data_version(conn, get_layer("streets"))
+            if streets != self._streets:
+                self._tiles = street_tiles(conn, self.zooms)
+            states = {layer.name: self._state(conn, layer.name) for layer in self.layers}
+        work: list[tuple[str, str, int, int, int]] = []
+        full = streets != self._streets
+        for layer in self.layers:
+            new, old = states[layer.name], self._states.get(layer.name)
+            if full or old is None or (new.epoch, new.stale) != (old.epoch, old.stale):
+                report.full = True
+                work += self._everything(layer.name)
+            else:
+                work += self._changed(layer.name, old, new)
+        for item in work:
+            counter = report.district if item[1] == DISTRICT else report.commanders
+            counter[item[2]] += 1
+        done = 0
+
+        def one(item: tuple[str, str, int, int, int]) -> bool:
+            nonlocal done
+            built = self._seed(item)
+            if progress is not None:
+                with self._lock:
+                    done += 1
+                    progress(done, len(work))
+            return built
+
+        if jobs > 1:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                report.built = sum(pool.map(one, work))
+        else:
+            report.built = sum(map(one, work))
+        self._streets = streets
+        self._states = states
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _state(self, conn: sa.Connection, layer: str) -> _State:
+        epoch = conn.execute(_EPOCH, {"layer": layer}).scalar()
+        stale = None
+        if layer in tiles.CELL_TABLES:
+            stale = conn.exec_driver_sql("select exists (select from request_dirty_days)").scalar()
+        sums = {(x, y): int(n) for x, y, n in conn.execute(_SUMS, {"layer": layer, "level": TOP})}
+        return _State(epoch, stale, sums)
+
+    def _everything(self, layer: str) -> list[tuple[str, str, int, int, int]]:
+        return [
+            (layer, zone, z, x, y)
+            for zone, by_zoom in self._tiles.items()
+            for z in self.zooms
+            for x, y in by_zoom.get(z, [])
+        ]
+
+    def _changed(
+        self, layer: str, old: _State, new: _State
+    ) -> list[tuple[str, str, int, int, int]]:
+        changed = [t for t, n in new.sums.items() if old.sums.get(t) != n]
+        changed += [t for t in old.sums if t not in new.sums]
+        hit = {z: affected(z, changed) for z in self.zooms} if changed else {}
+        work = []
+        for zone, by_zoom in self._tiles.items():
+            for z in self.zooms:
+                for x, y in by_zoom.get(z, []):
+                    item = (layer, zone, z, x, y)
+                    key = self._keys.get(item)
+                    if (x, y) in hit.get(z, ()) or key is None or not self.cache.has(key):
+                        work.append(item)
+        return work
+
+    def _seed(self, item: tuple[str, str, int, int, int]) -> bool:
+        """Build one tile as its zone's user would ask for it, unless its file is there."""
+        name, zone, z, x, y = item
+        with self.app.test_request_context(f"{tiles.bp.url_prefix}/{name}/{z}/{x}/{y}.pbf"):
+            db.scope(zone)
+            key, build = tiles.prepare_tile(get_layer(name), z, x, y)
+            built = self.cache.seed(key, build)
+        with self._lock:
+            self._keys[item] = key
+        return built
+
+
+def warm(app: Flask, zooms: Iterable[int] = WARM_ZOOMS, jobs: int = 1) -> SeedReport:
+    """One full seeding pass of `app`'s tile cache."""
+    return Seeder(app, zooms).run(jobs)
+
+
+def seed_lock(directory: Path) -> IO[str] | None:
+    """The seeding lock of a cache directory, held while the returned file stays open (its
+    content: the holder's pid); None when another process holds it."""
+    handle = (directory / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def lock_holder(directory: Path) -> str:
+    """The pid written in the lock file ('' when none)."""
+    try:
+        return (directory / LOCK_FILE).read_text().strip()
+    except OSError:
+        return ""
+
+
+def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = True) -> threading.Thread:
+    """Seed `app`'s tile cache now, then every `every` seconds, in a daemon thread — in one
+    process per cache directory: the others wait for the lock, in case its holder exits.
+    The zooms: `TILE_WARM_ZOOMS` (default 10–18). Without `seed`, the thread only compacts
+    the change log (which seeding does too)."""
+    seeder = Seeder(app, app.config.get("TILE_WARM_ZOOMS", WARM_ZOOMS))
+    directory = seeder.cache.directory
+
+    def once() -> None:
+        if not seed:
+            with app.app_context():
+                compact_changes(db.connection())
+            return
+        report = seeder.run()
+        if report.full or report.built:
+            app.logger.info(
+                "tiles: %d tiles of zooms %d–%d seeded (%d built, %s) in %.1f s",
+                report.tiles,
+                seeder.zooms[0],
+                seeder.zooms[-1],
+                report.built,
+                "full pass" if report.full else "changed areas",
+                report.seconds,
+            )
+
+    def loop() -> None:
+        lock: Any = None
+        while True:
+            if directory is not None and lock is None:
+                lock = seed_lock(directory)
+                if lock is None:
+                    time.sleep(every)
+                    continue
+            try:
+                once()
+            except Exception:  # the database restarting, say: the next round tries again
+                app.logger.exception("tiles: seeding failed")
+            time.sleep(every)
+
+    thread = threading.Thread(target=loop, name="tiles-seed", daemon=True)
+    thread.start()
+    return thread
