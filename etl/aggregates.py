@@ -25,6 +25,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from etl.yamlcache import read_yaml
 from layers import get_layer
 from layers.aggregates import (
     AGGREGATE_TABLES,
@@ -80,7 +81,7 @@ def load_rates(path: Path | None = None) -> RatesConfig:
     """Read etl/config/rates.yaml: k in [0, 1]; three weights ≥ 0 that sum to 1."""
     path = path or CONFIG_DIR / "rates.yaml"
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = read_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         raise RatesConfigError(f"cannot read {path}: {exc}") from exc
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from etl.yamlcache import read_yaml
 from layers import Layer, get_layer
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
@@ -57,7 +58,7 @@ def resolve(name_or_path: str | Path) -> Path:
 def load_mapping(name_or_path: str | Path) -> Mapping:
     path = resolve(name_or_path)
     try:
-        doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc: dict[str, Any] = read_yaml(path) or {}
     except yaml.YAMLError as exc:
         raise MappingError(f"{path.name}: not valid YAML: {exc}") from exc
     for key in ("layer", "columns"):

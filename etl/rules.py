@@ -14,6 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from etl.yamlcache import read_yaml
+
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 DEPARTMENTS = (
     "综合保障部",
@@ -113,7 +115,7 @@ def add_workdays(
 
 def _load_yaml(path: Path) -> dict[str, object]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = read_yaml(path)
     except (OSError, yaml.YAMLError) as exc:
         raise RulesError(f"cannot read {path}: {exc}") from exc
     if not isinstance(doc, dict):
