@@ -16,13 +16,15 @@ tiles whose files the disk bound swept away; every tile again when a layer's epo
 aggregates' staleness or the streets changed. Each pass first compacts the change log.
 
 In a server (`start_warming`), one process seeds: the one holding the lock file of the
-cache directory (fcntl); the others read its files, and take over if it exits.
+cache directory (fcntl); the others read its files, and take over if it exits. It records
+each pass (when, tiles visited, tiles built) in `seeded.json` in that directory.
 `blockdata tiles seed` runs the same passes without a server.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 import time
@@ -300,6 +302,28 @@ def lock_holder(directory: Path) -> str:
         return ""
 
 
+STATUS = "seeded.json"
+
+
+def _record(directory: Path, report: SeedReport) -> None:
+    """The last pass, in `seeded.json` in the cache directory (written whole, then renamed):
+    when it finished and what it did — for operators, and for the bench to wait for."""
+    status = {
+        "finished_at": time.time(),
+        "pid": os.getpid(),
+        "tiles": report.tiles,
+        "built": report.built,
+        "full": report.full,
+        "seconds": round(report.seconds, 3),
+    }
+    temporary = directory / f"{STATUS}.{os.getpid()}.tmp"
+    try:
+        temporary.write_text(json.dumps(status), encoding="utf-8")
+        os.replace(temporary, directory / STATUS)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+
+
 def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = True) -> threading.Thread:
     """Seed `app`'s tile cache now, then every `every` seconds, in a daemon thread — in one
     process per cache directory: the others wait for the lock, in case its holder exits.
@@ -314,6 +338,8 @@ def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = True) -> t
                 compact_changes(db.connection())
             return
         report = seeder.run()
+        if directory is not None:
+            _record(directory, report)
         if report.full or report.built:
             app.logger.info(
                 "tiles: %d tiles of zooms %d–%d seeded (%d built, %s) in %.1f s",

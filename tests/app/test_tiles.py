@@ -10,6 +10,7 @@ in the rolled-back test transaction.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import re
@@ -460,6 +461,17 @@ def test_the_disk_cache_keeps_what_was_read_last(tmp_path: Path) -> None:
     files, size = cache.disk_usage()
     assert size <= 8000 + 1010 and files < 12
     assert cache.has("a00") and not cache.has("a01")
+
+
+def test_a_seeding_pass_is_recorded_for_operators(tmp_path: Path) -> None:
+    report = tile_seed.SeedReport(built=3, full=True, seconds=1.5)
+    report.district[18] = 5
+    report.commanders[18] = 4
+    tile_seed._record(tmp_path, report)
+    status = json.loads((tmp_path / tile_seed.STATUS).read_text(encoding="utf-8"))
+    assert status["tiles"] == 9 and status["built"] == 3 and status["full"] is True
+    assert status["pid"] == os.getpid() and abs(status["finished_at"] - time.time()) < 60
+    assert [p.name for p in tmp_path.iterdir()] == [tile_seed.STATUS]  # no temporary left
 
 
 def test_one_process_holds_the_seeding_lock(tmp_path: Path) -> None:
