@@ -13,7 +13,10 @@ The first pass visits every tile. A later one visits only the tiles whose area h
 change since the previous pass — the level-18 sums of `tile_changes` (migration 0008)
 that differ, mapped back to the tiles of each zoom whose buffered area reads them — and the
 tiles whose files the disk bound swept away; every tile again when a layer's epoch, its
-aggregates' staleness or the streets changed. Each pass first compacts the change log.
+aggregates' staleness or the streets changed. Each pass first compacts the change log. A swept
+tile is seeded again only while the seeded tiles fit in `FIT` of the disk bound; beyond it,
+re-seeding would sweep others every minute, so they wait to be asked for (and a warning
+says to raise `TILE_CACHE_DISK_BYTES`).
 
 In a server (`start_warming`), one process seeds: the one holding the lock file of the
 cache directory (fcntl); the others read its files, and take over if it exits. It records
@@ -46,6 +49,7 @@ SEED_LAYERS = ("service_requests",)  # the big layer; the others build in millis
 WARM_ZOOMS = range(10, 19)
 WARM_EVERY = 60.0  # seconds between passes
 LOCK_FILE = "seed.lock"
+FIT = 0.8  # the seeded tiles may take this share of the disk bound
 DISTRICT = "*"
 TOP = CHANGE_LEVELS.stop - 1  # the finest level of the change log
 
@@ -150,6 +154,8 @@ class SeedReport:
     built: int = 0
     compacted: int = 0
     seconds: float = 0.0
+    bytes: int = 0  # the seeded tiles' files on disk after the pass
+    fits: bool = True  # those within FIT of the disk bound
 
     @property
     def tiles(self) -> int:
@@ -183,6 +189,10 @@ class Seeder:
         self._states: dict[str, _State] = {}
         self._keys: dict[tuple[str, str, int, int, int], str] = {}
         self._lock = threading.Lock()
+        # Whether the seeded tiles fit the disk bound (with room for the tiles requests
+        # build): if not, a tile the sweep removed is not built again by the next pass —
+        # that would sweep another, every minute, for ever — but when it is asked for.
+        self.fits = True
 
     def run(self, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> SeedReport:
         """One pass (see the module docstring) with `jobs` threads building; `progress` is
@@ -227,8 +237,23 @@ class Seeder:
             report.built = sum(map(one, work))
         self._streets = streets
         self._states = states
+        report.bytes = self._seeded_bytes()
+        self.fits = report.bytes <= FIT * self.cache.disk_bytes
+        report.fits = self.fits
         report.seconds = time.monotonic() - started
         return report
+
+    def _seeded_bytes(self) -> int:
+        """The size of the seeded tiles' files that are on disk now."""
+        if self.cache.directory is None:
+            return 0
+        total = 0
+        for key in set(self._keys.values()):
+            try:
+                total += self.cache.file_size(key)
+            except OSError:
+                continue
+        return total
 
     def _state(self, conn: sa.Connection, layer: str) -> _State:
         epoch = conn.execute(_EPOCH, {"layer": layer}).scalar()
@@ -258,7 +283,8 @@ class Seeder:
                 for x, y in by_zoom.get(z, []):
                     item = (layer, zone, z, x, y)
                     key = self._keys.get(item)
-                    if (x, y) in hit.get(z, ()) or key is None or not self.cache.has(key):
+                    swept = self.fits and key is not None and not self.cache.has(key)
+                    if (x, y) in hit.get(z, ()) or key is None or swept:
                         work.append(item)
         return work
 
@@ -315,6 +341,8 @@ def _record(directory: Path, report: SeedReport) -> None:
         "built": report.built,
         "full": report.full,
         "seconds": round(report.seconds, 3),
+        "bytes": report.bytes,
+        "fits": report.fits,
     }
     temporary = directory / f"{STATUS}.{os.getpid()}.tmp"
     try:
@@ -340,6 +368,14 @@ def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = True) -> t
         report = seeder.run()
         if directory is not None:
             _record(directory, report)
+        if not report.fits:
+            app.logger.warning(
+                "tiles: the seeded tiles take %d MB, over %d%% of TILE_CACHE_DISK_BYTES (%d MB): "
+                "tiles swept away are rebuilt when asked for, not by the seeder; raise the bound",
+                report.bytes // 2**20,
+                int(FIT * 100),
+                seeder.cache.disk_bytes // 2**20,
+            )
         if report.full or report.built:
             app.logger.info(
                 "tiles: %d tiles of zooms %d–%d seeded (%d built, %s) in %.1f s",

@@ -690,6 +690,10 @@ class TileCache:
                 return key in self._items
         return self._path(key).exists()
 
+    def file_size(self, key: str) -> int:
+        """The size of the tile file of `key` (OSError when there is none)."""
+        return self._path(key).stat().st_size
+
     def share(self, directory: Path, disk_bytes: int = DEFAULT_DISK_BYTES) -> None:
         """Keep built tiles in `directory` too (created 0700), at most `disk_bytes` of them."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -1028,6 +1028,30 @@ class TestTinyDistrict:
         assert connection.exec_driver_sql(epoch).scalar_one() not in (first, second)
         assert all(_changed(truncated, self.etags(user, watched)))
 
+    def test_swept_tiles_are_seeded_again_only_while_the_seeded_set_fits(
+        self, app: Flask, user: FlaskClient, tmp_path: Path
+    ) -> None:
+        app.config["TILE_CACHE_DIR"] = str(tmp_path / "tiles")
+        tiles.use_disk_cache(app)
+        cache = tiles.tile_cache(app)
+        seeder = tile_seed.Seeder(app, zooms=range(16, 19))
+        first = seeder.run()
+        assert first.built == first.tiles > 0 and first.fits and first.bytes > 0
+        files = sorted(p for p in (tmp_path / "tiles").glob("*/*") if p.is_file())
+        files[0].unlink()  # as the sweep would
+        again = seeder.run()
+        assert again.built == again.tiles == 1  # it fits: the swept tile is seeded again
+
+        cache.disk_bytes = int(first.bytes / 0.9)  # the seeded tiles take 90 % of the bound
+        assert not seeder.run().fits  # nothing changed; this pass only measures
+        for path in files[:3]:
+            path.unlink()
+        third = seeder.run()
+        assert third.built == 0 and not third.fits  # no re-seeding that would sweep others
+        status = tmp_path / "tiles" / tile_seed.STATUS
+        tile_seed._record(status.parent, third)
+        assert json.loads(status.read_text(encoding="utf-8"))["fits"] is False
+
     def test_seeding_covers_the_streets_and_requests_then_hit_the_cache(
         self,
         app: Flask,
