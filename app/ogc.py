@@ -238,7 +238,7 @@ def parse_bbox(value: str) -> tuple[float, float, float, float]:
     return minx, miny, maxx, maxy
 
 
-def bbox_condition(geom: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[bool]:
+def bbox_condition(geom: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
     """The rows whose geometry meets the bbox (parsed and checked: 400 when malformed).
 
     The explicit && is the GiST index condition. ST_Intersects would add it by itself, but
@@ -251,8 +251,6 @@ def bbox_condition(geom: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[
     """
     minx, miny, maxx, maxy = parse_bbox(value)
     boxes = [(minx, maxx)] if minx <= maxx else [(minx, 180.0), (-180.0, maxx)]
-    if not isinstance(geom, sa.Column) or geom.table is None:  # not a table's column
-        return sa.or_(*(_box(geom, x0, miny, x1, maxy) for x0, x1 in boxes))
     column = f"{geom.table.name}.{geom.name}"
     parts, binds = [], []
     # minx > maxx crosses the antimeridian, as the standard allows: two boxes.
@@ -269,13 +267,6 @@ def bbox_condition(geom: sa.ColumnElement[Any], value: str) -> sa.ColumnElement[
     ]
     text = " OR ".join(parts)
     return sa.text(f"({text})" if len(parts) > 1 else text).bindparams(*binds)  # type: ignore[return-value]
-
-
-def _box(
-    geom: sa.ColumnElement[Any], x0: float, y0: float, x1: float, y1: float
-) -> sa.ColumnElement[bool]:
-    envelope = sa.func.ST_MakeEnvelope(x0, y0, x1, y1, 4326)
-    return sa.and_(geom.op("&&")(envelope), sa.func.ST_Intersects(geom, envelope))
 
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
