@@ -56,7 +56,6 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
     from tqdm import tqdm
 
     from app import create_app, db, tile_seed, tiles
-
     from app.config import resolve_database_url
 
     wanted = parse_zooms(zooms)
