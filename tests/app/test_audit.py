@@ -142,7 +142,8 @@ def test_audit_output_escapes_control_characters(engine: sa.Engine, database_url
             )
     try:
         for args in (["audit", "--user", name], ["audit", "--user", name, "--json"]):
-            result = CliRunner().invoke(main, args, env={"DATABASE_URL": database_url})
+            # color: click would strip ANSI sequences itself (not a terminal) and hide them
+            result = CliRunner().invoke(main, args, env={"DATABASE_URL": database_url}, color=True)
             assert result.exit_code == 0, result.output
             assert len(result.output.splitlines()) == len(HOSTILE)
             assert _forbidden(result.output) == [], args
