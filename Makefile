@@ -69,6 +69,7 @@ stop: ## Stop the managed database
 	$(BD) db stop
 
 .PHONY: clean
-clean: ## Stop the database and remove .venv and var/ (the managed cluster's data!)
-	-$(BD) db stop
+clean: ## Stop the database, delete its data (var/pg; as root /var/lib/blockdata/<key>), .venv, var/
+	@if [ -x $(BD) ]; then $(BD) db destroy --yes; \
+	elif [ -L var/pg ]; then echo "no $(BD): var/pg's target $$(readlink var/pg) is left"; fi
 	rm -rf $(VENV) var

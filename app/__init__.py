@@ -11,18 +11,27 @@ if TYPE_CHECKING:
 
 
 def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
-    """Build the Flask app. `config` overrides Flask config keys (tests pass DB_CONNECTION)."""
+    """Build the Flask app. `config` overrides Flask config keys (tests pass DB_CONNECTION,
+    or DATABASE_URL: the engine's URL as it is).
+
+    The engine connects as the web role (`resolve_web_database_url`), never as the owner.
+    """
     from flask import Flask
 
     from app import api, auth, db, errors, health, ogc, open311, openapi, pages, tiles
-    from app.config import PROJECT_ROOT, resolve_database_url
+    from app.config import (
+        PROJECT_ROOT,
+        ConfigError,
+        resolve_secret_key,
+        resolve_web_database_url,
+    )
     from app.offline import localize
     from app.pgcluster import ClusterError
 
     settings = settings or from_env()
     app = Flask(__name__, static_folder=str(PROJECT_ROOT / "static"), static_url_path="/static")
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=resolve_secret_key(settings),
         JSON_AS_ASCII=False,
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
@@ -37,8 +46,8 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         url = app.config.get("DATABASE_URL")
         if url is None:
             try:
-                url = resolve_database_url(settings)
-            except ClusterError as exc:
+                url = resolve_web_database_url(settings)
+            except (ClusterError, ConfigError) as exc:
                 app.config["DB_ERROR"] = str(exc)
         if url is not None:
             engine = db.make_engine(url)

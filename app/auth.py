@@ -1,19 +1,30 @@
 """Who is asking, and what they may see.
 
-Pages log in with a session cookie (a CSRF-protected form, hashed passwords, a rate-limited
-login); APIs, OGC and tiles take the session or a bearer token. Anonymous requests get 401
-(pages: a redirect to the login form), never data. A commander's zone is enforced where the
-data is read: the request's connection switches to the `blockdata_reader` role with the
-zone in the `blockdata.zone` setting, and PostgreSQL's row-level security does the rest
-(migration 0004), so every endpoint gets it the same way.
+Pages log in with a session cookie (a CSRF-protected form, hashed passwords, a login
+throttle kept in the database); APIs, OGC and tiles take the session or a bearer token.
+Anonymous requests get 401 (pages: a redirect to the login form), never data. A commander's
+zone is enforced where the data is read: the request's connection switches to the
+`blockdata_reader` role with the zone in the `blockdata.zone` setting, and PostgreSQL's
+row-level security does the rest (migration 0004), so every endpoint gets it the same way.
+
+The server logs in as `blockdata_web` and never reads `users`, `sessions` or `api_tokens`:
+passwords, sessions and tokens are checked by the SECURITY DEFINER functions of migration
+0009. A password is checked in two steps, so that its hash never leaves the database:
+`auth_login_challenge` (the throttle; the method and salt of the stored hash, a decoy salt
+for an unknown name) and, after the server hashed the password with them (the same work for
+a known name and an unknown one), `auth_login_verify` (compares, opens a session).
+
+The session cookie (signed, HttpOnly, SameSite=Lax, Secure over HTTPS or when
+BLOCKDATA_SECURE_COOKIES says so) carries a random session id; the database keeps its
+SHA-256 and ends it at logout, at a password change, when the user is disabled, after
+`session_idle` without a request and `session_lifetime` after the login (app/config.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
-import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -32,16 +43,21 @@ from flask import (
     session,
     url_for,
 )
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import _hash_internal, generate_password_hash
 
 from app import db
-from app.errors import Forbidden, TooManyRequests, Unauthorized
-from layers.accounts import ROLES, audit_log, users
+from app.config import Settings
+from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
+from layers.accounts import ROLES, audit_log
 
 bp = Blueprint("auth", __name__)
 csrf = CSRFProtect()
-LOGIN_ATTEMPTS = 10  # per client address and minute
+SESSION_KEY = "sid"  # the session id in the signed cookie
+MAX_NAME = 200  # a longer user name is cut before it is looked up or counted
+# The method of `hash_password`: an unknown name's decoy is hashed the same way.
+DECOY_METHOD = "scrypt"
 
 PUBLIC_ENDPOINTS = {"health.healthz", "auth.login", "static"}
 # Layers each role may read; None: every layer.
@@ -93,13 +109,42 @@ class Principal:
 
 
 def hash_password(password: str) -> str:
-    return generate_password_hash(password)
+    return generate_password_hash(password, method=DECOY_METHOD)
+
+
+def password_digest(method: str, salt: str, password: str) -> str:
+    """The digest part of werkzeug's `method$salt$digest` hash of `password`: what
+    `check_password_hash` computes before comparing (werkzeug's own function; tests check
+    it against `check_password_hash`)."""
+    return _hash_internal(method, salt, password)[0]
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def new_token() -> tuple[str, str]:
     """A fresh API token and the SHA-256 kept of it."""
     token = "bd_" + secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
+    return token, sha256(token)
+
+
+def new_session_id() -> tuple[str, str]:
+    """A fresh session id (for the cookie) and the SHA-256 kept of it."""
+    sid = secrets.token_urlsafe(32)
+    return sid, sha256(sid)
+
+
+def now() -> dt.datetime:
+    """The clock of sessions: `AUTH_CLOCK` (tests inject one), else the system's."""
+    clock = current_app.config.get("AUTH_CLOCK")
+    value: dt.datetime = clock() if clock is not None else dt.datetime.now(dt.UTC)
+    return value
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
+    return settings
 
 
 def current() -> Principal | None:
@@ -143,51 +188,57 @@ def audit(action: str, rows: int | None = None, **filters: Any) -> None:
     )
 
 
-# Built once: every request of a session runs it, and SQLAlchemy keeps its compiled form.
-_USER_BY_ID = sa.select(users.c.id, users.c.name, users.c.role, users.c.street_code).where(
-    users.c.id == sa.bindparam("uid", type_=sa.Integer), users.c.disabled.is_(False)
-)
-
-
-def _user(conn: sa.Connection, uid: int) -> Any:
-    return conn.execute(_USER_BY_ID, {"uid": uid}).first()
-
-
-# A token request's user, its `last_used_at` stamp and its audit row, in one statement (one
-# round trip instead of three), as the server's own role before `db.scope` switches to the
-# reader. The stamp is to the minute and never waits: the row lock would be held until the
-# request commits, so one client's concurrent requests with one token (GDAL, QGIS) would
-# queue behind each other; a request that finds the row locked leaves the stamp to that one.
-# A wrong or revoked token finds no row: nothing is stamped or logged, and the caller gets 401.
+# The functions of migration 0009; the web role may read none of their tables.
 _TOKEN_USE = sa.text(
-    """
-    with found as (
-        select u.id, u.name, u.role, u.street_code, k.id as token_id
-        from api_tokens k join users u on u.id = k.user_id
-        where k.token_sha256 = :digest and k.revoked_at is null and u.disabled is false
-    ), stamped as (
-        update api_tokens set last_used_at = now()
-        where id = (
-            select k.id from api_tokens k join found f on k.id = f.token_id
-            where k.last_used_at is null or k.last_used_at < now() - interval '1 minute'
-            for update of k skip locked
-        )
-    ), logged as (
-        insert into audit_log (user_name, role, action, path, remote)
-        select name, role, 'token_use', :path, :remote from found
-    )
-    select id, name, role, street_code from found
-    """
+    "select id, name, role, street_code from auth_token_use(:digest, :path, :remote)"
+)
+_SESSION = sa.text(
+    "select id, name, role, street_code from auth_session(:sid, :now, :idle, :lifetime)"
+)
+_SESSION_END = sa.text("select auth_session_end(:sid, :now)")
+_CHALLENGE = sa.text(
+    "select throttled, method, salt, attempt_id from auth_login_challenge(:name, :remote)"
+)
+_VERIFY = sa.text(
+    "select id, role, street_code"
+    " from auth_login_verify(:attempt, :name, :digest, :sid, :now, :remote)"
 )
 
 
 def _from_token(conn: sa.Connection, token: str) -> Principal:
-    digest = hashlib.sha256(token.encode()).hexdigest()
+    """A live token's user; its use is stamped and logged (`auth_token_use`)."""
     path, remote = (_path(), request.remote_addr) if has_request_context() else (None, None)
-    row = conn.execute(_TOKEN_USE, {"digest": digest, "path": path, "remote": remote}).first()
+    row = conn.execute(
+        _TOKEN_USE, {"digest": sha256(token), "path": path, "remote": remote}
+    ).first()
     if row is None:
-        raise Unauthorized("令牌无效 invalid or revoked token")
+        raise Unauthorized("令牌无效或已过期 invalid, revoked or expired token")
     return Principal(row[0], row[1], row[2], row[3], "token")
+
+
+def _from_session(conn: sa.Connection, sid: str) -> Principal | None:
+    settings = _settings()
+    row = conn.execute(
+        _SESSION,
+        {
+            "sid": sha256(sid),
+            "now": now(),
+            "idle": settings.session_idle,
+            "lifetime": settings.session_lifetime,
+        },
+    ).first()
+    if row is None:
+        return None
+    return Principal(row[0], row[1], row[2], row[3], "session")
+
+
+def json_body() -> Any:
+    """The request's JSON body; None when it is not JSON or malformed; 400 when it is nested
+    too deeply for the parser (RecursionError)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("JSON 嵌套过深 the JSON body is nested too deeply") from None
 
 
 def _api_key() -> str | None:
@@ -197,7 +248,7 @@ def _api_key() -> str | None:
     key = request.args.get(API_KEY)
     if key is None and request.method == "POST":
         key = request.form.get(API_KEY)
-        body = request.get_json(silent=True) if key is None and request.is_json else None
+        body = json_body() if key is None and request.is_json else None
         if isinstance(body, dict) and isinstance(body.get(API_KEY), str):
             key = body[API_KEY]
     return key
@@ -216,14 +267,13 @@ def _identify() -> Principal | None:
         if not key.strip():
             raise Unauthorized("api_key 为空 empty api_key")
         return _from_token(conn, key.strip())
-    uid = session.get("uid")
-    if uid is None:
+    sid = session.get(SESSION_KEY)
+    if not isinstance(sid, str):
         return None
-    row = _user(conn, uid)
-    if row is None:
+    principal = _from_session(conn, sid)
+    if principal is None:
         session.clear()
-        return None
-    return Principal(row.id, row.name, row.role, row.street_code, "session")
+    return principal
 
 
 def _load() -> Any:
@@ -253,37 +303,40 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _throttle() -> None:
-    """At most LOGIN_ATTEMPTS login posts a minute from one address, else 429."""
-    attempts: dict[str, deque[float]] = current_app.extensions.setdefault("login_attempts", {})
-    now = time.monotonic()
-    recent = attempts.setdefault(request.remote_addr or "?", deque())
-    while recent and now - recent[0] > 60:
-        recent.popleft()
-    if len(recent) >= LOGIN_ATTEMPTS:
-        raise TooManyRequests("登录尝试过多, 请一分钟后再试 too many login attempts: wait a minute")
-    recent.append(now)
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | str:
-    """登录: a form; on success the session remembers the user."""
+    """登录: a form; on success a new session (a new id: none is taken over)."""
     error = None
     if request.method == "POST":
-        name = (request.form.get("name") or "").strip()
+        name = (request.form.get("name") or "").strip()[:MAX_NAME]
         password = request.form.get("password") or ""
-        row = (
-            db.connection()
-            .execute(
-                sa.select(
-                    users.c.id, users.c.role, users.c.street_code, users.c.password_hash
-                ).where(users.c.name == name, users.c.disabled.is_(False))
+        remote = request.remote_addr or "?"
+        conn = db.connection()
+        challenge = conn.execute(_CHALLENGE, {"name": name, "remote": remote}).one()
+        if challenge.throttled:
+            raise TooManyRequests(
+                "登录失败次数过多，请稍后再试 too many failed logins: wait a few minutes"
             )
-            .first()
-        )
-        if row is not None and check_password_hash(row.password_hash, password):
+        try:  # an unknown name: the decoy salt, hashed the same way
+            digest = password_digest(challenge.method or DECOY_METHOD, challenge.salt, password)
+        except ValueError:  # a stored hash of a method werkzeug no longer knows
+            current_app.logger.warning("login: unsupported password hash for %r", name)
+            digest = ""
+        sid, sid_digest = new_session_id()
+        row = conn.execute(
+            _VERIFY,
+            {
+                "attempt": challenge.attempt_id,
+                "name": name,
+                "digest": digest,
+                "sid": sid_digest,
+                "now": now(),
+                "remote": remote,
+            },
+        ).first()
+        if row is not None:
             session.clear()
-            session["uid"] = row.id
+            session[SESSION_KEY] = sid
             session.permanent = True
             target = request.args.get("next")
             if row.role == "commander" and not target:
@@ -295,17 +348,53 @@ def login() -> Response | str:
 
 @bp.post("/logout")
 def logout() -> Response:
+    sid = session.get(SESSION_KEY)
+    if isinstance(sid, str):
+        db.unscope()  # the request was scoped to the reader, who may not end sessions
+        db.connection().execute(_SESSION_END, {"sid": sha256(sid), "now": now()})
     session.clear()
     return redirect(url_for("auth.login"))  # type: ignore[return-value]
 
 
-def _throttle_logins() -> None:
-    if request.endpoint == "auth.login" and request.method == "POST":
-        _throttle()
+class _Sessions(SecureCookieSessionInterface):
+    """Flask's signed cookie, Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        forced = bool(app.config["SESSION_COOKIE_SECURE"])
+        return forced or (has_request_context() and request.is_secure)
+
+
+def _reject_nul() -> None:
+    """400 for a NUL character in the path, the query or a form value, before anything
+    reaches the database (PostgreSQL text cannot hold one); the message names the value."""
+    found: tuple[str, str, str] | None = None
+    if "\x00" in request.path:
+        found = ("path", "", request.path)
+    else:
+        pairs = [("query", k, v) for k, v in request.args.items(multi=True)]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            pairs += [("form", k, v) for k, v in request.form.items(multi=True)]
+        found = next((p for p in pairs if "\x00" in p[1] or "\x00" in p[2]), None)
+    if found is not None:
+        where, name, value = found
+        named = f" parameter {name[:40]!r}" if name else ""
+        raise BadRequest(
+            f"含空字符 (NUL) the {where}{named} contains a NUL character: {value[:80]!r}",
+            where=where,
+            parameter=name[:40] or None,
+        )
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(_throttle_logins)  # before CSRF: every attempt counts, token or not
+    settings: Settings = app.config["BLOCKDATA_SETTINGS"]
+    app.session_interface = _Sessions()
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=settings.session_lifetime,
+    )
+    app.before_request(_reject_nul)  # first: before CSRF, the login and the audit
     csrf.init_app(app)
     app.register_blueprint(bp)
     app.before_request(_load)

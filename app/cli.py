@@ -102,6 +102,23 @@ def db_stop() -> None:
     click.echo("数据库已停止 database stopped")
 
 
+@db.command("destroy")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def db_destroy(yes: bool) -> None:
+    """Stop the managed cluster and DELETE its data (var/pg; as root /var/lib/blockdata/<key>)."""
+    cluster = _managed(_settings(), "destroy")
+    if cluster is None:
+        return
+    if not yes:
+        click.confirm(f"删除数据库 delete the managed cluster of {cluster.var_dir}?", abort=True)
+    try:
+        removed = cluster.destroy()
+    except ClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for path in removed:
+        click.echo(f"已删除 removed {path}")
+
+
 @db.command("status")
 def db_status() -> None:
     """Say whether the database runs; exit 0 when it does, 1 when it does not."""
@@ -142,11 +159,27 @@ def db_psql(args: tuple[str, ...]) -> None:
 @db.command("upgrade")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
-    """Migrate the schema up to REVISION (default: head)."""
+    """Migrate the schema up to REVISION (default: head), then give the web role its login."""
     from app import migrate
 
-    migrate.upgrade(migrate.alembic_config(_database_url(_settings())), revision)
+    settings = _settings()
+    url = _database_url(settings)
+    migrate.upgrade(migrate.alembic_config(url), revision)
     click.echo(f"schema upgraded to {revision}")
+    try:
+        role = migrate.ensure_web_role(url, settings)
+    except (migrate.WebRoleError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if role is not None:
+        click.echo(f"Web 角色就绪 the map server logs in as {role} (password in var/)")
+    elif settings.web_database_url:
+        click.echo("BLOCKDATA_WEB_DATABASE_URL is set: the web role is left as it is.")
+    else:
+        click.echo(
+            "注意 the owner may not manage roles (or the schema predates the web role): "
+            "`serve` needs BLOCKDATA_WEB_DATABASE_URL",
+            err=True,
+        )
 
 
 @db.command("downgrade")
@@ -175,18 +208,27 @@ def db_current() -> None:
 @db.command("maintain")
 @click.option("--layer", "names", multiple=True, help="only this layer (repeatable)")
 def db_maintain(names: tuple[str, ...]) -> None:
-    """Rewrite the point layers in spatial order (CLUSTER on the GiST index), nightly."""
+    """Rewrite the point layers in spatial order (CLUSTER on the GiST index) and prune the
+    audit log past its retention (BLOCKDATA_AUDIT_RETENTION_DAYS), nightly."""
     import sqlalchemy as sa
 
     from app.db import make_engine
-    from app.maintenance import cluster
+    from app.maintenance import cluster, prune
     from layers import UnknownLayer, get_layer
 
     try:
         chosen = [get_layer(n) for n in names] or None
     except UnknownLayer as unknown:
         raise click.UsageError(str(unknown)) from None
-    engine = make_engine(_database_url(_settings()), poolclass=sa.pool.NullPool)
+    settings = _settings()
+    engine = make_engine(_database_url(settings), poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        pruned = prune(conn, settings.audit_retention_days)
+    click.echo(
+        f"审计日志: 已清理 {pruned.audit_rows} 行 (audit rows older than "
+        f"{settings.audit_retention_days} days pruned), {pruned.sessions} session(s), "
+        f"{pruned.login_attempts} login attempt(s)"
+    )
     failed = False
     for result in cluster(engine, chosen):
         if result.error:
@@ -253,8 +295,13 @@ def layers_cmd(as_json: bool) -> None:
 def serve(host: str, port: int, threads: int, workers: int, warm: bool) -> None:
     """Serve the map server: gunicorn with --workers N, or waitress with --workers 1."""
     from app import create_app
+    from app.config import resolve_web_database_url
 
     settings = _settings()
+    try:  # refuse to serve as the owner, or without knowing how to log in
+        resolve_web_database_url(settings)
+    except (ConfigError, ClusterError) as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"Blockdata 地图服务 http://{host}:{port}/")
     run_server(
         lambda: create_app(settings=settings),

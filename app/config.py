@@ -5,11 +5,20 @@ Everything else receives a `Settings` (or values taken from it) as arguments.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import os
+import secrets
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WEB_ROLE = "blockdata_web"  # the map server's login role (migration 0009)
+SECRET_KEY_FILE = "secret_key"
+WEB_ROLE_FILE = "web_role.json"
 
 
 class ConfigError(RuntimeError):
@@ -18,12 +27,20 @@ class ConfigError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Runtime settings. `database_url` None means: use the managed cluster."""
+    """Runtime settings. `database_url` None means: use the managed cluster; `secret_key`
+    None: the installation's own random key in var/ (`resolve_secret_key`);
+    `web_database_url` None: the owner's URL with the `blockdata_web` role
+    (`resolve_web_database_url`)."""
 
     database_url: str | None = None
+    web_database_url: str | None = None
     var_dir: Path = PROJECT_ROOT / "var"
     pg_bindir: Path | None = None
-    secret_key: str = "dev-only-secret"
+    secret_key: str | None = None
+    session_idle: dt.timedelta = dt.timedelta(hours=12)
+    session_lifetime: dt.timedelta = dt.timedelta(days=7)
+    secure_cookies: bool = False  # True: Secure cookies even when a request came over HTTP
+    audit_retention_days: int = 180
     basemap_url: str | None = None
     basemap_crs: str = "wgs84"
     basemap_attribution: str = ""
@@ -42,18 +59,50 @@ def _crs(value: str) -> str:
     return norm
 
 
+def _positive(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name} 应为正整数 (must be a positive integer): {value!r}")
+    return int(value)
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} 应为 1 或 0 (must be 1 or 0): {value!r}")
+
+
+def _postgres_url(name: str, url: str | None) -> str | None:
+    if url is not None and not url.startswith(("postgresql", "postgres://")):
+        raise ConfigError(f"{name} must be a PostgreSQL URL, got {url.split(':', 1)[0]!r}")
+    return url
+
+
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment; fail fast on malformed values."""
     env = dict(os.environ if environ is None else environ)
-    url = env.get("DATABASE_URL") or None
-    if url is not None and not url.startswith(("postgresql", "postgres://")):
-        raise ConfigError(f"DATABASE_URL must be a PostgreSQL URL, got {url.split(':', 1)[0]!r}")
+    url = _postgres_url("DATABASE_URL", env.get("DATABASE_URL") or None)
+    web_url = _postgres_url(
+        "BLOCKDATA_WEB_DATABASE_URL", env.get("BLOCKDATA_WEB_DATABASE_URL") or None
+    )
     bindir = env.get("BLOCKDATA_PG_BINDIR")
     return Settings(
         database_url=url,
+        web_database_url=web_url,
         var_dir=Path(env.get("BLOCKDATA_VAR", PROJECT_ROOT / "var")).resolve(),
         pg_bindir=Path(bindir) if bindir else None,
-        secret_key=env.get("BLOCKDATA_SECRET_KEY", "dev-only-secret"),
+        secret_key=env.get("BLOCKDATA_SECRET_KEY") or None,
+        session_idle=dt.timedelta(minutes=_positive(env, "BLOCKDATA_SESSION_IDLE_MINUTES", 720)),
+        session_lifetime=dt.timedelta(
+            hours=_positive(env, "BLOCKDATA_SESSION_LIFETIME_HOURS", 168)
+        ),
+        secure_cookies=_flag(env, "BLOCKDATA_SECURE_COOKIES"),
+        audit_retention_days=_positive(env, "BLOCKDATA_AUDIT_RETENTION_DAYS", 180),
         basemap_url=env.get("BLOCKDATA_BASEMAP_URL") or None,
         basemap_crs=_crs(env.get("BLOCKDATA_BASEMAP_CRS", "wgs84")),
         basemap_attribution=env.get("BLOCKDATA_BASEMAP_ATTRIBUTION", ""),
@@ -75,3 +124,75 @@ def resolve_database_url(settings: Settings) -> str:
     from app.pgcluster import Cluster
 
     return Cluster.from_settings(settings).url()
+
+
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
+    """The secret kept in `path` (mode 0600), made by `make()` on first use.
+
+    Made atomically: written to a private temporary file beside it and linked into place,
+    which fails if another process got there first — then that one's secret is used. A
+    reader never sees a half-written file.
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"无法写入 cannot write {path.parent}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w") as fh:  # mkstemp: mode 0600
+            fh.write(make() + "\n")
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return path.read_text().strip()
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """The key that signs session cookies: BLOCKDATA_SECRET_KEY, else a random key made
+    once for this installation and kept in var/secret_key (mode 0600)."""
+    if settings.secret_key:
+        return settings.secret_key
+    return kept_secret(settings.var_dir / SECRET_KEY_FILE, lambda: secrets.token_urlsafe(48))
+
+
+def web_role_password(settings: Settings, create: bool = False) -> str | None:
+    """The password of the `blockdata_web` role kept in var/web_role.json (mode 0600),
+    generated when `create`; None when there is none yet."""
+    path = settings.var_dir / WEB_ROLE_FILE
+    if not create and not path.exists():
+        return None
+    text = kept_secret(
+        path, lambda: json.dumps({"user": WEB_ROLE, "password": secrets.token_urlsafe(24)})
+    )
+    password: str = json.loads(text)["password"]
+    return password
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """`url` (libpq) with another user and password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
+
+
+def resolve_web_database_url(settings: Settings) -> str:
+    """The libpq URL the map server connects with: BLOCKDATA_WEB_DATABASE_URL, else the
+    owner's URL (DATABASE_URL or the managed cluster's) as `blockdata_web` with the password
+    `blockdata db upgrade` keeps in var/. Without either: a ConfigError saying what to do."""
+    if settings.web_database_url:
+        return settings.web_database_url
+    password = web_role_password(settings)
+    if password is None:
+        raise ConfigError(
+            f"没有 Web 数据库角色 no login for the web role {WEB_ROLE!r}: run `blockdata db "
+            "upgrade` as the database owner (it creates the role, its password goes to "
+            f"{settings.var_dir / WEB_ROLE_FILE}); with an external database whose owner may "
+            "not create roles, set BLOCKDATA_WEB_DATABASE_URL to a login role that is a member "
+            "of blockdata_reader"
+        )
+    return with_user(resolve_database_url(settings), WEB_ROLE, password)

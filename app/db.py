@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sansio.app import App
 
-from app.config import sqlalchemy_url
+from app.config import WEB_ROLE, sqlalchemy_url
 
 ENGINE_KEY = "blockdata.engine"
 log = logging.getLogger(__name__)
@@ -111,9 +111,14 @@ def connection() -> sa.Connection:
     if "db_conn" not in g:
         shared: sa.Connection | None = current_app.config.get("DB_CONNECTION")
         if shared is not None:
-            # Tests hand in one connection whose outer transaction they roll back.
+            # Tests hand in one connection (the owner's) whose outer transaction they roll
+            # back; the request runs as the web role, as the server does (`_finish` resets).
             g.db_conn = shared
             g.db_tx = shared.begin_nested()
+            role = current_app.config.get("DB_SHARED_ROLE", WEB_ROLE)
+            if role:
+                shared.exec_driver_sql(f'set role "{role}"')
+                g.db_base_role = role
         else:
             engine = get_engine()
             if engine is None:
@@ -134,14 +139,23 @@ def connection() -> sa.Connection:
 READER_ROLE = "blockdata_reader"
 
 
+def unscope() -> None:
+    """Back from the reader to the server's own role (the login role: `blockdata_web`)
+    until the transaction or savepoint ends: its bookkeeping reads and writes that no caller
+    may (migration 0009 says which)."""
+    role = g.get("db_base_role")
+    connection().exec_driver_sql(f'set local role "{role}"' if role else "set local role none")
+
+
 def scope(zone: str) -> None:
     """Read the rest of the request as `blockdata_reader`, confined to `zone` ('*': all).
 
     Row-level security policies (migration 0004) compare each row's street with the
     `blockdata.zone` setting; both last only until the request's transaction ends.
     One statement sets both. An endpoint may add columns to it (`scope_extra`): they are
-    read in the same round trip, with the privileges of the server's own role (the switch
-    to the reader applies from the next statement on), and kept in `g.db_scope_extra`.
+    read in the same round trip, with the privileges of the server's own role,
+    `blockdata_web` (the switch to the reader applies from the next statement on), and kept
+    in `g.db_scope_extra`.
     """
     conn = connection()
     params: dict[str, Any] = {"role": READER_ROLE, "zone": zone}
@@ -172,7 +186,8 @@ def _scope_statement(columns: str) -> sa.TextClause:
 def scope_extra(app: App, endpoint: str, extra: ScopeExtra) -> None:
     """Have `scope()` read `extra()`'s (SQL columns, bound parameters) in `endpoint`'s requests.
 
-    The columns are planned and checked as the server's own role, not the reader: they
+    The columns are planned and checked as the server's own role (`blockdata_web`, whose
+    grants migration 0009 lists), not the reader: they
     must only read what any caller may know (versions, counters), never rows. `extra()`
     runs in the request, before the view; it returns None to add nothing.
     """
@@ -183,6 +198,7 @@ def _close(exc: BaseException | None) -> None:
     conn: sa.Connection | None = g.pop("db_conn", None)
     tx = g.pop("db_tx", None)
     scoped = g.pop("db_scoped", False)
+    g.pop("db_base_role", None)
     if conn is not None:
         _finish(conn, tx, current_app.config.get("DB_CONNECTION") is None, scoped, exc)
 
@@ -206,10 +222,11 @@ def _finish(
     finally:
         if owned:
             conn.close()
-        elif scoped:
+        else:
             # A shared (test) connection outlives the request: give its role back.
             conn.exec_driver_sql("reset role")
-            conn.exec_driver_sql("select set_config('blockdata.zone', '', true)")
+            if scoped:
+                conn.exec_driver_sql("select set_config('blockdata.zone', '', true)")
 
 
 def detach() -> tuple[sa.Connection, Callable[[BaseException | None], None]]:
@@ -223,12 +240,14 @@ def detach() -> tuple[sa.Connection, Callable[[BaseException | None], None]]:
     tx = g.pop("db_tx", None)
     scoped = g.pop("db_scoped", False)
     g.pop("db_conn")
+    g.pop("db_base_role", None)
     owned = current_app.config.get("DB_CONNECTION") is None
     return conn, lambda exc: _finish(conn, tx, owned, scoped, exc)
 
 
 def engine_from_env(**kw: Any) -> sa.Engine:
-    """An engine for the configured database (DATABASE_URL or the managed cluster)."""
+    """An engine for the configured database as its owner (DATABASE_URL or the managed
+    cluster): for the CLI, never for the map server."""
     from app.config import from_env, resolve_database_url
 
     return make_engine(resolve_database_url(from_env()), **kw)

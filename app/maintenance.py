@@ -11,6 +11,11 @@ on the 2-core machine): readers and writers of that table wait, then go on. It i
 the night; `lock_timeout` keeps it from queueing behind a long transaction (that table is
 then skipped and reported, nothing else changes). Rows loaded after it go to the end of the
 table, so run it again after large loads or nightly (docs/architecture.md, "Upkeep").
+
+It also prunes what is kept only for a while (`prune`): audit rows older than the retention
+(BLOCKDATA_AUDIT_RETENTION_DAYS, 180 by default: China's Cybersecurity Law asks for at least
+six months of logs), sessions that ended or went idle as long ago, login attempts of more
+than a day ago.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from layers import LAYERS, Layer
+from layers.accounts import audit_log, login_attempts, sessions
 
 LOCK_TIMEOUT = "5s"
 
@@ -31,6 +37,33 @@ class Clustered:
     rows: int
     seconds: float
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    audit_rows: int
+    sessions: int
+    login_attempts: int
+
+
+def prune(conn: sa.Connection, retention_days: int) -> Pruned:
+    """Delete audit rows older than `retention_days`, sessions that ended (or were last
+    seen) that long ago, and login attempts older than a day."""
+    if retention_days < 1:
+        raise ValueError(f"retention_days must be at least 1: {retention_days}")
+    cutoff = sa.func.now() - sa.text(f"interval '{int(retention_days)} days'")
+    audit_rows = conn.execute(sa.delete(audit_log).where(audit_log.c.at < cutoff)).rowcount
+    gone = conn.execute(
+        sa.delete(sessions).where(
+            sa.func.coalesce(sessions.c.ended_at, sessions.c.last_seen_at) < cutoff
+        )
+    ).rowcount
+    attempts = conn.execute(
+        sa.delete(login_attempts).where(
+            login_attempts.c.at < sa.func.now() - sa.text("interval '1 day'")
+        )
+    ).rowcount
+    return Pruned(int(audit_rows), int(gone), int(attempts))
 
 
 def point_layers() -> list[Layer]:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from app.config import PROJECT_ROOT, sqlalchemy_url
+from app.config import PROJECT_ROOT, WEB_ROLE, Settings, sqlalchemy_url, web_role_password
 
 POSTGIS_SCHEMAS = {"tiger", "tiger_data", "topology"}
 POSTGIS_TABLES = {"spatial_ref_sys"}
@@ -48,3 +48,57 @@ def current(connection: sa.Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     return MigrationContext.configure(connection).get_current_revision()
+
+
+class WebRoleError(RuntimeError):
+    """The web role cannot be made safe; the message says why."""
+
+
+def ensure_web_role(url: str, settings: Settings) -> str | None:
+    """Give the web role (`blockdata_web`, made by migration 0009) LOGIN and the password
+    kept in var/web_role.json (generated on first use), as the owner at `url`: what
+    `blockdata db upgrade` does after migrating (a password is not DDL: no revision has it).
+
+    Sent as a SCRAM verifier made here (libpq's PQencryptPasswordConn), so the password is
+    never in a statement the server could log. Then checks that the role is no superuser,
+    cannot create roles or databases, bypass row-level security or replicate, and is no
+    member of the owner (it could `set role` to it). Returns None, changing nothing, when
+    BLOCKDATA_WEB_DATABASE_URL is set (the role is the DBA's) or the owner may not manage
+    roles; else the role's name.
+    """
+    import psycopg
+    from psycopg import sql
+
+    if settings.web_database_url:
+        return None
+    with psycopg.connect(url, autocommit=True) as conn:
+        may = conn.execute(
+            "select rolsuper or rolcreaterole from pg_roles where rolname = current_user"
+        ).fetchone()
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", (WEB_ROLE,)).fetchone()
+        if not (may and may[0]) or exists is None:
+            return None
+        password = web_role_password(settings, create=True)
+        assert password is not None
+        verifier = conn.pgconn.encrypt_password(
+            password.encode(), WEB_ROLE.encode(), b"scram-sha-256"
+        )
+        conn.execute(
+            sql.SQL("alter role {} with login inherit nocreatedb nocreaterole password {}").format(
+                sql.Identifier(WEB_ROLE), sql.Literal(verifier.decode())
+            )
+        )
+        row = conn.execute(
+            "select rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolreplication,"
+            " pg_has_role(%s, current_user, 'MEMBER') from pg_roles where rolname = %s",
+            (WEB_ROLE, WEB_ROLE),
+        ).fetchone()
+    assert row is not None
+    flags = ("SUPERUSER", "CREATEROLE", "CREATEDB", "BYPASSRLS", "REPLICATION", "owner member")
+    wrong = [flag for flag, value in zip(flags, row, strict=True) if value]
+    if wrong:
+        raise WebRoleError(
+            f"Web 角色权限过大 the role {WEB_ROLE} has {', '.join(wrong)}: "
+            "take them away (ALTER ROLE … NOSUPERUSER …, REVOKE owner FROM it)"
+        )
+    return WEB_ROLE

@@ -312,6 +312,28 @@ class Cluster:
             self._server_user_for(),
         )
 
+    def destroy(self) -> list[Path]:
+        """Stop the server and delete its files: `var/pg` and, when it links there (root),
+        this var/'s own directory `/var/lib/blockdata/<key>` — never another. The removed
+        paths. A server that does not stop keeps its files (ClusterError)."""
+        if self.initialized():
+            self.stop()
+        removed: list[Path] = []
+        if self.link.is_symlink():
+            target = self.link.resolve()
+            if target == Path("/var/lib/blockdata") / self.key and target.is_dir():
+                shutil.rmtree(target)
+                removed.append(target)
+            self.link.unlink()
+            removed.append(self.link)
+        elif self.link.is_dir():
+            shutil.rmtree(self.link)
+            removed.append(self.link)
+        if self.meta_path.exists():
+            self.meta_path.unlink()
+            removed.append(self.meta_path)
+        return removed
+
     def _ensure_database(self) -> None:
         import psycopg
 

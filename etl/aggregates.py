@@ -304,15 +304,16 @@ def _settings(conn: sa.Connection, **values: str) -> Iterator[None]:
         conn.execute(sa.select(sa.func.set_config(name, value, True)))
 
 
-def _rebuild(conn: sa.Connection) -> dict[str, int]:
-    """Everything from scratch, indexes dropped and rebuilt once (bulk-load practice)."""
+def _rebuild(conn: sa.Connection, ddl: bool = True) -> dict[str, int]:
+    """Everything from scratch, indexes dropped and rebuilt once (bulk-load practice); with
+    `ddl` False, into the indexes as they are (the web role may not create indexes)."""
     with _settings(conn, **BULK_SETTINGS):
-        return _rebuild_tables(conn)
+        return _rebuild_tables(conn, ddl)
 
 
-def _rebuild_tables(conn: sa.Connection) -> dict[str, int]:
+def _rebuild_tables(conn: sa.Connection, ddl: bool = True) -> dict[str, int]:
     conn.execute(sa.text("truncate " + ", ".join(t.name for t in AGGREGATE_TABLES)))
-    indexes = [index for table in AGGREGATE_TABLES for index in table.indexes]
+    indexes = [index for table in AGGREGATE_TABLES for index in table.indexes] if ddl else []
     for index in indexes:
         conn.execute(sa.schema.DropIndex(index))
     keyed = _keyed(None)
@@ -329,8 +330,11 @@ def _rebuild_tables(conn: sa.Connection) -> dict[str, int]:
     return rows
 
 
-def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> RefreshReport:
-    """Bring the request aggregates up to date with `service_requests` (see the module doc)."""
+def refresh_request_aggregates(
+    conn: sa.Connection, *, full: bool = False, ddl: bool = True
+) -> RefreshReport:
+    """Bring the request aggregates up to date with `service_requests` (see the module doc).
+    Without `ddl`, a rebuild keeps the indexes (the map server's role may not make them)."""
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK))))
@@ -349,7 +353,7 @@ def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> Re
     )
     report = RefreshReport(full=full, days=len(days), place_days=len(place_days))
     if full:
-        report.rows = _rebuild(conn)
+        report.rows = _rebuild(conn, ddl)
     elif days:
         if place_days:
             for daily, periods in HEAT_TABLES:
@@ -369,7 +373,9 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
 
     For the intake of single requests: another intake's refresh is over in moments, but a
     bulk load's rebuild can hold the lock for a minute. Then None: the days this transaction
-    marked stay in `request_dirty_days`, and the next refresh consumes them.
+    marked stay in `request_dirty_days`, and the next refresh consumes them. Run by the map
+    server's role, which may rewrite the aggregates but not make indexes: a rebuild (never
+    built yet) keeps them.
     """
     deadline = time.monotonic() + wait
     lock = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK)))
@@ -377,4 +383,4 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
-    return refresh_request_aggregates(conn)
+    return refresh_request_aggregates(conn, ddl=False)

@@ -1,4 +1,6 @@
-"""Users, API tokens and the audit log: who may see what, and what they took."""
+"""Users, sessions, API tokens, the login throttle and the audit log: who may see what,
+and what they took. The web server reads none of these tables itself: it goes through the
+SECURITY DEFINER functions of migration 0009."""
 
 from __future__ import annotations
 
@@ -39,6 +41,60 @@ api_tokens = sa.Table(
     ),
     sa.Column("last_used_at", sa.DateTime(timezone=True)),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "expires_at",
+        sa.DateTime(timezone=True),
+        nullable=False,
+        server_default=sa.text("now() + interval '90 days'"),
+    ),
+)
+
+# A login's session: the cookie carries a random id, only its SHA-256 is kept. It ends at
+# logout, at a password change or when the user is disabled (`ended_at`), after an idle
+# time or a lifetime (Settings.session_idle, session_lifetime).
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("sid_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("remote", sa.Text),
+)
+
+# Failed (and in-flight) logins, per client address and user name: the throttle of every
+# server process (migration 0009, `auth_login_challenge`).
+login_attempts = sa.Table(
+    "login_attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("remote", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("checked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_login_attempts_remote_at", "remote", "at"),
+    sa.Index("ix_login_attempts_name_at", "name", "at"),
+    sa.Index("ix_login_attempts_at", "at"),
+)
+
+login_decoy = sa.Table(
+    "login_decoy",
+    metadata,
+    sa.Column(
+        "key",
+        sa.Text,
+        nullable=False,
+        server_default=sa.text("gen_random_uuid()::text"),
+        comment="salts the decoy hash of unknown user names; only the owner reads it",
+    ),
 )
 
 audit_log = sa.Table(

@@ -6,6 +6,7 @@ database is created beside the main one, migrated to head once, and dropped at t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 
@@ -17,7 +18,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from app import create_app, migrate
-from app.config import from_env, resolve_database_url
+from app.config import WEB_ROLE, from_env, resolve_database_url, with_user
 from app.db import make_engine
 
 pytest_plugins = ["pytester", "tests.noskip"]
@@ -43,9 +44,20 @@ def database_url(server_url: str) -> Iterator[str]:
         conn.execute(f'create database "{name}"')
     url = _with_database(server_url, name)
     migrate.upgrade(migrate.alembic_config(url))
+    migrate.ensure_web_role(url, from_env())  # as `blockdata db upgrade` does
     yield url
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session")
+def web_url(database_url: str) -> str:
+    """The test database as the map server's login role (`blockdata_web`)."""
+    from app.config import web_role_password
+
+    password = web_role_password(from_env())
+    assert password is not None, "ensure_web_role made no password"
+    return with_user(database_url, WEB_ROLE, password)
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +105,26 @@ def add_user(
 
 
 def login(client: FlaskClient, user_id: int) -> FlaskClient:
+    """Log `client` in as `user_id`: a session row (in the test's transaction, or committed
+    when the app has its own engine: then DATABASE_URL is the owner's) and its cookie."""
+    from app.auth import SESSION_KEY, new_session_id
+    from layers.accounts import sessions
+
+    config = client.application.config
+    clock = config.get("AUTH_CLOCK")
+    now = clock() if clock is not None else dt.datetime.now(dt.UTC)
+    sid, digest = new_session_id()
+    row = {"sid_sha256": digest, "user_id": user_id, "created_at": now, "last_seen_at": now}
+    shared = config.get("DB_CONNECTION")
+    if shared is not None:
+        shared.execute(sa.insert(sessions).values(**row))
+    else:
+        owner = make_engine(config["DATABASE_URL"], poolclass=sa.pool.NullPool)
+        with owner.begin() as conn:
+            conn.execute(sa.insert(sessions).values(**row))
+        owner.dispose()
     with client.session_transaction() as sess:
-        sess["uid"] = user_id
+        sess[SESSION_KEY] = sid
     return client
 
 

@@ -56,9 +56,11 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
     from tqdm import tqdm
 
     from app import create_app, db, tile_seed, tiles
+    from app.config import resolve_database_url
 
     wanted = parse_zooms(zooms)
-    app = create_app(settings=from_env())
+    settings = from_env()  # a CLI command: the owner's URL (the server's is the web role's)
+    app = create_app({"DATABASE_URL": resolve_database_url(settings)}, settings=settings)
     directory = tiles.use_disk_cache(app)
     lock = tile_seed.seed_lock(directory)
     if lock is None:

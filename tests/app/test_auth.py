@@ -55,13 +55,23 @@ def test_login_form_with_csrf_and_rate_limit(connection: sa.Connection) -> None:
     )
     assert ok.status_code == 302
     with client.session_transaction() as sess:
-        assert sess["uid"]
+        assert sess["sid"]
+    # 10 failed logins of one address a minute (the wrong one above is one): the 11th is 429,
+    # the right password included.
     limited = app.test_client()
+    form = limited.get("/login").get_data(as_text=True)
+    token = form.split('name="csrf_token" value="')[1].split('"')[0]
     statuses = [
-        limited.post("/login", data={"name": "chief", "password": "bad"}).status_code
-        for _ in range(12)
+        limited.post(
+            "/login", data={"name": "chief", "password": "bad", "csrf_token": token}
+        ).status_code
+        for _ in range(11)
     ]
-    assert 429 in statuses
+    assert statuses == [200] * 9 + [429] * 2
+    refused = limited.post(
+        "/login", data={"name": "chief", "password": "secret-password", "csrf_token": token}
+    )
+    assert refused.status_code == 429 and "登录失败次数过多" in refused.get_json()["message"]
 
 
 def test_bearer_tokens_and_the_audit_log(
@@ -141,12 +151,14 @@ def test_a_commander_sees_their_street_and_nothing_else(
     heat = client.get("/api/heat/service_requests?level=grid&since=2026-11-01&until=2026-11-30")
     assert heat.get_json()["total"] == 3
     assert client.get(f"/command/{B}").status_code == 404
+    # The commander's zone (and role) never outlive their request on the same connection:
+    # the owner sees every row again right after it.
+    assert connection.execute(sa.text("select current_user")).scalar_one() != "blockdata_reader"
+    assert connection.execute(sa.text("select count(*) from service_requests")).scalar_one() == 5
     # The district sees both streets through the same endpoints.
     chief = _as(app, connection, "district")
     all_heat = chief.get("/api/heat/service_requests?level=grid&since=2026-11-01&until=2026-11-30")
     assert all_heat.get_json()["total"] == 5
-    # A request's zone never leaks into the next request on the same connection.
-    assert connection.execute(sa.text("select count(*) from service_requests")).scalar_one() == 5
 
 
 @pytest.mark.usefixtures("loaded")

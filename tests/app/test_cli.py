@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -43,3 +44,13 @@ def test_db_start_with_database_url_leaves_it_alone() -> None:
     )
     assert result.exit_code == 0
     assert "not used" in result.output
+
+
+def test_serve_refuses_an_external_database_without_a_web_login(tmp_path: Path) -> None:
+    """Never serve as the owner: an external DATABASE_URL needs the web role's login that
+    `db upgrade` makes, or BLOCKDATA_WEB_DATABASE_URL."""
+    env = {"DATABASE_URL": "postgresql://owner@127.0.0.1:1/city", "BLOCKDATA_VAR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["serve", "--port", "1"], env=env)
+    assert result.exit_code == 1
+    assert "BLOCKDATA_WEB_DATABASE_URL" in result.output
+    assert "blockdata db upgrade" in result.output

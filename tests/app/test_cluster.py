@@ -33,13 +33,14 @@ def _psql(url: str, sql: str) -> str:
 
 @pytest.fixture(scope="module")
 def cluster_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    var = tmp_path_factory.mktemp("var")
+    var = tmp_path_factory.mktemp("instance") / "var"
+    var.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["BLOCKDATA_VAR"] = str(var)
     yield env
     _run(env, "db", "stop", check=False)
-    target = (var / "pg").resolve()
-    shutil.rmtree(target, ignore_errors=True)
+    if (var / "pg").exists():
+        shutil.rmtree((var / "pg").resolve(), ignore_errors=True)
 
 
 def test_cluster_lifecycle(cluster_env: dict[str, str]) -> None:
@@ -112,6 +113,14 @@ def test_serve_healthz_follows_the_database(cluster_env: dict[str, str], tmp_pat
                 time.sleep(0.2)
         assert status == 200
         assert str(body["postgis"]).startswith("3.")
+        # The server's connections log in as the web role, not as the owner.
+        url = _run(env, "db", "url").stdout.strip()
+        logins = _psql(
+            url,
+            "select string_agg(distinct usename, ',') from pg_stat_activity"
+            " where application_name = 'blockdata'",
+        )
+        assert logins == "blockdata_web"
 
         _run(env, "db", "stop")
         status, body = _get(health)
@@ -133,3 +142,39 @@ def test_serve_healthz_follows_the_database(cluster_env: dict[str, str], tmp_pat
         server.terminate()
         server.wait(timeout=10)
         log.close()
+
+
+def test_serve_refuses_without_a_web_login(cluster_env: dict[str, str]) -> None:
+    """The web role's password is made by `db upgrade`: without it, no serving as the owner."""
+    env = dict(cluster_env)
+    web = Path(env["BLOCKDATA_VAR"]) / "web_role.json"
+    kept = web.read_text()
+    web.unlink()
+    try:
+        refused = _run(env, "serve", "--port", str(_free_port()), check=False)
+        assert refused.returncode == 1
+        assert "blockdata db upgrade" in refused.stderr
+    finally:
+        web.write_text(kept)
+
+
+def test_make_clean_removes_the_clusters_data(cluster_env: dict[str, str]) -> None:
+    """Last in this module: `make clean` deletes the cluster's files, under
+    /var/lib/blockdata/<key> as root, besides var/."""
+    env = cluster_env
+    _run(env, "db", "start")
+    var = Path(env["BLOCKDATA_VAR"])
+    data = (var / "pg").resolve()
+    if os.geteuid() == 0:
+        assert data.parent == Path("/var/lib/blockdata")
+    makefile = Path(__file__).resolve().parents[2] / "Makefile"
+    proc = subprocess.run(
+        ["make", "-s", "-f", str(makefile), "clean", f"BD={BD}", f"VENV={var.parent / 'no-venv'}"],
+        cwd=var.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert not data.exists() and not var.exists()
