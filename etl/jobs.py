@@ -7,6 +7,7 @@ recorded (status 'failed', with the error) while the data stays exactly as it wa
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 from collections import Counter
@@ -25,8 +26,9 @@ from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
 from etl.place import placer_for
 from etl.rules import load_routing, load_time_limits
-from etl.transform import prepare
+from etl.transform import prepare, required_columns
 from layers import etl_runs, get_layer
+from layers.aggregates import LOCAL_TZ
 
 
 class EtlError(RuntimeError):
@@ -107,12 +109,19 @@ def run_file(
     progress: bool = False,
     after_load: Callable[[sa.Connection], None] | None = None,
     cache_dir: Path | None = None,
+    sheet: str | None = None,
+    allow_crs_mismatch: bool = False,
+    now: dt.datetime | None = None,
+    tz: str = LOCAL_TZ,
 ) -> RunReport:
     """Load one extract on `conn`, in the caller's transaction.
 
     The data goes in under a savepoint: when the run fails as a whole, the savepoint is
     rolled back, the run is marked failed, and EtlError (with the report) is raised — the
     caller commits to keep the record of the failure, and the data is as it was.
+    `sheet` picks a workbook's sheet; `allow_crs_mismatch` loads points whose declared
+    coordinate system looks wrong (etl.crs_check) instead of failing; `now` and `tz` are
+    the clock and the district's time zone the rows' times are read and checked with.
     """
     started = time.monotonic()
     if mapping is None:
@@ -124,7 +133,11 @@ def run_file(
         raise ValueError(f"mapping {spec.name!r} is for layer {spec.layer!r}, not {layer!r}")
     if source:
         spec = Mapping(**{**spec.__dict__, "source": source})
-    options = {"mapping": spec.name, "crs": crs, "source": spec.source}
+    options: dict[str, Any] = {"mapping": spec.name, "crs": crs, "source": spec.source}
+    if sheet is not None:
+        options["sheet"] = sheet
+    if allow_crs_mismatch:
+        options["allow_crs_mismatch"] = True
     run_id = _start_run(conn, path, spec, options)
     # The file's checksum is computed beside the load (hashlib releases the GIL).
     hashing = ThreadPoolExecutor(max_workers=1)
@@ -136,7 +149,7 @@ def run_file(
     try:
         bar.set_postfix_str("读取 read")
         mark = time.monotonic()
-        extract = read_extract(path)
+        extract = read_extract(path, sheet=sheet, expect=required_columns(spec))
         report.timings["read"] = time.monotonic() - mark
         bar.update()
         with conn.begin_nested():
@@ -153,6 +166,9 @@ def run_file(
                 load_routing(),
                 load_time_limits(),
                 crs=crs,
+                check_crs=not allow_crs_mismatch,
+                now=now,
+                tz=tz,
             )
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()

@@ -20,6 +20,18 @@ from layers import Layer, get_layer
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
 SPECIAL_TARGETS = {"lng", "lat", "crs", "due_days", "geometry"}
+# Every top-level key a mapping may have (docs/etl.md documents each); any other is refused,
+# so that a misspelt key (`datetime_format`) fails the run instead of being ignored.
+KEYS = (
+    "layer",
+    "source",
+    "crs",
+    "columns",
+    "required",
+    "values",
+    "progress",
+    "datetime_formats",
+)
 
 
 class MappingError(ValueError):
@@ -61,9 +73,16 @@ def load_mapping(name_or_path: str | Path) -> Mapping:
         doc: dict[str, Any] = read_yaml(path) or {}
     except yaml.YAMLError as exc:
         raise MappingError(f"{path.name}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise MappingError(f"{path.name}: expected a mapping of keys at the top")
     for key in ("layer", "columns"):
         if key not in doc:
             raise MappingError(f"{path.name}: missing key {key!r}")
+    unknown_keys = sorted(str(k) for k in doc if k not in KEYS)
+    if unknown_keys:
+        raise MappingError(
+            f"{path.name}: unknown key(s) {unknown_keys}; a mapping has {list(KEYS)}"
+        )
     layer = get_layer(str(doc["layer"]))
     fields = {f.name for f in layer.fields}
     columns = {str(k): str(v) for k, v in dict(doc["columns"]).items()}

@@ -9,6 +9,7 @@ message, and whether they can be retried later (e.g. once the geocoder lands).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections import Counter
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -26,11 +28,12 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from etl import coords
+from etl import coords, crs_check
 from etl.extract import GEOMETRY, ROW, BadRow, Extract, ExtractError
 from etl.mapping import Mapping
 from etl.place import Placer
 from etl.rules import Routing, TimeLimits
+from layers.aggregates import LOCAL_TZ
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -42,6 +45,7 @@ DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M",
     "%Y/%m/%d %H:%M",
     "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
     "%Y%m%d%H%M%S",
     "%Y年%m月%d日 %H:%M:%S",
     "%Y年%m月%d日 %H:%M",
@@ -58,10 +62,21 @@ FOLDED_TYPES = (sa.DateTime, sa.Date, sa.Float, sa.Integer, sa.Boolean)
 FOLDED_FIELDS = {"source_id", "address", "lng", "lat", "crs", "due_days", "case_no", "lane_code"}
 LIST_SPLIT = re.compile(r"[、,，;；/|]+")
 NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
-NUMBER_NOISE = r"[%,，\s]|平方米|㎡|个|户|天"
+GROUPED_NUMBER = r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$"
+# A unit after the number (NFKC has made ㎡ "m2" and ％ "%").
+NUMBER_UNIT = r"\s*(%|平方米|m2|m²|个|户|天)$"
 THREADS = min(4, os.cpu_count() or 1)
 SWAP_MARGIN = 0.2  # degrees around the district in which a swapped pair is recognised
-LOCAL = pa.scalar(8 * 3600 * 1_000_000, pa.duration("us"))  # Beijing time, no DST
+UTC = pa.timestamp("us", tz="UTC")
+# A time this far past `now` is in the future (clocks of source systems drift a little).
+FUTURE_SKEW = dt.timedelta(minutes=5)
+# An end time this much before its start is out of order (sources that keep one time to
+# the minute and the other to the second).
+ORDER_SLACK = dt.timedelta(minutes=1)
+# Fields a source may date ahead: the time limit.
+MAY_BE_FUTURE = {"due_at"}
+# Times that end what the layer's time field starts: never earlier than it.
+END_TIMES = {"resolved_at", "closed_at"}
 
 
 class ColumnsError(ExtractError):
@@ -136,21 +151,113 @@ def _clean(arr: pa.Array | pa.ChunkedArray, fold: bool) -> pa.Array:
     return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
 
 
-def parse_datetime(arr: pa.Array, formats: tuple[str, ...]) -> tuple[pa.Array, BoolArray]:
-    """Local (Beijing) date-times in many spellings, as naive local timestamps; bad mask."""
-    result = pa.nulls(len(arr), pa.timestamp("us"))
-    todo = pc.is_valid(arr)
+def _normal_text(arr: pa.Array) -> pa.Array:
+    """Text of a date-time as written, folded to compare with a formatted one."""
+    arr = pc.utf8_lower(arr)
+    arr = pc.replace_substring_regex(arr, r"\s+", " ")
+    return pc.replace_substring_regex(arr, r"(^|[^0-9])0+([0-9])", r"\1\2")
+
+
+def _impossible(text: pa.Array, parsed: pa.Array, fmt: str, take: BoolArray) -> BoolArray:
+    """Rows whose date does not exist (2025-02-30) though strptime took it.
+
+    Arrow's strptime accepts any day up to 31 and a 60th second and carries the excess
+    into the next month or minute. Such a value comes out on day 1–3 of a month (or
+    from a text with ':60'), so only those rows are formatted back with the same format
+    and compared with what the source wrote.
+    """
+    day = np.asarray(pc.fill_null(pc.day(parsed), 99).to_numpy(zero_copy_only=False))
+    suspect = take & (day <= 3)
+    if "%S" in fmt:
+        second = np.asarray(pc.fill_null(pc.second(parsed), 99).to_numpy(zero_copy_only=False))
+        suspect |= take & (second <= 1)
+    idx = np.flatnonzero(suspect)
+    bad = np.zeros(len(take), dtype=bool)
+    if len(idx) == 0:
+        return bad
+    some = text.take(pa.array(idx))
+    overflow = pc.or_(
+        pc.and_(
+            pc.less_equal(pc.day(parsed.take(pa.array(idx))), 3),
+            pc.match_substring_regex(some, "29|30|31"),
+        ),
+        pc.match_substring_regex(some, ":6[01]"),
+    )
+    idx = idx[_np(overflow)]
+    if len(idx) == 0:
+        return bad
+    rows = pa.array(idx)
+    back = pc.strftime(pc.cast(parsed.take(rows), pa.timestamp("s")), format=fmt)
+    differs = _np(pc.not_equal(_normal_text(back), _normal_text(text.take(rows))))
+    bad[idx[differs]] = True
+    return bad
+
+
+_ISO_OFFSET = re.compile(
+    r"^(?P<wall>\d{4}[-/]\d{1,2}[-/]\d{1,2}[T ]\d{1,2}:\d{2}(?::\d{2})?)"
+    r"(?P<fraction>\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+
+def _parse_wall(arr: pa.Array, formats: tuple[str, ...]) -> tuple[pa.Array, pa.Array, BoolArray]:
+    """Wall-clock times (naive), UTC offsets in µs (null when the text has none), bad mask.
+
+    The mapping's formats and the common spellings first; then ISO 8601 with fractional
+    seconds or an offset (2026-11-05T08:30:00.250+08:00, …Z); then Excel serial numbers.
+    A date that does not exist is bad, never moved to the next month.
+    """
+    n = len(arr)
+    result = pa.nulls(n, pa.timestamp("us"))
+    offset = pa.nulls(n, pa.int64())
+    todo = _np(pc.is_valid(arr))
+    bad = np.zeros(n, dtype=bool)
     for fmt in (*formats, *DATETIME_FORMATS):
-        if not pc.any(todo).as_py():
+        if not todo.any():
             break
         parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
-        take = pc.and_(todo, pc.is_valid(parsed))
-        result = pc.if_else(take, parsed, result)
-        todo = pc.and_(todo, pc.invert(take))
-    bad = _np(todo)
-    if bad.any():
+        take = todo & _np(pc.is_valid(parsed))
+        impossible = _impossible(arr, parsed, fmt, take)
+        take &= ~impossible
+        bad |= impossible
+        todo &= ~take & ~impossible
+        if take.any():
+            result = pc.if_else(pa.array(take), parsed, result)
+    if todo.any():
+        idx = np.flatnonzero(todo)
+        parts = pc.extract_regex(arr.take(pa.array(idx)), _ISO_OFFSET.pattern)
+        wall = pc.struct_field(parts, "wall")
+        extra = pc.or_(
+            pc.not_equal(pc.struct_field(parts, "fraction"), ""),
+            pc.not_equal(pc.struct_field(parts, "offset"), ""),
+        )
+        iso = _np(extra)
+        if iso.any():
+            sub = idx[iso]
+            stamps, _, wall_bad = _parse_wall(pc.filter(wall, pa.array(iso)), ())
+            fraction = pc.filter(pc.struct_field(parts, "fraction"), pa.array(iso)).to_pylist()
+            micros = np.array(
+                [round(float(f) * 1_000_000) if f else 0 for f in fraction], dtype=np.int64
+            )
+            marks = pc.filter(pc.struct_field(parts, "offset"), pa.array(iso)).to_pylist()
+            shift = [_offset_us(m) for m in marks]
+            wall_us = np.asarray(
+                pc.cast(stamps, pa.int64()).to_numpy(zero_copy_only=False), dtype=float
+            )
+            ok = ~wall_bad & ~np.isnan(wall_us)
+            values = result.to_numpy(zero_copy_only=False).astype("datetime64[us]")
+            values[sub[ok]] = (wall_us[ok].astype(np.int64) + micros[ok]).astype("datetime64[us]")
+            result = pa.array(values, pa.timestamp("us"))
+            offsets = offset.to_pylist()
+            for i, row in enumerate(sub):
+                if ok[i]:
+                    offsets[row] = shift[i]
+            offset = pa.array(offsets, pa.int64())
+            todo[sub[ok]] = False
+            bad[sub[wall_bad]] = True
+            todo[sub[wall_bad]] = False
+    if todo.any():
         # Excel serial numbers (days since 1899-12-30) from sources that lost the cell type.
-        idx = np.flatnonzero(bad)
+        idx = np.flatnonzero(todo)
         serial = pd.to_numeric(pd.Series(arr.take(idx).to_pylist(), dtype=object), errors="coerce")
         ok = serial.between(20000, 80000).to_numpy()
         if ok.any():
@@ -158,19 +265,99 @@ def parse_datetime(arr: pa.Array, formats: tuple[str, ...]) -> tuple[pa.Array, B
             filled = result.to_numpy(zero_copy_only=False).astype("datetime64[us]")
             filled[idx[ok]] = stamps.to_numpy().astype("datetime64[us]")
             result = pa.array(filled, pa.timestamp("us"))
-            bad[idx[ok]] = False
-    return result, bad
+            todo[idx[ok]] = False
+    return result, offset, bad | todo
 
 
-def to_utc(local: pa.Array) -> pa.Array:
-    return pc.cast(pc.subtract(local, LOCAL), pa.timestamp("us", tz="UTC"))
+def _offset_us(mark: str | None) -> int | None:
+    """'+08:00', '+0800', '+08', 'Z' → the offset east of UTC in µs; None when absent."""
+    if not mark:
+        return None
+    if mark in ("Z", "z"):
+        return 0
+    digits = mark[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0)
+    return (1 if mark[0] == "+" else -1) * minutes * 60_000_000
 
 
-def parse_number(arr: pa.Array) -> tuple[FloatArray, BoolArray]:
-    """Numbers with stray units and separators removed; NaN where empty; bad mask."""
-    stripped = pc.replace_substring_regex(arr, NUMBER_NOISE, "")
-    good = pc.match_substring_regex(stripped, NUMBER)
-    numbers = pc.cast(pc.if_else(good, stripped, pa.scalar(None, pa.string())), pa.float64())
+def parse_datetime(
+    arr: pa.Array, formats: tuple[str, ...], tz: str = LOCAL_TZ
+) -> tuple[pa.Array, BoolArray]:
+    """Date-times in many spellings as UTC instants; bad mask.
+
+    A time without an offset is the district's local time (`tz`); one with an offset
+    (ISO 8601: +08:00, Z) is converted by its own offset.
+    """
+    wall, offset, bad = _parse_wall(arr, formats)
+    utc = to_utc(wall, tz)
+    if pc.any(pc.is_valid(offset)).as_py():
+        shifted = pc.cast(
+            pc.subtract(pc.cast(wall, pa.int64()), pc.fill_null(offset, 0)),
+            pa.timestamp("us", tz="UTC"),
+        )
+        utc = pc.if_else(pc.is_valid(offset), shifted, utc)
+    return utc, bad
+
+
+def to_utc(local: pa.Array, tz: str = LOCAL_TZ) -> pa.Array:
+    """Naive local wall times in `tz` as UTC instants.
+
+    One subtraction when the zone keeps one offset over the data's days (Beijing has had
+    no daylight saving since 1991); Arrow's time-zone kernel otherwise.
+    """
+    offset = _fixed_offset(local, tz)
+    if offset is not None:
+        return pc.cast(pc.subtract(local, pa.scalar(offset, pa.duration("us"))), UTC)
+    aware = pc.assume_timezone(local, timezone=tz, ambiguous="earliest", nonexistent="earliest")
+    return pc.cast(aware, UTC)
+
+
+def _fixed_offset(local: pa.Array, tz: str) -> int | None:
+    """The zone's one UTC offset (µs) over the days the values span, or None."""
+    low, high = pc.min_max(local).values()
+    if not low.is_valid:
+        return 0
+    first, last = low.as_py().date(), high.as_py().date()
+    if (last - first).days > 20_000:
+        return None
+    zone = ZoneInfo(tz)
+    offsets = {
+        dt.datetime.combine(first + dt.timedelta(days=d), dt.time(12), zone).utcoffset()
+        for d in range((last - first).days + 1)
+    }
+    if len(offsets) != 1:
+        return None
+    (delta,) = offsets
+    return None if delta is None else int(delta.total_seconds() * 1_000_000)
+
+
+def local_dates(utc: pa.Array, tz: str = LOCAL_TZ) -> pa.Array:
+    """The district-local calendar day of each instant."""
+    offset = _fixed_offset(pc.cast(utc, pa.timestamp("us")), tz)
+    if offset is not None:
+        local = pc.add(pc.cast(utc, pa.timestamp("us")), pa.scalar(offset, pa.duration("us")))
+    else:
+        local = pc.local_timestamp(pc.cast(utc, pa.timestamp("us", tz=tz)))
+    return pc.cast(local, pa.date32())
+
+
+def parse_number(
+    arr: pa.Array, *, grouping: bool = True, units: bool = True
+) -> tuple[FloatArray, BoolArray]:
+    """Numbers; NaN where empty; bad mask.
+
+    Only what cannot change the value is removed: one unit at the end (`units`: 120平方米,
+    85%, 7天) and thousands separators in their right places (`grouping`: 1,234.5). Any
+    other comma or space is an error, never dropped: '116,38' is not 11638, and no
+    coordinate has a thousands separator.
+    """
+    text = pc.replace_substring_regex(arr, NUMBER_UNIT, "") if units else arr
+    good = pc.match_substring_regex(text, NUMBER)
+    if grouping:
+        grouped = pc.match_substring_regex(text, GROUPED_NUMBER)
+        text = pc.if_else(grouped, pc.replace_substring(text, ",", ""), text)
+        good = pc.or_(good, grouped)
+    numbers = pc.cast(pc.if_else(good, text, pa.scalar(None, pa.string())), pa.float64())
     values = np.asarray(pc.fill_null(numbers, np.nan).to_numpy(zero_copy_only=False), dtype=float)
     bad = _np(pc.is_valid(arr)) & ~_np(good)
     return values, bad
@@ -215,15 +402,23 @@ def _label(mapping: Mapping, name: str) -> str:
     return label if label == column else f"{label}({column})"
 
 
+def required_columns(mapping: Mapping) -> list[str]:
+    """The source columns a file must have for the mapping."""
+    return sorted({c for t, c in mapping.columns.items() if t in mapping.required})
+
+
 def _check_columns(extract: Extract, mapping: Mapping, warnings: Counter[str]) -> None:
     present = set(extract.columns)
-    absent = sorted(
-        {c for t, c in mapping.columns.items() if t in mapping.required and c not in present}
-    )
+    absent = [c for c in required_columns(mapping) if c not in present]
     if absent:
+        where = f"sheet {extract.sheet!r} " if extract.sheet is not None else "the file "
         raise ColumnsError(
-            f"缺少必需的列 missing required column(s) {absent}; the file has {extract.columns}"
+            f"缺少必需的列 missing required column(s) {absent}; {where}has {extract.columns}"
         )
+    if extract.sheet is not None:
+        warnings[f"read_sheet:{extract.sheet}"] = extract.rows
+    for name, rows in extract.ignored_sheets.items():
+        warnings[f"ignored_sheet:{name}"] = rows
     for target, column in mapping.columns.items():
         if column not in present and target != "geometry":
             warnings[f"missing_column:{column}"] += 1
@@ -240,15 +435,29 @@ def prepare(
     routing: Routing,
     limits: TimeLimits,
     crs: str | None = None,
+    *,
+    check_crs: bool = True,
+    now: dt.datetime | None = None,
+    tz: str = LOCAL_TZ,
 ) -> Prepared:
-    """Turn an extract into rows ready to load, and rejects with reasons."""
+    """Turn an extract into rows ready to load, and rejects with reasons.
+
+    `tz` is the district's time zone (times without an offset are local to it); `now`
+    (timezone-aware, default the clock) decides what is in the future. With `check_crs`,
+    a file whose points fit another coordinate system far better than the declared one
+    raises CrsMismatch; without it the mismatch is only noted in the warnings.
+    """
     layer = mapping.layer_obj
     table = extract.table
     n = table.num_rows
     warnings: Counter[str] = Counter()
     _check_columns(extract, mapping, warnings)
+    now = dt.datetime.now(dt.UTC) if now is None else now
+    if now.tzinfo is None:
+        raise ValueError(f"now must be timezone-aware, got {now!r}")
 
     rej = _Rejector(n)
+    _reject_nul(extract, rej)
     empty = pa.nulls(n, pa.string())
 
     def cleaned(item: tuple[str, str]) -> pa.Array:
@@ -268,6 +477,7 @@ def prepare(
         )
 
     out: dict[str, Column] = {}
+    times: dict[str, pa.Array] = {}
     columns = layer.table.c
     for target, values in clean.items():
         if target in ("lng", "lat", "crs", "geometry"):
@@ -279,15 +489,20 @@ def prepare(
             continue
         ctype = columns[target].type
         if isinstance(ctype, (sa.DateTime, sa.Date)):
-            local, bad = parse_datetime(values, mapping.datetime_formats)
+            utc, bad = parse_datetime(values, mapping.datetime_formats, tz)
             rej.reject(
                 bad,
                 "bad_date",
-                _fmt("日期无法解析 unparseable date {label}: {v!r}", values, label=label),
+                _fmt(
+                    "日期无法解析或不存在 unparseable or impossible date {label}: {v!r}",
+                    values,
+                    label=label,
+                ),
             )
-            out[target] = (
-                to_utc(local) if isinstance(ctype, sa.DateTime) else local.cast(pa.date32())
-            )
+            if isinstance(ctype, sa.DateTime):
+                out[target] = times[target] = utc
+            else:
+                out[target] = local_dates(utc, tz)
         elif isinstance(ctype, sa.Boolean):
             out[target], bad = parse_bool(values)
             rej.reject(
@@ -318,7 +533,9 @@ def prepare(
         else:
             out[target] = values
 
-    located = _locate(extract, mapping, placer, clean, rej, warnings, crs)
+    _check_times(mapping, times, clean, rej, now, tz)
+
+    located = _locate(extract, mapping, placer, clean, rej, warnings, crs, check_crs)
     x, y = located.point
     place = placer.place(x, y)
     outside = ~np.isnan(x) & ~place.inside
@@ -336,6 +553,8 @@ def prepare(
         geocode_quality=located.quality,
         **located.columns,
     )
+    if "coord_system" in columns:
+        out["coord_system"] = located.crs
     near = int((place.near_boundary & rej.ok).sum())
     if near:
         warnings["near_boundary"] += near
@@ -358,6 +577,93 @@ def prepare(
         warnings=warnings,
         read=extract.rows,
     )
+
+
+def _reject_nul(extract: Extract, rej: _Rejector) -> None:
+    """A NUL byte cannot be stored in PostgreSQL text: reject its row, naming the column."""
+    where = np.full(extract.table.num_rows, None, dtype=object)
+    for column in extract.columns:
+        values = extract.table.column(column)
+        if not pa.types.is_string(values.type) or not _holds_zero_byte(values):
+            continue
+        hit = _np(pc.match_substring(values, "\x00"))
+        fresh = hit & pd.isna(where)
+        where[fresh] = column
+    found = ~pd.isna(where)
+    rej.reject(
+        found,
+        "nul_byte",
+        lambda i: f"含 NUL 字符 the value of {where[i]!r} holds a NUL byte (a damaged file?)",
+    )
+
+
+def _holds_zero_byte(values: pa.ChunkedArray) -> bool:
+    """A quick look at the column's character buffers: is there a zero byte at all?"""
+    for chunk in values.chunks:
+        data = chunk.buffers()[2]
+        if data is not None and not np.frombuffer(data, dtype=np.uint8).all():
+            return True
+    return False
+
+
+def _check_times(
+    mapping: Mapping,
+    times: dict[str, pa.Array],
+    clean: dict[str, pa.Array],
+    rej: _Rejector,
+    now: dt.datetime,
+    tz: str,
+) -> None:
+    """Reject rows with a time in the future, or an end before the start (the time field).
+
+    Rule: a time later than `now` + FUTURE_SKEW is rejected as `future_time`; an end time
+    (resolved_at, closed_at) earlier than the layer's time field (received_at, opened_at)
+    by more than ORDER_SLACK is rejected as `time_order`. Either means one of the row's times is
+    wrong, and loading it would put the row on the wrong day or make it look resolved
+    before it arrived; the rejected row keeps its raw values for the source to fix.
+    """
+    if not times:
+        return
+    zone = ZoneInfo(tz)
+    limit = np.datetime64((now.astimezone(dt.UTC) + FUTURE_SKEW).replace(tzinfo=None), "us")
+    shown = now.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    stamps = {
+        t: np.asarray(a.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False), "datetime64[us]")
+        for t, a in times.items()
+    }
+    for target, values in stamps.items():
+        if target in MAY_BE_FUTURE:
+            continue
+        rej.reject(
+            values > limit,
+            "future_time",
+            _fmt(
+                "时间在未来 {label} is in the future: {v!r} (now {now})",
+                clean[target],
+                label=_label(mapping, target),
+                now=shown,
+            ),
+        )
+    start = mapping.layer_obj.time_field
+    if start not in stamps:
+        return
+    earliest = stamps[start] - np.timedelta64(int(ORDER_SLACK.total_seconds()), "s")
+    for target, values in stamps.items():
+        if target not in END_TIMES:
+            continue
+        rej.reject(values < earliest, "time_order", _order_message(mapping, clean, start, target))
+
+
+def _order_message(
+    mapping: Mapping, clean: dict[str, pa.Array], start: str, end: str
+) -> Callable[[int], str]:
+    def message(i: int) -> str:
+        return (
+            f"时间早于{_label(mapping, start)} {_label(mapping, end)} is earlier than "
+            f"{start}: {_value(clean[end], i)!r} < {_value(clean[start], i)!r}"
+        )
+
+    return message
 
 
 def _to_wgs84(
@@ -391,6 +697,7 @@ class _Located:
     point: tuple[FloatArray, FloatArray]  # where each row is placed; NaN when unknown
     quality: npt.NDArray[np.object_]
     has_address: BoolArray
+    crs: npt.NDArray[np.object_]  # each row's source coordinate system
 
 
 def _locate(
@@ -401,11 +708,13 @@ def _locate(
     rej: _Rejector,
     warnings: Counter[str],
     crs_override: str | None,
+    check_crs: bool,
 ) -> _Located:
     """WGS84 locations, and the point each row is placed by.
 
     A row's own coordinate system (the mapped `crs` column) wins; `crs_override` (the
-    run's --crs) replaces the mapping's default for rows that do not say.
+    run's --crs) replaces the mapping's default for rows that do not say. Before the
+    points are converted, crs_check compares the declared systems with the others.
     """
     n = extract.table.num_rows
     default = coords.normalize_crs(crs_override or mapping.crs or "wgs84")
@@ -429,10 +738,17 @@ def _locate(
     has_address = _np(pc.is_valid(address))
 
     if GEOMETRY in extract.table.column_names:
-        return _locate_geometry(extract, mapping, row_crs, rej, has_address)
+        return _locate_geometry(
+            extract, mapping, placer, row_crs, rej, has_address, warnings, check_crs
+        )
 
-    lng, bad_lng = parse_number(clean.get("lng", pa.nulls(n, pa.string())))
-    lat, bad_lat = parse_number(clean.get("lat", pa.nulls(n, pa.string())))
+    # A coordinate has no unit and no thousands separator: '116,38' is a bad number.
+    lng, bad_lng = parse_number(
+        clean.get("lng", pa.nulls(n, pa.string())), grouping=False, units=False
+    )
+    lat, bad_lat = parse_number(
+        clean.get("lat", pa.nulls(n, pa.string())), grouping=False, units=False
+    )
     rej.reject(
         bad_lng | bad_lat,
         "bad_number",
@@ -466,6 +782,7 @@ def _locate(
     if (swapped & rej.ok).any():
         warnings["swapped_lnglat"] += int((swapped & rej.ok).sum())
     lng, lat = np.where(swapped, lat, lng), np.where(swapped, lng, lat)
+    _crs_check(lng, lat, row_crs, rej.ok, placer, warnings, check_crs)
     wlng, wlat = _to_wgs84(lng, lat, row_crs)
     quality = np.where(swapped, "coordinates_swapped", "coordinates").astype(object)
     return _Located(
@@ -473,18 +790,44 @@ def _locate(
         point=(wlng, wlat),
         quality=quality,
         has_address=has_address,
+        crs=row_crs,
     )
+
+
+def _crs_check(
+    lng: FloatArray,
+    lat: FloatArray,
+    row_crs: npt.NDArray[np.object_],
+    usable: BoolArray,
+    placer: Placer,
+    warnings: Counter[str],
+    check_crs: bool,
+) -> None:
+    """Raise CrsMismatch when another system fits the points far better (or note it)."""
+    findings = crs_check.check(
+        lng[usable], lat[usable], row_crs[usable], lambda x, y: placer.place(x, y).inside
+    )
+    if not findings:
+        return
+    if check_crs:
+        raise crs_check.CrsMismatch(findings)
+    for finding in findings:
+        warnings[f"crs_mismatch:{finding.declared}->{finding.likely}"] += finding.rows
 
 
 def _locate_geometry(
     extract: Extract,
     mapping: Mapping,
+    placer: Placer,
     row_crs: npt.NDArray[np.object_],
     rej: _Rejector,
     has_address: BoolArray,
+    warnings: Counter[str],
+    check_crs: bool,
 ) -> _Located:
     wkb = extract.table.column(GEOMETRY).to_numpy(zero_copy_only=False)
     geoms = shapely.from_wkb(wkb, on_invalid="ignore")
+    source_crs = row_crs
     if extract.crs and not _is_geographic_wgs84(extract.crs):
         import pyproj
 
@@ -492,6 +835,19 @@ def _locate_geometry(
         geoms = shapely.transform(
             geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
         )
+        source_crs = np.full(len(geoms), _crs_name(extract.crs), dtype=object)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    probe = np.full(len(geoms), None, dtype=object)
+    probe[present] = shapely.point_on_surface(geoms[present])
+    _crs_check(
+        np.asarray(shapely.get_x(probe), dtype=float),
+        np.asarray(shapely.get_y(probe), dtype=float),
+        row_crs,
+        present & rej.ok,
+        placer,
+        warnings,
+        check_crs,
+    )
     for code in (coords.GCJ02, coords.BD09):
         sel = (row_crs == code) & ~shapely.is_missing(geoms)
         if sel.any():
@@ -544,6 +900,7 @@ def _locate_geometry(
         point=(x, y),
         quality=np.full(len(geoms), "geometry", dtype=object),
         has_address=has_address,
+        crs=source_crs,
     )
 
 
@@ -563,6 +920,17 @@ _DIMENSION_NAMES = {
     "MULTIPOLYGON": "面 polygons",
     "GEOMETRY": "线或面 lines or polygons",
 }
+
+
+def _crs_name(crs: str) -> str:
+    """'EPSG:3857' for a projected file's CRS, else the text as the file gave it."""
+    import pyproj
+
+    try:
+        epsg = pyproj.CRS.from_user_input(crs).to_epsg()
+    except pyproj.exceptions.CRSError:
+        return crs
+    return f"EPSG:{epsg}" if epsg else crs
 
 
 def _is_geographic_wgs84(crs: str) -> bool:
@@ -637,11 +1005,11 @@ def _rejects(
     result = [
         {
             "row_number": int(rows[i]),
-            "source_id": source_id,
+            "source_id": _printable(source_id),
             "reason": rej.reason[i],
-            "message": rej.message[i],
+            "message": _printable(rej.message[i]),
             "retryable": bool(rej.retryable[i]),
-            "raw": values,
+            "raw": {k: _printable(v) for k, v in values.items()},
         }
         for i, source_id, values in zip(bad, ids, raw, strict=True)
     ]
@@ -649,12 +1017,17 @@ def _rejects(
     return result
 
 
+def _printable(value: Any) -> Any:
+    """Text PostgreSQL can store: a NUL byte shown as ␀ (U+2400)."""
+    return value.replace("\x00", "\u2400") if isinstance(value, str) else value
+
+
 def _bad_row(bad: BadRow) -> dict[str, Any]:
     return {
         "row_number": bad.row,
         "source_id": None,
         "reason": bad.reason,
-        "message": bad.message,
+        "message": _printable(bad.message),
         "retryable": False,
-        "raw": {"_text": bad.text},
+        "raw": {"_text": _printable(bad.text)},
     }

@@ -25,6 +25,15 @@ def etl() -> None:
 @click.option(
     "--crs", help="The file's coordinate system (wgs84, gcj02, bd09); a row's own 坐标系 wins."
 )
+@click.option(
+    "--sheet", help="The workbook's sheet to load (needed when several sheets hold data)."
+)
+@click.option(
+    "--allow-crs-mismatch",
+    is_flag=True,
+    help="Load the points as declared even when another coordinate system fits them far "
+    "better (the run fails otherwise).",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
 def run(
     file: Path,
@@ -32,6 +41,8 @@ def run(
     mapping: str | None,
     source: str | None,
     crs: str | None,
+    sheet: str | None,
+    allow_crs_mismatch: bool,
     progress: bool | None,
 ) -> None:
     """Load FILE (CSV, XLSX, GeoJSON, GeoPackage) into a layer; re-running is safe."""
@@ -48,7 +59,8 @@ def run(
             normalize_crs(crs)
         except UnknownCRS as exc:
             raise click.BadParameter(str(exc), param_hint="--crs") from exc
-    engine = engine_from_env()
+    # One connection, closed with the command (no pool left holding it).
+    engine = engine_from_env(poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         try:
             report = run_file(
@@ -58,6 +70,8 @@ def run(
                 mapping=mapping,
                 source=source,
                 crs=crs,
+                sheet=sheet,
+                allow_crs_mismatch=allow_crs_mismatch,
                 progress=sys.stderr.isatty() if progress is None else progress,
                 cache_dir=from_env().var_dir / "cache",
             )

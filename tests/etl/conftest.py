@@ -32,6 +32,11 @@ def grid_cells() -> list[tuple[str, str, str, tuple[float, float, float, float]]
 @pytest.fixture
 def district(connection: sa.Connection) -> list[tuple[str, str, str, tuple[float, ...]]]:
     """Insert the tiny district into the test transaction."""
+    return insert_district(connection)
+
+
+def insert_district(connection: sa.Connection) -> list[tuple[str, str, str, tuple[float, ...]]]:
+    """The tiny district's streets, communities and grids, on `connection`."""
     cells = grid_cells()
     for street, (x0, x1) in STREETS.items():
         connection.execute(

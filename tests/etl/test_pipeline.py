@@ -15,8 +15,10 @@ from tests.etl.conftest import REQUEST_COLUMNS, request_row, write_csv
 pytestmark = pytest.mark.usefixtures("district")
 
 
-def _run(conn: sa.Connection, path: Path, **kw: object) -> RunReport:
+def _run(conn: sa.Connection, path: Path, written: int, **kw: object) -> RunReport:
+    """A successful run of a file the test wrote `written` rows to."""
     report = run_file(conn, path, layer=kw.pop("layer", "service_requests"), **kw)  # type: ignore[arg-type]
+    assert report.read == written
     assert report.read == report.inserted + report.updated + report.unchanged + report.rejected
     stored = conn.execute(
         sa.text(
@@ -58,7 +60,7 @@ def test_clean_rows_land_in_their_grid_with_department_and_due(
         request_row("A1"),  # grid 110102001001001
         request_row("A2", 经度="116.335", 纬度="39.915", 诉求类别="噪声扰民"),  # 110102003002002
     ]
-    report = _run(connection, write_csv(tmp_path / "r.csv", rows))
+    report = _run(connection, write_csv(tmp_path / "r.csv", rows), 2)
     assert (report.inserted, report.rejected) == (2, 0)
     got = dict(
         connection.execute(
@@ -94,7 +96,7 @@ def test_gcj02_and_bd09_rows_are_converted_before_assignment(
         request_row("B1", 经度=f"{blng:.7f}", 纬度=f"{blat:.7f}", 坐标系="百度"),
         request_row("D1", 经度=f"{glng:.7f}", 纬度=f"{glat:.7f}", 坐标系=""),  # file default
     ]
-    report = _run(connection, write_csv(tmp_path / "r.csv", rows), crs=None)
+    report = _run(connection, write_csv(tmp_path / "r.csv", rows), 3, crs=None)
     assert report.inserted == 3
     result = connection.execute(
         sa.text(
@@ -126,7 +128,7 @@ def test_each_kind_of_messiness_is_handled(connection: sa.Connection, tmp_path: 
         request_row("BADSTATUS", 状态="不知道"),
         request_row("BADCRS", 坐标系="火星文"),
     ]
-    report = _run(connection, write_csv(tmp_path / "messy.csv", rows))
+    report = _run(connection, write_csv(tmp_path / "messy.csv", rows), 16)
     loaded = dict(
         connection.execute(
             sa.text("select source_id, geocode_quality || ':' || status from service_requests")
@@ -166,8 +168,8 @@ def test_rerun_changes_nothing_and_a_later_extract_progresses(
     connection: sa.Connection, tmp_path: Path
 ) -> None:
     first = write_csv(tmp_path / "day1.csv", [request_row(f"R{i}") for i in range(5)])
-    assert _run(connection, first).inserted == 5
-    again = _run(connection, first)
+    assert _run(connection, first, 5).inserted == 5
+    again = _run(connection, first, 5)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 5)
 
     later_rows = [
@@ -185,7 +187,7 @@ def test_rerun_changes_nothing_and_a_later_extract_progresses(
         request_row("R9"),
     ]
     later = write_csv(tmp_path / "day2.csv", later_rows)
-    report = _run(connection, later)
+    report = _run(connection, later, 3)
     assert (report.inserted, report.updated, report.unchanged) == (1, 2, 0)
     status = dict(
         connection.execute(sa.text("select source_id, status from service_requests")).all()
@@ -200,7 +202,7 @@ def test_rerun_changes_nothing_and_a_later_extract_progresses(
     assert tuple(solved) == (True, True, "满意")
 
     # Loading the older extract again never moves a status backwards.
-    stale = _run(connection, first)
+    stale = _run(connection, first, 5)
     assert (stale.inserted, stale.updated, stale.unchanged) == (0, 0, 5)
     assert stale.warnings.get("stale_version") == 2
     status = dict(
@@ -221,7 +223,7 @@ def test_gbk_file_is_detected_and_loaded(connection: sa.Connection, tmp_path: Pa
     path = write_csv(tmp_path / "gbk.csv", rows, encoding="gbk")
     with pytest.raises(UnicodeDecodeError):
         path.read_bytes().decode("utf-8")
-    assert _run(connection, path).inserted == 1
+    assert _run(connection, path, 1).inserted == 1
     text, received = connection.execute(
         sa.text(
             "select description, to_char(received_at at time zone 'Asia/Shanghai', "
@@ -246,7 +248,7 @@ def test_xlsx_file_with_real_datetime_cells(connection: sa.Connection, tmp_path:
     row["纬度"] = 39.905  # type: ignore[assignment]
     ws.append([row[c] if row[c] != "" else None for c in REQUEST_COLUMNS])
     wb.save(tmp_path / "app.xlsx")
-    assert _run(connection, tmp_path / "app.xlsx").inserted == 1
+    assert _run(connection, tmp_path / "app.xlsx", 1).inserted == 1
     received = connection.execute(
         sa.text(
             "select to_char(received_at at time zone 'Asia/Shanghai', 'HH24:MI') "
@@ -262,7 +264,7 @@ def test_truncated_file_loads_what_is_whole_and_keeps_the_rest(
     path = write_csv(tmp_path / "t.csv", [request_row(f"T{i}") for i in range(4)])
     data = path.read_bytes()
     path.write_bytes(data[: data.rindex(b"T3") + 30])  # cut the last row mid-way
-    report = _run(connection, path)
+    report = _run(connection, path, 4)
     assert report.inserted == 3
     assert report.reasons == {"bad_row": 1}
     raw = next(iter(_rejects(connection, report.run_id).values()))["raw"]
@@ -312,14 +314,14 @@ def test_missing_required_columns_fail_and_unknown_columns_are_ignored(
         writer = csv.DictWriter(fh, fieldnames=[*REQUEST_COLUMNS, "备注"])
         writer.writeheader()
         writer.writerows(rows)
-    report = _run(connection, extra)
+    report = _run(connection, extra, 1)
     assert report.inserted == 1
     assert report.warnings == {"ignored_column:备注": 1}
 
 
 def test_zero_row_file_and_empty_file(connection: sa.Connection, tmp_path: Path) -> None:
     header_only = write_csv(tmp_path / "none.csv", [])
-    report = _run(connection, header_only)
+    report = _run(connection, header_only, 0)
     assert (report.read, report.inserted, report.rejected) == (0, 0, 0)
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
@@ -330,7 +332,7 @@ def test_a_load_interrupted_midway_leaves_the_database_as_it_was(
     connection: sa.Connection, tmp_path: Path
 ) -> None:
     first = write_csv(tmp_path / "a.csv", [request_row(f"K{i}") for i in range(3)])
-    _run(connection, first)
+    _run(connection, first, 3)
     snapshot = connection.exec_driver_sql(
         "select source_id, status, updated_at from service_requests order by 1"
     ).all()
@@ -424,7 +426,7 @@ def test_geojson_renovation_projects_lines_and_polygons(
         json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False),
         encoding="utf-8",
     )
-    report = _run(connection, path, layer="renovation_projects")
+    report = _run(connection, path, 3, layer="renovation_projects")
     assert (report.inserted, report.rejected) == (2, 1)
     got = connection.execute(
         sa.text(
