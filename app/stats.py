@@ -1,8 +1,17 @@
 """The queries behind /api: framework-free, each takes a Connection and returns plain data.
 
-Arguments arrive validated (app.api checks them); dates are local (Asia/Shanghai) dates.
-Counts of requests come from the aggregates (layers.aggregates), never from scanning the
-requests, except `latest`, which reads one street's last few hundred rows by index.
+Arguments arrive validated (app.api checks them); dates are local dates of the district's
+time zone (BLOCKDATA_TZ), the zone the aggregates are keyed on, and "now" is the app's clock,
+passed in. Counts of requests come from the aggregates (layers.aggregates), never from
+scanning the requests, except `latest`, which reads one street's last few hundred rows by
+index.
+
+Who sees what: the caller reads through row-level security (migration 0004). The public
+scorecard — every street's volume, valid callbacks, three rates, composite and rank, and the
+district's — comes from `request_street_daily`, which every role may read, so it is the same
+district-wide figure for every caller. Row data (street names and areas, open and overdue
+requests) is the caller's zone only: outside it those fields are null, never a figure of the
+caller's own zone in the district's place.
 """
 
 from __future__ import annotations
@@ -223,6 +232,17 @@ def _streets(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def _ranked_codes(conn: sa.Connection, streets: list[dict[str, Any]]) -> list[str]:
+    """The streets the scorecard ranks: every street of the public scorecard and every street
+    the caller may see (a street without a request there has none this month either, and is
+    ranked after every street that has, as from the streets table)."""
+    t = request_street_daily
+    public = conn.execute(
+        sa.select(t.c.street_code).where(t.c.street_code.is_not(None)).distinct()
+    ).scalars()
+    return sorted({*public, *(s["code"] for s in streets)})
+
+
 def _street_month(conn: sa.Connection, month: dt.date) -> dict[str | None, dict[str, int]]:
     """Per street code: the counts of the requests received in `month`."""
     t = request_street_daily
@@ -274,12 +294,13 @@ def _card(counts: dict[str, int], config: RatesConfig) -> dict[str, Any]:
 
 
 def _scorecards(
-    conn: sa.Connection, month: dt.date, streets: list[dict[str, Any]], config: RatesConfig
+    conn: sa.Connection, month: dt.date, codes: list[str], config: RatesConfig
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Per street the month's card with its rank; and the district's card (every request)."""
+    """Per street (`codes`: all of them, `_ranked_codes`) the month's card with its rank among
+    them; and the district's card (every request, placed or not)."""
     counts = _street_month(conn, month)
     empty = dict.fromkeys(STREET_MEASURES, 0)
-    cards = {s["code"]: _card(counts.get(s["code"], empty), config) for s in streets}
+    cards = {code: _card(counts.get(code, empty), config) for code in codes}
     scores: dict[str, tuple[float | None, int]] = {
         code: (card["composite"], card["requests"]) for code, card in cards.items()
     }
@@ -298,25 +319,35 @@ def _rules(config: RatesConfig) -> dict[str, Any]:
 
 
 def streets_overview(
-    conn: sa.Connection, month: dt.date, now: dt.datetime, config: RatesConfig
+    conn: sa.Connection,
+    month: dt.date,
+    now: dt.datetime,
+    config: RatesConfig,
+    whole: bool = True,
 ) -> dict[str, Any]:
     """The district overview: each street's load, open and overdue requests, three rates,
-    composite and rank for `month`, its rank the month before, and the district totals."""
-    streets = _streets(conn)
+    composite and rank for `month`, its rank the month before, and the district totals.
+
+    The scorecard part is district-wide for every caller; names, areas, open and overdue are
+    given for the streets the caller may see, null for the others — and in the district
+    totals null unless the caller sees the `whole` district (see the module doc).
+    """
+    visible = {s["code"]: s for s in _streets(conn)}
+    codes = _ranked_codes(conn, list(visible.values()))
     last = previous_month(month)
-    this_cards, district = _scorecards(conn, month, streets, config)
-    last_cards, _ = _scorecards(conn, last, streets, config)
+    this_cards, district = _scorecards(conn, month, codes, config)
+    last_cards, _ = _scorecards(conn, last, codes, config)
     open_counts = _open_counts(conn, now)
     rows = []
-    for street in streets:
-        code = street["code"]
+    for code in codes:
+        street = visible.get(code)
         card = this_cards[code]
-        n_open, n_overdue = open_counts.get(code, (0, 0))
-        area = street["area_km2"]
+        n_open, n_overdue = open_counts.get(code, (0, 0)) if street else (None, None)
+        area = street["area_km2"] if street else None
         rows.append(
             {
                 "code": code,
-                "name": street["name"],
+                "name": street["name"] if street else None,
                 "area_km2": None if area is None else round(area, 2),
                 "open": n_open,
                 "overdue": n_overdue,
@@ -327,7 +358,7 @@ def streets_overview(
             }
         )
     rows.sort(key=lambda row: (row["rank"], row["code"]))
-    area_total = sum(s["area_km2"] or 0 for s in streets)
+    area_total = sum(s["area_km2"] or 0 for s in visible.values()) if whole else None
     return {
         "month": _month_label(month),
         "last_month": _month_label(last),
@@ -335,9 +366,9 @@ def streets_overview(
         **_rules(config),
         "streets": rows,
         "district": {
-            "area_km2": round(area_total, 2),
-            "open": sum(n for n, _ in open_counts.values()),
-            "overdue": sum(o for _, o in open_counts.values()),
+            "area_km2": None if area_total is None else round(area_total, 2),
+            "open": sum(n for n, _ in open_counts.values()) if whole else None,
+            "overdue": sum(o for _, o in open_counts.values()) if whole else None,
             **district,
             "per_km2": _per_km2(district["requests"], area_total),
         },
@@ -443,12 +474,14 @@ def command_summary(
     now: dt.datetime,
     config: RatesConfig,
 ) -> dict[str, Any]:
-    """The commander's panel for one street (which must exist)."""
+    """The commander's panel for one street (which the caller must see); its rank is among
+    every street of the district, whoever asks."""
     streets = _streets(conn)
     info = next(s for s in streets if s["code"] == street)
+    codes = _ranked_codes(conn, streets)
     last = previous_month(month)
-    this_card = _scorecards(conn, month, streets, config)[0][street]
-    last_card = _scorecards(conn, last, streets, config)[0][street]
+    this_card = _scorecards(conn, month, codes, config)[0][street]
+    last_card = _scorecards(conn, last, codes, config)[0][street]
     change: dict[str, float | int | None] = {}
     for name in (*RATE_NAMES, "composite"):
         a, b = this_card[name], last_card[name]
@@ -483,7 +516,7 @@ def command_summary(
         "rates": {"month": this_card, "last_month": last_card, "change": change},
         "composite": this_card["composite"],
         "rank": this_card["rank"],
-        "streets": len(streets),
+        "streets": len(codes),
         "window": {"since": recent.since.isoformat(), "until": recent.until.isoformat()},
         "top_categories": _top_categories(conn, street, recent),
         "categories": _categories(conn, street, today),

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from etl import load
-from etl.aggregates import refresh_request_aggregates
+from etl.aggregates import aggregates_zone, refresh_request_aggregates
 from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
 from etl.place import placer_for
@@ -107,8 +107,13 @@ def run_file(
     progress: bool = False,
     after_load: Callable[[sa.Connection], None] | None = None,
     cache_dir: Path | None = None,
+    zone: str | None = None,
 ) -> RunReport:
     """Load one extract on `conn`, in the caller's transaction.
+
+    `zone`: the district's time zone (BLOCKDATA_TZ, passed by the CLI): the file's times
+    without an offset are wall-clock times there, and the aggregates count its days. None:
+    the zone the database's aggregates are keyed on (`request_aggregates_zone`).
 
     The data goes in under a savepoint: when the run fails as a whole, the savepoint is
     rolled back, the run is marked failed, and EtlError (with the report) is raised — the
@@ -125,6 +130,7 @@ def run_file(
     if source:
         spec = Mapping(**{**spec.__dict__, "source": source})
     options = {"mapping": spec.name, "crs": crs, "source": spec.source}
+    zone = zone or aggregates_zone(conn)
     run_id = _start_run(conn, path, spec, options)
     # The file's checksum is computed beside the load (hashlib releases the GIL).
     hashing = ThreadPoolExecutor(max_workers=1)
@@ -153,6 +159,7 @@ def run_file(
                 load_routing(),
                 load_time_limits(),
                 crs=crs,
+                zone=zone,
             )
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()
@@ -168,7 +175,7 @@ def run_file(
             load.save_rejects(conn, run_id, prepared.rejects)
             if spec.layer == "service_requests":
                 mark = time.monotonic()
-                refresh_request_aggregates(conn, full=bool(counts.get("bulk")))
+                refresh_request_aggregates(conn, full=bool(counts.get("bulk")), zone=zone)
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)

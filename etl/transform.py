@@ -61,7 +61,6 @@ NUMBER = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 NUMBER_NOISE = r"[%,，\s]|平方米|㎡|个|户|天"
 THREADS = min(4, os.cpu_count() or 1)
 SWAP_MARGIN = 0.2  # degrees around the district in which a swapped pair is recognised
-LOCAL = pa.scalar(8 * 3600 * 1_000_000, pa.duration("us"))  # Beijing time, no DST
 
 
 class ColumnsError(ExtractError):
@@ -162,8 +161,12 @@ def parse_datetime(arr: pa.Array, formats: tuple[str, ...]) -> tuple[pa.Array, B
     return result, bad
 
 
-def to_utc(local: pa.Array) -> pa.Array:
-    return pc.cast(pc.subtract(local, LOCAL), pa.timestamp("us", tz="UTC"))
+def to_utc(local: pa.Array, zone: str) -> pa.Array:
+    """Naive wall-clock times in `zone` (the district's time zone) as UTC instants. A time
+    that occurs twice (the end of daylight saving) is taken as the first, one skipped by the
+    clock (its start) as the instant the clock jumped at."""
+    aware = pc.assume_timezone(local, timezone=zone, ambiguous="earliest", nonexistent="earliest")
+    return pc.cast(aware, pa.timestamp("us", tz="UTC"))
 
 
 def parse_number(arr: pa.Array) -> tuple[FloatArray, BoolArray]:
@@ -240,8 +243,11 @@ def prepare(
     routing: Routing,
     limits: TimeLimits,
     crs: str | None = None,
+    *,
+    zone: str,
 ) -> Prepared:
-    """Turn an extract into rows ready to load, and rejects with reasons."""
+    """Turn an extract into rows ready to load, and rejects with reasons. Times without an
+    offset are wall-clock times in `zone`, the district's time zone (an IANA name)."""
     layer = mapping.layer_obj
     table = extract.table
     n = table.num_rows
@@ -286,7 +292,7 @@ def prepare(
                 _fmt("日期无法解析 unparseable date {label}: {v!r}", values, label=label),
             )
             out[target] = (
-                to_utc(local) if isinstance(ctype, sa.DateTime) else local.cast(pa.date32())
+                to_utc(local, zone) if isinstance(ctype, sa.DateTime) else local.cast(pa.date32())
             )
         elif isinstance(ctype, sa.Boolean):
             out[target], bad = parse_bool(values)
@@ -342,7 +348,7 @@ def prepare(
 
     rows = table.column(ROW).to_numpy()
     _dedupe(extract, mapping, clean["source_id"], rej, rows)
-    _enrich(layer.name, out, routing, limits)
+    _enrich(layer.name, out, routing, limits, zone)
 
     result: dict[str, pa.Array] = {"source": pa.array(np.full(n, mapping.source))}
     for name, values in out.items():
@@ -608,7 +614,9 @@ def _dedupe(
         rej.ok[i] = False
 
 
-def _enrich(layer: str, out: dict[str, Column], routing: Routing, limits: TimeLimits) -> None:
+def _enrich(
+    layer: str, out: dict[str, Column], routing: Routing, limits: TimeLimits, zone: str
+) -> None:
     """Derived fields: department and due time of requests, due time and joint of cases."""
     if layer == "service_requests":
         category = cast(pa.Array, out["category"])
@@ -616,7 +624,7 @@ def _enrich(layer: str, out: dict[str, Column], routing: Routing, limits: TimeLi
         received = out["received_at"]
         dispatched = out.get("dispatched_at")
         start = pc.coalesce(dispatched, received) if dispatched is not None else received
-        out["due_at"] = limits.due_at(category, cast(pa.Array, start))
+        out["due_at"] = limits.due_at(category, cast(pa.Array, start), zone)
     elif layer == "enforcement_cases":
         days = out.get("_due_days")
         opened = out["opened_at"]

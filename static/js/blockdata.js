@@ -42,10 +42,12 @@
   };
   const esc = (s) =>
     String(s === null || s === undefined ? "—" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  const isoDay = (d) => d.toISOString().slice(0, 10);
+  /* Calendar days n before BD.today (the district's local date, from the server's clock):
+   * pure date arithmetic in UTC, so that the browser's own clock and time zone play no part
+   * (local midnight east of UTC is the previous day in toISOString). */
   const daysAgo = (n) => {
-    const d = new Date(BD.today + "T00:00:00");
-    d.setDate(d.getDate() - n);
+    const d = new Date(BD.today + "T00:00:00Z");
+    d.setUTCDate(d.getUTCDate() - n);
     return d.toISOString().slice(0, 10);
   };
 
@@ -190,7 +192,7 @@
         .sort((a, b) => (a.rank || 99) - (b.rank || 99))
         .map(
           (s) =>
-            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc(s.name.replace(/街道$/, ""))}</a></td>` +
+            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc((s.name || s.code).replace(/街道$/, ""))}</a></td>` +
             `<td>${pct(s.response_rate)}</td><td>${pct(s.resolution_rate)}</td><td>${pct(s.satisfaction_rate)}</td>` +
             `<td>${score(s.composite)}</td><td>${num(s.requests)}</td><td>${rankChange(s.rank_change)}</td></tr>`
         )
@@ -263,6 +265,7 @@
       "图例"
     );
 
+    /* 今日 = the local day so far; 近7天 = 7 local days, today included; 近30天 = 30. */
     function range() {
       if (windowSel.value === "custom") return [$("bd-since").value || daysAgo(29), $("bd-until").value || BD.today];
       const n = Number(windowSel.value);
@@ -284,6 +287,8 @@
       );
       heat.redraw();
       document.body.dataset.heatTotal = data.total;
+      document.body.dataset.heatSince = data.since;
+      document.body.dataset.heatUntil = data.until;
     }
 
     async function loadSummary() {
