@@ -393,8 +393,16 @@
       "进度"
     );
 
-    function delay(p) {
-      return p.delay_days === null || p.delay_days === undefined ? "—" : p.delay_days;
+    /* Against the planned end, as of the chosen day: 延期 N 天 (late, or open past due),
+     * 提前 N 天 (finished early), 按期; — without a planned end. */
+    function schedule(p) {
+      return p.schedule || "—";
+    }
+    /* Progress on a past day is estimated from the dates (no history of it is kept). */
+    function progress(p) {
+      if (p.progress === null || p.progress === undefined) return "—";
+      const value = Math.round(p.progress) + "%";
+      return p.progress_basis === "estimated" ? `<span title="按开始与完成日期估算">约 ${value}</span>` : value;
     }
 
     async function load() {
@@ -419,8 +427,8 @@
       projectLayer = addOverlay("整治提升项目", geoLayer("renovation_projects", data.projects, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       targetLayer = addOverlay("疏解目标", geoLayer("relocation_targets", data.targets, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       const row = (p, state) =>
-        `<tr><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${p.progress === null || p.progress === undefined ? "—" : Math.round(p.progress) + "%"}</td>` +
-        `<td>${esc(p.planned_end)}</td><td>${esc(p.actual_end)}</td><td>${esc(delay(p))}</td></tr>`;
+        `<tr data-id="${esc(p.source_id)}"><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${progress(p)}</td>` +
+        `<td>${esc(p.planned_end)}</td><td>${esc(p.actual_end)}</td><td class="${p.delayed ? "bd-down" : p.early_days ? "bd-up" : ""}">${esc(schedule(p))}</td></tr>`;
       $("bd-projects").querySelector("tbody").innerHTML = data.projects.features.map((f) => row(f.properties, f.properties.state)).join("");
       $("bd-targets").querySelector("tbody").innerHTML = data.targets.features.map((f) => row(f.properties, f.properties.state)).join("");
       $("bd-planner-totals").innerHTML =

@@ -690,26 +690,48 @@ def test_planner_states_as_of_a_date(client: FlaskClient, hand: Hand) -> None:
     p2 = projects["P2"]
     assert (p2["state"], p2["state_code"]) == ("进行中", "in_progress")
     expected = 100 * (d(2025, 8, 1) - d(2025, 3, 15)).days / (d(2025, 12, 20) - d(2025, 3, 15)).days
-    assert p2["progress"] == round(expected, 1)
-    assert (p2["delay_days"], p2["delayed"]) == (0, False)
+    assert (p2["progress"], p2["progress_basis"]) == (round(expected, 1), "estimated")
+    assert (p2["delay_days"], p2["early_days"], p2["delayed"]) == (0, 0, False)
+    assert p2["schedule"] == "按期"
     assert (p2["current_phase"], p2["current_progress"]) == ("完成", 100.0)
-    assert (p2["planned_end"], p2["actual_end"]) == ("2025-12-31", "2025-12-20")
+    # On 2025-08-01 the end of 2025-12-20 had not come: it is not shown.
+    assert (p2["planned_end"], p2["actual_start"], p2["actual_end"]) == (
+        "2025-12-31",
+        "2025-03-15",
+        None,
+    )
     assert projects["P1"]["state_code"] == "not_started" and projects["P1"]["progress"] == 0
+    assert projects["P1"]["actual_start"] is None  # 2026-03-15 was still to come
     # Before its actual start a project has not started, even after its planned start.
     p2_early = _features(ok(client, "/api/planner", as_of="2025-03-10")["projects"])["P2"]
     assert (p2_early["state_code"], p2_early["progress"]) == ("not_started", 0)
+    assert (p2_early["actual_start"], p2_early["actual_end"], p2_early["progress_basis"]) == (
+        None,
+        None,
+        "dates",
+    )
+    # Finished 11 days before the planned end: 提前 11 天, not a delay of −11.
     done = _features(ok(client, "/api/planner", as_of="2025-12-20")["projects"])["P2"]
-    assert (done["state_code"], done["progress"], done["delay_days"]) == ("done", 100, -11)
+    assert (done["state_code"], done["progress"], done["actual_end"]) == ("done", 100, "2025-12-20")
+    assert (done["delay_days"], done["early_days"], done["delayed"]) == (0, 11, False)
+    assert done["schedule"] == "提前 11 天"
+    # The day before it finished: in progress, still on schedule, no end known.
+    eve = _features(ok(client, "/api/planner", as_of="2025-12-19")["projects"])["P2"]
+    assert (eve["state_code"], eve["actual_end"], eve["delay_days"]) == ("in_progress", None, 0)
     # Today: stored progress; P1 still open, P3 planned for next year.
     now = ok(client, "/api/planner")
     projects, targets = _features(now["projects"]), _features(now["targets"])
     assert projects["P1"]["state"] == "进行中" and projects["P1"]["progress"] == 40
+    assert projects["P1"]["progress_basis"] == "recorded"
     assert projects["P1"]["delay_days"] == max(0, (today - d(2026, 12, 31)).days)
     assert projects["P3"]["state"] == "未启动" and projects["P3"]["delay_days"] == 0
+    assert now["as_of"] == str(today)
     s1, s2 = targets["S1"], targets["S2"]
     assert (s1["state_code"], s1["progress"], s1["current_status"]) == ("in_progress", 70, "进行中")
     assert s1["delay_days"] == (today - d(2026, 6, 30)).days and s1["delayed"]
+    assert s1["schedule"] == f"延期 {s1['delay_days']} 天" and s1["early_days"] == 0
     assert (s2["state_code"], s2["delay_days"], s2["delayed"]) == ("done", 15, True)
+    assert (s2["early_days"], s2["schedule"], s2["actual_end"]) == (0, "延期 15 天", "2026-06-15")
     # A past day while P1 is still open: a straight line from its start to 40 % today.
     mid = d(2026, 7, 1)
     p1 = _features(ok(client, "/api/planner", as_of=str(mid))["projects"])["P1"]
