@@ -548,7 +548,9 @@ def decode_cursor(c: Collection, value: str) -> Any:
 
 
 def _timestamp() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """The response's timeStamp, by the app's clock, in UTC (RFC 3339 "Z")."""
+    now = current_app.config["BLOCKDATA_SETTINGS"].now().astimezone(dt.UTC)
+    return str(now.isoformat(timespec="seconds")).replace("+00:00", "Z")
 
 
 # --- metadata -------------------------------------------------------------------------------
