@@ -249,7 +249,8 @@ def _csv_value(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
 def _iso_time(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     """A timestamptz as ISO 8601 with its offset in the session's (the district's) time zone,
     2026-11-20T09:30:00+08:00, as in the GeoJSON — not PostgreSQL's 2026-11-20 09:30:00+08."""
-    return sa.func.to_json(column).op("#>>")(sa.literal_column("'{}'"))
+    # The JSON text without its quotes (cheaper than the #>> operator, which parses it).
+    return sa.func.btrim(sa.cast(sa.func.to_json(column), sa.Text), sa.literal('"', sa.Text))
 
 
 def csv_columns(layer: Layer, header: str = "name") -> list[sa.ColumnElement[Any]]:
