@@ -9,6 +9,7 @@ message, and whether they can be retried later (e.g. once the geocoder lands).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections import Counter
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -165,8 +167,30 @@ def to_utc(local: pa.Array, zone: str) -> pa.Array:
     """Naive wall-clock times in `zone` (the district's time zone) as UTC instants. A time
     that occurs twice (the end of daylight saving) is taken as the first, one skipped by the
     clock (its start) as the instant the clock jumped at."""
+    offset = _fixed_offset(local, zone)
+    if offset is not None:  # one offset over the whole span (Beijing since 1991): a shift
+        shift = pa.scalar(int(offset.total_seconds() * 1_000_000), pa.duration("us"))
+        return pc.cast(pc.subtract(local, shift), pa.timestamp("us", tz="UTC"))
     aware = pc.assume_timezone(local, timezone=zone, ambiguous="earliest", nonexistent="earliest")
     return pc.cast(aware, pa.timestamp("us", tz="UTC"))
+
+
+def _fixed_offset(local: pa.Array, zone: str) -> dt.timedelta | None:
+    """The zone's UTC offset if it is one and the same on every day the times span (checked
+    day by day, a day either side), else None."""
+    span = pc.min_max(local).as_py()
+    if span["min"] is None:
+        return dt.timedelta()
+    tz = ZoneInfo(zone)
+    try:
+        first, last = span["min"].date() - dt.timedelta(days=1), span["max"].date()
+        offsets = {
+            dt.datetime.combine(first + dt.timedelta(days=i), dt.time(12), tz).utcoffset()
+            for i in range((last - first).days + 2)
+        }
+    except OverflowError:  # the first or last representable day
+        return None
+    return offsets.pop() if len(offsets) == 1 else None
 
 
 def parse_number(arr: pa.Array) -> tuple[FloatArray, BoolArray]:

@@ -28,6 +28,7 @@ from app.db import make_engine
 from etl.aggregates import AggregatesZoneError, refresh_request_aggregates
 from etl.jobs import EtlError, run_file
 from etl.rules import load_time_limits
+from etl.transform import to_utc
 from tests.clock import BEIJING, FrozenClock
 from tests.conftest import add_user, login
 from tests.etl.conftest import district, request_row, write_csv
@@ -122,6 +123,17 @@ def test_source_times_are_read_in_the_zone_given(
     # The aggregates were empty: they are keyed on the new zone's days from the first run.
     assert _zone_row(connection) == "America/New_York"
     assert _aggregated(connection) == _days(connection, NEW_YORK)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Asia/Kolkata"])
+def test_wall_clock_times_become_the_instants_they_name(zone: str) -> None:
+    """Each time with the offset its zone had then: Beijing kept summer time in 1986–1991,
+    New York changes twice a year; a span of one offset is shifted, others converted."""
+    texts = ["1988-07-01 12:00:00", "1988-12-01 12:00:00", "2026-07-01 09:00:00"]
+    naive = [dt.datetime.fromisoformat(t) for t in texts]
+    for values in (naive, naive[2:], naive[:2]):
+        got = to_utc(pa.array(values, pa.timestamp("us")), zone).to_pylist()
+        assert got == [v.replace(tzinfo=ZoneInfo(zone)) for v in values], (zone, values)
 
 
 def test_workday_limits_end_on_local_days_of_the_zone() -> None:
