@@ -50,7 +50,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
             except (ClusterError, ConfigError) as exc:
                 app.config["DB_ERROR"] = str(exc)
         if url is not None:
-            engine = db.make_engine(url)
+            engine = db.make_engine(url, tz=settings.tz)
     db.init_app(app, engine)
     errors.register(app)
     app.register_blueprint(health.bp)

@@ -14,10 +14,11 @@ from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from app import auth, db, export, ogc, stats
-from app.errors import BadRequest, NotFound
+from app.config import Settings
+from app.errors import BadRequest, NotFound, ServiceUnavailable
 from app.openapi import (
     CSV,
     GEOJSON,
@@ -30,7 +31,7 @@ from app.openapi import (
     path_param,
     time_params,
 )
-from etl.aggregates import ZONE, load_rates
+from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -151,8 +152,30 @@ def _declared_params_only() -> None:
     ogc.check_params(request.args, allowed)
 
 
+def _settings() -> Settings:
+    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
+    return settings
+
+
 def _now() -> dt.datetime:
-    return dt.datetime.now(ZONE)
+    """The app's clock (injectable: `Settings.clock`) in the district's time zone: every
+    "today", default window and month of /api comes from it."""
+    return _settings().now()
+
+
+ZONE_CHECKED = "blockdata.aggregates_zone_checked"
+
+
+def _aggregates(conn: sa.Connection) -> sa.Connection:
+    """`conn`, once the aggregates are known to be keyed on the configured zone's days
+    (checked until it holds, then once per app); 503 naming the fix otherwise."""
+    if not current_app.extensions.get(ZONE_CHECKED):
+        try:
+            check_zone(conn, _settings().tz)
+        except AggregatesZoneError as exc:
+            raise ServiceUnavailable(str(exc), built=exc.built, configured=exc.wanted) from None
+        current_app.extensions[ZONE_CHECKED] = True
+    return conn
 
 
 def _bad(parameter: str, value: object, zh: str, en: str) -> BadRequest:
@@ -250,7 +273,7 @@ def heat(layer: str) -> Response:
         )
     category = _text("category")
     street = _street_filter()
-    text = stats.heat_json(db.connection(), level, window, category, street)
+    text = stats.heat_json(_aggregates(db.connection()), level, window, category, street)
     return Response(text, mimetype="application/json")
 
 
@@ -259,7 +282,10 @@ def streets() -> Response:
     """The district overview: every street's scorecard for a month, and the totals."""
     now = _now()
     month = _month(now.date())
-    return jsonify(stats.streets_overview(db.connection(), month, now, load_rates()))
+    principal = auth.current()
+    whole = principal is None or principal.zone == "*"
+    conn = _aggregates(db.connection())
+    return jsonify(stats.streets_overview(conn, month, now, load_rates(), whole=whole))
 
 
 @bp.get("/command/<street_code>/summary")
@@ -268,12 +294,13 @@ def command_summary(street_code: str) -> Response:
     street = _street(street_code, "street_code")
     now = _now()
     month = _month(now.date())
-    summary = stats.command_summary(db.connection(), street, month, now.date(), now, load_rates())
+    conn = _aggregates(db.connection())
+    summary = stats.command_summary(conn, street, month, now.date(), now, load_rates())
     return jsonify(summary)
 
 
 def _instant(name: str, default: dt.datetime) -> dt.datetime:
-    """An ISO 8601 instant; without an offset it is Beijing time."""
+    """An ISO 8601 instant; without an offset it is local time in the district's zone."""
     value = request.args.get(name)
     if value is None or value == "":
         return default
@@ -283,10 +310,11 @@ def _instant(name: str, default: dt.datetime) -> dt.datetime:
         instant = dt.datetime.fromisoformat(text)
     except ValueError:
         raise _bad(name, value, "时间格式应为 ISO 8601", "not an ISO 8601 date-time") from None
+    zone = _settings().zone
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=ZONE)
+        instant = instant.replace(tzinfo=zone)
     try:
-        inside = FIRST_DATE <= instant.astimezone(ZONE).date() <= LAST_DATE
+        inside = FIRST_DATE <= instant.astimezone(zone).date() <= LAST_DATE
     except OverflowError:  # e.g. 0001-01-01T00:00+08:00, before year 1 in Beijing
         inside = False
     if not inside:
@@ -405,11 +433,13 @@ def features(layer: str) -> Response:
     header = ogc.single(request.args, "header") or "name"
     if header not in CSV_HEADERS:
         raise _bad("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
-    chosen = export.parse_slice(source, request.args, also_allowed=("f", "header"))
+    chosen = export.parse_slice(
+        source, request.args, also_allowed=("f", "header"), zone=_settings().zone
+    )
     conn = db.connection()
     rows = export.count(conn, chosen)
     principal = auth.current()
-    prov = export.provenance(chosen, rows, principal.name if principal else None, fmt)
+    prov = export.provenance(chosen, rows, principal.name if principal else None, fmt, _now())
     auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
     export.prepare(conn, rows)
     conn, finish = db.detach()

@@ -128,7 +128,7 @@ def db_status() -> None:
 
         from app.db import make_engine
 
-        engine = make_engine(settings.database_url, poolclass=sa.pool.NullPool)
+        engine = make_engine(settings.database_url, poolclass=sa.pool.NullPool, tz=settings.tz)
         try:
             with engine.connect() as conn:
                 version = conn.exec_driver_sql("show server_version").scalar_one()
@@ -151,8 +151,10 @@ def db_url() -> None:
 @db.command("psql", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def db_psql(args: tuple[str, ...]) -> None:
-    """Open psql on the database."""
-    url = _database_url(_settings())
+    """Open psql on the database (its session in the district's time zone, BLOCKDATA_TZ)."""
+    settings = _settings()
+    url = _database_url(settings)
+    os.environ["PGTZ"] = settings.tz
     os.execvp("psql", ["psql", url, *args])
 
 
@@ -203,6 +205,28 @@ def db_current() -> None:
     engine = make_engine(_database_url(_settings()), poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         click.echo(migrate.current(conn) or "base")
+
+
+@db.command("rebuild-aggregates")
+def db_rebuild_aggregates() -> None:
+    """Rebuild the request aggregates in the district's time zone (BLOCKDATA_TZ): needed
+    after the zone changed; until then loads refuse and the pages answer 503."""
+    import sqlalchemy as sa
+
+    from app.db import make_engine
+    from etl.aggregates import aggregates_zone, refresh_request_aggregates
+
+    settings = _settings()
+    engine = make_engine(_database_url(settings), poolclass=sa.pool.NullPool, tz=settings.tz)
+    with engine.connect() as conn:
+        before = aggregates_zone(conn)
+        report = refresh_request_aggregates(conn, full=True, zone=settings.tz)
+        conn.commit()
+    rows = sum(report.rows.values())
+    click.echo(
+        f"诉求聚合已按 {settings.tz} 重建 request aggregates rebuilt in {settings.tz} "
+        f"(were {before}): {rows:,} rows, {report.seconds:.1f} s"
+    )
 
 
 @db.command("maintain")

@@ -9,16 +9,29 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WEB_ROLE = "blockdata_web"  # the map server's login role (migration 0009)
 SECRET_KEY_FILE = "secret_key"
 WEB_ROLE_FILE = "web_role.json"
+# The district's time zone: local days (今日, 近7天, months, the aggregates' days), naive
+# times in sources and requests, and the offsets written in exports all follow it.
+DEFAULT_TZ = "Asia/Shanghai"
+TZ_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
+
+Clock = Callable[[], dt.datetime]
+
+
+def system_clock() -> dt.datetime:
+    """The real instant (aware, UTC); tests inject a frozen one instead."""
+    return dt.datetime.now(dt.UTC)
 
 
 class ConfigError(RuntimeError):
@@ -45,9 +58,24 @@ class Settings:
     basemap_crs: str = "wgs84"
     basemap_attribution: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    tz: str = DEFAULT_TZ
+    clock: Clock = system_clock
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The district's time zone (BLOCKDATA_TZ)."""
+        return ZoneInfo(self.tz)
+
+    def now(self) -> dt.datetime:
+        """The clock's instant in the district's time zone: the one "now" of pages and APIs."""
+        return self.clock().astimezone(self.zone)
+
+    def today(self) -> dt.date:
+        """The district's local date now."""
+        return self.now().date()
 
 
 def _crs(value: str) -> str:
@@ -83,6 +111,22 @@ def _postgres_url(name: str, url: str | None) -> str | None:
     return url
 
 
+def check_tz(value: str) -> str:
+    """An IANA time zone name that Python's zoneinfo knows (PostgreSQL reads the same
+    database on Debian); anything else fails fast, naming the value."""
+    name = value.strip()
+    try:
+        if not TZ_NAME.fullmatch(name):
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ConfigError(
+            f"BLOCKDATA_TZ 不是有效的 IANA 时区名 (not an IANA time zone such as Asia/Shanghai): "
+            f"{value!r}"
+        ) from None
+    return name
+
+
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment; fail fast on malformed values."""
     env = dict(os.environ if environ is None else environ)
@@ -106,6 +150,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         basemap_url=env.get("BLOCKDATA_BASEMAP_URL") or None,
         basemap_crs=_crs(env.get("BLOCKDATA_BASEMAP_CRS", "wgs84")),
         basemap_attribution=env.get("BLOCKDATA_BASEMAP_ATTRIBUTION", ""),
+        tz=check_tz(env.get("BLOCKDATA_TZ") or DEFAULT_TZ),
     )
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sansio.app import App
 
-from app.config import WEB_ROLE, sqlalchemy_url
+from app.config import DEFAULT_TZ, WEB_ROLE, check_tz, sqlalchemy_url
 
 ENGINE_KEY = "blockdata.engine"
 log = logging.getLogger(__name__)
@@ -29,11 +29,13 @@ SNAPSHOT_ENDPOINTS = {"api.features"}
 # under load every connection is back in use within milliseconds, and goes unpinged.
 PING_AFTER_IDLE = 1.0
 # Small API queries: JIT compilation and parallel workers cost more than they save.
-SESSION_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0 -c timezone=Asia/Shanghai"
+SESSION_OPTIONS = "-c jit=off -c max_parallel_workers_per_gather=0"
 
 
-def make_engine(url: str, *, pool_size: int = 8, **kw: Any) -> sa.Engine:
-    """An engine for a libpq URL, with SESSION_OPTIONS on every connection.
+def make_engine(url: str, *, pool_size: int = 8, tz: str = DEFAULT_TZ, **kw: Any) -> sa.Engine:
+    """An engine for a libpq URL, with SESSION_OPTIONS on every connection and the session
+    time zone `tz` (the district's, BLOCKDATA_TZ): PostgreSQL writes times with its offset
+    in JSON, CSV and text, and casts instants to local dates in it.
 
     A connection is pinged at checkout only after PING_AFTER_IDLE seconds in the pool
     (pool_pre_ping would cost a round trip on every request). A connection the server
@@ -45,7 +47,7 @@ def make_engine(url: str, *, pool_size: int = 8, **kw: Any) -> sa.Engine:
         sqlalchemy_url(url),
         connect_args={
             "connect_timeout": 3,
-            "options": SESSION_OPTIONS,
+            "options": f"{SESSION_OPTIONS} -c timezone={check_tz(tz)}",
             "application_name": "blockdata",
         },
         **kw,
@@ -250,4 +252,5 @@ def engine_from_env(**kw: Any) -> sa.Engine:
     cluster): for the CLI, never for the map server."""
     from app.config import from_env, resolve_database_url
 
-    return make_engine(resolve_database_url(from_env()), **kw)
+    settings = from_env()
+    return make_engine(resolve_database_url(settings), tz=settings.tz, **kw)

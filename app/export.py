@@ -9,6 +9,11 @@ Every export carries its provenance — layer, filter, time, row count, who — 
 response headers. The count is taken before the rows are read, in the same REPEATABLE READ
 transaction (the CLI's, and the request's: `db.SNAPSHOT_ENDPOINTS`), so the two agree even
 while a load runs.
+
+Times carry their UTC offset in the district's time zone (BLOCKDATA_TZ, the zone of the
+slice): GeoJSON and CSV as ISO 8601 (2026-11-20T09:30:00+08:00), GeoParquet as timestamps
+with the zone's name, GeoPackage as local wall-clock times with the offset the zone had at
+export time (GDAL and QGIS show 2026/11/20 09:30:00+08) — never naive UTC.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from app import ogc
+from app.config import DEFAULT_TZ, system_clock
 from app.errors import BadRequest
-from etl.aggregates import ZONE
 from layers import Layer
 
 FORMATS = ("geojson", "csv", "gpkg", "parquet")
@@ -55,6 +61,7 @@ class Slice:
     conditions: tuple[sa.ColumnElement[bool], ...] = ()
     filters: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    zone: dt.tzinfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TZ))  # the district's
 
     def select(self, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
         """`columns` of the slice's rows: in key order under a limit (the first N by key),
@@ -72,15 +79,22 @@ def slice_params(layer: Layer) -> list[str]:
     return [*SLICE_PARAMS, *ogc.filter_names(layer)]
 
 
-def parse_slice(layer: Layer, args: Any, also_allowed: Iterable[str] = ()) -> Slice:
+def parse_slice(
+    layer: Layer, args: Any, also_allowed: Iterable[str] = (), zone: dt.tzinfo | None = None
+) -> Slice:
     """The slice that `args` (a MultiDict of query parameters) describes; 400 naming bad ones.
 
     The filters are the OGC API's: bbox (CRS84), datetime / since / until on the layer's time
-    field, and `field=value[,value…]` on its filterable fields (street, community, grid,
-    category, status, department …).
+    field (dates and naive times local to `zone`, the district's time zone; default the
+    default BLOCKDATA_TZ), and `field=value[,value…]` on its filterable fields (street,
+    community, grid, category, status, department …).
     """
+    zone = zone or ZoneInfo(DEFAULT_TZ)
     ogc.check_params(args, [*slice_params(layer), *also_allowed])
-    conditions = [*ogc.time_conditions(layer, args), *ogc.property_conditions(layer, args)]
+    conditions = [
+        *ogc.time_conditions(layer, args, zone),
+        *ogc.property_conditions(layer, args),
+    ]
     bbox = ogc.single(args, "bbox")
     if bbox is not None:
         conditions.append(ogc.bbox_condition(layer.table.c.geom, bbox))
@@ -90,7 +104,7 @@ def parse_slice(layer: Layer, args: Any, also_allowed: Iterable[str] = ()) -> Sl
     for name, values in args.lists():
         if name in names:
             filters[name] = values[0] if len(values) == 1 else values
-    return Slice(layer, tuple(conditions), filters, limit)
+    return Slice(layer, tuple(conditions), filters, limit, zone)
 
 
 def _limit(value: str | None) -> int | None:
@@ -109,8 +123,12 @@ def count(conn: sa.Connection, s: Slice) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
 
 
-def provenance(s: Slice, rows: int, user: str | None, fmt: str) -> dict[str, Any]:
-    """Where an export came from: enough to reproduce it or to judge how fresh it is."""
+def provenance(
+    s: Slice, rows: int, user: str | None, fmt: str, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Where an export came from: enough to reproduce it or to judge how fresh it is.
+    `now`: the caller's clock (default: the system's), shown in the slice's zone."""
+    now = (now or system_clock()).astimezone(s.zone)
     return {
         "source": "Blockdata 区块数据中心",
         "layer": s.layer.name,
@@ -119,7 +137,7 @@ def provenance(s: Slice, rows: int, user: str | None, fmt: str) -> dict[str, Any
         "filters": s.filters,
         "rows": rows,
         "crs": ogc.CRS84,
-        "generated_at": dt.datetime.now(ZONE).isoformat(timespec="seconds"),
+        "generated_at": now.isoformat(timespec="seconds"),
         "generated_by": user,
     }
 
@@ -140,6 +158,12 @@ def copy_out(conn: sa.Connection, query: sa.Select[Any], options: str = "") -> I
         with cursor.copy(statement, compiled.params) as copy:
             for row in copy:
                 yield bytes(row)
+
+
+def _local_times(conn: sa.Connection, s: Slice) -> None:
+    """PostgreSQL writes times in the session's time zone: the slice's, for the rest of the
+    transaction (the server's sessions have it already; an export of another zone would not)."""
+    conn.execute(sa.select(sa.func.set_config("TimeZone", str(s.zone), True)))
 
 
 # --- GeoJSON ---------------------------------------------------------------------------------
@@ -181,6 +205,7 @@ def geojson_chunks(
     conn: sa.Connection, s: Slice, prov: dict[str, Any], progress: Progress | None = None
 ) -> Iterator[bytes]:
     """A FeatureCollection in pieces of about CHUNK_BYTES, one feature per line."""
+    _local_times(conn, s)
     head = {"type": "FeatureCollection", "name": s.layer.name, "provenance": prov}
     yield json.dumps(head, ensure_ascii=False)[:-1].encode() + b',"features":[\n'
     out = bytearray()
@@ -221,12 +246,24 @@ def _csv_value(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return column
 
 
+def _iso_time(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """A timestamptz as ISO 8601 with its offset in the session's (the district's) time zone,
+    2026-11-20T09:30:00+08:00, as in the GeoJSON — not PostgreSQL's 2026-11-20 09:30:00+08."""
+    # The JSON text without its quotes (cheaper than the #>> operator, which parses it).
+    return sa.func.btrim(sa.cast(sa.func.to_json(column), sa.Text), sa.literal('"', sa.Text))
+
+
 def csv_columns(layer: Layer, header: str = "name") -> list[sa.ColumnElement[Any]]:
     """The published fields, then lon and lat (points) or WKT (other geometries)."""
     t = layer.table
     labels = header == "label"
     out: list[sa.ColumnElement[Any]] = [
-        _csv_value(t.c[f.name]).label(f.label if labels else f.name) for f in layer.published
+        (
+            _iso_time(t.c[f.name])
+            if isinstance(f.column.type, sa.DateTime)
+            else _csv_value(t.c[f.name])
+        ).label(f.label if labels else f.name)
+        for f in layer.published
     ]
     if layer.geometry_type == "POINT":
         out.append(sa.func.round(sa.cast(sa.func.ST_X(t.c.geom), sa.Numeric), 7).label("lon"))
@@ -244,6 +281,7 @@ def csv_chunks(
     progress: Progress | None = None,
 ) -> Iterator[bytes]:
     """CSV with a header line, UTF-8 with a byte-order mark so that Excel reads Chinese."""
+    _local_times(conn, s)
     out = bytearray(BOM if bom else b"")
     rows = -1  # the header line
     query = s.select(*csv_columns(s.layer, header))
@@ -264,7 +302,7 @@ def csv_chunks(
 # --- Arrow: GeoPackage and GeoParquet --------------------------------------------------------
 
 
-def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
+def _arrow_type(column: sa.Column[Any], tz: str) -> pa.DataType:
     kind = column.type
     if isinstance(kind, sa.Boolean):
         return pa.bool_()
@@ -273,7 +311,7 @@ def _arrow_type(column: sa.Column[Any]) -> pa.DataType:
     if isinstance(kind, sa.Float | sa.Numeric):
         return pa.float64()
     if isinstance(kind, sa.DateTime):
-        return pa.timestamp("us", tz="Asia/Shanghai")
+        return pa.timestamp("us", tz=tz)
     if isinstance(kind, sa.Date):
         return pa.date32()
     return pa.string()
@@ -283,9 +321,10 @@ ARROW_CHUNK_BYTES = 4 << 20  # whole rows of CSV per Arrow batch: about 9,000 re
 
 
 def arrow_batches(
-    conn: sa.Connection, s: Slice, progress: Progress | None = None
+    conn: sa.Connection, s: Slice, progress: Progress | None = None, tz: str | None = None
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The slice as Arrow record batches: published fields plus WKB `geometry`.
+    """The slice as Arrow record batches: published fields plus WKB `geometry`; times in
+    time zone `tz` (an IANA name or a fixed offset such as +08:00; default the slice's).
 
     PostgreSQL writes CSV and pyarrow parses it in C++ with the registry's types, one chunk
     of whole rows at a time (COPY hands over whole rows), so memory stays bounded; the
@@ -297,7 +336,8 @@ def arrow_batches(
     fields = list(s.layer.published)
     columns = [_csv_value(t.c[f.name]).label(f.name) for f in fields]
     columns.append(sa.func.encode(sa.func.ST_AsBinary(t.c.geom), "hex").label(GEOMETRY))
-    types = {f.name: _arrow_type(f.column) for f in fields}
+    zone = tz or str(s.zone)
+    types = {f.name: _arrow_type(f.column, zone) for f in fields}
     types[GEOMETRY] = pa.string()
     names = [*types]
     schema = pa.schema([*(pa.field(n, types[n]) for n in names[:-1]), (GEOMETRY, pa.binary())])
@@ -323,6 +363,7 @@ def arrow_batches(
         yield batch
 
     def batches() -> Iterator[pa.RecordBatch]:
+        _local_times(conn, s)
         chunk = bytearray()
         for row in copy_out(conn, s.select(*columns), "WITH (FORMAT csv)"):
             chunk += row
@@ -335,13 +376,25 @@ def arrow_batches(
     return schema, batches()
 
 
+def gpkg_offset(s: Slice, prov: dict[str, Any]) -> str:
+    """The UTC offset the GeoPackage's times are written in: the district zone's at export
+    time (`generated_at`), as ±HH:MM. GDAL writes a zone's name as naive UTC, an offset as
+    local time with it; one offset serves the whole file (a zone with daylight saving shows
+    the other season's times in this offset, the same instants)."""
+    generated = dt.datetime.fromisoformat(prov["generated_at"]).astimezone(s.zone)
+    offset = generated.utcoffset() or dt.timedelta()
+    minutes = round(offset.total_seconds() / 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def write_gpkg(
     conn: sa.Connection, s: Slice, path: Path, prov: dict[str, Any], progress: Progress | None
 ) -> None:
     """A GeoPackage with one layer named after ours; the provenance in its metadata."""
     import pyogrio
 
-    schema, batches = arrow_batches(conn, s, progress)
+    schema, batches = arrow_batches(conn, s, progress, gpkg_offset(s, prov))
     geometry_type = _OGR_TYPES.get(s.layer.geometry_type, "Unknown")
     pyogrio.write_arrow(
         pa.RecordBatchReader.from_batches(schema, batches),
@@ -434,13 +487,15 @@ def export_file(
     path: Path,
     user: str | None,
     progress: Callable[[int], Progress] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Count, then write the slice to `path` (all or nothing: a temporary file renamed at the
-    end); returns the provenance. `progress(total)` makes the per-batch callback."""
+    end); returns the provenance. `progress(total)` makes the per-batch callback; `now` is
+    the caller's clock (default: the system's)."""
     if fmt not in FORMATS:
         raise BadRequest(f"格式无效 format must be one of {', '.join(FORMATS)}: {fmt!r}")
     rows = count(conn, s)
-    prov = provenance(s, rows, user, fmt)
+    prov = provenance(s, rows, user, fmt, now)
     prepare(conn, rows)
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     partial.unlink(missing_ok=True)

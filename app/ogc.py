@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 from urllib.parse import quote_plus, urlencode
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, render_template_string, request, url_for
+from flask import Blueprint, Response, current_app, render_template_string, request, url_for
 from sqlalchemy.dialects import postgresql as pg
 
 from app import auth, db
@@ -42,7 +41,6 @@ from layers import LAYERS, Layer
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 CONFORMANCE = (
@@ -272,8 +270,15 @@ def bbox_condition(geom: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def parse_instant(value: str, name: str = "datetime") -> dt.date | dt.datetime:
-    """An RFC 3339 date-time (naive means Beijing time) or a bare date, years 1000–9998."""
+def local_zone() -> dt.tzinfo:
+    """The district's time zone (the BLOCKDATA_TZ setting) of the current app."""
+    zone: dt.tzinfo = current_app.config["BLOCKDATA_SETTINGS"].zone
+    return zone
+
+
+def parse_instant(value: str, name: str = "datetime", *, zone: dt.tzinfo) -> dt.date | dt.datetime:
+    """An RFC 3339 date-time (naive means local time in `zone`, the district's time zone)
+    or a bare date, years 1000–9998."""
     text = value.strip()
     try:
         if _DATE.fullmatch(text):
@@ -281,7 +286,7 @@ def parse_instant(value: str, name: str = "datetime") -> dt.date | dt.datetime:
         elif _DATE.match(text) and len(text) >= 13:
             moment = dt.datetime.fromisoformat(text.upper())
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=LOCAL_TZ)
+                moment = moment.replace(tzinfo=zone)
         else:
             raise ValueError(text)
     except ValueError:
@@ -293,47 +298,51 @@ def parse_instant(value: str, name: str = "datetime") -> dt.date | dt.datetime:
     return moment
 
 
-def _start(moment: dt.date | dt.datetime) -> dt.datetime:
+def _start(moment: dt.date | dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    """A date-time itself; a date the local midnight that starts it in `zone`."""
     if isinstance(moment, dt.datetime):
         return moment
-    return dt.datetime.combine(moment, dt.time(), LOCAL_TZ)
+    return dt.datetime.combine(moment, dt.time(), zone)
 
 
-def _as_date(moment: dt.date | dt.datetime) -> dt.date:
-    return moment.astimezone(LOCAL_TZ).date() if isinstance(moment, dt.datetime) else moment
+def _as_date(moment: dt.date | dt.datetime, zone: dt.tzinfo) -> dt.date:
+    return moment.astimezone(zone).date() if isinstance(moment, dt.datetime) else moment
 
 
-def _upper(moment: dt.date | dt.datetime) -> dt.datetime:
-    """The end of an interval: a date-time itself, a date the midnight after it."""
+def _upper(moment: dt.date | dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    """The end of an interval: a date-time itself, a date the local midnight after it."""
     if isinstance(moment, dt.datetime):
         return moment
-    return _start(moment + dt.timedelta(days=1))
+    return _start(moment + dt.timedelta(days=1), zone)
 
 
 def _interval(
     column: sa.Column[Any],
     start: dt.date | dt.datetime | None,
     end: dt.date | dt.datetime | None,
+    zone: dt.tzinfo,
 ) -> list[sa.ColumnElement[bool]]:
-    """Closed interval [start, end] on a timestamp or date column; a date end is its whole day."""
+    """Closed interval [start, end] on a timestamp or date column; a date end is its whole
+    local day in `zone`."""
     out: list[sa.ColumnElement[bool]] = []
     if not isinstance(column.type, sa.DateTime):
         if start is not None:
-            out.append(column >= _as_date(start))
+            out.append(column >= _as_date(start, zone))
         if end is not None:
-            out.append(column <= _as_date(end))
+            out.append(column <= _as_date(end, zone))
         return out
     if start is not None:
-        out.append(column >= _start(start))
+        out.append(column >= _start(start, zone))
     if isinstance(end, dt.datetime):
         out.append(column <= end)
     elif end is not None:
-        out.append(column < _upper(end))
+        out.append(column < _upper(end, zone))
     return out
 
 
-def time_conditions(layer: Layer, args: Any) -> list[sa.ColumnElement[bool]]:
-    """`datetime` (instant, closed or half-open interval with `..`), `since`, `until`."""
+def time_conditions(layer: Layer, args: Any, zone: dt.tzinfo) -> list[sa.ColumnElement[bool]]:
+    """`datetime` (instant, closed or half-open interval with `..`), `since`, `until`; dates
+    and naive date-times are local to `zone`, the district's time zone."""
     given = {name: single(args, name) for name in TIME_PARAMS}
     if all(v is None for v in given.values()):
         return []
@@ -349,28 +358,28 @@ def time_conditions(layer: Layer, args: Any) -> list[sa.ColumnElement[bool]]:
     if value is not None:
         parts = value.split("/")
         if len(parts) == 1:
-            moment = parse_instant(parts[0])
+            moment = parse_instant(parts[0], zone=zone)
             if isinstance(moment, dt.datetime):
                 if isinstance(column.type, sa.DateTime):
                     out.append(column == moment)
                 else:
-                    out.append(column == _as_date(moment))
+                    out.append(column == _as_date(moment, zone))
             else:
-                out += _interval(column, moment, moment)
+                out += _interval(column, moment, moment, zone)
         elif len(parts) == 2:
-            start = None if parts[0] in ("", "..") else parse_instant(parts[0])
-            end = None if parts[1] in ("", "..") else parse_instant(parts[1])
-            if start is not None and end is not None and _start(start) > _upper(end):
+            start = None if parts[0] in ("", "..") else parse_instant(parts[0], zone=zone)
+            end = None if parts[1] in ("", "..") else parse_instant(parts[1], zone=zone)
+            if start is not None and end is not None and _start(start, zone) > _upper(end, zone):
                 raise BadRequest(f"datetime 起点晚于终点 (interval start after end): {value!r}")
-            out += _interval(column, start, end)
+            out += _interval(column, start, end, zone)
         else:
             raise BadRequest(
                 f"datetime 应为时刻或 起点/终点 (instant or start/end interval): {value!r}"
             )
     if given["since"] is not None:
-        out += _interval(column, parse_instant(given["since"], "since"), None)
+        out += _interval(column, parse_instant(given["since"], "since", zone=zone), None, zone)
     if given["until"] is not None:
-        out += _interval(column, None, parse_instant(given["until"], "until"))
+        out += _interval(column, None, parse_instant(given["until"], "until", zone=zone), zone)
     return out
 
 
@@ -539,7 +548,9 @@ def decode_cursor(c: Collection, value: str) -> Any:
 
 
 def _timestamp() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    """The response's timeStamp, by the app's clock, in UTC (RFC 3339 "Z")."""
+    now = current_app.config["BLOCKDATA_SETTINGS"].now().astimezone(dt.UTC)
+    return str(now.isoformat(timespec="seconds")).replace("+00:00", "Z")
 
 
 # --- metadata -------------------------------------------------------------------------------
@@ -569,7 +580,7 @@ def _extent(conn: sa.Connection, c: Collection) -> dict[str, Any]:
 def _iso(value: dt.date | dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return _start(value).isoformat()
+    return _start(value, local_zone()).isoformat()
 
 
 def _collection_doc(conn: sa.Connection, c: Collection, html: bool) -> dict[str, Any]:
@@ -682,7 +693,11 @@ def items(collection_id: str) -> Response:
         crs = single(args, name)
         if crs is not None and crs != CRS84:
             raise BadRequest(f"{name} 只支持 CRS84 (only {CRS84} is supported): {crs!r}")
-    conds = [*c.conditions(), *time_conditions(c.layer, args), *property_conditions(c.layer, args)]
+    conds = [
+        *c.conditions(),
+        *time_conditions(c.layer, args, local_zone()),
+        *property_conditions(c.layer, args),
+    ]
     bbox = single(args, "bbox")
     if bbox is not None:
         conds.append(bbox_condition(c.table.c.geom, bbox))

@@ -34,11 +34,12 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from app import auth, db
+from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from app.ogc import bbox_condition, check_params, parse_instant, single
+from app.ogc import bbox_condition, check_params, local_zone, parse_instant, single
 from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
-from etl.aggregates import RESOLVED, ZONE, refresh_unless_busy
+from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
 from etl.geocode import geocode
 from etl.place import placer_for
 from etl.rules import DEPARTMENTS, Limit, load_routing, load_time_limits
@@ -196,8 +197,14 @@ def service_definition(service_code: str, fmt: str) -> Response:
 # --- reading requests ---------------------------------------------------------------------
 
 
+def _settings() -> Settings:
+    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
+    return settings
+
+
 def _now() -> dt.datetime:
-    return dt.datetime.now(ZONE)
+    """The app's clock, in the district's time zone."""
+    return _settings().now()
 
 
 def _items(args: Any, name: str) -> list[str]:
@@ -207,15 +214,17 @@ def _items(args: Any, name: str) -> list[str]:
 
 
 def _moment(args: Any, name: str, end: bool) -> dt.datetime | None:
-    """A w3c date-time (naive: Beijing time) or a date; a date ends at the next midnight."""
+    """A w3c date-time (naive: the district's local time) or a date; a date ends at the next
+    local midnight."""
     value = single(args, name)
     if not value:
         return None
-    moment = parse_instant(value, name)
+    zone = local_zone()
+    moment = parse_instant(value, name, zone=zone)
     if isinstance(moment, dt.datetime):
         return moment + dt.timedelta(microseconds=1) if end else moment
     day = moment + dt.timedelta(days=1) if end else moment
-    return dt.datetime.combine(day, dt.time(), ZONE)
+    return dt.datetime.combine(day, dt.time(), zone)
 
 
 def _window(args: Any) -> list[sa.ColumnElement[bool]]:
@@ -318,16 +327,21 @@ def _select() -> sa.Select[Any]:
 
 
 def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(ZONE).isoformat(timespec="seconds")
+    if value is None:
+        return None
+    return value.astimezone(local_zone()).isoformat(timespec="seconds")
 
 
-def notice(department: str | None, due_at: dt.datetime | None) -> str | None:
-    """What happens next, for `service_notice`."""
+def notice(
+    department: str | None, due_at: dt.datetime | None, zone: dt.tzinfo | None = None
+) -> str | None:
+    """What happens next, for `service_notice`: the due time in local time of `zone` (the
+    district's; default: the current app's)."""
     if department is None:
         return None
     text = f"由{department}办理"
     if due_at is not None:
-        text += f"，办理时限至 {due_at.astimezone(ZONE):%Y-%m-%d %H:%M}"
+        text += f"，办理时限至 {due_at.astimezone(zone or local_zone()):%Y-%m-%d %H:%M}"
     return text
 
 
@@ -551,7 +565,7 @@ def create_request(fmt: str) -> Response:
         geocode_quality=quality,
     )
     try:
-        prepared = intake.prepare_one(submission, placer)
+        prepared = intake.prepare_one(submission, placer, zone=_settings().tz)
     except intake.Rejected as exc:
         raise BadRequest(exc.message, reason=exc.reason) from None
     street = prepared.value("street_code")
@@ -568,7 +582,10 @@ def create_request(fmt: str) -> Response:
         ) from None
     try:
         with _as_server(principal.zone) as conn:
-            refresh_unless_busy(conn)
+            refresh_unless_busy(conn, zone=_settings().tz)
+    except AggregatesZoneError as exc:
+        # The request is kept; its day stays marked for the rebuild the message asks for.
+        log.warning("%s", exc)
     except sa.exc.DBAPIError as exc:
         # A full rebuild (DDL) is the owner's: the marks stay for the next refresh, as when
         # a bulk load holds the refresh lock (the savepoint gave the reader's role back).

@@ -6,7 +6,6 @@ from the JSON APIs, which aggregate in PostGIS, so a page never carries raw poin
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,7 +96,10 @@ def _page(template: str, **context: Any) -> Response:
         "layers": layers,
         "basemapCrs": settings.basemap_crs,
         "liveSeconds": LIVE_SECONDS,
-        "today": dt.date.today().isoformat(),
+        # The district's local date by the app's clock, as /api counts days: never the
+        # server's or the browser's own clock and zone.
+        "today": settings.today().isoformat(),
+        "tz": settings.tz,
         **context.pop("config", {}),
     }
     html = render_template(template, config_json=json.dumps(config, ensure_ascii=False), **context)

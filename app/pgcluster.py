@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.config import Settings
+from app.config import DEFAULT_TZ, Settings, check_tz
 
 DB_NAME = "blockdata"
 DB_USER = "blockdata"
@@ -46,8 +46,8 @@ wal_compression = on
 jit = off
 random_page_cost = 1.1
 effective_cache_size = 8GB
-timezone = 'Asia/Shanghai'
-log_timezone = 'Asia/Shanghai'
+timezone = '{tz}'
+log_timezone = '{tz}'
 """
 
 
@@ -120,16 +120,17 @@ def _server_user() -> OsUser | None:
 class Cluster:
     """A private cluster: `init`, `start`, `stop`, `status`, `url`."""
 
-    def __init__(self, var_dir: Path, bindir: Path | None = None) -> None:
+    def __init__(self, var_dir: Path, bindir: Path | None = None, tz: str = DEFAULT_TZ) -> None:
         self.var_dir = var_dir
         self._bindir = bindir
+        self.tz = check_tz(tz)  # the default of sessions that set none (psql), and the log's
         self.link = var_dir / "pg"
         self.meta_path = var_dir / "pgcluster.json"
         self.key = hashlib.sha1(str(var_dir).encode()).hexdigest()[:12]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Cluster:
-        return cls(settings.var_dir, settings.pg_bindir)
+        return cls(settings.var_dir, settings.pg_bindir, settings.tz)
 
     @property
     def root(self) -> Path:
@@ -251,7 +252,7 @@ class Cluster:
             port += 1
         conf = self.datadir / "postgresql.conf"
         with conf.open("a") as fh:
-            fh.write(SERVER_CONF.format(port=port, sockdir=sockdir))
+            fh.write(SERVER_CONF.format(port=port, sockdir=sockdir, tz=self.tz))
         meta = {
             "port": port,
             "user": DB_USER,

@@ -1,8 +1,17 @@
 """The queries behind /api: framework-free, each takes a Connection and returns plain data.
 
-Arguments arrive validated (app.api checks them); dates are local (Asia/Shanghai) dates.
-Counts of requests come from the aggregates (layers.aggregates), never from scanning the
-requests, except `latest`, which reads one street's last few hundred rows by index.
+Arguments arrive validated (app.api checks them); dates are local dates of the district's
+time zone (BLOCKDATA_TZ), the zone the aggregates are keyed on, and "now" is the app's clock,
+passed in. Counts of requests come from the aggregates (layers.aggregates), never from
+scanning the requests, except `latest`, which reads one street's last few hundred rows by
+index.
+
+Who sees what: the caller reads through row-level security (migration 0004). The public
+scorecard — every street's volume, valid callbacks, three rates, composite and rank, and the
+district's — comes from `request_street_daily`, which every role may read, so it is the same
+district-wide figure for every caller. Row data (street names and areas, open and overdue
+requests) is the caller's zone only: outside it those fields are null, never a figure of the
+caller's own zone in the district's place.
 """
 
 from __future__ import annotations
@@ -223,6 +232,17 @@ def _streets(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+def _ranked_codes(conn: sa.Connection, streets: list[dict[str, Any]]) -> list[str]:
+    """The streets the scorecard ranks: every street of the public scorecard and every street
+    the caller may see (a street without a request there has none this month either, and is
+    ranked after every street that has, as from the streets table)."""
+    t = request_street_daily
+    public = conn.execute(
+        sa.select(t.c.street_code).where(t.c.street_code.is_not(None)).distinct()
+    ).scalars()
+    return sorted({*public, *(s["code"] for s in streets)})
+
+
 def _street_month(conn: sa.Connection, month: dt.date) -> dict[str | None, dict[str, int]]:
     """Per street code: the counts of the requests received in `month`."""
     t = request_street_daily
@@ -274,12 +294,13 @@ def _card(counts: dict[str, int], config: RatesConfig) -> dict[str, Any]:
 
 
 def _scorecards(
-    conn: sa.Connection, month: dt.date, streets: list[dict[str, Any]], config: RatesConfig
+    conn: sa.Connection, month: dt.date, codes: list[str], config: RatesConfig
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Per street the month's card with its rank; and the district's card (every request)."""
+    """Per street (`codes`: all of them, `_ranked_codes`) the month's card with its rank among
+    them; and the district's card (every request, placed or not)."""
     counts = _street_month(conn, month)
     empty = dict.fromkeys(STREET_MEASURES, 0)
-    cards = {s["code"]: _card(counts.get(s["code"], empty), config) for s in streets}
+    cards = {code: _card(counts.get(code, empty), config) for code in codes}
     scores: dict[str, tuple[float | None, int]] = {
         code: (card["composite"], card["requests"]) for code, card in cards.items()
     }
@@ -298,25 +319,35 @@ def _rules(config: RatesConfig) -> dict[str, Any]:
 
 
 def streets_overview(
-    conn: sa.Connection, month: dt.date, now: dt.datetime, config: RatesConfig
+    conn: sa.Connection,
+    month: dt.date,
+    now: dt.datetime,
+    config: RatesConfig,
+    whole: bool = True,
 ) -> dict[str, Any]:
     """The district overview: each street's load, open and overdue requests, three rates,
-    composite and rank for `month`, its rank the month before, and the district totals."""
-    streets = _streets(conn)
+    composite and rank for `month`, its rank the month before, and the district totals.
+
+    The scorecard part is district-wide for every caller; names, areas, open and overdue are
+    given for the streets the caller may see, null for the others — and in the district
+    totals null unless the caller sees the `whole` district (see the module doc).
+    """
+    visible = {s["code"]: s for s in _streets(conn)}
+    codes = _ranked_codes(conn, list(visible.values()))
     last = previous_month(month)
-    this_cards, district = _scorecards(conn, month, streets, config)
-    last_cards, _ = _scorecards(conn, last, streets, config)
+    this_cards, district = _scorecards(conn, month, codes, config)
+    last_cards, _ = _scorecards(conn, last, codes, config)
     open_counts = _open_counts(conn, now)
     rows = []
-    for street in streets:
-        code = street["code"]
+    for code in codes:
+        street = visible.get(code)
         card = this_cards[code]
-        n_open, n_overdue = open_counts.get(code, (0, 0))
-        area = street["area_km2"]
+        n_open, n_overdue = open_counts.get(code, (0, 0)) if street else (None, None)
+        area = street["area_km2"] if street else None
         rows.append(
             {
                 "code": code,
-                "name": street["name"],
+                "name": street["name"] if street else None,
                 "area_km2": None if area is None else round(area, 2),
                 "open": n_open,
                 "overdue": n_overdue,
@@ -327,7 +358,7 @@ def streets_overview(
             }
         )
     rows.sort(key=lambda row: (row["rank"], row["code"]))
-    area_total = sum(s["area_km2"] or 0 for s in streets)
+    area_total = sum(s["area_km2"] or 0 for s in visible.values()) if whole else None
     return {
         "month": _month_label(month),
         "last_month": _month_label(last),
@@ -335,9 +366,9 @@ def streets_overview(
         **_rules(config),
         "streets": rows,
         "district": {
-            "area_km2": round(area_total, 2),
-            "open": sum(n for n, _ in open_counts.values()),
-            "overdue": sum(o for _, o in open_counts.values()),
+            "area_km2": None if area_total is None else round(area_total, 2),
+            "open": sum(n for n, _ in open_counts.values()) if whole else None,
+            "overdue": sum(o for _, o in open_counts.values()) if whole else None,
             **district,
             "per_km2": _per_km2(district["requests"], area_total),
         },
@@ -443,12 +474,14 @@ def command_summary(
     now: dt.datetime,
     config: RatesConfig,
 ) -> dict[str, Any]:
-    """The commander's panel for one street (which must exist)."""
+    """The commander's panel for one street (which the caller must see); its rank is among
+    every street of the district, whoever asks."""
     streets = _streets(conn)
     info = next(s for s in streets if s["code"] == street)
+    codes = _ranked_codes(conn, streets)
     last = previous_month(month)
-    this_card = _scorecards(conn, month, streets, config)[0][street]
-    last_card = _scorecards(conn, last, streets, config)[0][street]
+    this_card = _scorecards(conn, month, codes, config)[0][street]
+    last_card = _scorecards(conn, last, codes, config)[0][street]
     change: dict[str, float | int | None] = {}
     for name in (*RATE_NAMES, "composite"):
         a, b = this_card[name], last_card[name]
@@ -483,7 +516,7 @@ def command_summary(
         "rates": {"month": this_card, "last_month": last_card, "change": change},
         "composite": this_card["composite"],
         "rank": this_card["rank"],
-        "streets": len(streets),
+        "streets": len(codes),
         "window": {"since": recent.since.isoformat(), "until": recent.until.isoformat()},
         "top_categories": _top_categories(conn, street, recent),
         "categories": _categories(conn, street, today),
@@ -589,53 +622,86 @@ def layer_geojson(conn: sa.Connection, layer: Layer, street: str | None, now: dt
 
 @dataclass(frozen=True)
 class AsOf:
-    """A project's or target's state on a date, derived from its dates."""
+    """A project's or target's state on a date, from what was known on that date."""
 
     state: str
     state_code: str
     progress: float | None
+    progress_basis: str
+    actual_start: dt.date | None
+    actual_end: dt.date | None
     delay_days: int | None
+    early_days: int | None
+
+    @property
+    def schedule(self) -> str | None:
+        """延期 N 天 / 提前 N 天 / 按期, or None without a planned end."""
+        if self.delay_days is None:
+            return None
+        if self.delay_days > 0:
+            return f"延期 {self.delay_days} 天"
+        if self.early_days:
+            return f"提前 {self.early_days} 天"
+        return "按期"
 
 
 STATES = {"not_started": "未启动", "in_progress": "进行中", "done": "已完成"}
+# How the progress of a day was found: the stored value (today or later), a fact of the
+# dates (0 before the start, 100 from the end), or a straight-line estimate in between.
+PROGRESS_BASES = ("recorded", "dates", "estimated")
 
 
 def as_of_state(row: dict[str, Any], as_of: dt.date, today: dt.date) -> AsOf:
-    """State, progress and delay on `as_of`.
+    """State, progress and schedule on `as_of`, knowing only what was known then.
 
-    Started on actual_start (planned_start when there is none), done on actual_end; between
-    the two, in progress. Progress: the stored value on or after today; on a past date 0
-    before the start, 100 from the end, and in between a straight line from 0 at the start
-    to 100 at actual_end — or, still open today, to the stored progress today. Delay: days
-    past planned_end — at actual_end when done, at `as_of` while open (0 before it is due).
+    An actual date after `as_of` had not happened yet: it is not shown (null) and does not
+    count. Started on actual_start (planned_start when none was ever recorded), done on
+    actual_end; between the two, in progress.
+
+    Progress: on or after today the stored value ("recorded"); on a past day 0 before the
+    start and 100 from the end ("dates"), and in between a straight line from 0 at the start
+    to 100 at the actual end when it came later, or, still open today, to the stored progress
+    today ("estimated": no history of progress is kept).
+
+    Schedule, against planned_end: done — the days from planned_end to the actual end,
+    late (`delay_days`) or early (`early_days`, 提前); still open — the days past planned_end
+    on `as_of` (`delay_days`, 0 while not yet due; `early_days` 0). Both are ≥ 0; null
+    without a planned end.
     """
-    start = row["actual_start"] or row["planned_start"]
-    end = row["actual_end"]
-    if end is not None and as_of >= end:
+    recorded_start, recorded_end = row["actual_start"], row["actual_end"]
+    known_start = recorded_start if recorded_start and recorded_start <= as_of else None
+    known_end = recorded_end if recorded_end and recorded_end <= as_of else None
+    start = known_start or (row["planned_start"] if recorded_start is None else None)
+    if known_end is not None:
         code = "done"
     elif start is not None and as_of >= start:
         code = "in_progress"
     else:
         code = "not_started"
     progress = row["progress"]
+    basis = "recorded"
     if as_of < today:
+        basis = "dates"
         if code == "not_started":
             progress = 0.0
         elif code == "done":
             progress = 100.0
         else:
             assert start is not None
-            if end is not None:
-                target, span = 100.0, (end - start).days
+            if recorded_end is not None:
+                target, span = 100.0, (recorded_end - start).days
             else:
                 target, span = float(progress or 0.0), (today - start).days
             progress = target * (as_of - start).days / span if span > 0 else target
+            basis = "estimated"
         progress = round(min(max(progress, 0.0), 100.0), 1)
-    delay = None
+    delay = early = None
     planned_end = row["planned_end"]
     if planned_end is not None:
-        delay = (end - planned_end).days if code == "done" else max(0, (as_of - planned_end).days)
-    return AsOf(STATES[code], code, progress, delay)
+        late = (known_end if known_end is not None else as_of) - planned_end
+        delay = max(0, late.days)
+        early = max(0, -late.days) if known_end is not None else 0
+    return AsOf(STATES[code], code, progress, basis, known_start, known_end, delay, early)
 
 
 def _planner_features(
@@ -669,8 +735,13 @@ def _planner_features(
             state=derived.state,
             state_code=derived.state_code,
             progress=derived.progress,
+            progress_basis=derived.progress_basis,
+            actual_start=_jsonable(derived.actual_start),
+            actual_end=_jsonable(derived.actual_end),
             delay_days=derived.delay_days,
-            delayed=bool(derived.delay_days and derived.delay_days > 0),
+            early_days=derived.early_days,
+            delayed=bool(derived.delay_days),
+            schedule=derived.schedule,
         )
         features.append(
             {
@@ -684,6 +755,7 @@ def _planner_features(
 
 
 def _jsonable(value: Any) -> Any:
+    """Dates as ISO 8601; date-times too, with their offset (the session's time zone)."""
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
     return value

@@ -72,6 +72,7 @@ from app.ogc import (
     TIME_PARAMS,
     check_params,
     filter_names,
+    local_zone,
     parse_instant,
     property_conditions,
     time_conditions,
@@ -320,18 +321,19 @@ class CellFilter:
         return [(top, None, None)]
 
 
-def _day(text: str, name: str) -> dt.date | None:
+def _day(text: str, name: str, zone: dt.tzinfo) -> dt.date | None:
     if text in ("", ".."):
         return None
-    moment = parse_instant(text, name)
+    moment = parse_instant(text, name, zone=zone)
     if isinstance(moment, dt.datetime):
         raise NotDays(text)
     return moment
 
 
-def cell_filter(layer: Layer, args: Any) -> CellFilter | None:
+def cell_filter(layer: Layer, args: Any, zone: dt.tzinfo) -> CellFilter | None:
     """The request's filters as a CellFilter, or None when the cell aggregates cannot answer
-    them (another filter, a date-time) or the layer has none. `args` are validated already."""
+    them (another filter, a date-time) or the layer has none. `args` are validated already;
+    their dates are local days in `zone`, the zone the aggregates are keyed on."""
     if layer.name not in CELL_TABLES:
         return None
     values: dict[str, set[str]] = {}
@@ -352,13 +354,13 @@ def cell_filter(layer: Layer, args: Any) -> CellFilter | None:
                 continue
             parts = value.split("/") if name == "datetime" else []
             if name == "since":
-                lo, hi = _day(value, name), None
+                lo, hi = _day(value, name, zone), None
             elif name == "until":
-                lo, hi = None, _day(value, name)
+                lo, hi = None, _day(value, name, zone)
             elif len(parts) == 1:
-                lo = hi = _day(value, name)
+                lo = hi = _day(value, name, zone)
             else:
-                lo, hi = _day(parts[0], name), _day(parts[1], name)
+                lo, hi = _day(parts[0], name, zone), _day(parts[1], name, zone)
             if lo is not None:
                 since = lo if since is None else max(since, lo)
             if hi is not None:
@@ -582,8 +584,9 @@ def data_version(
 
 
 # The same, as columns of the statement `db.scope` runs for a tile request, before the switch
-# to the reader. The last column: whether the request aggregates have changes not refreshed
-# yet (a table the reader may not read).
+# to the reader. The last column: whether the request aggregates cannot answer now — changes
+# not refreshed yet (a table the reader may not read), or days of another time zone than the
+# configured one (`request_aggregates_zone`, until `blockdata db rebuild-aggregates`).
 _SCOPE_VERSION = f"{_EPOCH}, {_CHANGES}, "
 
 
@@ -595,8 +598,14 @@ def _scope_version() -> tuple[str, dict[str, Any]] | None:
         tile = parse_tile(str(args.get("z")), str(args.get("x")), str(args.get("y")))
     except (UnknownLayer, BadRequest):
         return None  # the view answers 404 / 400
-    stale = "exists (select from request_dirty_days)" if layer.name in CELL_TABLES else "null"
-    return _SCOPE_VERSION + stale, _area_params(layer, tile)
+    if layer.name not in CELL_TABLES:
+        return _SCOPE_VERSION + "null", _area_params(layer, tile)
+    stale = (
+        "exists (select from request_dirty_days) or "
+        "(select zone from request_aggregates_zone) is distinct from :tile_zone"
+    )
+    tz = current_app.config["BLOCKDATA_SETTINGS"].tz
+    return _SCOPE_VERSION + stale, {**_area_params(layer, tile), "tile_zone": tz}
 
 
 def request_version(
@@ -819,7 +828,7 @@ def _filters(layer: Layer) -> tuple[list[sa.ColumnElement[bool]], str]:
     """Validated filter conditions and their canonical text (for the ETag and TileJSON)."""
     args = request.args
     check_params(args, [*TIME_PARAMS, *filter_names(layer)])
-    conds = [*time_conditions(layer, args), *property_conditions(layer, args)]
+    conds = [*time_conditions(layer, args, local_zone()), *property_conditions(layer, args)]
     canonical = urlencode(sorted(args.items(multi=True)))
     return conds, canonical
 
@@ -899,9 +908,11 @@ def prepare_tile(
     max_raw = int(current_app.config.get("TILE_MAX_RAW_POINTS", MAX_RAW_POINTS))
     conn = db.connection()
     version, fresh = request_version(conn, layer, (zoom, x, y))
-    key = f"{TEMPLATE_VERSION}.{max_raw}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
+    # The zone: local days of the filters, and the offset of the times the tile carries.
+    tz = current_app.config["BLOCKDATA_SETTINGS"].tz
+    key = f"{TEMPLATE_VERSION}.{max_raw}|{tz}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    cells = cell_filter(layer, request.args) if fresh else None
+    cells = cell_filter(layer, request.args, local_zone()) if fresh else None
 
     def build() -> tuple[bytes, str]:
         return build_tile(conn, layer, zoom, x, y, conds, max_raw, cells)

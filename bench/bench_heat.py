@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import psycopg
 import sqlalchemy as sa
@@ -40,10 +41,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_etl import fresh_database, machine  # noqa: E402
 
 from app import create_app  # noqa: E402
+from app.config import DEFAULT_TZ as ZONE  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from etl.admin import import_admin  # noqa: E402
-from etl.aggregates import ZONE, day_bounds, refresh_request_aggregates  # noqa: E402
+from etl.aggregates import day_bounds, refresh_request_aggregates  # noqa: E402
 from etl.demo.geography import generate_geography, write_geography  # noqa: E402
 from layers import get_layer  # noqa: E402
 from layers.aggregates import AGGREGATE_TABLES, cell_x, cell_y  # noqa: E402
@@ -191,7 +193,8 @@ def direct_query(
     t = get_layer("service_requests").table
     keys = [cell_x(t.c.geom), cell_y(t.c.geom)] if level == "cell" else [UNIT[level](t)]
     query = sa.select(*keys, sa.func.count()).where(
-        t.c.received_at >= day_bounds(since)[0], t.c.received_at < day_bounds(until)[1]
+        t.c.received_at >= day_bounds(since, ZONE)[0],
+        t.c.received_at < day_bounds(until, ZONE)[1],
     )
     if category is not None:
         query = query.where(t.c.category == category)
@@ -309,7 +312,7 @@ def main() -> None:
 
     app = create_app({"DATABASE_URL": url})
     client = district_client(app, engine)
-    today = dt.datetime.now(ZONE).date()
+    today = dt.datetime.now(ZoneInfo(ZONE)).date()
     with engine.connect() as conn:
         busiest = conn.exec_driver_sql(
             "select street_code from service_requests group by 1 order by count(*) desc limit 1"

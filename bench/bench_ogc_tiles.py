@@ -94,7 +94,7 @@ def session_cookie(url: str) -> str:
 
 
 # PostgreSQL's own defaults for what app.db.SESSION_OPTIONS turns off, for the comparison.
-STOCK_OPTIONS = "-c jit=on -c max_parallel_workers_per_gather=2 -c timezone=Asia/Shanghai"
+STOCK_OPTIONS = "-c jit=on -c max_parallel_workers_per_gather=2"
 STOCK = ("ours", "stock")
 
 

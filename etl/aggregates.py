@@ -8,6 +8,11 @@ rows: each refresh adds the difference between the recomputed days' new and old 
 first refresh (empty aggregates), a TRUNCATE of the requests, too many marked days or
 `full=True` rebuild everything instead. It runs on the caller's connection, inside the
 caller's transaction.
+
+Days are local days in one time zone, recorded in `request_aggregates_zone` (an IANA name:
+the caller passes the district's, BLOCKDATA_TZ; etl/ never reads settings). A refresh in
+another zone than the recorded one refuses (`AggregatesZoneError`) unless it rebuilds
+everything (`full=True`, or nothing was built yet): days of two zones are never mixed.
 """
 
 from __future__ import annotations
@@ -30,13 +35,13 @@ from layers import get_layer
 from layers.aggregates import (
     AGGREGATE_TABLES,
     CATEGORY_SPANS,
-    LOCAL_TZ,
     SPANS,
     STREET_MEASURES,
     cell_x,
     cell_y,
     local_day,
     period_start_sql,
+    request_aggregates_zone,
     request_cells_daily,
     request_cells_periods,
     request_daily,
@@ -54,7 +59,6 @@ BASIC_SATISFIED = "基本满意"
 REFRESH_LOCK = "request_aggregates"
 # With more changed days than this, one rebuild of everything is cheaper than day by day.
 FULL_REBUILD_DAYS = 120
-ZONE = ZoneInfo(LOCAL_TZ)
 # A full rebuild groups a million requests in memory and builds its indexes in one sort each.
 BULK_SETTINGS = {
     "work_mem": "512MB",
@@ -63,6 +67,19 @@ BULK_SETTINGS = {
 }
 RATE_NAMES = ("response_rate", "resolution_rate", "satisfaction_rate")
 HEAT_TABLES = ((request_daily, request_periods), (request_cells_daily, request_cells_periods))
+
+
+class AggregatesZoneError(RuntimeError):
+    """The aggregates are keyed on another time zone's days than the one asked for."""
+
+    def __init__(self, built: str, wanted: str) -> None:
+        self.built, self.wanted = built, wanted
+        super().__init__(
+            f"诉求聚合按 {built} 时区的日期建立，当前时区设置为 {wanted}：请运行 "
+            f"`blockdata db rebuild-aggregates` 重建 (the request aggregates are keyed on "
+            f"{built} days, the configured zone BLOCKDATA_TZ is {wanted}: rebuild them with "
+            "`blockdata db rebuild-aggregates`)"
+        )
 
 
 class RatesConfigError(ValueError):
@@ -126,17 +143,36 @@ class RefreshReport:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """[start, end) of a local day, as aware datetimes."""
-    start = dt.datetime.combine(day, dt.time(), ZONE)
-    return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), ZONE)
+def day_bounds(day: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the local day `day` in time zone `zone`, as aware datetimes (a day
+    of a zone with daylight saving may last 23 or 25 hours)."""
+    tz = ZoneInfo(zone)
+    start = dt.datetime.combine(day, dt.time(), tz)
+    return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
+
+
+def aggregates_zone(conn: sa.Connection) -> str:
+    """The time zone the aggregates' days are counted in (`request_aggregates_zone`)."""
+    return str(conn.execute(sa.select(request_aggregates_zone.c.zone)).scalar_one())
+
+
+def check_zone(conn: sa.Connection, zone: str) -> None:
+    """Refuse to read aggregates built in another zone than `zone` (AggregatesZoneError);
+    empty aggregates hold no day of any zone."""
+    built = aggregates_zone(conn)
+    if built != zone and _built(conn):
+        raise AggregatesZoneError(built, zone)
+
+
+def _built(conn: sa.Connection) -> bool:
+    return bool(conn.execute(sa.select(sa.exists().select_from(request_street_daily))).scalar_one())
 
 
 def _requests() -> sa.Table:
     return get_layer("service_requests").table
 
 
-def _on_days(query: sa.Select[Any], days: list[dt.date] | None) -> sa.Select[Any]:
+def _on_days(query: sa.Select[Any], days: list[dt.date] | None, zone: str) -> sa.Select[Any]:
     """`query` over service_requests restricted to the requests received on `days`.
 
     A join with the days' [start, end) bounds: one index range scan on received_at per day.
@@ -149,7 +185,7 @@ def _on_days(query: sa.Select[Any], days: list[dt.date] | None) -> sa.Select[Any
         sa.column("lo", sa.DateTime(timezone=True)),
         sa.column("hi", sa.DateTime(timezone=True)),
         name="days",
-    ).data([day_bounds(d) for d in days])
+    ).data([day_bounds(d, zone) for d in days])
     return query.join_from(
         r, bounds, (r.c.received_at >= bounds.c.lo) & (r.c.received_at < bounds.c.hi)
     )
@@ -159,12 +195,12 @@ def _flag(condition: Any, name: str) -> sa.Label[int]:
     return sa.case((condition, 1), else_=0).label(name)
 
 
-def _keyed(days: list[dt.date] | None) -> sa.Subquery:
+def _keyed(days: list[dt.date] | None, zone: str) -> sa.Subquery:
     """The requests of `days` with their aggregate keys and 0/1 measures computed once."""
     r = _requests()
     valid = r.c.callback_valid.is_(True)
     query = sa.select(
-        local_day(r.c.received_at).label("day"),
+        local_day(r.c.received_at, zone).label("day"),
         r.c.street_code,
         r.c.community_code,
         r.c.grid_code,
@@ -179,7 +215,7 @@ def _keyed(days: list[dt.date] | None) -> sa.Subquery:
         _flag(valid & (r.c.satisfaction == BASIC_SATISFIED), "basic_satisfied"),
         r.c.updated_at,
     )
-    return _on_days(query, days).subquery("k")
+    return _on_days(query, days, zone).subquery("k")
 
 
 def _insert(conn: sa.Connection, table: sa.Table, select: sa.Select[Any]) -> int:
@@ -237,7 +273,7 @@ def _delta_table(periods: sa.Table) -> sa.Table:
 
 
 def _refresh_heat(
-    conn: sa.Connection, daily: sa.Table, periods: sa.Table, days: list[dt.date]
+    conn: sa.Connection, daily: sa.Table, periods: sa.Table, days: list[dt.date], zone: str
 ) -> dict[str, int]:
     """Recompute the daily rows of `days`; add the difference to the period rows."""
     delta = _delta_table(periods)
@@ -245,7 +281,7 @@ def _refresh_heat(
     delta.create(conn)
     _insert(conn, delta, _periods_from(daily, days, sign=-1))
     conn.execute(sa.delete(daily).where(daily.c.day.in_(days)))
-    inserted = _insert(conn, daily, _daily_heat(_keyed(days), daily))
+    inserted = _insert(conn, daily, _daily_heat(_keyed(days, zone), daily))
     _insert(conn, delta, _periods_from(daily, days))
     keys = [c for c in delta.c if c.name != "received"]
     change = (
@@ -275,18 +311,17 @@ def _street_daily(k: sa.Subquery) -> sa.Select[Any]:
     ).group_by(k.c.day, k.c.street_code)
 
 
-def _open(days: list[dt.date] | None) -> sa.Select[Any]:
+def _open(days: list[dt.date] | None, zone: str) -> sa.Select[Any]:
     r = _requests()
     query = sa.select(*(r.c[c.name] for c in request_open.c)).where(
         r.c.status.is_distinct_from(RESOLVED)
     )
-    return _on_days(query, days)
+    return _on_days(query, days, zone)
 
 
 def _needs_full(conn: sa.Connection) -> bool:
     """Never built: no aggregate rows although there are requests."""
-    built = conn.execute(sa.select(sa.exists().select_from(request_street_daily))).scalar_one()
-    return not built and bool(
+    return not _built(conn) and bool(
         conn.execute(sa.select(sa.exists().select_from(_requests()))).scalar_one()
     )
 
@@ -304,25 +339,27 @@ def _settings(conn: sa.Connection, **values: str) -> Iterator[None]:
         conn.execute(sa.select(sa.func.set_config(name, value, True)))
 
 
-def _rebuild(conn: sa.Connection, ddl: bool = True) -> dict[str, int]:
-    """Everything from scratch, indexes dropped and rebuilt once (bulk-load practice); with
-    `ddl` False, into the indexes as they are (the web role may not create indexes)."""
+def _rebuild(conn: sa.Connection, zone: str, ddl: bool = True) -> dict[str, int]:
+    """Everything from scratch in `zone`'s days, indexes dropped and rebuilt once (bulk-load
+    practice); the zone recorded with them. With `ddl` False, into the indexes as they are
+    (the web role may not create indexes)."""
+    conn.execute(sa.update(request_aggregates_zone).values(zone=zone))
     with _settings(conn, **BULK_SETTINGS):
-        return _rebuild_tables(conn, ddl)
+        return _rebuild_tables(conn, zone, ddl)
 
 
-def _rebuild_tables(conn: sa.Connection, ddl: bool = True) -> dict[str, int]:
+def _rebuild_tables(conn: sa.Connection, zone: str, ddl: bool = True) -> dict[str, int]:
     conn.execute(sa.text("truncate " + ", ".join(t.name for t in AGGREGATE_TABLES)))
     indexes = [index for table in AGGREGATE_TABLES for index in table.indexes] if ddl else []
     for index in indexes:
         conn.execute(sa.schema.DropIndex(index))
-    keyed = _keyed(None)
+    keyed = _keyed(None, zone)
     rows = {}
     for daily, periods in HEAT_TABLES:
         rows[daily.name] = _insert(conn, daily, _daily_heat(keyed, daily))
         rows[periods.name] = _insert(conn, periods, _periods_from(daily))
     rows[request_street_daily.name] = _insert(conn, request_street_daily, _street_daily(keyed))
-    rows[request_open.name] = _insert(conn, request_open, _open(None))
+    rows[request_open.name] = _insert(conn, request_open, _open(None, zone))
     for index in indexes:
         conn.execute(sa.schema.CreateIndex(index))
     for table in AGGREGATE_TABLES:
@@ -331,13 +368,24 @@ def _rebuild_tables(conn: sa.Connection, ddl: bool = True) -> dict[str, int]:
 
 
 def refresh_request_aggregates(
-    conn: sa.Connection, *, full: bool = False, ddl: bool = True
+    conn: sa.Connection, *, full: bool = False, zone: str | None = None, ddl: bool = True
 ) -> RefreshReport:
     """Bring the request aggregates up to date with `service_requests` (see the module doc).
-    Without `ddl`, a rebuild keeps the indexes (the map server's role may not make them)."""
+
+    `zone`: the district's time zone (None: the one the aggregates were built in). Another
+    zone than the recorded one rebuilds everything when `full` or when nothing was built
+    yet, and otherwise raises AggregatesZoneError before anything changed. Without `ddl`,
+    a rebuild keeps the indexes (the map server's role may not make them).
+    """
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK))))
+    built_in = aggregates_zone(conn)
+    zone = zone or built_in
+    if zone != built_in and not full:
+        if _built(conn):
+            raise AggregatesZoneError(built_in, zone)
+        full = True
     marks = conn.execute(
         sa.delete(request_dirty_days).returning(
             request_dirty_days.c.day, request_dirty_days.c.place
@@ -353,22 +401,25 @@ def refresh_request_aggregates(
     )
     report = RefreshReport(full=full, days=len(days), place_days=len(place_days))
     if full:
-        report.rows = _rebuild(conn, ddl)
+        report.rows = _rebuild(conn, zone, ddl)
     elif days:
         if place_days:
             for daily, periods in HEAT_TABLES:
-                report.rows.update(_refresh_heat(conn, daily, periods, place_days))
+                report.rows.update(_refresh_heat(conn, daily, periods, place_days, zone))
         conn.execute(sa.delete(request_street_daily).where(request_street_daily.c.day.in_(days)))
         report.rows[request_street_daily.name] = _insert(
-            conn, request_street_daily, _street_daily(_keyed(days))
+            conn, request_street_daily, _street_daily(_keyed(days, zone))
         )
-        conn.execute(sa.delete(request_open).where(local_day(request_open.c.received_at).in_(days)))
-        report.rows[request_open.name] = _insert(conn, request_open, _open(days))
+        opened = local_day(request_open.c.received_at, zone)
+        conn.execute(sa.delete(request_open).where(opened.in_(days)))
+        report.rows[request_open.name] = _insert(conn, request_open, _open(days, zone))
     report.seconds = time.monotonic() - started
     return report
 
 
-def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport | None:
+def refresh_unless_busy(
+    conn: sa.Connection, wait: float = 2.0, zone: str | None = None
+) -> RefreshReport | None:
     """refresh_request_aggregates, unless another refresh keeps the lock past `wait` seconds.
 
     For the intake of single requests: another intake's refresh is over in moments, but a
@@ -383,4 +434,4 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
-    return refresh_request_aggregates(conn, ddl=False)
+    return refresh_request_aggregates(conn, zone=zone, ddl=False)

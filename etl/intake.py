@@ -14,12 +14,12 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from etl import load
-from etl.aggregates import ZONE
 from etl.extract import ROW, Extract
 from etl.mapping import load_mapping
 from etl.place import Placer
@@ -72,11 +72,14 @@ def prepare_one(
     placer: Placer,
     routing: Routing | None = None,
     limits: TimeLimits | None = None,
+    *,
+    zone: str,
 ) -> Prepared:
-    """Validate, locate, place, route and time one submission; Rejected if a run would."""
+    """Validate, locate, place, route and time one submission; Rejected if a run would.
+    `zone`: the district's time zone, in which the extract's times are written."""
     mapping = load_mapping(MAPPING)
     source_id = uuid.uuid4().hex
-    local = submission.received_at.astimezone(ZONE).strftime("%Y-%m-%d %H:%M:%S")
+    local = submission.received_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
     values = {
         "source_id": source_id,
         "received_at": local,
@@ -101,6 +104,7 @@ def prepare_one(
         placer,
         routing or load_routing(),
         limits or load_time_limits(),
+        zone=zone,
     )
     if prepared.rejects:
         reject = prepared.rejects[0]

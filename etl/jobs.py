@@ -21,14 +21,13 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 from etl import load
-from etl.aggregates import refresh_request_aggregates
+from etl.aggregates import aggregates_zone, refresh_request_aggregates
 from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
 from etl.place import placer_for
 from etl.rules import load_routing, load_time_limits
 from etl.transform import prepare, required_columns
 from layers import etl_runs, get_layer
-from layers.aggregates import LOCAL_TZ
 
 
 class EtlError(RuntimeError):
@@ -112,16 +111,20 @@ def run_file(
     sheet: str | None = None,
     allow_crs_mismatch: bool = False,
     now: dt.datetime | None = None,
-    tz: str = LOCAL_TZ,
+    zone: str | None = None,
 ) -> RunReport:
     """Load one extract on `conn`, in the caller's transaction.
+
+    `zone`: the district's time zone (BLOCKDATA_TZ, passed by the CLI): the file's times
+    without an offset are wall-clock times there, and the aggregates count its days. None:
+    the zone the database's aggregates are keyed on (`request_aggregates_zone`).
 
     The data goes in under a savepoint: when the run fails as a whole, the savepoint is
     rolled back, the run is marked failed, and EtlError (with the report) is raised — the
     caller commits to keep the record of the failure, and the data is as it was.
     `sheet` picks a workbook's sheet; `allow_crs_mismatch` loads points whose declared
-    coordinate system looks wrong (etl.crs_check) instead of failing; `now` and `tz` are
-    the clock and the district's time zone the rows' times are read and checked with.
+    coordinate system looks wrong (etl.crs_check) instead of failing; `now` is the clock
+    the rows' times are checked against (what is in the future).
     """
     started = time.monotonic()
     if mapping is None:
@@ -138,6 +141,7 @@ def run_file(
         options["sheet"] = sheet
     if allow_crs_mismatch:
         options["allow_crs_mismatch"] = True
+    zone = zone or aggregates_zone(conn)
     run_id = _start_run(conn, path, spec, options)
     # The file's checksum is computed beside the load (hashlib releases the GIL).
     hashing = ThreadPoolExecutor(max_workers=1)
@@ -168,7 +172,7 @@ def run_file(
                 crs=crs,
                 check_crs=not allow_crs_mismatch,
                 now=now,
-                tz=tz,
+                zone=zone,
             )
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()
@@ -184,7 +188,7 @@ def run_file(
             load.save_rejects(conn, run_id, prepared.rejects)
             if spec.layer == "service_requests":
                 mark = time.monotonic()
-                refresh_request_aggregates(conn, full=bool(counts.get("bulk")))
+                refresh_request_aggregates(conn, full=bool(counts.get("bulk")), zone=zone)
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)

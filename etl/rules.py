@@ -26,7 +26,6 @@ DEPARTMENTS = (
     "民生保障部",
     "地区发展部",
 )
-LOCAL_SHIFT = np.timedelta64(8, "h")  # Beijing time, no daylight saving
 END_OF_DAY = np.timedelta64(86399, "s")
 
 
@@ -58,8 +57,9 @@ class TimeLimits:
     default: Limit
     by_category: dict[str, Limit]
 
-    def due_at(self, categories: pa.Array, start: pa.Array) -> pa.Array:
-        """When each item falls due: hours on the clock, workdays on the Chinese calendar."""
+    def due_at(self, categories: pa.Array, start: pa.Array, zone: str) -> pa.Array:
+        """When each item falls due: hours on the clock, workdays on the Chinese calendar —
+        the end (23:59:59) of the Nth working day after the start's local day in `zone`."""
         names = list(self.by_category)
         idx = pc.index_in(categories, value_set=pa.array(names, pa.string()))
         pos = np.asarray(pc.fill_null(idx, len(names)).to_numpy(zero_copy_only=False))
@@ -74,9 +74,17 @@ class TimeLimits:
         due[hours] = utc[hours] + (amount[hours] * 3_600_000_000).astype("timedelta64[us]")
         work = ~in_hours & known
         if work.any():
-            local_day = (utc[work] + LOCAL_SHIFT).astype("datetime64[D]")
+            local = pd.DatetimeIndex(utc[work], tz="UTC").tz_convert(zone).tz_localize(None)
+            local_day = local.to_numpy().astype("datetime64[D]")
             due_day = add_workdays(local_day, amount[work].astype(int))
-            due[work] = due_day.astype("datetime64[us]") + END_OF_DAY - LOCAL_SHIFT
+            end = pd.DatetimeIndex(due_day.astype("datetime64[us]") + END_OF_DAY)
+            due[work] = (
+                end.tz_localize(zone, ambiguous=False, nonexistent="shift_forward")
+                .tz_convert("UTC")
+                .tz_localize(None)
+                .to_numpy()
+                .astype("datetime64[us]")
+            )
         return pa.array(due, pa.timestamp("us"), from_pandas=True).cast(
             pa.timestamp("us", tz="UTC")
         )

@@ -33,7 +33,6 @@ from etl.extract import GEOMETRY, ROW, BadRow, Extract, ExtractError
 from etl.mapping import Mapping
 from etl.place import Placer
 from etl.rules import Routing, TimeLimits
-from layers.aggregates import LOCAL_TZ
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -281,15 +280,15 @@ def _offset_us(mark: str | None) -> int | None:
 
 
 def parse_datetime(
-    arr: pa.Array, formats: tuple[str, ...], tz: str = LOCAL_TZ
+    arr: pa.Array, formats: tuple[str, ...], zone: str
 ) -> tuple[pa.Array, BoolArray]:
     """Date-times in many spellings as UTC instants; bad mask.
 
-    A time without an offset is the district's local time (`tz`); one with an offset
+    A time without an offset is the district's local time (`zone`); one with an offset
     (ISO 8601: +08:00, Z) is converted by its own offset.
     """
     wall, offset, bad = _parse_wall(arr, formats)
-    utc = to_utc(wall, tz)
+    utc = to_utc(wall, zone)
     if pc.any(pc.is_valid(offset)).as_py():
         shifted = pc.cast(
             pc.subtract(pc.cast(wall, pa.int64()), pc.fill_null(offset, 0)),
@@ -299,20 +298,20 @@ def parse_datetime(
     return utc, bad
 
 
-def to_utc(local: pa.Array, tz: str = LOCAL_TZ) -> pa.Array:
-    """Naive local wall times in `tz` as UTC instants.
+def to_utc(local: pa.Array, zone: str) -> pa.Array:
+    """Naive local wall times in `zone` as UTC instants.
 
     One subtraction when the zone keeps one offset over the data's days (Beijing has had
     no daylight saving since 1991); Arrow's time-zone kernel otherwise.
     """
-    offset = _fixed_offset(local, tz)
+    offset = _fixed_offset(local, zone)
     if offset is not None:
         return pc.cast(pc.subtract(local, pa.scalar(offset, pa.duration("us"))), UTC)
-    aware = pc.assume_timezone(local, timezone=tz, ambiguous="earliest", nonexistent="earliest")
+    aware = pc.assume_timezone(local, timezone=zone, ambiguous="earliest", nonexistent="earliest")
     return pc.cast(aware, UTC)
 
 
-def _fixed_offset(local: pa.Array, tz: str) -> int | None:
+def _fixed_offset(local: pa.Array, zone: str) -> int | None:
     """The zone's one UTC offset (µs) over the days the values span, or None."""
     low, high = pc.min_max(local).values()
     if not low.is_valid:
@@ -320,9 +319,9 @@ def _fixed_offset(local: pa.Array, tz: str) -> int | None:
     first, last = low.as_py().date(), high.as_py().date()
     if (last - first).days > 20_000:
         return None
-    zone = ZoneInfo(tz)
+    info = ZoneInfo(zone)
     offsets = {
-        dt.datetime.combine(first + dt.timedelta(days=d), dt.time(12), zone).utcoffset()
+        dt.datetime.combine(first + dt.timedelta(days=d), dt.time(12), info).utcoffset()
         for d in range((last - first).days + 1)
     }
     if len(offsets) != 1:
@@ -331,13 +330,13 @@ def _fixed_offset(local: pa.Array, tz: str) -> int | None:
     return None if delta is None else int(delta.total_seconds() * 1_000_000)
 
 
-def local_dates(utc: pa.Array, tz: str = LOCAL_TZ) -> pa.Array:
+def local_dates(utc: pa.Array, zone: str) -> pa.Array:
     """The district-local calendar day of each instant."""
-    offset = _fixed_offset(pc.cast(utc, pa.timestamp("us")), tz)
+    offset = _fixed_offset(pc.cast(utc, pa.timestamp("us")), zone)
     if offset is not None:
         local = pc.add(pc.cast(utc, pa.timestamp("us")), pa.scalar(offset, pa.duration("us")))
     else:
-        local = pc.local_timestamp(pc.cast(utc, pa.timestamp("us", tz=tz)))
+        local = pc.local_timestamp(pc.cast(utc, pa.timestamp("us", tz=zone)))
     return pc.cast(local, pa.date32())
 
 
@@ -438,14 +437,15 @@ def prepare(
     *,
     check_crs: bool = True,
     now: dt.datetime | None = None,
-    tz: str = LOCAL_TZ,
+    zone: str,
 ) -> Prepared:
     """Turn an extract into rows ready to load, and rejects with reasons.
 
-    `tz` is the district's time zone (times without an offset are local to it); `now`
-    (timezone-aware, default the clock) decides what is in the future. With `check_crs`,
-    a file whose points fit another coordinate system far better than the declared one
-    raises CrsMismatch; without it the mismatch is only noted in the warnings.
+    `zone` is the district's time zone (an IANA name): times without an offset are
+    wall-clock times there; `now` (timezone-aware, default the clock) decides what is in
+    the future. With `check_crs`, a file whose points fit another coordinate system far
+    better than the declared one raises CrsMismatch; without it the mismatch is only
+    noted in the warnings.
     """
     layer = mapping.layer_obj
     table = extract.table
@@ -489,7 +489,7 @@ def prepare(
             continue
         ctype = columns[target].type
         if isinstance(ctype, (sa.DateTime, sa.Date)):
-            utc, bad = parse_datetime(values, mapping.datetime_formats, tz)
+            utc, bad = parse_datetime(values, mapping.datetime_formats, zone)
             rej.reject(
                 bad,
                 "bad_date",
@@ -502,7 +502,7 @@ def prepare(
             if isinstance(ctype, sa.DateTime):
                 out[target] = times[target] = utc
             else:
-                out[target] = local_dates(utc, tz)
+                out[target] = local_dates(utc, zone)
         elif isinstance(ctype, sa.Boolean):
             out[target], bad = parse_bool(values)
             rej.reject(
@@ -533,7 +533,7 @@ def prepare(
         else:
             out[target] = values
 
-    _check_times(mapping, times, clean, rej, now, tz)
+    _check_times(mapping, times, clean, rej, now, zone)
 
     located = _locate(extract, mapping, placer, clean, rej, warnings, crs, check_crs)
     x, y = located.point
@@ -561,7 +561,7 @@ def prepare(
 
     rows = table.column(ROW).to_numpy()
     _dedupe(extract, mapping, clean["source_id"], rej, rows)
-    _enrich(layer.name, out, routing, limits)
+    _enrich(layer.name, out, routing, limits, zone)
 
     result: dict[str, pa.Array] = {"source": pa.array(np.full(n, mapping.source))}
     for name, values in out.items():
@@ -976,7 +976,9 @@ def _dedupe(
         rej.ok[i] = False
 
 
-def _enrich(layer: str, out: dict[str, Column], routing: Routing, limits: TimeLimits) -> None:
+def _enrich(
+    layer: str, out: dict[str, Column], routing: Routing, limits: TimeLimits, zone: str
+) -> None:
     """Derived fields: department and due time of requests, due time and joint of cases."""
     if layer == "service_requests":
         category = cast(pa.Array, out["category"])
@@ -984,7 +986,7 @@ def _enrich(layer: str, out: dict[str, Column], routing: Routing, limits: TimeLi
         received = out["received_at"]
         dispatched = out.get("dispatched_at")
         start = pc.coalesce(dispatched, received) if dispatched is not None else received
-        out["due_at"] = limits.due_at(category, cast(pa.Array, start))
+        out["due_at"] = limits.due_at(category, cast(pa.Array, start), zone)
     elif layer == "enforcement_cases":
         days = out.get("_due_days")
         opened = out["opened_at"]

@@ -1,6 +1,7 @@
 """Aggregates of service requests: exact counts behind the heat maps and the scorecards.
 
-Everything is keyed on the request's received day — its local (Asia/Shanghai) date — so a
+Everything is keyed on the request's received day — its local date in the district's time
+zone (the `zone` of `request_aggregates_zone`, which follows the BLOCKDATA_TZ setting) — so a
 change to a request touches only the rows of that day (and of the periods holding it):
 
 - `request_daily` / `request_periods`: requests received per unit (street, community, grid:
@@ -22,6 +23,10 @@ every INSERT, UPDATE, DELETE (COPY included) marks the received days it touched,
 a request appeared, disappeared, or changed day, category, codes or position — only those
 days need the heat tables recomputed; any change needs the scorecard rows. A TRUNCATE marks
 NULL: everything. `etl.aggregates.refresh_request_aggregates` consumes the marks.
+
+`request_aggregates_zone` holds the one time zone the days are counted in; the triggers mark
+days in it (migration 0009). Another zone needs every aggregate rebuilt (`blockdata db
+rebuild-aggregates`): until then a refresh in another zone and the readers refuse.
 """
 
 from __future__ import annotations
@@ -33,8 +38,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from layers.registry import metadata
-
-LOCAL_TZ = "Asia/Shanghai"
 
 # The cell lattice: a local equirectangular frame tangent at CELL_LAT0 (x = R·cos φ0·Δλ,
 # y = R·Δφ), cut into CELL_SIZE_M squares from CELL_ORIGIN. Across the district the cells are
@@ -48,9 +51,10 @@ CELL_DLAT = math.degrees(CELL_SIZE_M / EARTH_RADIUS_M)
 CELL_DLNG = CELL_DLAT / math.cos(math.radians(CELL_LAT0))
 
 
-def local_day(column: Any) -> sa.ColumnElement[Any]:
-    """The local date of a timestamptz column (the triggers use the same expression)."""
-    return sa.cast(sa.func.timezone(LOCAL_TZ, column), sa.Date)
+def local_day(column: Any, zone: str) -> sa.ColumnElement[Any]:
+    """The date of a timestamptz column in time zone `zone` (an IANA name; the triggers use
+    the same expression with the zone of `request_aggregates_zone`)."""
+    return sa.cast(sa.func.timezone(sa.literal(zone, sa.Text), column), sa.Date)
 
 
 def cell_x(geom: Any) -> sa.ColumnElement[int]:
@@ -219,6 +223,14 @@ request_dirty_days = sa.Table(
         nullable=False,
         comment="a request was added, removed, moved, re-dated or re-categorised",
     ),
+)
+
+request_aggregates_zone = sa.Table(
+    "request_aggregates_zone",
+    metadata,
+    sa.Column("id", sa.Boolean, primary_key=True, comment="true: the table has one row"),
+    sa.Column("zone", sa.Text, nullable=False, comment="IANA time zone of the aggregates' days"),
+    sa.CheckConstraint("id", name="one_row"),
 )
 
 AGGREGATE_TABLES = (

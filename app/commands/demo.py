@@ -109,14 +109,18 @@ def load_cmd(
         cases=cases,
         targets=targets,
         projects=projects,
-        end=dt.date.today(),
+        end=settings.today(),
         progress=sys.stderr.isatty(),
     )
     with engine.connect() as conn:
         if force:
             clear(conn)
         report = load(
-            conn, directory, progress=sys.stderr.isatty(), cache_dir=settings.var_dir / "cache"
+            conn,
+            directory,
+            progress=sys.stderr.isatty(),
+            cache_dir=settings.var_dir / "cache",
+            zone=settings.tz,
         )
         conn.commit()
     for admin in report.admin:

@@ -59,6 +59,7 @@ def run(
             normalize_crs(crs)
         except UnknownCRS as exc:
             raise click.BadParameter(str(exc), param_hint="--crs") from exc
+    settings = from_env()
     # One connection, closed with the command (no pool left holding it).
     engine = engine_from_env(poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
@@ -73,7 +74,8 @@ def run(
                 sheet=sheet,
                 allow_crs_mismatch=allow_crs_mismatch,
                 progress=sys.stderr.isatty() if progress is None else progress,
-                cache_dir=from_env().var_dir / "cache",
+                cache_dir=settings.var_dir / "cache",
+                zone=settings.tz,
             )
         except EtlError as exc:
             conn.commit()  # keep the record of the failed run; the data is untouched

@@ -80,6 +80,7 @@ def export_cmd(
     blockdata export service_requests --category 噪声扰民,施工扰民 -o noise.csv
     blockdata export grids -o grids.gpkg
     """
+    from app.config import from_env
     from app.db import engine_from_env
 
     fmt = fmt or suffix_format(output)
@@ -118,10 +119,19 @@ def export_cmd(
                 zone = row.street_code if row.role == "commander" and row.street_code else "*"
                 who, role = as_user, row.role
             try:
-                chosen = parse_slice(source, args)
+                settings = from_env()
+                chosen = parse_slice(source, args, zone=settings.zone)
                 if as_user is not None:
                     _scope(conn, zone)
-                prov = export_file(conn, chosen, fmt, output, who, None if quiet else _bar(output))
+                prov = export_file(
+                    conn,
+                    chosen,
+                    fmt,
+                    output,
+                    who,
+                    None if quiet else _bar(output),
+                    now=settings.now(),
+                )
             except ApiError as exc:
                 raise click.UsageError(exc.message) from None
             conn.exec_driver_sql("reset role")

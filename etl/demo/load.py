@@ -112,8 +112,10 @@ def load(
     *,
     progress: bool = False,
     cache_dir: Path | None = None,
+    zone: str | None = None,
 ) -> DemoReport:
-    """Import the boundaries and run every extract found in `directory` (caller commits)."""
+    """Import the boundaries and run every extract found in `directory` (caller commits);
+    `zone`: the district's time zone (see `etl.jobs.run_file`)."""
     report = DemoReport()
     for name, level in ADMIN_FILES:
         report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
@@ -121,6 +123,6 @@ def load(
         path = directory / name
         if path.exists():
             report.runs.append(
-                run_file(conn, path, layer=layer, progress=progress, cache_dir=cache_dir)
+                run_file(conn, path, layer=layer, progress=progress, cache_dir=cache_dir, zone=zone)
             )
     return report

@@ -42,10 +42,12 @@
   };
   const esc = (s) =>
     String(s === null || s === undefined ? "—" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  const isoDay = (d) => d.toISOString().slice(0, 10);
+  /* Calendar days n before BD.today (the district's local date, from the server's clock):
+   * pure date arithmetic in UTC, so that the browser's own clock and time zone play no part
+   * (local midnight east of UTC is the previous day in toISOString). */
   const daysAgo = (n) => {
-    const d = new Date(BD.today + "T00:00:00");
-    d.setDate(d.getDate() - n);
+    const d = new Date(BD.today + "T00:00:00Z");
+    d.setUTCDate(d.getUTCDate() - n);
     return d.toISOString().slice(0, 10);
   };
 
@@ -190,7 +192,7 @@
         .sort((a, b) => (a.rank || 99) - (b.rank || 99))
         .map(
           (s) =>
-            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc(s.name.replace(/街道$/, ""))}</a></td>` +
+            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc((s.name || s.code).replace(/街道$/, ""))}</a></td>` +
             `<td>${pct(s.response_rate)}</td><td>${pct(s.resolution_rate)}</td><td>${pct(s.satisfaction_rate)}</td>` +
             `<td>${score(s.composite)}</td><td>${num(s.requests)}</td><td>${rankChange(s.rank_change)}</td></tr>`
         )
@@ -263,6 +265,7 @@
       "图例"
     );
 
+    /* 今日 = the local day so far; 近7天 = 7 local days, today included; 近30天 = 30. */
     function range() {
       if (windowSel.value === "custom") return [$("bd-since").value || daysAgo(29), $("bd-until").value || BD.today];
       const n = Number(windowSel.value);
@@ -284,6 +287,8 @@
       );
       heat.redraw();
       document.body.dataset.heatTotal = data.total;
+      document.body.dataset.heatSince = data.since;
+      document.body.dataset.heatUntil = data.until;
     }
 
     async function loadSummary() {
@@ -388,8 +393,16 @@
       "进度"
     );
 
-    function delay(p) {
-      return p.delay_days === null || p.delay_days === undefined ? "—" : p.delay_days;
+    /* Against the planned end, as of the chosen day: 延期 N 天 (late, or open past due),
+     * 提前 N 天 (finished early), 按期; — without a planned end. */
+    function schedule(p) {
+      return p.schedule || "—";
+    }
+    /* Progress on a past day is estimated from the dates (no history of it is kept). */
+    function progress(p) {
+      if (p.progress === null || p.progress === undefined) return "—";
+      const value = Math.round(p.progress) + "%";
+      return p.progress_basis === "estimated" ? `<span title="按开始与完成日期估算">约 ${value}</span>` : value;
     }
 
     async function load() {
@@ -414,8 +427,8 @@
       projectLayer = addOverlay("整治提升项目", geoLayer("renovation_projects", data.projects, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       targetLayer = addOverlay("疏解目标", geoLayer("relocation_targets", data.targets, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       const row = (p, state) =>
-        `<tr><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${p.progress === null || p.progress === undefined ? "—" : Math.round(p.progress) + "%"}</td>` +
-        `<td>${esc(p.planned_end)}</td><td>${esc(p.actual_end)}</td><td>${esc(delay(p))}</td></tr>`;
+        `<tr data-id="${esc(p.source_id)}"><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${progress(p)}</td>` +
+        `<td>${esc(p.planned_end)}</td><td>${esc(p.actual_end)}</td><td class="${p.delayed ? "bd-down" : p.early_days ? "bd-up" : ""}">${esc(schedule(p))}</td></tr>`;
       $("bd-projects").querySelector("tbody").innerHTML = data.projects.features.map((f) => row(f.properties, f.properties.state)).join("");
       $("bd-targets").querySelector("tbody").innerHTML = data.targets.features.map((f) => row(f.properties, f.properties.state)).join("");
       $("bd-planner-totals").innerHTML =

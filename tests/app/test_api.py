@@ -12,12 +12,15 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask.testing import FlaskClient
 
-from app import stats
-from etl.aggregates import ZONE, day_bounds, refresh_request_aggregates
+from app import create_app, stats
+from app.config import from_env
+from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
+from tests.clock import FrozenClock, day_start
 from tests.etl import conftest as etl_conftest
 from tests.etl.conftest import request_row, write_csv
 from tests.etl.test_aggregates import direct_heat, requests
@@ -27,6 +30,28 @@ GRID_A = "110102001001001"  # 116.30–116.31, 39.90–39.91
 
 
 district = etl_conftest.district  # the tiny hand-made district, shared with tests/etl
+# The app's clock in these tests: a weekday mid-month (tests/app/test_any_hour.py runs the
+# date-sensitive ones at other hours and process time zones too).
+NOW = dt.datetime.fromisoformat("2026-11-18T15:20:00+08:00")
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(NOW)
+
+
+@pytest.fixture
+def app(connection: sa.Connection, clock: FrozenClock) -> Flask:
+    """The app on the test's connection, its clock frozen (`clock`)."""
+    return create_app(
+        {"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False},
+        settings=from_env().with_(clock=clock),
+    )
+
+
+def _day(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a Beijing day, computed here."""
+    return day_start(day), day_start(day + dt.timedelta(days=1))
 
 
 def get(client: FlaskClient, path: str, **params: Any) -> tuple[int, Any]:
@@ -216,9 +241,10 @@ def _project_features() -> dict[str, Any]:
 
 
 @pytest.fixture
-def hand(connection: sa.Connection, district: Any, tmp_path: Path) -> Hand:
-    """Hand-made requests, cases, targets, projects, halls and lanes; aggregated."""
-    now = dt.datetime.now(ZONE)
+def hand(connection: sa.Connection, district: Any, tmp_path: Path, clock: FrozenClock) -> Hand:
+    """Hand-made requests, cases, targets, projects, halls and lanes; aggregated; around the
+    frozen clock's instant."""
+    now = clock.local()
     this = now.date().replace(day=1)
     last = stats.previous_month(this)
     h = Hand(now, now.date(), this, last, stats.previous_month(last))
@@ -355,8 +381,9 @@ def test_heat_equals_direct_counts(
         n = scalar(
             connection,
             "select count(*) from service_requests where received_at >= :lo and "
-            f"{_cell_sql('geom')} = {_cell_sql('ST_GeomFromEWKT(:p)')}",
-            lo=day_bounds(dt.date(2026, 9, 1))[0],
+            f"received_at < :hi and {_cell_sql('geom')} = {_cell_sql('ST_GeomFromEWKT(:p)')}",
+            lo=day_start(dt.date(2026, 9, 1)),
+            hi=_day(NOW.date())[1],  # until defaults to today, by the app's clock
             p=point,
         )
         assert n == item["n"]
@@ -424,17 +451,17 @@ def _street(body: dict[str, Any], code: str) -> dict[str, Any]:
 def _direct_open(conn: sa.Connection, street: str) -> tuple[int, int]:
     row = conn.execute(
         sa.text(
-            "select count(*), count(*) filter (where due_at < now()) from service_requests "
+            "select count(*), count(*) filter (where due_at < :now) from service_requests "
             "where street_code = :s and status is distinct from '已办结'"
         ),
-        {"s": street},
+        {"s": street, "now": NOW},
     ).one()
     return int(row[0]), int(row[1])
 
 
 def _month_count(conn: sa.Connection, street: str | None, month: dt.date) -> int:
-    lo = day_bounds(month)[0]
-    hi = day_bounds(stats.next_month(month))[0]
+    lo = day_start(month)
+    hi = day_start((month + dt.timedelta(days=32)).replace(day=1))
     return int(
         scalar(
             conn,
@@ -522,7 +549,7 @@ def test_rank_orders_by_composite_then_volume_and_keeps_ties() -> None:
 def test_command_summary(client: FlaskClient, connection: sa.Connection, hand: Hand) -> None:
     body = ok(client, f"/api/command/{STREET_A}/summary", month=f"{hand.this:%Y-%m}")
     assert body["street"]["code"] == STREET_A and body["street"]["name"]
-    lo, hi = day_bounds(hand.today)
+    lo, hi = _day(hand.today)
     new_today = scalar(
         connection,
         "select count(*) from service_requests where street_code = :s "
@@ -542,7 +569,7 @@ def test_command_summary(client: FlaskClient, connection: sa.Connection, hand: H
     since = hand.today - dt.timedelta(days=29)
     assert body["window"] == {"since": str(since), "until": str(hand.today)}
     recent = "street_code = :s and received_at >= :lo and received_at < :hi"
-    params = {"s": STREET_A, "lo": day_bounds(since)[0], "hi": hi}
+    params = {"s": STREET_A, "lo": day_start(since), "hi": hi}
     categories = connection.execute(
         sa.text(
             f"select category, count(*) n from service_requests where {recent} "
@@ -565,7 +592,7 @@ def test_command_summary(client: FlaskClient, connection: sa.Connection, hand: H
     assert [(g["code"], g["n"], g["bbox"]) for g in body["hot_grids"]] == [
         (code, n, [round(v, 6) for v in box]) for code, n, *box in grids
     ]
-    year_ago = day_bounds(dt.date(hand.today.year - 1, hand.today.month, 1))[0]
+    year_ago = day_start(dt.date(hand.today.year - 1, hand.today.month, 1))
     categories = connection.execute(
         sa.text(
             "select category from service_requests where street_code = :s "
@@ -601,10 +628,10 @@ def test_latest_requests_since_an_instant(
     want = connection.execute(
         sa.text(
             "select source_id, ST_X(geom), ST_Y(geom) from service_requests "
-            "where street_code = :s and received_at >= now() - interval '24 hours' "
+            "where street_code = :s and received_at >= :now - interval '24 hours' "
             "order by received_at desc"
         ),
-        {"s": STREET_A},
+        {"s": STREET_A, "now": hand.now},
     ).all()
     assert [f["properties"]["source_id"] for f in body["features"]] == [r[0] for r in want]
     assert [f["properties"]["source_id"] for f in body["features"]] == ["N0", "N1"]
@@ -634,8 +661,9 @@ def test_latest_requests_since_an_instant(
     recent_b = scalar(
         connection,
         "select count(*) from service_requests where street_code = :s "
-        "and received_at >= now() - interval '24 hours'",
+        "and received_at >= :now - interval '24 hours'",
         s=STREET_B,
+        now=hand.now,
     )
     assert len(ok(client, f"/api/command/{STREET_B}/latest")["features"]) == recent_b
     refused(client, path, 400, "501", limit="501")
@@ -662,26 +690,48 @@ def test_planner_states_as_of_a_date(client: FlaskClient, hand: Hand) -> None:
     p2 = projects["P2"]
     assert (p2["state"], p2["state_code"]) == ("进行中", "in_progress")
     expected = 100 * (d(2025, 8, 1) - d(2025, 3, 15)).days / (d(2025, 12, 20) - d(2025, 3, 15)).days
-    assert p2["progress"] == round(expected, 1)
-    assert (p2["delay_days"], p2["delayed"]) == (0, False)
+    assert (p2["progress"], p2["progress_basis"]) == (round(expected, 1), "estimated")
+    assert (p2["delay_days"], p2["early_days"], p2["delayed"]) == (0, 0, False)
+    assert p2["schedule"] == "按期"
     assert (p2["current_phase"], p2["current_progress"]) == ("完成", 100.0)
-    assert (p2["planned_end"], p2["actual_end"]) == ("2025-12-31", "2025-12-20")
+    # On 2025-08-01 the end of 2025-12-20 had not come: it is not shown.
+    assert (p2["planned_end"], p2["actual_start"], p2["actual_end"]) == (
+        "2025-12-31",
+        "2025-03-15",
+        None,
+    )
     assert projects["P1"]["state_code"] == "not_started" and projects["P1"]["progress"] == 0
+    assert projects["P1"]["actual_start"] is None  # 2026-03-15 was still to come
     # Before its actual start a project has not started, even after its planned start.
     p2_early = _features(ok(client, "/api/planner", as_of="2025-03-10")["projects"])["P2"]
     assert (p2_early["state_code"], p2_early["progress"]) == ("not_started", 0)
+    assert (p2_early["actual_start"], p2_early["actual_end"], p2_early["progress_basis"]) == (
+        None,
+        None,
+        "dates",
+    )
+    # Finished 11 days before the planned end: 提前 11 天, not a delay of −11.
     done = _features(ok(client, "/api/planner", as_of="2025-12-20")["projects"])["P2"]
-    assert (done["state_code"], done["progress"], done["delay_days"]) == ("done", 100, -11)
+    assert (done["state_code"], done["progress"], done["actual_end"]) == ("done", 100, "2025-12-20")
+    assert (done["delay_days"], done["early_days"], done["delayed"]) == (0, 11, False)
+    assert done["schedule"] == "提前 11 天"
+    # The day before it finished: in progress, still on schedule, no end known.
+    eve = _features(ok(client, "/api/planner", as_of="2025-12-19")["projects"])["P2"]
+    assert (eve["state_code"], eve["actual_end"], eve["delay_days"]) == ("in_progress", None, 0)
     # Today: stored progress; P1 still open, P3 planned for next year.
     now = ok(client, "/api/planner")
     projects, targets = _features(now["projects"]), _features(now["targets"])
     assert projects["P1"]["state"] == "进行中" and projects["P1"]["progress"] == 40
+    assert projects["P1"]["progress_basis"] == "recorded"
     assert projects["P1"]["delay_days"] == max(0, (today - d(2026, 12, 31)).days)
     assert projects["P3"]["state"] == "未启动" and projects["P3"]["delay_days"] == 0
+    assert now["as_of"] == str(today)
     s1, s2 = targets["S1"], targets["S2"]
     assert (s1["state_code"], s1["progress"], s1["current_status"]) == ("in_progress", 70, "进行中")
     assert s1["delay_days"] == (today - d(2026, 6, 30)).days and s1["delayed"]
+    assert s1["schedule"] == f"延期 {s1['delay_days']} 天" and s1["early_days"] == 0
     assert (s2["state_code"], s2["delay_days"], s2["delayed"]) == ("done", 15, True)
+    assert (s2["early_days"], s2["schedule"], s2["actual_end"]) == (0, "延期 15 天", "2026-06-15")
     # A past day while P1 is still open: a straight line from its start to 40 % today.
     mid = d(2026, 7, 1)
     p1 = _features(ok(client, "/api/planner", as_of=str(mid))["projects"])["P1"]

@@ -12,6 +12,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -21,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.auth import new_token
-from etl.aggregates import REFRESH_LOCK, ZONE
+from etl.aggregates import REFRESH_LOCK
 from etl.demo.geography import house_number_point
 from etl.jobs import run_file
 from etl.rules import load_routing, load_time_limits
@@ -32,6 +33,7 @@ from tests.etl.conftest import request_row, write_csv
 
 STREET_A, STREET_B = "110102001", "110102003"
 BASE = "/open311/v2"
+ZONE = ZoneInfo("Asia/Shanghai")  # the district's (the default BLOCKDATA_TZ)
 A = {"经度": "116.305", "纬度": "39.905"}  # grid 110102001001001
 A2 = {"经度": "116.315", "纬度": "39.915"}  # grid 110102001002002
 B = {"经度": "116.335", "纬度": "39.915"}  # grid 110102003002002
@@ -214,7 +216,7 @@ def stored(conn: sa.Connection, request_id: int) -> Any:
 def expected_due(category: str, start: dt.datetime) -> dt.datetime:
     """The due time etl.rules gives a category dispatched at `start`."""
     due = load_time_limits().due_at(
-        pa.array([category]), pa.array([start], pa.timestamp("us", tz="UTC"))
+        pa.array([category]), pa.array([start], pa.timestamp("us", tz="UTC")), "Asia/Shanghai"
     )
     value: dt.datetime = due[0].as_py()
     return value

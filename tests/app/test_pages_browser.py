@@ -5,6 +5,11 @@ it through its own connections); the server runs in a thread. Every page must lo
 console error and no failed or outside request, show the figures the database holds, and
 the command view must show a newly loaded record without a reload. Screenshots go to
 test-artifacts/.
+
+The server's clock is frozen (`CLOCK`, moved by each date-sensitive test) and so is the
+browser's (Playwright's `page.clock`); those tests run at several hours — 07:30 and 23:30
+Beijing time among them — with the process and the browser in other time zones, and compute
+what the page must show from the frozen instant and the rows, never from a clock of theirs.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from app import create_app, migrate
+from app.config import from_env
 from app.db import make_engine
 from etl.demo.load import generate, load
 from etl.jobs import run_file
+from tests.clock import BEIJING, FrozenClock, day_start, process_tz
 from tests.conftest import add_user
 from tests.etl.conftest import REQUEST_COLUMNS
 
@@ -46,6 +53,52 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+END = dt.date(2026, 11, 18)  # the demo district's last day
+CLOCK = FrozenClock(dt.datetime(2026, 11, 18, 15, 0, tzinfo=BEIJING))  # the live server's
+# (the instant, the server process's TZ, the browser's time zone)
+MOMENTS = {
+    "0730-beijing/utc-server/beijing-browser": (
+        dt.datetime(2026, 11, 18, 7, 30, tzinfo=BEIJING),
+        "UTC",
+        "Asia/Shanghai",
+    ),
+    "2330-beijing/utc-server/new-york-browser": (
+        dt.datetime(2026, 11, 18, 23, 30, tzinfo=BEIJING),
+        "UTC",
+        "America/New_York",
+    ),
+    "noon-beijing/new-york-server/utc-browser": (
+        dt.datetime(2026, 11, 18, 12, 0, tzinfo=BEIJING),
+        "America/New_York",
+        "UTC",
+    ),
+    "0010-next-day/beijing-server/beijing-browser": (
+        dt.datetime(2026, 11, 19, 0, 10, tzinfo=BEIJING),
+        "Asia/Shanghai",
+        "Asia/Shanghai",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Moment:
+    instant: dt.datetime
+    browser_tz: str
+
+    @property
+    def today(self) -> dt.date:
+        return self.instant.astimezone(BEIJING).date()
+
+
+@pytest.fixture(params=list(MOMENTS))
+def moment(request: pytest.FixtureRequest) -> Iterator[Moment]:
+    """The server's clock at the instant, its process in the TZ; the browser's time zone."""
+    instant, server_tz, browser_tz = MOMENTS[request.param]
+    CLOCK.instant = instant
+    with process_tz(server_tz):
+        yield Moment(instant, browser_tz)
 
 
 def _free_port() -> int:
@@ -72,13 +125,13 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(migrate.alembic_config(url))
     demo = tmp_path_factory.mktemp("demo")
-    generate(demo, requests=4_000, cases=200, targets=40, projects=60, end=dt.date.today())
+    generate(demo, requests=4_000, cases=200, targets=40, projects=60, end=END)
     engine = make_engine(url)
     with engine.connect() as conn:
         load(conn, demo)
         add_user(conn, "district-chief", "district")
         conn.commit()
-    app = create_app({"DATABASE_URL": url})
+    app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=CLOCK))
     port = _free_port()
     server = create_server(app, host="127.0.0.1", port=port, threads=6)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -113,9 +166,16 @@ class Watch:
     bytes: int = 0
 
 
-def _open(browser: object, live: Live, path: str) -> tuple[object, Watch]:
+def _open(
+    browser: object, live: Live, path: str, moment: Moment | None = None
+) -> tuple[object, Watch]:
+    """The page, logged in; at `moment`: the browser's clock frozen at its instant and the
+    browser in its time zone."""
     watch = Watch()
-    page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    zone = {"timezone_id": moment.browser_tz} if moment else {}
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, **zone)  # type: ignore[attr-defined]
+    if moment is not None:
+        page.clock.set_fixed_time(moment.instant)  # type: ignore[attr-defined]
     host = urlsplit(live.url).netloc
 
     def route(r):  # type: ignore[no-untyped-def]
@@ -159,25 +219,38 @@ def _int(text: str) -> int:
     return int(re.sub(r"[^\d]", "", text))
 
 
-def _month_bounds() -> tuple[str, str]:
-    today = dt.date.today()
+def _month_bounds(today: dt.date) -> tuple[dt.datetime, dt.datetime]:
     first = today.replace(day=1)
-    nxt = (first + dt.timedelta(days=32)).replace(day=1)
-    return first.isoformat(), nxt.isoformat()
+    return day_start(first), day_start((first + dt.timedelta(days=32)).replace(day=1))
+
+
+def _requests_between(live: Live, lo: dt.date, hi: dt.date, street: str | None = None) -> int:
+    """Requests received on the Beijing days lo … hi (both included), from the rows."""
+    with live.engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "select count(*) from service_requests where received_at >= :lo "
+                    "and received_at < :hi and (street_code = :s or cast(:s as text) is null)"
+                ),
+                {"lo": day_start(lo), "hi": day_start(hi + dt.timedelta(days=1)), "s": street},
+            ).scalar_one()
+        )
 
 
 def test_overview_ranks_the_streets(browser: object, live: Live) -> None:
+    CLOCK.instant = dt.datetime(2026, 11, 18, 7, 30, tzinfo=BEIJING)
     page, watch = _open(browser, live, "/")
     page.wait_for_selector("#bd-ranking tbody tr")  # type: ignore[attr-defined]
     rows = page.locator("#bd-ranking tbody tr")  # type: ignore[attr-defined]
     assert rows.count() == 15
-    first, nxt = _month_bounds()
+    first, nxt = _month_bounds(CLOCK.today())
+    assert page.input_value("#bd-month") == f"{CLOCK.today():%Y-%m}"  # type: ignore[attr-defined]
     with live.engine.connect() as conn:
         month_total = conn.execute(
             sa.text(
-                "select count(*) from service_requests where received_at >= "
-                "(:first)::date::timestamp at time zone 'Asia/Shanghai' and received_at < "
-                "(:nxt)::date::timestamp at time zone 'Asia/Shanghai'"
+                "select count(*) from service_requests where received_at >= :first "
+                "and received_at < :nxt"
             ),
             {"first": first, "nxt": nxt},
         ).scalar_one()
@@ -208,9 +281,24 @@ def _street_with_most(live: Live) -> str:
         )
 
 
-def test_command_view_shows_the_zone_and_its_figures(browser: object, live: Live) -> None:
+def _heat_window(page: object, option: str, since: dt.date, until: dt.date) -> int:
+    """Choose a window of the heat layer; the days the page asked for; its total."""
+    page.select_option("#bd-window", option)  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "([s, u]) => document.body.dataset.heatSince === s"
+        " && document.body.dataset.heatUntil === u",
+        arg=[str(since), str(until)],
+    )
+    return int(page.evaluate("document.body.dataset.heatTotal"))  # type: ignore[attr-defined]
+
+
+def test_command_view_shows_the_zone_and_its_figures(
+    browser: object, live: Live, moment: Moment
+) -> None:
     street = _street_with_most(live)
-    page, watch = _open(browser, live, f"/command/{street}")
+    today = moment.today
+    page, watch = _open(browser, live, f"/command/{street}", moment)
+    assert page.evaluate("BD.today") == str(today)  # type: ignore[attr-defined]
     with live.engine.connect() as conn:
         name = conn.execute(
             sa.text("select name from streets where code = :c"), {"c": street}
@@ -225,21 +313,20 @@ def test_command_view_shows_the_zone_and_its_figures(browser: object, live: Live
         overdue = conn.execute(
             sa.text(
                 "select count(*) from service_requests where street_code = :c "
-                "and status <> '已办结' and due_at < now()"
+                "and status <> '已办结' and due_at < :now"
             ),
-            {"c": street},
-        ).scalar_one()
-        heat_total = conn.execute(
-            sa.text(
-                "select count(*) from service_requests where street_code = :c and received_at >= "
-                "(current_date - 29)::timestamp at time zone 'Asia/Shanghai'"
-            ),
-            {"c": street},
+            {"c": street, "now": moment.instant},
         ).scalar_one()
     assert page.inner_text("#bd-street") == name  # type: ignore[attr-defined]
     assert _int(page.inner_text("#bd-open")) == open_n  # type: ignore[attr-defined]
     assert _int(page.inner_text("#bd-overdue")) == overdue  # type: ignore[attr-defined]
-    assert int(page.evaluate("document.body.dataset.heatTotal")) == heat_total  # type: ignore[attr-defined]
+    assert _int(page.inner_text("#bd-new-today")) == _requests_between(live, today, today, street)  # type: ignore[attr-defined]
+    # The heat windows: 近30天 (the default), 今日 (today so far), 近7天 — exact local days.
+    month = _heat_window(page, "30", today - dt.timedelta(days=29), today)
+    assert month == _requests_between(live, today - dt.timedelta(days=29), today, street)
+    assert _heat_window(page, "1", today, today) == _requests_between(live, today, today, street)
+    week = _heat_window(page, "7", today - dt.timedelta(days=6), today)
+    assert week == _requests_between(live, today - dt.timedelta(days=6), today, street)
     assert page.locator("#bd-hot-grids li").count() > 0  # type: ignore[attr-defined]
     overlays = page.locator(".leaflet-control-layers-overlays label").all_inner_texts()  # type: ignore[attr-defined]
     for title in [
@@ -257,11 +344,12 @@ def test_command_view_shows_the_zone_and_its_figures(browser: object, live: Live
 
 
 def test_command_view_shows_a_newly_loaded_record_without_reload(
-    browser: object, live: Live, tmp_path: Path
+    browser: object, live: Live, tmp_path: Path, moment: Moment
 ) -> None:
     street = _street_with_most(live)
-    page, watch = _open(browser, live, f"/command/{street}")
+    page, watch = _open(browser, live, f"/command/{street}", moment)
     before = _int(page.inner_text("#bd-new-today"))  # type: ignore[attr-defined]
+    assert before == _requests_between(live, moment.today, moment.today, street)
     with live.engine.connect() as conn:
         lng, lat = conn.execute(
             sa.text(
@@ -270,12 +358,12 @@ def test_command_view_shows_a_newly_loaded_record_without_reload(
             ),
             {"c": street},
         ).one()
-    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    source_id = f"GDLIVE{moment.instant:%Y%m%d%H%M}"
     row = dict.fromkeys(REQUEST_COLUMNS, "")
     row.update(
         {
-            "工单编号": "GDLIVE000001",
-            "受理时间": now,
+            "工单编号": source_id,
+            "受理时间": f"{moment.instant.astimezone(BEIJING):%Y-%m-%d %H:%M:%S}",  # now
             "来源渠道": "12345热线",
             "诉求类别": "环境卫生",
             "诉求内容": "实时测试",
@@ -298,13 +386,14 @@ def test_command_view_shows_a_newly_loaded_record_without_reload(
     started = time.monotonic()
     page.wait_for_function(  # type: ignore[attr-defined]
         "(n) => Number(document.getElementById('bd-new-today')"
-        ".textContent.replace(/\\D/g, '')) > n",
-        arg=before,
+        ".textContent.replace(/\\D/g, '')) === n",
+        arg=before + 1,
         timeout=60_000,
     )
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => Object.values(window[BD.realtime]._features || {})"
-        ".some((f) => f.properties.source_id === 'GDLIVE000001')",
+        "(id) => Object.values(window[BD.realtime]._features || {})"
+        ".some((f) => f.properties.source_id === id)",
+        arg=source_id,
         timeout=60_000,
     )
     assert time.monotonic() - started < 60
@@ -313,8 +402,21 @@ def test_command_view_shows_a_newly_loaded_record_without_reload(
     page.close()  # type: ignore[attr-defined]
 
 
+def _planner_row(page: object, day: dt.date, source_id: str) -> list[str]:
+    """The cells of a project's row in the planner's table as of `day`."""
+    page.fill("#bd-asof", str(day))  # type: ignore[attr-defined]
+    page.dispatch_event("#bd-asof", "change")  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(day) => document.getElementById('bd-status').textContent.includes(day)", arg=str(day)
+    )
+    row = page.locator(f'#bd-projects tbody tr[data-id="{source_id}"] td')  # type: ignore[attr-defined]
+    return [text.strip() for text in row.all_inner_texts()]
+
+
 def test_planner_as_of_date(browser: object, live: Live) -> None:
+    CLOCK.instant = dt.datetime(2026, 11, 18, 7, 30, tzinfo=BEIJING)
     page, watch = _open(browser, live, "/planner")
+    assert page.input_value("#bd-asof") == str(CLOCK.today())  # type: ignore[attr-defined]
     with live.engine.connect() as conn:
         projects = conn.exec_driver_sql("select count(*) from renovation_projects").scalar_one()
         targets = conn.exec_driver_sql("select count(*) from relocation_targets").scalar_one()
@@ -328,6 +430,26 @@ def test_planner_as_of_date(browser: object, live: Live) -> None:
     )  # type: ignore[attr-defined]
     done_then = page.locator("#bd-projects tbody tr", has_text="完成").count()  # type: ignore[attr-defined]
     assert done_then < done_today
+    # As of a day, a completion that came later is not shown; an early one is 提前 N 天.
+    with live.engine.connect() as conn:
+        sid, planned_end, actual_end = conn.execute(
+            sa.text(
+                "select source_id, planned_end, actual_end from renovation_projects "
+                "where actual_end is not null and planned_end is not null "
+                "and actual_end <> planned_end order by actual_end < planned_end desc, 1 limit 1"
+            )
+        ).one()
+    eve = _planner_row(page, actual_end - dt.timedelta(days=1), sid)
+    assert eve[1] != "已完成" and eve[4] == "—", eve
+    done = _planner_row(page, actual_end, sid)
+    late = (actual_end - planned_end).days
+    schedule = f"延期 {late} 天" if late > 0 else f"提前 {-late} 天"
+    assert (done[1], done[3], done[4], done[5]) == (
+        "已完成",
+        str(planned_end),
+        str(actual_end),
+        schedule,
+    )
     _shot(page, "planner")
     _clean(watch)
     page.close()  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 import mapbox_vector_tile
 import psycopg
@@ -46,6 +47,7 @@ from tests.etl.conftest import request_row, write_csv
 
 OGRINFO = shutil.which("ogrinfo") or "ogrinfo"  # installed by scripts/system-deps.sh --gdal
 LAYER = get_layer("service_requests")
+BEIJING = ZoneInfo("Asia/Shanghai")  # the district's (the default BLOCKDATA_TZ)
 TILE_BYTES = 500 * 1024
 ZOOMS = range(10, 19)
 
@@ -612,8 +614,8 @@ def _expected(
 ) -> tuple[bytes | None, bytes]:
     """(the tile from the cell aggregates or None, the tile from the points) for `query`."""
     args = MultiDict(parse_qsl(query))
-    conds = [*ogc.time_conditions(LAYER, args), *ogc.property_conditions(LAYER, args)]
-    cells = tiles.cell_filter(LAYER, args)
+    conds = [*ogc.time_conditions(LAYER, args, BEIJING), *ogc.property_conditions(LAYER, args)]
+    cells = tiles.cell_filter(LAYER, args, BEIJING)
     with engine.connect() as conn:
         _reader(conn, zone)
         from_cells = None
@@ -688,7 +690,7 @@ def test_filters_the_aggregates_cannot_answer_read_the_points(
             ).one(),
             11,
         )
-    assert tiles.cell_filter(LAYER, MultiDict(parse_qsl(query))) is None
+    assert tiles.cell_filter(LAYER, MultiDict(parse_qsl(query)), BEIJING) is None
     response = fetch(small, f"/tiles/service_requests/11/{x}/{y}.pbf?{query}")
     assert response.headers["X-Tile-Kind"] == "aggregated"
     assert _points(response.data) == _points(_expected(engine, query, 11, x, y)[1])

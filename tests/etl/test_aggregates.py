@@ -169,8 +169,8 @@ def direct_heat(
     if level == "cell":
         sql += ", 2"
     params = {
-        "lo": day_bounds(since)[0],
-        "hi": day_bounds(until)[1],
+        "lo": day_bounds(since, "Asia/Shanghai")[0],
+        "hi": day_bounds(until, "Asia/Shanghai")[1],
         "category": category,
         "street": street,
     }

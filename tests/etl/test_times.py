@@ -168,7 +168,7 @@ def test_resolved_before_received_is_rejected(connection: sa.Connection, tmp_pat
 def test_the_district_time_zone_is_a_parameter(connection: sa.Connection, tmp_path: Path) -> None:
     rows = [request_row("TZ", 受理时间="2026-07-01 09:00:00", 派单时间="")]
     path = write_csv(tmp_path / "tz.csv", rows)
-    _run(connection, path, written=1, tz="Europe/Berlin")
+    _run(connection, path, written=1, zone="Europe/Berlin")
     # Summer time in Berlin: UTC+2.
     assert _received(connection) == {"TZ": dt.datetime(2026, 7, 1, 7, 0, tzinfo=dt.UTC)}
 
