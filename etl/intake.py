@@ -104,6 +104,7 @@ def prepare_one(
         placer,
         routing or load_routing(),
         limits or load_time_limits(),
+        now=submission.received_at,  # the intake's "now" is the moment it was received
         zone=zone,
     )
     if prepared.rejects:

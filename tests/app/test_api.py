@@ -80,8 +80,8 @@ def scalar(conn: sa.Connection, sql: str, **params: Any) -> Any:
     return conn.execute(sa.text(sql), params).scalar_one()
 
 
-def _run(conn: sa.Connection, path: Path, layer: str) -> None:
-    report = run_file(conn, path, layer=layer)
+def _run(conn: sa.Connection, path: Path, layer: str, now: dt.datetime | None = None) -> None:
+    report = run_file(conn, path, layer=layer, now=now)
     assert report.rejected == 0, report.reasons
 
 
@@ -248,7 +248,11 @@ def hand(connection: sa.Connection, district: Any, tmp_path: Path, clock: Frozen
     this = now.date().replace(day=1)
     last = stats.previous_month(this)
     h = Hand(now, now.date(), this, last, stats.previous_month(last))
-    _run(connection, write_csv(tmp_path / "r.csv", hand_requests(h)), "service_requests")
+    # Some hand-made rows fall later on the frozen day than the frozen instant (this month's
+    # rows at 00:30 on the 1st, at 00:05) or carry later callback times; the ETL's check of
+    # future times is not what these tests are about, so the loads run a little later.
+    now = now + dt.timedelta(days=2)
+    _run(connection, write_csv(tmp_path / "r.csv", hand_requests(h)), "service_requests", now)
     old = f"{h.last} 09:00:00"
     cases = [
         {"案件编号": "C1", "立案时间": old, "案件类型": "违法建设", "执法部门": "城管、规自",
@@ -262,7 +266,7 @@ def hand(connection: sa.Connection, district: Any, tmp_path: Path, clock: Frozen
          "是否联合执法": "否", "案情描述": "", "地址": "", "经度": "116.335", "纬度": "39.915",
          "坐标系": "WGS84", "状态": "已结案", "结案时间": old, "办理期限": "5"},
     ]  # fmt: skip
-    _run(connection, write_rows(tmp_path / "cases.csv", cases), "enforcement_cases")
+    _run(connection, write_rows(tmp_path / "cases.csv", cases), "enforcement_cases", now)
     places = {"S1": ("116.305", "39.905"), "S2": ("116.335", "39.915")}
     targets = [
         {"项目编号": sid, "名称": name, "类型": kind, "地址": "", "经度": places[sid][0],
@@ -271,10 +275,10 @@ def hand(connection: sa.Connection, district: Any, tmp_path: Path, clock: Frozen
          "实际完成": ae}
         for sid, name, kind, status, progress, ps, pe, as_, ae in TARGETS
     ]  # fmt: skip
-    _run(connection, write_rows(tmp_path / "targets.csv", targets), "relocation_targets")
+    _run(connection, write_rows(tmp_path / "targets.csv", targets), "relocation_targets", now)
     projects = tmp_path / "projects.geojson"
     projects.write_text(json.dumps(_project_features(), ensure_ascii=False), encoding="utf-8")
-    _run(connection, projects, "renovation_projects")
+    _run(connection, projects, "renovation_projects", now)
     connection.execute(
         sa.text(
             "insert into service_halls (code, name, street_code, address, phone, geom) values "
