@@ -5,6 +5,7 @@ Everything else receives a `Settings` (or values taken from it) as arguments.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ class Settings:
     basemap_url: str | None = None
     basemap_crs: str = "wgs84"
     basemap_attribution: str = ""
+    placement_mb: float | None = None  # memory budget of the placement index; None: etl's
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Settings:
@@ -40,6 +42,18 @@ def _crs(value: str) -> str:
             f"BLOCKDATA_BASEMAP_CRS 只能是 wgs84 或 gcj02 (must be wgs84 or gcj02): {value!r}"
         )
     return norm
+
+
+def _megabytes(name: str, value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"{name} 应为正数 (MB) must be a positive number of MB: {value!r}")
+    return number
 
 
 def from_env(environ: dict[str, str] | None = None) -> Settings:
@@ -57,6 +71,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         basemap_url=env.get("BLOCKDATA_BASEMAP_URL") or None,
         basemap_crs=_crs(env.get("BLOCKDATA_BASEMAP_CRS", "wgs84")),
         basemap_attribution=env.get("BLOCKDATA_BASEMAP_ATTRIBUTION", ""),
+        placement_mb=_megabytes("BLOCKDATA_PLACEMENT_MB", env.get("BLOCKDATA_PLACEMENT_MB")),
     )
 
 

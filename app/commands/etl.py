@@ -48,6 +48,7 @@ def run(
             normalize_crs(crs)
         except UnknownCRS as exc:
             raise click.BadParameter(str(exc), param_hint="--crs") from exc
+    settings = from_env()
     engine = engine_from_env()
     with engine.connect() as conn:
         try:
@@ -59,7 +60,8 @@ def run(
                 source=source,
                 crs=crs,
                 progress=sys.stderr.isatty() if progress is None else progress,
-                cache_dir=from_env().var_dir / "cache",
+                cache_dir=settings.var_dir / "cache",
+                placement_mb=settings.placement_mb,
             )
         except EtlError as exc:
             conn.commit()  # keep the record of the failed run; the data is untouched
