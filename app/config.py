@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import re
 import secrets
@@ -57,6 +58,7 @@ class Settings:
     basemap_url: str | None = None
     basemap_crs: str = "wgs84"
     basemap_attribution: str = ""
+    placement_mb: float | None = None  # memory budget of the placement index; None: etl's
     extra: dict[str, str] = field(default_factory=dict)
     tz: str = DEFAULT_TZ
     clock: Clock = system_clock
@@ -127,6 +129,18 @@ def check_tz(value: str) -> str:
     return name
 
 
+def _megabytes(name: str, value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ConfigError(f"{name} 应为正数 (MB) must be a positive number of MB: {value!r}")
+    return number
+
+
 def from_env(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment; fail fast on malformed values."""
     env = dict(os.environ if environ is None else environ)
@@ -151,6 +165,7 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         basemap_crs=_crs(env.get("BLOCKDATA_BASEMAP_CRS", "wgs84")),
         basemap_attribution=env.get("BLOCKDATA_BASEMAP_ATTRIBUTION", ""),
         tz=check_tz(env.get("BLOCKDATA_TZ") or DEFAULT_TZ),
+        placement_mb=_megabytes("BLOCKDATA_PLACEMENT_MB", env.get("BLOCKDATA_PLACEMENT_MB")),
     )
 
 

@@ -41,7 +41,7 @@ from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
 from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
 from etl.geocode import geocode
-from etl.place import placer_for
+from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import DEPARTMENTS, Limit, load_routing, load_time_limits
 from layers import get_layer
 
@@ -499,7 +499,11 @@ def _coordinates(fields: dict[str, str]) -> tuple[str, str] | None:
 
 
 def _placer_cache() -> Path | None:
-    """The on-disk placer cache the CLI uses; none in tests, whose grids are throwaway."""
+    """The on-disk placer cache the CLI uses (`PLACER_CACHE_DIR` overrides); none in tests,
+    whose grids are throwaway, unless they set it."""
+    configured = current_app.config.get("PLACER_CACHE_DIR")
+    if configured:
+        return Path(configured)
     if current_app.testing:
         return None
     cache: Path = current_app.config["BLOCKDATA_SETTINGS"].var_dir / "cache"
@@ -548,7 +552,9 @@ def create_request(fmt: str) -> Response:
         )
     quality = None
     with _as_server(principal.zone) as conn:
-        placer = placer_for(conn, _placer_cache())
+        # A cache that cannot be written is logged by placer_for; the request goes on.
+        budget = current_app.config["BLOCKDATA_SETTINGS"].placement_mb or DEFAULT_BUDGET_MB
+        placer = placer_for(conn, _placer_cache(), budget_mb=budget)
         if coordinates is None:
             assert address is not None
             found = geocode(conn, address)

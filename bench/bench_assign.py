@@ -1,12 +1,19 @@
 """Benchmark GridIndex.assign against geopandas.sjoin and a points STRtree.
 
-    python bench/bench_assign.py [--points N] [--cell-m 4 2] [--geography voronoi] [--profile]
+    python bench/bench_assign.py [--points N] [--cell-m 4 2] [--geography voronoi|city]
+                                 [--budget-mb 256] [--profile]
 
 Uses the demo geography's grids when `etl.demo.geography.generate_geography` exists, else
 (or with --geography voronoi) a Voronoi tiling of a 50 km² box around Xicheng into ~2,000
-grids. Points cluster like service requests: Gaussian hotspots over a uniform background,
+grids; --geography city tiles a 16,000 km² box (a whole city) into --grids Voronoi grids.
+Points cluster like service requests: Gaussian hotspots over a uniform background,
 ~1% outside the district. Every method is timed end to end from lng/lat arrays to one grid
 per point, ties to the smallest code, and each answer is checked against sjoin's.
+
+Besides the lattices of --cell-m, it builds what the ETL builds: `build_index` within
+--budget-mb (the finest lattice that fits, else the STRtree fallback), and the fallback
+itself. Each build's peak memory is measured with tracemalloc in a separate, untimed build
+(NumPy arrays; GEOS geometries are not seen by tracemalloc).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import math
 import pstats
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -30,16 +38,18 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from etl.assign import M_PER_DEG, GridIndex
+from etl.assign import M_PER_DEG, GridIndex, TreeIndex, build_index
+from etl.place import DEFAULT_BUDGET_MB
 
 CENTRE = (116.355, 39.905)  # Xicheng
 AREA_KM2 = 50.0
+CITY_KM2 = 16_000.0
 
 
-def voronoi_grids(n: int, seed: int) -> geopandas.GeoDataFrame:
-    """An exact tiling of a 50 km² box around Xicheng by ~n Voronoi cells."""
+def voronoi_grids(n: int, seed: int, area_km2: float = AREA_KM2) -> geopandas.GeoDataFrame:
+    """An exact tiling of a box of `area_km2` around Xicheng by ~n Voronoi cells."""
     rng = np.random.default_rng(seed)
-    half_m = math.sqrt(AREA_KM2) * 1000 / 2
+    half_m = math.sqrt(area_km2) * 1000 / 2
     hx = half_m / (M_PER_DEG * math.cos(math.radians(CENTRE[1])))
     hy = half_m / M_PER_DEG
     box = shapely.box(CENTRE[0] - hx, CENTRE[1] - hy, CENTRE[0] + hx, CENTRE[1] + hy)
@@ -155,6 +165,16 @@ def _rank(grids: geopandas.GeoDataFrame) -> np.ndarray:
     return rank
 
 
+def peak_mb(fn: Callable[[], Any]) -> float:
+    """Peak memory (MB) that tracemalloc sees while `fn` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
 def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any, float]:
     """Best time, last result, median time."""
     times, result = [], None
@@ -170,16 +190,21 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--cell-m", type=float, nargs="+", default=[4.0])
     parser.add_argument("--near-m", type=float, default=3.0)
-    parser.add_argument("--geography", choices=["demo", "voronoi"], default="demo")
-    parser.add_argument("--grids", type=int, default=2000, help="Voronoi grids when no demo")
+    parser.add_argument("--geography", choices=["demo", "voronoi", "city"], default="demo")
+    parser.add_argument("--grids", type=int, default=None, help="Voronoi grids (2,000; city 4,000)")
+    parser.add_argument("--budget-mb", type=float, default=DEFAULT_BUDGET_MB)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", action="store_true", help="cProfile one assign call")
     args = parser.parse_args()
 
     grids = demo_grids(args.seed) if args.geography == "demo" else None
     source = f"etl.demo.geography seed {args.seed}"
-    if grids is None:
-        grids, source = voronoi_grids(args.grids, args.seed), "Voronoi tiling"
+    if args.geography == "city":
+        count = args.grids or 4000
+        grids = voronoi_grids(count, args.seed, CITY_KM2)
+        source = f"Voronoi tiling of {CITY_KM2:,.0f} km²"
+    elif grids is None:
+        grids, source = voronoi_grids(args.grids or 2000, args.seed), "Voronoi tiling"
     lng, lat = request_points(grids, args.points, args.seed)
     n = len(lng)
     vertices = int(shapely.get_num_coordinates(grids.geometry.array).sum())
@@ -197,29 +222,46 @@ def main() -> None:
             + ("matches sjoin" if np.array_equal(tree_ans, ref) else "DIFFERS from sjoin"),
         ),
     ]
-    for cell_m in args.cell_m:
-        t_build, index, _ = timed(partial(GridIndex, grids, cell_m=cell_m, near_m=args.near_m))
-        t_assign, got, t_median = timed(partial(index.assign, lng, lat), repeat=5)
-        pip, dist = index.exact_fractions(lng, lat)
+    builds: list[tuple[str, Callable[[], Any]]] = [
+        (f"cell {cell_m:g} m", partial(GridIndex, grids, cell_m=cell_m, near_m=args.near_m))
+        for cell_m in args.cell_m
+        if args.geography != "city"  # a 4 m lattice over a city does not fit: see the budget
+    ]
+    builds.append(
+        (
+            f"budget {args.budget_mb:g} MB",
+            partial(build_index, grids, args.budget_mb, near_m=args.near_m),
+        )
+    )
+    builds.append(("STRtree fallback", partial(TreeIndex, grids, near_m=args.near_m)))
+    for label, build in builds:
+        t_build, index, _ = timed(build)
+        peak = peak_mb(build)
+        repeat = 5 if isinstance(index, GridIndex) else 1
+        t_assign, got, t_median = timed(partial(index.assign, lng, lat), repeat=repeat)
         same = np.array_equal(got.grid_index, ref)
         mismatches = int((got.grid_index != ref).sum())
-        rows.append(
-            (
-                f"GridIndex build, cell {cell_m:g} m",
-                t_build,
-                math.nan,
-                f"raster {index.raster_nbytes / 1e6:.1f} MB ({index.shape[1]}x{index.shape[0]}), "
-                f"with cell lists {index.nbytes / 1e6:.1f} MB",
+        name = type(index).__name__
+        if isinstance(index, GridIndex):
+            pip, dist = index.exact_fractions(lng, lat)
+            what = (
+                f"cell {index.cell_m:.3g} m: raster {index.raster_nbytes / 1e6:.1f} MB "
+                f"({index.shape[1]}x{index.shape[0]}), with cell lists {index.nbytes / 1e6:.1f} MB"
             )
+            exact = f"exact PIP {pip:.2%}, exact distance ≤{dist:.2%}"
+        else:
+            what, exact = "no lattice", "every point tested exactly"
+        rows.append(
+            (f"{name} build, {label}", t_build, math.nan, f"{what}; build peak {peak:.0f} MB")
         )
         rows.append(
             (
-                f"GridIndex.assign, cell {cell_m:g} m",
+                f"{name}.assign, {label}",
                 t_assign,
                 n / t_assign,
                 f"median {n / t_median:,.0f}/s; "
-                f"{'matches sjoin' if same else f'{mismatches} DIFFER from sjoin'}; exact PIP "
-                f"{pip:.2%}, exact distance ≤{dist:.2%}, near {got.near_boundary.mean():.1%}",
+                f"{'matches sjoin' if same else f'{mismatches} DIFFER from sjoin'}; {exact}, "
+                f"near {got.near_boundary.mean():.1%}",
             )
         )
         if args.profile:
@@ -235,7 +277,8 @@ def main() -> None:
         rate_s = "—" if math.isnan(rate) else f"{rate:,.0f}"
         print(f"| {name} | {sec:.3f} | {rate_s} | {note} |")
     inside = ref >= 0
-    print(f"\n{inside.mean():.2%} of points inside the district; assign: best of 5 runs.")
+    print(f"\n{inside.mean():.2%} of points inside the district; assign: best of 5 runs")
+    print("(the STRtree fallback: one run).")
     print(pd.Series({"python": sys.version.split()[0], "shapely": shapely.__version__}).to_string())
 
 

@@ -34,6 +34,9 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl import coords
+from etl.aggregates import refresh_request_aggregates
+from etl.assign import GridIndex
+from etl.place import DEFAULT_BUDGET_MB, PlacementError, fill_in, placer_for
 from layers import get_layer, landmarks
 
 LEVELS: dict[str, str] = {
@@ -69,6 +72,7 @@ PROBLEM_KINDS: dict[str, str] = {
     "outside_district": "超出辖区",
     "gap": "缝隙",
     "overlap": "重叠",
+    "placement": "定位索引无法建立",
 }
 
 _BASE_TYPES = {
@@ -79,6 +83,12 @@ _BASE_TYPES = {
 }
 
 MAPPING_KEYS = frozenset({"columns", "crs", "defaults", "code_pattern", "encoding", "layer"})
+# Keys of a column given as a mapping: `code: {column: XZQDM, slice: [0, 9]}`.
+SOURCE_KEYS = frozenset({"column", "regex", "group", "slice", "prefix"})
+# Official boundary files carry the 12-digit statistical division codes (统计用区划代码):
+# 6 digits of county, 3 of township (街道), 3 of village-level unit (社区/村), 000 for the
+# township itself. Streets are stored with 9 digits, communities with 12.
+STAT_CODE = re.compile(r"\d{12}")
 
 GeomArray = npt.NDArray[np.object_]
 
@@ -108,6 +118,8 @@ class AdminReport:
     problems: list[Problem]
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+    filled: dict[str, int] = field(default_factory=dict)  # events given finer codes, by layer
+    placement: str | None = None  # the placement index built after a polygon level
 
     def ok(self) -> bool:
         return not self.problems
@@ -165,8 +177,43 @@ def _spec(level: str) -> _Spec:
 
 
 @dataclass(frozen=True)
+class _Source:
+    """Where a field's value comes from: a column, then regex → slice → prefix, in order."""
+
+    column: str
+    regex: re.Pattern[str] | None = None
+    group: int | str = 0
+    slice: tuple[int | None, int | None] | None = None
+    prefix: str | None = None
+
+    @property
+    def transforms(self) -> bool:
+        return self.regex is not None or self.slice is not None or self.prefix is not None
+
+    def apply(self, value: str | None) -> tuple[str | None, str | None]:
+        """(the value transformed, None) or (None, why it cannot be)."""
+        if value is None:
+            return None, None
+        if self.regex is not None:
+            match = self.regex.fullmatch(value)
+            if match is None:
+                return None, (
+                    f"{value!r} 不符合正则 {self.regex.pattern!r} "
+                    f"does not match the mapping's regex {self.regex.pattern!r}"
+                )
+            value = match.group(self.group)
+            if value is None:
+                return None, None
+        if self.slice is not None:
+            value = value[self.slice[0] : self.slice[1]]
+        if self.prefix is not None:
+            value = self.prefix + value
+        return (value.strip() or None), None
+
+
+@dataclass(frozen=True)
 class _Mapping:
-    columns: dict[str, str]
+    columns: dict[str, _Source]
     crs: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     code_pattern: str | None = None
@@ -183,7 +230,9 @@ def _parse_mapping(mapping: Mapping[str, Any] | None, spec: _Spec) -> _Mapping:
         raise AdminFileError(
             f"映射有未知的键 mapping has unknown key(s) {unknown}; known: {sorted(MAPPING_KEYS)}"
         )
-    columns = {str(k): str(v) for k, v in dict(mapping.get("columns") or {}).items()}
+    columns = {
+        str(k): _parse_source(str(k), v) for k, v in dict(mapping.get("columns") or {}).items()
+    }
     defaults = {str(k): v for k, v in dict(mapping.get("defaults") or {}).items()}
     for what, keys in (("columns", columns), ("defaults", defaults)):
         bad = sorted(set(keys) - set(spec.names))
@@ -212,6 +261,79 @@ def _parse_mapping(mapping: Mapping[str, Any] | None, spec: _Spec) -> _Mapping:
         code_pattern=text("code_pattern"),
         encoding=text("encoding"),
         layer=text("layer"),
+    )
+
+
+def _parse_source(field_name: str, value: Any) -> _Source:
+    """A column name, or {column, regex, group, slice, prefix}; every bad entry named."""
+    where = f"映射 columns.{field_name}"
+    if not isinstance(value, dict):
+        if value is None or isinstance(value, (list, bool)):
+            raise AdminFileError(
+                f"{where} 应为列名或字典 mapping columns.{field_name} must be a column name "
+                f"or {{column: ..., regex/slice/prefix: ...}}, not {value!r}"
+            )
+        return _Source(str(value))
+    unknown = sorted(set(map(str, value)) - SOURCE_KEYS)
+    if unknown:
+        raise AdminFileError(
+            f"{where} 有未知的键 mapping columns.{field_name} has unknown key(s) {unknown}; "
+            f"known: {sorted(SOURCE_KEYS)}"
+        )
+    column = value.get("column")
+    if column is None or isinstance(column, (dict, list)):
+        raise AdminFileError(
+            f"{where} 缺少 column mapping columns.{field_name} needs `column:` (the file's column)"
+        )
+    regex = None
+    group: int | str = 0
+    if value.get("regex") is not None:
+        try:
+            regex = re.compile(str(value["regex"]))
+        except re.error as exc:
+            raise AdminFileError(
+                f"{where}.regex 无效 mapping columns.{field_name}.regex is not a valid "
+                f"regular expression: {value['regex']!r} ({exc})"
+            ) from None
+        group = value.get("group", 1 if regex.groups else 0)
+        valid = (
+            isinstance(group, int) and not isinstance(group, bool) and 0 <= group <= regex.groups
+        ) or (isinstance(group, str) and group in regex.groupindex)
+        if not valid:
+            raise AdminFileError(
+                f"{where}.group 无效 mapping columns.{field_name}.group {group!r} is not a "
+                f"group of {regex.pattern!r} (0..{regex.groups} or a group name)"
+            )
+    elif "group" in value:
+        raise AdminFileError(
+            f"{where}.group 需要 regex mapping columns.{field_name}.group needs `regex:`"
+        )
+    cut = value.get("slice")
+    bounds: tuple[int | None, int | None] | None = None
+    if cut is not None:
+        ok = (
+            isinstance(cut, list)
+            and 1 <= len(cut) <= 2
+            and all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in cut)
+        )
+        if not ok:
+            raise AdminFileError(
+                f"{where}.slice 应为 [起, 止] mapping columns.{field_name}.slice must be "
+                f"[start, end] (characters, from 0; end excluded, may be null), not {cut!r}"
+            )
+        bounds = (cut[0], cut[1] if len(cut) == 2 else None)
+    prefix = value.get("prefix")
+    if isinstance(prefix, (dict, list, bool)):
+        raise AdminFileError(
+            f"{where}.prefix 应为文字 mapping columns.{field_name}.prefix must be text, "
+            f"not {prefix!r}"
+        )
+    return _Source(
+        str(column),
+        regex=regex,
+        group=group,
+        slice=bounds,
+        prefix=None if prefix is None else str(prefix),
     )
 
 
@@ -316,18 +438,30 @@ def _prepare(
 ) -> geopandas.GeoDataFrame:
     """Rename to registry fields, apply defaults, normalise text, reproject to EPSG:4326."""
     notes: list[str] = list(raw.attrs.get("admin_notes", []))
-    missing = [src for src in mapping.columns.values() if src not in raw.columns]
+    missing = [s.column for s in mapping.columns.values() if s.column not in raw.columns]
     if missing:
         raise AdminFileError(
             f"映射的列在文件中不存在 mapped column(s) {missing} are not in the file; "
             f"file columns: {[c for c in raw.columns if c != raw.geometry.name]}"
         )
     data: dict[str, pd.Series] = {}
+    # (row position, field, why): values the mapping's transforms or the code rules refuse.
+    refused: list[tuple[int, str, str]] = []
     for column in spec.columns:
         name = column.name
-        source = mapping.columns.get(name, name if name in raw.columns else None)
-        if source is not None and source != raw.geometry.name:
-            data[name] = raw[source]
+        source = mapping.columns.get(name)
+        if source is None and name in raw.columns:
+            source = _Source(name)
+        if source is not None and source.column != raw.geometry.name:
+            data[name] = raw[source.column]
+            if source.transforms:
+                values = []
+                for i, value in enumerate(data[name]):
+                    out, why = source.apply(_as_text(value))
+                    values.append(out)
+                    if why is not None:
+                        refused.append((i, name, why))
+                data[name] = pd.Series(values, index=raw.index, dtype=object, name=name)
         if name in mapping.defaults:
             default = mapping.defaults[name]
             if name in data:
@@ -338,6 +472,15 @@ def _prepare(
             data[name] = pd.Series(
                 [_as_text(v) for v in data[name]], index=raw.index, dtype=object, name=name
             )
+        kind = _code_kind(spec, column)
+        if name in data and kind is not None:
+            values = []
+            for i, value in enumerate(data[name]):
+                out, why = _normalise_code(kind, value)
+                values.append(out)
+                if why is not None:
+                    refused.append((i, name, why))
+            data[name] = pd.Series(values, index=raw.index, dtype=object, name=name)
     if "code" not in data:
         raise AdminFileError(
             f"文件中没有编码列 the file has no `code` column for {spec.table.name}; "
@@ -351,7 +494,46 @@ def _prepare(
         notes.append("已去掉 Z 坐标 dropped the Z coordinates (the tables are 2-D)")
     out = geopandas.GeoDataFrame(pd.DataFrame(data, index=raw.index), geometry=geoms)
     out.attrs["admin_notes"] = notes
+    out.attrs["admin_refused"] = refused
     return out
+
+
+def _code_kind(spec: _Spec, column: sa.Column[Any]) -> str | None:
+    """'street' or 'community' for a column holding such a code (its own or a reference)."""
+    if column.name == "code" and spec.level in ("street", "community"):
+        return spec.level
+    for fk in column.foreign_keys:
+        if fk.target_fullname == "streets.code":
+            return "street"
+        if fk.target_fullname == "communities.code":
+            return "community"
+    return None
+
+
+def _normalise_code(kind: str, value: str | None) -> tuple[str | None, str | None]:
+    """A street or community code as stored, from the file's form; or why it cannot be.
+
+    A street's 12-digit statistical code (9 digits + 000) becomes its 9 digits; a 12-digit
+    code that does not end in 000 is a community's, and one that does, given for a
+    community, is its street's.
+    """
+    if value is None or not STAT_CODE.fullmatch(value):
+        return value, None
+    if kind == "street":
+        if value.endswith("000"):
+            return value[:9], None
+        return None, (
+            f"{value!r} 是社区(村)级的 12 位统计用区划代码, 不是街道代码 (街道为 9 位, 或 12 位"
+            f"且末三位为 000) {value!r} is a community's 12-digit statistical code, not a "
+            f"street's: a street has 9 digits, or 12 ending in 000 (here {value[9:]})"
+        )
+    if value.endswith("000"):
+        return None, (
+            f"{value!r} 末三位为 000, 是街道 {value[:9]} 本身的统计用区划代码, 不是社区代码 "
+            f"{value!r} ends in 000: it is the statistical code of street {value[:9]} "
+            "itself, not of a community"
+        )
+    return value, None
 
 
 def _parse_crs(value: str) -> str | CRS:
@@ -589,6 +771,17 @@ def _check_rows(check: _Check, pattern: str | None) -> npt.NDArray[np.bool_]:
         for g in geoms
     ]
 
+    refused = set()
+    for i, name, why in gdf.attrs.get("admin_refused", []):
+        refused.add((i, name))
+        column = next(c for c in spec.columns if c.name == name)
+        check.add(
+            "code_format" if _code_kind(spec, column) else "bad_value",
+            codes[i],
+            f"第 {i + 1} 行 {spec.label(name)}: {why} (row {i + 1})",
+            points[i],
+        )
+
     required = [c for c in spec.columns if not c.nullable and c.server_default is None]
     if spec.level == "grid":
         # Derived from the community: a missing community is reported, not this.
@@ -604,7 +797,7 @@ def _check_rows(check: _Check, pattern: str | None) -> npt.NDArray[np.bool_]:
             )
             continue
         for i, value in enumerate(gdf[column.name]):
-            if _is_null(value):
+            if _is_null(value) and (i, column.name) not in refused:
                 check.add(
                     "missing_field",
                     codes[i],
@@ -1015,10 +1208,14 @@ def import_admin(
     *,
     encoding: str | None = None,
     layer: str | None = None,
+    placement_mb: float = DEFAULT_BUDGET_MB,
 ) -> AdminReport:
     """Read, validate and upsert one level; raises AdminImportError, writing nothing.
 
     Units in the database but not in the file are kept and listed in the report's notes.
+    After streets, communities or grids, the placement index of the new units is built
+    (within `placement_mb`) and the events already loaded get the finer codes it now knows
+    (`etl.place.fill_in`); an index that cannot be built is a problem like any other.
     A dry run does the writes inside a savepoint and rolls them back, so its counts are exact.
     """
     spec = _spec(level)
@@ -1034,6 +1231,15 @@ def import_admin(
     if check.problems:
         raise AdminImportError(report)
 
+    if spec.level == "grid":
+        geoms = np.asarray(check.gdf.geometry.values, dtype=object)
+        parts = shapely.get_num_geometries(geoms)
+        several = [c for c, n in zip(check.gdf["code"], parts, strict=True) if n > 1]
+        if several:
+            report.notes.append(
+                f"{len(several)} 个网格由多个部分组成, 已整体保存 {len(several)} grid(s) in "
+                f"several parts, each stored whole under its one code: {_plain(several)}"
+            )
     table = spec.table
     before = set(conn.execute(sa.select(table.c.code)).scalars())
     codes = set(check.gdf["code"])
@@ -1043,13 +1249,52 @@ def import_admin(
             f"数据库中有 {len(absent)} 个{spec.title}不在文件中, 已保留 {len(absent)} "
             f"{spec.table.name} in the database are not in the file (kept): {_plain(absent)}"
         )
-    savepoint = conn.begin_nested() if dry_run else None
+    savepoint = conn.begin_nested()
     try:
         written = _upsert(conn, spec, check.gdf)
-    finally:
-        if savepoint is not None:
-            savepoint.rollback()
+        if spec.polygonal:
+            _place_events(conn, report, placement_mb)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if dry_run:
+        savepoint.rollback()
+    else:
+        savepoint.commit()
     report.inserted = sum(1 for c in written if c not in before)
     report.updated = len(written) - report.inserted
     report.unchanged = report.read - len(written)
     return report
+
+
+def _place_events(conn: sa.Connection, report: AdminReport, budget_mb: float) -> None:
+    """Build the placement index of the units as they now are; fill in the events' codes.
+
+    A failed build is the import's problem: AdminImportError, and the caller's savepoint
+    takes the units back out.
+    """
+    try:
+        placer = placer_for(conn, budget_mb=budget_mb)
+    except PlacementError as exc:
+        report.problems.append(Problem("placement", None, str(exc), None, None))
+        raise AdminImportError(report) from None
+    index = placer.index
+    if isinstance(index, GridIndex):
+        how = f"{index.cell_m:.3g} 米格网 m lattice"
+    else:
+        how = "STRtree 空间索引 spatial index (no lattice fits the budget)"
+    report.placement = (
+        f"{how}, 内存预算 budget {budget_mb:g} MB; 事件定位到 events placed down to: "
+        + ", ".join(level for level in ("grid", "community", "street") if level in placer.levels)
+    )
+    filled = fill_in(conn, placer)
+    if filled:
+        if "service_requests" in filled:
+            refresh_request_aggregates(conn)
+        total = sum(filled.values())
+        report.filled = filled
+        report.notes.append(
+            f"已为 {total} 条已导入的事件补全社区/网格编码 filled in the community/grid codes "
+            f"of {total} event(s) already loaded: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(filled.items()))
+        )

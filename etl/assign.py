@@ -22,6 +22,15 @@ the few edges that can matter, with shapely deciding the rare ties at the thresh
 Exactness does not rest on floating-point luck: a cell counts as touched when an edge
 passes within a millionth of a cell of it, far more than the rounding of any coordinate
 here, and every cell-wide decision carries a margin of the same kind.
+
+Memory. `build_index` fits the index to a budget: it takes the finest lattice (from
+`cell_m` up) whose build — lattice, per-cell lists and their temporaries, and the grids'
+own geometries — the model below puts within the budget. Large areas get coarser cells
+(a 16,000 km² city: tens of metres instead of 4 m), which sends more points to the exact
+tests but gives the same answers. When even the coarsest lattice does not fit (grids
+with millions of vertices), it falls back to `TreeIndex`, an STRtree over the grids that
+tests every point exactly: the same answers again, at a fraction of the speed. When the
+grids' geometries alone exceed the budget, `IndexBudgetError` says by how much.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas
 import numpy as np
@@ -54,6 +65,21 @@ _SLACK = 1e-4  # margin on cell-wide distance decisions, in cells
 _TIE_M = 1e-6  # a distance this close to near_m is left to shapely
 _CHUNK = 1 << 16  # points per pass of `assign`: keeps temporaries in cache
 _STRIP_BATCH = 1 << 15  # cell strips per pass when listing the cells near each edge
+
+# The build's peak memory, measured with tracemalloc over the demo district and Voronoi
+# tilings at 4-32 m cells (bench/bench_assign.py --memory), rounded up: per lattice cell
+# (plus the raster's own item size), per (cell, edge) pair within reach of an edge, and the
+# batches of `_cells_near_segments`. GEOS geometries (not seen by tracemalloc) are counted
+# per vertex and per grid, for about four copies (the caller's, the private prepared one,
+# the boundaries in metres, the tree).
+_BYTES_PER_CELL = 8
+_BYTES_PER_EDGE_CELL = 40
+_BUILD_FIXED_BYTES = 24_000_000
+_GEOS_BYTES_PER_VERTEX = 128
+_GEOS_BYTES_PER_GEOMETRY = 2048
+_CELL_STEP = 2 ** (1 / 8)  # coarsening step when the lattice does not fit: +9 % a step
+_MIN_CELLS = 4096  # a coarser lattice than this does not help any more
+INDEX_FORMAT = 1  # version of `to_arrays`' layout
 
 IntArray = npt.NDArray[np.signedinteger]
 FloatArray = npt.NDArray[np.float64]
@@ -99,7 +125,76 @@ class LocalFrame:
         return shapely.transform(geoms, lambda xy: (xy - origin) * scale)
 
 
-class GridIndex:
+class IndexBudgetError(ValueError):
+    """Not even the fallback index fits the memory budget; the message says what would."""
+
+
+class _Coded:
+    """The grids' codes and the tie rule (smallest code), shared by both indexes."""
+
+    near_m: float
+    frame: LocalFrame
+    _codes: dict[str, npt.NDArray[np.object_]]
+    _rank: npt.NDArray[np.int32]
+    _by_rank: npt.NDArray[np.int32]
+
+    def _set_codes(self, codes: dict[str, npt.NDArray[np.object_]]) -> None:
+        self._codes = codes
+        try:
+            order = np.argsort(codes["code"], kind="stable")
+        except TypeError as exc:
+            raise ValueError(f"grid codes must be comparable with each other: {exc}") from None
+        self._by_rank = order.astype(np.int32)
+        self._rank = np.empty(len(order), dtype=np.int32)
+        self._rank[order] = np.arange(len(order), dtype=np.int32)
+
+    def codes(self, a: Assignment) -> pd.DataFrame:
+        """grid_code, community_code and street_code of each point; None where outside."""
+        inside = a.grid_index >= 0
+        columns = {}
+        for name, source in zip(
+            ("grid_code", "community_code", "street_code"), CODE_COLUMNS, strict=True
+        ):
+            out = np.full(len(a.grid_index), None, dtype=object)
+            out[inside] = self._codes[source][a.grid_index[inside]]
+            columns[name] = out
+        return pd.DataFrame(columns, dtype=object)  # object keeps None: pandas 3 would say NaN
+
+    def _min_code(self, n: int, point: IntArray, poly: IntArray) -> npt.NDArray[np.int32]:
+        """Per point, the hit grid with the smallest code; -1 when none."""
+        best = np.full(n, len(self._rank), dtype=np.int32)
+        np.minimum.at(best, point, self._rank[poly])
+        found = best < len(self._rank)
+        out = np.full(n, -1, dtype=np.int32)
+        out[found] = self._by_rank[best[found]]
+        return out
+
+    def _code_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The codes as fixed-width text ('' for None): no pickled objects in a cache."""
+        return {
+            f"code.{c}": np.array(["" if v is None else str(v) for v in self._codes[c]], dtype=str)
+            for c in CODE_COLUMNS
+        }
+
+    @staticmethod
+    def _codes_from(arrays: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[np.object_]]:
+        out = {}
+        for c in CODE_COLUMNS:
+            values = np.asarray(arrays[f"code.{c}"]).astype(object)
+            values[values == ""] = None
+            out[c] = values
+        return out
+
+    def _share(self, geoms: GeomArray) -> None:
+        """Private prepared copies of the geometries, their tree and boundaries in metres."""
+        # Copies: preparing a geometry changes the object, and those are the caller's.
+        self._geoms = shapely.from_wkb(shapely.to_wkb(geoms))
+        shapely.prepare(self._geoms)
+        self._tree = shapely.STRtree(self._geoms)
+        self._boundaries_m = self.frame.geometries(shapely.boundary(self._geoms))
+
+
+class GridIndex(_Coded):
     """Answers 'which grid is this point in' for millions of points at a time.
 
     `cell_m` is the lattice step in metres: smaller cells send fewer points to the exact
@@ -121,14 +216,7 @@ class GridIndex:
         geoms = _validated_geometries(grids)
         self.cell_m = float(cell_m)
         self.near_m = float(near_m)
-        self._codes = {c: grids[c].to_numpy(dtype=object) for c in CODE_COLUMNS}
-        try:
-            order = np.argsort(self._codes["code"], kind="stable")
-        except TypeError as exc:
-            raise ValueError(f"grid codes must be comparable with each other: {exc}") from None
-        self._by_rank = order.astype(np.int32)
-        self._rank = np.empty(len(order), dtype=np.int32)
-        self._rank[order] = np.arange(len(order), dtype=np.int32)
+        self._set_codes({c: grids[c].to_numpy(dtype=object) for c in CODE_COLUMNS})
 
         minx, miny, maxx, maxy = shapely.total_bounds(geoms)
         self.frame = LocalFrame(lon0=(minx + maxx) / 2, lat0=(miny + maxy) / 2)
@@ -149,11 +237,7 @@ class GridIndex:
                 "use a larger cell_m"
             )
 
-        # Private copies: preparing a geometry changes the object, and those are the caller's.
-        self._geoms = shapely.from_wkb(shapely.to_wkb(geoms))
-        shapely.prepare(self._geoms)
-        self._tree = shapely.STRtree(self._geoms)
-        self._boundaries_m = self.frame.geometries(shapely.boundary(self._geoms))
+        self._share(geoms)
         self._build(dtype)
 
     @classmethod
@@ -224,17 +308,70 @@ class GridIndex:
             check |= straddle & (values != _STRADDLE_NEAR)
         return float(straddle.mean()), float(check.mean())
 
-    def codes(self, a: Assignment) -> pd.DataFrame:
-        """grid_code, community_code and street_code of each point; None where outside."""
-        inside = a.grid_index >= 0
-        columns = {}
-        for name, source in zip(
-            ("grid_code", "community_code", "street_code"), CODE_COLUMNS, strict=True
+    _ARRAYS = (
+        "_raster",
+        "_slot_words",
+        "_slot_base",
+        "_cand_start",
+        "_cand_poly",
+        "_seg_start",
+        "_seg_ids",
+        "_seg_m",
+        "_seg_poly",
+    )
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Everything `from_arrays` needs, as plain NumPy arrays (no Python objects)."""
+        out: dict[str, npt.NDArray[Any]] = {
+            "kind": np.array("lattice"),
+            "format": np.array(INDEX_FORMAT),
+            "scalars": np.array(
+                [
+                    self.cell_m,
+                    self.near_m,
+                    self.frame.lon0,
+                    self.frame.lat0,
+                    self._x0,
+                    self._y0,
+                    self._dx,
+                    self._dy,
+                    self._nx,
+                    self._ny,
+                ],
+                dtype=np.float64,
+            ),
+            **_wkb_arrays(self._geoms),
+            **self._code_arrays(),
+        }
+        out.update({f"lattice.{name}": getattr(self, name) for name in self._ARRAYS})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> GridIndex:
+        """The index `to_arrays` described; ValueError when the arrays do not fit together."""
+        self = cls.__new__(cls)
+        cell_m, near_m, lon0, lat0, x0, y0, dx, dy, nx, ny = (
+            float(v) for v in np.asarray(arrays["scalars"], dtype=np.float64)
+        )
+        self.cell_m, self.near_m = cell_m, near_m
+        self.frame = LocalFrame(lon0=lon0, lat0=lat0)
+        self._x0, self._y0, self._dx, self._dy = x0, y0, dx, dy
+        self._nx, self._ny = int(nx), int(ny)
+        self._set_codes(self._codes_from(arrays))
+        for name in self._ARRAYS:
+            setattr(self, name, np.asarray(arrays[f"lattice.{name}"]))
+        geoms = _geoms_from(arrays)
+        n = len(geoms)
+        if (
+            self._raster.shape != (self._nx * self._ny,)
+            or len(self._rank) != n
+            or (len(self._seg_poly) and int(self._seg_poly.max()) >= n)
+            or (len(self._cand_poly) and int(self._cand_poly.max()) >= n)
+            or int((self._raster.astype(np.int64) >> 2).max(initial=0)) > n
         ):
-            out = np.full(len(a.grid_index), None, dtype=object)
-            out[inside] = self._codes[source][a.grid_index[inside]]
-            columns[name] = out
-        return pd.DataFrame(columns, dtype=object)  # object keeps None: pandas 3 would say NaN
+            raise ValueError("the lattice's arrays do not fit together")
+        self._share(geoms)
+        return self
 
     def _flat(self, x: FloatArray, y: FloatArray) -> npt.NDArray[np.signedinteger]:
         """Cell under each point; NaN and far-away points land in the outside pad."""
@@ -313,15 +450,6 @@ class GridIndex:
             pts = shapely.points(px[tie], py[tie])
             near[tie] = shapely.distance(self._boundaries_m[grid[tie]], pts) < self.near_m
         return near
-
-    def _min_code(self, n: int, point: IntArray, poly: IntArray) -> npt.NDArray[np.int32]:
-        """Per point, the hit grid with the smallest code; -1 when none."""
-        best = np.full(n, len(self._rank), dtype=np.int32)
-        np.minimum.at(best, point, self._rank[poly])
-        found = best < len(self._rank)
-        out = np.full(n, -1, dtype=np.int32)
-        out[found] = self._by_rank[best[found]]
-        return out
 
     def _query_centres(self, cells: IntArray) -> tuple[IntArray, IntArray]:
         """(cell position, grid) for every grid that a cell centre intersects."""
@@ -415,6 +543,187 @@ class GridIndex:
         # A run's grid repeats up to the next run's start, over touched cells too: the
         # caller overwrites those.
         return np.repeat(run_grid, np.diff(np.append(first, len(straddle))))
+
+
+class TreeIndex(_Coded):
+    """The fallback of `build_index`: an STRtree of the grids, every point tested exactly.
+
+    Same answers as `GridIndex` (and sjoin): ties to the smallest code, `near_boundary`
+    from the distance to the grid's boundary in the same local frame.
+    """
+
+    def __init__(self, grids: geopandas.GeoDataFrame, near_m: float = 3.0) -> None:
+        if not near_m >= 0:
+            raise ValueError(f"near_m must be >= 0, got {near_m!r}")
+        geoms = _validated_geometries(grids)
+        self.near_m = float(near_m)
+        self._set_codes({c: grids[c].to_numpy(dtype=object) for c in CODE_COLUMNS})
+        minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+        self.frame = LocalFrame(lon0=(minx + maxx) / 2, lat0=(miny + maxy) / 2)
+        self._share(geoms)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held besides the geometries (none: the tree lives in GEOS)."""
+        return 0
+
+    def assign(self, lng: npt.ArrayLike, lat: npt.ArrayLike) -> Assignment:
+        """Place each (lng, lat) point, EPSG:4326 degrees, in its grid."""
+        x = np.ascontiguousarray(lng, dtype=np.float64)
+        y = np.ascontiguousarray(lat, dtype=np.float64)
+        if x.ndim != 1 or x.shape != y.shape:
+            raise ValueError(f"lng and lat must be 1-D of one length, got {x.shape}, {y.shape}")
+        grid = np.full(len(x), -1, dtype=np.int32)
+        near = np.zeros(len(x), dtype=bool)
+        for start in range(0, len(x), _CHUNK):
+            cx, cy = x[start : start + _CHUNK], y[start : start + _CHUNK]
+            ok = np.flatnonzero(np.isfinite(cx) & np.isfinite(cy))
+            point, poly = self._tree.query(shapely.points(cx[ok], cy[ok]), predicate="intersects")
+            found = self._min_code(len(ok), point, poly)
+            grid[start + ok] = found
+            if self.near_m <= 0:
+                continue
+            hit = np.flatnonzero(found >= 0)
+            px, py = self.frame.to_metres(cx[ok[hit]], cy[ok[hit]])
+            d = shapely.distance(self._boundaries_m[found[hit]], shapely.points(px, py))
+            near[start + ok[hit]] = d < self.near_m
+        return Assignment(grid_index=grid, near_boundary=near)
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Everything `from_arrays` needs, as plain NumPy arrays (no Python objects)."""
+        return {
+            "kind": np.array("tree"),
+            "format": np.array(INDEX_FORMAT),
+            "scalars": np.array([self.near_m, self.frame.lon0, self.frame.lat0]),
+            **_wkb_arrays(self._geoms),
+            **self._code_arrays(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> TreeIndex:
+        self = cls.__new__(cls)
+        near_m, lon0, lat0 = (float(v) for v in np.asarray(arrays["scalars"], dtype=np.float64))
+        self.near_m = near_m
+        self.frame = LocalFrame(lon0=lon0, lat0=lat0)
+        self._set_codes(self._codes_from(arrays))
+        geoms = _geoms_from(arrays)
+        if len(geoms) != len(self._rank):
+            raise ValueError("the tree's arrays do not fit together")
+        self._share(geoms)
+        return self
+
+
+Index = GridIndex | TreeIndex
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """What `build_index` builds: a lattice of `cell_m` metres, or the tree (cell_m None)."""
+
+    cell_m: float | None
+    estimate_bytes: int
+    budget_bytes: int
+
+
+def plan_index(
+    grids: geopandas.GeoDataFrame, budget_mb: float, cell_m: float = 4.0, near_m: float = 3.0
+) -> IndexPlan:
+    """The finest lattice from `cell_m` up whose build fits `budget_mb`, else the tree.
+
+    Raises IndexBudgetError when the grids' geometries alone do not fit.
+    """
+    if not budget_mb > 0:
+        raise ValueError(f"budget_mb must be positive, got {budget_mb!r}")
+    if not cell_m > 0:
+        raise ValueError(f"cell_m must be positive, got {cell_m!r}")
+    geoms = _validated_geometries(grids)
+    budget = int(budget_mb * 1e6)
+    geos = _geos_bytes(geoms)
+    if geos > budget:
+        raise IndexBudgetError(
+            f"网格几何本身需要约 {math.ceil(geos / 1e6)} MB, 超出内存预算 {budget_mb:g} MB; "
+            f"the grids' geometries alone need about {math.ceil(geos / 1e6)} MB, over the "
+            f"budget of {budget_mb:g} MB: raise the budget (BLOCKDATA_PLACEMENT_MB)"
+        )
+    minx, miny, maxx, maxy = shapely.total_bounds(geoms)
+    frame = LocalFrame(lon0=(minx + maxx) / 2, lat0=(miny + maxy) / 2)
+    width_m, height_m = (maxx - minx) * frame.kx, (maxy - miny) * frame.ky
+    seg, _ = _segments(geoms)
+    seg_m = np.hypot((seg[:, 2] - seg[:, 0]) * frame.kx, (seg[:, 3] - seg[:, 1]) * frame.ky)
+    units = (len(geoms) + 1) * 4 + 3
+    itemsize = 2 if units <= np.iinfo(np.int16).max else 4
+
+    def cells(c: float) -> int:
+        return (math.ceil(width_m / c) + 5) * (math.ceil(height_m / c) + 5)
+
+    def estimate(c: float) -> int:
+        reach = near_m / c + math.sqrt(0.5) + _SLACK
+        pairs = float(((seg_m / c + 2 * reach + 2) * (2 * reach + 2)).sum())
+        return int(
+            cells(c) * (_BYTES_PER_CELL + itemsize)
+            + pairs * _BYTES_PER_EDGE_CELL
+            + _BUILD_FIXED_BYTES
+            + geos
+        )
+
+    c = float(cell_m)
+    while cells(c) >= 2**31 or estimate(c) > budget:
+        if cells(c) <= _MIN_CELLS:
+            return IndexPlan(None, geos, budget)
+        c *= _CELL_STEP
+    return IndexPlan(c, estimate(c), budget)
+
+
+def build_index(
+    grids: geopandas.GeoDataFrame, budget_mb: float, cell_m: float = 4.0, near_m: float = 3.0
+) -> Index:
+    """A GridIndex with the finest lattice that fits `budget_mb`, else a TreeIndex."""
+    plan = plan_index(grids, budget_mb, cell_m=cell_m, near_m=near_m)
+    if plan.cell_m is None:
+        return TreeIndex(grids, near_m=near_m)
+    return GridIndex(grids, cell_m=plan.cell_m, near_m=near_m, max_raster_mb=budget_mb)
+
+
+def index_from_arrays(arrays: Mapping[str, npt.NDArray[Any]]) -> Index:
+    """The index that `to_arrays` wrote; ValueError for anything else."""
+    if int(np.asarray(arrays["format"])) != INDEX_FORMAT:
+        raise ValueError(f"index format {arrays['format']!r} is not {INDEX_FORMAT}")
+    kind = str(np.asarray(arrays["kind"]))
+    if kind == "lattice":
+        return GridIndex.from_arrays(arrays)
+    if kind == "tree":
+        return TreeIndex.from_arrays(arrays)
+    raise ValueError(f"unknown index kind {kind!r}")
+
+
+def _geos_bytes(geoms: GeomArray) -> int:
+    vertices = int(shapely.get_num_coordinates(geoms).sum())
+    return vertices * _GEOS_BYTES_PER_VERTEX + len(geoms) * _GEOS_BYTES_PER_GEOMETRY
+
+
+def _wkb_arrays(geoms: GeomArray) -> dict[str, npt.NDArray[Any]]:
+    """Geometries as one byte array of WKB and the offsets of each."""
+    wkb = shapely.to_wkb(geoms)
+    sizes = np.fromiter((len(b) for b in wkb), dtype=np.int64, count=len(wkb))
+    return {
+        "wkb": np.frombuffer(b"".join(wkb), dtype=np.uint8),
+        "wkb_offsets": np.concatenate([[0], np.cumsum(sizes)]),
+    }
+
+
+def _geoms_from(arrays: Mapping[str, npt.NDArray[Any]]) -> GeomArray:
+    data = np.asarray(arrays["wkb"], dtype=np.uint8).tobytes()
+    offsets = np.asarray(arrays["wkb_offsets"], dtype=np.int64)
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(data):
+        raise ValueError("the geometries' offsets do not fit their bytes")
+    if np.any(np.diff(offsets) <= 0):
+        raise ValueError("the geometries' offsets are not increasing")
+    parts = [data[a:b] for a, b in itertools.pairwise(offsets.tolist())]
+    geoms: GeomArray = shapely.from_wkb(parts)  # raises GEOSException on bad bytes
+    polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
+    if not polygonal.all():
+        raise ValueError("a cached geometry is not a polygon")
+    return geoms
 
 
 def _validated_geometries(grids: geopandas.GeoDataFrame) -> GeomArray:

@@ -24,7 +24,7 @@ from etl import load
 from etl.aggregates import aggregates_zone, refresh_request_aggregates
 from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
-from etl.place import placer_for
+from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import load_routing, load_time_limits
 from etl.transform import prepare, required_columns
 from layers import etl_runs, get_layer
@@ -55,6 +55,7 @@ class RunReport:
     error: str | None = None
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. why the placement cache was skipped
 
     def lines(self) -> list[str]:
         """A short report in Chinese and English."""
@@ -73,6 +74,7 @@ class RunReport:
             out.append(
                 "提示 warnings: " + ", ".join(f"{k} {v}" for k, v in sorted(self.warnings.items()))
             )
+        out.extend(f"警告 warning: {note}" for note in self.notes)
         if self.error:
             out.append(f"错误 error: {self.error}")
         return out
@@ -112,6 +114,7 @@ def run_file(
     allow_crs_mismatch: bool = False,
     now: dt.datetime | None = None,
     zone: str | None = None,
+    placement_mb: float | None = None,
 ) -> RunReport:
     """Load one extract on `conn`, in the caller's transaction.
 
@@ -163,10 +166,16 @@ def run_file(
                 {"key": f"etl:{spec.layer}:{spec.source}"},
             )
             bar.set_postfix_str(f"校验 validate {extract.rows} rows")
+            placer = placer_for(
+                conn,
+                cache_dir,
+                budget_mb=placement_mb or DEFAULT_BUDGET_MB,
+                warnings=report.notes,
+            )
             prepared = prepare(
                 extract,
                 spec,
-                placer_for(conn, cache_dir),
+                placer,
                 load_routing(),
                 load_time_limits(),
                 crs=crs,
@@ -192,6 +201,8 @@ def run_file(
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)
+            if report.notes:
+                warnings["placement_cache"] += len(report.notes)
             if counts["stale"]:
                 warnings["stale_version"] += counts["stale"]
             report.read = prepared.read

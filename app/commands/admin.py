@@ -19,6 +19,8 @@ from etl.admin import (
     import_admin,
 )
 
+POLYGON_TABLES = ("streets", "communities", "grids")
+
 
 @click.group("admin")
 def admin() -> None:
@@ -52,6 +54,8 @@ def _echo_report(report: AdminReport, file: Path) -> None:
         f"读取 read {report.read} · 新增 inserted {report.inserted} · "
         f"更新 updated {report.updated} · 未变 unchanged {report.unchanged}"
     )
+    if report.placement:
+        click.echo(f"定位索引 placement index: {report.placement}")
     for note in report.notes:
         click.echo(f"说明 note: {note}")
     if report.problems:
@@ -70,7 +74,10 @@ def _echo_report(report: AdminReport, file: Path) -> None:
 @click.option(
     "--mapping",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML: columns, crs, defaults, code_pattern (see etl/mappings/admin_example.yaml).",
+    help=(
+        "YAML: columns (renamed, or transformed by regex / slice / prefix), crs, defaults, "
+        "code_pattern (see etl/mappings/admin_example.yaml)."
+    ),
 )
 @click.option("--crs", help="EPSG:xxxx, wgs84, gcj02 or bd09; used when the file has none.")
 @click.option("--encoding", help="Attribute encoding of a Shapefile without .cpg (e.g. GBK).")
@@ -94,24 +101,36 @@ def import_cmd(
     from app.config import ConfigError, from_env, resolve_database_url
     from app.db import make_engine
     from app.pgcluster import ClusterError
+    from etl.place import DEFAULT_BUDGET_MB, placer_for
 
     doc = _load_mapping(mapping)
     try:
-        url = resolve_database_url(from_env())
+        settings = from_env()
+        url = resolve_database_url(settings)
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(str(exc)) from exc
+    budget = settings.placement_mb or DEFAULT_BUDGET_MB
     engine = make_engine(url, pool_size=1)
+    warnings: list[str] = []
     try:
+        # One transaction: the units, their placement index (a failed build is a problem
+        # and takes the units back out) and the events given finer codes.
         with engine.begin() as conn:
             report = import_admin(
-                conn, file, level, doc, crs, dry_run, encoding=encoding, layer=layer_name
+                conn,
+                file,
+                level,
+                doc,
+                crs,
+                dry_run,
+                encoding=encoding,
+                layer=layer_name,
+                placement_mb=budget,
             )
-        if level == "grid" and not dry_run and report.ok():
-            # Build the grid lattice now, while boundaries change, not in the next load.
-            from etl.place import placer_for
-
+        if LEVELS[level] in POLYGON_TABLES and not dry_run:
+            # Keep the index built in the import for the next loads (a warning if it cannot).
             with engine.connect() as conn:
-                placer_for(conn, from_env().var_dir / "cache")
+                placer_for(conn, settings.var_dir / "cache", budget_mb=budget, warnings=warnings)
     except AdminImportError as exc:
         report = exc.report
     except AdminFileError as exc:
@@ -119,5 +138,7 @@ def import_cmd(
     finally:
         engine.dispose()
     _echo_report(report, file)
+    for warning in warnings:
+        click.echo(f"警告 warning: {warning}", err=True)
     if not report.ok():
         sys.exit(1)

@@ -76,6 +76,7 @@ def run(
                 progress=sys.stderr.isatty() if progress is None else progress,
                 cache_dir=settings.var_dir / "cache",
                 zone=settings.tz,
+                placement_mb=settings.placement_mb,
             )
         except EtlError as exc:
             conn.commit()  # keep the record of the failed run; the data is untouched

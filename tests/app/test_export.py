@@ -182,7 +182,7 @@ def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> No
     )
     assert len(rows) == len(district)
     shape = shapely.from_wkt(rows[0]["wkt"])
-    assert shape.geom_type == "Polygon" and shape.area == pytest.approx(0.01 * 0.01, rel=1e-6)
+    assert shape.geom_type == "MultiPolygon" and shape.area == pytest.approx(0.01 * 0.01, rel=1e-6)
 
 
 def test_every_export_is_audited(

@@ -68,7 +68,7 @@ def insert_district(connection: sa.Connection) -> list[tuple[str, str, str, tupl
         connection.execute(
             sa.text(
                 "insert into grids (code, community_code, street_code, geom) values "
-                "(:code, :community, :street, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))"
+                "(:code, :community, :street, ST_Multi(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)))"
             ),
             {
                 "code": code,

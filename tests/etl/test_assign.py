@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 import shapely
 
-from etl.assign import GridIndex
+from etl.assign import (
+    GridIndex,
+    IndexBudgetError,
+    TreeIndex,
+    build_index,
+    index_from_arrays,
+    plan_index,
+)
 
 R = 6_371_008.8
 CENTRE = (116.355, 39.905)  # Xicheng
@@ -324,3 +331,52 @@ def test_distance_exactly_near_m_is_not_near() -> None:
         got = GridIndex(grids, cell_m=2.0, near_m=float(near_m)).assign(lng, lat)
         np.testing.assert_array_equal(got.near_boundary[inside], dist < near_m)
         assert not got.near_boundary[~inside].any()
+
+
+def test_budget_takes_coarser_cells_with_the_same_answers() -> None:
+    grids = voronoi(200, 1500, seed=12)
+    fine = build_index(grids, budget_mb=256)
+    needs = plan_index(grids, budget_mb=256).estimate_bytes / 1e6
+    coarse = build_index(grids, budget_mb=needs * 0.9)
+    assert isinstance(fine, GridIndex) and isinstance(coarse, GridIndex)
+    assert fine.cell_m == 4.0 and coarse.cell_m > 4.0
+    lng, lat = probe_points(grids, coarse, 40_000, seed=13)
+    want_grid, want_near = reference(grids, lng, lat, 3.0)
+    got = coarse.assign(lng, lat)
+    np.testing.assert_array_equal(got.grid_index, want_grid)
+    np.testing.assert_array_equal(got.near_boundary, want_near)
+
+
+def test_the_tree_fallback_gives_the_same_answers() -> None:
+    grids = voronoi(200, 1500, seed=14)
+    index = build_index(grids, budget_mb=20)  # under the lattice's fixed cost
+    assert isinstance(index, TreeIndex)
+    lng, lat = probe_points(grids, GridIndex(grids), 40_000, seed=15)
+    lng[:3], lat[:3] = np.nan, [39.9, np.nan, np.inf]
+    want_grid, want_near = reference(grids, lng, lat, 3.0)
+    got = index.assign(lng, lat)
+    np.testing.assert_array_equal(got.grid_index, want_grid)
+    np.testing.assert_array_equal(got.near_boundary, want_near)
+
+
+def test_a_budget_the_geometries_exceed_is_refused_by_how_much() -> None:
+    grids = voronoi(200, 1500, seed=16)
+    vertices = int(shapely.get_num_coordinates(grids.geometry.array).sum())
+    with pytest.raises(IndexBudgetError, match=r"about \d+ MB, over the budget of 0.01 MB"):
+        plan_index(grids, budget_mb=0.01)
+    assert vertices > 1000  # the grids are what needs the memory
+
+
+@pytest.mark.parametrize("kind", [GridIndex, TreeIndex])
+def test_an_index_survives_its_arrays_unchanged(kind: type) -> None:
+    grids = voronoi(200, 1500, seed=17)
+    index = kind(grids)
+    arrays = index.to_arrays()
+    assert all(a.dtype != object for a in arrays.values())  # nothing that needs pickle
+    again = index_from_arrays(arrays)
+    assert type(again) is kind
+    lng, lat = probe_points(grids, GridIndex(grids), 20_000, seed=18)
+    a, b = index.assign(lng, lat), again.assign(lng, lat)
+    np.testing.assert_array_equal(a.grid_index, b.grid_index)
+    np.testing.assert_array_equal(a.near_boundary, b.near_boundary)
+    pd.testing.assert_frame_equal(index.codes(a), again.codes(b))
