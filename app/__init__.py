@@ -14,7 +14,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     """Build the Flask app. `config` overrides Flask config keys (tests pass DB_CONNECTION)."""
     from flask import Flask
 
-    from app import api, auth, db, errors, health, ogc, open311, openapi, pages, tiles
+    from app import api, auth, db, errors, headers, health, ogc, open311, openapi, pages, tiles
     from app.config import PROJECT_ROOT, resolve_database_url
     from app.offline import localize
     from app.pgcluster import ClusterError
@@ -42,6 +42,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
                 app.config["DB_ERROR"] = str(exc)
         if url is not None:
             engine = db.make_engine(url)
+    headers.init_app(app, settings.basemap_url)  # first: its hook runs after the others
     db.init_app(app, engine)
     errors.register(app)
     app.register_blueprint(health.bp)

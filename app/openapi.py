@@ -287,6 +287,22 @@ def _tile_paths() -> dict[str, dict[str, Any]]:
     return paths
 
 
+def page_operation(summary: str, params: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A page: HTML, its errors too (in Chinese, with a way back); anonymous: to the login."""
+    text = {
+        "302": "未登录，转到登录页 not logged in: to the login form",
+        "403": "该角色无权打开此页 the role may not open this page",
+        "404": "不存在 not found",
+    }
+    op = operation(summary, "pages", params, ok(HTML))
+    op["responses"] = {
+        "200": op["responses"]["200"],
+        **{code: {"description": t, "content": {HTML: {}}} for code, t in text.items()},
+    }
+    op["responses"]["302"].pop("content")
+    return op
+
+
 @contribute
 def _page_paths() -> dict[str, dict[str, Any]]:
     street = path_param(
@@ -308,13 +324,18 @@ def _page_paths() -> dict[str, dict[str, Any]]:
             }
         },
     }
+    run = path_param("run_id", "导入编号 ETL run id", {"type": "integer", "minimum": 0})
     login_ok = {**ok(HTML), "302": {"description": "已登录，转到首页 logged in: redirect"}}
     return {
-        "/": {"get": operation("全区概览页 district overview page", "pages", (), ok(HTML))},
+        "/": {"get": page_operation("全区概览页 district overview page")},
         "/command/{street_code}": {
-            "get": operation("战区指挥页 a commander's page", "pages", [street], ok(HTML))
+            "get": page_operation("战区指挥页 a commander's page", [street])
         },
-        "/planner": {"get": operation("规划页 planner's page", "pages", (), ok(HTML))},
+        "/planner": {"get": page_operation("规划页 planner's page")},
+        "/imports": {"get": page_operation("数据导入页：最近的导入 the latest ETL runs")},
+        "/imports/{run_id}": {
+            "get": page_operation("一次导入及其拒收的行 one ETL run and its rejects", [run])
+        },
         "/login": {
             "get": operation("登录页 login form", "pages", (), ok(HTML), public=True),
             "post": operation(

@@ -1,8 +1,12 @@
-/* Blockdata pages: layers, panels and live updates on top of the folium map (window.BD.map).
- * All data comes from the JSON APIs; nothing is loaded from outside this server. */
+/* Blockdata pages: layers, panels and live updates on top of the folium map.
+ * All data comes from the JSON APIs; nothing is loaded from outside this server.
+ * The page's settings arrive as JSON in #bd-config (no inline script: the CSP forbids it).
+ * Every value from the APIs goes into the page as text (textContent) or through BD.esc. */
 (function () {
   "use strict";
-  const BD = window.BD;
+  const BD = Object.assign(window.BD || {}, JSON.parse(document.getElementById("bd-config").textContent));
+  window.BD = BD;
+  BD.map = window[BD.map];
   const map = BD.map;
   const $ = (id) => document.getElementById(id);
   const overlays = {};
@@ -40,8 +44,11 @@
     const arrow = v > 0 ? "↑" : v < 0 ? "↓" : "→";
     return `<span class="${v > 0 ? "bd-up" : v < 0 ? "bd-down" : ""}" title="较上月名次变化">${arrow}${Math.abs(v)}</span>`;
   };
+  /* The one escape for every string put into HTML (tooltips, popups, tables, lists). */
   const esc = (s) =>
-    String(s === null || s === undefined ? "—" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+    String(s === null || s === undefined ? "—" : s).replace(/[&<>"'`]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "`": "&#96;" })[c]);
+  BD.esc = esc;
+  const commandUrl = (code) => "/command/" + encodeURIComponent(code);
   const isoDay = (d) => d.toISOString().slice(0, 10);
   const daysAgo = (n) => {
     const d = new Date(BD.today + "T00:00:00");
@@ -117,7 +124,7 @@
       pointToLayer: (f, latlng) => L.circleMarker(latlng, styleFor(layerName, f.properties)),
       onEachFeature: (f, l) => {
         l.bindPopup(popup(layerName, f.properties));
-        if (options.tooltip) l.bindTooltip(options.tooltip(f.properties));
+        if (options.tooltip) l.bindTooltip(esc(options.tooltip(f.properties)));
         if (options.each) options.each(f, l);
       },
     });
@@ -127,9 +134,8 @@
     const control = L.control({ position: "bottomleft" });
     control.onAdd = function () {
       const div = L.DomUtil.create("div", "bd-legend");
-      div.innerHTML =
-        `<b>${esc(title)}</b>` +
-        items.map((i) => `<div><i style="background:${i.color}"></i>${esc(i.label)}</div>`).join("");
+      div.innerHTML = `<b>${esc(title)}</b>` + items.map((i) => `<div><i></i>${esc(i.label)}</div>`).join("");
+      div.querySelectorAll("i").forEach((swatch, n) => (swatch.style.background = items[n].color));
       return div;
     };
     control.addTo(map);
@@ -153,8 +159,8 @@
     let chorolegend = null;
     const shapes = geoLayer("streets", streets, {
       each: (f, l) => {
-        l.bindTooltip(f.properties.name, { permanent: true, direction: "center", className: "bd-street-label" });
-        l.on("click", () => (window.location.href = "/command/" + f.properties.code));
+        l.bindTooltip(esc(f.properties.name), { permanent: true, direction: "center", className: "bd-street-label" });
+        if (BD.mayOpen.command) l.on("click", () => (window.location.href = commandUrl(f.properties.code)));
       },
     });
     addOverlay("街道", shapes);
@@ -190,7 +196,10 @@
         .sort((a, b) => (a.rank || 99) - (b.rank || 99))
         .map(
           (s) =>
-            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc(s.name.replace(/街道$/, ""))}</a></td>` +
+            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td>` +
+            (BD.mayOpen.command
+              ? `<td><a href="${esc(commandUrl(s.code))}">${esc(s.name.replace(/街道$/, ""))}</a></td>`
+              : `<td>${esc(s.name.replace(/街道$/, ""))}</td>`) +
             `<td>${pct(s.response_rate)}</td><td>${pct(s.resolution_rate)}</td><td>${pct(s.satisfaction_rate)}</td>` +
             `<td>${score(s.composite)}</td><td>${num(s.requests)}</td><td>${rankChange(s.rank_change)}</td></tr>`
         )
@@ -301,7 +310,7 @@
       $("bd-resolution-change").innerHTML = change(c.resolution_rate, 100);
       $("bd-satisfaction-change").innerHTML = change(c.satisfaction_rate, 100);
       $("bd-score-change").innerHTML = change(c.composite);
-      $("bd-rank").innerHTML = data.rank ? `全区第 ${data.rank} 名 ${rankChange(c.rank)}` : "";
+      $("bd-rank").innerHTML = data.rank ? `全区第 ${esc(data.rank)} 名 ${rankChange(c.rank)}` : "";
       $("bd-top-categories").innerHTML = (data.top_categories || [])
         .map((t) => `<li><span>${esc(t.category)}</span><b>${num(t.n)}</b></li>`)
         .join("");
@@ -414,7 +423,7 @@
       projectLayer = addOverlay("整治提升项目", geoLayer("renovation_projects", data.projects, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       targetLayer = addOverlay("疏解目标", geoLayer("relocation_targets", data.targets, { style: colour, tooltip: (p) => `${p.name} · ${p.state}` }));
       const row = (p, state) =>
-        `<tr><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${p.progress === null || p.progress === undefined ? "—" : Math.round(p.progress) + "%"}</td>` +
+        `<tr><td>${esc(p.name)}</td><td>${esc(state)}</td><td>${p.progress === null || p.progress === undefined ? "—" : esc(Math.round(p.progress)) + "%"}</td>` +
         `<td>${esc(p.planned_end)}</td><td>${esc(p.actual_end)}</td><td>${esc(delay(p))}</td></tr>`;
       $("bd-projects").querySelector("tbody").innerHTML = data.projects.features.map((f) => row(f.properties, f.properties.state)).join("");
       $("bd-targets").querySelector("tbody").innerHTML = data.targets.features.map((f) => row(f.properties, f.properties.state)).join("");
@@ -427,4 +436,7 @@
     [asof, kind, streetSel].forEach((el) => el.addEventListener("change", load));
     await load();
   };
+
+  const pages = { overview: BD.overview, command: BD.command, planner: BD.planner };
+  if (pages[BD.page]) pages[BD.page]();
 })();

@@ -140,7 +140,7 @@ def _open(browser: object, live: Live, path: str) -> tuple[object, Watch]:
 
     page.on("response", count)
     page.wait_for_url(live.url + path)
-    page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=30_000)
     return page, watch
 
 
@@ -324,7 +324,7 @@ def test_planner_as_of_date(browser: object, live: Live) -> None:
     page.fill("#bd-asof", "2015-01-01")  # type: ignore[attr-defined]
     page.dispatch_event("#bd-asof", "change")  # type: ignore[attr-defined]
     page.wait_for_function(
-        "document.getElementById('bd-status').textContent.includes('2015-01-01')"
+        "() => document.getElementById('bd-status').textContent.includes('2015-01-01')"
     )  # type: ignore[attr-defined]
     done_then = page.locator("#bd-projects tbody tr", has_text="完成").count()  # type: ignore[attr-defined]
     assert done_then < done_today
