@@ -34,6 +34,7 @@ bp = Blueprint("pages", __name__)
 CENTER = (39.912, 116.366)  # Xicheng; the map fits the data once loaded
 LIVE_SECONDS = 15
 RUNS_SHOWN = 50
+RUN_STATUS = {"succeeded": "成功", "failed": "失败", "running": "进行中"}
 REJECTS_SHOWN = 500
 _INLINE = re.compile(r"<(script|style)(?=[\s>])")
 
@@ -307,7 +308,12 @@ def imports() -> Response:
     titles = {layer.name: layer.title for layer in LAYERS}
     return _html(
         render_template(
-            "imports.html", title="数据导入", runs=runs, titles=titles, shown=RUNS_SHOWN
+            "imports.html",
+            title="数据导入",
+            runs=runs,
+            titles=titles,
+            statuses=RUN_STATUS,
+            shown=RUNS_SHOWN,
         )
     )
 
@@ -333,6 +339,7 @@ def imports_run(run_id: int) -> Response:
             run=run,
             rejects=rejects,
             titles=titles,
+            statuses=RUN_STATUS,
             shown=REJECTS_SHOWN,
         )
     )
