@@ -563,7 +563,9 @@ def _page_paths() -> dict[str, dict[str, Any]]:
             }
         },
     }
-    run = path_param("run_id", "导入编号 ETL run id", {"type": "integer", "minimum": 0})
+    run = path_param(
+        "run_id", "导入编号 ETL run id", {"type": "integer", "minimum": 0, "maximum": 2147483647}
+    )
     login_ok = {**ok(HTML), "302": {"description": "已登录，转到首页 logged in: redirect"}}
     return {
         "/": {"get": page_operation("全区概览页 district overview page")},

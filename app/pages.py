@@ -318,7 +318,7 @@ def imports() -> Response:
     )
 
 
-@bp.get("/imports/<int:run_id>")
+@bp.get("/imports/<int(max=2147483647):run_id>")  # etl_runs.id is an integer
 def imports_run(run_id: int) -> Response:
     """One ETL run: its counts and the rows it rejected, each with its reason."""
     conn = db.connection()
