@@ -375,6 +375,9 @@ def test_refused_and_missing_pages_are_chinese_html_with_a_way_back(
     commander = login(app.test_client(), add_user(connection, "err-c", "commander", A))
     html = commander.get(f"/command/{B}").get_data(as_text=True)
     assert f'id="bd-back" href="/command/{A}"' in html
+    # The message names the bad value, escaped.
+    html = commander.get("/command/<img src=x onerror=alert(1)>").get_data(as_text=True)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "<img src=x" not in html
     lost = anonymous.get("/nowhere")
     assert lost.status_code == 404 and lost.mimetype == "text/html"
     assert 'id="bd-back" href="/login"' in lost.get_data(as_text=True)
