@@ -200,8 +200,9 @@ def refusal(role_name: str, endpoint: str, view_args: Mapping[str, object]) -> s
         named = _layer_named(endpoint, view_args.get(need.layer_arg))
         if named is not None:
             layers.add(named)
-    for layer in sorted(layers - r.layers):
-        return f"无权访问该图层 role {role_name!r} may not read layer {layer!r}"
+    missing = sorted(layers - r.layers)
+    if missing:
+        return f"无权访问该图层 role {role_name!r} may not read layer {missing[0]!r}"
     if need.action is not None and need.action not in r.actions:
         return f"无权执行该操作 role {role_name!r} may not {need.action}"
     return None

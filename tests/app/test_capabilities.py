@@ -125,6 +125,16 @@ NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
 GOOD_POST = {"service_code": "环境卫生", "lat": "39.905", "long": "116.305", "description": "垃圾"}
 
 
+def test_a_role_reads_every_layer_of_the_pages_it_opens() -> None:
+    """A page drawn from layers its viewer may not read would be a page of 403s."""
+    from app import capabilities
+
+    assert set(capabilities.ROLES) == set(ROLES)
+    for role in capabilities.ROLES.values():
+        for name in role.pages:
+            assert capabilities.PAGES[name].layers <= role.layers, (role.name, name)
+
+
 def _routes(app: Flask) -> list[tuple[str, str]]:
     out = []
     for rule in app.url_map.iter_rules():
@@ -436,18 +446,21 @@ def test_every_response_carries_the_security_headers(
 
 
 @pytest.mark.usefixtures("loaded")
-@pytest.mark.parametrize("path", ["/", f"/command/{A}", "/planner", "/imports"])
-def test_every_inline_script_carries_the_responses_nonce(client: FlaskClient, path: str) -> None:
+@pytest.mark.parametrize("path", ["/", f"/command/{A}", "/planner", "/imports", "/ogc/?f=html"])
+def test_every_inline_script_and_style_carries_the_responses_nonce(
+    client: FlaskClient, path: str
+) -> None:
     first, second = client.get(path), client.get(path)
     nonces = []
     for response in (first, second):
         html = response.get_data(as_text=True)
         csp = _csp(response.headers["Content-Security-Policy"])
         allowed = [v[len("'nonce-") : -1] for v in csp["script-src"] if v.startswith("'nonce-")]
-        for tag in re.findall(r"<script\b[^>]*>", html):
+        for tag in re.findall(r"<(?:script|style)\b[^>]*>", html):
             if "src=" in tag or 'type="application/json"' in tag:
                 continue
             assert allowed and f'nonce="{allowed[0]}"' in tag, tag
+        assert allowed == [v[len("'nonce-") : -1] for v in csp["style-src"] if "nonce" in v]
         assert not re.search(r"\son[a-z]+\s*=", html), "inline event handler"
         nonces.append(allowed[0] if allowed else None)
     assert nonces[0] != nonces[1] or nonces[0] is None  # a new nonce per response
