@@ -18,7 +18,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     """
     from flask import Flask
 
-    from app import api, auth, db, errors, health, ogc, open311, openapi, pages, tiles
+    from app import api, auth, db, errors, headers, health, ogc, open311, openapi, pages, tiles
     from app.config import (
         PROJECT_ROOT,
         ConfigError,
@@ -51,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
                 app.config["DB_ERROR"] = str(exc)
         if url is not None:
             engine = db.make_engine(url, tz=settings.tz)
+    headers.init_app(app, settings.basemap_url)  # first: its hook runs after the others
     db.init_app(app, engine)
     errors.register(app)
     app.register_blueprint(health.bp)

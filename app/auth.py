@@ -27,7 +27,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import (
@@ -47,7 +47,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.security import _hash_internal, generate_password_hash
 
-from app import db
+from app import capabilities, db
 from app.config import Settings
 from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
 from layers.accounts import ROLES, audit_log
@@ -59,35 +59,10 @@ MAX_NAME = 200  # a longer user name is cut before it is looked up or counted
 # The method of `hash_password`: an unknown name's decoy is hashed the same way.
 DECOY_METHOD = "scrypt"
 
-PUBLIC_ENDPOINTS = {"health.healthz", "auth.login", "static"}
-# Layers each role may read; None: every layer.
-ROLE_LAYERS: dict[str, set[str] | None] = {
-    "district": None,
-    "commander": None,
-    "analyst": None,
-    "planner": {
-        "streets",
-        "communities",
-        "grids",
-        "lanes",
-        "service_halls",
-        "relocation_targets",
-        "renovation_projects",
-    },
-    "clerk": {"streets", "communities", "grids", "lanes", "service_halls"},
-}
 PAGE_BLUEPRINTS = {"pages", "auth"}
 # GeoReport clients send their token as an `api_key` parameter: the same as a bearer token.
 API_KEY = "api_key"
 API_KEY_BLUEPRINTS = {"open311"}
-# Endpoints that show service requests without naming a layer in their URL.
-REQUEST_ENDPOINTS = {
-    "api.streets",
-    "api.command_summary",
-    "api.latest",
-    "pages.overview",
-    "pages.command",
-}
 
 
 @dataclass(frozen=True)
@@ -104,8 +79,7 @@ class Principal:
         return self.street_code if self.role == "commander" and self.street_code else "*"
 
     def may_read(self, layer: str) -> bool:
-        allowed = ROLE_LAYERS.get(self.role)
-        return allowed is None or layer in allowed
+        return capabilities.may_read(self.role, layer)
 
 
 def hash_password(password: str) -> str:
@@ -277,7 +251,13 @@ def _identify() -> Principal | None:
 
 
 def _load() -> Any:
-    if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+    if request.endpoint is None:  # no such URL: its error page still says who is logged in
+        if session.get(SESSION_KEY) is not None and "Authorization" not in request.headers:
+            g.principal = _identify()
+            if g.principal is not None:
+                db.scope(g.principal.zone)
+        return None
+    if capabilities.is_public(request.endpoint):
         return None
     principal = _identify()
     if principal is None:
@@ -285,22 +265,9 @@ def _load() -> Any:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         raise Unauthorized("请先登录 authentication required")
     g.principal = principal
-    db.scope(principal.zone)  # a token use is already logged (`_TOKEN_USE`)
-    layer = (request.view_args or {}).get("layer")
-    if isinstance(layer, str):
-        require_layer(layer)
-    elif request.endpoint in REQUEST_ENDPOINTS:
-        require_layer("service_requests")
+    db.scope(principal.zone)  # a token use is already logged (`auth_token_use`)
+    capabilities.check(principal.role, request.endpoint, request.view_args or {})
     return None
-
-
-def _safe_next(target: str | None) -> str:
-    if not target:
-        return url_for("pages.overview")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/"):
-        return url_for("pages.overview")
-    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -338,10 +305,8 @@ def login() -> Response | str:
             session.clear()
             session[SESSION_KEY] = sid
             session.permanent = True
-            target = request.args.get("next")
-            if row.role == "commander" and not target:
-                target = url_for("pages.command", street_code=row.street_code)
-            return redirect(_safe_next(target))  # type: ignore[return-value]
+            target = capabilities.after_login(row.role, row.street_code, request.args.get("next"))
+            return redirect(target)  # type: ignore[return-value]
         error = "用户名或密码错误"
     return render_template("login.html", error=error)
 

@@ -947,7 +947,7 @@ _BASE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title>
-<style>
+<style nonce="{{ csp_nonce() }}">
 body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;font-size:14px}
 td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from app import auth, db
+from app import auth, capabilities, db
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from app.ogc import bbox_condition, check_params, local_zone, parse_instant, single
@@ -67,7 +67,6 @@ CONTACT_LIMITS = {
     "account_id": 200,
     "media_url": 2000,
 }
-WRITE_ROLES = {"district", "clerk", "commander"}
 INSUFFICIENT_PRIVILEGE = "42501"  # SQLSTATE of a row-level security WITH CHECK refusal
 CODE_LENGTHS = {"street": 9, "community": 12, "grid": 15}
 # Query parameters, declared once: checked here, documented in /api/openapi.json.
@@ -428,7 +427,7 @@ def _writer() -> auth.Principal:
         raise Unauthorized(
             "提交诉求需要 api_key 或 Bearer 令牌 a POST needs an api_key or a bearer token"
         )
-    if principal.role not in WRITE_ROLES:
+    if not capabilities.may(principal.role, capabilities.INTAKE):
         raise Forbidden(f"该角色不能提交诉求 role {principal.role!r} may not file requests")
     return principal
 

@@ -10,6 +10,8 @@ ones are refused, and runs schemathesis over the whole document.
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +71,249 @@ ERROR_SCHEMA = {
         "message": {"type": "string", "description": "中文与英文说明，指明错误的取值"},
     },
 }
+
+
+# --- what a successful answer holds: checked by schemathesis (tests/app/test_openapi.py) ---
+
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": "number", "nullable": True}
+_COUNT = {"type": "integer", "minimum": 0}
+# Row data of a street outside the caller's zone (open, overdue): null.
+_ZONE_COUNT = {
+    "type": "integer",
+    "minimum": 0,
+    "nullable": True,
+    "description": "辖区外为空 null outside the caller's zone",
+}
+_TEXT = {"type": "string"}
+_TEXT_OR_NULL = {"type": "string", "nullable": True}
+_DATE = {"type": "string", "format": "date"}
+_MONTH = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}
+_STREET_CODE = {"type": "string", "pattern": "^[0-9]{9}$"}
+_RATES = {
+    "response_rate": _NUM_OR_NULL,
+    "resolution_rate": _NUM_OR_NULL,
+    "satisfaction_rate": _NUM_OR_NULL,
+    "composite": _NUM_OR_NULL,
+}
+
+
+def _object(required: Sequence[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": properties}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+_LINK = _object(["href", "rel"], href=_TEXT, rel=_TEXT, type=_TEXT, title=_TEXT)
+_SCORECARD = _object(
+    ["code", "name", "requests", "open", "overdue", "callbacks", *_RATES],
+    code=_STREET_CODE,
+    name=_TEXT,
+    rank={"type": "integer", "minimum": 1, "nullable": True},
+    area_km2=_NUM_OR_NULL,
+    requests=_COUNT,
+    open=_ZONE_COUNT,
+    overdue=_ZONE_COUNT,
+    callbacks=_COUNT,
+    **_RATES,
+)
+RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Geometry": _object(["type"], type=_TEXT, coordinates={"type": "array"}),
+    "Feature": _object(
+        ["type", "geometry", "properties"],
+        type={"type": "string", "enum": ["Feature"]},
+        geometry={**_ref("Geometry"), "nullable": True},
+        properties={"type": "object", "nullable": True},
+    ),
+    "FeatureCollection": _object(
+        ["type", "features"],
+        type={"type": "string", "enum": ["FeatureCollection"]},
+        features=_list(_ref("Feature")),
+    ),
+    "Heat": _object(
+        ["layer", "level", "since", "until", "total", "max", "unplaced", "items"],
+        layer=_TEXT,
+        level={"type": "string", "enum": ["street", "community", "grid", "cell"]},
+        since=_DATE,
+        until=_DATE,
+        category=_TEXT_OR_NULL,
+        street={**_STREET_CODE, "nullable": True},
+        total=_COUNT,
+        max=_COUNT,
+        unplaced=_COUNT,
+        items=_list(_object(["code", "n", "lng", "lat"], code=_TEXT, n=_COUNT, lng=_NUM, lat=_NUM)),
+    ),
+    "Streets": _object(
+        ["month", "weights", "k", "district", "streets"],
+        month=_MONTH,
+        k=_NUM,
+        weights=_object(
+            ["response_rate", "resolution_rate", "satisfaction_rate"],
+            response_rate=_NUM,
+            resolution_rate=_NUM,
+            satisfaction_rate=_NUM,
+        ),
+        district=_object(
+            ["requests", "open", "overdue"],
+            requests=_COUNT,
+            open=_ZONE_COUNT,
+            overdue=_ZONE_COUNT,
+        ),
+        streets=_list(_SCORECARD),
+    ),
+    "CommandSummary": _object(
+        ["street", "month", "new_today", "open", "overdue", "rates", "top_categories", "hot_grids"],
+        street=_object(["code", "name"], code=_STREET_CODE, name=_TEXT),
+        month=_MONTH,
+        new_today=_COUNT,
+        open=_COUNT,
+        overdue=_COUNT,
+        rank={"type": "integer", "minimum": 1, "nullable": True},
+        rates=_object(["month", "last_month", "change"]),
+        top_categories=_list(_object(["category", "n"], category=_TEXT, n=_COUNT)),
+        hot_grids=_list(
+            _object(
+                ["code", "n", "bbox"],
+                code=_TEXT,
+                n=_COUNT,
+                bbox={**_list(_NUM), "minItems": 4, "maxItems": 4},
+            )
+        ),
+        categories=_list(_TEXT),
+        service_hall={"type": "object", "nullable": True},
+    ),
+    "Planner": _object(
+        ["as_of", "projects", "targets"],
+        as_of=_DATE,
+        kind=_TEXT_OR_NULL,
+        street={**_STREET_CODE, "nullable": True},
+        projects=_ref("FeatureCollection"),
+        targets=_ref("FeatureCollection"),
+    ),
+    "Layers": _object(
+        ["layers"],
+        layers=_list(
+            _object(
+                ["name", "title", "kind", "geometry_type", "fields", "parameters", "links"],
+                name=_TEXT,
+                title=_TEXT,
+                kind={"type": "string", "enum": ["admin", "event"]},
+                fields=_list(
+                    _object(
+                        ["name", "label", "type", "filterable"],
+                        name=_TEXT,
+                        label=_TEXT,
+                        type=_TEXT,
+                        filterable={"type": "boolean"},
+                    )
+                ),
+                parameters=_list(_TEXT),
+                links=_object(["geojson", "csv"], geojson=_TEXT, csv=_TEXT),
+            )
+        ),
+    ),
+    "TileJSON": _object(
+        ["tilejson", "tiles", "vector_layers"],
+        tilejson=_TEXT,
+        tiles={**_list(_TEXT), "minItems": 1},
+        vector_layers=_list(_object(["id", "fields"], id=_TEXT, fields={"type": "object"})),
+    ),
+    "OpenAPI": _object(["openapi", "info", "paths"], openapi=_TEXT, paths={"type": "object"}),
+    "Health": _object(["status"], status=_TEXT, database=_TEXT),
+    "OgcLanding": _object(["links"], title=_TEXT, links=_list(_LINK)),
+    "OgcConformance": _object(["conformsTo"], conformsTo={**_list(_TEXT), "minItems": 1}),
+    "OgcCollections": _object(
+        ["collections"], collections=_list(_object(["id", "links"], id=_TEXT, links=_list(_LINK)))
+    ),
+    "OgcCollection": _object(["id", "links"], id=_TEXT, title=_TEXT, links=_list(_LINK)),
+    "Services": _list(
+        _object(
+            ["service_code", "service_name", "metadata", "type"],
+            service_code=_TEXT,
+            service_name=_TEXT,
+            metadata={"type": "boolean"},
+            type=_TEXT,
+        )
+    ),
+    "ServiceDefinition": _object(
+        ["service_code", "attributes"], service_code=_TEXT, attributes={"type": "array"}
+    ),
+    "ServiceRequests": _list(
+        _object(
+            ["service_request_id", "status", "service_code", "requested_datetime"],
+            service_request_id={"type": "integer"},
+            status={"type": "string", "enum": ["open", "closed"]},
+            service_code=_TEXT,
+            requested_datetime=_TEXT,
+            lat=_NUM_OR_NULL,
+            long=_NUM_OR_NULL,
+        )
+    ),
+    "ServiceRequestFiled": {
+        **_list(_object(["service_request_id"], service_request_id={"type": "integer"})),
+        "minItems": 1,
+        "maxItems": 1,
+    },
+}
+# (path, method, media type) of a 200 → the schema its body follows; `{layer}` and
+# `{collection}` stand for any layer or OGC collection.
+BODIES: dict[tuple[str, str, str], str] = {
+    ("/api/heat/{layer}", "get", JSON): "Heat",
+    ("/api/streets", "get", JSON): "Streets",
+    ("/api/command/{street_code}/summary", "get", JSON): "CommandSummary",
+    ("/api/command/{street_code}/latest", "get", GEOJSON): "FeatureCollection",
+    ("/api/planner", "get", JSON): "Planner",
+    ("/api/layers", "get", JSON): "Layers",
+    ("/api/layers/{layer}/geojson", "get", GEOJSON): "FeatureCollection",
+    ("/api/layers/*/features", "get", GEOJSON): "FeatureCollection",
+    ("/api/openapi.json", "get", JSON): "OpenAPI",
+    ("/healthz", "get", JSON): "Health",
+    ("/tiles/*.json", "get", JSON): "TileJSON",
+    ("/ogc/", "get", JSON): "OgcLanding",
+    ("/ogc/conformance", "get", JSON): "OgcConformance",
+    ("/ogc/collections", "get", JSON): "OgcCollections",
+    ("/ogc/collections/*", "get", JSON): "OgcCollection",
+    ("/ogc/collections/*/items", "get", GEOJSON): "FeatureCollection",
+    ("/ogc/collections/*/items/{featureId}", "get", GEOJSON): "Feature",
+    ("/open311/v2/services.json", "get", JSON): "Services",
+    ("/open311/v2/services/{service_code}.json", "get", JSON): "ServiceDefinition",
+    ("/open311/v2/requests.json", "get", JSON): "ServiceRequests",
+    ("/open311/v2/requests.json", "post", JSON): "ServiceRequestFiled",
+    ("/open311/v2/requests/{service_request_id}.json", "get", JSON): "ServiceRequests",
+}
+
+
+def _body_schema(path: str, method: str, media: str) -> str | None:
+    for (pattern, m, t), name in BODIES.items():
+        if m == method and t == media and fnmatch.fnmatchcase(path, pattern):
+            if "*" in pattern and pattern.count("/") != path.count("/"):
+                continue  # `*` stands for one path segment
+            return name
+    return None
+
+
+def _with_body_schemas(paths: dict[str, Any]) -> dict[str, Any]:
+    """Give each documented 200 answer the schema of its body (BODIES)."""
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            if "200" not in op.get("responses", {}):
+                continue
+            answer = copy.deepcopy(op["responses"]["200"])  # contributors share these dicts
+            for media in answer.get("content", {}):
+                name = _body_schema(path, method, media)
+                if name is not None:
+                    answer["content"][media] = {**answer["content"][media], "schema": _ref(name)}
+            op["responses"] = {**op["responses"], "200": answer}
+    return paths
+
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 
 def errors(*codes: int) -> dict[str, Any]:
@@ -135,6 +380,7 @@ def document() -> dict[str, Any]:
     for fn in _CONTRIBUTORS:
         for path, ops in fn().items():
             paths.setdefault(path, {}).update(ops)
+    _with_body_schemas(paths)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -163,7 +409,7 @@ def document() -> dict[str, Any]:
                     "description": "登录页 /login 的会话 the login form's session cookie",
                 },
             },
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, **RESPONSE_SCHEMAS},
         },
         "tags": [
             {"name": "api", "description": "地图页面与分析接口 map and analysis APIs"},
@@ -287,6 +533,26 @@ def _tile_paths() -> dict[str, dict[str, Any]]:
     return paths
 
 
+def page_operation(summary: str, params: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A page: HTML, its errors too (in Chinese, with a way back) unless the caller asks for
+    JSON; anonymous: to the login."""
+    text = {
+        "302": "未登录，转到登录页 not logged in: to the login form",
+        "403": "该角色无权打开此页 the role may not open this page",
+        "404": "不存在 not found",
+    }
+    op = operation(summary, "pages", params, ok(HTML))
+    op["responses"] = {
+        "200": op["responses"]["200"],
+        **{
+            code: {"description": t, "content": {HTML: {}, JSON: {"schema": ERROR_REF}}}
+            for code, t in text.items()
+        },
+    }
+    op["responses"]["302"].pop("content")
+    return op
+
+
 @contribute
 def _page_paths() -> dict[str, dict[str, Any]]:
     street = path_param(
@@ -308,13 +574,20 @@ def _page_paths() -> dict[str, dict[str, Any]]:
             }
         },
     }
+    run = path_param(
+        "run_id", "导入编号 ETL run id", {"type": "integer", "minimum": 0, "maximum": 2147483647}
+    )
     login_ok = {**ok(HTML), "302": {"description": "已登录，转到首页 logged in: redirect"}}
     return {
-        "/": {"get": operation("全区概览页 district overview page", "pages", (), ok(HTML))},
+        "/": {"get": page_operation("全区概览页 district overview page")},
         "/command/{street_code}": {
-            "get": operation("战区指挥页 a commander's page", "pages", [street], ok(HTML))
+            "get": page_operation("战区指挥页 a commander's page", [street])
         },
-        "/planner": {"get": operation("规划页 planner's page", "pages", (), ok(HTML))},
+        "/planner": {"get": page_operation("规划页 planner's page")},
+        "/imports": {"get": page_operation("数据导入页：最近的导入 the latest ETL runs")},
+        "/imports/{run_id}": {
+            "get": page_operation("一次导入及其拒收的行 one ETL run and its rejects", [run])
+        },
         "/login": {
             "get": operation("登录页 login form", "pages", (), ok(HTML), public=True),
             "post": operation(

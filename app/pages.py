@@ -1,30 +1,41 @@
-"""The pages: district overview, a commander's view of one street, the planners' overlay.
+"""The pages: district overview, a commander's view of one street, the planners' overlay,
+the clerk's load reports.
 
 folium builds each map (Leaflet, controls, plugins, all served from /static); the data comes
 from the JSON APIs, which aggregate in PostGIS, so a page never carries raw points in bulk.
+Which role opens which page is app.capabilities' table; every page shows who is logged in,
+the pages they may open, and a logout button. No value reaches a page unescaped: Jinja
+escapes what the server renders, and blockdata.js escapes (or sets as text) what it draws.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import folium
 import folium.plugins
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, render_template, url_for
+from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 
-from app import db
+from app import auth, capabilities, db
 from app.config import Settings
 from app.errors import NotFound
+from app.headers import csp_nonce
 from app.offline import assert_offline
-from layers import LAYERS, get_layer
+from layers import LAYERS, etl_rejects, etl_runs, get_layer
 
 bp = Blueprint("pages", __name__)
 
 CENTER = (39.912, 116.366)  # Xicheng; the map fits the data once loaded
 LIVE_SECONDS = 15
+RUNS_SHOWN = 50
+RUN_STATUS = {"succeeded": "成功", "failed": "失败", "running": "进行中"}
+REJECTS_SHOWN = 500
+_INLINE = re.compile(r"<(script|style)(?=[\s>])")
 
 
 def _settings() -> Settings:
@@ -57,6 +68,12 @@ def _map(height: str = "100%") -> folium.Map:
     return fmap
 
 
+def _nonced(html: str) -> str:
+    """folium's inline <script> and <style> blocks, marked with the response's CSP nonce (its
+    output holds no user data: names and figures come from the APIs, drawn by blockdata.js)."""
+    return _INLINE.sub(lambda m: f'<{m[1]} nonce="{csp_nonce()}"', html)
+
+
 def _parts(fmap: folium.Map) -> dict[str, str]:
     """The map's header (assets), body and script, to place in our own template."""
     root: Any = fmap.get_root()
@@ -64,14 +81,13 @@ def _parts(fmap: folium.Map) -> dict[str, str]:
     parts = {
         "map_header": root.header.render(),
         "map_html": root.html.render(),
-        "map_script": root.script.render(),
-        "map_name": fmap.get_name(),
+        "map_script": "<script>" + root.script.render() + "</script>",
     }
     basemap = _settings().basemap_url
     allowed = [urlsplit(basemap).hostname or ""] if basemap else []
     for part in parts.values():
         assert_offline(part, allowed_hosts=allowed)
-    return parts
+    return {name: _nonced(part) for name, part in parts.items()} | {"map_name": fmap.get_name()}
 
 
 def _page(template: str, **context: Any) -> Response:
@@ -93,6 +109,8 @@ def _page(template: str, **context: Any) -> Response:
         for layer in LAYERS
     }
     config = {
+        "page": template.removesuffix(".html"),
+        "map": context["map_name"],
         "layers": layers,
         "basemapCrs": settings.basemap_crs,
         "liveSeconds": LIVE_SECONDS,
@@ -100,12 +118,88 @@ def _page(template: str, **context: Any) -> Response:
         # server's or the browser's own clock and zone.
         "today": settings.today().isoformat(),
         "tz": settings.tz,
+        "mayOpen": {p: capabilities.may_open(_role(), p) for p in capabilities.PAGES},
         **context.pop("config", {}),
     }
-    html = render_template(template, config_json=json.dumps(config, ensure_ascii=False), **context)
-    response = Response(html, mimetype="text/html")
+    return _html(render_template(template, config=config, **context))
+
+
+def _html(text: str) -> Response:
+    response = Response(text, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _role() -> str:
+    principal = auth.current()
+    return principal.role if principal else ""
+
+
+@dataclass(frozen=True)
+class NavLink:
+    page: str
+    title: str
+    url: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class Me:
+    """Who is logged in, as every page's header shows it."""
+
+    name: str
+    role: str
+    street: str | None
+    nav: list[NavLink]
+    home: str
+    home_title: str
+
+
+def _street_name(code: str) -> str:
+    """The street's name, or its code when the database cannot say (an error page)."""
+    streets = get_layer("streets").table
+    try:
+        with db.connection().begin_nested():
+            name = (
+                db.connection()
+                .execute(sa.select(streets.c.name).where(streets.c.code == code))
+                .scalar()
+            )
+    except Exception:  # an error page for a failed database still renders
+        return code
+    return str(name) if name else code
+
+
+def whoami() -> Me | None:
+    """The logged-in user for the page header (None on the login page and when anonymous)."""
+    principal = auth.current()
+    if principal is None:
+        return None
+    if "whoami" in g:
+        me: Me = g.whoami
+        return me
+    street = _street_name(principal.street_code) if principal.street_code else None
+    links = capabilities.nav(principal.role, street, principal.street_code)
+    page = (request.endpoint or "").removeprefix("pages.").split("_")[0]
+    nav = [
+        NavLink(link.page, link.title, url_for(link.endpoint, **link.args), link.page == page)
+        for link in links
+    ]
+    role = capabilities.ROLES.get(principal.role)
+    g.whoami = Me(
+        name=principal.name,
+        role=role.title if role else principal.role,
+        street=street,
+        nav=nav,
+        home=nav[0].url if nav else url_for("auth.login"),
+        home_title=nav[0].title if nav else "登录页",
+    )
+    return g.whoami
+
+
+@bp.app_context_processor
+def _whoami() -> dict[str, Any]:
+    return {"whoami": whoami}
 
 
 @bp.get("/")
@@ -144,7 +238,8 @@ def command(street_code: str) -> Response:
     heat.add_to(fmap)
     source = url_for("api.latest", street_code=street_code)
     latest = folium.plugins.Realtime(
-        # A function source, so the points are shifted like every overlay on a GCJ-02 basemap.
+        # A function source, so the points are shifted like every overlay on a GCJ-02 basemap;
+        # the tooltip is text (a DOM node), never HTML made of the request's fields.
         folium.JsCode(
             "function (success, error) { fetch(" + json.dumps(source) + ", {headers: "
             "{Accept: 'application/json'}}).then((r) => r.ok ? r.json() : Promise.reject(r.status))"
@@ -157,7 +252,8 @@ def command(street_code: str) -> Response:
         point_to_layer=folium.JsCode(
             "(f, latlng) => L.circleMarker(latlng, {radius: 6, color: '#b71c1c',"
             " weight: 2, fillColor: '#ff5252', fillOpacity: 0.9})"
-            ".bindTooltip(f.properties.category + ' · ' + f.properties.status)"
+            ".bindTooltip(() => { const t = document.createElement('span');"
+            " t.textContent = f.properties.category + ' · ' + f.properties.status; return t; })"
         ),
         name="最新诉求 (实时)",
     )
@@ -181,3 +277,71 @@ def planner() -> Response:
     """规划视图: renovation and relocation progress, as of any date."""
     fmap = _map()
     return _page("planner.html", title="整治与疏解进度", **_parts(fmap))
+
+
+_RUN_COLUMNS = [
+    etl_runs.c[c]
+    for c in (
+        "id",
+        "layer",
+        "source",
+        "file_name",
+        "status",
+        "started_at",
+        "finished_at",
+        "read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "rejected",
+        "error",
+    )
+]
+
+
+@bp.get("/imports")
+def imports() -> Response:
+    """数据导入: the latest ETL runs with their counts, for the clerk who loads the extracts."""
+    runs = (
+        db.connection()
+        .execute(sa.select(*_RUN_COLUMNS).order_by(etl_runs.c.id.desc()).limit(RUNS_SHOWN))
+        .all()
+    )
+    titles = {layer.name: layer.title for layer in LAYERS}
+    return _html(
+        render_template(
+            "imports.html",
+            title="数据导入",
+            runs=runs,
+            titles=titles,
+            statuses=RUN_STATUS,
+            shown=RUNS_SHOWN,
+        )
+    )
+
+
+@bp.get("/imports/<int(max=2147483647):run_id>")  # etl_runs.id is an integer
+def imports_run(run_id: int) -> Response:
+    """One ETL run: its counts and the rows it rejected, each with its reason."""
+    conn = db.connection()
+    run = conn.execute(sa.select(*_RUN_COLUMNS).where(etl_runs.c.id == run_id)).first()
+    if run is None:
+        raise NotFound(f"没有这次导入 no such ETL run: {run_id}", run=run_id)
+    rejects = conn.execute(
+        sa.select(etl_rejects)
+        .where(etl_rejects.c.run_id == run_id)
+        .order_by(etl_rejects.c.row_number)
+        .limit(REJECTS_SHOWN)
+    ).all()
+    titles = {layer.name: layer.title for layer in LAYERS}
+    return _html(
+        render_template(
+            "imports_run.html",
+            title=f"导入记录 #{run_id}",
+            run=run,
+            rejects=rejects,
+            titles=titles,
+            statuses=RUN_STATUS,
+            shown=REJECTS_SHOWN,
+        )
+    )

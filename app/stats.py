@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +223,8 @@ def _month_label(month: dt.date) -> str:
 
 
 def _streets(conn: sa.Connection) -> list[dict[str, Any]]:
-    """The streets with their area (km², from the geometry when the file gave none)."""
+    """The streets the caller may see, with their area (km², from the geometry when the file
+    gave none)."""
     t = get_layer("streets").table
     area = sa.func.coalesce(t.c.area_km2, sa.func.ST_Area(sa.cast(t.c.geom, Geography())) / 1e6)
     rows = conn.execute(
@@ -232,15 +233,31 @@ def _streets(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-def _ranked_codes(conn: sa.Connection, streets: list[dict[str, Any]]) -> list[str]:
-    """The streets the scorecard ranks: every street of the public scorecard and every street
-    the caller may see (a street without a request there has none this month either, and is
-    ranked after every street that has, as from the streets table)."""
+# Every street's code, name and area, in every zone (migration 0012): the public part of
+# the scorecard. Not in the metadata: a view, not a table.
+street_directory = sa.table(
+    "street_directory",
+    sa.column("code", sa.String),
+    sa.column("name", sa.Text),
+    sa.column("area_km2", sa.Float),
+)
+
+
+def _directory(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+    d = street_directory
+    rows = conn.execute(sa.select(d.c.code, d.c.name, d.c.area_km2).order_by(d.c.code))
+    return {code: {"name": name, "area_km2": area} for code, name, area in rows}
+
+
+def _ranked_codes(conn: sa.Connection, streets: Iterable[str]) -> list[str]:
+    """The streets the scorecard ranks: every street of the public scorecard and every
+    street of the directory (a street without a request there has none this month either,
+    and is ranked after every street that has)."""
     t = request_street_daily
     public = conn.execute(
         sa.select(t.c.street_code).where(t.c.street_code.is_not(None)).distinct()
     ).scalars()
-    return sorted({*public, *(s["code"] for s in streets)})
+    return sorted({*public, *streets})
 
 
 def _street_month(conn: sa.Connection, month: dt.date) -> dict[str | None, dict[str, int]]:
@@ -328,26 +345,29 @@ def streets_overview(
     """The district overview: each street's load, open and overdue requests, three rates,
     composite and rank for `month`, its rank the month before, and the district totals.
 
-    The scorecard part is district-wide for every caller; names, areas, open and overdue are
-    given for the streets the caller may see, null for the others — and in the district
-    totals null unless the caller sees the `whole` district (see the module doc).
+    The scorecard part — each street's name, area, volume, rates, composite and rank — is
+    district-wide for every caller (`street_directory` and the per-street aggregates are
+    public); open and overdue are row data: given for the streets the caller may see, null
+    for the others, and in the district totals null unless the caller sees the `whole`
+    district (see the module doc).
     """
-    visible = {s["code"]: s for s in _streets(conn)}
-    codes = _ranked_codes(conn, list(visible.values()))
+    directory = _directory(conn)
+    visible = {s["code"] for s in _streets(conn)}
+    codes = _ranked_codes(conn, directory)
     last = previous_month(month)
     this_cards, district = _scorecards(conn, month, codes, config)
     last_cards, _ = _scorecards(conn, last, codes, config)
     open_counts = _open_counts(conn, now)
     rows = []
     for code in codes:
-        street = visible.get(code)
+        public = directory.get(code, {})
         card = this_cards[code]
-        n_open, n_overdue = open_counts.get(code, (0, 0)) if street else (None, None)
-        area = street["area_km2"] if street else None
+        n_open, n_overdue = open_counts.get(code, (0, 0)) if code in visible else (None, None)
+        area = public.get("area_km2")
         rows.append(
             {
                 "code": code,
-                "name": street["name"] if street else None,
+                "name": public.get("name"),
                 "area_km2": None if area is None else round(area, 2),
                 "open": n_open,
                 "overdue": n_overdue,
@@ -358,7 +378,7 @@ def streets_overview(
             }
         )
     rows.sort(key=lambda row: (row["rank"], row["code"]))
-    area_total = sum(s["area_km2"] or 0 for s in visible.values()) if whole else None
+    area_total = sum(s["area_km2"] or 0 for s in directory.values())
     return {
         "month": _month_label(month),
         "last_month": _month_label(last),
@@ -478,7 +498,7 @@ def command_summary(
     every street of the district, whoever asks."""
     streets = _streets(conn)
     info = next(s for s in streets if s["code"] == street)
-    codes = _ranked_codes(conn, streets)
+    codes = _ranked_codes(conn, _directory(conn))
     last = previous_month(month)
     this_card = _scorecards(conn, month, codes, config)[0][street]
     last_card = _scorecards(conn, last, codes, config)[0][street]

@@ -109,13 +109,11 @@ def export_cmd(
                 ).first()
                 if row is None:
                     raise click.BadParameter(f"no such active user: {as_user!r}", param_hint="--as")
-                from app.auth import ROLE_LAYERS
+                from app import capabilities
 
-                allowed = ROLE_LAYERS.get(row.role)
-                if allowed is not None and source.name not in allowed:
-                    raise click.ClickException(
-                        f"无权访问 {as_user} ({row.role}) may not read {layer}"
-                    )
+                reason = capabilities.refusal(row.role, "api.features", {"layer": source.name})
+                if reason is not None:
+                    raise click.ClickException(f"{as_user} ({row.role}): {reason}")
                 zone = row.street_code if row.role == "commander" and row.street_code else "*"
                 who, role = as_user, row.role
             try:

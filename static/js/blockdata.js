@@ -1,8 +1,12 @@
-/* Blockdata pages: layers, panels and live updates on top of the folium map (window.BD.map).
- * All data comes from the JSON APIs; nothing is loaded from outside this server. */
+/* Blockdata pages: layers, panels and live updates on top of the folium map.
+ * All data comes from the JSON APIs; nothing is loaded from outside this server.
+ * The page's settings arrive as JSON in #bd-config (no inline script: the CSP forbids it).
+ * Every value from the APIs goes into the page as text (textContent) or through BD.esc. */
 (function () {
   "use strict";
-  const BD = window.BD;
+  const BD = Object.assign(window.BD || {}, JSON.parse(document.getElementById("bd-config").textContent));
+  window.BD = BD;
+  BD.map = window[BD.map];
   const map = BD.map;
   const $ = (id) => document.getElementById(id);
   const overlays = {};
@@ -40,8 +44,11 @@
     const arrow = v > 0 ? "↑" : v < 0 ? "↓" : "→";
     return `<span class="${v > 0 ? "bd-up" : v < 0 ? "bd-down" : ""}" title="较上月名次变化">${arrow}${Math.abs(v)}</span>`;
   };
+  /* The one escape for every string put into HTML (tooltips, popups, tables, lists). */
   const esc = (s) =>
-    String(s === null || s === undefined ? "—" : s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+    String(s === null || s === undefined ? "—" : s).replace(/[&<>"'`]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;", "`": "&#96;" })[c]);
+  BD.esc = esc;
+  const commandUrl = (code) => "/command/" + encodeURIComponent(code);
   /* Calendar days n before BD.today (the district's local date, from the server's clock):
    * pure date arithmetic in UTC, so that the browser's own clock and time zone play no part
    * (local midnight east of UTC is the previous day in toISOString). */
@@ -119,7 +126,7 @@
       pointToLayer: (f, latlng) => L.circleMarker(latlng, styleFor(layerName, f.properties)),
       onEachFeature: (f, l) => {
         l.bindPopup(popup(layerName, f.properties));
-        if (options.tooltip) l.bindTooltip(options.tooltip(f.properties));
+        if (options.tooltip) l.bindTooltip(esc(options.tooltip(f.properties)));
         if (options.each) options.each(f, l);
       },
     });
@@ -129,9 +136,8 @@
     const control = L.control({ position: "bottomleft" });
     control.onAdd = function () {
       const div = L.DomUtil.create("div", "bd-legend");
-      div.innerHTML =
-        `<b>${esc(title)}</b>` +
-        items.map((i) => `<div><i style="background:${i.color}"></i>${esc(i.label)}</div>`).join("");
+      div.innerHTML = `<b>${esc(title)}</b>` + items.map((i) => `<div><i></i>${esc(i.label)}</div>`).join("");
+      div.querySelectorAll("i").forEach((swatch, n) => (swatch.style.background = items[n].color));
       return div;
     };
     control.addTo(map);
@@ -155,8 +161,8 @@
     let chorolegend = null;
     const shapes = geoLayer("streets", streets, {
       each: (f, l) => {
-        l.bindTooltip(f.properties.name, { permanent: true, direction: "center", className: "bd-street-label" });
-        l.on("click", () => (window.location.href = "/command/" + f.properties.code));
+        l.bindTooltip(esc(f.properties.name), { permanent: true, direction: "center", className: "bd-street-label" });
+        if (BD.mayOpen.command) l.on("click", () => (window.location.href = commandUrl(f.properties.code)));
       },
     });
     addOverlay("街道", shapes);
@@ -192,7 +198,10 @@
         .sort((a, b) => (a.rank || 99) - (b.rank || 99))
         .map(
           (s) =>
-            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td><td><a href="/command/${esc(s.code)}">${esc((s.name || s.code).replace(/街道$/, ""))}</a></td>` +
+            `<tr data-code="${esc(s.code)}"><td>${esc(s.rank)}</td>` +
+            (BD.mayOpen.command
+              ? `<td><a href="${esc(commandUrl(s.code))}">${esc((s.name || s.code).replace(/街道$/, ""))}</a></td>`
+              : `<td>${esc((s.name || s.code).replace(/街道$/, ""))}</td>`) +
             `<td>${pct(s.response_rate)}</td><td>${pct(s.resolution_rate)}</td><td>${pct(s.satisfaction_rate)}</td>` +
             `<td>${score(s.composite)}</td><td>${num(s.requests)}</td><td>${rankChange(s.rank_change)}</td></tr>`
         )
@@ -306,7 +315,7 @@
       $("bd-resolution-change").innerHTML = change(c.resolution_rate, 100);
       $("bd-satisfaction-change").innerHTML = change(c.satisfaction_rate, 100);
       $("bd-score-change").innerHTML = change(c.composite);
-      $("bd-rank").innerHTML = data.rank ? `全区第 ${data.rank} 名 ${rankChange(c.rank)}` : "";
+      $("bd-rank").innerHTML = data.rank ? `全区第 ${esc(data.rank)} 名 ${rankChange(c.rank)}` : "";
       $("bd-top-categories").innerHTML = (data.top_categories || [])
         .map((t) => `<li><span>${esc(t.category)}</span><b>${num(t.n)}</b></li>`)
         .join("");
@@ -440,4 +449,7 @@
     [asof, kind, streetSel].forEach((el) => el.addEventListener("change", load));
     await load();
   };
+
+  const pages = { overview: BD.overview, command: BD.command, planner: BD.planner };
+  if (pages[BD.page]) pages[BD.page]();
 })();

@@ -38,7 +38,13 @@ def test_healthz_503_json_when_database_unreachable() -> None:
         assert "Traceback" not in response.get_data(as_text=True)
 
 
-def test_unknown_path_is_json_404(client) -> None:
-    response = client.get("/no/such/page")
-    assert response.status_code == 404
-    assert response.get_json()["error"] == "not_found"
+def test_unknown_path_is_a_chinese_page_or_json_404(client) -> None:
+    page = client.get("/no/such/page")  # a browser's: a page in Chinese with a way back
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "页面不存在" in page.get_data(as_text=True)
+    for response in (
+        client.get("/api/no/such/thing"),
+        client.get("/no/such/page", headers={"Accept": "application/json"}),
+    ):
+        assert response.status_code == 404
+        assert response.get_json()["error"] == "not_found"

@@ -3,8 +3,11 @@
 A small demo district is loaded into a database of its own (committed, as the server reads
 it through its own connections); the server runs in a thread. Every page must load with no
 console error and no failed or outside request, show the figures the database holds, and
-the command view must show a newly loaded record without a reload. Screenshots go to
-test-artifacts/.
+the command view must show a newly loaded record without a reload. Every page runs under the
+server's Content-Security-Policy: a violation (a console error, or a `securitypolicyviolation`
+event) fails the test. Each role logs in through the form, lands on a page it may open, finds
+only such pages in its navigation, gets the Chinese error page with a way back for a page it
+may not open, and logs out. Screenshots go to test-artifacts/.
 
 The server's clock is frozen (`CLOCK`, moved by each date-sensitive test) and so is the
 browser's (Playwright's `page.clock`); those tests run at several hours — 07:30 and 23:30
@@ -130,6 +133,9 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with engine.connect() as conn:
         load(conn, demo)
         add_user(conn, "district-chief", "district")
+        street = conn.exec_driver_sql("select min(code) from streets").scalar_one()
+        for role in ROLES:
+            add_user(conn, f"{role}-1", role, street if role == "commander" else None)
         conn.commit()
     app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=CLOCK))
     port = _free_port()
@@ -156,27 +162,38 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+ROLES = ("district", "commander", "analyst", "planner", "clerk")
+# Every CSP violation of a document, kept in the page (an init script runs before the page's
+# own scripts and is not subject to its CSP).
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) =>
+  window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
+"""
+
+
 @dataclass
 class Watch:
-    """What a page did: console errors, failed requests, requests to other hosts."""
+    """What a page did: console errors, failed requests, requests to other hosts, CSP
+    violations (of every document it showed)."""
 
     errors: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
+    csp: list[str] = field(default_factory=list)
     bytes: int = 0
 
 
-def _open(
-    browser: object, live: Live, path: str, moment: Moment | None = None
-) -> tuple[object, Watch]:
-    """The page, logged in; at `moment`: the browser's clock frozen at its instant and the
-    browser in its time zone."""
+def _new_page(browser: object, live: Live, moment: Moment | None = None) -> tuple[object, Watch]:
+    """A page that blocks and records requests to other hosts and records CSP violations; at
+    `moment`: the browser's clock frozen at its instant and the browser in its time zone."""
     watch = Watch()
     zone = {"timezone_id": moment.browser_tz} if moment else {}
     page = browser.new_page(viewport={"width": 1400, "height": 900}, **zone)  # type: ignore[attr-defined]
     if moment is not None:
         page.clock.set_fixed_time(moment.instant)  # type: ignore[attr-defined]
     host = urlsplit(live.url).netloc
+    page.add_init_script(CSP_LISTENER)  # type: ignore[attr-defined]
 
     def route(r):  # type: ignore[no-untyped-def]
         if urlsplit(r.request.url).netloc != host and not r.request.url.startswith("data:"):
@@ -185,11 +202,29 @@ def _open(
         return r.continue_()
 
     page.route("**/*", route)
+    return page, watch
+
+
+def _violations(page: object, watch: Watch) -> list[str]:
+    """The CSP violations of the document shown now, added to the watch's."""
+    watch.csp += page.evaluate("window.__csp || []")  # type: ignore[attr-defined]
+    return watch.csp
+
+
+def _open(
+    browser: object,
+    live: Live,
+    path: str,
+    moment: Moment | None = None,
+    user: str = "district-chief",
+) -> tuple[object, Watch]:
+    """The page, logged in as `user` (at `moment`, see `_new_page`)."""
+    page, watch = _new_page(browser, live, moment)
     # Log in through the form (the session cookie then carries every page and API call).
-    page.goto(live.url + "/login?next=" + path)
-    page.fill("input[name=name]", "district-chief")
-    page.fill("input[name=password]", "secret-password")
-    page.click("button[type=submit]")
+    page.goto(live.url + "/login?next=" + path)  # type: ignore[attr-defined]
+    page.fill("input[name=name]", user)  # type: ignore[attr-defined]
+    page.fill("input[name=password]", "secret-password")  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
     page.on("console", lambda m: m.type == "error" and watch.errors.append(m.text))
     page.on("pageerror", lambda e: watch.errors.append(str(e)))
     page.on("requestfailed", lambda r: watch.failed.append(f"{r.url} {r.failure}"))
@@ -200,14 +235,17 @@ def _open(
 
     page.on("response", count)
     page.wait_for_url(live.url + path)
-    page.wait_for_function("document.body.dataset.ready === '1'", timeout=30_000)
+    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=30_000)
     return page, watch
 
 
-def _clean(watch: Watch) -> None:
+def _clean(watch: Watch, page: object | None = None) -> None:
+    if page is not None:
+        _violations(page, watch)
     assert watch.outside == []
     assert watch.failed == []
     assert watch.errors == []
+    assert watch.csp == []
 
 
 def _shot(page: object, name: str) -> None:
@@ -268,7 +306,7 @@ def test_overview_ranks_the_streets(browser: object, live: Live) -> None:
     assert page.locator(".leaflet-control-scale").count() == 1  # type: ignore[attr-defined]
     assert page.locator(".bd-legend").count() >= 1  # type: ignore[attr-defined]
     _shot(page, "overview")
-    _clean(watch)
+    _clean(watch, page)
     page.close()  # type: ignore[attr-defined]
 
 
@@ -339,7 +377,7 @@ def test_command_view_shows_the_zone_and_its_figures(
     ]:
         assert any(title in o for o in overlays), (title, overlays)
     _shot(page, f"command-{street}")
-    _clean(watch)
+    _clean(watch, page)
     page.close()  # type: ignore[attr-defined]
 
 
@@ -398,7 +436,7 @@ def test_command_view_shows_a_newly_loaded_record_without_reload(
     )
     assert time.monotonic() - started < 60
     _shot(page, "command-live")
-    _clean(watch)
+    _clean(watch, page)
     page.close()  # type: ignore[attr-defined]
 
 
@@ -426,7 +464,7 @@ def test_planner_as_of_date(browser: object, live: Live) -> None:
     page.fill("#bd-asof", "2015-01-01")  # type: ignore[attr-defined]
     page.dispatch_event("#bd-asof", "change")  # type: ignore[attr-defined]
     page.wait_for_function(
-        "document.getElementById('bd-status').textContent.includes('2015-01-01')"
+        "() => document.getElementById('bd-status').textContent.includes('2015-01-01')"
     )  # type: ignore[attr-defined]
     done_then = page.locator("#bd-projects tbody tr", has_text="完成").count()  # type: ignore[attr-defined]
     assert done_then < done_today
@@ -451,5 +489,173 @@ def test_planner_as_of_date(browser: object, live: Live) -> None:
         schedule,
     )
     _shot(page, "planner")
-    _clean(watch)
+    _clean(watch, page)
+    page.close()  # type: ignore[attr-defined]
+
+
+# --- every page under the CSP, and every role ---------------------------------------------
+
+MAP_DRAWN = """() => {
+  let features = 0;
+  BD.map.eachLayer((l) => { if (l.feature) features += 1; });
+  const q = (s) => document.querySelectorAll(s).length;
+  return {
+    features: features,
+    canvas: q('.leaflet-overlay-pane canvas'),
+    overlays: q('.leaflet-control-layers-overlays label'),
+    scale: q('.leaflet-control-scale'),
+    fullscreen: q('.leaflet-control-zoom-fullscreen'),
+    legend: q('.bd-legend'),
+  };
+}"""
+OPEN_A_POPUP = """() => {
+  let opened = null;
+  BD.map.eachLayer((l) => { if (!opened && l.feature && l.getPopup && l.getPopup()) opened = l; });
+  opened.openPopup();
+  return document.querySelector('.leaflet-popup-content').textContent;
+}"""
+
+
+def _street_of(live: Live, user: str) -> tuple[str, str]:
+    with live.engine.connect() as conn:
+        code, name = conn.execute(
+            sa.text(
+                "select s.code, s.name from users u join streets s on s.code = u.street_code "
+                "where u.name = :u"
+            ),
+            {"u": user},
+        ).one()
+    return str(code), str(name)
+
+
+def _visit(page: object, watch: Watch, url: str) -> int:
+    """Go to `url` (after collecting the CSP violations of the page shown so far)."""
+    _violations(page, watch)
+    response = page.goto(url)  # type: ignore[attr-defined]
+    return int(response.status)
+
+
+def _ready(page: object) -> None:
+    page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=30_000)  # type: ignore[attr-defined]
+
+
+def test_every_page_runs_under_the_csp_with_its_map_drawn(browser: object, live: Live) -> None:
+    """The maps, their plugins (heat, realtime, fullscreen, layer control, scale) and the
+    panels work with no inline script but the nonce'd ones: no violation on any page."""
+    street = _street_with_most(live)
+    page, watch = _open(browser, live, "/")
+    for path in ["/", f"/command/{street}", "/planner"]:
+        assert _visit(page, watch, live.url + path) == 200, path
+        _ready(page)
+        drawn = page.evaluate(MAP_DRAWN)  # type: ignore[attr-defined]
+        assert drawn["features"] > 0 and drawn["canvas"] >= 1, (path, drawn)
+        assert drawn["overlays"] >= 1 and drawn["scale"] == 1, (path, drawn)
+        assert drawn["fullscreen"] == 1 and drawn["legend"] >= 1, (path, drawn)
+        assert page.evaluate(OPEN_A_POPUP).strip(), path  # type: ignore[attr-defined]
+        if path.startswith("/command"):
+            assert page.locator("canvas.leaflet-heatmap-layer").count() == 1  # type: ignore[attr-defined]
+            assert page.evaluate("() => !!window[BD.realtime]._container")  # type: ignore[attr-defined]
+        page.click(".leaflet-control-zoom-fullscreen")  # type: ignore[attr-defined]
+        page.wait_for_function("() => document.querySelector('.leaflet-fullscreen-on') !== null")  # type: ignore[attr-defined]
+        page.click(".leaflet-control-zoom-fullscreen")  # type: ignore[attr-defined]
+        page.wait_for_function("() => document.querySelector('.leaflet-fullscreen-on') === null")  # type: ignore[attr-defined]
+        _shot(page, "csp" + path.replace("/", "-"))
+    with live.engine.connect() as conn:
+        run = conn.exec_driver_sql("select max(run_id) from etl_rejects").scalar_one()
+    for path, status in [("/imports", 200), (f"/imports/{run}", 200), ("/nowhere", 404)]:
+        assert _visit(page, watch, live.url + path) == status, path
+        assert page.locator("#bd-me-name").inner_text() == "district-chief"  # type: ignore[attr-defined]
+        if path == f"/imports/{run}":
+            assert page.locator("#bd-rejects tbody tr").count() > 0  # type: ignore[attr-defined]
+        _shot(page, "csp" + path.replace("/", "-"))
+    # The browser reports the 404 document it was sent as a console error: that one only.
+    watch.errors = [e for e in watch.errors if "status of 404" not in e]
+    _clean(watch, page)
+    page.close()  # type: ignore[attr-defined]
+
+
+ROLE_TITLES = {
+    "district": "区级指挥中心",
+    "commander": "战区司令",
+    "analyst": "数据分析员",
+    "planner": "规划人员",
+    "clerk": "数据管理员",
+}
+# A page each role may not open (the district may open them all: it gets a missing one).
+REFUSED = {
+    "district": ("/nowhere", 404, "页面不存在"),
+    "commander": ("/", 403, "无权访问"),
+    "analyst": ("/imports", 403, "无权访问"),
+    "planner": ("/", 403, "无权访问"),
+    "clerk": ("/planner", 403, "无权访问"),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_lands_navigates_is_refused_with_a_way_back_and_logs_out(
+    browser: object, live: Live, role: str
+) -> None:
+    user = f"{role}-1"
+    page, watch = _new_page(browser, live)
+    page.on("console", lambda m: m.type == "error" and watch.errors.append(m.text))  # type: ignore[attr-defined]
+    # The server's root first, as a bookmark would: the login form, then the role's own page.
+    page.goto(live.url + "/")  # type: ignore[attr-defined]
+    assert "/login" in page.url  # type: ignore[attr-defined]
+    page.fill("input[name=name]", user)  # type: ignore[attr-defined]
+    page.fill("input[name=password]", "secret-password")  # type: ignore[attr-defined]
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.click("button[type=submit]")  # type: ignore[attr-defined]
+    street = _street_of(live, user) if role == "commander" else None
+    home = {
+        "district": "/",
+        "analyst": "/",
+        "commander": f"/command/{street[0] if street else ''}",
+        "planner": "/planner",
+        "clerk": "/imports",
+    }[role]
+    assert urlsplit(page.url).path == home  # type: ignore[attr-defined]
+    # Who am I, on every page.
+    assert page.locator("#bd-me-name").inner_text() == user  # type: ignore[attr-defined]
+    assert page.locator("#bd-me-role").inner_text() == ROLE_TITLES[role]  # type: ignore[attr-defined]
+    if street:
+        assert page.locator("#bd-me-street").inner_text() == street[1]  # type: ignore[attr-defined]
+    else:
+        assert page.locator("#bd-me-street").count() == 0  # type: ignore[attr-defined]
+    # Every navigation link opens (no 403), and it is the role's pages only.
+    links = page.eval_on_selector_all("#bd-nav a", "(as) => as.map((a) => a.getAttribute('href'))")  # type: ignore[attr-defined]
+    expected = {
+        "district": {"/", "/planner", "/imports"},
+        "analyst": {"/", "/planner"},
+        "commander": {home},
+        "planner": {"/planner"},
+        "clerk": {"/imports"},
+    }[role]
+    assert set(links) == expected
+    for link in links:
+        assert _visit(page, watch, live.url + link) == 200, link
+        if link != "/imports":
+            _ready(page)
+        assert page.locator("#bd-me-name").inner_text() == user  # type: ignore[attr-defined]
+    _shot(page, f"role-{role}")
+    # A page the role may not open: a Chinese error page, whose link leads back home.
+    path, status, heading = REFUSED[role]
+    assert _visit(page, watch, live.url + path) == status
+    assert heading in page.locator("#bd-error-title").inner_text()  # type: ignore[attr-defined]
+    assert page.evaluate("() => document.documentElement.lang") == "zh-CN"  # type: ignore[attr-defined]
+    assert page.locator("#bd-me-name").inner_text() == user  # type: ignore[attr-defined]
+    _shot(page, f"refused-{role}")
+    _violations(page, watch)
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.click("#bd-back")  # type: ignore[attr-defined]
+    assert urlsplit(page.url).path == home  # type: ignore[attr-defined]
+    # Logout ends the session: the login form, and home asks for it again.
+    _violations(page, watch)
+    with page.expect_navigation():  # type: ignore[attr-defined]
+        page.click("#bd-logout")  # type: ignore[attr-defined]
+    assert urlsplit(page.url).path == "/login"  # type: ignore[attr-defined]
+    _visit(page, watch, live.url + home)
+    assert urlsplit(page.url).path == "/login"  # type: ignore[attr-defined]
+    # The browser reports the refused document as a console error: that one only.
+    watch.errors = [e for e in watch.errors if f"status of {status}" not in e]
+    _clean(watch, page)
     page.close()  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ class Demo:
     app: Flask
     users: dict[str, int]  # "district" or a street code → user id
     streets: list[str]
+    names: dict[str, str]  # street code → name, from the rows
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,8 @@ def demo(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     with demo_database(server_url, name, tmp_path_factory.mktemp("demo"), **sizes) as url:
         engine = make_engine(url)
         with engine.begin() as conn:
-            streets = list(conn.execute(sa.text("select code from streets order by 1")).scalars())
+            names = dict(conn.execute(sa.text("select code, name from streets order by 1")).all())
+            streets = sorted(names)
             users = {"district": add_user(conn, "scorecard-district")}
             for code in streets:
                 users[code] = add_user(conn, f"scorecard-{code}", "commander", code)
@@ -56,7 +58,7 @@ def demo(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             settings=from_env().with_(clock=FrozenClock(NOW)),
         )
         try:
-            yield Demo(url, engine, app, users, streets)
+            yield Demo(url, engine, app, users, streets, names)
         finally:
             app.extensions["blockdata.engine"].dispose()
             engine.dispose()
@@ -189,12 +191,14 @@ def test_every_role_sees_the_districts_ranking_and_totals(
         assert (district["requests"], district["callbacks"]) == (total["received"], total["v"])
         assert district["composite"] == _composite(total), who
         whole = who == "district"
-        # Row data: the caller's zone only; the district's totals of it only for the district.
-        for key in ("open", "overdue", "area_km2"):
+        # Names and areas are public (the published ranking names every street); row data
+        # (open, overdue): the caller's zone only, its district totals only for the district.
+        assert district["area_km2"] == expected.district["area_km2"], who
+        for key in ("open", "overdue"):
             assert district[key] == (expected.district[key] if whole else None), (who, key)
         for code, row in rows.items():
             mine = whole or code == who
-            assert (row["name"] is not None) == mine, (who, code)
+            assert row["name"] == demo.names[code], (who, code)
             want = (expected.open.get(code, 0), expected.overdue.get(code, 0))
             assert (row["open"], row["overdue"]) == (want if mine else (None, None)), (who, code)
 
