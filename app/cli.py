@@ -266,6 +266,9 @@ def serve(host: str, port: int, threads: int, workers: int, warm: bool) -> None:
     )
 
 
+WAITRESS_WORKER = "app.serving.WaitressWorker"
+
+
 def run_server(
     factory: Callable[[], Flask],
     *,
@@ -275,21 +278,25 @@ def run_server(
     workers: int = 1,
     warm: bool = True,
     quiet: bool = False,
+    worker_class: str = WAITRESS_WORKER,
 ) -> None:
     """Serve the app `factory` builds until stopped.
 
-    One worker: waitress, `threads` threads in this process (one GIL). More: gunicorn,
-    `workers` processes of `threads` threads (gthread workers), each building its own app —
-    its own connection pool and in-memory tile cache. The tiles they build go to the
-    instance's tile directory too (`tiles.use_disk_cache`: var/tiles, bounded, kept across
-    restarts; keyed by the data version, so correct in every process and after any reload).
-    Every process starts the seeding thread (`tile_seed.start_warming`); the one holding
-    the directory's lock seeds the cache (unless not `warm`) and compacts the tiles' change
-    log every minute, the others read its files.
+    One worker: waitress, `threads` threads in this process (one GIL). More: gunicorn's
+    process management, `workers` processes each serving with waitress and `threads`
+    threads (`app.serving`; `worker_class="gthread"` gives gunicorn's own threaded worker,
+    for comparison), each building its own app — its own connection pool and in-memory tile
+    cache. waitress's I/O loop sends every response out of a buffer, so a client reading
+    slowly holds no thread. The tiles they build go to the instance's tile directory too
+    (`tiles.use_disk_cache`: var/tiles, bounded, kept across restarts; keyed by the data
+    version, so correct in every process and after any reload). Every process starts the
+    seeding thread (`tile_seed.start_warming`); the one holding the directory's lock seeds
+    the cache (unless not `warm`) and compacts the tiles' change log every minute, the others
+    read its files.
     """
     import logging
 
-    from app import tile_seed, tiles
+    from app import serving, tile_seed, tiles
 
     def prepared() -> Flask:
         app = factory()
@@ -303,7 +310,7 @@ def run_server(
         from waitress import serve as waitress_serve
 
         waitress_serve(
-            prepared(), host=host, port=port, threads=threads, ident="blockdata", _quiet=quiet
+            prepared(), host=host, port=port, _quiet=quiet, **serving.adjustments(threads)
         )
         return
 
@@ -315,7 +322,7 @@ def run_server(
                 "bind": f"{host}:{port}",
                 "workers": workers,
                 "threads": threads,
-                "worker_class": "gthread",
+                "worker_class": worker_class,
                 "loglevel": "warning" if quiet else "info",
                 "control_socket_disable": True,  # gunicorn 27's socket in ~: unused here
             }
