@@ -244,25 +244,37 @@ def layers_cmd(as_json: bool) -> None:
     "cached tiles about twice as fast as one on two cores (docs/benchmarks.md).",
 )
 @click.option(
-    "--warm/--no-warm",
-    default=True,
+    "--seed-tiles/--no-seed-tiles",
+    default=False,
     show_default=True,
-    help="Seed the tile cache in the background (zooms 10–18 over the streets): at start, "
-    "then every minute where the data changed.",
+    help="Seed the tile cache in the background (every tile of --seed-zooms over the "
+    "streets, then every minute where the data changed), at the lowest priority: after the "
+    "first request, and only while no request is being served. Off: tiles are built when "
+    "asked for, and kept in var/tiles.",
 )
-def serve(host: str, port: int, threads: int, workers: int, warm: bool) -> None:
+@click.option(
+    "--seed-zooms",
+    default="10-18",
+    show_default=True,
+    help="The zooms --seed-tiles seeds: 10-18, 12, 10,14-16.",
+)
+def serve(
+    host: str, port: int, threads: int, workers: int, seed_tiles: bool, seed_zooms: str
+) -> None:
     """Serve the map server: gunicorn with --workers N, or waitress with --workers 1."""
     from app import create_app
+    from app.commands.tiles import parse_zooms
 
     settings = _settings()
+    zooms = parse_zooms(seed_zooms)
     click.echo(f"Blockdata 地图服务 http://{host}:{port}/")
     run_server(
-        lambda: create_app(settings=settings),
+        lambda: create_app({"TILE_WARM_ZOOMS": zooms}, settings=settings),
         host=host,
         port=port,
         threads=threads,
         workers=workers,
-        warm=warm,
+        seed_tiles=seed_tiles,
     )
 
 
@@ -276,7 +288,7 @@ def run_server(
     port: int,
     threads: int,
     workers: int = 1,
-    warm: bool = True,
+    seed_tiles: bool = False,
     quiet: bool = False,
     worker_class: str = WAITRESS_WORKER,
 ) -> None:
@@ -289,10 +301,10 @@ def run_server(
     cache. waitress's I/O loop sends every response out of a buffer, so a client reading
     slowly holds no thread. The tiles they build go to the instance's tile directory too
     (`tiles.use_disk_cache`: var/tiles, bounded, kept across restarts; keyed by the data
-    version, so correct in every process and after any reload). Every process starts the
-    seeding thread (`tile_seed.start_warming`); the one holding the directory's lock seeds
-    the cache (unless not `warm`) and compacts the tiles' change log every minute, the others
-    read its files.
+    version, so correct in every process and after any reload; without it if it cannot be
+    written). Every process starts the tiles' upkeep thread (`tile_seed.start_warming`); the
+    one holding the directory's lock compacts the tiles' change log every minute and, with
+    `seed_tiles`, seeds the cache when no request is being served.
     """
     import logging
 
@@ -302,8 +314,8 @@ def run_server(
         app = factory()
         if not quiet:
             app.logger.setLevel(logging.INFO)  # the seeding's reports
-        tiles.use_disk_cache(app)
-        tile_seed.start_warming(app, seed=warm)
+        tiles.use_disk_cache(app)  # or, with a warning, none
+        tile_seed.start_warming(app, seed=seed_tiles)
         return app
 
     if workers <= 1:

@@ -138,7 +138,7 @@ def serve_main(
         port=port,
         threads=threads,
         workers=workers,
-        warm=options == "seed",
+        seed_tiles=options == "seed",
         quiet=True,
     )
 

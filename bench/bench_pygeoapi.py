@@ -216,7 +216,7 @@ def serve_ours(url: str, port: int) -> Server:
         "import os; from app import create_app; from app.cli import run_server;"
         "url = os.environ['BLOCKDATA_BENCH_URL'];"
         f"run_server(lambda: create_app({{'DATABASE_URL': url}}), host='127.0.0.1', port={port},"
-        f" threads={OURS_THREADS}, workers={OURS_WORKERS}, warm=False, quiet=True)"
+        f" threads={OURS_THREADS}, workers={OURS_WORKERS}, quiet=True)"
     )
     # The URL (and its password) through the environment, not the command line.
     return Server(

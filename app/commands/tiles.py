@@ -60,6 +60,10 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
     wanted = parse_zooms(zooms)
     app = create_app(settings=from_env())
     directory = tiles.use_disk_cache(app)
+    if directory is None:
+        raise click.ClickException(
+            "瓦片缓存目录不可用 the tile cache directory cannot be used (see the warning above)"
+        )
     lock = tile_seed.seed_lock(directory)
     if lock is None:
         raise click.ClickException(

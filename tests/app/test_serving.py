@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import http.client
+import json
 import os
 import re
 import signal
@@ -371,3 +372,136 @@ def test_slow_readers_hold_neither_threads_nor_transactions(
         assert len(answered) == 20
     finally:
         slow.close()
+
+
+# --- start-up: tiles are built when asked for; seeding is opt-in and gives way ---------------
+
+
+def _status(var: Path) -> dict[str, Any] | None:
+    """The tile upkeep thread's record of its last round (app.tile_seed.STATUS)."""
+    try:
+        status: dict[str, Any] = json.loads((var / "tiles" / "seeded.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return status
+
+
+def _wait_for_status(var: Path, done: Any, timeout: float = 600.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _status(var)
+        if status is not None and done(status):
+            return status
+        assert time.monotonic() < deadline, f"no such round of the tile upkeep: {status}"
+        time.sleep(0.5)
+
+
+def _tile_files(var: Path) -> list[Path]:
+    return [p for p in (var / "tiles").glob("??/*") if p.is_file()]
+
+
+def _tile_path(url: str, street: str) -> str:
+    values = _route_values(url, street)
+    return f"/tiles/service_requests/{values['z'][0]}/{values['x'][0]}/{values['y'][0]}.pbf"
+
+
+def test_the_server_builds_no_tile_nobody_asked_for(
+    served: Served, served_url: str, district_token: str, street: str
+) -> None:
+    for path in ORDINARY:
+        assert request(served.port, "GET", path, district_token)[0] == 200
+    first = _wait_for_status(served.var, lambda s: True)  # the upkeep thread's first round
+    assert first["built"] == 0 and first["seeding"] is False
+    assert _tile_files(served.var) == []
+    status, headers, _ = request(served.port, "GET", _tile_path(served_url, street), district_token)
+    assert status == 200 and headers["x-tile-cache"] == "built"
+    assert len(_tile_files(served.var)) == 1  # that tile, kept for the next one to ask
+
+
+def test_seeding_is_opt_in_and_done_when_no_request_is_served(
+    served_url: str, district_token: str, tmp_path: Path
+) -> None:
+    server = Served(served_url, tmp_path / "var", "--seed-tiles", "--seed-zooms", "10-11")
+    try:
+        for path in ORDINARY:
+            assert request(server.port, "GET", path, district_token)[0] == 200
+        seeded = _wait_for_status(server.var, lambda s: s.get("seeding") and s["full"])
+        assert seeded["tiles"] == seeded["built"] == len(_tile_files(server.var)) > 0
+    finally:
+        output = server.stop()
+    assert "Traceback" not in output
+
+
+def test_seeding_waits_for_a_first_answer_and_for_requests_in_flight() -> None:
+    """`Activity.pause`, the seeding's gate: shut until the app has answered, and while it
+    serves a request."""
+    from app.tile_seed import Activity
+
+    release = threading.Event()
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        release.wait()
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    activity = Activity(app, first_after=3600)
+    passed = threading.Event()
+
+    def seeder() -> None:
+        activity.pause()
+        passed.set()
+
+    def serve_one() -> None:
+        activity({}, lambda *a: None)
+
+    waiting = threading.Thread(target=seeder, daemon=True)
+    waiting.start()
+    assert not passed.wait(0.5)  # nothing answered yet
+    release.set()
+    serve_one()  # the first answer
+    assert passed.wait(HANG)
+
+    release.clear()
+    passed.clear()
+    busy = threading.Thread(target=serve_one, daemon=True)
+    busy.start()
+    while not activity.serving:
+        time.sleep(0.01)
+    waiting = threading.Thread(target=seeder, daemon=True)
+    waiting.start()
+    assert not passed.wait(0.5)  # a request in flight
+    release.set()
+    busy.join(HANG)
+    assert passed.wait(HANG)
+
+
+# --- a var/tiles that cannot be used --------------------------------------------------------
+
+
+def test_an_unusable_tile_directory_costs_only_the_disk_cache(
+    served_url: str, district_token: str, street: str, tmp_path: Path
+) -> None:
+    """var/tiles is a regular file (which no chmod makes a directory, root or not): serve
+    warns and builds tiles in memory; `blockdata tiles seed`, whose work is that directory,
+    says so and exits 1."""
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "tiles").write_text("not a directory")
+    server = Served(served_url, var)
+    try:
+        path = _tile_path(served_url, street)
+        status, headers, body = request(server.port, "GET", path, district_token)
+        assert status == 200 and body and headers["x-tile-cache"] == "built"
+        assert request(server.port, "GET", "/api/streets", district_token)[0] == 200
+    finally:
+        output = server.stop()
+    assert "Traceback" not in output
+    assert "no disk cache" in output and str(var / "tiles") in output
+    env = {"DATABASE_URL": served_url, "BLOCKDATA_VAR": str(var)}
+    result = CliRunner().invoke(main, ["tiles", "seed", "--zooms", "10", "-q"], env=env)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "cannot be used" in result.output
