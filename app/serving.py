@@ -10,6 +10,7 @@ all 16 threads of two workers, and the server stopped answering.)
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,7 +24,10 @@ HEARTBEAT = 1.0  # seconds between the I/O loop's signs of life to gunicorn's ar
 
 
 def adjustments(threads: int) -> dict[str, Any]:
-    """waitress's settings, the same with one process or several."""
+    """waitress's settings, the same with one process or several. (Its "task queue depth"
+    notes, a warning each time a request waits for a thread, are left out: under a steady
+    load that is most requests, and writing them costs the server more than it tells.)"""
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return {
         "threads": threads,
         "ident": "blockdata",
