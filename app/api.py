@@ -425,8 +425,8 @@ def features(layer: str) -> Response:
         headers["Content-Disposition"] = (
             f"attachment; filename={fallback}; filename*=UTF-8''{quote(name)}"
         )
-    if request.method == "HEAD":
-        response = Response(mimetype=mimetype, headers=headers)
+    if request.method == "HEAD":  # no Content-Length: the body's is not known
+        response = Response(iter(()), mimetype=mimetype, headers=headers)
     else:
         auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
         export.prepare(conn, rows)

@@ -125,6 +125,7 @@ def test_forty_heads_on_an_export_leave_no_transaction_open(
             )
             assert status == 200, (i, status, body[:300])
             assert body == b"" and int(headers["x-blockdata-rows"]) > 10_000
+            assert headers.get("content-length") != "0"  # not the GET's length: none
         assert open_transactions(served_url) == []
         status, _, _ = request(port, "GET", "/api/streets", district_token)
         assert status == 200
