@@ -25,8 +25,8 @@ connections:
      obvious alternative, the bare ST_AsMVT of every point of the zoom's busiest tile.
 `--only workers` instead compares the servers in the same run: waitress in gunicorn's
 workers (`blockdata serve`) and gunicorn's own gthread workers (before), both up at once with
-the same processes and threads, asked in turn (A B B A): tiles warm, OGC small boxes, then
-the tiles again while 16 clients download exports at 1 KB/s each.
+the same processes and threads, asked in turn (A B B A, `--pairs` times): tiles warm, OGC
+small boxes, then the tiles again while 16 clients download exports at 1 KB/s each.
 Requests are read as a district user (a session cookie), i.e. as `blockdata_reader` under
 row-level security. Each server has a fresh disk cache directory (`TILE_CACHE_DIR`). The
 machine's load average is printed beside each measurement: other work on it makes the figures
@@ -494,7 +494,7 @@ def bench_workers(
         name: Server(url, args.threads, args.workers, 64 * 1024 * 1024, worker=worker)
         for name, worker in WORKER_CLASSES.items()
     }
-    order = ["waitress", "gthread", "gthread", "waitress"]
+    order = ["waitress", "gthread", "gthread", "waitress"] * args.pairs
     try:
         for server in servers.values():  # cold: every tile built once, then in the cache
             run_clients(c, shares(paths, c, 1), server.port)
@@ -794,6 +794,7 @@ def main() -> None:
     parser.add_argument("--seed-zooms", default="10-18", help="3b's seeded zooms (smoke: fewer)")
     parser.add_argument("--serve", nargs=9, help=argparse.SUPPRESS)
     parser.add_argument("--slow", type=int, default=16, help="--only workers: slow readers")
+    parser.add_argument("--pairs", type=int, default=3, help="--only workers: A B B A rounds")
     args = parser.parse_args()
     if args.serve:
         url, port, threads, workers, cache, options, cache_dir, zooms, worker = args.serve

@@ -189,7 +189,7 @@ def _get_urls(app: Any, values: dict[str, list[str]]) -> list[str]:
     return urls
 
 
-@pytest.mark.parametrize("role", ["district", "commander"])
+@pytest.mark.parametrize("role", ["district", "commander", "analyst", "planner", "clerk"])
 def test_head_on_every_get_route_answers_like_get_and_leaves_no_transaction(
     served_url: str,
     district_token: str,
@@ -198,7 +198,13 @@ def test_head_on_every_get_route_answers_like_get_and_leaves_no_transaction(
     role: str,
     no_gc: None,
 ) -> None:
-    token = district_token if role == "district" else commander_token
+    """Every role (each may read other layers: HEAD must refuse what GET refuses)."""
+    if role == "district":
+        token = district_token
+    elif role == "commander":
+        token = commander_token
+    else:
+        token = add_account(served_url, f"serving-{role}", role)[1]
     app = live_app(served_url)
     urls = _get_urls(app, _route_values(served_url, street))
     assert len(urls) > 40
@@ -212,7 +218,7 @@ def test_head_on_every_get_route_answers_like_get_and_leaves_no_transaction(
             assert head_status == get_status, url
             assert head_headers.get("content-type") == get_headers.get("content-type"), url
         assert open_transactions(served_url) == []
-        assert request(port, "GET", "/api/streets", token)[0] == 200
+        assert request(port, "GET", "/api/layers", token)[0] == 200
 
 
 # --- a real server process ------------------------------------------------------------------
