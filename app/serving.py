@@ -41,8 +41,9 @@ class WaitressWorker(Worker):
 
     The I/O loop runs in the main thread; a watcher thread asks it, every HEARTBEAT, to
     tell the arbiter it is alive (so a stuck loop is restarted), and on SIGTERM (or when the
-    arbiter is gone) has it stop accepting, lets open connections finish for up to
-    `graceful_timeout`, then closes the rest.
+    arbiter is gone) has it stop accepting and close idle keep-alive connections, lets the
+    requests and downloads under way finish for up to `graceful_timeout`, then closes the
+    rest.
     """
 
     def run(self) -> None:
@@ -61,6 +62,15 @@ class WaitressWorker(Worker):
         def close_all() -> None:
             wasyncore.close_all(channels)  # the loop ends when its map is empty
 
+        def close_idle() -> None:
+            """Close the connections with neither a request nor output under way (idle
+            keep-alives): waiting for their clients would only delay the exit."""
+            for channel in list(channels.values()):
+                if channel is server or channel is server.trigger:
+                    continue
+                if not channel.requests and not channel.total_outbufs_len:
+                    channel.will_close = True  # the loop closes it
+
         def watch() -> None:
             while self.alive and self.ppid == os.getppid():
                 server.trigger.pull_trigger(self.notify)
@@ -70,6 +80,7 @@ class WaitressWorker(Worker):
             while time.monotonic() < deadline:
                 if all(c is server or c is server.trigger for c in list(channels.values())):
                     break
+                server.trigger.pull_trigger(close_idle)
                 self.notify()
                 time.sleep(0.2)
             server.trigger.pull_trigger(close_all)
