@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from sqlalchemy.engine import make_url
 from app.config import PROJECT_ROOT
 from app.db import make_engine
 from layers import LAYERS
-from tests.app.test_ogc import add_account, demo_database, live_app, serve
+from tests.app.test_ogc import add_account, demo_database, live_app
 
 REQUESTS = 12_000
 HANG = 120.0  # seconds: only a hung server takes this long
@@ -93,8 +94,26 @@ def request(
         conn.close()
 
 
-def _port(base: str) -> int:
-    return int(base.rsplit(":", 1)[1])
+@contextmanager
+def serve(app: Any) -> Iterator[int]:
+    """`app` served by waitress, as `blockdata serve --workers 1` sets it up, in a thread of
+    this process; its port. Stopped from inside its loop (closing its sockets from this
+    thread would race with the loop's poll)."""
+    from waitress import wasyncore
+    from waitress.server import create_server
+
+    from app.serving import adjustments
+
+    server: Any = create_server(app, host="127.0.0.1", port=0, **adjustments(4))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield int(server.effective_port)
+    finally:
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(HANG)
+        server.task_dispatcher.shutdown()
+        app.extensions["blockdata.engine"].dispose()
 
 
 @pytest.fixture
@@ -116,8 +135,7 @@ def test_forty_heads_on_an_export_leave_no_transaction_open(
 ) -> None:
     """HEAD answers an export's headers without opening its stream; the pool stays whole."""
     app = live_app(served_url)
-    with serve(app) as base:
-        port = _port(base)
+    with serve(app) as port:
         for i in range(40):
             query = "?f=csv" if i % 2 else ""
             status, headers, body = request(
@@ -208,8 +226,7 @@ def test_head_on_every_get_route_answers_like_get_and_leaves_no_transaction(
     app = live_app(served_url)
     urls = _get_urls(app, _route_values(served_url, street))
     assert len(urls) > 40
-    with serve(app) as base:
-        port = _port(base)
+    with serve(app) as port:
         for url in urls:
             head_status, head_headers, head_body = request(port, "HEAD", url, token)
             assert head_status < 500, (url, head_status)
