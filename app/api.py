@@ -428,7 +428,6 @@ def features(layer: str) -> Response:
     if request.method == "HEAD":  # no Content-Length: the body's is not known
         response = Response(iter(()), mimetype=mimetype, headers=headers)
     else:
-        auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
         export.prepare(conn, rows)
         body = (
             export.csv_chunks(conn, chosen, header)
@@ -436,6 +435,8 @@ def features(layer: str) -> Response:
             else export.geojson_chunks(conn, chosen, prov)
         )
         spooled, size = export.spool(body, _spool_directory())
+        # Audited once the export is made (an error answer's transaction commits too).
+        auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
         response = Response(
             _sent(spooled), mimetype=mimetype, headers=headers, direct_passthrough=True
         )

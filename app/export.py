@@ -311,13 +311,15 @@ def spool_directory(var_dir: Path) -> Path | None:
 
 
 def spool(
-    chunks: Iterator[bytes], directory: Path | None, reserve: int = SPOOL_RESERVE
+    chunks: Iterator[bytes], directory: Path | None, reserve: int | None = None
 ) -> tuple[IO[bytes], int]:
     """All of `chunks` in an anonymous temporary file, rewound, and its size.
 
     Up to SPOOL_MEMORY it stays in memory. A disk that would keep less than `reserve` bytes
-    free stops it with a 503: one export must not fill the disk the database lives on.
+    (default SPOOL_RESERVE) free stops it with a 503: one export must not fill the disk the
+    database lives on.
     """
+    reserve = SPOOL_RESERVE if reserve is None else reserve
     # Closed by the server once sent (wsgi.file_wrapper), or below on failure.
     out = tempfile.SpooledTemporaryFile(  # noqa: SIM115
         max_size=SPOOL_MEMORY, dir=None if directory is None else str(directory)

@@ -389,6 +389,44 @@ def test_a_client_that_hangs_up_leaves_the_connection_usable(
     assert connection.execute(sa.text("select count(*) from service_requests")).scalar() == loaded
 
 
+def test_an_export_that_would_fill_the_disk_is_a_503_and_leaves_nothing(
+    app: Flask,
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spool checks the free space as it grows: below the reserve it stops with a JSON
+    503, no file is left in the spool directory and no export is audited."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    app.config["EXPORT_SPOOL_DIR"] = str(spool)
+    monkeypatch.setattr(export, "SPOOL_CHECK", 1)  # look at every chunk
+    monkeypatch.setattr(export, "CHUNK_BYTES", 512)
+    audited = "select count(*) from audit_log where action = 'export'"
+    before = connection.exec_driver_sql(audited).scalar_one()
+    free = __import__("shutil").disk_usage(spool).free
+    monkeypatch.setattr(export, "SPOOL_RESERVE", free * 2)  # more than the disk has
+    response = client.get("/api/layers/service_requests/features")
+    assert response.status_code == 503 and response.is_json
+    assert "磁盘空间不足" in response.get_json()["message"]
+    assert list(spool.iterdir()) == []
+    assert connection.exec_driver_sql(audited).scalar_one() == before
+    monkeypatch.setattr(export, "SPOOL_RESERVE", 0)
+    assert _get(client).status_code == 200
+
+
+def test_an_unwritable_spool_directory_falls_back_to_the_temporary_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "spool").write_text("a regular file, not a directory")
+    assert export.spool_directory(tmp_path) is None
+    assert "not writable" in caplog.text
+    (tmp_path / "spool").unlink()
+    assert export.spool_directory(tmp_path) == tmp_path / "spool"
+
+
 # --- files: the four formats ---------------------------------------------------------------
 
 
