@@ -240,8 +240,9 @@ def layers_cmd(as_json: bool) -> None:
     default=2,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Processes: gunicorn's gthread workers; 1: waitress, in this process. Two serve "
-    "cached tiles about twice as fast as one on two cores (docs/benchmarks.md).",
+    help="Processes, started and watched by gunicorn, each serving with waitress; 1: "
+    "waitress alone, in this process. Two serve cached tiles about twice as fast as one on "
+    "two cores (docs/benchmarks.md).",
 )
 @click.option(
     "--seed-tiles/--no-seed-tiles",
@@ -261,7 +262,8 @@ def layers_cmd(as_json: bool) -> None:
 def serve(
     host: str, port: int, threads: int, workers: int, seed_tiles: bool, seed_zooms: str
 ) -> None:
-    """Serve the map server: gunicorn with --workers N, or waitress with --workers 1."""
+    """Serve the map server: waitress in --workers processes managed by gunicorn (1: waitress
+    alone)."""
     from app import create_app
     from app.commands.tiles import parse_zooms
 

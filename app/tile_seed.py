@@ -429,7 +429,8 @@ def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = False) -> 
         app.logger.warning("tiles: no disk cache, so no seeding: tiles are built when asked for")
         seed = False
     activity = Activity(app.wsgi_app, first_after=every)
-    app.wsgi_app = activity  # type: ignore[method-assign]
+    if seed:  # the requests are counted only for the seeding to give way
+        app.wsgi_app = activity  # type: ignore[method-assign]
 
     def once() -> None:
         if not seed:
