@@ -2,9 +2,10 @@
 
 A committed copy of the demo district (12,000 requests loaded by the real ETL: its GeoJSON
 export is about 10 MB, more than the kernel's socket buffers hold) is served by real servers
-with their own engines — waitress in a thread (`test_ogc.serve`) or `blockdata serve` in a
-subprocess on a free port — never through the shared test connection. Open transactions are
-read from `pg_stat_activity` over a connection of the test's own.
+with their own engines — waitress in a thread (`serve`, with the production settings) or
+`blockdata serve` in a subprocess on a free port — never through the shared test
+connection. Open transactions are read from `pg_stat_activity` over a connection of the
+test's own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import gc
 import http.client
 import json
+import math
 import os
 import re
 import signal
@@ -159,8 +161,6 @@ def _route_values(url: str, street: str) -> dict[str, list[str]]:
             {"s": street},
         ).one()
     engine.dispose()
-    import math
-
     z = 14
     x = int((lon + 180) / 360 * 2**z)
     y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**z)
@@ -192,7 +192,7 @@ def _get_urls(app: Any, values: dict[str, list[str]]) -> list[str]:
         assert not missing, f"{rule.rule}: give the test values for {missing}"
         combos: list[dict[str, str]] = [{}]
         for name in sorted(rule.arguments):
-            if rule.endpoint in ("ogc.item",) and name == "collection_id":
+            if rule.endpoint == "ogc.item" and name == "collection_id":
                 options = ["service_requests"]
             elif rule.endpoint == "tiles.tile" and name == "layer":
                 options = ["service_requests", "streets"]
