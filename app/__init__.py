@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
     """Build the Flask app. `config` overrides Flask config keys (tests pass DB_CONNECTION,
-    or DATABASE_URL: the engine's URL as it is).
+    or DATABASE_URL: the database to serve, logged in to as the web role).
 
     The engine connects as the web role (`resolve_web_database_url`), never as the owner.
     """
@@ -43,10 +43,17 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
 
     engine = None
     if app.config.get("DB_CONNECTION") is None:
-        url = app.config.get("DATABASE_URL")
+        # A DATABASE_URL in `config` (tests, benches) names the database; the server still
+        # logs in there as the web role, as it does in production.
+        owner = app.config.get("DATABASE_URL")
+        target = (
+            settings if owner is None else settings.with_(database_url=owner, web_database_url=None)
+        )
+        # DB_AS_OWNER: the URL as it is — the CLI's own apps (`tiles seed`) run as the owner.
+        url = owner if owner is not None and app.config.get("DB_AS_OWNER") else None
         if url is None:
             try:
-                url = resolve_web_database_url(settings)
+                url = resolve_web_database_url(target)
             except (ClusterError, ConfigError) as exc:
                 app.config["DB_ERROR"] = str(exc)
         if url is not None:

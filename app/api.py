@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -419,10 +420,13 @@ def layers() -> Response:
 
 @bp.get("/layers/<layer>/features")
 def features(layer: str) -> Response:
-    """Any filtered slice of a layer as GeoJSON or CSV, streamed: memory stays flat.
+    """Any filtered slice of a layer as GeoJSON or CSV.
 
     The count comes first (it is the provenance's row count and the audit's); the rows then
-    stream out of PostgreSQL's COPY.
+    come out of PostgreSQL's COPY into a temporary file (`export.spool`), and the request's
+    transaction ends before the file is sent: a client reading slowly holds neither a
+    database connection nor, under waitress, a thread. HEAD answers the headers from the
+    count alone.
     """
     source = get_layer(layer)
     fmt = ogc.single(request.args, "f") or "geojson"
@@ -440,46 +444,69 @@ def features(layer: str) -> Response:
     rows = export.count(conn, chosen)
     principal = auth.current()
     prov = export.provenance(chosen, rows, principal.name if principal else None, fmt, _now())
-    auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
-    export.prepare(conn, rows)
-    conn, finish = db.detach()
-    # A client that hangs up cancels the COPY: roll back to here and keep the audit entry.
-    copy_tx = conn.begin_nested()
+    headers = {
+        "X-Blockdata-Rows": str(rows),
+        "X-Blockdata-Provenance": json.dumps(prov, ensure_ascii=True),
+        "Cache-Control": "private, no-store",
+    }
+    mimetype = "text/csv" if fmt == "csv" else "application/geo+json"
     if fmt == "csv":
-        body = export.csv_chunks(conn, chosen, header)
-        mimetype = "text/csv"
-    else:
-        body = export.geojson_chunks(conn, chosen, prov)
-        mimetype = "application/geo+json"
-    response = Response(_owned(body, copy_tx, finish), mimetype=mimetype)
-    if fmt == "csv":
-        response.mimetype_params["charset"] = "utf-8"
         name = f"{source.name}-{_now():%Y%m%d-%H%M}.csv"
         fallback = f"{source.name}.csv"
-        response.headers["Content-Disposition"] = (
+        headers["Content-Disposition"] = (
             f"attachment; filename={fallback}; filename*=UTF-8''{quote(name)}"
         )
-    response.headers["X-Blockdata-Rows"] = str(rows)
-    response.headers["X-Blockdata-Provenance"] = json.dumps(prov, ensure_ascii=True)
-    response.headers["Cache-Control"] = "private, no-store"
+    if request.method == "HEAD":  # no Content-Length: the body's is not known
+        response = Response(iter(()), mimetype=mimetype, headers=headers)
+    else:
+        export.prepare(conn, rows)
+        body = (
+            export.csv_chunks(conn, chosen, header)
+            if fmt == "csv"
+            else export.geojson_chunks(conn, chosen, prov)
+        )
+        spooled, size = export.spool(body, _spool_directory())
+        # Audited once the export is made (an error answer's transaction commits too).
+        auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
+        response = Response(
+            _sent(spooled), mimetype=mimetype, headers=headers, direct_passthrough=True
+        )
+        response.content_length = size
+    if fmt == "csv":
+        response.mimetype_params["charset"] = "utf-8"
     return response
 
 
-def _owned(
-    body: Iterator[bytes],
-    copy_tx: sa.NestedTransaction,
-    finish: Callable[[BaseException | None], None],
-) -> Iterator[bytes]:
-    """`body`, then the end of the request's transaction (committed: it holds the audit entry).
-    When the client hangs up or the database fails mid-way, the rows' part rolls back first."""
-    try:
-        yield from body
-    except BaseException:  # GeneratorExit included: the client went away
-        copy_tx.rollback()
-        finish(None)
-        raise
-    copy_tx.commit()
-    finish(None)
+SPOOL_KEY = "blockdata.export_spool"
+
+
+def _sent(spooled: IO[bytes]) -> Iterable[bytes]:
+    """The spooled file as the server sends files (`wsgi.file_wrapper`: waitress's I/O loop
+    sends it and closes it, no thread waits on the client), else read through and closed."""
+    wrapper = request.environ.get("wsgi.file_wrapper")
+    if wrapper is not None:
+        sent: Iterable[bytes] = wrapper(spooled, export.CHUNK_BYTES)
+        return sent
+
+    def chunks() -> Iterator[bytes]:
+        with spooled:
+            while chunk := spooled.read(export.CHUNK_BYTES):
+                yield chunk
+
+    return chunks()
+
+
+def _spool_directory() -> Path | None:
+    """Where exports are spooled: `EXPORT_SPOOL_DIR`, else the instance's var/spool (looked
+    at once per app), else the system's temporary directory."""
+    configured = current_app.config.get("EXPORT_SPOOL_DIR")
+    if configured:
+        return Path(configured)
+    if SPOOL_KEY not in current_app.extensions:
+        settings = current_app.config["BLOCKDATA_SETTINGS"]
+        current_app.extensions[SPOOL_KEY] = export.spool_directory(settings.var_dir)
+    directory: Path | None = current_app.extensions[SPOOL_KEY]
+    return directory
 
 
 @contribute

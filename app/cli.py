@@ -306,35 +306,52 @@ def layers_cmd(as_json: bool) -> None:
     default=2,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Processes: gunicorn's gthread workers; 1: waitress, in this process. Two serve "
-    "cached tiles about twice as fast as one on two cores (docs/benchmarks.md).",
+    help="Processes, started and watched by gunicorn, each serving with waitress; 1: "
+    "waitress alone, in this process. Two serve cached tiles about twice as fast as one on "
+    "two cores (docs/benchmarks.md).",
 )
 @click.option(
-    "--warm/--no-warm",
-    default=True,
+    "--seed-tiles/--no-seed-tiles",
+    default=False,
     show_default=True,
-    help="Seed the tile cache in the background (zooms 10–18 over the streets): at start, "
-    "then every minute where the data changed.",
+    help="Seed the tile cache in the background (every tile of --seed-zooms over the "
+    "streets, then every minute where the data changed), at the lowest priority: after the "
+    "first request, and only while no request is being served. Off: tiles are built when "
+    "asked for, and kept in var/tiles.",
 )
-def serve(host: str, port: int, threads: int, workers: int, warm: bool) -> None:
-    """Serve the map server: gunicorn with --workers N, or waitress with --workers 1."""
+@click.option(
+    "--seed-zooms",
+    default="10-18",
+    show_default=True,
+    help="The zooms --seed-tiles seeds: 10-18, 12, 10,14-16.",
+)
+def serve(
+    host: str, port: int, threads: int, workers: int, seed_tiles: bool, seed_zooms: str
+) -> None:
+    """Serve the map server: waitress in --workers processes managed by gunicorn (1: waitress
+    alone)."""
     from app import create_app
+    from app.commands.tiles import parse_zooms
     from app.config import resolve_web_database_url
 
     settings = _settings()
+    zooms = parse_zooms(seed_zooms)
     try:  # refuse to serve as the owner, or without knowing how to log in
         resolve_web_database_url(settings)
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"Blockdata 地图服务 http://{host}:{port}/")
     run_server(
-        lambda: create_app(settings=settings),
+        lambda: create_app({"TILE_WARM_ZOOMS": zooms}, settings=settings),
         host=host,
         port=port,
         threads=threads,
         workers=workers,
-        warm=warm,
+        seed_tiles=seed_tiles,
     )
+
+
+WAITRESS_WORKER = "app.serving.WaitressWorker"
 
 
 def run_server(
@@ -344,37 +361,41 @@ def run_server(
     port: int,
     threads: int,
     workers: int = 1,
-    warm: bool = True,
+    seed_tiles: bool = False,
     quiet: bool = False,
+    worker_class: str = WAITRESS_WORKER,
 ) -> None:
     """Serve the app `factory` builds until stopped.
 
-    One worker: waitress, `threads` threads in this process (one GIL). More: gunicorn,
-    `workers` processes of `threads` threads (gthread workers), each building its own app —
-    its own connection pool and in-memory tile cache. The tiles they build go to the
-    instance's tile directory too (`tiles.use_disk_cache`: var/tiles, bounded, kept across
-    restarts; keyed by the data version, so correct in every process and after any reload).
-    Every process starts the seeding thread (`tile_seed.start_warming`); the one holding
-    the directory's lock seeds the cache (unless not `warm`) and compacts the tiles' change
-    log every minute, the others read its files.
+    One worker: waitress, `threads` threads in this process (one GIL). More: gunicorn's
+    process management, `workers` processes each serving with waitress and `threads`
+    threads (`app.serving`; `worker_class="gthread"` gives gunicorn's own threaded worker,
+    for comparison), each building its own app — its own connection pool and in-memory tile
+    cache. waitress's I/O loop sends every response out of a buffer, so a client reading
+    slowly holds no thread. The tiles they build go to the instance's tile directory too
+    (`tiles.use_disk_cache`: var/tiles, bounded, kept across restarts; keyed by the data
+    version, so correct in every process and after any reload; without it if it cannot be
+    written). Every process starts the tiles' upkeep thread (`tile_seed.start_warming`); the
+    one holding the directory's lock compacts the tiles' change log every minute and, with
+    `seed_tiles`, seeds the cache when no request is being served.
     """
     import logging
 
-    from app import tile_seed, tiles
+    from app import serving, tile_seed, tiles
 
     def prepared() -> Flask:
         app = factory()
         if not quiet:
             app.logger.setLevel(logging.INFO)  # the seeding's reports
-        tiles.use_disk_cache(app)
-        tile_seed.start_warming(app, seed=warm)
+        tiles.use_disk_cache(app)  # or, with a warning, none
+        tile_seed.start_warming(app, seed=seed_tiles)
         return app
 
     if workers <= 1:
         from waitress import serve as waitress_serve
 
         waitress_serve(
-            prepared(), host=host, port=port, threads=threads, ident="blockdata", _quiet=quiet
+            prepared(), host=host, port=port, _quiet=quiet, **serving.adjustments(threads)
         )
         return
 
@@ -386,7 +407,7 @@ def run_server(
                 "bind": f"{host}:{port}",
                 "workers": workers,
                 "threads": threads,
-                "worker_class": "gthread",
+                "worker_class": worker_class,
                 "loglevel": "warning" if quiet else "info",
                 "control_socket_disable": True,  # gunicorn 27's socket in ~: unused here
             }

@@ -231,22 +231,6 @@ def _finish(
                 conn.exec_driver_sql("select set_config('blockdata.zone', '', true)")
 
 
-def detach() -> tuple[sa.Connection, Callable[[BaseException | None], None]]:
-    """Hand the request's connection to a streamed response body.
-
-    Flask tears the app context down as soon as the view returns, before the body is read;
-    the body then owns the connection and its transaction (role and zone included) and
-    calls the returned function when it is done.
-    """
-    conn = connection()
-    tx = g.pop("db_tx", None)
-    scoped = g.pop("db_scoped", False)
-    g.pop("db_conn")
-    g.pop("db_base_role", None)
-    owned = current_app.config.get("DB_CONNECTION") is None
-    return conn, lambda exc: _finish(conn, tx, owned, scoped, exc)
-
-
 def engine_from_env(**kw: Any) -> sa.Engine:
     """An engine for the configured database as its owner (DATABASE_URL or the managed
     cluster): for the CLI, never for the map server."""

@@ -3,6 +3,8 @@
 PostGIS serialises and the rows stream out of `COPY (SELECT …) TO STDOUT`, so memory stays
 flat however large the slice. The HTTP API (`app.api`) and `blockdata export` share this
 module; it takes a `Connection` and the filter as query parameters, not a Flask request.
+Over HTTP an export is spooled to a temporary file first (`spool`): the transaction ends
+when the file is complete, and the server sends the file at the client's pace.
 
 Every export carries its provenance — layer, filter, time, row count, who — in the file
 (GeoJSON member, Parquet key-value metadata, GeoPackage metadata) or, for CSV over HTTP, in
@@ -20,10 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -32,7 +37,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from app import ogc
 from app.config import DEFAULT_TZ, system_clock
-from app.errors import BadRequest
+from app.errors import BadRequest, ServiceUnavailable
 from layers import Layer
 
 FORMATS = ("geojson", "csv", "gpkg", "parquet")
@@ -51,6 +56,7 @@ _OGR_TYPES = {
 }
 
 Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -253,15 +259,35 @@ def _iso_time(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return sa.func.btrim(sa.cast(sa.func.to_json(column), sa.Text), sa.literal('"', sa.Text))
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV injection"): = + - @ at the
+# start, and tab or carriage return, which some spreadsheets skip before looking.
+FORMULA_START = "=+-@\t\r"
+
+
+def _csv_cell(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """A column as a CSV cell. Text that a spreadsheet would take for a formula gets a `'`
+    in front, which Excel and LibreOffice show as text and do not display; numbers, dates
+    and booleans are never touched (a negative number stays a number). The first character
+    is compared as its code (`ascii`): a regular expression cost 40 % more on a whole CSV
+    export, this about nothing (docs/benchmarks.md)."""
+    value = _csv_value(column)
+    if not isinstance(column.type, sa.String | pg.ARRAY):
+        return value
+    quoted = sa.func.concat(_const("'"), value)
+    starts = sa.func.ascii(value).in_(sorted(ord(c) for c in FORMULA_START))
+    return sa.case((starts, quoted), else_=value)
+
+
 def csv_columns(layer: Layer, header: str = "name") -> list[sa.ColumnElement[Any]]:
-    """The published fields, then lon and lat (points) or WKT (other geometries)."""
+    """The published fields (text that looks like a formula neutralised: `_csv_cell`), then
+    lon and lat (points) or WKT (other geometries)."""
     t = layer.table
     labels = header == "label"
     out: list[sa.ColumnElement[Any]] = [
         (
             _iso_time(t.c[f.name])
             if isinstance(f.column.type, sa.DateTime)
-            else _csv_value(t.c[f.name])
+            else _csv_cell(t.c[f.name])
         ).label(f.label if labels else f.name)
         for f in layer.published
     ]
@@ -297,6 +323,73 @@ def csv_chunks(
     yield bytes(out)
     if progress is not None and rows > 0:
         progress(rows)
+
+
+# --- spooling: an HTTP export's body in a temporary file ------------------------------------
+
+SPOOL_MEMORY = 1 << 20  # a body up to this size stays in memory
+SPOOL_RESERVE = 1 << 30  # spooling stops (503) rather than leave less free on its disk
+SPOOL_CHECK = 16 << 20  # free space is looked at every this many bytes written
+
+
+def spool_directory(var_dir: Path) -> Path | None:
+    """`var_dir`/spool, created 0700 if need be; None (the system's temporary directory,
+    with a warning) when it cannot be written."""
+    directory = var_dir / "spool"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        log.warning(
+            "exports: %s not writable (%s), spooling to %s", directory, exc, tempfile.gettempdir()
+        )
+        return None
+    return directory
+
+
+def spool(
+    chunks: Iterator[bytes], directory: Path | None, reserve: int | None = None
+) -> tuple[IO[bytes], int]:
+    """All of `chunks` in an anonymous temporary file, rewound, and its size.
+
+    Up to SPOOL_MEMORY it stays in memory. A disk that would keep less than `reserve` bytes
+    (default SPOOL_RESERVE) free stops it with a 503: one export must not fill the disk the
+    database lives on.
+    """
+    reserve = SPOOL_RESERVE if reserve is None else reserve
+    # Closed by the server once sent (wsgi.file_wrapper), or below on failure.
+    out = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=SPOOL_MEMORY, dir=None if directory is None else str(directory)
+    )
+    size = checked = 0
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            size += len(chunk)
+            if size - checked >= SPOOL_CHECK:
+                checked = size
+                free = shutil.disk_usage(directory or tempfile.gettempdir()).free
+                if free < reserve:
+                    raise ServiceUnavailable(
+                        "服务器磁盘空间不足，请缩小导出范围或稍后重试 "
+                        f"not enough disk space to prepare this export ({free >> 20} MB free)"
+                    )
+        out.seek(0)
+    except OSError as exc:  # a full disk, say
+        out.close()
+        log.warning("exports: spooling failed: %s", exc)
+        raise ServiceUnavailable(
+            f"导出暂不可用，请稍后重试 the export could not be prepared: {exc.strerror or exc}"
+        ) from None
+    except BaseException:
+        out.close()
+        raise
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # a COPY cut short ends here, not when the generator is collected
+    return out, size
 
 
 # --- Arrow: GeoPackage and GeoParquet --------------------------------------------------------

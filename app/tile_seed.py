@@ -10,18 +10,23 @@ version statement and a stat. Tiles go to the disk cache only (`TileCache.seed`)
 in-process LRU keeps the tiles in use.
 
 The first pass visits every tile. A later one visits only the tiles whose area holds a
-change since the previous pass — the level-18 sums of `tile_changes` (migration 0008)
-that differ, mapped back to the tiles of each zoom whose buffered area reads them — and the
-tiles whose files the disk bound swept away; every tile again when a layer's epoch, its
-aggregates' staleness or the streets changed. Each pass first compacts the change log. A swept
-tile is seeded again only while the seeded tiles fit in `FIT` of the disk bound; beyond it,
-re-seeding would sweep others every minute, so they wait to be asked for (and a warning
-says to raise `TILE_CACHE_DISK_BYTES`).
+change since the previous pass that their zone sees — the level-18 sums of `tile_changes`
+(migrations 0008, 0009) per street that differ, mapped back to the tiles of each zoom whose
+buffered area reads them: every street's for the district, their own street's for a
+commander — and the tiles whose files the disk bound swept away; every tile again when a
+layer's epoch, its aggregates' staleness or the streets changed. Each pass first compacts
+the change log. A swept tile is seeded again only while the seeded tiles fit in `FIT` of the
+disk bound; beyond it, re-seeding would sweep others every minute, so they wait to be asked
+for (and a warning says to raise `TILE_CACHE_DISK_BYTES`).
 
-In a server (`start_warming`), one process seeds: the one holding the lock file of the
-cache directory (fcntl); the others read its files, and take over if it exits. It records
-each pass (when, tiles visited, tiles built) in `seeded.json` in that directory.
-`blockdata tiles seed` runs the same passes without a server.
+Seeding is opt-in: `blockdata tiles seed`, or `blockdata serve --seed-tiles`. By default
+the server builds a tile when it is first asked for and keeps it (no built-in page asks for
+tiles; seeding every tile of the district for every zone cost two minutes of CPU at start).
+In a server (`start_warming`), one process keeps the cache: the one holding the lock file
+of the cache directory (fcntl); the others read its files, and take over if it exits. It
+compacts the change log every minute and records each round in `seeded.json` in that
+directory; with `--seed-tiles` it seeds in the same rounds, a tile at a time and only while
+its process serves no request (`Activity`), so the first users do not wait for it.
 """
 
 from __future__ import annotations
@@ -81,20 +86,21 @@ _STREET_TILES = sa.text(
     """
 )
 
-# Merge each tile's rows of the change log into one, their sum kept: a version read before
-# or after sees the same sums. Rows appended meanwhile are not in the statement's snapshot
-# and stay; a concurrent compaction merges only the rows it deleted itself.
+# Merge each tile's rows of the change log into one per street, their sum kept: a version
+# read before or after sees the same sums. Rows appended meanwhile are not in the statement's
+# snapshot and stay; a concurrent compaction merges only the rows it deleted itself.
 _COMPACT = sa.text(
     """
     with merged as (
         delete from tile_changes t
-         using (select layer, level, x, y from tile_changes
-                 group by 1, 2, 3, 4 having count(*) > 1) d
+         using (select layer, level, x, y, street_code from tile_changes
+                 group by 1, 2, 3, 4, 5 having count(*) > 1) d
          where (t.layer, t.level, t.x, t.y) = (d.layer, d.level, d.x, d.y)
-        returning t.layer, t.level, t.x, t.y, t.n
+           and t.street_code is not distinct from d.street_code
+        returning t.layer, t.level, t.x, t.y, t.street_code, t.n
     ), added as (
-        insert into tile_changes (layer, level, x, y, n)
-        select layer, level, x, y, sum(n) from merged group by 1, 2, 3, 4
+        insert into tile_changes (layer, level, x, y, street_code, n)
+        select layer, level, x, y, street_code, sum(n) from merged group by 1, 2, 3, 4, 5
         returning 1
     )
     select (select count(*) from merged) - (select count(*) from added)
@@ -103,7 +109,8 @@ _COMPACT = sa.text(
 _COMPACT_LOCK = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext("tile_changes")))
 
 _SUMS = sa.text(
-    "select x, y, sum(n) from tile_changes where layer = :layer and level = :level group by x, y"
+    "select x, y, street_code, sum(n) from tile_changes where layer = :layer and level = :level "
+    "group by x, y, street_code"
 )
 _EPOCH = sa.text("select epoch from tile_epochs where layer = :layer")
 
@@ -169,7 +176,7 @@ class _State:
 
     epoch: str | None
     stale: bool | None
-    sums: dict[Tile, int]
+    sums: dict[tuple[int, int, str | None], int]  # (x, y, street) → changes
 
 
 class Seeder:
@@ -194,9 +201,15 @@ class Seeder:
         # that would sweep another, every minute, for ever — but when it is asked for.
         self.fits = True
 
-    def run(self, jobs: int = 1, progress: Callable[[int, int], None] | None = None) -> SeedReport:
+    def run(
+        self,
+        jobs: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+        pause: Callable[[], None] | None = None,
+    ) -> SeedReport:
         """One pass (see the module docstring) with `jobs` threads building; `progress` is
-        told (tiles done, tiles to do) as it goes."""
+        told (tiles done, tiles to do) as it goes; `pause` is called before each tile (the
+        server's seeding waits there while requests are served)."""
         started = time.monotonic()
         report = SeedReport()
         with self.app.app_context():
@@ -223,6 +236,8 @@ class Seeder:
 
         def one(item: tuple[str, str, int, int, int]) -> bool:
             nonlocal done
+            if pause is not None:
+                pause()
             built = self._seed(item)
             if progress is not None:
                 with self._lock:
@@ -260,7 +275,10 @@ class Seeder:
         stale = None
         if layer in tiles.CELL_TABLES:
             stale = conn.exec_driver_sql("select exists (select from request_dirty_days)").scalar()
-        sums = {(x, y): int(n) for x, y, n in conn.execute(_SUMS, {"layer": layer, "level": TOP})}
+        sums = {
+            (x, y, street): int(n)
+            for x, y, street, n in conn.execute(_SUMS, {"layer": layer, "level": TOP})
+        }
         return _State(epoch, stale, sums)
 
     def _everything(self, layer: str) -> list[tuple[str, str, int, int, int]]:
@@ -276,7 +294,12 @@ class Seeder:
     ) -> list[tuple[str, str, int, int, int]]:
         changed = [t for t, n in new.sums.items() if old.sums.get(t) != n]
         changed += [t for t in old.sums if t not in new.sums]
-        hit = {z: affected(z, changed) for z in self.zooms} if changed else {}
+        # The district sees every change; a commander those of their street (app.tiles).
+        where: dict[str, list[Tile]] = {DISTRICT: [(x, y) for x, y, _ in changed]}
+        for x, y, street in changed:
+            if street is not None:
+                where.setdefault(street, []).append((x, y))
+        hit = {zone: {z: affected(z, tiles_) for z in self.zooms} for zone, tiles_ in where.items()}
         work = []
         for zone, by_zoom in self._tiles.items():
             for z in self.zooms:
@@ -284,7 +307,7 @@ class Seeder:
                     item = (layer, zone, z, x, y)
                     key = self._keys.get(item)
                     swept = self.fits and key is not None and not self.cache.has(key)
-                    if (x, y) in hit.get(z, ()) or key is None or swept:
+                    if (x, y) in hit.get(zone, {}).get(z, ()) or key is None or swept:
                         work.append(item)
         return work
 
@@ -331,19 +354,24 @@ def lock_holder(directory: Path) -> str:
 STATUS = "seeded.json"
 
 
-def _record(directory: Path, report: SeedReport) -> None:
+def _record(directory: Path, report: SeedReport | None, compacted: int = 0) -> None:
     """The last pass, in `seeded.json` in the cache directory (written whole, then renamed):
-    when it finished and what it did — for operators, and for the bench to wait for."""
-    status = {
-        "finished_at": time.time(),
-        "pid": os.getpid(),
-        "tiles": report.tiles,
-        "built": report.built,
-        "full": report.full,
-        "seconds": round(report.seconds, 3),
-        "bytes": report.bytes,
-        "fits": report.fits,
-    }
+    when it finished and what it did — for operators, and for the bench and the tests to
+    wait for. Without a report, the pass only compacted the change log (no seeding)."""
+    status: dict[str, Any] = {"finished_at": time.time(), "pid": os.getpid()}
+    if report is None:
+        status.update(seeding=False, tiles=0, built=0, compacted=compacted)
+    else:
+        status.update(
+            seeding=True,
+            tiles=report.tiles,
+            built=report.built,
+            full=report.full,
+            seconds=round(report.seconds, 3),
+            bytes=report.bytes,
+            fits=report.fits,
+            compacted=report.compacted,
+        )
     temporary = directory / f"{STATUS}.{os.getpid()}.tmp"
     try:
         temporary.write_text(json.dumps(status), encoding="utf-8")
@@ -352,20 +380,66 @@ def _record(directory: Path, report: SeedReport) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = True) -> threading.Thread:
-    """Seed `app`'s tile cache now, then every `every` seconds, in a daemon thread — in one
-    process per cache directory: the others wait for the lock, in case its holder exits.
-    The zooms: `TILE_WARM_ZOOMS` (default 10–18). Without `seed`, the thread only compacts
-    the change log (which seeding does too)."""
+class Activity:
+    """WSGI middleware counting the requests an app is serving, for the seeding to give way:
+    `pause()` returns once the app has answered its first request (or `first_after` seconds
+    passed) and serves none right now."""
+
+    def __init__(self, wsgi_app: Any, first_after: float = WARM_EVERY) -> None:
+        self.wsgi_app = wsgi_app
+        self.first_after = first_after
+        self.started = time.monotonic()
+        self.answered = 0
+        self.serving = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        with self._changed:
+            self.serving += 1
+        try:
+            return self.wsgi_app(environ, start_response)
+        finally:
+            with self._changed:
+                self.serving -= 1
+                self.answered += 1
+                self._changed.notify_all()
+
+    def pause(self) -> None:
+        with self._changed:
+            while True:
+                first = self.answered or time.monotonic() - self.started >= self.first_after
+                if first and not self.serving:
+                    return
+                self._changed.wait(timeout=0.5)
+
+
+def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = False) -> threading.Thread:
+    """Keep `app`'s tile cache in order in a daemon thread, in one process per cache
+    directory (the others wait for the lock, in case its holder exits): compact the change
+    log now, then every `every` seconds.
+
+    With `seed` (`blockdata serve --seed-tiles`) each round also seeds (zooms
+    `TILE_WARM_ZOOMS`, default 10–18): at the lowest priority, a tile at a time, only while
+    this process serves no request, and not before it has answered its first (`Activity`).
+    Without it (the default) tiles are built when they are asked for, and kept.
+    """
     seeder = Seeder(app, app.config.get("TILE_WARM_ZOOMS", WARM_ZOOMS))
     directory = seeder.cache.directory
+    if seed and directory is None:
+        app.logger.warning("tiles: no disk cache, so no seeding: tiles are built when asked for")
+        seed = False
+    activity = Activity(app.wsgi_app, first_after=every)
+    if seed:  # the requests are counted only for the seeding to give way
+        app.wsgi_app = activity  # type: ignore[method-assign]
 
     def once() -> None:
         if not seed:
             with app.app_context():
-                compact_changes(db.connection())
+                compacted = compact_changes(db.connection())
+            if directory is not None:
+                _record(directory, None, compacted)
             return
-        report = seeder.run()
+        report = seeder.run(pause=activity.pause)
         if directory is not None:
             _record(directory, report)
         if not report.fits:
@@ -391,7 +465,10 @@ def start_warming(app: Flask, every: float = WARM_EVERY, seed: bool = True) -> t
         lock: Any = None
         while True:
             if directory is not None and lock is None:
-                lock = seed_lock(directory)
+                try:
+                    lock = seed_lock(directory)
+                except OSError as exc:  # the directory went away or read-only meanwhile
+                    app.logger.warning("tiles: cannot lock %s: %s", directory, exc)
                 if lock is None:
                     time.sleep(every)
                     continue

@@ -28,13 +28,16 @@ server's own role may read: it is asked in the version statement below, a moment
 tile's query), and the tile is aggregated from the points as above.
 
 ETag and cache key = digest of the tile address + filter + the tile's data version: its
-layer's epoch and how many changes the triggers of migration 0008 logged in the tile's area
-(the tile with its buffer: a point there is drawn in it), + the caller's role and zone + the
-staleness of the cell aggregates. The log has a row per statement and changed tile at each
-of the levels 14–18, compacted to one per tile by the seeder; a zoom-z tile sums at most
-20 × 20 rows of level min(z + 4, 18) (`change_area`). So an
-Open311 request changes the tiles around it, not the layer; a TRUNCATE, a bulk load or a
-huge statement renews the epoch instead (every tile changes). The version is read in the
+layer's epoch and how many changes the triggers of migrations 0008 and 0009 logged in the
+tile's area (the tile with its buffer: a point there is drawn in it) in the streets the
+caller may see — a commander's version counts only their street's writes, so their ETag
+says nothing of other streets — + the caller's role and zone + the staleness of the cell
+aggregates. The log has a row per statement, changed tile and street at each of the levels
+14–18, compacted to one per tile and street by the upkeep thread; a zoom-z tile sums at
+most 20 × 20 tiles' rows of level min(z + 4, 18) (`change_area`). So an Open311 request
+changes the tiles around it, not the layer; a TRUNCATE, a bulk load or a huge statement
+renews the epoch instead (every tile changes, in every zone: a commander learns that a
+load happened, not where). The version is read in the
 statement that switches the request to the reader role and zone (`db.scope_extra`): a cached
 tile costs the user lookup, that one statement and the commit; `If-None-Match` → 304
 without building it. Built tiles are kept in a small in-process LRU keyed by that digest
@@ -42,7 +45,8 @@ without building it. Built tiles are kept in a small in-process LRU keyed by tha
 `blockdata tiles seed`), in the instance's var/tiles: bounded (`TILE_CACHE_DISK_BYTES`, 1 GiB),
 shared by the server's processes, kept across restarts; the key holds the caller's zone, so
 a tile built for one zone is never served to another. `X-Tile-Cache` says where a tile came
-from (memory, disk or built). `app.tile_seed` fills the disk cache ahead of the requests.
+from (memory, disk or built). `app.tile_seed` can fill the disk cache ahead of the requests
+(`blockdata tiles seed`, `blockdata serve --seed-tiles`).
 """
 
 from __future__ import annotations
@@ -544,14 +548,17 @@ def change_area(z: int, x: int, y: int) -> tuple[int, int, int, int, int]:
 
 SNAP = 1e-6  # tiles of the change level: more than any rounding, far less than a tile
 
-# The changes in a tile's area: an index range scan of at most 20 × 20 rows (compacted).
+# The changes in a tile's area that the caller's zone may see: an index-only range scan of
+# at most 20 × 20 tiles' rows (compacted: one per street). {zone}: the zone, '*' for all.
 _CHANGES = """
     (select coalesce(sum(n), 0) from tile_changes
       where layer = :tile_layer and level = :tile_level
-        and x between :tile_x0 and :tile_x1 and y between :tile_y0 and :tile_y1)"""
+        and x between :tile_x0 and :tile_x1 and y between :tile_y0 and :tile_y1
+        and ({zone} = '*' or street_code = {zone}))"""
 _EPOCH = "(select epoch from tile_epochs where layer = :tile_layer)"
+_ZONE_SETTING = "coalesce(nullif(current_setting('blockdata.zone', true), ''), '*')"
 _VERSION_SQL = sa.text(
-    f"select {_EPOCH}, {_CHANGES}, current_user, "
+    f"select {_EPOCH}, {_CHANGES.format(zone=_ZONE_SETTING)}, current_user, "
     "coalesce(current_setting('blockdata.zone', true), '')"
 )
 
@@ -572,22 +579,24 @@ def data_version(
     """What changes whenever the rows this caller may see in tile z/x/y (with its buffer) of
     the layer may have changed; without a tile, anywhere in the layer.
 
-    The data: the layer's epoch and the number of changes the triggers of migration 0008
-    logged in the tile's area, exact at commit, whoever wrote them (ETL, Open311, psql).
-    The caller: the database role and the `blockdata.zone` setting, which are all the
-    row-level security policies read (migration 0004), so cached tiles are shared within a
-    zone and never across zones. Read as the server's own role: the reader may not read
-    the change log.
+    The data: the layer's epoch and the number of changes the triggers of migrations 0008
+    and 0009 logged in the tile's area — in the caller's street only, for a commander (a
+    write elsewhere must not show in their ETag) — exact at commit, whoever wrote them (ETL,
+    Open311, psql). The caller: the database role and the `blockdata.zone` setting, which
+    are all the row-level security policies read (migration 0004), so cached tiles are
+    shared within a zone and never across zones. Read as the server's own role: the reader
+    may not read the change log.
     """
     epoch, changes, role, zone = conn.execute(_VERSION_SQL, _area_params(layer, tile)).one()
     return f"{epoch}.{changes}|{role}|{zone}"
 
 
 # The same, as columns of the statement `db.scope` runs for a tile request, before the switch
-# to the reader. The last column: whether the request aggregates cannot answer now — changes
-# not refreshed yet (a table the reader may not read), or days of another time zone than the
-# configured one (`request_aggregates_zone`, until `blockdata db rebuild-aggregates`).
-_SCOPE_VERSION = f"{_EPOCH}, {_CHANGES}, "
+# to the reader: the zone is that statement's own `:zone`. The last column: whether the
+# request aggregates cannot answer now — changes not refreshed yet (a table the reader may
+# not read), or days of another time zone than the configured one (`request_aggregates_zone`,
+# until `blockdata db rebuild-aggregates`).
+_SCOPE_VERSION = f"{_EPOCH}, {_CHANGES.format(zone='cast(:zone as text)')}, "
 
 
 def _scope_version() -> tuple[str, dict[str, Any]] | None:
@@ -704,9 +713,13 @@ class TileCache:
         return self._path(key).stat().st_size
 
     def share(self, directory: Path, disk_bytes: int = DEFAULT_DISK_BYTES) -> None:
-        """Keep built tiles in `directory` too (created 0700), at most `disk_bytes` of them."""
+        """Keep built tiles in `directory` too (created 0700), at most `disk_bytes` of them.
+        OSError when it cannot be created or written to."""
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)
+        probe = directory / f".probe.{os.getpid()}.{threading.get_ident()}"
+        probe.write_bytes(b"")
+        probe.unlink()
         self.directory = directory
         self.disk_bytes = disk_bytes
 
@@ -811,13 +824,24 @@ def tile_cache(app: Flask | None = None) -> TileCache:
     return cache
 
 
-def use_disk_cache(app: Flask) -> Path:
+def use_disk_cache(app: Flask) -> Path | None:
     """Keep the app's tiles on disk too: `TILE_CACHE_DIR` (default: the instance's
-    var/tiles), at most `TILE_CACHE_DISK_BYTES` (default 1 GiB). The directory."""
+    var/tiles), at most `TILE_CACHE_DISK_BYTES` (default 1 GiB). The directory; None, with
+    a warning, when it cannot be created or written (a regular file in its place, a
+    read-only or full disk): a cache is an optimisation, the tiles are then built in memory."""
     settings = app.config["BLOCKDATA_SETTINGS"]
     directory = Path(app.config.get("TILE_CACHE_DIR") or settings.var_dir / "tiles")
     disk_bytes = int(app.config.get("TILE_CACHE_DISK_BYTES", DEFAULT_DISK_BYTES))
-    tile_cache(app).share(directory, disk_bytes)
+    try:
+        tile_cache(app).share(directory, disk_bytes)
+    except OSError as exc:
+        app.logger.warning(
+            "tiles: 磁盘缓存不可用，仅用内存缓存 no disk cache, tiles are kept in memory only: "
+            "%s: %s",
+            directory,
+            exc.strerror or exc,
+        )
+        return None
     return directory
 
 

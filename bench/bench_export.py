@@ -8,11 +8,16 @@ process under `/usr/bin/time` (wall time and peak resident memory):
   - `ogr2ogr -f GeoJSON` straight from the PostGIS table (the issue's yardstick), and
     `ogr2ogr -f GPKG` / `-f CSV`;
   - `blockdata export` to GeoJSON, CSV, GeoPackage and Parquet;
-  - the HTTP API: `/api/layers/service_requests/features` (GeoJSON and `f=csv`) served by
-    waitress in its own process, read by one client that writes the body to disk; memory
-    is the server's peak resident set (VmHWM) after the download.
+  - the HTTP API: `/api/layers/service_requests/features` (GeoJSON and `f=csv`) served as
+    `blockdata serve --workers 1 --threads 4` runs it (waitress) in its own process, read
+    by one client that writes the body to disk: total time and time to the first byte (the
+    server spools the export to a file first: its database transaction ends then); memory
+    is the server's peak resident set (VmHWM) after the download;
+  - the cost of the CSV formula guard (`export._csv_cell`): the same CSV export in this
+    process with and without it, in turn, three times each.
 Every output is counted (features or rows) against the table. Results replace the
-`bench_export` section of docs/benchmarks.md.
+`bench_export` section of docs/benchmarks.md; `--only http` or `--only csv-guard` runs one
+part and prints it.
 """
 
 from __future__ import annotations
@@ -119,26 +124,31 @@ def peak_mb(pid: int) -> float:
     return int(match[1]) / 1024 if match else float("nan")
 
 
-def download(port: int, path: str, token: str, out: Path) -> float:
-    """GET `path` and write the body to `out`; wall seconds."""
+def download(port: int, path: str, token: str, out: Path) -> tuple[float, float]:
+    """GET `path` and write the body to `out`: (wall seconds, seconds to the first byte)."""
     t = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
     response = conn.getresponse()
     if response.status != 200:
         raise SystemExit(f"GET {path}: {response.status} {response.read()[:300]!r}")
+    first = None
     with out.open("wb") as fh:
         while chunk := response.read(1 << 20):
+            if first is None:
+                first = time.perf_counter() - t
             fh.write(chunk)
     conn.close()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, first or 0.0
 
 
 def serve(url: str, port: int) -> subprocess.Popen[bytes]:
+    """`blockdata serve --workers 1 --threads 4` (waitress, one process: its memory is the
+    server's)."""
     code = (
-        "import logging, sys; from waitress import serve; from app import create_app;"
-        "logging.getLogger('waitress.queue').setLevel(logging.ERROR);"
-        f"serve(create_app({{'DATABASE_URL': {url!r}}}), host='127.0.0.1', port={port}, threads=4)"
+        "from app import create_app; from app.cli import run_server;"
+        f"run_server(lambda: create_app({{'DATABASE_URL': {url!r}}}), host='127.0.0.1', "
+        f"port={port}, threads=4, workers=1, quiet=True)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     for _ in range(200):
@@ -151,6 +161,39 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("the server did not start")
 
 
+def csv_guard(url: str, rows: int) -> str:
+    """The CSV export of every request in this process, with the formula guard and without
+    (`_csv_cell` as `_csv_value`), in turn, three times each: a line with the best times."""
+    from app import export
+    from layers import get_layer
+
+    guarded = export._csv_cell
+    engine = make_engine(url)
+    best = {"with": float("inf"), "without": float("inf")}
+    try:
+        with tempfile.TemporaryDirectory(dir=ROOT / "var") as tmp:
+            for _ in range(3):
+                for name in ("with", "without"):
+                    export._csv_cell = guarded if name == "with" else export._csv_value  # type: ignore[assignment]
+                    path = Path(tmp) / "guard.csv"
+                    with engine.connect() as conn:
+                        t = time.perf_counter()
+                        export.export_file(
+                            conn, export.Slice(get_layer("service_requests")), "csv", path, None
+                        )
+                        best[name] = min(best[name], time.perf_counter() - t)
+                    path.unlink()
+    finally:
+        export._csv_cell = guarded  # type: ignore[method-assign]
+        engine.dispose()
+    one, five, _ = os.getloadavg()
+    return (
+        f"The CSV formula guard (a `'` before text that starts like a formula) on {rows:,} "
+        f"requests, in this process, best of three each in turn: {best['with']:.1f} s with it, "
+        f"{best['without']:.1f} s without (load {one:.1f}/{five:.1f})."
+    )
+
+
 def main() -> None:
     from bench_etl import loaded_database, machine, write_section
 
@@ -158,10 +201,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reuse", action="store_true", help="keep a loaded database")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--db", default=DB, help="the database to load (or reuse)")
+    parser.add_argument("--only", choices=["http", "csv-guard"], help="one part, printed only")
     args = parser.parse_args()
 
     server_url = resolve_database_url(from_env())
-    url = loaded_database(server_url, DB, args.rows, args.reuse)
+    url = loaded_database(server_url, args.db, args.rows, args.reuse)
+    if args.only == "csv-guard":
+        print(csv_guard(url, args.rows))
+        return
     with psycopg.connect(url) as conn:
         total = int(conn.execute("select count(*) from service_requests").fetchone()[0])  # type: ignore[index]
     pg = "PG:" + " ".join(
@@ -169,7 +217,7 @@ def main() -> None:
         for k, v in {
             "host": make_url(url).host,
             "port": make_url(url).port,
-            "dbname": DB,
+            "dbname": args.db,
             "user": make_url(url).username,
             "password": make_url(url).password,
         }.items()
@@ -178,6 +226,7 @@ def main() -> None:
     env = {"DATABASE_URL": url}
     blockdata = str(BIN / "blockdata")
     rows: list[tuple[str, float, float, int, int]] = []
+    first_bytes: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory(dir=ROOT / "var") as tmp:
         out = Path(tmp)
@@ -217,7 +266,7 @@ def main() -> None:
             ("blockdata export --format gpkg", "gpkg", ours("gpkg")),
             ("blockdata export --format parquet", "parquet", ours("parquet")),
         ]
-        for label, fmt, cmd in plan:
+        for label, fmt, cmd in [] if args.only == "http" else plan:
             run(label, cmd, files[fmt], count[fmt])
 
         token = api_token(url)
@@ -230,11 +279,13 @@ def main() -> None:
             ):
                 target = out / "http.out"
                 before = peak_mb(server.pid)
-                wall = download(port, f"/api/layers/{layer}/features{query}", token, target)
+                wall, first = download(port, f"/api/layers/{layer}/features{query}", token, target)
                 after = peak_mb(server.pid)
                 rows.append((label, wall, after, counter(target), target.stat().st_size))
+                first_bytes[label] = first
                 print(
-                    f"{label}: {wall:.1f} s, server peak {before:.0f}→{after:.0f} MB",
+                    f"{label}: {wall:.1f} s, first byte {first:.1f} s, server peak "
+                    f"{before:.0f}→{after:.0f} MB",
                     file=sys.stderr,
                 )
                 target.unlink()
@@ -260,8 +311,20 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
     ]
     for label, wall, mb, n, size in rows:
-        lines.append(f"| {label} | {wall:.1f} | {n / wall:,.0f} | {mb:.0f} | {size / 2**20:,.0f} |")
+        first = f" (first byte {first_bytes[label]:.1f})" if label in first_bytes else ""
+        lines.append(
+            f"| {label} | {wall:.1f}{first} | {n / wall:,.0f} | {mb:.0f} | {size / 2**20:,.0f} |"
+        )
+    if args.only == "http":
+        print("\n".join(lines))
+        return
     lines += [
+        "",
+        "Over HTTP the server spools the export to a temporary file, ends its transaction,",
+        "then sends the file: the first byte comes when the file is complete, and a slow",
+        "client holds neither a database connection nor a thread.",
+        "",
+        csv_guard(url, total),
         "",
         "Our GeoJSON is built by PostgreSQL (`ST_AsGeoJSON`, `row_to_json` of the published",
         "columns, 7 decimals) and streamed out of `COPY … TO STDOUT` in storage order;",

@@ -5,8 +5,9 @@
 
 Loads N requests into a throwaway database `blockdata_bench_ogc` with bench_etl's helpers
 (demo boundaries, clustered requests, `etl.jobs.run_file`), serves the app in a separate
-process on 127.0.0.1 as `blockdata serve --workers W --threads T --no-warm` does (W > 1:
-gunicorn), and measures, with Python client threads on keep-alive connections:
+process on 127.0.0.1 as `blockdata serve --workers W --threads T` does (W > 1: gunicorn's
+processes, waitress in each), and measures, with Python client threads on keep-alive
+connections:
   1. OGC items: one client pages through every feature with limit=1000 by the `next` links;
   2. OGC items with a small bbox (≈ 220 m square, random over the district), 16 clients;
   3. tiles z10–18 over the busiest area, 16 clients: cold (empty tile cache, each tile once),
@@ -22,6 +23,10 @@ gunicorn), and measures, with Python client threads on keep-alive connections:
   4. per zoom, one client, cache off: the cost of building each tile, beside a server whose
      connections keep PostgreSQL's stock JIT and parallel-plan settings, and beside the
      obvious alternative, the bare ST_AsMVT of every point of the zoom's busiest tile.
+`--only workers` instead compares the servers in the same run: waitress in gunicorn's
+workers (`blockdata serve`) and gunicorn's own gthread workers (before), both up at once with
+the same processes and threads, asked in turn (A B B A, `--pairs` times): tiles warm, OGC
+small boxes, then the tiles again while 16 clients download exports at 1 KB/s each.
 Requests are read as a district user (a session cookie), i.e. as `blockdata_reader` under
 row-level security. Each server has a fresh disk cache directory (`TILE_CACHE_DIR`). The
 machine's load average is printed beside each measurement: other work on it makes the figures
@@ -31,6 +36,7 @@ noisy. Prints a markdown table; `--reuse` keeps a loaded database; `--only live`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -65,6 +71,8 @@ if TYPE_CHECKING:
 DB = "blockdata_bench_ogc"
 WORKERS = 2  # as `blockdata serve --workers 2`
 THREADS = 8
+WAITRESS_WORKER = "app.serving.WaitressWorker"  # app.cli.WAITRESS_WORKER
+WORKER_CLASSES = {"waitress": WAITRESS_WORKER, "gthread": "gthread"}
 
 
 def session_cookie(url: str) -> str:
@@ -120,9 +128,10 @@ def serve_main(
     options: str,
     cache_dir: str,
     zooms: str,
+    worker: str,
 ) -> None:
     """Entry point of the server process: `blockdata serve`, without the seeding unless
-    `options` says "seed" (of `zooms`)."""
+    `options` says "seed" (of `zooms`); `worker`: gunicorn's worker class."""
     import logging
 
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "task queue depth" notes
@@ -138,8 +147,9 @@ def serve_main(
         port=port,
         threads=threads,
         workers=workers,
-        warm=options == "seed",
+        seed_tiles=options == "seed",
         quiet=True,
+        worker_class=worker,
     )
 
 
@@ -155,6 +165,7 @@ class Server:
         options: str = "ours",
         cache_dir: str | None = None,
         zooms: str = "10-18",
+        worker: str = WAITRESS_WORKER,
     ) -> None:
         import socket
 
@@ -176,6 +187,7 @@ class Server:
                 options,
                 self.cache_dir,
                 zooms,
+                worker,
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -389,6 +401,157 @@ def paired(ports: dict[str, int], paths: list[str], rounds: int = 2) -> dict[str
         for conn in conns.values():
             conn.close()
     return best
+
+
+# --- the servers compared: waitress in gunicorn's workers, gunicorn's gthread -------------
+
+
+class SlowReaders:
+    """`n` connections, each asking for an export of the requests in `bbox` and reading
+    1 KB/s (a small receive buffer, as a slow link's), until closed."""
+
+    def __init__(self, port: int, n: int, bbox: str) -> None:
+        import socket
+
+        self.sockets = []
+        for i in range(n):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            fmt = "&f=csv" if i % 2 else ""
+            head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+            sock.sendall(
+                f"GET /api/layers/service_requests/features?bbox={bbox}{fmt} HTTP/1.1\r\n"
+                f"Host: bench\r\n{head}\r\n".encode()
+            )
+            sock.setblocking(False)
+            self.sockets.append(sock)
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.wait(1.0):
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    self.received += len(sock.recv(1024))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self.sockets:
+            sock.close()
+
+
+def patient(clients: int, work: Callable[[int], list[str]], port: int, timeout: float) -> Any:
+    """run_clients, but a request unanswered after `timeout` s counts as such and ends its
+    client: (latencies of the answered, how many answered, how many asked, wall s)."""
+    latencies: list[float] = []
+    asked = [0]
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        mine = []
+        try:
+            for path in work(i):
+                with lock:
+                    asked[0] += 1
+                t = time.perf_counter()
+                try:
+                    conn.request("GET", path, headers=HEADERS)
+                    response = conn.getresponse()
+                    response.read()
+                except OSError:
+                    break
+                assert response.status == 200, (path, response.status)
+                mine.append(time.perf_counter() - t)
+        finally:
+            conn.close()
+            with lock:
+                latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, len(latencies), asked[0], time.perf_counter() - t0
+
+
+def bench_workers(
+    url: str,
+    args: argparse.Namespace,
+    paths: list[str],
+    box: tuple[float, float, float, float],
+    busiest: tuple[float, float, int],
+    emit: Callable[[str], None],
+) -> None:
+    """Both kinds of server up at once, each case asked of them in turn: A B B A. The slow
+    readers export the busiest 500 m square (quick to read: the table is in spatial order),
+    so that what holds the threads is the reading, not the export."""
+    c = args.clients
+    lon, lat, dense = busiest
+    square = f"{lon - 0.0025:.4f},{lat - 0.0025:.4f},{lon + 0.0025:.4f},{lat + 0.0025:.4f}"
+    servers = {
+        name: Server(url, args.threads, args.workers, 64 * 1024 * 1024, worker=worker)
+        for name, worker in WORKER_CLASSES.items()
+    }
+    order = ["waitress", "gthread", "gthread", "waitress"] * args.pairs
+    try:
+        for server in servers.values():  # cold: every tile built once, then in the cache
+            run_clients(c, shares(paths, c, 1), server.port)
+            run_clients(c, lambda i: bbox_paths(box, 5, 1000 + i), server.port)
+        cases: list[tuple[str, Callable[[int, int], tuple[list[float], float]]]] = [
+            (
+                f"tiles z10–18, warm, {c} clients",
+                lambda port, k: run_clients(
+                    c, shares(paths * max(1, args.warm_rounds // 2), c, 10 + k), port
+                )[::2],
+            ),
+            (
+                f"OGC items, small bbox (≈ 200 m), {c} clients",
+                lambda port, k: run_clients(
+                    c, lambda i: bbox_paths(box, args.bbox_requests // 2, 100 * k + i), port
+                )[::2],
+            ),
+        ]
+        for label, case in cases:
+            got: dict[str, list[tuple[list[float], float, str]]] = {n: [] for n in servers}
+            for k, name in enumerate(order):
+                before = load()
+                latencies, wall = case(servers[name].port, k)
+                got[name].append((latencies, wall, before))
+            cells = []
+            for name in servers:
+                lat = [x for r in got[name] for x in r[0]]
+                wall = sum(r[1] for r in got[name])
+                loads = ", ".join(r[2] for r in got[name])
+                cells.append(
+                    f"{name}: {len(lat) / wall:,.0f}/s, p50 {pct(lat, 0.5):.1f}, "
+                    f"p99 {pct(lat, 0.99):.1f} (load {loads})"
+                )
+            emit(f"| {label}: waitress in gunicorn / gthread | {' / '.join(cells)} |")
+        for name in ("gthread", "waitress"):
+            slow = SlowReaders(servers[name].port, args.slow, square)
+            try:
+                time.sleep(5)  # the exports under way
+                before = load()
+                lat, answered, asked, wall = patient(c, shares(paths, c, 7), servers[name].port, 30)
+            finally:
+                slow.close()
+            emit(
+                f"| tiles z10–18, warm, {c} clients while {args.slow} clients read exports "
+                f"of {dense:,} requests (GeoJSON or CSV) at 1 KB/s: {name} | {answered} of "
+                f"{asked} answered in "
+                f"{wall:.0f} s (30 s timeout), p50 "
+                f"{pct(lat, 0.5) if lat else float('nan'):.1f} ms; load {before} |"
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 # --- live: a seeded server while requests come in ----------------------------------------
@@ -632,15 +795,25 @@ def main() -> None:
         help="3b: seconds between Open311 requests, one run each (default 10,1)",
     )
     parser.add_argument("--seed-jobs", type=int, default=2, help="3b's seeding threads")
-    parser.add_argument("--only", choices=["live"], help="run only this measurement")
+    parser.add_argument("--only", choices=["live", "workers"], help="run only this measurement")
     parser.add_argument("--db", default=DB, help="the database to load (or reuse)")
     parser.add_argument("--seed-zooms", default="10-18", help="3b's seeded zooms (smoke: fewer)")
-    parser.add_argument("--serve", nargs=8, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=9, help=argparse.SUPPRESS)
+    parser.add_argument("--slow", type=int, default=16, help="--only workers: slow readers")
+    parser.add_argument("--pairs", type=int, default=3, help="--only workers: A B B A rounds")
     args = parser.parse_args()
     if args.serve:
-        url, port, threads, workers, cache, options, cache_dir, zooms = args.serve
+        url, port, threads, workers, cache, options, cache_dir, zooms, worker = args.serve
         serve_main(
-            url, int(port), int(threads), int(workers), int(cache), options, cache_dir, zooms
+            url,
+            int(port),
+            int(threads),
+            int(workers),
+            int(cache),
+            options,
+            cache_dir,
+            zooms,
+            worker,
         )
         return
 
@@ -666,7 +839,7 @@ def main() -> None:
     zoom_of = dict((p, z) for z, p in tiles)
     c, workers, threads = args.clients, args.workers, args.threads
     server_kind = (
-        f"gunicorn, {workers} gthread workers × {threads} threads"
+        f"gunicorn, {workers} worker processes × {threads} threads, waitress in each"
         if workers > 1
         else f"waitress, {threads} threads"
     )
@@ -691,6 +864,13 @@ def main() -> None:
 
     if args.only == "live":
         bench_live(url, args, paths, (lon, lat), emit)
+        print("\n".join(lines))
+        engine.dispose()
+        return
+    if args.only == "workers":
+        lines[2] = lines[2].replace(f"--rows {args.rows}`", f"--rows {args.rows} --only workers`")
+        bench_workers(url, args, paths, box, (lon, lat, dense), emit)
+        lines += ["", f"Load average (1/5 min) at the start {started}, at the end {load()}."]
         print("\n".join(lines))
         engine.dispose()
         return

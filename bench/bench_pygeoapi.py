@@ -7,8 +7,8 @@ Loads N requests into a throwaway database `blockdata_bench_pygeoapi` (bench_etl
 `loaded_database`), installs pygeoapi (PINS) into its own virtualenv under
 `var/bench/pygeoapi-venv` on first use (never into ours: its pins are not ours), and serves,
 each in its own process on 127.0.0.1, at the same time:
-  - ours: as `blockdata serve` runs it (gunicorn, 2 workers × 8 threads), with an
-    analyst's API token;
+  - ours: as `blockdata serve` runs it (gunicorn's process management, 2 workers × 8
+    threads, waitress in each), with an analyst's API token;
   - pygeoapi: its Flask app under gunicorn, as its Docker image runs it, 2 gthread workers ×
     4 threads, one collection on the same table with its `PostgreSQL` provider.
 Then, alternating between the two:
@@ -21,6 +21,10 @@ Then, alternating between the two:
      pygeoapi, ours: requests/s, p50, p99; then ours once more with a token per client.
 Both servers must return the same feature ids for the pages at each depth and for a few
 whole boxes. Results replace the `bench_pygeoapi` section of docs/benchmarks.md.
+
+`--compare-workers` runs only case 2, ours against ours: as `blockdata serve` runs it
+(waitress in gunicorn's workers) and with gunicorn's gthread workers (as it ran before),
+both up at once, in four rounds (A B B A); it prints its lines and writes no section.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ PINS = (
 )
 OURS_THREADS = 8
 OURS_WORKERS = 2
+OURS_WORKER = "app.serving.WaitressWorker"  # app.cli.WAITRESS_WORKER
 THEIR_WORKERS, THEIR_THREADS = 2, 4
 PAGE = 1000
 BBOX_LIMIT = 100
@@ -209,18 +214,19 @@ class Server:
                 self.proc.wait()
 
 
-def serve_ours(url: str, port: int) -> Server:
-    """Ours as `blockdata serve` runs it: gunicorn, OURS_WORKERS gthread workers (the same
-    server and process count pygeoapi gets), without the tile warm-up."""
+def serve_ours(url: str, port: int, worker: str = OURS_WORKER, name: str = "ours") -> Server:
+    """Ours as `blockdata serve` runs it: gunicorn's process management, OURS_WORKERS
+    workers (the process count pygeoapi gets) serving with waitress; `worker` "gthread":
+    gunicorn's own threaded workers instead (as before)."""
     code = (
         "import os; from app import create_app; from app.cli import run_server;"
         "url = os.environ['BLOCKDATA_BENCH_URL'];"
         f"run_server(lambda: create_app({{'DATABASE_URL': url}}), host='127.0.0.1', port={port},"
-        f" threads={OURS_THREADS}, workers={OURS_WORKERS}, warm=False, quiet=True)"
+        f" threads={OURS_THREADS}, workers={OURS_WORKERS}, quiet=True, worker_class={worker!r})"
     )
     # The URL (and its password) through the environment, not the command line.
     return Server(
-        "ours", [sys.executable, "-c", code], port, "/healthz", {"BLOCKDATA_BENCH_URL": url}
+        name, [sys.executable, "-c", code], port, "/healthz", {"BLOCKDATA_BENCH_URL": url}
     )
 
 
@@ -452,6 +458,70 @@ def met(ours: float, theirs: float) -> str:
     return "met" if ours >= TARGET * theirs else "**not met**"
 
 
+def compare_workers(args: argparse.Namespace) -> None:
+    """Case 2 (small boxes, 16 clients) of ours served two ways, both up at once, A B B A."""
+    from bench_etl import loaded_database, machine
+    from bench_export import api_token, free_port
+    from bench_ogc_tiles import district_box, pct
+
+    started = load()
+    url = loaded_database(resolve_database_url(from_env()), args.db, args.rows, args.reuse)
+    engine = make_engine(url)
+    extent = district_box(engine)
+    engine.dispose()
+    c = args.clients
+    tokens = [api_token(url) for _ in range(c)]
+    kinds = {"waitress": OURS_WORKER, "gthread": "gthread"}
+    servers: dict[str, Server] = {}
+    try:
+        for name, worker in kinds.items():
+            servers[name] = serve_ours(url, free_port(), worker, f"ours-{name}")
+        clients = {
+            name: [Client(s.port, {"Authorization": f"Bearer {t}"}) for t in tokens]
+            for name, s in servers.items()
+        }
+
+        def boxes(seed: int) -> Callable[[int], list[str]]:
+            return lambda i: bbox_paths(extent, OURS_ITEMS, 500, seed + i, BBOX_LIMIT)
+
+        for name in kinds:  # warm-up: pools, plans, caches
+            hammer(lambda i, n=name: clients[n][i], boxes(99), c, 2)
+        runs: dict[str, list[tuple[list[float], float, str]]] = {n: [] for n in kinds}
+        for name in ("waitress", "gthread", "gthread", "waitress"):
+            before = load()
+            lat, _, wall = hammer(lambda i, n=name: clients[n][i], boxes(1000), c, args.seconds / 2)
+            runs[name].append((lat, wall, before))
+            print(
+                f"{name}: {len(lat) / wall:,.1f} req/s, p50 {pct(lat, 0.5):.1f} ms, "
+                f"p99 {pct(lat, 0.99):.1f} ms, load {before}",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        for server in servers.values():
+            server.stop()
+    print(
+        f"`python bench/bench_pygeoapi.py --rows {args.rows} --compare-workers` on {machine()}; "
+        f"{time.strftime('%Y-%m-%d')}; load (1/5 min) at the start {started}, at the end "
+        f"{load()}. Small boxes (≈ 220 m, limit={BBOX_LIMIT}), {c} clients with a token each, "
+        f"{args.seconds / 2:.0f} s per round, rounds A B B A:"
+    )
+    print("\n| ours served by | requests/s | p50 ms | p99 ms | load per round |")
+    print("|---|---:|---:|---:|---|")
+    for name, rounds in runs.items():
+        lat = [x for r in rounds for x in r[0]]
+        wall = sum(r[1] for r in rounds)
+        label = (
+            f"waitress in {OURS_WORKERS} gunicorn workers (`blockdata serve`)"
+            if name == "waitress"
+            else f"gunicorn, {OURS_WORKERS} gthread workers (before)"
+        )
+        print(
+            f"| {label} | {len(lat) / wall:,.1f} | {pct(lat, 0.5):.1f} | {pct(lat, 0.99):.1f} | "
+            f"{', '.join(r[2] for r in rounds)} |"
+        )
+
+
 def main() -> None:
     from bench_etl import loaded_database, machine, write_section
     from bench_export import api_token, free_port
@@ -469,13 +539,20 @@ def main() -> None:
         help="page through this many features (0: all; pygeoapi takes ~8 min for 1M)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--db", default=DB, help="the database to load (or reuse)")
+    parser.add_argument(
+        "--compare-workers", action="store_true", help="case 2 only: ours, waitress vs gthread"
+    )
     args = parser.parse_args()
 
+    if args.compare_workers:
+        compare_workers(args)
+        return
     started = load()
     version = install_pygeoapi()
     server_url = resolve_database_url(from_env())
     t = time.perf_counter()
-    url = loaded_database(server_url, DB, args.rows, args.reuse)
+    url = loaded_database(server_url, args.db, args.rows, args.reuse)
     loaded = "reused" if args.reuse else f"loaded in {time.perf_counter() - t:.0f} s"
     with psycopg.connect(url) as conn:
         total = int(conn.execute("select count(*) from service_requests").fetchone()[0])  # type: ignore[index]
@@ -606,9 +683,9 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}. Load average (1/5 min) at the start {started}, at the "
         f"end {finished}.",
         "",
-        f"- **ours**: as `blockdata serve` runs it, gunicorn, {OURS_WORKERS} gthread workers × "
-        f"{OURS_THREADS} threads; read with an analyst's API token (`Authorization: Bearer`), "
-        "as GDAL or QGIS would.",
+        f"- **ours**: as `blockdata serve` runs it, gunicorn's process management, "
+        f"{OURS_WORKERS} workers × {OURS_THREADS} threads serving with waitress; read with an "
+        "analyst's API token (`Authorization: Bearer`), as GDAL or QGIS would.",
         f"- **pygeoapi {version}** (`{VENV.relative_to(ROOT)}/bin/pip install "
         f"{' '.join(PINS)}`): its Flask app under gunicorn as its Docker image runs it, "
         f"{THEIR_WORKERS} gthread workers × {THEIR_THREADS} threads, its `PostgreSQL` "

@@ -1,11 +1,12 @@
 """Where each layer changed, for the tile cache (migration 0008 has the triggers).
 
 `tile_changes` is a log written by statement triggers on every layer table: one row per
-statement and tile that the changed rows' boxes touch, at each of the levels 14–18 (a
-level-L tile is the map tile of zoom L); the server compacts it to a row per tile, `n`
-summed. `tile_epochs` holds a random token per layer, renewed when the whole layer changes
-(TRUNCATE, a bulk load, a statement of over 10,000 rows, a huge geometry), which also
-empties the layer's log. Only the server's own role reads or writes them.
+statement, tile that the changed rows' boxes touch and street of those rows, at each of the
+levels 14–18 (a level-L tile is the map tile of zoom L; migration 0009 added the street);
+the server compacts it to a row per tile and street, `n` summed. `tile_epochs` holds a
+random token per layer, renewed when the whole layer changes (TRUNCATE, a bulk load, a
+statement of over 10,000 rows, a huge geometry), which also empties the layer's log. Only
+the server's own role reads or writes them.
 """
 
 from __future__ import annotations
@@ -46,8 +47,18 @@ tile_changes = sa.Table(
         server_default=sa.text("1"),
         comment="changes this row stands for (compaction merges rows)",
     ),
+    sa.Column(
+        "street_code",
+        sa.String(9),
+        comment="the changed row's street (NULL: none; rows logged before 0009)",
+    ),
     sa.Index(
-        "ix_tile_changes_layer_level_x_y", "layer", "level", "x", "y", postgresql_include=["n"]
+        "ix_tile_changes_layer_level_x_y",
+        "layer",
+        "level",
+        "x",
+        "y",
+        postgresql_include=["n", "street_code"],
     ),
     postgresql_with={
         "autovacuum_vacuum_insert_scale_factor": "0.01",

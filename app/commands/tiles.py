@@ -60,8 +60,14 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
 
     wanted = parse_zooms(zooms)
     settings = from_env()  # a CLI command: the owner's URL (the server's is the web role's)
-    app = create_app({"DATABASE_URL": resolve_database_url(settings)}, settings=settings)
+    app = create_app(
+        {"DATABASE_URL": resolve_database_url(settings), "DB_AS_OWNER": True}, settings=settings
+    )
     directory = tiles.use_disk_cache(app)
+    if directory is None:
+        raise click.ClickException(
+            "瓦片缓存目录不可用 the tile cache directory cannot be used (see the warning above)"
+        )
     lock = tile_seed.seed_lock(directory)
     if lock is None:
         raise click.ClickException(

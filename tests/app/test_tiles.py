@@ -33,13 +33,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from app import db, ogc, tile_seed, tiles
+from app import db, tile_seed, tiles
 from app.cli import main
 from app.db import make_engine
 from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
-from layers.aggregates import period_after, period_start
+from layers.aggregates import CELL_DLAT, CELL_DLNG, CELL_ORIGIN, period_after, period_start
 from tests.app.test_ogc import add_account, demo_url, live_app  # noqa: F401
 from tests.conftest import add_user, login
 from tests.etl import conftest as etl_conftest
@@ -609,23 +609,89 @@ def _points(data: bytes) -> list[tuple[float, float, int]]:
     return sorted((*f["geometry"]["coordinates"], f["properties"]["count"]) for f in decode(data))
 
 
+Feature = tuple[int, int, int]  # (x, y) in the tile's 4096 × 4096 grid, y down; count
+
+
+def _cells(data: bytes) -> list[Feature]:
+    """An aggregated tile's features as the MVT encodes them (y down, not flipped)."""
+    layers = mapbox_vector_tile.decode(data, default_options={"y_coord_down": True})
+    features = layers[LAYER.name]["features"] if layers else []
+    return sorted((*f["geometry"]["coordinates"], f["properties"]["count"]) for f in features)
+
+
+def _in_tile(lon: float, lat: float, z: int, x: int, y: int) -> tuple[float, float] | None:
+    """The point's place in tile z/x/y as fractions of the tile (Web Mercator, y down), or
+    None outside it (half-open: west and south edges in, east and north out)."""
+    n = 2**z
+    fx = (lon + 180) / 360 * n - x
+    fy = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n - y
+    return (fx, fy) if 0 <= fx < 1 and 0 < fy <= 1 else None
+
+
+def _lattice(units: list[tuple[int, float, float]], z: int, x: int, y: int) -> list[Feature]:
+    """What an aggregated tile holds for `units` (count, lon, lat): per cell of its 64 × 64
+    lattice, the count and the count-weighted mean place, in 4096ths of the tile."""
+    cells: dict[tuple[int, int], list[float]] = {}
+    for n, lon, lat in units:
+        fx, fy = _in_tile(lon, lat, z, x, y) or (-1.0, -1.0)
+        assert fx >= 0, "a unit outside its tile"
+        cell = cells.setdefault((math.floor(fx * 64), math.floor(fy * 64)), [0, 0.0, 0.0])
+        cell[0] += n
+        cell[1] += n * lon
+        cell[2] += n * lat
+    out = []
+    for n, lons, lats in cells.values():
+        fx, fy = _in_tile(lons / n, lats / n, z, x, y) or (-1.0, -1.0)
+        out.append((round(fx * 4096), round(fy * 4096), int(n)))
+    return sorted(out)
+
+
 def _expected(
-    engine: sa.Engine, query: str, z: int, x: int, y: int, zone: str = "*"
-) -> tuple[bytes | None, bytes]:
-    """(the tile from the cell aggregates or None, the tile from the points) for `query`."""
-    args = MultiDict(parse_qsl(query))
-    conds = [*ogc.time_conditions(LAYER, args, BEIJING), *ogc.property_conditions(LAYER, args)]
-    cells = tiles.cell_filter(LAYER, args, BEIJING)
+    engine: sa.Engine, where: str, z: int, x: int, y: int, zone: str = "*"
+) -> tuple[list[Feature], list[Feature]]:
+    """(the tile from 100 m cells, the tile from points) for the requests matching the SQL
+    `where` that `zone` sees, computed here from the rows: from points, each point is a unit;
+    from cells, a 100 m cell wholly inside the tile is one unit at its centre, and the
+    points of a cell the tile's edges cut are one unit at their mean (layers.aggregates
+    defines the cells: 100 m squares from CELL_ORIGIN)."""
+    mine = "" if zone == "*" else f" and street_code = '{zone}'"
     with engine.connect() as conn:
-        _reader(conn, zone)
-        from_cells = None
-        if cells is not None:
-            cell_query = tiles.cell_query(LAYER, z, x, y, conds, cells)
-            assert cell_query is not None
-            from_cells = bytes(conn.execute(cell_query).one()[1] or b"")
-        points = conn.execute(tiles.aggregate_query(LAYER, z, x, y, conds)).scalar()
-        conn.rollback()
-    return from_cells, bytes(points or b"")
+        rows = conn.exec_driver_sql(
+            f"select ST_X(geom), ST_Y(geom) from service_requests where ({where}){mine}"
+        ).all()
+    west, east = x / 2**z * 360 - 180, (x + 1) / 2**z * 360 - 180
+    north = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / 2**z))))
+    south = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + 1) / 2**z))))
+    inside = [(lon, lat) for lon, lat in rows if _in_tile(lon, lat, z, x, y)]
+    by_cell: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for lon, lat in inside:
+        cx = math.floor((lon - CELL_ORIGIN[0]) / CELL_DLNG)
+        cy = math.floor((lat - CELL_ORIGIN[1]) / CELL_DLAT)
+        by_cell.setdefault((cx, cy), []).append((lon, lat))
+    units = []
+    for (cx, cy), points in by_cell.items():
+        w, s = CELL_ORIGIN[0] + cx * CELL_DLNG, CELL_ORIGIN[1] + cy * CELL_DLAT
+        if w >= west and w + CELL_DLNG <= east and s >= south and s + CELL_DLAT <= north:
+            units.append((len(points), w + CELL_DLNG / 2, s + CELL_DLAT / 2))
+        else:
+            lons, lats = zip(*points, strict=True)
+            units.append((len(points), sum(lons) / len(lons), sum(lats) / len(lats)))
+    return _lattice(units, z, x, y), _lattice([(1, lon, lat) for lon, lat in inside], z, x, y)
+
+
+def _same(got: list[Feature], want: list[Feature]) -> bool:
+    """The same features, each place within one unit of the grid (rounding)."""
+    if len(got) != len(want):
+        return False
+    left = list(got)
+    for wx, wy, wn in want:
+        match = next(
+            (g for g in left if g[2] == wn and abs(g[0] - wx) <= 1 and abs(g[1] - wy) <= 1), None
+        )
+        if match is None:
+            return False
+        left.remove(match)
+    return True
 
 
 CELL_FILTERS = [
@@ -663,24 +729,30 @@ def test_low_zoom_tiles_come_from_the_cell_aggregates_exactly(
                 if response.headers["X-Tile-Kind"] != "aggregated":
                     assert want <= 200 * 2, (z, x, y)
                     continue
-                got = _points(response.data)
+                got = _cells(response.data)
                 assert sum(n for _, _, n in got) == want, (query, z, x, y)
-                from_cells, from_points = _expected(engine, query, z, x, y)
-                assert from_cells is not None and got == _points(from_cells)
-                used += got != _points(from_points)
+                from_cells, from_points = _expected(engine, where, z, x, y)
+                assert _same(got, from_cells), (query, z, x, y)
+                used += not _same(got, from_points)
     assert used  # the cells' centres are not the points' means: the aggregates were read
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "where"),
     [
-        "status=已办结",
-        "datetime=2026-06-01T08:00:00/2026-08-31",
-        "category=环境卫生&department=城市管理部",
+        ("status=已办结", "status = '已办结'"),
+        (
+            "datetime=2026-06-01T08:00:00/2026-08-31",
+            "received_at >= '2026-06-01 08:00+08' and received_at < '2026-09-01 00:00+08'",
+        ),
+        (
+            "category=环境卫生&department=城市管理部",
+            "category = '环境卫生' and department = '城市管理部'",
+        ),
     ],
 )
 def test_filters_the_aggregates_cannot_answer_read_the_points(
-    small: FlaskClient, engine: sa.Engine, query: str
+    small: FlaskClient, engine: sa.Engine, query: str, where: str
 ) -> None:
     with engine.connect() as conn:
         x, y = tile_of(
@@ -693,7 +765,8 @@ def test_filters_the_aggregates_cannot_answer_read_the_points(
     assert tiles.cell_filter(LAYER, MultiDict(parse_qsl(query)), BEIJING) is None
     response = fetch(small, f"/tiles/service_requests/11/{x}/{y}.pbf?{query}")
     assert response.headers["X-Tile-Kind"] == "aggregated"
-    assert _points(response.data) == _points(_expected(engine, query, 11, x, y)[1])
+    got = _cells(response.data)
+    assert got and _same(got, _expected(engine, where, 11, x, y)[1])
 
 
 def test_a_commanders_cell_tile_counts_only_their_street(tiles_url: str, engine: sa.Engine) -> None:
@@ -712,9 +785,9 @@ def test_a_commanders_cell_tile_counts_only_their_street(tiles_url: str, engine:
                     assert {f["properties"]["street_code"] for f in features} <= {street}
                     assert len(features) >= count
                     continue
-                got = _points(response.data)
+                got = _cells(response.data)
                 assert sum(n for _, _, n in got) == count
-                assert got == _points(_expected(engine, "", 11, x, y, street)[0] or b"")
+                assert _same(got, _expected(engine, "true", 11, x, y, street)[0])
                 aggregated += 1
     assert aggregated
 
@@ -732,7 +805,7 @@ def test_unrefreshed_aggregates_are_not_read(
         x, y = tile_of(lon, lat, 11)
         url = f"/tiles/service_requests/11/{x}/{y}.pbf"
         before = fetch(small, url)
-        assert _points(before.data) == _points(_expected(engine, "", 11, x, y)[0] or b"")
+        assert _same(_cells(before.data), _expected(engine, "true", 11, x, y)[0])
         conn.exec_driver_sql(
             "insert into service_requests (source, source_id, received_at, category, "
             "street_code, geom) select source, 'UNREFRESHED', received_at, category, "
@@ -745,7 +818,7 @@ def test_unrefreshed_aggregates_are_not_read(
             assert stale.headers["ETag"] != before.headers["ETag"]
             want = conn.exec_driver_sql(in_tile(11, x, y)).scalar_one()
             assert sum(n for _, _, n in _points(stale.data)) == want
-            assert _points(stale.data) == _points(_expected(engine, "", 11, x, y)[1])
+            assert _same(_cells(stale.data), _expected(engine, "true", 11, x, y)[1])
         finally:
             conn.exec_driver_sql("delete from service_requests where source_id = 'UNREFRESHED'")
             refresh_request_aggregates(conn)
@@ -857,13 +930,15 @@ def _level18(lon: float, lat: float) -> tuple[int, int]:
     return tile_of(lon, lat, 18)
 
 
-def _add_request(conn: sa.Connection, source_id: str, lon: float, lat: float) -> None:
+def _add_request(
+    conn: sa.Connection, source_id: str, lon: float, lat: float, street: str | None = None
+) -> None:
     conn.execute(
         sa.text(
-            "insert into service_requests (source, source_id, received_at, geom) values "
-            "('test', :sid, now(), ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+            "insert into service_requests (source, source_id, received_at, street_code, geom) "
+            "values ('test', :sid, now(), :street, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
         ),
-        {"sid": source_id, "lon": lon, "lat": lat},
+        {"sid": source_id, "lon": lon, "lat": lat, "street": street},
     )
 
 
@@ -938,6 +1013,54 @@ class TestTinyDistrict:
         deleted = self.etags(user, watched)
         assert all(_changed(moved[nine : 2 * nine], deleted[nine : 2 * nine]))
         assert moved[2 * nine :] == deleted[2 * nine :]
+
+    def test_a_commanders_etag_changes_with_writes_in_their_street_only(
+        self, app: Flask, user: FlaskClient, connection: sa.Connection
+    ) -> None:
+        """Tiles over both streets of the tiny district (A west of 116.32, B east): a write
+        in B leaves A's commander's ETags as they were and changes B's commander's and the
+        district's; a write in A changes A's and the district's, not B's. Moving a request
+        from A to B changes all three."""
+        in_a, in_b = (116.3195, 39.905), (116.3205, 39.905)  # 170 m apart, across the border
+        watched = []
+        for z in range(10, 17):
+            x, y = tile_of(*in_a, z)
+            w, s, e, n = tiles.tile_bounds(z, x, y)  # both points inside the tile itself
+            if w <= in_b[0] < e and s <= in_b[1] < n:
+                watched.append((z, x, y))
+        assert len(watched) >= 5
+        a, b = etl_conftest.STREETS
+        commanders = {
+            street: login(
+                app.test_client(), add_user(connection, f"c-{street}", "commander", street)
+            )
+            for street in (a, b)
+        }
+        clients = {"district": user, a: commanders[a], b: commanders[b]}
+
+        def etags() -> dict[str, list[str]]:
+            return {who: self.etags(client, watched) for who, client in clients.items()}
+
+        def changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, bool]:
+            flags = {who: _changed(before[who], after[who]) for who in before}
+            assert all(len(set(f)) == 1 for f in flags.values()), flags  # every zoom alike
+            return {who: f[0] for who, f in flags.items()}
+
+        start = etags()
+        _add_request(connection, "IN-B", *in_b, street=b)
+        refresh_request_aggregates(connection)
+        wrote_b = etags()
+        assert changed(start, wrote_b) == {"district": True, a: False, b: True}
+        _add_request(connection, "IN-A", *in_a, street=a)
+        refresh_request_aggregates(connection)
+        wrote_a = etags()
+        assert changed(wrote_b, wrote_a) == {"district": True, a: True, b: False}
+        connection.execute(
+            sa.text("update service_requests set street_code = :b where source_id = 'IN-A'"),
+            {"b": b},
+        )
+        refresh_request_aggregates(connection)
+        assert changed(wrote_a, etags()) == {"district": True, a: True, b: True}
 
     def test_a_polygon_marks_every_tile_of_its_box(
         self, user: FlaskClient, connection: sa.Connection
@@ -1098,12 +1221,13 @@ class TestTinyDistrict:
                 assert response.headers["X-Tile-Cache"] == "disk"
         assert built == []  # every one read from the disk cache
 
-        _add_request(connection, "SEEDED", *INSIDE)
+        mine = "110102001"  # INSIDE's street: its commander's tiles change, the other's not
+        _add_request(connection, "SEEDED", *INSIDE, street=mine)
         refresh_request_aggregates(connection)
         hit = {z: tile_seed.affected(z, [_level18(*INSIDE)]) for z in ZOOMS}
         expected = sum(
             len(hit[z] & (set().union(*(want[c][z] for c in streets)))) for z in ZOOMS
-        ) + sum(len(hit[z] & want[c][z]) for c in streets for z in ZOOMS)
+        ) + sum(len(hit[z] & want[mine][z]) for z in ZOOMS)
         second = seeder.run()
         assert not second.full and second.built == second.tiles == expected == len(built)
         assert all((x, y) in hit[z] for z, x, y in built)
