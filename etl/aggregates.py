@@ -8,6 +8,12 @@ rows: each refresh adds the difference between the recomputed days' new and old 
 first refresh (empty aggregates), a TRUNCATE of the requests, too many marked days or
 `full=True` rebuild everything instead. It runs on the caller's connection, inside the
 caller's transaction.
+
+A rebuild never holds up readers for long (`etl.swap`): the four heat tables are built aside
+and swapped in under locks taken with a short timeout (`etl.locks`), and the two small ones
+are rewritten in place, which takes no lock a reader waits for. A bulk load, which holds the
+tables' locks already, rebuilds them in place (`locked=True`) — from the batch it loaded when
+that is everything (`rebuild_from_batch`).
 """
 
 from __future__ import annotations
@@ -21,14 +27,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from etl import swap
+from etl.load import write_copy
 from etl.yamlcache import read_yaml
 from layers import get_layer
 from layers.aggregates import (
-    AGGREGATE_TABLES,
     CATEGORY_SPANS,
     LOCAL_TZ,
     SPANS,
@@ -304,33 +312,125 @@ def _settings(conn: sa.Connection, **values: str) -> Iterator[None]:
         conn.execute(sa.select(sa.func.set_config(name, value, True)))
 
 
-def _rebuild(conn: sa.Connection) -> dict[str, int]:
-    """Everything from scratch, indexes dropped and rebuilt once (bulk-load practice)."""
+# The tables a rebuild swaps or truncates (ACCESS EXCLUSIVE); the two small ones, scorecards
+# and open requests, are rewritten row by row (DELETE, INSERT), which no reader waits for.
+HEAT_TABLE_LIST = (request_daily, request_periods, request_cells_daily, request_cells_periods)
+
+
+def _rebuild(conn: sa.Connection, locked: bool) -> dict[str, int]:
+    """Everything from scratch: in place when the caller holds the heat tables' locks,
+    else built aside and swapped in."""
     with _settings(conn, **BULK_SETTINGS):
-        return _rebuild_tables(conn)
+        return _rebuild_in_place(conn) if locked else _rebuild_aside(conn)
 
 
-def _rebuild_tables(conn: sa.Connection) -> dict[str, int]:
-    conn.execute(sa.text("truncate " + ", ".join(t.name for t in AGGREGATE_TABLES)))
-    indexes = [index for table in AGGREGATE_TABLES for index in table.indexes]
-    for index in indexes:
-        conn.execute(sa.schema.DropIndex(index))
+def _rebuild_in_place(conn: sa.Connection) -> dict[str, int]:
+    """Truncated, filled and indexed once (bulk-load practice); the caller holds the locks."""
+    _truncate_heat(conn)
     keyed = _keyed(None)
     rows = {}
     for daily, periods in HEAT_TABLES:
         rows[daily.name] = _insert(conn, daily, _daily_heat(keyed, daily))
         rows[periods.name] = _insert(conn, periods, _periods_from(daily))
-    rows[request_street_daily.name] = _insert(conn, request_street_daily, _street_daily(keyed))
-    rows[request_open.name] = _insert(conn, request_open, _open(None))
-    for index in indexes:
-        conn.execute(sa.schema.CreateIndex(index))
-    for table in AGGREGATE_TABLES:
-        conn.execute(sa.text(f"analyze {table.name}"))
+    _index_heat(conn)
+    rows.update(_rewrite_small(conn, _street_daily(keyed)))
     return rows
 
 
-def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> RefreshReport:
-    """Bring the request aggregates up to date with `service_requests` (see the module doc)."""
+def _truncate_heat(conn: sa.Connection) -> None:
+    """Empty the heat tables and drop their indexes (the caller holds their locks).
+
+    Truncated in this transaction, they are written without WAL at wal_level minimal."""
+    conn.execute(sa.text("truncate " + ", ".join(t.name for t in HEAT_TABLE_LIST)))
+    for table in HEAT_TABLE_LIST:
+        for index in table.indexes:
+            conn.execute(sa.schema.DropIndex(index))
+
+
+def _index_heat(conn: sa.Connection) -> None:
+    for table in HEAT_TABLE_LIST:
+        for index in table.indexes:
+            conn.execute(sa.schema.CreateIndex(index))
+    for table in HEAT_TABLE_LIST:
+        conn.execute(sa.text(f"analyze {table.name}"))
+
+
+def _rewrite_small(conn: sa.Connection, street_daily: sa.Select[Any] | pa.Table) -> dict[str, int]:
+    """The scorecard rows (from a query, or a batch's rows) and the open requests, rewritten
+    whole in place: row locks only, readers see the old rows until the commit."""
+    conn.execute(sa.delete(request_street_daily))
+    if isinstance(street_daily, pa.Table):
+        write_copy(conn, request_street_daily.name, street_daily)
+        scorecards = street_daily.num_rows
+    else:
+        scorecards = _insert(conn, request_street_daily, street_daily)
+    conn.execute(sa.delete(request_open))
+    return {
+        request_street_daily.name: scorecards,
+        request_open.name: _insert(conn, request_open, _open(None)),
+    }
+
+
+def _twin(table: sa.Table) -> sa.Table:
+    """The SQLAlchemy view of `table`'s twin (`etl.swap.create_aside`), for queries."""
+    columns = [sa.Column(c.name, c.type) for c in table.columns]
+    return sa.Table(swap.twin(table.name), sa.MetaData(), *columns)
+
+
+def _rebuild_aside(conn: sa.Connection) -> dict[str, int]:
+    """The heat tables built aside and swapped in; the two small tables rewritten in place.
+
+    Readers go on reading the old heat tables until the swap, whose locks are taken as
+    `etl.locks.acquire` takes them, after everything else is done."""
+    twins = {}
+    for table in HEAT_TABLE_LIST:
+        swap.create_aside(conn, table.name)
+        twins[table.name] = _twin(table)
+    keyed = _keyed(None)
+    rows = {}
+    for daily, periods in HEAT_TABLES:
+        built = twins[daily.name]
+        rows[daily.name] = _insert(conn, built, _daily_heat(keyed, built))
+        rows[periods.name] = _insert(conn, twins[periods.name], _periods_from(built))
+    for table in HEAT_TABLE_LIST:
+        swap.copy_indexes(conn, table.name, swap.twin(table.name))
+        conn.execute(sa.text(f"analyze {swap.twin(table.name)}"))
+    rows.update(_rewrite_small(conn, _street_daily(keyed)))
+    swap.swap(conn, [t.name for t in HEAT_TABLE_LIST])
+    return rows
+
+
+def rebuild_from_batch(conn: sa.Connection, batch: dict[str, pa.Table]) -> RefreshReport:
+    """Aggregates of a table that holds exactly the rows of one load, from that batch's
+    aggregates (`etl.aggregate_batch.batch_aggregates`), written by COPY.
+
+    The caller is a bulk load into an empty table: it holds the heat tables' locks and the
+    refresh lock, and the table's rows were written in this transaction."""
+    started = time.monotonic()
+    conn.execute(sa.delete(request_dirty_days))  # marks of rows that are gone
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    rows = {}
+    with _settings(conn, **BULK_SETTINGS):
+        _truncate_heat(conn)
+        for table in HEAT_TABLE_LIST:
+            write_copy(conn, table.name, batch[table.name], freeze=True)
+            rows[table.name] = batch[table.name].num_rows
+        _index_heat(conn)
+        scorecards = batch[request_street_daily.name]
+        stamp = pa.array([now] * scorecards.num_rows, pa.timestamp("us", tz="UTC"))
+        rows.update(_rewrite_small(conn, scorecards.append_column("updated_at", stamp)))
+    report = RefreshReport(full=True, rows=rows, seconds=time.monotonic() - started)
+    report.days = report.place_days = len(set(scorecards.column("day").to_pylist()))
+    return report
+
+
+def refresh_request_aggregates(
+    conn: sa.Connection, *, full: bool = False, locked: bool = False
+) -> RefreshReport:
+    """Bring the request aggregates up to date with `service_requests` (see the module doc).
+
+    `locked`: the caller holds ACCESS EXCLUSIVE locks on the heat tables (a bulk load), so
+    a full rebuild happens in place."""
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK))))
@@ -349,7 +449,7 @@ def refresh_request_aggregates(conn: sa.Connection, *, full: bool = False) -> Re
     )
     report = RefreshReport(full=full, days=len(days), place_days=len(place_days))
     if full:
-        report.rows = _rebuild(conn)
+        report.rows = _rebuild(conn, locked)
     elif days:
         if place_days:
             for daily, periods in HEAT_TABLES:

@@ -1,13 +1,26 @@
 """ETL jobs: one run = one file = one record in `etl_runs`.
 
 extract → validate → coordinates → assign → route → load, in one transaction. The run
-record is written first, in a transaction of its own, so that a failed load is still
-recorded (status 'failed', with the error) while the data stays exactly as it was.
+record is written first, in a short transaction of its own on a second connection (status
+'running', who, where, which file, the process and the loading session), so that every run
+is on record whatever happens to it:
+- a run that fails is marked 'failed' with the error, again in a transaction of its own,
+  while its data is rolled back — the database is exactly as it was;
+- a run whose process is killed cannot mark itself: its loading session holds a
+  transaction-level advisory lock on the run's id until it ends, and `mark_interrupted`
+  (called by every run and by `blockdata etl runs`) marks 'failed' the runs still
+  'running' whose lock is free.
+While the loading transaction itself holds a lock on `etl_runs` that the second connection
+would wait for (a bulk load that had to drop the foreign keys, earlier in the same
+transaction), the record is written in the loading transaction instead.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,8 +32,14 @@ from typing import Any
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from etl import load
-from etl.aggregates import refresh_request_aggregates
+from etl import aggregate_batch, load
+from etl.aggregates import (
+    HEAT_TABLE_LIST,
+    REFRESH_LOCK,
+    ZONE,
+    rebuild_from_batch,
+    refresh_request_aggregates,
+)
 from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
 from etl.place import placer_for
@@ -87,13 +106,127 @@ def _sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
-    run_id: int = conn.execute(
-        sa.insert(etl_runs)
-        .values(layer=mapping.layer, source=mapping.source, file_name=path.name, options=options)
+# The advisory lock a loading session holds on its run: (RUN_LOCK_CLASS, run id).
+RUN_LOCK = "etl_run"
+CONFLICTING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+INTERRUPTED = (
+    "中断 interrupted: 加载进程在完成前结束，数据未改动 "
+    "the loading process ended before the run finished; nothing of it was kept"
+)
+SIDE_LOCK_TIMEOUT = "5s"
+
+
+def _run_lock(run_id: Any) -> Any:
+    return sa.func.pg_advisory_xact_lock(sa.func.hashtext(RUN_LOCK), sa.cast(run_id, sa.Integer))
+
+
+def _blocks_side_writes(conn: sa.Connection) -> bool:
+    """Whether `conn`'s transaction holds a lock on etl_runs that writes must wait for."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "select exists (select 1 from pg_locks where pid = pg_backend_pid() "
+                "and locktype = 'relation' and relation = 'etl_runs'::regclass "
+                "and mode = any(:modes))"
+            ),
+            {"modes": list(CONFLICTING)},
+        ).scalar_one()
+    )
+
+
+def _record(conn: sa.Connection, statement: sa.Executable) -> None:
+    """Execute `statement` on etl_runs in a short transaction of its own (a second
+    connection), or in `conn`'s transaction when that one holds etl_runs against it."""
+    if not _blocks_side_writes(conn):
+        try:
+            with conn.engine.connect() as side, side.begin():
+                side.execute(sa.select(sa.func.set_config("lock_timeout", SIDE_LOCK_TIMEOUT, True)))
+                side.execute(statement)
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":
+                raise
+    conn.execute(statement)
+
+
+def mark_interrupted(conn: sa.Connection) -> list[int]:
+    """Mark 'failed' the runs still 'running' whose loading session is gone (their advisory
+    lock is free); their ids. Call it outside any load's transaction, then commit."""
+    ids = conn.execute(
+        sa.update(etl_runs)
+        .where(
+            etl_runs.c.status == "running",
+            sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(RUN_LOCK), etl_runs.c.id),
+        )
+        .values(status="failed", finished_at=sa.func.now(), error=INTERRUPTED)
         .returning(etl_runs.c.id)
-    ).scalar_one()
+    ).scalars()
+    return sorted(ids)
+
+
+def _mark_interrupted_aside(conn: sa.Connection) -> None:
+    """`mark_interrupted` on a second connection, skipped when etl_runs is busy."""
+    if _blocks_side_writes(conn):
+        return
+    try:
+        with conn.engine.connect() as side, side.begin():
+            side.execute(sa.select(sa.func.set_config("lock_timeout", "1s", True)))
+            mark_interrupted(side)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":
+            raise
+
+
+def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
+    """Record the run as 'running' and commit that; `conn`'s transaction holds its lock."""
+    sequence = sa.func.pg_get_serial_sequence("etl_runs", "id")
+    run_id = int(conn.execute(sa.select(sa.func.nextval(sequence))).scalar_one())
+    conn.execute(sa.select(_run_lock(run_id)))
+    backend = conn.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
+    _mark_interrupted_aside(conn)
+    _record(
+        conn,
+        sa.insert(etl_runs).values(
+            id=run_id,
+            layer=mapping.layer,
+            source=mapping.source,
+            file_name=path.name,
+            options=options,
+            status="running",
+            run_by=_user(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            backend_pid=backend,
+        ),
+    )
     return run_id
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _batch_aggregates(rows: Any) -> dict[str, Any] | None:
+    """The batch's aggregates (`etl.aggregate_batch`), None when it cannot compute them."""
+    try:
+        return aggregate_batch.batch_aggregates(rows, ZONE.key)
+    except aggregate_batch.NotComputable:
+        return None
+
+
+def _refresh_aggregates(
+    conn: sa.Connection, counts: dict[str, int], batch: dict[str, Any] | None
+) -> None:
+    """After a load of requests: from the batch when the table holds exactly the batch,
+    else the refresh — a full one in place after any other bulk load (its locks are held)."""
+    if counts.get("replaced") and batch is not None:
+        rebuild_from_batch(conn, batch)
+        return
+    bulk = bool(counts.get("bulk"))
+    refresh_request_aggregates(conn, full=bulk, locked=bulk)
 
 
 def run_file(
@@ -110,9 +243,11 @@ def run_file(
 ) -> RunReport:
     """Load one extract on `conn`, in the caller's transaction.
 
-    The data goes in under a savepoint: when the run fails as a whole, the savepoint is
-    rolled back, the run is marked failed, and EtlError (with the report) is raised — the
-    caller commits to keep the record of the failure, and the data is as it was.
+    The run is recorded first and committed (see the module doc). The data goes in under
+    a savepoint: when the run fails as a whole, the savepoint is rolled back, the run is
+    marked failed, and EtlError (with the report) is raised; the data is as it was. (When
+    the record had to be written in the caller's transaction, the caller commits to keep
+    it.)
     """
     started = time.monotonic()
     if mapping is None:
@@ -126,8 +261,9 @@ def run_file(
         spec = Mapping(**{**spec.__dict__, "source": source})
     options = {"mapping": spec.name, "crs": crs, "source": spec.source}
     run_id = _start_run(conn, path, spec, options)
-    # The file's checksum is computed beside the load (hashlib releases the GIL).
-    hashing = ThreadPoolExecutor(max_workers=1)
+    # The file's checksum, and a bulk load's aggregates, are computed beside the load
+    # (hashlib, NumPy and Arrow release the GIL).
+    hashing = ThreadPoolExecutor(max_workers=2)
     checksum = hashing.submit(_sha256, path)
     report = RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name)
     bar = tqdm(
@@ -157,6 +293,12 @@ def run_file(
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()
             bar.set_postfix_str(f"入库 load {prepared.table.num_rows} rows")
+            requests = spec.layer == "service_requests"
+            batch = (
+                hashing.submit(_batch_aggregates, prepared.table)
+                if requests and load.is_bulk(conn, spec.layer_obj, prepared.table)
+                else None
+            )
             counts = load.upsert(
                 conn,
                 spec.layer_obj,
@@ -164,11 +306,13 @@ def run_file(
                 run_id,
                 progress=spec.progress,
                 timings=report.timings,
+                also_lock=[t.name for t in HEAT_TABLE_LIST] if requests else (),
+                advisory=[REFRESH_LOCK] if requests else (),
             )
             load.save_rejects(conn, run_id, prepared.rejects)
-            if spec.layer == "service_requests":
+            if requests:
                 mark = time.monotonic()
-                refresh_request_aggregates(conn, full=bool(counts.get("bulk")))
+                _refresh_aggregates(conn, counts, batch.result() if batch else None)
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)
@@ -207,10 +351,11 @@ def run_file(
         report.status = "failed"
         report.error = f"{type(exc).__name__}: {exc}"[:2000]
         report.inserted = report.updated = report.unchanged = report.rejected = 0
-        conn.execute(
+        _record(
+            conn,
             sa.update(etl_runs)
             .where(etl_runs.c.id == run_id)
-            .values(status="failed", finished_at=sa.func.now(), error=report.error)
+            .values(status="failed", finished_at=sa.func.now(), error=report.error),
         )
         report.seconds = time.monotonic() - started
         if isinstance(exc, KeyboardInterrupt):

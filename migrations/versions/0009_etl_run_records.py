@@ -1,0 +1,53 @@
+"""ETL runs recorded before they load: who ran them, where, and the session holding them.
+
+A run's row is now written and committed first, with status 'running', by the loading
+process (`etl.jobs`), which then loads in a transaction of its own. These columns say who
+and what: the operating-system user and host, the process id, and the PostgreSQL backend
+pid of the loading session. A run whose loading session is gone without finishing (the
+process was killed) is marked 'failed' by the next run or by `blockdata etl runs`: the
+session holds a transaction-level advisory lock on the run's id while it loads.
+
+Revision ID: 0009
+Revises: 0008
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "etl_runs",
+        sa.Column(
+            "run_by",
+            sa.Text(),
+            nullable=True,
+            comment="operating-system user of the loading process",
+        ),
+    )
+    op.add_column("etl_runs", sa.Column("host", sa.Text(), nullable=True))
+    op.add_column(
+        "etl_runs",
+        sa.Column("pid", sa.Integer(), nullable=True, comment="process id of the loading process"),
+    )
+    op.add_column(
+        "etl_runs",
+        sa.Column(
+            "backend_pid",
+            sa.Integer(),
+            nullable=True,
+            comment="PostgreSQL backend of the loading session",
+        ),
+    )
+
+
+def downgrade() -> None:
+    for column in ("backend_pid", "pid", "host", "run_by"):
+        op.drop_column("etl_runs", column)
