@@ -18,9 +18,12 @@ that is everything (`rebuild_from_batch`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,10 +374,14 @@ def _rewrite_small(conn: sa.Connection, street_daily: sa.Select[Any] | pa.Table)
     }
 
 
-def _twin(table: sa.Table) -> sa.Table:
+def _twin(table: sa.Table, tag: str) -> sa.Table:
     """The SQLAlchemy view of `table`'s twin (`etl.swap.create_aside`), for queries."""
     columns = [sa.Column(c.name, c.type) for c in table.columns]
-    return sa.Table(swap.twin(table.name), sa.MetaData(), *columns)
+    name = swap.twin_name(table.name, tag)
+    return sa.Table(name, sa.MetaData(), *columns, schema=swap.BUILD_SCHEMA)
+
+
+HEAT_NAMES = [t.name for t in HEAT_TABLE_LIST]
 
 
 def _rebuild_aside(conn: sa.Connection) -> dict[str, int]:
@@ -382,21 +389,22 @@ def _rebuild_aside(conn: sa.Connection) -> dict[str, int]:
 
     Readers go on reading the old heat tables until the swap, whose locks are taken as
     `etl.locks.acquire` takes them, after everything else is done."""
+    tag = "t" + secrets.token_hex(4)  # the twins live in this transaction only
     twins = {}
     for table in HEAT_TABLE_LIST:
-        swap.create_aside(conn, table.name)
-        twins[table.name] = _twin(table)
+        swap.create_aside(conn, table.name, tag)
+        twins[table.name] = _twin(table, tag)
     keyed = _keyed(None)
     rows = {}
     for daily, periods in HEAT_TABLES:
         built = twins[daily.name]
         rows[daily.name] = _insert(conn, built, _daily_heat(keyed, built))
         rows[periods.name] = _insert(conn, twins[periods.name], _periods_from(built))
-    for table in HEAT_TABLE_LIST:
-        swap.copy_indexes(conn, table.name, swap.twin(table.name))
-        conn.execute(sa.text(f"analyze {swap.twin(table.name)}"))
+    for name in HEAT_NAMES:
+        swap.copy_indexes(conn, name, tag)
+        conn.exec_driver_sql(f"analyze {swap.twin(name, tag)}")
     rows.update(_rewrite_small(conn, _street_daily(keyed)))
-    swap.swap(conn, [t.name for t in HEAT_TABLE_LIST])
+    swap.swap(conn, HEAT_NAMES, tag)
     return rows
 
 
@@ -408,7 +416,6 @@ def rebuild_from_batch(conn: sa.Connection, batch: dict[str, pa.Table]) -> Refre
     refresh lock, and the table's rows were written in this transaction."""
     started = time.monotonic()
     conn.execute(sa.delete(request_dirty_days))  # marks of rows that are gone
-    now = conn.execute(sa.select(sa.func.now())).scalar_one()
     rows = {}
     with _settings(conn, **BULK_SETTINGS):
         _truncate_heat(conn)
@@ -416,12 +423,92 @@ def rebuild_from_batch(conn: sa.Connection, batch: dict[str, pa.Table]) -> Refre
             write_copy(conn, table.name, batch[table.name], freeze=True)
             rows[table.name] = batch[table.name].num_rows
         _index_heat(conn)
-        scorecards = batch[request_street_daily.name]
-        stamp = pa.array([now] * scorecards.num_rows, pa.timestamp("us", tz="UTC"))
-        rows.update(_rewrite_small(conn, scorecards.append_column("updated_at", stamp)))
+        rows.update(_rewrite_small(conn, _scorecards(conn, batch)))
+    return _batch_report(batch, rows, started)
+
+
+def _scorecards(conn: sa.Connection, batch: dict[str, pa.Table]) -> pa.Table:
+    """The batch's scorecard rows with `updated_at`: the time of the load's transaction."""
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    table = batch[request_street_daily.name]
+    stamp = pa.array([now] * table.num_rows, pa.timestamp("us", tz="UTC"))
+    return table.append_column("updated_at", stamp)
+
+
+def _batch_report(
+    batch: dict[str, pa.Table], rows: dict[str, int], started: float
+) -> RefreshReport:
     report = RefreshReport(full=True, rows=rows, seconds=time.monotonic() - started)
-    report.days = report.place_days = len(set(scorecards.column("day").to_pylist()))
+    days = batch[request_street_daily.name].column("day")
+    report.days = report.place_days = len(set(days.to_pylist()))
     return report
+
+
+@dataclass
+class Twins:
+    """The heat tables of a batch, built as twins (`etl.swap`) on a second connection while
+    the load writes its rows: PostgreSQL fills and indexes them on a second core. Their
+    transaction commits; `rebuild_from_twins` swaps them in, in the load's transaction."""
+
+    engine: sa.Engine
+    tag: str
+    fill: Future[dict[str, int]]
+
+    def discard(self) -> None:
+        """Drop the twins (after the fill ends), when they are not swapped in."""
+        with contextlib.suppress(Exception):
+            self.fill.result()
+        with self.engine.connect() as side, side.begin():
+            swap.discard(side, HEAT_NAMES, self.tag)
+
+
+def build_twins(
+    engine: sa.Engine,
+    batch: Future[dict[str, pa.Table] | None],
+    executor: Executor,
+    tag: str,
+) -> Twins:
+    """Create the heat tables' twins now (before the load locks the heat tables, whose
+    definitions the twins copy), and fill them from `batch` on `executor`. `tag` names
+    them for this load alone (`etl.jobs` uses the run's id)."""
+    with engine.connect() as side, side.begin():
+        statements = {}
+        for name in HEAT_NAMES:
+            swap.create_aside(side, name, tag)
+            statements[name] = swap.index_statements(side, name, tag)
+
+    def fill() -> dict[str, int]:
+        tables = batch.result()
+        if tables is None:
+            raise ValueError("no batch aggregates to build the twins from")
+        rows = {}
+        with engine.connect() as side, side.begin():
+            for name, value in BULK_SETTINGS.items():
+                side.execute(sa.select(sa.func.set_config(name, value, True)))
+            for name in HEAT_NAMES:
+                # Emptied in this transaction: COPY FREEZE, and no WAL at wal_level minimal.
+                side.exec_driver_sql(f"truncate {swap.twin(name, tag)}")
+                write_copy(side, swap.twin(name, tag), tables[name], freeze=True)
+                for statement in statements[name]:
+                    side.exec_driver_sql(statement)
+                side.exec_driver_sql(f"analyze {swap.twin(name, tag)}")
+                rows[name] = tables[name].num_rows
+        return rows
+
+    return Twins(engine, tag, executor.submit(fill))
+
+
+def rebuild_from_twins(
+    conn: sa.Connection, twins: Twins, batch: dict[str, pa.Table]
+) -> RefreshReport:
+    """`rebuild_from_batch` with the heat tables built beside the load (`build_twins`):
+    swapped in (the caller holds their locks), the small tables rewritten from the batch."""
+    started = time.monotonic()
+    rows = twins.fill.result()
+    conn.execute(sa.delete(request_dirty_days))  # marks of rows that are gone
+    swap.swap(conn, HEAT_NAMES, twins.tag, locked=True)
+    rows.update(_rewrite_small(conn, _scorecards(conn, batch)))
+    return _batch_report(batch, rows, started)
 
 
 def refresh_request_aggregates(

@@ -17,6 +17,7 @@ transaction), the record is written in the loading transaction instead.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import os
@@ -24,7 +25,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,15 @@ from typing import Any
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from etl import aggregate_batch, load
+from etl import aggregate_batch, load, swap
 from etl.aggregates import (
-    HEAT_TABLE_LIST,
+    HEAT_NAMES,
     REFRESH_LOCK,
     ZONE,
+    Twins,
+    build_twins,
     rebuild_from_batch,
+    rebuild_from_twins,
     refresh_request_aggregates,
 )
 from etl.extract import read_extract
@@ -45,7 +49,7 @@ from etl.mapping import Mapping, load_mapping
 from etl.place import placer_for
 from etl.rules import load_routing, load_time_limits
 from etl.transform import prepare
-from layers import etl_runs, get_layer
+from layers import Layer, etl_runs, get_layer
 
 
 class EtlError(RuntimeError):
@@ -161,7 +165,11 @@ def mark_interrupted(conn: sa.Connection) -> list[int]:
         .values(status="failed", finished_at=sa.func.now(), error=INTERRUPTED)
         .returning(etl_runs.c.id)
     ).scalars()
-    return sorted(ids)
+    found = sorted(ids)
+    for run_id in found:  # the heat tables a killed bulk load built beside it
+        with contextlib.suppress(sa.exc.OperationalError), conn.begin_nested():
+            swap.discard(conn, HEAT_NAMES, f"r{run_id}")
+    return found
 
 
 def _mark_interrupted_aside(conn: sa.Connection) -> None:
@@ -217,16 +225,58 @@ def _batch_aggregates(rows: Any) -> dict[str, Any] | None:
         return None
 
 
-def _refresh_aggregates(
-    conn: sa.Connection, counts: dict[str, int], batch: dict[str, Any] | None
-) -> None:
-    """After a load of requests: from the batch when the table holds exactly the batch,
-    else the refresh — a full one in place after any other bulk load (its locks are held)."""
-    if counts.get("replaced") and batch is not None:
-        rebuild_from_batch(conn, batch)
-        return
-    bulk = bool(counts.get("bulk"))
-    refresh_request_aggregates(conn, full=bulk, locked=bulk)
+class _Aggregates:
+    """The request aggregates around one load of requests.
+
+    When the load will be a bulk load into an empty table, the batch's aggregates are
+    computed beside it, and the heat tables built from them on a second connection
+    (`etl.aggregates.build_twins`) while this one writes the rows: both cores work."""
+
+    def __init__(
+        self, conn: sa.Connection, layer: Layer, rows: Any, executor: Executor, run_id: int
+    ) -> None:
+        self.active = layer.name == "service_requests"
+        self.batch: Future[dict[str, Any] | None] | None = None
+        self.twins: Twins | None = None
+        self.swapped = False
+        if not (self.active and load.is_bulk(conn, layer, rows)):
+            return
+        self.batch = executor.submit(_batch_aggregates, rows)
+        if load.is_empty(conn, layer) and not _holds(conn, HEAT_NAMES):
+            self.twins = build_twins(conn.engine, self.batch, executor, f"r{run_id}")
+
+    def refresh(self, conn: sa.Connection, counts: dict[str, int]) -> None:
+        """From the batch when the table holds exactly the batch; else the refresh — a full
+        one in place after any other bulk load (which holds the heat tables' locks)."""
+        batch = self.batch.result() if self.batch is not None else None
+        if counts.get("replaced") and batch is not None:
+            if self.twins is not None and self.twins.fill.exception() is None:
+                rebuild_from_twins(conn, self.twins, batch)
+                self.swapped = True
+            else:
+                rebuild_from_batch(conn, batch)
+            return
+        bulk = bool(counts.get("bulk"))
+        refresh_request_aggregates(conn, full=bulk, locked=bulk)
+
+    def close(self, failed: bool) -> None:
+        """Drop the twins unless they were swapped in by a run that succeeded."""
+        if self.twins is not None and (failed or not self.swapped):
+            self.twins.discard()
+
+
+def _holds(conn: sa.Connection, tables: list[str]) -> bool:
+    """Whether `conn`'s transaction holds an ACCESS EXCLUSIVE lock on one of `tables`."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "select exists (select 1 from pg_locks where pid = pg_backend_pid() "
+                "and mode = 'AccessExclusiveLock' "
+                "and relation = any(cast(:tables as regclass[])))"
+            ),
+            {"tables": tables},
+        ).scalar_one()
+    )
 
 
 def run_file(
@@ -263,8 +313,9 @@ def run_file(
     run_id = _start_run(conn, path, spec, options)
     # The file's checksum, and a bulk load's aggregates, are computed beside the load
     # (hashlib, NumPy and Arrow release the GIL).
-    hashing = ThreadPoolExecutor(max_workers=2)
+    hashing = ThreadPoolExecutor(max_workers=3)
     checksum = hashing.submit(_sha256, path)
+    aggregates: _Aggregates | None = None
     report = RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name)
     bar = tqdm(
         total=4, desc=f"{spec.layer} {path.name}", unit="step", disable=not progress, leave=False
@@ -293,12 +344,7 @@ def run_file(
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()
             bar.set_postfix_str(f"入库 load {prepared.table.num_rows} rows")
-            requests = spec.layer == "service_requests"
-            batch = (
-                hashing.submit(_batch_aggregates, prepared.table)
-                if requests and load.is_bulk(conn, spec.layer_obj, prepared.table)
-                else None
-            )
+            aggregates = _Aggregates(conn, spec.layer_obj, prepared.table, hashing, run_id)
             counts = load.upsert(
                 conn,
                 spec.layer_obj,
@@ -306,13 +352,13 @@ def run_file(
                 run_id,
                 progress=spec.progress,
                 timings=report.timings,
-                also_lock=[t.name for t in HEAT_TABLE_LIST] if requests else (),
-                advisory=[REFRESH_LOCK] if requests else (),
+                also_lock=HEAT_NAMES if aggregates.active else (),
+                advisory=[REFRESH_LOCK] if aggregates.active else (),
             )
             load.save_rejects(conn, run_id, prepared.rejects)
-            if requests:
+            if aggregates.active:
                 mark = time.monotonic()
-                _refresh_aggregates(conn, counts, batch.result() if batch else None)
+                aggregates.refresh(conn, counts)
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)
@@ -363,6 +409,9 @@ def run_file(
         raise EtlError(report.error, report) from exc
     finally:
         bar.close()
+        if aggregates is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                aggregates.close(failed=report.status != "succeeded")
         hashing.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - started
     return report

@@ -218,6 +218,12 @@ def _fresh(conn: sa.Connection, layer: Layer, rows: pa.Table) -> bool:
     ).scalar_one()
 
 
+def is_empty(conn: sa.Connection, layer: Layer) -> bool:
+    return not conn.exec_driver_sql(
+        f"select exists (select 1 from {_quote(layer.name)})"
+    ).scalar_one()
+
+
 def is_bulk(conn: sa.Connection, layer: Layer, rows: pa.Table) -> bool:
     """Whether `upsert` will load `rows` in bulk mode (as things stand now)."""
     return rows.num_rows > 0 and _fresh(conn, layer, rows) and _bulk(conn, layer, rows.num_rows)

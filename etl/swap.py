@@ -1,15 +1,19 @@
 """Build a table aside and swap it in: readers keep the old one until the swap commits.
 
-`create_aside` makes an empty twin of a table (columns, defaults, checks, comments, storage
-options; no indexes, so that it fills fast) in the caller's transaction; the caller fills
-it; `copy_indexes` builds the twin's indexes from the live table's definitions; `swap`
-takes ACCESS EXCLUSIVE locks on the old tables the way `etl.locks.acquire` does, drops them
-and renames the twins, their indexes too, into their places, with the old tables' owner,
-grants, row-level security and policies. Readers wait only for the swap itself: the locks
-are taken when everything else is done, and the caller commits right after.
+A twin is an empty copy of a table in the `etl_build` schema (migration 0009), named after
+the table and a tag of its builder (`{table}_{tag}`): columns, defaults, checks, comments and
+storage options, no indexes (so that it fills fast). `create_aside` makes it; the caller
+fills it — in its own transaction, or on a second connection that commits, beside a load;
+`copy_indexes` builds the twin's indexes; `swap` takes ACCESS EXCLUSIVE locks on the tables
+the way `etl.locks.acquire` does (unless the caller holds them), drops each, moves its twin
+into its place under its name, indexes renamed too, and gives it the old table's owner,
+grants, row-level security and policies. Readers wait only for the swap itself: it comes
+when everything else is done, and the caller commits right after.
 
-An old table that other objects depend on (a view, say) cannot be dropped: its rows are
-replaced from the twin instead, under the same lock.
+A table that other objects depend on (a view, say) cannot be dropped: its rows are replaced
+from the twin instead, under the same lock. Twins committed by a builder whose load did not
+finish are dropped with `discard` (by the load when it fails, or later by whoever finds it
+dead: `etl.jobs.mark_interrupted`).
 """
 
 from __future__ import annotations
@@ -22,31 +26,36 @@ import sqlalchemy as sa
 
 from etl import locks
 
-SUFFIX = "_new"
+BUILD_SCHEMA = "etl_build"
 DEPENDENT_OBJECTS = "2BP01"
-_INDEX_DEF = re.compile(r"^(CREATE (?:UNIQUE )?INDEX )(\S+)( ON (?:ONLY )?)(\S+)( .*)$", re.S)
+_INDEX_DEF = re.compile(r"^(CREATE (?:UNIQUE )?INDEX \S+ ON (?:ONLY )?)(\S+)( .*)$", re.S)
 
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def twin(name: str) -> str:
-    return name + SUFFIX
+def twin_name(table: str, tag: str) -> str:
+    return f"{table}_{tag}"
 
 
-def create_aside(conn: sa.Connection, table: str) -> str:
-    """An empty twin of `table` without indexes; its name."""
-    name = twin(table)
+def twin(table: str, tag: str) -> str:
+    """The twin's qualified name."""
+    return f"{quote(BUILD_SCHEMA)}.{quote(twin_name(table, tag))}"
+
+
+def create_aside(conn: sa.Connection, table: str, tag: str) -> str:
+    """An empty twin of `table` without indexes; its qualified name."""
     options = conn.execute(
         sa.text("select reloptions from pg_class where oid = cast(:t as regclass)"), {"t": table}
     ).scalar_one()
     with_ = f" with ({', '.join(options)})" if options else ""
-    conn.exec_driver_sql(f"drop table if exists {quote(name)}")
+    conn.exec_driver_sql(f"drop table if exists {twin(table, tag)}")
     conn.exec_driver_sql(
-        f"create table {quote(name)} (like {quote(table)} including all excluding indexes)" + with_
+        f"create table {twin(table, tag)} (like {quote(table)} including all excluding indexes)"
+        + with_
     )
-    return name
+    return twin(table, tag)
 
 
 @dataclass(frozen=True)
@@ -71,32 +80,43 @@ def _indexes(conn: sa.Connection, table: str) -> list[_Index]:
         {"t": table},
     ).all()
     return [
-        _Index(name, f"constraint {condef}" if conname else indexdef, conname)
+        _Index(name, condef if conname else indexdef, conname)
         for name, indexdef, conname, condef in rows
     ]
 
 
-def copy_indexes(conn: sa.Connection, table: str, aside: str) -> None:
-    """Build on `aside` every index of `table` (named with the twin suffix)."""
+def index_statements(conn: sa.Connection, table: str, tag: str) -> list[str]:
+    """The statements that build every index of `table` on its twin (names tagged)."""
+    statements = []
     for index in _indexes(conn, table):
         if index.constraint is not None:
-            definition = index.definition.removeprefix("constraint ")
-            conn.exec_driver_sql(
-                f"alter table {quote(aside)} add constraint {quote(twin(index.constraint))} "
-                + definition
+            statements.append(
+                f"alter table {twin(table, tag)} add constraint "
+                f"{quote(twin_name(index.constraint, tag))} {index.definition}"
             )
             continue
         match = _INDEX_DEF.match(index.definition)
         if match is None:
             raise RuntimeError(f"unexpected index definition: {index.definition}")
-        head, _, on, _, tail = match.groups()
-        conn.exec_driver_sql(f"{head}{quote(twin(index.name))}{on}{quote(aside)}{tail}")
+        head, _, tail = match.groups()
+        head = head.replace(
+            f" INDEX {index.name} ON ", f" INDEX {quote(twin_name(index.name, tag))} ON ", 1
+        )
+        statements.append(f"{head}{twin(table, tag)}{tail}")
+    return statements
+
+
+def copy_indexes(conn: sa.Connection, table: str, tag: str) -> None:
+    """Build on the twin of `table` every index of `table`."""
+    for statement in index_statements(conn, table, tag):
+        conn.exec_driver_sql(statement)
 
 
 @dataclass(frozen=True)
 class _Access:
     """What a swapped-in table takes over from the table it replaces."""
 
+    schema: str
     owner: str
     grants: list[tuple[str, str, bool]]  # grantee ('' = PUBLIC), privilege, grantable
     row_security: bool
@@ -120,10 +140,11 @@ select format('create policy %I on {table} as %s for %s to %s%s%s', p.polname,
 
 
 def _access(conn: sa.Connection, table: str) -> _Access:
-    owner, rls, force, comment = conn.execute(
+    schema, owner, rls, force, comment = conn.execute(
         sa.text(
-            "select pg_get_userbyid(relowner), relrowsecurity, relforcerowsecurity, "
-            "obj_description(oid, 'pg_class') from pg_class where oid = cast(:t as regclass)"
+            "select relnamespace::regnamespace::text, pg_get_userbyid(relowner), "
+            "relrowsecurity, relforcerowsecurity, obj_description(oid, 'pg_class') "
+            "from pg_class where oid = cast(:t as regclass)"
         ),
         {"t": table},
     ).one()
@@ -139,25 +160,30 @@ def _access(conn: sa.Connection, table: str) -> _Access:
     ).all()
     policies = [str(p) for p in conn.execute(sa.text(_POLICIES), {"t": table}).scalars()]
     return _Access(
-        str(owner), [tuple(g) for g in grants], bool(rls), bool(force), policies, comment
+        str(schema),
+        str(owner),
+        [(str(g), str(p), bool(o)) for g, p, o in grants],
+        bool(rls),
+        bool(force),
+        policies,
+        comment,
     )
 
 
-def _grant(conn: sa.Connection, table: str, access: _Access) -> None:
-    owner = conn.execute(
-        sa.text("select pg_get_userbyid(relowner) from pg_class where oid = cast(:t as regclass)"),
-        {"t": table},
-    ).scalar_one()
-    if owner != access.owner:
+def _grantee(name: str) -> str:
+    return quote(name) if name else "public"
+
+
+def _take_over(conn: sa.Connection, table: str, access: _Access) -> None:
+    """Give the swapped-in `table` what the table it replaced had."""
+    current = _access(conn, table)
+    if current.owner != access.owner:
         conn.exec_driver_sql(f"alter table {quote(table)} owner to {quote(access.owner)}")
-    current = _access(conn, table).grants
-    for grantee in sorted({g for g, _, _ in current}):
-        conn.exec_driver_sql(
-            f"revoke all on {quote(table)} from {quote(grantee) if grantee else 'public'}"
-        )
+    for grantee in sorted({g for g, _, _ in current.grants}):
+        conn.exec_driver_sql(f"revoke all on {quote(table)} from {_grantee(grantee)}")
     for grantee, privilege, grantable in access.grants:
         conn.exec_driver_sql(
-            f"grant {privilege} on {quote(table)} to {quote(grantee) if grantee else 'public'}"
+            f"grant {privilege} on {quote(table)} to {_grantee(grantee)}"
             + (" with grant option" if grantable else "")
         )
     if access.row_security:
@@ -167,32 +193,27 @@ def _grant(conn: sa.Connection, table: str, access: _Access) -> None:
     for policy in access.policies:
         conn.exec_driver_sql(policy.replace("{table}", quote(table)))
     if access.comment is not None:
-        conn.execute(
-            sa.text(f"comment on table {quote(table)} is " + _literal(conn, access.comment))
-        )
-
-
-def _literal(conn: sa.Connection, text: str) -> str:
-    return str(conn.execute(sa.select(sa.func.quote_literal(text))).scalar_one())
+        literal = conn.execute(sa.select(sa.func.quote_literal(access.comment))).scalar_one()
+        conn.exec_driver_sql(f"comment on table {quote(table)} is {literal}")
 
 
 def swap(
     conn: sa.Connection,
     tables: Sequence[str],
+    tag: str,
     *,
     policy: locks.LockPolicy | None = None,
     locked: bool = False,
 ) -> None:
     """Put each twin (`create_aside`) in the place of its table, in the caller's transaction.
 
-    The old tables' ACCESS EXCLUSIVE locks are taken with `etl.locks.acquire` unless the
-    caller holds them already (`locked`)."""
+    The tables' ACCESS EXCLUSIVE locks are taken with `etl.locks.acquire` unless the caller
+    holds them already (`locked`)."""
     if not locked:
         locks.acquire(conn, [(t, locks.ACCESS_EXCLUSIVE) for t in tables], policy=policy)
     for table in tables:
-        aside = twin(table)
-        names = [(twin(i.name), i.name) for i in _indexes(conn, table)]
         access = _access(conn, table)
+        indexes = [i.name for i in _indexes(conn, table)]
         savepoint = conn.begin_nested()
         try:
             conn.exec_driver_sql(f"drop table {quote(table)}")
@@ -201,11 +222,22 @@ def swap(
             if getattr(exc.orig, "sqlstate", None) != DEPENDENT_OBJECTS:
                 raise
             conn.exec_driver_sql(f"truncate {quote(table)}")
-            conn.exec_driver_sql(f"insert into {quote(table)} select * from {quote(aside)}")
-            conn.exec_driver_sql(f"drop table {quote(aside)}")
+            conn.exec_driver_sql(f"insert into {quote(table)} select * from {twin(table, tag)}")
+            conn.exec_driver_sql(f"drop table {twin(table, tag)}")
             continue
         savepoint.commit()
-        conn.exec_driver_sql(f"alter table {quote(aside)} rename to {quote(table)}")
-        for temporary, final in names:
-            conn.exec_driver_sql(f"alter index {quote(temporary)} rename to {quote(final)}")
-        _grant(conn, table, access)
+        schema = quote(access.schema)
+        conn.exec_driver_sql(f"alter table {twin(table, tag)} set schema {schema}")
+        moved = f"{schema}.{quote(twin_name(table, tag))}"
+        conn.exec_driver_sql(f"alter table {moved} rename to {quote(table)}")
+        for index in indexes:
+            conn.exec_driver_sql(
+                f"alter index {schema}.{quote(twin_name(index, tag))} rename to {quote(index)}"
+            )
+        _take_over(conn, table, access)
+
+
+def discard(conn: sa.Connection, tables: Sequence[str], tag: str) -> None:
+    """Drop the twins of `tables` with `tag`, if any."""
+    for table in tables:
+        conn.exec_driver_sql(f"drop table if exists {twin(table, tag)}")

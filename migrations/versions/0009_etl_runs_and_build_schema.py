@@ -1,4 +1,4 @@
-"""ETL runs recorded before they load: who ran them, where, and the session holding them.
+"""ETL runs recorded before they load; a schema where loads build tables aside.
 
 A run's row is now written and committed first, with status 'running', by the loading
 process (`etl.jobs`), which then loads in a transaction of its own. These columns say who
@@ -6,6 +6,10 @@ and what: the operating-system user and host, the process id, and the PostgreSQL
 pid of the loading session. A run whose loading session is gone without finishing (the
 process was killed) is marked 'failed' by the next run or by `blockdata etl runs`: the
 session holds a transaction-level advisory lock on the run's id while it loads.
+
+`etl_build` holds the twins of tables being rebuilt (`etl.swap`): filled and indexed there,
+possibly by a second connection beside a load, then moved into `public` in place of the
+old tables. Nothing in it is read by anyone but the loads.
 
 Revision ID: 0009
 Revises: 0008
@@ -23,6 +27,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute("CREATE SCHEMA etl_build")
     op.add_column(
         "etl_runs",
         sa.Column(
@@ -49,5 +54,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP SCHEMA etl_build CASCADE")
     for column in ("backend_pid", "pid", "host", "run_by"):
         op.drop_column("etl_runs", column)
