@@ -131,6 +131,7 @@ class RefreshReport:
     """What a refresh did: a full rebuild or the days recomputed, and the rows written."""
 
     full: bool
+    deferred: bool = False  # a full rebuild was needed and not allowed: the marks remain
     days: int = 0
     place_days: int = 0
     seconds: float = 0.0
@@ -512,15 +513,18 @@ def rebuild_from_twins(
 
 
 def refresh_request_aggregates(
-    conn: sa.Connection, *, full: bool = False, locked: bool = False
+    conn: sa.Connection, *, full: bool = False, locked: bool = False, full_allowed: bool = True
 ) -> RefreshReport:
     """Bring the request aggregates up to date with `service_requests` (see the module doc).
 
     `locked`: the caller holds ACCESS EXCLUSIVE locks on the heat tables (a bulk load), so
-    a full rebuild happens in place."""
+    a full rebuild happens in place. Without `full_allowed` (a web request), a refresh that
+    would rebuild everything leaves the marks for the next load and does nothing
+    (`deferred`)."""
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK))))
+    consumed = conn.begin_nested()
     marks = conn.execute(
         sa.delete(request_dirty_days).returning(
             request_dirty_days.c.day, request_dirty_days.c.place
@@ -534,6 +538,10 @@ def refresh_request_aggregates(
         or len(place_days) > FULL_REBUILD_DAYS
         or _needs_full(conn)
     )
+    if full and not full_allowed:
+        consumed.rollback()
+        return RefreshReport(full=False, deferred=True)
+    consumed.commit()
     report = RefreshReport(full=full, days=len(days), place_days=len(place_days))
     if full:
         report.rows = _rebuild(conn, locked)
@@ -556,7 +564,9 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
 
     For the intake of single requests: another intake's refresh is over in moments, but a
     bulk load's rebuild can hold the lock for a minute. Then None: the days this transaction
-    marked stay in `request_dirty_days`, and the next refresh consumes them.
+    marked stay in `request_dirty_days`, and the next refresh consumes them. Nor does it
+    rebuild everything inside a request (after a TRUNCATE, say): that waits for the next
+    load, and the report says `deferred`.
     """
     deadline = time.monotonic() + wait
     lock = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK)))
@@ -564,4 +574,4 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
-    return refresh_request_aggregates(conn)
+    return refresh_request_aggregates(conn, full_allowed=False)
