@@ -65,6 +65,9 @@ BASIC_SATISFIED = "基本满意"
 REFRESH_LOCK = "request_aggregates"
 # With more changed days than this, one rebuild of everything is cheaper than day by day.
 FULL_REBUILD_DAYS = 120
+# An Open311 request rebuilds everything only for a table of at most this many requests
+# (estimated): about a second; more is left to the next load.
+FULL_REBUILD_IN_REQUEST = 100_000
 ZONE = ZoneInfo(LOCAL_TZ)
 # A full rebuild groups a million requests in memory and builds its indexes in one sort each.
 BULK_SETTINGS = {
@@ -295,6 +298,14 @@ def _open(days: list[dt.date] | None) -> sa.Select[Any]:
     return _on_days(query, days)
 
 
+def _size(conn: sa.Connection) -> int:
+    """The planner's estimate of the number of requests (0 before the first ANALYZE)."""
+    estimate = conn.execute(
+        sa.text("select reltuples from pg_class where oid = 'service_requests'::regclass")
+    ).scalar_one()
+    return max(int(estimate), 0)
+
+
 def _needs_full(conn: sa.Connection) -> bool:
     """Never built: no aggregate rows although there are requests."""
     built = conn.execute(sa.select(sa.exists().select_from(request_street_daily))).scalar_one()
@@ -513,14 +524,18 @@ def rebuild_from_twins(
 
 
 def refresh_request_aggregates(
-    conn: sa.Connection, *, full: bool = False, locked: bool = False, full_allowed: bool = True
+    conn: sa.Connection,
+    *,
+    full: bool = False,
+    locked: bool = False,
+    full_up_to: int | None = None,
 ) -> RefreshReport:
     """Bring the request aggregates up to date with `service_requests` (see the module doc).
 
     `locked`: the caller holds ACCESS EXCLUSIVE locks on the heat tables (a bulk load), so
-    a full rebuild happens in place. Without `full_allowed` (a web request), a refresh that
-    would rebuild everything leaves the marks for the next load and does nothing
-    (`deferred`)."""
+    a full rebuild happens in place. `full_up_to` (a web request): a refresh that would
+    rebuild everything from more requests than that leaves the marks for the next load and
+    does nothing (`deferred`)."""
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK))))
@@ -538,7 +553,7 @@ def refresh_request_aggregates(
         or len(place_days) > FULL_REBUILD_DAYS
         or _needs_full(conn)
     )
-    if full and not full_allowed:
+    if full and full_up_to is not None and _size(conn) > full_up_to:
         consumed.rollback()
         return RefreshReport(full=False, deferred=True)
     consumed.commit()
@@ -565,8 +580,8 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
     For the intake of single requests: another intake's refresh is over in moments, but a
     bulk load's rebuild can hold the lock for a minute. Then None: the days this transaction
     marked stay in `request_dirty_days`, and the next refresh consumes them. Nor does it
-    rebuild everything inside a request (after a TRUNCATE, say): that waits for the next
-    load, and the report says `deferred`.
+    rebuild a large table's aggregates inside a request (after a TRUNCATE, say): that waits
+    for the next load, and the report says `deferred`.
     """
     deadline = time.monotonic() + wait
     lock = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK)))
@@ -574,4 +589,4 @@ def refresh_unless_busy(conn: sa.Connection, wait: float = 2.0) -> RefreshReport
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
-    return refresh_request_aggregates(conn, full_allowed=False)
+    return refresh_request_aggregates(conn, full_up_to=FULL_REBUILD_IN_REQUEST)
