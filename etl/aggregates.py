@@ -495,7 +495,9 @@ def build_twins(
             raise ValueError("no batch aggregates to build the twins from")
         rows = {}
         with engine.connect() as side, side.begin():
-            for name, value in BULK_SETTINGS.items():
+            # No parallel workers here: the load's own index builds use them meanwhile.
+            settings = {**BULK_SETTINGS, "max_parallel_maintenance_workers": "0"}
+            for name, value in settings.items():
                 side.execute(sa.select(sa.func.set_config(name, value, True)))
             for name in HEAT_NAMES:
                 # Emptied in this transaction: COPY FREEZE, and no WAL at wal_level minimal.
