@@ -10,8 +10,9 @@ into its place under its name, indexes renamed too, and gives it the old table's
 grants, row-level security and policies. Readers wait only for the swap itself: it comes
 when everything else is done, and the caller commits right after.
 
-A table that other objects depend on (a view, say) cannot be dropped: its rows are replaced
-from the twin instead, under the same lock. Twins committed by a builder whose load did not
+A table that other objects depend on (a view, say) cannot be dropped, and a table with
+triggers would lose them (a twin has none): the rows of those are replaced from the twin
+instead, under the same lock. Twins committed by a builder whose load did not
 finish are dropped with `discard` (by the load when it fails, or later by whoever finds it
 dead: `etl.jobs.mark_interrupted`).
 """
@@ -214,18 +215,12 @@ def swap(
     for table in tables:
         access = _access(conn, table)
         indexes = [i.name for i in _indexes(conn, table)]
-        savepoint = conn.begin_nested()
-        try:
-            conn.exec_driver_sql(f"drop table {quote(table)}")
-        except sa.exc.DBAPIError as exc:
-            savepoint.rollback()
-            if getattr(exc.orig, "sqlstate", None) != DEPENDENT_OBJECTS:
-                raise
+        if _has_triggers(conn, table) or not _dropped(conn, table):
+            # What depends on the table or hangs on it stays: its rows are replaced.
             conn.exec_driver_sql(f"truncate {quote(table)}")
             conn.exec_driver_sql(f"insert into {quote(table)} select * from {twin(table, tag)}")
             conn.exec_driver_sql(f"drop table {twin(table, tag)}")
             continue
-        savepoint.commit()
         schema = quote(access.schema)
         conn.exec_driver_sql(f"alter table {twin(table, tag)} set schema {schema}")
         moved = f"{schema}.{quote(twin_name(table, tag))}"
@@ -235,6 +230,33 @@ def swap(
                 f"alter index {schema}.{quote(twin_name(index, tag))} rename to {quote(index)}"
             )
         _take_over(conn, table, access)
+
+
+def _has_triggers(conn: sa.Connection, table: str) -> bool:
+    """Triggers are not copied to a twin: a table with some keeps its place."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "select exists (select 1 from pg_trigger "
+                "where tgrelid = cast(:t as regclass) and not tgisinternal)"
+            ),
+            {"t": table},
+        ).scalar_one()
+    )
+
+
+def _dropped(conn: sa.Connection, table: str) -> bool:
+    """Drop `table`; False (and nothing dropped) when other objects depend on it."""
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(f"drop table {quote(table)}")
+    except sa.exc.DBAPIError as exc:
+        savepoint.rollback()
+        if getattr(exc.orig, "sqlstate", None) != DEPENDENT_OBJECTS:
+            raise
+        return False
+    savepoint.commit()
+    return True
 
 
 def discard(conn: sa.Connection, tables: Sequence[str], tag: str) -> None:

@@ -563,13 +563,30 @@ def test_a_run_spanning_more_than_120_days_swaps_in_rebuilt_tables(
 def test_a_rebuild_replaces_the_rows_of_a_table_a_view_depends_on(
     connection: sa.Connection, tmp_path: Path
 ) -> None:
-    """A heat table another object depends on cannot be dropped: its rows are replaced."""
+    """A heat table another object depends on cannot be dropped, one with a trigger would
+    lose it: their rows are replaced in place."""
     load(connection, write_csv(tmp_path / "a.csv", requests(60)))
     connection.execute(sa.text("create view daily_totals as select * from request_daily"))
+    connection.execute(
+        sa.text(
+            "create function nothing() returns trigger language plpgsql as "
+            "$$ begin return null; end $$; "
+            "create trigger audit after truncate on request_cells_daily "
+            "for each statement execute function nothing()"
+        )
+    )
     before = _identities(connection)
     assert refresh_request_aggregates(connection, full=True).full
-    assert _identities(connection)["request_daily"] == before["request_daily"]
-    assert _identities(connection)["request_periods"] != before["request_periods"]
+    after = _identities(connection)
+    assert after["request_daily"] == before["request_daily"]
+    assert after["request_cells_daily"] == before["request_cells_daily"]
+    assert after["request_periods"] != before["request_periods"]
+    assert (
+        connection.execute(
+            sa.text("select count(*) from pg_trigger where tgname = 'audit'")
+        ).scalar_one()
+        == 1
+    )
     assert_exact(connection)
     assert connection.execute(sa.text("select count(*) from daily_totals")).scalar_one() == (
         connection.execute(sa.text("select count(*) from request_daily")).scalar_one()
