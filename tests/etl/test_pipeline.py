@@ -457,12 +457,17 @@ def _schema(conn: sa.Connection) -> list[tuple[str, str]]:
     return sorted([*map(tuple, indexes), *map(tuple, constraints), *map(tuple, triggers)])
 
 
+@pytest.mark.parametrize("checks", ["switched off", "dropped"])
 def test_bulk_mode_rebuilds_every_index_and_key(
-    connection: sa.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    connection: sa.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: str
 ) -> None:
+    """The foreign keys' checks are switched off for the COPY (a superuser loads), or the
+    keys are dropped and re-added (anyone else): either way the schema comes back whole."""
     import etl.load
 
     monkeypatch.setattr(etl.load, "BULK_MIN_ROWS", 1)
+    if checks == "dropped":
+        monkeypatch.setattr(etl.load, "_checks_switchable", lambda conn, layer: False)
     before = _schema(connection)
     report = run_file(
         connection,
@@ -546,3 +551,26 @@ def test_loading_a_file_again_changes_nothing(
     assert _state(connection, client) == before
     # Each run keeps its own rejects: the same row, for the same reason.
     assert _rejects(connection, again.run_id).keys() == _rejects(connection, first.run_id).keys()
+
+
+def test_a_bulk_load_checks_what_its_rows_refer_to(connection: sa.Connection) -> None:
+    """With the per-row foreign-key checks switched off, the rows' codes are checked once:
+    a code no grid, community or street has fails the load, naming it."""
+    import pyarrow as pa
+
+    from etl.load import _hold_references
+    from layers import get_layer
+
+    layer = get_layer("service_requests")
+    run_id = connection.execute(
+        sa.text(
+            "insert into etl_runs (layer, source) values ('service_requests', 't') returning id"
+        )
+    ).scalar_one()
+    good = pa.table({"street_code": ["110102001"], "grid_code": ["110102001001001"]})
+    _hold_references(connection, layer, good, run_id)  # no error: both exist
+    bad = pa.table({"street_code": ["110102001"], "grid_code": ["999"]})
+    with pytest.raises(ValueError, match=r"grids.*999"):
+        _hold_references(connection, layer, bad, run_id)
+    with pytest.raises(ValueError, match="etl_runs"):
+        _hold_references(connection, layer, good, run_id + 1000)
