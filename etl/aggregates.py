@@ -9,6 +9,14 @@ first refresh (empty aggregates), a TRUNCATE of the requests, too many marked da
 `full=True` rebuild everything instead. It runs on the caller's connection, inside the
 caller's transaction.
 
+A rebuild never holds up readers for long (`etl.swap`): the four heat tables are built aside
+and swapped in under locks taken with a short timeout (`etl.locks`), and the two small ones
+are rewritten in place, which takes no lock a reader waits for. A bulk load, which holds the
+tables' locks already, rebuilds them in place (`locked=True`) — from the batch it loaded when
+that is everything (`rebuild_from_batch`). The map server's role (an Open311 intake) may
+rewrite the aggregates' rows but not create tables or indexes: its full rebuild of a small
+table (`ddl=False`) deletes and inserts rows in place.
+
 Days are local days in one time zone, recorded in `request_aggregates_zone` (an IANA name:
 the caller passes the district's, BLOCKDATA_TZ; etl/ never reads settings). A refresh in
 another zone than the recorded one refuses (`AggregatesZoneError`) unless it rebuilds
@@ -17,23 +25,28 @@ everything (`full=True`, or nothing was built yet): days of two zones are never 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from etl import swap
+from etl.load import write_copy
 from etl.yamlcache import read_yaml
 from layers import get_layer
 from layers.aggregates import (
-    AGGREGATE_TABLES,
     CATEGORY_SPANS,
     SPANS,
     STREET_MEASURES,
@@ -59,6 +72,9 @@ BASIC_SATISFIED = "基本满意"
 REFRESH_LOCK = "request_aggregates"
 # With more changed days than this, one rebuild of everything is cheaper than day by day.
 FULL_REBUILD_DAYS = 120
+# An Open311 request rebuilds everything only for a table of at most this many requests
+# (estimated): about a second; more is left to the next load.
+FULL_REBUILD_IN_REQUEST = 100_000
 # A full rebuild groups a million requests in memory and builds its indexes in one sort each.
 BULK_SETTINGS = {
     "work_mem": "512MB",
@@ -137,6 +153,7 @@ class RefreshReport:
     """What a refresh did: a full rebuild or the days recomputed, and the rows written."""
 
     full: bool
+    deferred: bool = False  # a full rebuild was needed and not allowed: the marks remain
     days: int = 0
     place_days: int = 0
     seconds: float = 0.0
@@ -319,6 +336,14 @@ def _open(days: list[dt.date] | None, zone: str) -> sa.Select[Any]:
     return _on_days(query, days, zone)
 
 
+def _size(conn: sa.Connection) -> int:
+    """The planner's estimate of the number of requests (0 before the first ANALYZE)."""
+    estimate = conn.execute(
+        sa.text("select reltuples from pg_class where oid = 'service_requests'::regclass")
+    ).scalar_one()
+    return max(int(estimate), 0)
+
+
 def _needs_full(conn: sa.Connection) -> bool:
     """Never built: no aggregate rows although there are requests."""
     return not _built(conn) and bool(
@@ -339,43 +364,245 @@ def _settings(conn: sa.Connection, **values: str) -> Iterator[None]:
         conn.execute(sa.select(sa.func.set_config(name, value, True)))
 
 
-def _rebuild(conn: sa.Connection, zone: str, ddl: bool = True) -> dict[str, int]:
-    """Everything from scratch in `zone`'s days, indexes dropped and rebuilt once (bulk-load
-    practice); the zone recorded with them. With `ddl` False, into the indexes as they are
-    (the web role may not create indexes)."""
+# The tables a rebuild swaps or truncates (ACCESS EXCLUSIVE); the two small ones, scorecards
+# and open requests, are rewritten row by row (DELETE, INSERT), which no reader waits for.
+HEAT_TABLE_LIST = (request_daily, request_periods, request_cells_daily, request_cells_periods)
+
+
+def _rebuild(conn: sa.Connection, locked: bool, zone: str, ddl: bool = True) -> dict[str, int]:
+    """Everything from scratch in `zone`'s days, the zone recorded with them: in place when
+    the caller holds the heat tables' locks, else built aside and swapped in; without `ddl`
+    (the map server's role), rows deleted and inserted in place."""
     conn.execute(sa.update(request_aggregates_zone).values(zone=zone))
+    if not ddl:
+        return _rebuild_rows(conn, zone)
     with _settings(conn, **BULK_SETTINGS):
-        return _rebuild_tables(conn, zone, ddl)
+        return _rebuild_in_place(conn, zone) if locked else _rebuild_aside(conn, zone)
 
 
-def _rebuild_tables(conn: sa.Connection, zone: str, ddl: bool = True) -> dict[str, int]:
-    conn.execute(sa.text("truncate " + ", ".join(t.name for t in AGGREGATE_TABLES)))
-    indexes = [index for table in AGGREGATE_TABLES for index in table.indexes] if ddl else []
-    for index in indexes:
-        conn.execute(sa.schema.DropIndex(index))
+def _rebuild_rows(conn: sa.Connection, zone: str) -> dict[str, int]:
+    """Every aggregate row deleted and inserted again, indexes kept: for a small table only
+    (`FULL_REBUILD_IN_REQUEST`), by a role that may write rows but not make tables or
+    indexes. DELETE, not TRUNCATE: readers do not wait."""
+    keyed = _keyed(None, zone)
+    rows = {}
+    for daily, periods in HEAT_TABLES:
+        conn.execute(sa.delete(periods))
+        conn.execute(sa.delete(daily))
+        rows[daily.name] = _insert(conn, daily, _daily_heat(keyed, daily))
+        rows[periods.name] = _insert(conn, periods, _periods_from(daily))
+    rows.update(_rewrite_small(conn, _street_daily(keyed), zone))
+    return rows
+
+
+def _rebuild_in_place(conn: sa.Connection, zone: str) -> dict[str, int]:
+    """Truncated, filled and indexed once (bulk-load practice); the caller holds the locks."""
+    _truncate_heat(conn)
     keyed = _keyed(None, zone)
     rows = {}
     for daily, periods in HEAT_TABLES:
         rows[daily.name] = _insert(conn, daily, _daily_heat(keyed, daily))
         rows[periods.name] = _insert(conn, periods, _periods_from(daily))
-    rows[request_street_daily.name] = _insert(conn, request_street_daily, _street_daily(keyed))
-    rows[request_open.name] = _insert(conn, request_open, _open(None, zone))
-    for index in indexes:
-        conn.execute(sa.schema.CreateIndex(index))
-    for table in AGGREGATE_TABLES:
-        conn.execute(sa.text(f"analyze {table.name}"))
+    _index_heat(conn)
+    rows.update(_rewrite_small(conn, _street_daily(keyed), zone))
     return rows
 
 
+def _truncate_heat(conn: sa.Connection) -> None:
+    """Empty the heat tables and drop their indexes (the caller holds their locks).
+
+    Truncated in this transaction, they are written without WAL at wal_level minimal."""
+    conn.execute(sa.text("truncate " + ", ".join(t.name for t in HEAT_TABLE_LIST)))
+    for table in HEAT_TABLE_LIST:
+        for index in table.indexes:
+            conn.execute(sa.schema.DropIndex(index))
+
+
+def _index_heat(conn: sa.Connection) -> None:
+    for table in HEAT_TABLE_LIST:
+        for index in table.indexes:
+            conn.execute(sa.schema.CreateIndex(index))
+    for table in HEAT_TABLE_LIST:
+        conn.execute(sa.text(f"analyze {table.name}"))
+
+
+def _rewrite_small(
+    conn: sa.Connection, street_daily: sa.Select[Any] | pa.Table, zone: str
+) -> dict[str, int]:
+    """The scorecard rows (from a query, or a batch's rows) and the open requests, rewritten
+    whole in place: row locks only, readers see the old rows until the commit."""
+    conn.execute(sa.delete(request_street_daily))
+    if isinstance(street_daily, pa.Table):
+        write_copy(conn, request_street_daily.name, street_daily)
+        scorecards = street_daily.num_rows
+    else:
+        scorecards = _insert(conn, request_street_daily, street_daily)
+    conn.execute(sa.delete(request_open))
+    return {
+        request_street_daily.name: scorecards,
+        request_open.name: _insert(conn, request_open, _open(None, zone)),
+    }
+
+
+def _twin(table: sa.Table, tag: str) -> sa.Table:
+    """The SQLAlchemy view of `table`'s twin (`etl.swap.create_aside`), for queries."""
+    columns = [sa.Column(c.name, c.type) for c in table.columns]
+    name = swap.twin_name(table.name, tag)
+    return sa.Table(name, sa.MetaData(), *columns, schema=swap.BUILD_SCHEMA)
+
+
+HEAT_NAMES = [t.name for t in HEAT_TABLE_LIST]
+
+
+def _rebuild_aside(conn: sa.Connection, zone: str) -> dict[str, int]:
+    """The heat tables built aside and swapped in; the two small tables rewritten in place.
+
+    Readers go on reading the old heat tables until the swap, whose locks are taken as
+    `etl.locks.acquire` takes them, after everything else is done."""
+    tag = "t" + secrets.token_hex(4)  # the twins live in this transaction only
+    twins = {}
+    for table in HEAT_TABLE_LIST:
+        swap.create_aside(conn, table.name, tag)
+        twins[table.name] = _twin(table, tag)
+    keyed = _keyed(None, zone)
+    rows = {}
+    for daily, periods in HEAT_TABLES:
+        built = twins[daily.name]
+        rows[daily.name] = _insert(conn, built, _daily_heat(keyed, built))
+        rows[periods.name] = _insert(conn, twins[periods.name], _periods_from(built))
+    for name in HEAT_NAMES:
+        swap.copy_indexes(conn, name, tag)
+        conn.exec_driver_sql(f"analyze {swap.twin(name, tag)}")
+    rows.update(_rewrite_small(conn, _street_daily(keyed), zone))
+    swap.swap(conn, HEAT_NAMES, tag)
+    return rows
+
+
+def rebuild_from_batch(conn: sa.Connection, batch: dict[str, pa.Table], zone: str) -> RefreshReport:
+    """Aggregates of a table that holds exactly the rows of one load, from that batch's
+    aggregates (`etl.aggregate_batch.batch_aggregates`, in `zone`'s days), written by COPY.
+
+    The caller is a bulk load into an empty table: it holds the heat tables' locks and the
+    refresh lock, and the table's rows were written in this transaction."""
+    started = time.monotonic()
+    conn.execute(sa.delete(request_dirty_days))  # marks of rows that are gone
+    conn.execute(sa.update(request_aggregates_zone).values(zone=zone))
+    rows = {}
+    with _settings(conn, **BULK_SETTINGS):
+        _truncate_heat(conn)
+        for table in HEAT_TABLE_LIST:
+            write_copy(conn, table.name, batch[table.name], freeze=True)
+            rows[table.name] = batch[table.name].num_rows
+        _index_heat(conn)
+        rows.update(_rewrite_small(conn, _scorecards(conn, batch), zone))
+    return _batch_report(batch, rows, started)
+
+
+def _scorecards(conn: sa.Connection, batch: dict[str, pa.Table]) -> pa.Table:
+    """The batch's scorecard rows with `updated_at`: the time of the load's transaction."""
+    now = conn.execute(sa.select(sa.func.now())).scalar_one()
+    table = batch[request_street_daily.name]
+    stamp = pa.array([now] * table.num_rows, pa.timestamp("us", tz="UTC"))
+    return table.append_column("updated_at", stamp)
+
+
+def _batch_report(
+    batch: dict[str, pa.Table], rows: dict[str, int], started: float
+) -> RefreshReport:
+    report = RefreshReport(full=True, rows=rows, seconds=time.monotonic() - started)
+    days = batch[request_street_daily.name].column("day")
+    report.days = report.place_days = len(set(days.to_pylist()))
+    return report
+
+
+@dataclass
+class Twins:
+    """The heat tables of a batch, built as twins (`etl.swap`) on a second connection while
+    the load writes its rows: PostgreSQL fills and indexes them on a second core. Their
+    transaction commits; `rebuild_from_twins` swaps them in, in the load's transaction."""
+
+    engine: sa.Engine
+    tag: str
+    fill: Future[dict[str, int]]
+
+    def discard(self) -> None:
+        """Drop the twins (after the fill ends), when they are not swapped in."""
+        with contextlib.suppress(Exception):
+            self.fill.result()
+        with self.engine.connect() as side, side.begin():
+            swap.discard(side, HEAT_NAMES, self.tag)
+
+
+def build_twins(
+    engine: sa.Engine,
+    batch: Future[dict[str, pa.Table] | None],
+    executor: Executor,
+    tag: str,
+) -> Twins:
+    """Create the heat tables' twins now (before the load locks the heat tables, whose
+    definitions the twins copy), and fill them from `batch` on `executor`. `tag` names
+    them for this load alone (`etl.jobs` uses the run's id)."""
+    with engine.connect() as side, side.begin():
+        statements = {}
+        for name in HEAT_NAMES:
+            swap.create_aside(side, name, tag)
+            statements[name] = swap.index_statements(side, name, tag)
+
+    def fill() -> dict[str, int]:
+        tables = batch.result()
+        if tables is None:
+            raise ValueError("no batch aggregates to build the twins from")
+        rows = {}
+        with engine.connect() as side, side.begin():
+            # No parallel workers here: the load's own index builds use them meanwhile.
+            settings = {**BULK_SETTINGS, "max_parallel_maintenance_workers": "0"}
+            for name, value in settings.items():
+                side.execute(sa.select(sa.func.set_config(name, value, True)))
+            for name in HEAT_NAMES:
+                # Emptied in this transaction: COPY FREEZE, and no WAL at wal_level minimal.
+                side.exec_driver_sql(f"truncate {swap.twin(name, tag)}")
+                write_copy(side, swap.twin(name, tag), tables[name], freeze=True)
+                for statement in statements[name]:
+                    side.exec_driver_sql(statement)
+                side.exec_driver_sql(f"analyze {swap.twin(name, tag)}")
+                rows[name] = tables[name].num_rows
+        return rows
+
+    return Twins(engine, tag, executor.submit(fill))
+
+
+def rebuild_from_twins(
+    conn: sa.Connection, twins: Twins, batch: dict[str, pa.Table], zone: str
+) -> RefreshReport:
+    """`rebuild_from_batch` with the heat tables built beside the load (`build_twins`):
+    swapped in (the caller holds their locks), the small tables rewritten from the batch."""
+    started = time.monotonic()
+    rows = twins.fill.result()
+    conn.execute(sa.delete(request_dirty_days))  # marks of rows that are gone
+    conn.execute(sa.update(request_aggregates_zone).values(zone=zone))
+    swap.swap(conn, HEAT_NAMES, twins.tag, locked=True)
+    rows.update(_rewrite_small(conn, _scorecards(conn, batch), zone))
+    return _batch_report(batch, rows, started)
+
+
 def refresh_request_aggregates(
-    conn: sa.Connection, *, full: bool = False, zone: str | None = None, ddl: bool = True
+    conn: sa.Connection,
+    *,
+    full: bool = False,
+    locked: bool = False,
+    full_up_to: int | None = None,
+    zone: str | None = None,
+    ddl: bool = True,
 ) -> RefreshReport:
     """Bring the request aggregates up to date with `service_requests` (see the module doc).
 
-    `zone`: the district's time zone (None: the one the aggregates were built in). Another
-    zone than the recorded one rebuilds everything when `full` or when nothing was built
-    yet, and otherwise raises AggregatesZoneError before anything changed. Without `ddl`,
-    a rebuild keeps the indexes (the map server's role may not make them).
+    `locked`: the caller holds ACCESS EXCLUSIVE locks on the heat tables (a bulk load), so
+    a full rebuild happens in place. `full_up_to` (a web request): a refresh that would
+    rebuild everything from more requests than that leaves the marks for the next load and
+    does nothing (`deferred`). `zone`: the district's time zone (None: the one the
+    aggregates were built in); another zone than the recorded one rebuilds everything when
+    `full` or when nothing was built yet, and otherwise raises AggregatesZoneError before
+    anything changed. Without `ddl` (the map server's role) a rebuild rewrites rows only.
     """
     started = time.monotonic()
     # One refresh at a time: a second one waits here, then sees the first one's rows.
@@ -386,6 +613,7 @@ def refresh_request_aggregates(
         if _built(conn):
             raise AggregatesZoneError(built_in, zone)
         full = True
+    consumed = conn.begin_nested()
     marks = conn.execute(
         sa.delete(request_dirty_days).returning(
             request_dirty_days.c.day, request_dirty_days.c.place
@@ -399,9 +627,13 @@ def refresh_request_aggregates(
         or len(place_days) > FULL_REBUILD_DAYS
         or _needs_full(conn)
     )
+    if full and full_up_to is not None and _size(conn) > full_up_to:
+        consumed.rollback()
+        return RefreshReport(full=False, deferred=True)
+    consumed.commit()
     report = RefreshReport(full=full, days=len(days), place_days=len(place_days))
     if full:
-        report.rows = _rebuild(conn, zone, ddl)
+        report.rows = _rebuild(conn, locked, zone, ddl)
     elif days:
         if place_days:
             for daily, periods in HEAT_TABLES:
@@ -424,9 +656,10 @@ def refresh_unless_busy(
 
     For the intake of single requests: another intake's refresh is over in moments, but a
     bulk load's rebuild can hold the lock for a minute. Then None: the days this transaction
-    marked stay in `request_dirty_days`, and the next refresh consumes them. Run by the map
-    server's role, which may rewrite the aggregates but not make indexes: a rebuild (never
-    built yet) keeps them.
+    marked stay in `request_dirty_days`, and the next refresh consumes them. Nor does it
+    rebuild a large table's aggregates inside a request (after a TRUNCATE, say): that waits
+    for the next load, and the report says `deferred`. Run by the map server's role, which
+    may write the aggregates' rows but not make tables or indexes (`ddl=False`).
     """
     deadline = time.monotonic() + wait
     lock = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(REFRESH_LOCK)))
@@ -434,4 +667,6 @@ def refresh_unless_busy(
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
-    return refresh_request_aggregates(conn, zone=zone, ddl=False)
+    return refresh_request_aggregates(
+        conn, full_up_to=FULL_REBUILD_IN_REQUEST, zone=zone, ddl=False
+    )

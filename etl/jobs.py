@@ -1,18 +1,32 @@
 """ETL jobs: one run = one file = one record in `etl_runs`.
 
 extract → validate → coordinates → assign → route → load, in one transaction. The run
-record is written first, in a transaction of its own, so that a failed load is still
-recorded (status 'failed', with the error) while the data stays exactly as it was.
+record is written first, in a short transaction of its own on a second connection (status
+'running', who, where, which file, the process and the loading session), so that every run
+is on record whatever happens to it:
+- a run that fails is marked 'failed' with the error, again in a transaction of its own,
+  while its data is rolled back — the database is exactly as it was;
+- a run whose process is killed cannot mark itself: its loading session holds a
+  transaction-level advisory lock on the run's id until it ends, and `mark_interrupted`
+  (called by every run and by `blockdata etl runs`) marks 'failed' the runs still
+  'running' whose lock is free.
+While the loading transaction itself holds a lock on `etl_runs` that the second connection
+would wait for (a bulk load that had to drop the foreign keys, earlier in the same
+transaction), the record is written in the loading transaction instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import getpass
 import hashlib
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +34,23 @@ from typing import Any
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from etl import load
-from etl.aggregates import aggregates_zone, refresh_request_aggregates
+from etl import aggregate_batch, load, swap
+from etl.aggregates import (
+    HEAT_NAMES,
+    REFRESH_LOCK,
+    Twins,
+    aggregates_zone,
+    build_twins,
+    rebuild_from_batch,
+    rebuild_from_twins,
+    refresh_request_aggregates,
+)
 from etl.extract import read_extract
 from etl.mapping import Mapping, load_mapping
 from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import load_routing, load_time_limits
 from etl.transform import prepare, required_columns
-from layers import etl_runs, get_layer
+from layers import Layer, etl_runs, get_layer
 
 
 class EtlError(RuntimeError):
@@ -90,13 +113,181 @@ def _sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
-    run_id: int = conn.execute(
-        sa.insert(etl_runs)
-        .values(layer=mapping.layer, source=mapping.source, file_name=path.name, options=options)
+# The advisory lock a loading session holds on its run: (RUN_LOCK_CLASS, run id).
+RUN_LOCK = "etl_run"
+CONFLICTING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
+INTERRUPTED = (
+    "中断 interrupted: 加载进程在完成前结束，数据未改动 "
+    "the loading process ended before the run finished; nothing of it was kept"
+)
+SIDE_LOCK_TIMEOUT = "5s"
+
+
+def _run_lock(run_id: Any) -> Any:
+    return sa.func.pg_advisory_xact_lock(sa.func.hashtext(RUN_LOCK), sa.cast(run_id, sa.Integer))
+
+
+def _blocks_side_writes(conn: sa.Connection) -> bool:
+    """Whether `conn`'s transaction holds a lock on etl_runs that writes must wait for."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "select exists (select 1 from pg_locks where pid = pg_backend_pid() "
+                "and locktype = 'relation' and relation = 'etl_runs'::regclass "
+                "and mode = any(:modes))"
+            ),
+            {"modes": list(CONFLICTING)},
+        ).scalar_one()
+    )
+
+
+def _record(conn: sa.Connection, statement: sa.Executable) -> None:
+    """Execute `statement` on etl_runs in a short transaction of its own (a second
+    connection), or in `conn`'s transaction when that one holds etl_runs against it."""
+    if not _blocks_side_writes(conn):
+        try:
+            with conn.engine.connect() as side, side.begin():
+                side.execute(sa.select(sa.func.set_config("lock_timeout", SIDE_LOCK_TIMEOUT, True)))
+                side.execute(statement)
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":
+                raise
+    conn.execute(statement)
+
+
+def mark_interrupted(conn: sa.Connection) -> list[int]:
+    """Mark 'failed' the runs still 'running' whose loading session is gone (their advisory
+    lock is free); their ids. Call it outside any load's transaction, then commit."""
+    ids = conn.execute(
+        sa.update(etl_runs)
+        .where(
+            etl_runs.c.status == "running",
+            sa.func.pg_try_advisory_xact_lock(sa.func.hashtext(RUN_LOCK), etl_runs.c.id),
+        )
+        .values(status="failed", finished_at=sa.func.now(), error=INTERRUPTED)
         .returning(etl_runs.c.id)
-    ).scalar_one()
+    ).scalars()
+    found = sorted(ids)
+    for run_id in found:  # the heat tables a killed bulk load built beside it
+        with contextlib.suppress(sa.exc.OperationalError), conn.begin_nested():
+            swap.discard(conn, HEAT_NAMES, f"r{run_id}")
+    return found
+
+
+def _mark_interrupted_aside(conn: sa.Connection) -> None:
+    """`mark_interrupted` on a second connection, skipped when etl_runs is busy."""
+    if _blocks_side_writes(conn):
+        return
+    try:
+        with conn.engine.connect() as side, side.begin():
+            side.execute(sa.select(sa.func.set_config("lock_timeout", "1s", True)))
+            mark_interrupted(side)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":
+            raise
+
+
+def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
+    """Record the run as 'running' and commit that; `conn`'s transaction holds its lock."""
+    sequence = sa.func.pg_get_serial_sequence("etl_runs", "id")
+    run_id = int(conn.execute(sa.select(sa.func.nextval(sequence))).scalar_one())
+    conn.execute(sa.select(_run_lock(run_id)))
+    backend = conn.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
+    _mark_interrupted_aside(conn)
+    _record(
+        conn,
+        sa.insert(etl_runs).values(
+            id=run_id,
+            layer=mapping.layer,
+            source=mapping.source,
+            file_name=path.name,
+            options=options,
+            status="running",
+            run_by=_user(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            backend_pid=backend,
+        ),
+    )
     return run_id
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _batch_aggregates(rows: Any, zone: str) -> dict[str, Any] | None:
+    """The batch's aggregates (`etl.aggregate_batch`) in `zone`'s days, None when it cannot
+    compute them."""
+    try:
+        return aggregate_batch.batch_aggregates(rows, zone)
+    except aggregate_batch.NotComputable:
+        return None
+
+
+class _Aggregates:
+    """The request aggregates around one load of requests.
+
+    When the load will be a bulk load into an empty table, the batch's aggregates are
+    computed beside it, and the heat tables built from them on a second connection
+    (`etl.aggregates.build_twins`) while this one writes the rows: both cores work."""
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        layer: Layer,
+        rows: Any,
+        executor: Executor,
+        run_id: int,
+        zone: str,
+    ) -> None:
+        self.active = layer.name == "service_requests"
+        self.zone = zone
+        self.batch: Future[dict[str, Any] | None] | None = None
+        self.twins: Twins | None = None
+        self.swapped = False
+        if not (self.active and load.is_bulk(conn, layer, rows)):
+            return
+        self.batch = executor.submit(_batch_aggregates, rows, zone)
+        if load.is_empty(conn, layer) and not _holds(conn, HEAT_NAMES):
+            self.twins = build_twins(conn.engine, self.batch, executor, f"r{run_id}")
+
+    def refresh(self, conn: sa.Connection, counts: dict[str, int]) -> None:
+        """From the batch when the table holds exactly the batch; else the refresh — a full
+        one in place after any other bulk load (which holds the heat tables' locks)."""
+        batch = self.batch.result() if self.batch is not None else None
+        if counts.get("replaced") and batch is not None:
+            if self.twins is not None and self.twins.fill.exception() is None:
+                rebuild_from_twins(conn, self.twins, batch, self.zone)
+                self.swapped = True
+            else:
+                rebuild_from_batch(conn, batch, self.zone)
+            return
+        bulk = bool(counts.get("bulk"))
+        refresh_request_aggregates(conn, full=bulk, locked=bulk, zone=self.zone)
+
+    def close(self, failed: bool) -> None:
+        """Drop the twins unless they were swapped in by a run that succeeded."""
+        if self.twins is not None and (failed or not self.swapped):
+            self.twins.discard()
+
+
+def _holds(conn: sa.Connection, tables: list[str]) -> bool:
+    """Whether `conn`'s transaction holds an ACCESS EXCLUSIVE lock on one of `tables`."""
+    return bool(
+        conn.execute(
+            sa.text(
+                "select exists (select 1 from pg_locks where pid = pg_backend_pid() "
+                "and mode = 'AccessExclusiveLock' "
+                "and relation = any(cast(:tables as regclass[])))"
+            ),
+            {"tables": tables},
+        ).scalar_one()
+    )
 
 
 def run_file(
@@ -122,10 +313,11 @@ def run_file(
     without an offset are wall-clock times there, and the aggregates count its days. None:
     the zone the database's aggregates are keyed on (`request_aggregates_zone`).
 
-    The data goes in under a savepoint: when the run fails as a whole, the savepoint is
-    rolled back, the run is marked failed, and EtlError (with the report) is raised — the
-    caller commits to keep the record of the failure, and the data is as it was.
-    `sheet` picks a workbook's sheet; `allow_crs_mismatch` loads points whose declared
+    The run is recorded first and committed (see the module doc). The data goes in under
+    a savepoint: when the run fails as a whole, the savepoint is rolled back, the run is
+    marked failed, and EtlError (with the report) is raised; the data is as it was. (When
+    the record had to be written in the caller's transaction, the caller commits to keep
+    it.) `sheet` picks a workbook's sheet; `allow_crs_mismatch` loads points whose declared
     coordinate system looks wrong (etl.crs_check) instead of failing; `now` is the clock
     the rows' times are checked against (what is in the future).
     """
@@ -146,9 +338,11 @@ def run_file(
         options["allow_crs_mismatch"] = True
     zone = zone or aggregates_zone(conn)
     run_id = _start_run(conn, path, spec, options)
-    # The file's checksum is computed beside the load (hashlib releases the GIL).
-    hashing = ThreadPoolExecutor(max_workers=1)
+    # The file's checksum, and a bulk load's aggregates, are computed beside the load
+    # (hashlib, NumPy and Arrow release the GIL).
+    hashing = ThreadPoolExecutor(max_workers=3)
     checksum = hashing.submit(_sha256, path)
+    aggregates: _Aggregates | None = None
     report = RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name)
     bar = tqdm(
         total=4, desc=f"{spec.layer} {path.name}", unit="step", disable=not progress, leave=False
@@ -186,6 +380,7 @@ def run_file(
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
             bar.update()
             bar.set_postfix_str(f"入库 load {prepared.table.num_rows} rows")
+            aggregates = _Aggregates(conn, spec.layer_obj, prepared.table, hashing, run_id, zone)
             counts = load.upsert(
                 conn,
                 spec.layer_obj,
@@ -193,11 +388,13 @@ def run_file(
                 run_id,
                 progress=spec.progress,
                 timings=report.timings,
+                also_lock=HEAT_NAMES if aggregates.active else (),
+                advisory=[REFRESH_LOCK] if aggregates.active else (),
             )
             load.save_rejects(conn, run_id, prepared.rejects)
-            if spec.layer == "service_requests":
+            if aggregates.active:
                 mark = time.monotonic()
-                refresh_request_aggregates(conn, full=bool(counts.get("bulk")), zone=zone)
+                aggregates.refresh(conn, counts)
                 report.timings["aggregates"] = time.monotonic() - mark
             bar.update()
             warnings = Counter(prepared.warnings)
@@ -238,10 +435,11 @@ def run_file(
         report.status = "failed"
         report.error = f"{type(exc).__name__}: {exc}"[:2000]
         report.inserted = report.updated = report.unchanged = report.rejected = 0
-        conn.execute(
+        _record(
+            conn,
             sa.update(etl_runs)
             .where(etl_runs.c.id == run_id)
-            .values(status="failed", finished_at=sa.func.now(), error=report.error)
+            .values(status="failed", finished_at=sa.func.now(), error=report.error),
         )
         report.seconds = time.monotonic() - started
         if isinstance(exc, KeyboardInterrupt):
@@ -249,6 +447,9 @@ def run_file(
         raise EtlError(report.error, report) from exc
     finally:
         bar.close()
+        if aggregates is not None:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                aggregates.close(failed=report.status != "succeeded")
         hashing.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - started
     return report

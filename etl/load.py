@@ -4,6 +4,15 @@ New rows are inserted, changed rows updated, identical rows left alone — so re
 the same file changes nothing. A layer with a `progress` order (status) never moves a
 row backwards: an older extract loaded after a newer one leaves the newer state.
 All of it runs on the caller's connection, inside the caller's transaction.
+
+A bulk load (a source's first, large batch) rebuilds the table's keys and indexes around
+the COPY. It needs the table's ACCESS EXCLUSIVE lock, which every reader waits for: it
+takes that lock, and those of the tables derived from it, with `etl.locks.acquire` — a
+short wait at a time, retried, so readers never queue behind it for long and never
+deadlock with it — and holds them for the load only. The foreign keys stay in place: their
+per-row checks are switched off for the COPY, the rows the batch refers to are checked and
+locked once (as the checks would), so the referenced tables (streets, grids, …) are never
+locked against readers.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import sqlalchemy as sa
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql as pg
 
+from etl import locks
 from layers import Layer, etl_rejects
 
 COPY_CHUNK = 8 << 20
@@ -92,17 +102,20 @@ def arrow_type(column: sa.Column[Any]) -> pa.DataType:
     return pa.string()
 
 
-def _write_copy(conn: sa.Connection, table: str, data: pa.Table) -> None:
+def write_copy(conn: sa.Connection, table: str, data: pa.Table, *, freeze: bool = False) -> None:
     """COPY an Arrow table into `table` in PostgreSQL's binary format (pgpq encodes it).
 
     Binary COPY skips the server's text parsing (timestamps above all) and Arrow's text
-    formatting: about four times faster than CSV for a million requests.
+    formatting: about four times faster than CSV for a million requests. `freeze` (for a
+    table created or truncated in the current subtransaction) writes the rows frozen and
+    all-visible, so that nothing rewrites them later and index-only scans work at once.
     """
     encoder = pgpq.ArrowToPostgresBinaryEncoder(data.schema)
     cols = ", ".join(_quote(c) for c in data.column_names)
+    options = "format binary, freeze" if freeze else "format binary"
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"copy {table} ({cols}) from stdin (format binary)") as copy:
+    with raw.cursor() as cur, cur.copy(f"copy {table} ({cols}) from stdin ({options})") as copy:
         copy.write(encoder.write_header())
         for batch in data.to_batches(max_chunksize=65536):
             copy.write(encoder.write_batch(batch))
@@ -132,15 +145,59 @@ def _stage(conn: sa.Connection, layer: Layer, rows: pa.Table, columns: list[str]
     conn.exec_driver_sql(f"drop table if exists {stage}")
     conn.exec_driver_sql(f"create temp table {stage} ({', '.join(defs)}) on commit drop")
     arrays = _typed(layer, rows, columns) + [rows.column(c) for c in geo_cols]
-    _write_copy(conn, stage, pa.table(arrays, names=[*columns, *geo_cols]))
+    write_copy(conn, stage, pa.table(arrays, names=[*columns, *geo_cols]))
     return stage
 
 
-def _constraints(layer: Layer) -> list[sa.Constraint]:
-    """Keys a fresh bulk load can rebuild: primary key, unique keys, then foreign keys."""
+def _constraints(layer: Layer, foreign: bool) -> list[sa.Constraint]:
+    """Keys a fresh bulk load rebuilds: primary key, unique keys, and (`foreign`) foreign keys."""
     keys = [c for c in layer.table.constraints if isinstance(c, sa.UniqueConstraint)]
     primary = [layer.table.primary_key] if layer.table.primary_key is not None else []
-    return [*primary, *keys, *layer.table.foreign_key_constraints]
+    return [*primary, *keys, *(layer.table.foreign_key_constraints if foreign else ())]
+
+
+def _checks_switchable(conn: sa.Connection, layer: Layer) -> bool:
+    """Whether the foreign keys' per-row checks can be switched off for a COPY (superusers
+    only) and checked once instead (single-column keys). Otherwise the keys are dropped and
+    re-added, which locks the referenced tables against readers for the whole load."""
+    single = all(len(fk.column_keys) == 1 for fk in layer.table.foreign_key_constraints)
+    superuser = conn.execute(
+        sa.text("select rolsuper from pg_roles where rolname = current_user")
+    ).scalar_one()
+    return single and bool(superuser)
+
+
+def _hold_references(conn: sa.Connection, layer: Layer, rows: pa.Table, run_id: int) -> None:
+    """Check that every row the batch refers to exists, and lock it FOR KEY SHARE until the
+    end of the transaction — what the per-row foreign-key checks would do, once per value."""
+    for fk in layer.table.foreign_key_constraints:
+        (column,) = fk.column_keys
+        target = fk.elements[0].column
+        if column == "etl_run_id":
+            values: list[Any] = [run_id]
+        elif column in rows.column_names:
+            values = pc.unique(rows.column(column)).drop_null().to_pylist()
+        else:
+            continue
+        if not values:
+            continue
+        found = conn.execute(
+            sa.text(
+                f"select {_quote(target.name)} from {_quote(target.table.name)} "
+                f"where {_quote(target.name)} = any(:values) for key share"
+            ),
+            {"values": values},
+        ).scalars()
+        missing = sorted(set(values) - set(found), key=str)
+        if missing:
+            raise ValueError(
+                f"{column} 引用了不存在的 {target.table.name} refers to no {target.table.name} "
+                f"row: {', '.join(map(str, missing[:5]))}"
+            )
+
+
+def _isolation(conn: sa.Connection) -> str:
+    return str(conn.execute(sa.select(sa.func.current_setting("transaction_isolation"))).scalar())
 
 
 def _bulk(conn: sa.Connection, layer: Layer, batch: int) -> bool:
@@ -151,6 +208,25 @@ def _bulk(conn: sa.Connection, layer: Layer, batch: int) -> bool:
     ).scalar_one()
     # Rebuilding costs about as much as indexing a quarter of the table's rows one by one.
     return batch * 4 > max(existing, 0)
+
+
+def _fresh(conn: sa.Connection, layer: Layer, rows: pa.Table) -> bool:
+    """Nothing of the rows' source is loaded yet."""
+    return not conn.execute(
+        sa.text(f"select exists (select 1 from {_quote(layer.name)} where source = :source)"),
+        {"source": rows.column("source")[0].as_py()},
+    ).scalar_one()
+
+
+def is_empty(conn: sa.Connection, layer: Layer) -> bool:
+    return not conn.exec_driver_sql(
+        f"select exists (select 1 from {_quote(layer.name)})"
+    ).scalar_one()
+
+
+def is_bulk(conn: sa.Connection, layer: Layer, rows: pa.Table) -> bool:
+    """Whether `upsert` will load `rows` in bulk mode (as things stand now)."""
+    return rows.num_rows > 0 and _fresh(conn, layer, rows) and _bulk(conn, layer, rows.num_rows)
 
 
 def _rank(expr: str, order: Sequence[str]) -> str:
@@ -244,7 +320,12 @@ def _merge(
 
 
 def _copy_new(
-    conn: sa.Connection, layer: Layer, rows: pa.Table, columns: list[str], run_id: int
+    conn: sa.Connection,
+    layer: Layer,
+    rows: pa.Table,
+    columns: list[str],
+    run_id: int,
+    freeze: bool = False,
 ) -> dict[str, int]:
     """Nothing of this source is loaded yet (and the file is deduplicated): COPY straight in."""
     if "geom_x" in rows.column_names:
@@ -258,7 +339,7 @@ def _copy_new(
         [*_typed(layer, rows, columns), geom, run],
         names=[*columns, "geom", "etl_run_id"],
     )
-    _write_copy(conn, _quote(layer.name), data)
+    write_copy(conn, _quote(layer.name), data, freeze=freeze)
     return {"inserted": rows.num_rows, "updated": 0, "unchanged": 0, "stale": 0}
 
 
@@ -269,22 +350,47 @@ def upsert(
     run_id: int,
     progress: Sequence[str] = (),
     timings: dict[str, float] | None = None,
+    *,
+    also_lock: Sequence[str] = (),
+    advisory: Sequence[str] = (),
+    policy: locks.LockPolicy | None = None,
 ) -> dict[str, int]:
-    """Upsert `rows` into the layer's table; counts of inserted, updated, unchanged, stale."""
+    """Upsert `rows` into the layer's table; counts of inserted, updated, unchanged, stale,
+    and `bulk` (the table's keys and indexes were rebuilt) and `replaced` (a bulk load into
+    an empty table: it now holds exactly `rows`).
+
+    A bulk load takes, with the table's lock, ACCESS EXCLUSIVE locks on the tables of
+    `also_lock` (what derives from the table and is rebuilt after it) and the advisory
+    locks of `advisory`, all together (see `etl.locks`); `LockBusy` when they stay busy."""
     timings = timings if timings is not None else {}
     mark = time.monotonic()
     if rows.num_rows == 0:
-        return {"inserted": 0, "updated": 0, "unchanged": 0, "stale": 0}
+        return {"inserted": 0, "updated": 0, "unchanged": 0, "stale": 0, "bulk": 0, "replaced": 0}
     columns = _columns(layer, rows)
     target = _quote(layer.name)
-    fresh = not conn.execute(
-        sa.text(f"select exists (select 1 from {target} where source = :source)"),
-        {"source": rows.column("source")[0].as_py()},
-    ).scalar_one()
+    fresh = _fresh(conn, layer, rows)
     bulk = fresh and _bulk(conn, layer, rows.num_rows)
-    indexes = list(layer.table.indexes) if bulk else []
-    constraints = _constraints(layer) if bulk else []
+    empty = False
     if bulk:
+        switchable = _checks_switchable(conn, layer)
+        referenced: list[str] = []
+        if switchable:
+            _hold_references(conn, layer, rows, run_id)
+        else:
+            referenced = sorted(
+                {fk.referred_table.name for fk in layer.table.foreign_key_constraints}
+                - {layer.name}
+            )
+        tables = [layer.name, *also_lock, *referenced]
+        locks.acquire(
+            conn,
+            [(t, locks.ACCESS_EXCLUSIVE) for t in tables],
+            advisory=advisory,
+            policy=policy,
+        )
+        timings["locks"] = time.monotonic() - mark
+        indexes = list(layer.table.indexes)
+        constraints = _constraints(layer, foreign=not switchable)
         empty = not conn.exec_driver_sql(f"select exists (select 1 from {target})").scalar_one()
         if empty:
             # Emptied in this transaction: with wal_level=minimal (the managed cluster),
@@ -294,17 +400,21 @@ def upsert(
             conn.execute(sa.schema.DropConstraint(constraint))
         for index in indexes:
             conn.execute(sa.schema.DropIndex(index))
-        # Row-change triggers (the aggregates' change marks) are skipped too: a bulk load's
-        # caller rebuilds what derives from the table in full (counts["bulk"]).
-        conn.exec_driver_sql(f"alter table {target} disable trigger user")
+        # Row-change triggers (the aggregates' and the tiles' change marks) are skipped too:
+        # a bulk load's caller rebuilds what derives from the table in full (counts["bulk"]);
+        # with them, the foreign keys' checks (`_hold_references` did their work).
+        which = "all" if switchable else "user"
+        conn.exec_driver_sql(f"alter table {target} disable trigger {which}")
     if fresh:
-        counts = _copy_new(conn, layer, rows, columns, run_id)
+        freeze = empty and _isolation(conn) == "read committed"
+        counts = _copy_new(conn, layer, rows, columns, run_id, freeze=freeze)
     else:
         counts = _merge(conn, layer, rows, columns, run_id, progress)
-    timings["write"] = time.monotonic() - mark
+    timings["write"] = time.monotonic() - mark - timings.get("locks", 0.0)
     counts["bulk"] = int(bulk)
+    counts["replaced"] = int(empty)
     if bulk:
-        conn.exec_driver_sql(f"alter table {target} enable trigger user")
+        conn.exec_driver_sql(f"alter table {target} enable trigger {which}")
         # The tile cache's change marks (migration 0008) were skipped with them: every tile
         # of the layer changes, under a new epoch.
         conn.execute(sa.text("select tile_changes_renew(:layer)"), {"layer": layer.name})

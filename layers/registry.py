@@ -402,6 +402,10 @@ etl_runs = sa.Table(
     sa.Column("warnings", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("options", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("error", sa.Text),
+    sa.Column("run_by", sa.Text, comment="operating-system user of the loading process"),
+    sa.Column("host", sa.Text),
+    sa.Column("pid", sa.Integer, comment="process id of the loading process"),
+    sa.Column("backend_pid", sa.Integer, comment="PostgreSQL backend of the loading session"),
     sa.CheckConstraint(
         "status <> 'succeeded' OR read = inserted + updated + unchanged + rejected",
         name="counts_add_up",

@@ -94,30 +94,46 @@ def run(
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True)
 def runs(limit: int, as_json: bool) -> None:
-    """List the latest ETL runs with their counts."""
-    from app.db import engine_from_env
+    """List the latest ETL runs: status, counts, who ran them.
 
-    cols = ["id", "started_at", "layer", "source", "file_name", "status"]
+    Runs still marked running whose loading process is gone (killed, say) are marked
+    failed first: 失败 (中断) failed (interrupted)."""
+    from app.db import engine_from_env
+    from etl.jobs import mark_interrupted
+
+    cols = ["id", "started_at", "finished_at", "layer", "source", "file_name", "status"]
     counts = ["read", "inserted", "updated", "unchanged", "rejected"]
+    who = ["run_by", "host", "pid", "backend_pid"]
     query = (
-        sa.select(*(etl_runs.c[c] for c in [*cols, *counts, "error"]))
+        sa.select(*(etl_runs.c[c] for c in [*cols, *counts, *who, "error"]))
         .order_by(etl_runs.c.id.desc())
         .limit(limit)
     )
-    with engine_from_env().connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+    engine = engine_from_env()
+    try:
+        with engine.connect() as conn:
+            try:
+                conn.execute(sa.text("set local lock_timeout = '2s'"))
+                mark_interrupted(conn)
+                conn.commit()
+            except sa.exc.OperationalError:  # a load holds etl_runs: list what is there
+                conn.rollback()
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+    finally:
+        engine.dispose()
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, default=str, indent=2))
         return
     click.echo(
         "id  started             layer               file                     status     "
-        "read  inserted  updated  unchanged  rejected"
+        "read  inserted  updated  unchanged  rejected  by"
     )
     for r in rows:
+        by = f"{r['run_by'] or '?'}@{r['host'] or '?'} pid {r['pid']}" if r["pid"] else ""
         click.echo(
             f"{r['id']:<3} {r['started_at']:%Y-%m-%d %H:%M:%S} {r['layer']:<19} "
-            f"{r['file_name'][:24]:<24} {r['status']:<10} {r['read']:>6} {r['inserted']:>9} "
-            f"{r['updated']:>8} {r['unchanged']:>10} {r['rejected']:>9}"
+            f"{(r['file_name'] or '')[:24]:<24} {r['status']:<10} {r['read']:>6} "
+            f"{r['inserted']:>9} {r['updated']:>8} {r['unchanged']:>10} {r['rejected']:>9}  {by}"
         )
         if r["error"]:
             click.echo(f"    错误 error: {r['error']}")

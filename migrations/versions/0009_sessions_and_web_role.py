@@ -38,10 +38,10 @@ its point (every grid, lane and landmark) and refreshes the request aggregates o
 (reads every request, rewrites the aggregate rows of that day, consumes `request_dirty_days`).
 Those need narrow grants and policies `TO blockdata_web` below: reads of the geography and
 the requests (the reader with zone '*' reads them anyway), writes on derived tables only.
-The request aggregates (derived from `service_requests`, rebuilt from scratch when never
-built: indexes dropped and made again, ANALYZE) belong to the NOLOGIN role
-`blockdata_aggregates`, of which the owner and the web role are members: the web role may
-rewrite them, and nothing else of the schema.
+The request aggregates (derived from `service_requests`) may be read and rewritten, row by
+row, by the NOLOGIN role `blockdata_aggregates`, of which the web role is a member: an
+intake's refresh deletes and inserts their rows (never TRUNCATE, DDL or a new table: those
+are the owner's, in the ETL); the web role owns nothing of the schema.
 
 Revision ID: 0009
 Revises: 0008
@@ -59,7 +59,7 @@ depends_on: str | Sequence[str] | None = None
 
 READER = "blockdata_reader"
 WEB = "blockdata_web"
-AGGREGATOR = "blockdata_aggregates"  # owns the derived request aggregates
+AGGREGATOR = "blockdata_aggregates"  # rewrites the derived request aggregates' rows
 SEARCH_PATH = "pg_catalog, public, pg_temp"
 # Throttle: failed logins per client address, per user name; rows older than KEEP go.
 ADDRESS_LIMIT, ADDRESS_WINDOW = 10, "1 minute"
@@ -69,8 +69,8 @@ TOKEN_DAYS = 90
 
 # Read unscoped by the server's own work (placing, geocoding, the seeder, the refresh).
 SERVER_READS = ("streets", "grids", "lanes", "landmarks", "service_requests")
-# Rewritten by an Open311 intake's refresh, rebuilt (indexes dropped and made again) when
-# never built: owned by a NOLOGIN role that the owner and the web role are members of.
+# Rewritten row by row by an Open311 intake's refresh: DML granted to a NOLOGIN role that the
+# web role is a member of (kept through the ETL's swaps, which copy grants: etl.swap).
 AGGREGATES = (
     "request_daily",
     "request_periods",
@@ -279,22 +279,25 @@ def upgrade() -> None:
     op.execute(f"GRANT SELECT, DELETE ON request_dirty_days TO {WEB}")
     for table in _existing(SERVER_READS):
         op.execute(f"CREATE POLICY server ON {table} FOR SELECT TO {WEB} USING (true)")
-    # Changing a table's owner needs the new owner's CREATE on the schema: only for as long.
     op.execute(
         f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{AGGREGATOR}') "
         f"THEN CREATE ROLE {AGGREGATOR} NOLOGIN; END IF; END $$"
     )
-    op.execute(f"GRANT {AGGREGATOR} TO CURRENT_USER")
     op.execute(f"GRANT {AGGREGATOR} TO {WEB}")
-    op.execute(f"GRANT CREATE ON SCHEMA public TO {AGGREGATOR}")
     for table in _existing(AGGREGATES):
-        op.execute(f"ALTER TABLE {table} OWNER TO {AGGREGATOR}")
-    op.execute(f"REVOKE CREATE ON SCHEMA public FROM {AGGREGATOR}")
+        op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {AGGREGATOR}")
+        # Row-level security (0004) would refuse its writes; the request's own reads run as
+        # the reader, who is no member of the rewriter, and stay zone-scoped.
+        op.execute(
+            f"CREATE POLICY rewrite ON {table} FOR ALL TO {AGGREGATOR} USING (true) "
+            "WITH CHECK (true)"
+        )
 
 
 def downgrade() -> None:
     for table in _existing(AGGREGATES):
-        op.execute(f"ALTER TABLE {table} OWNER TO CURRENT_USER")
+        op.execute(f"DROP POLICY rewrite ON {table}")
+        op.execute(f"REVOKE ALL ON {table} FROM {AGGREGATOR}")
     op.execute(f"REVOKE {AGGREGATOR} FROM {WEB}")
     for table in _existing(SERVER_READS):
         op.execute(f"DROP POLICY server ON {table}")

@@ -18,6 +18,7 @@ from etl.aggregates import (
     day_bounds,
     load_rates,
     refresh_request_aggregates,
+    refresh_unless_busy,
     three_rates,
 )
 from etl.jobs import RunReport, run_file
@@ -36,6 +37,9 @@ pytestmark = pytest.mark.usefixtures("district")
 CATEGORIES = ["环境卫生", "噪声扰民", "停车管理", "供暖"]
 TIMES = ["00:00:05", "07:45:00", "12:30:00", "18:05:00", "23:59:55"]
 FIRST_DAY = dt.date(2026, 9, 20)
+# The loads' "now": after every hand-made time (they span up to 131 days from FIRST_DAY),
+# whatever day the suite runs on.
+LOAD_NOW = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)
 LAST_DAY = dt.date(2026, 11, 28)
 
 
@@ -73,7 +77,7 @@ def requests(n: int = 240, seed: int = 7) -> list[dict[str, str]]:
 
 def load(conn: sa.Connection, path: Path) -> RunReport:
     """Load requests through the ETL (which refreshes the aggregates), and refresh again."""
-    report = run_file(conn, path, layer="service_requests")
+    report = run_file(conn, path, layer="service_requests", now=LOAD_NOW)
     assert report.rejected == 0, report.reasons
     refresh_request_aggregates(conn)
     return report
@@ -211,7 +215,10 @@ def assert_heat_matches(conn: sa.Connection) -> None:
 
 def test_a_load_leaves_the_aggregates_exact(connection: sa.Connection, tmp_path: Path) -> None:
     report = run_file(
-        connection, write_csv(tmp_path / "r.csv", requests()), layer="service_requests"
+        connection,
+        write_csv(tmp_path / "r.csv", requests()),
+        layer="service_requests",
+        now=LOAD_NOW,
     )
     assert "aggregates" in report.timings  # run_file refreshes after loading requests
     assert connection.execute(sa.text("select count(*) from request_dirty_days")).scalar_one() == 0
@@ -406,3 +413,308 @@ def test_rates_config_and_the_three_rates(tmp_path: Path) -> None:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(RatesConfigError, match=match):
             load_rates(path)
+
+
+HEAT = ("request_daily", "request_periods", "request_cells_daily", "request_cells_periods")
+
+
+def _heat_schema(conn: sa.Connection) -> dict[str, Any]:
+    """Everything about the heat tables but their rows and identity: columns, indexes,
+    constraints, owner, grants, row-level security and policies, storage options."""
+    out: dict[str, Any] = {}
+    for table in HEAT:
+        params = {"t": table}
+        out[table] = [
+            _rows(
+                conn,
+                "select attname, format_type(atttypid, atttypmod), attnotnull, attnum, "
+                "col_description(attrelid, attnum) from pg_attribute "
+                "where attrelid = cast(:t as regclass) and attnum > 0 and not attisdropped",
+                **params,
+            ),
+            _rows(
+                conn,
+                "select indexname, indexdef from pg_indexes "
+                "where schemaname = 'public' and tablename = :t",
+                **params,
+            ),
+            _rows(
+                conn,
+                "select conname, pg_get_constraintdef(oid) from pg_constraint "
+                "where conrelid = cast(:t as regclass)",
+                **params,
+            ),
+            _rows(
+                conn,
+                "select policyname, permissive, roles::text, cmd, qual, with_check "
+                "from pg_policies where schemaname = 'public' and tablename = :t",
+                **params,
+            ),
+            _rows(
+                conn,
+                "select grantee, privilege_type from information_schema.role_table_grants "
+                "where table_schema = 'public' and table_name = :t",
+                **params,
+            ),
+            _rows(
+                conn,
+                "select pg_get_userbyid(relowner), relrowsecurity, relforcerowsecurity, "
+                "reloptions::text, relpersistence from pg_class "
+                "where oid = cast(:t as regclass)",
+                **params,
+            ),
+        ]
+    return out
+
+
+def _identities(conn: sa.Connection) -> dict[str, int]:
+    return {t: conn.execute(sa.text(f"select '{t}'::regclass::oid")).scalar_one() for t in HEAT}
+
+
+def _twins_left(conn: sa.Connection) -> list[str]:
+    return list(
+        conn.execute(sa.text("select tablename from pg_tables where schemaname = 'etl_build'"))
+        .scalars()
+        .all()
+    )
+
+
+@pytest.fixture
+def bulk_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new source's load is a bulk load, however small."""
+    import etl.load
+
+    monkeypatch.setattr(etl.load, "BULK_MIN_ROWS", 1)
+
+
+def test_a_first_bulk_load_builds_the_aggregates_from_its_batch_exactly(
+    connection: sa.Connection, tmp_path: Path, bulk_loads: None
+) -> None:
+    """Into an empty table: the heat tables are built from the batch beside the load, on a
+    second connection, and swapped in; every table equals a GROUP BY over the rows."""
+    schema = _heat_schema(connection)
+    before = _identities(connection)
+    already = set(_twins_left(connection))
+    report = run_file(
+        connection,
+        write_csv(tmp_path / "r.csv", requests()),
+        layer="service_requests",
+        now=LOAD_NOW,
+    )
+    assert report.inserted == 240 and "rebuild indexes" in report.timings  # bulk mode
+    assert _identities(connection) != before  # swapped in
+    assert _heat_schema(connection) == schema
+    assert set(_twins_left(connection)) == already
+    assert_exact(connection)
+    assert_heat_matches(connection)
+    again = refresh_request_aggregates(connection)
+    assert (again.full, again.days, again.rows) == (False, 0, {})
+
+
+def test_a_bulk_load_beside_other_rows_rebuilds_in_place_exactly(
+    connection: sa.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import etl.load
+
+    rows = requests()
+    run_file(
+        connection, write_csv(tmp_path / "a.csv", rows[:60]), layer="service_requests", now=LOAD_NOW
+    )
+    schema = _heat_schema(connection)
+    before = _identities(connection)
+    monkeypatch.setattr(etl.load, "BULK_MIN_ROWS", 1)
+    report = run_file(
+        connection,
+        write_csv(tmp_path / "b.csv", rows[60:]),
+        layer="service_requests",
+        source="grid-reports",
+        now=LOAD_NOW,
+    )
+    assert report.inserted == 180 and "rebuild indexes" in report.timings
+    assert _identities(connection) == before and _heat_schema(connection) == schema
+    assert_exact(connection)
+    assert_heat_matches(connection)
+
+
+def _over_days(n: int, days: int, shift: int = 0) -> list[dict[str, str]]:
+    rows = []
+    for i in range(n):
+        day = FIRST_DAY + dt.timedelta(days=i % days)
+        received = f"{day} {TIMES[i % len(TIMES)]}"
+        rows.append(
+            request_row(
+                f"L{i:04d}",
+                受理时间=received,
+                派单时间=received,
+                经度=f"{116.3005 + (i * 0.00731) % 0.039:.6f}",
+                纬度=f"{39.9005 + (i * 0.00317) % 0.019:.6f}",
+                诉求类别=CATEGORIES[(i + shift) % len(CATEGORIES)],
+            )
+        )
+    return rows
+
+
+def test_a_run_spanning_more_than_120_days_swaps_in_rebuilt_tables(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    load(connection, write_csv(tmp_path / "a.csv", _over_days(262, 131)))
+    schema = _heat_schema(connection)
+    before = _identities(connection)
+    already = set(_twins_left(connection))
+    report = run_file(
+        connection,
+        write_csv(tmp_path / "b.csv", _over_days(262, 131, shift=1)),
+        layer="service_requests",
+        now=LOAD_NOW,
+    )
+    assert report.updated == 262
+    assert _identities(connection) != before  # built aside, swapped in
+    assert _heat_schema(connection) == schema
+    assert set(_twins_left(connection)) == already
+    assert_exact(connection)
+    assert_heat_matches(connection)
+
+
+def test_a_rebuild_replaces_the_rows_of_a_table_a_view_depends_on(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    """A heat table another object depends on cannot be dropped, one with a trigger would
+    lose it: their rows are replaced in place."""
+    load(connection, write_csv(tmp_path / "a.csv", requests(60)))
+    connection.execute(sa.text("create view daily_totals as select * from request_daily"))
+    connection.execute(
+        sa.text(
+            "create function nothing() returns trigger language plpgsql as "
+            "$$ begin return null; end $$; "
+            "create trigger audit after truncate on request_cells_daily "
+            "for each statement execute function nothing()"
+        )
+    )
+    before = _identities(connection)
+    assert refresh_request_aggregates(connection, full=True).full
+    after = _identities(connection)
+    assert after["request_daily"] == before["request_daily"]
+    assert after["request_cells_daily"] == before["request_cells_daily"]
+    assert after["request_periods"] != before["request_periods"]
+    assert (
+        connection.execute(
+            sa.text("select count(*) from pg_trigger where tgname = 'audit'")
+        ).scalar_one()
+        == 1
+    )
+    assert_exact(connection)
+    assert connection.execute(sa.text("select count(*) from daily_totals")).scalar_one() == (
+        connection.execute(sa.text("select count(*) from request_daily")).scalar_one()
+    )
+
+
+def test_batch_aggregates_equal_a_group_by_over_the_same_rows(connection: sa.Connection) -> None:
+    """The NumPy aggregates of a batch against PostgreSQL's GROUP BY over the same rows —
+    requests without a category, without a grid or a street, at midnight, in other years."""
+    import pyarrow as pa
+
+    from etl.aggregate_batch import batch_aggregates
+
+    rng = random.Random(5)
+    rows = []
+    for _ in range(400):
+        day = dt.date(2025, 12, 20) + dt.timedelta(days=rng.randrange(120))
+        at = dt.datetime.combine(day, dt.time(rng.choice([0, 7, 15, 23]), rng.choice([0, 59])))
+        street, community, grid = rng.choice(
+            [
+                ("110102001", "110102001001", "110102001001001"),
+                ("110102001", "110102001002", None),
+                ("110102003", None, None),
+                (None, None, None),
+            ]
+        )
+        valid = rng.random() < 0.7
+        rows.append(
+            {
+                "received_at": at.replace(tzinfo=dt.timezone(dt.timedelta(hours=8))),
+                "street_code": street,
+                "community_code": community,
+                "grid_code": grid,
+                "category": rng.choice([*CATEGORIES, None]),
+                "status": rng.choice(["已办结", "处理中"]),
+                "callback_valid": valid if rng.random() < 0.9 else None,
+                "callback_contacted": rng.choice([True, False, None]),
+                "callback_solved": rng.choice([True, False]),
+                "satisfaction": rng.choice(["满意", "基本满意", "不满意", None]),
+                "geom_x": rng.uniform(116.30, 116.34),
+                "geom_y": rng.uniform(39.90, 39.92),
+            }
+        )
+    for i, row in enumerate(rows):
+        connection.execute(
+            sa.text(
+                "insert into service_requests (source, source_id, received_at, street_code, "
+                "community_code, grid_code, category, status, callback_valid, "
+                "callback_contacted, callback_solved, satisfaction, geom) values ('b', :id, "
+                ":received_at, :street_code, :community_code, :grid_code, :category, :status, "
+                ":callback_valid, :callback_contacted, :callback_solved, :satisfaction, "
+                "ST_SetSRID(ST_MakePoint(:geom_x, :geom_y), 4326))"
+            ),
+            {"id": f"B{i}", **row},
+        )
+    batch = batch_aggregates(pa.Table.from_pylist(rows), "Asia/Shanghai")
+    for table, keys in (
+        ("request_daily", "street_code, community_code, grid_code"),
+        ("request_cells_daily", "street_code, cell_x, cell_y"),
+    ):
+        direct = _rows(
+            connection, _by_category_and_total(keys.replace("cell_x, cell_y", CELL), LOCAL_DAY)
+        )
+        mine = sorted((tuple(r.values()) for r in batch[table].to_pylist()), key=repr)
+        assert mine == direct, table
+        periods = table.replace("daily", "periods")
+        mine = sorted((tuple(r.values()) for r in batch[periods].to_pylist()), key=repr)
+        assert mine == _periods(direct), periods
+    valid = "callback_valid is true"
+    scorecards = _rows(
+        connection,
+        f"""select {LOCAL_DAY}, street_code, count(*)::int,
+                   count(*) filter (where status = '已办结')::int,
+                   count(*) filter (where {valid})::int,
+                   count(*) filter (where {valid} and callback_contacted)::int,
+                   count(*) filter (where {valid} and callback_solved)::int,
+                   count(*) filter (where {valid} and satisfaction = '满意')::int,
+                   count(*) filter (where {valid} and satisfaction = '基本满意')::int
+              from service_requests group by 1, 2""",
+    )
+    mine = sorted((tuple(r.values()) for r in batch["request_street_daily"].to_pylist()), key=repr)
+    assert mine == scorecards
+
+
+def test_period_starts_in_numpy_equal_the_reference() -> None:
+    import numpy as np
+
+    from etl import aggregate_batch
+
+    days = [dt.date(2023, 12, 25) + dt.timedelta(days=i) for i in range(800)]
+    numbers = np.array([(d - dt.date(1970, 1, 1)).days for d in days], dtype=np.int64)
+    for span in SPANS:
+        got = aggregate_batch.period_start(span, numbers)
+        want = [(period_start(span, d) - dt.date(1970, 1, 1)).days for d in days]
+        assert got.tolist() == want, span
+
+
+def test_an_intake_refresh_never_rebuilds_a_large_table(
+    connection: sa.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full rebuild inside a web request (Open311) would hold its worker for a minute at
+    a million requests: the intake's refresh leaves the marks for the next load."""
+    import etl.aggregates
+
+    load(connection, write_csv(tmp_path / "r.csv", requests(30)))
+    connection.execute(sa.text("analyze service_requests"))
+    connection.execute(sa.text("update service_requests set category = '养犬'"))  # stale now
+    connection.execute(sa.text("insert into request_dirty_days (day, place) values (null, true)"))
+    monkeypatch.setattr(etl.aggregates, "FULL_REBUILD_IN_REQUEST", 29)  # "large": 30 rows
+    report = refresh_unless_busy(connection)
+    assert report is not None and report.deferred and not report.full
+    nulls = "select count(*) from request_dirty_days where day is null"
+    assert connection.execute(sa.text(nulls)).scalar_one() == 1
+    monkeypatch.setattr(etl.aggregates, "FULL_REBUILD_IN_REQUEST", 30)
+    assert refresh_unless_busy(connection).full  # type: ignore[union-attr]
+    assert_exact(connection)
