@@ -31,11 +31,15 @@ from layers import LAYERS, etl_rejects, etl_runs, get_layer
 bp = Blueprint("pages", __name__)
 
 CENTER = (39.912, 116.366)  # Xicheng; the map fits the data once loaded
-LIVE_SECONDS = 15
+LIVE_SECONDS = 15  # how often the live layers ask for news (config LIVE_SECONDS overrides)
 RUNS_SHOWN = 50
 RUN_STATUS = {"succeeded": "成功", "failed": "失败", "running": "进行中"}
 REJECTS_SHOWN = 500
 _INLINE = re.compile(r"<(script|style)(?=[\s>])")
+
+
+def _live_seconds() -> int:
+    return int(current_app.config.get("LIVE_SECONDS", LIVE_SECONDS))
 
 
 def _settings() -> Settings:
@@ -113,7 +117,7 @@ def _page(template: str, **context: Any) -> Response:
         "map": context["map_name"],
         "layers": layers,
         "basemapCrs": settings.basemap_crs,
-        "liveSeconds": LIVE_SECONDS,
+        "liveSeconds": _live_seconds(),
         # The district's local date by the app's clock, as /api counts days: never the
         # server's or the browser's own clock and zone.
         "today": settings.today().isoformat(),
@@ -247,7 +251,7 @@ def command(street_code: str) -> Response:
             ".catch(error); }"
         ),
         get_feature_id=folium.JsCode("(f) => f.properties.id"),
-        interval=LIVE_SECONDS * 1000,
+        interval=_live_seconds() * 1000,
         remove_missing=True,
         point_to_layer=folium.JsCode(
             "(f, latlng) => L.circleMarker(latlng, {radius: 6, color: '#b71c1c',"

@@ -137,7 +137,10 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for role in ROLES:
             add_user(conn, f"{role}-1", role, street if role == "commander" else None)
         conn.commit()
-    app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=CLOCK))
+    # The live layers ask every 2 s instead of 15: the new-record tests wait less.
+    app = create_app(
+        {"DATABASE_URL": url, "LIVE_SECONDS": 2}, settings=from_env().with_(clock=CLOCK)
+    )
     port = _free_port()
     server = create_server(app, host="127.0.0.1", port=port, threads=6)
     thread = threading.Thread(target=server.run, daemon=True)

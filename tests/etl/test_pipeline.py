@@ -511,8 +511,9 @@ def _state(conn: sa.Connection, client: FlaskClient) -> dict[str, object]:
     for z in (12, 14, 16):
         x0, y1 = _tile_xy(116.30, 39.90, z)
         x1, y0 = _tile_xy(116.34, 39.92, z)
-        for x in range(x0, x1 + 1):
-            for y in range(y0, y1 + 1):
+        step = 2 if z == 16 else 1  # every other z16 tile: a quarter of them, still dozens
+        for x in range(x0, x1 + 1, step):
+            for y in range(y0, y1 + 1, step):
                 response = client.get(f"/tiles/service_requests/{z}/{x}/{y}.pbf")
                 assert response.status_code == 200, response.get_data(as_text=True)[:200]
                 etags[(z, x, y)] = response.headers["ETag"]
