@@ -149,6 +149,16 @@ def write_requests(
     dispatched = received + rng.integers(600, 7200, n).astype("timedelta64[s]")
     responded = dispatched + rng.integers(600, 86400, n).astype("timedelta64[s]")
     resolved = responded + rng.integers(3600, 10 * 86400, n).astype("timedelta64[s]")
+    # The extract is taken at midnight starting `end`: a step after it has not happened yet.
+    taken = np.datetime64(end, "s")
+    blank = lambda a: np.where(a < taken, a, np.datetime64("NaT"))  # noqa: E731
+    status = np.select(
+        [resolved < taken, responded < taken, dispatched < taken],
+        ["已办结", "处理中", "已派单"],
+        "受理",
+    )
+    dispatched, responded, resolved = blank(dispatched), blank(responded), blank(resolved)
+    closed = status == "已办结"
     category = np.array(CATEGORIES)[rng.choice(len(CATEGORIES), n, p=SHARES / SHARES.sum())]
     fmt = lambda a: pd.Series(a).dt.strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
     house = rng.integers(1, 120, n)
@@ -166,14 +176,16 @@ def write_requests(
             "经度": np.round(glng, 6),
             "纬度": np.round(glat, 6),
             "坐标系": "GCJ-02",
-            "状态": "已办结",
+            "状态": status,
             "派单时间": fmt(dispatched),
             "响应时间": fmt(responded),
             "办结时间": fmt(resolved),
-            "是否有效回访": "是",
-            "是否联系": "是",
-            "是否解决": np.where(rng.random(n) < 0.8, "是", "否"),
-            "满意度": rng.choice(["满意", "基本满意", "不满意"], n, p=[0.75, 0.15, 0.10]),
+            "是否有效回访": np.where(closed, "是", ""),
+            "是否联系": np.where(closed, "是", ""),
+            "是否解决": np.where(closed, np.where(rng.random(n) < 0.8, "是", "否"), ""),
+            "满意度": np.where(
+                closed, rng.choice(["满意", "基本满意", "不满意"], n, p=[0.75, 0.15, 0.10]), ""
+            ),
         }
     )
     frame.to_csv(path, index=False)
@@ -317,7 +329,7 @@ def main() -> None:
             run_file(conn, head, layer="service_requests", cache_dir=cache)
             conn.commit()
         no_twins = ("etl.jobs._holds", lambda conn, tables: True)
-        no_batch = ("etl.jobs._batch_aggregates", lambda rows: None)
+        no_batch = ("etl.jobs._batch_aggregates", lambda rows, zone: None)
         variants: list[tuple[str, list[tuple[str, object]]]] = [
             ("same first load, aggregates by SQL GROUP BY (before issue 10)", [no_twins, no_batch]),
             ("same first load, heat tables written by the load's session", [no_twins]),

@@ -31,6 +31,9 @@
     }
   };
   const pct = (v) => (v === null || v === undefined ? "—" : (v * 100).toFixed(1) + "%");
+  /* The time now on the district's clock (BD.tz), whatever the browser's own time zone. */
+  const clockNow = () =>
+    new Date().toLocaleTimeString("zh-CN", { timeZone: BD.tz || "Asia/Shanghai", hour12: false });
   const num = (v) => (v === null || v === undefined ? "—" : Number(v).toLocaleString("zh-CN"));
   const score = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(1));
   const change = (v, scale) => {
@@ -214,7 +217,7 @@
       const w = data.weights || {};
       $("bd-weights").textContent = `综合得分 = (${w.response_rate ?? "—"}×响应率 + ${w.resolution_rate ?? "—"}×解决率 + ${w.satisfaction_rate ?? "—"}×满意率)×100；满意率中“基本满意”按 ${data.k ?? "—"} 计；无有效回访显示“—”。`;
       paint();
-      BD.status("更新于 " + new Date().toLocaleTimeString("zh-CN"));
+      BD.status("更新于 " + clockNow());
       document.body.dataset.ready = "1";
     }
     month.addEventListener("change", load);
@@ -345,7 +348,7 @@
       }
       const changed = lastUpdate !== null && data.updated_at !== lastUpdate;
       lastUpdate = data.updated_at;
-      BD.status("更新于 " + new Date().toLocaleTimeString("zh-CN"));
+      BD.status("更新于 " + clockNow());
       document.body.dataset.updatedAt = data.updated_at || "";
       return changed;
     }
