@@ -340,6 +340,9 @@ def test_command_view_shows_the_zone_and_its_figures(
     today = moment.today
     page, watch = _open(browser, live, f"/command/{street}", moment)
     assert page.evaluate("BD.today") == str(today)  # type: ignore[attr-defined]
+    # "更新于 HH:MM:SS" on the district's clock, not the browser's own zone.
+    shown = page.inner_text("#bd-status")  # type: ignore[attr-defined]
+    assert f"{moment.instant.astimezone(BEIJING):%H:%M}" in shown, shown
     with live.engine.connect() as conn:
         name = conn.execute(
             sa.text("select name from streets where code = :c"), {"c": street}
