@@ -35,6 +35,12 @@ def demo() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path, file_okay=False))
 @_size_options
 @click.option("--end", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the extracts.")
+@click.option(
+    "--now",
+    type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    help="When the later extract is taken (district time, from --end's midnight to the next); "
+    "default: the next midnight, or the app's clock when --end is today.",
+)
 def generate_cmd(
     out: Path,
     seed: int,
@@ -43,11 +49,22 @@ def generate_cmd(
     targets: int,
     projects: int,
     end: dt.datetime | None,
+    now: dt.datetime | None,
 ) -> None:
-    """Write boundaries and extracts to OUT; the same seed gives the same bytes."""
+    """Write boundaries and extracts to OUT; the same seed (and --now) gives the same bytes."""
     from etl.demo.extracts import DEFAULT_END
     from etl.demo.load import generate
 
+    settings = from_env()
+    last = end.date() if end else DEFAULT_END
+    clock = settings.now()
+    if now is None and last == clock.date():
+        now = clock.replace(tzinfo=None)  # today's files hold nothing after this moment
+    if now is not None and now.date() < last:
+        raise click.BadParameter(
+            f"不能早于 --end 当日零点 must not be before --end's midnight: {now} < {last}",
+            param_hint="--now",
+        )
     files = generate(
         out,
         seed=seed,
@@ -55,8 +72,10 @@ def generate_cmd(
         cases=cases,
         targets=targets,
         projects=projects,
-        end=end.date() if end else DEFAULT_END,
+        end=last,
         progress=sys.stderr.isatty(),
+        now=now,
+        zone=settings.tz,
     )
     for name, path in sorted(files.items()):
         click.echo(f"{name:<24} {path}")
@@ -80,10 +99,12 @@ def load_cmd(
     directory: Path | None,
     force: bool,
 ) -> None:
-    """Generate the demo district up to today, import its boundaries, run every extract.
+    """Generate the demo district up to now, import its boundaries, run every extract.
 
-    Skips when the database already holds service requests, unless --force: then the
-    demo sources' events are removed first, so that a reload never doubles them.
+    The main extracts end at today's midnight; the later one is taken now (the app's clock,
+    in the district's time zone), so no time loaded lies in the future. Skips when the
+    database already holds service requests, unless --force: then the demo sources' events
+    are removed first, so that a reload never doubles them.
     """
     from app.db import engine_from_env
     from etl.demo.load import clear, generate, load
@@ -102,6 +123,7 @@ def load_cmd(
         return
     directory = directory or settings.var_dir / "demo"
     click.echo(f"生成演示数据 generating the demo district into {directory} …")
+    now = settings.now()  # one instant: today's date and the later extract's time
     generate(
         directory,
         seed=seed,
@@ -109,8 +131,10 @@ def load_cmd(
         cases=cases,
         targets=targets,
         projects=projects,
-        end=settings.today(),
+        end=now.date(),
         progress=sys.stderr.isatty(),
+        now=now,
+        zone=settings.tz,
     )
     with engine.connect() as conn:
         if force:
@@ -121,6 +145,7 @@ def load_cmd(
             progress=sys.stderr.isatty(),
             cache_dir=settings.var_dir / "cache",
             zone=settings.tz,
+            now=settings.now(),
         )
         conn.commit()
     for admin in report.admin:

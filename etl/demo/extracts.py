@@ -2,16 +2,18 @@
 
 Service requests (诉求) come out of four files: the 12345 hotline's CSV (UTF-8 with BOM,
 GCJ-02), the grid system's older CSV (GBK, WGS84, dates 'YYYY/M/D H:MM'), the apps' XLSX
-(GCJ-02 or BD-09, real date cells) and a later extract taken a day after the others,
-which repeats the work orders whose status moved on and adds the day's new ones. Then the
+(GCJ-02 or BD-09, real date cells) and a later extract taken after the others, which
+repeats the work orders whose status moved on and adds the new ones received since. Then the
 enforcement cases (CSV), the relocation ledger (XLSX) and the renovation projects
 (GeoJSON), a truth file naming every written row's true WGS84 point, grid and defects, and a
 manifest.
 
 The main extracts are taken at midnight starting `end` and hold the year before; the later
-extract is taken a day after that. Every true point lies at least MARGIN_M metres inside its
-grid, so rounding and coordinate conversion can never move it into another. Messiness comes
-in exact shares (`Messiness`): each file gets round(share x rows) rows of each defect.
+extract is taken at the next midnight, or at `now` when that comes first (a demo generated
+for today holds nothing after the moment it was made). Every true point lies at least
+MARGIN_M metres inside its grid, so rounding and coordinate conversion can never move it into
+another. Messiness comes in exact shares (`Messiness`): each file gets round(share x rows)
+rows of each defect (the later extract taken before midnight: about that share).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
+from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import numpy as np
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 Arr = npt.NDArray[Any]
 
 DEFAULT_END = dt.date(2026, 11, 25)
+DEMO_ZONE = "Asia/Shanghai"  # the demo district's time zone: what its wall-clock times mean
 MARGIN_M = 2.0  # every true point keeps this distance from its grid's edges
 WINDOW_DAYS = 365
 
@@ -588,12 +592,34 @@ def _midnight(day: dt.date) -> np.datetime64:
     return np.datetime64(dt.date(day.year, day.month, day.day), "s")
 
 
+def _update_time(end: dt.date, now: dt.datetime | None, zone: str) -> np.datetime64:
+    """When the later extract is taken: the midnight after day `end`, or `now` if earlier.
+
+    `now` naive is a wall-clock time of the district; aware, it is converted to `zone`.
+    Times are whole seconds, as the files write them (a fraction of a second is dropped).
+    """
+    later = _midnight(end) + np.timedelta64(1, "D")
+    if now is None:
+        return later
+    if now.tzinfo is not None:
+        now = now.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+    local = np.datetime64(now.replace(microsecond=0), "s")
+    if local < _midnight(end):
+        raise ValueError(
+            f"now {now.isoformat(sep=' ')} is before the extracts' midnight {end.isoformat()}: "
+            "the main extracts would hold times in the future"
+        )
+    return min(later, local)
+
+
 # --- service requests ------------------------------------------------------------------
 
 
 @dataclass
 class _Requests:
-    """All requests of the main and the later extract, one entry each, in received order."""
+    """Every request sampled, one entry each, in received order: the main extract's, then
+    those of day `end` (the ones received after the later extract was taken are never written).
+    """
 
     n_main: int
     sid: Arr
@@ -617,6 +643,7 @@ class _Requests:
     state_main: Arr
     state_update: Arr
     updated: Arr  # main requests repeated in the later extract
+    new: Arr  # requests of day `end` received by the time the later extract is taken
 
 
 def _state(events: Arr, at: np.datetime64) -> Arr:
@@ -671,8 +698,16 @@ def _build_requests(
     end: dt.date,
     mess: Messiness,
     progressed: float,
+    update: np.datetime64 | None = None,
 ) -> _Requests:
-    """Sample every request once: place, time, category, processing, callback, texts."""
+    """Sample every request once: place, time, category, processing, callback, texts.
+
+    `update`: when the later extract is taken (`_update_time`; default the midnight after
+    day `end`). The whole day `end` is simulated whatever `update` is — its new requests, and
+    about `progressed` x n main requests moving on — and the later extract shows it as seen
+    at `update`: the requests received by then, the steps taken by then. So the same seed
+    gives the same main extracts whatever `update` is, and a later `update` only adds.
+    """
     rng = np.random.default_rng([seed, 1])
     extract = _midnight(end)
     first = (extract - np.timedelta64(WINDOW_DAYS, "D")).astype("datetime64[D]")
@@ -746,8 +781,11 @@ def _build_requests(
         for k in range(3):
             moved = step <= k
             events[forced[moved], k] += shift[moved]
-    state_update = _state(events, later)
+    # the whole day is simulated (so nothing else depends on `update`), then seen at `update`
+    update = later if update is None else min(update, later)
+    state_update = _state(events, update)
     updated = main & (state_update > state_main)
+    new = is_new & (received <= update)
 
     valid = rng.random(total) < 0.85
     contacted = rng.random(total) < 0.95
@@ -829,6 +867,7 @@ def _build_requests(
         state_main=state_main,
         state_update=state_update,
         updated=updated,
+        new=new,
     )
 
 
@@ -1057,17 +1096,18 @@ def _requests_frame(
     end: dt.date,
     mess: Messiness,
     progressed: float,
+    update: np.datetime64 | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n!r}")
-    R = _build_requests(places, n, seed, end, mess, progressed)
+    R = _build_requests(places, n, seed, end, mess, progressed, update)
     rng = np.random.default_rng([seed, 2])
     main = np.arange(len(R.sid)) < R.n_main
     chan_file = np.array([CHANNEL_FILE[c] for c in R.channel], dtype=object)
     raws, truths = [], []
     for file in REQUEST_FILES:
         if file == UPDATE:
-            req = np.flatnonzero(R.updated | ~main)
+            req = np.flatnonzero(R.updated | R.new)
             state = R.state_update[req]
             may_repeat = ~main[req]  # an older line of a main request would move it back
         else:
@@ -1102,17 +1142,23 @@ def requests_frame(
     messy: bool = True,
     messiness: Messiness | None = None,
     progressed: float = 0.02,
+    now: dt.datetime | None = None,
+    zone: str = DEMO_ZONE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The raw request rows of all four request files, and the truth row of each.
 
     `n` requests fall in the year before `end` and go to the hotline, grid and app files by
     channel; the later extract repeats about `progressed` x n of them with a status moved on,
-    and adds the requests of day `end`. Both frames are in file order (truth's `file` and
-    `row` say where each raw row goes). Raw values are what the file holds: text, except the
-    XLSX file's numbers and datetimes; '' is an empty cell.
+    and adds the requests of day `end`. It is taken at the end of day `end`, or at `now`
+    (naive: local; aware: converted to `zone`) when that is earlier: then it holds only what
+    had happened by `now`. Both frames are in file order (truth's `file` and `row` say where
+    each raw row goes). Raw values are what the file holds: text, except the XLSX file's
+    numbers and datetimes; '' is an empty cell.
     """
     mess = (messiness or Messiness()) if messy else Messiness.clean()
-    return _requests_frame(_Places(geo), n, seed, _as_date(end), mess, progressed)
+    end = _as_date(end)
+    update = _update_time(end, now, zone)
+    return _requests_frame(_Places(geo), n, seed, end, mess, progressed, update)
 
 
 def _as_date(end: dt.date) -> dt.date:
@@ -1727,13 +1773,18 @@ def generate_extracts(
     end: dt.date = DEFAULT_END,
     messiness: Messiness | None = None,
     progress: bool = False,
+    now: dt.datetime | None = None,
+    zone: str = DEMO_ZONE,
 ) -> dict[str, Path]:
     """Write every demo extract, truth.csv and manifest.json into out_dir.
 
     Returns the paths by file stem (e.g. 'requests_hotline'). The same arguments give
-    byte-identical files.
+    byte-identical files. `now`: the moment of generation, when `end` is today (naive: the
+    district's wall-clock time; aware: converted to `zone`): the later extract is taken
+    then instead of at the next midnight, so that no file holds a time after it.
     """
     end = _as_date(end)
+    update = _update_time(end, now, zone)
     mess = messiness or Messiness()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1747,7 +1798,7 @@ def generate_extracts(
         paths[name.split(".")[0]] = out_dir / name
         return out_dir / name
 
-    raw, truth = _requests_frame(places, requests, seed, end, mess, 0.02)
+    raw, truth = _requests_frame(places, requests, seed, end, mess, 0.02, update)
     bar.update()
     for file in REQUEST_FILES:
         part = raw.loc[(truth["file"] == file).to_numpy()]
@@ -1781,7 +1832,7 @@ def generate_extracts(
         "seed": seed,
         "end": end.isoformat(),
         "extract_time": when.isoformat(sep=" "),
-        "update_time": (when + dt.timedelta(days=1)).isoformat(sep=" "),
+        "update_time": np.datetime_as_string(update, unit="s").replace("T", " "),
         "requests": requests,
         "crs_default": CRS_DEFAULT,
         "messiness": asdict(mess),

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from etl.admin import AdminReport, import_admin
-from etl.demo.extracts import DEFAULT_END, generate_extracts
+from etl.demo.extracts import DEFAULT_END, DEMO_ZONE, generate_extracts
 from etl.demo.geography import generate_geography, write_geography
 from etl.jobs import RunReport, run_file
 
@@ -50,8 +50,14 @@ def generate(
     projects: int = 200,
     end: dt.date = DEFAULT_END,
     progress: bool = False,
+    now: dt.datetime | None = None,
+    zone: str = DEMO_ZONE,
 ) -> dict[str, Path]:
-    """Write the boundary files and the extracts of the demo district into `out`."""
+    """Write the boundary files and the extracts of the demo district into `out`.
+
+    `now`: the moment of generation when `end` is today (see `generate_extracts`): the
+    later extract is taken then, so that nothing in the files lies after it.
+    """
     geo = generate_geography(seed)
     files = write_geography(geo, out)
     files.update(
@@ -65,6 +71,8 @@ def generate(
             projects=projects,
             end=end,
             progress=progress,
+            now=now,
+            zone=zone,
         )
     )
     return files
@@ -113,9 +121,11 @@ def load(
     progress: bool = False,
     cache_dir: Path | None = None,
     zone: str | None = None,
+    now: dt.datetime | None = None,
 ) -> DemoReport:
     """Import the boundaries and run every extract found in `directory` (caller commits);
-    `zone`: the district's time zone (see `etl.jobs.run_file`)."""
+    `zone`: the district's time zone, `now`: the clock the rows' times are checked against
+    (see `etl.jobs.run_file`)."""
     report = DemoReport()
     for name, level in ADMIN_FILES:
         report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
@@ -123,6 +133,14 @@ def load(
         path = directory / name
         if path.exists():
             report.runs.append(
-                run_file(conn, path, layer=layer, progress=progress, cache_dir=cache_dir, zone=zone)
+                run_file(
+                    conn,
+                    path,
+                    layer=layer,
+                    progress=progress,
+                    cache_dir=cache_dir,
+                    zone=zone,
+                    now=now,
+                )
             )
     return report
