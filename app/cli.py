@@ -57,6 +57,32 @@ class _Commands(click.Group):
             return command
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """A database that is not running or not migrated gets a clear message, not a trace."""
+        import sqlalchemy.exc as sa_exc
+
+        try:
+            return super().invoke(ctx)
+        except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
+            raise click.ClickException(_database_hint(exc)) from exc
+
+
+def _database_hint(exc: Exception) -> str:
+    import psycopg.errors
+
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+        return (
+            "数据库尚未建表或版本过旧 the schema is missing or out of date: "
+            f"run `blockdata db upgrade` ({str(orig).splitlines()[0]})"
+        )
+    if isinstance(orig, psycopg.OperationalError):
+        return (
+            "无法连接数据库 cannot reach the database: start it with `blockdata db start` "
+            f"or check DATABASE_URL ({str(orig).splitlines()[0]})"
+        )
+    raise exc
+
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
