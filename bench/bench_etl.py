@@ -329,7 +329,7 @@ def main() -> None:
             run_file(conn, head, layer="service_requests", cache_dir=cache)
             conn.commit()
         no_twins = ("etl.jobs._holds", lambda conn, tables: True)
-        no_batch = ("etl.jobs._batch_aggregates", lambda rows, zone: None)
+        no_batch = ("etl.jobs._batch_aggregates", lambda rows, zone, parts=None: None)
         variants: list[tuple[str, list[tuple[str, object]]]] = [
             ("same first load, aggregates by SQL GROUP BY (before issue 10)", [no_twins, no_batch]),
             ("same first load, heat tables written by the load's session", [no_twins]),

@@ -13,7 +13,7 @@ reference: the local day of `received_at`, the cell of the point, the 0/1 measur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,9 +202,16 @@ def _is(array: pa.ChunkedArray, value: str) -> Bools:
     return _true(pc.equal(array, pa.scalar(value)))
 
 
-def batch_aggregates(rows: pa.Table, zone: str) -> dict[str, pa.Table]:
+def batch_aggregates(
+    rows: pa.Table, zone: str, ready: Callable[[str, pa.Table], None] | None = None
+) -> dict[str, pa.Table]:
     """The rows of the four heat tables and of `request_street_daily` (without `updated_at`:
-    the load's transaction time) for the requests in `rows`, each ordered like its key."""
+    the load's transaction time) for the requests in `rows`, each ordered like its key.
+
+    `ready(name, table)` is called as each table is done (the heat tables in the order
+    request_daily, request_periods, request_cells_daily, request_cells_periods): a consumer
+    writes the first while the others are grouped."""
+    done = ready or (lambda name, table: None)
     for name in ("received_at", "geom_x", "geom_y"):
         if name not in rows.column_names or rows.column(name).null_count:
             raise NotComputable(f"rows without {name}")
@@ -235,9 +242,11 @@ def batch_aggregates(rows: pa.Table, zone: str) -> dict[str, pa.Table]:
     ):
         table, grouped, counts = _heat(day, units, text["category"], [c.name for c in daily.c])
         out[daily.name] = table
+        done(daily.name, table)
         out[periods.name] = _periods(
             grouped, counts, units, text["category"], [c.name for c in periods.c]
         )
+        done(periods.name, out[periods.name])
 
     valid = _true(_column(rows, "callback_valid", pa.bool_()))
     satisfaction = _column(rows, "satisfaction", pa.string())
@@ -257,4 +266,5 @@ def batch_aggregates(rows: pa.Table, zone: str) -> dict[str, pa.Table]:
         **{name: _int32(values) for name, values in zip(names[2:], sums, strict=True)},
     }
     out[request_street_daily.name] = pa.table({name: columns[name] for name in names})
+    done(request_street_daily.name, out[request_street_daily.name])
     return out

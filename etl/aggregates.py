@@ -535,13 +535,15 @@ class Twins:
 
 def build_twins(
     engine: sa.Engine,
-    batch: Future[dict[str, pa.Table] | None],
+    parts: dict[str, Future[pa.Table | None]],
     executor: Executor,
     tag: str,
 ) -> Twins:
     """Create the heat tables' twins now (before the load locks the heat tables, whose
-    definitions the twins copy), and fill them from `batch` on `executor`. `tag` names
-    them for this load alone (`etl.jobs` uses the run's id)."""
+    definitions the twins copy), and fill them on `executor` from `parts`, each heat
+    table's batch rows as they are grouped (`aggregate_batch.batch_aggregates`' `ready`):
+    the first twin is written while the others are grouped. `tag` names them for this load
+    alone (`etl.jobs` uses the run's id)."""
     with engine.connect() as side, side.begin():
         statements = {}
         for name in HEAT_NAMES:
@@ -549,9 +551,6 @@ def build_twins(
             statements[name] = swap.index_statements(side, name, tag)
 
     def fill() -> dict[str, int]:
-        tables = batch.result()
-        if tables is None:
-            raise ValueError("no batch aggregates to build the twins from")
         rows = {}
         with engine.connect() as side, side.begin():
             # No parallel workers here: the load's own index builds use them meanwhile.
@@ -559,13 +558,16 @@ def build_twins(
             for name, value in settings.items():
                 side.execute(sa.select(sa.func.set_config(name, value, True)))
             for name in HEAT_NAMES:
+                table = parts[name].result()
+                if table is None:
+                    raise ValueError("no batch aggregates to build the twins from")
                 # Emptied in this transaction: COPY FREEZE, and no WAL at wal_level minimal.
                 side.exec_driver_sql(f"truncate {swap.twin(name, tag)}")
-                write_copy(side, swap.twin(name, tag), tables[name], freeze=True)
+                write_copy(side, swap.twin(name, tag), table, freeze=True)
                 for statement in statements[name]:
                     side.exec_driver_sql(statement)
                 side.exec_driver_sql(f"analyze {swap.twin(name, tag)}")
-                rows[name] = tables[name].num_rows
+                rows[name] = table.num_rows
         return rows
 
     return Twins(engine, tag, executor.submit(fill))

@@ -220,13 +220,26 @@ def _user() -> str | None:
         return None
 
 
-def _batch_aggregates(rows: Any, zone: str) -> dict[str, Any] | None:
+def _batch_aggregates(
+    rows: Any, zone: str, parts: dict[str, Future[Any]] | None = None
+) -> dict[str, Any] | None:
     """The batch's aggregates (`etl.aggregate_batch`) in `zone`'s days, None when it cannot
-    compute them."""
+    compute them. `parts`: a future per table, each resolved as soon as its table is done
+    (None, or the error, when the batch fails), for the twins' fill to start early."""
+    parts = parts or {}
+
+    def ready(name: str, table: Any) -> None:
+        if name in parts:
+            parts[name].set_result(table)
+
     try:
-        return aggregate_batch.batch_aggregates(rows, zone)
+        return aggregate_batch.batch_aggregates(rows, zone, ready)
     except aggregate_batch.NotComputable:
         return None
+    finally:
+        for part in parts.values():
+            if not part.done():
+                part.set_result(None)
 
 
 class _Aggregates:
@@ -252,9 +265,12 @@ class _Aggregates:
         self.swapped = False
         if not (self.active and load.is_bulk(conn, layer, rows)):
             return
-        self.batch = executor.submit(_batch_aggregates, rows, zone)
         if load.is_empty(conn, layer) and not _holds(conn, HEAT_NAMES):
-            self.twins = build_twins(conn.engine, self.batch, executor, f"r{run_id}")
+            parts: dict[str, Future[Any]] = {name: Future() for name in HEAT_NAMES}
+            self.batch = executor.submit(_batch_aggregates, rows, zone, parts)
+            self.twins = build_twins(conn.engine, parts, executor, f"r{run_id}")
+        else:
+            self.batch = executor.submit(_batch_aggregates, rows, zone)
 
     def refresh(self, conn: sa.Connection, counts: dict[str, int]) -> None:
         """From the batch when the table holds exactly the batch; else the refresh — a full
