@@ -28,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import secrets
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
@@ -515,22 +517,82 @@ def _batch_report(
     return report
 
 
+TWIN_SETTINGS = {**BULK_SETTINGS, "max_parallel_maintenance_workers": "0"}
+"""A twin is built beside other work (the load's own index builds, the other twins): no
+parallel workers."""
+
+
 @dataclass
 class Twins:
     """The heat tables of a batch, built as twins (`etl.swap`) on a second connection while
     the load writes its rows: PostgreSQL fills and indexes them on a second core. Their
-    transaction commits; `rebuild_from_twins` swaps them in, in the load's transaction."""
+    transaction commits; `rebuild_from_twins` swaps them in, in the load's transaction.
+
+    The load's connection, once its own work is done, builds the twins the second one has
+    not started yet (`help`): the last ones are built on both cores."""
 
     engine: sa.Engine
     tag: str
-    fill: Future[dict[str, int]]
+    parts: dict[str, Future[pa.Table | None]]
+    statements: dict[str, list[str]]
+    fill: Future[dict[str, int]] = field(init=False)
+    queue: deque[str] = field(default_factory=lambda: deque(HEAT_NAMES))
+    helped: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def discard(self) -> None:
-        """Drop the twins (after the fill ends), when they are not swapped in."""
+    def take(self, last: bool = False) -> str | None:
+        """The next twin nobody builds yet (the second connection takes them in order, the
+        load's connection from the end), or None."""
+        with self.lock:
+            if not self.queue:
+                return None
+            return self.queue.pop() if last else self.queue.popleft()
+
+    def build(self, conn: sa.Connection, name: str) -> int:
+        """Fill and index the twin of `name` on `conn`, in its transaction."""
+        table = self.parts[name].result()
+        if table is None:
+            raise ValueError("no batch aggregates to build the twins from")
+        twin = swap.twin(name, self.tag)
+        # Emptied in this transaction: COPY FREEZE, and no WAL at wal_level minimal.
+        conn.exec_driver_sql(f"truncate {twin}")
+        write_copy(conn, twin, table, freeze=True)
+        for statement in self.statements[name]:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql(f"analyze {twin}")
+        return table.num_rows
+
+    def help(self, conn: sa.Connection) -> bool:
+        """Build, on the load's connection `conn`, the twins not started yet; False when one
+        failed (then none of them is kept: `drop_helped`, and the aggregates come another way)."""
+        while (name := self.take(last=True)) is not None:
+            if self.fill.done() and self.fill.exception() is not None:
+                return False
+            try:
+                with conn.begin_nested(), _settings(conn, **TWIN_SETTINGS):
+                    self.helped[name] = self.build(conn, name)
+            except Exception:
+                self.helped[name] = -1
+                return False
+        return True
+
+    def rows(self) -> dict[str, int]:
+        """The rows of every twin (after the fill ends)."""
+        return {**self.fill.result(), **self.helped}
+
+    def drop_helped(self, conn: sa.Connection) -> None:
+        """Drop the twins built on the load's connection, on it (it holds their locks)."""
+        swap.discard(conn, list(self.helped), self.tag)
+
+    def discard(self, failed: bool) -> None:
+        """Drop the twins (after the fill ends), when they are not swapped in: all of them
+        after a failed run (its rollback released the load's locks on them), else those the
+        second connection built (`drop_helped` dropped the others)."""
         with contextlib.suppress(Exception):
             self.fill.result()
+        names = [n for n in HEAT_NAMES if failed or n not in self.helped]
         with self.engine.connect() as side, side.begin():
-            swap.discard(side, HEAT_NAMES, self.tag)
+            swap.discard(side, names, self.tag)
 
 
 def build_twins(
@@ -549,28 +611,19 @@ def build_twins(
         for name in HEAT_NAMES:
             swap.create_aside(side, name, tag)
             statements[name] = swap.index_statements(side, name, tag)
+    twins = Twins(engine, tag, parts, statements)
 
     def fill() -> dict[str, int]:
         rows = {}
         with engine.connect() as side, side.begin():
-            # No parallel workers here: the load's own index builds use them meanwhile.
-            settings = {**BULK_SETTINGS, "max_parallel_maintenance_workers": "0"}
-            for name, value in settings.items():
-                side.execute(sa.select(sa.func.set_config(name, value, True)))
-            for name in HEAT_NAMES:
-                table = parts[name].result()
-                if table is None:
-                    raise ValueError("no batch aggregates to build the twins from")
-                # Emptied in this transaction: COPY FREEZE, and no WAL at wal_level minimal.
-                side.exec_driver_sql(f"truncate {swap.twin(name, tag)}")
-                write_copy(side, swap.twin(name, tag), table, freeze=True)
-                for statement in statements[name]:
-                    side.exec_driver_sql(statement)
-                side.exec_driver_sql(f"analyze {swap.twin(name, tag)}")
-                rows[name] = table.num_rows
+            for setting, value in TWIN_SETTINGS.items():
+                side.execute(sa.select(sa.func.set_config(setting, value, True)))
+            while (name := twins.take()) is not None:
+                rows[name] = twins.build(side, name)
         return rows
 
-    return Twins(engine, tag, executor.submit(fill))
+    twins.fill = executor.submit(fill)
+    return twins
 
 
 def rebuild_from_twins(
@@ -579,7 +632,7 @@ def rebuild_from_twins(
     """`rebuild_from_batch` with the heat tables built beside the load (`build_twins`):
     swapped in (the caller holds their locks), the small tables rewritten from the batch."""
     started = time.monotonic()
-    rows = twins.fill.result()
+    rows = twins.rows()
     conn.execute(sa.delete(request_dirty_days))  # marks of rows that are gone
     conn.execute(sa.update(request_aggregates_zone).values(zone=zone))
     swap.swap(conn, HEAT_NAMES, twins.tag, locked=True)

@@ -354,10 +354,14 @@ def upsert(
     also_lock: Sequence[str] = (),
     advisory: Sequence[str] = (),
     policy: locks.LockPolicy | None = None,
+    index_workers: int = 2,
 ) -> dict[str, int]:
     """Upsert `rows` into the layer's table; counts of inserted, updated, unchanged, stale,
     and `bulk` (the table's keys and indexes were rebuilt) and `replaced` (a bulk load into
     an empty table: it now holds exactly `rows`).
+
+    `index_workers`: the parallel workers of a bulk load's index builds (0 when other work
+    has the second core: then they only add to the CPU time).
 
     A bulk load takes, with the table's lock, ACCESS EXCLUSIVE locks on the tables of
     `also_lock` (what derives from the table and is rebuilt after it) and the advisory
@@ -420,7 +424,11 @@ def upsert(
         conn.execute(sa.text("select tile_changes_renew(:layer)"), {"layer": layer.name})
         mark = time.monotonic()
         conn.exec_driver_sql("set local maintenance_work_mem = '1GB'")
-        conn.exec_driver_sql("set local max_parallel_maintenance_workers = 2")
+        conn.execute(
+            sa.select(
+                sa.func.set_config("max_parallel_maintenance_workers", str(index_workers), True)
+            )
+        )
         ddls: list[sa.schema.ExecutableDDLElement] = [
             *map(sa.schema.AddConstraint, constraints),
             *map(sa.schema.CreateIndex, indexes),

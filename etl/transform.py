@@ -479,6 +479,23 @@ def prepare(
     out: dict[str, Column] = {}
     times: dict[str, pa.Array] = {}
     columns = layer.table.c
+    # The time columns are parsed on both cores too (Arrow's strptime releases the GIL).
+    timed = [
+        target
+        for target in clean
+        if target in columns and isinstance(columns[target].type, (sa.DateTime, sa.Date))
+    ]
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        parsed = dict(
+            zip(
+                timed,
+                pool.map(
+                    lambda target: parse_datetime(clean[target], mapping.datetime_formats, zone),
+                    timed,
+                ),
+                strict=True,
+            )
+        )
     for target, values in clean.items():
         if target in ("lng", "lat", "crs", "geometry"):
             continue
@@ -489,7 +506,7 @@ def prepare(
             continue
         ctype = columns[target].type
         if isinstance(ctype, (sa.DateTime, sa.Date)):
-            utc, bad = parse_datetime(values, mapping.datetime_formats, zone)
+            utc, bad = parsed[target]
             rej.reject(
                 bad,
                 "bad_date",

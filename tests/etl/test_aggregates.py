@@ -512,6 +512,60 @@ def test_a_first_bulk_load_builds_the_aggregates_from_its_batch_exactly(
     assert (again.full, again.days, again.rows) == (False, 0, {})
 
 
+@pytest.mark.parametrize("helper", ["builds the last ones", "fails"])
+def test_the_loads_connection_builds_the_twins_not_started_yet(
+    connection: sa.Connection,
+    tmp_path: Path,
+    bulk_loads: None,
+    monkeypatch: pytest.MonkeyPatch,
+    helper: str,
+) -> None:
+    """When the load's own work is done before the second connection's, the load's
+    connection builds the twins nobody has started; if one fails there, the heat tables
+    come from the batch in place, and no twin is left either way."""
+    import threading
+
+    from etl.aggregates import HEAT_NAMES, Twins
+
+    take, build = Twins.take, Twins.build
+    built: dict[str, str] = {}
+
+    def side_takes_one(self: Twins, last: bool = False) -> str | None:
+        if not last and built:
+            return None  # the second connection stops after its first twin
+        return take(self, last)
+
+    def recorded(self: Twins, conn: sa.Connection, name: str) -> int:
+        on = "load" if threading.current_thread() is threading.main_thread() else "side"
+        built[name] = on
+        if on == "load" and helper == "fails" and list(built.values()).count("load") == 2:
+            conn.exec_driver_sql("select 1 / 0")
+        return build(self, conn, name)
+
+    monkeypatch.setattr(Twins, "take", side_takes_one)
+    monkeypatch.setattr(Twins, "build", recorded)
+    schema = _heat_schema(connection)
+    before = _identities(connection)
+    report = run_file(
+        connection,
+        write_csv(tmp_path / "r.csv", requests()),
+        layer="service_requests",
+        now=LOAD_NOW,
+    )
+    assert report.status == "succeeded" and "rebuild indexes" in report.timings
+    assert built[HEAT_NAMES[0]] == "side"
+    if helper == "fails":
+        assert list(built.values()).count("load") == 2  # the second one failed, none after
+        assert _identities(connection) == before  # rebuilt in place from the batch
+    else:
+        assert built == {HEAT_NAMES[0]: "side", **{n: "load" for n in HEAT_NAMES[1:]}}
+        assert _identities(connection) != before  # swapped in
+    assert _heat_schema(connection) == schema
+    assert not [t for t in _twins_left(connection) if t.endswith(f"_r{report.run_id}")]
+    assert_exact(connection)
+    assert_heat_matches(connection)
+
+
 def test_a_bulk_load_beside_other_rows_rebuilds_in_place_exactly(
     connection: sa.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
