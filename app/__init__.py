@@ -18,7 +18,20 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     """
     from flask import Flask
 
-    from app import api, auth, db, errors, headers, health, ogc, open311, openapi, pages, tiles
+    from app import (
+        api,
+        auth,
+        capabilities,
+        db,
+        errors,
+        headers,
+        health,
+        ogc,
+        open311,
+        openapi,
+        pages,
+        tiles,
+    )
     from app.config import (
         PROJECT_ROOT,
         ConfigError,
@@ -69,5 +82,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(openapi.bp)
     app.register_blueprint(open311.bp)
     auth.init_app(app)
+    capabilities.declare_static(app)
+    capabilities.require_declared(app)  # a view that declares no access never serves
     localize("/static/vendor")
     return app

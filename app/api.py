@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from app import auth, db, export, ogc, stats
+from app.capabilities import EXPORT, does, logged_in, reads
 from app.config import Settings
 from app.errors import BadRequest, NotFound, ServiceUnavailable
 from app.openapi import (
@@ -247,6 +248,7 @@ def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
 
 
 @bp.get("/heat/<layer>")
+@reads(url_layer="layer")
 def heat(layer: str) -> Response:
     """Requests per street, community, grid or 100 m cell over a window of days."""
     if get_layer(layer).name != "service_requests":
@@ -279,6 +281,7 @@ def heat(layer: str) -> Response:
 
 
 @bp.get("/streets")
+@reads("streets", "service_requests")
 def streets() -> Response:
     """The district overview: every street's scorecard for a month, and the totals."""
     now = _now()
@@ -290,6 +293,7 @@ def streets() -> Response:
 
 
 @bp.get("/command/<street_code>/summary")
+@reads("streets", "service_requests")
 def command_summary(street_code: str) -> Response:
     """The commander's panel for one street."""
     street = _street(street_code, "street_code")
@@ -337,6 +341,7 @@ def _limit() -> int:
 
 
 @bp.get("/command/<street_code>/latest")
+@reads("service_requests")
 def latest(street_code: str) -> Response:
     """The street's latest requests as GeoJSON, for a live layer that polls."""
     street = _street(street_code, "street_code")
@@ -347,6 +352,7 @@ def latest(street_code: str) -> Response:
 
 
 @bp.get("/planner")
+@reads("relocation_targets", "renovation_projects")
 def planner() -> Response:
     """Renovation projects and relocation targets as they stood on a date."""
     today = _now().date()
@@ -357,6 +363,7 @@ def planner() -> Response:
 
 
 @bp.get("/layers/<layer>/geojson")
+@reads(url_layer="layer")
 def layer_geojson(layer: str) -> Response:
     """An overlay layer as GeoJSON, published columns only, optionally one street's."""
     overlay = get_layer(layer)
@@ -410,6 +417,7 @@ def _layer_doc(layer: Layer) -> dict[str, Any]:
 
 
 @bp.get("/layers")
+@logged_in
 def layers() -> Response:
     """The layers the caller may read: fields, filters and where to get the features."""
     ogc.check_params(request.args, ())
@@ -419,6 +427,8 @@ def layers() -> Response:
 
 
 @bp.get("/layers/<layer>/features")
+@reads(url_layer="layer", snapshot=True)
+@does(EXPORT)
 def features(layer: str) -> Response:
     """Any filtered slice of a layer as GeoJSON or CSV.
 

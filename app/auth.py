@@ -257,7 +257,8 @@ def _load() -> Any:
             if g.principal is not None:
                 db.scope(g.principal.zone)
         return None
-    if capabilities.is_public(request.endpoint):
+    need = capabilities.access(request.endpoint)  # None: refused below (create_app checks)
+    if need is not None and need.public:
         return None
     principal = _identify()
     if principal is None:
@@ -266,11 +267,12 @@ def _load() -> Any:
         raise Unauthorized("请先登录 authentication required")
     g.principal = principal
     db.scope(principal.zone)  # a token use is already logged (`auth_token_use`)
-    capabilities.check(principal.role, request.endpoint, request.view_args or {})
+    capabilities.check(principal.role, need, request.view_args or {})
     return None
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@capabilities.public
 def login() -> Response | str:
     """登录: a form; on success a new session (a new id: none is taken over)."""
     error = None
@@ -312,6 +314,7 @@ def login() -> Response | str:
 
 
 @bp.post("/logout")
+@capabilities.logged_in
 def logout() -> Response:
     sid = session.get(SESSION_KEY)
     if isinstance(sid, str):

@@ -5,18 +5,21 @@ Open311 and `blockdata export --as` all ask this module, so a role is allowed or
 same thing everywhere. Zones are not here: a commander's street is enforced by PostgreSQL's
 row-level security (app.auth, migration 0004) on top of what this table allows.
 
-Every endpoint of the server is declared in ENDPOINTS with what it needs; an endpoint that is
-not declared is refused (tests/app/test_capabilities.py walks the URL map).
+Every view declares what it needs with a decorator of this module, under its route:
+`@public` (no login), `@logged_in` (any role), `@page(name)`, `@reads(*layers, url_layer=…,
+url_collection=…)`, `@does(action)`; the request hook enforces the declaration. `create_app`
+refuses to build a server with a view that declares nothing (`require_declared`), and
+tests/app/test_access_declared.py walks the URL map.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import current_app, url_for
+from flask import Flask, current_app, url_for
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Forbidden
@@ -91,58 +94,145 @@ ROLES: dict[str, Role] = {
 }
 
 
-@dataclass(frozen=True)
-class Need:
-    """What an endpoint needs of the caller's role (all of it)."""
+ACCESS_ATTR = "__blockdata_access__"
 
+
+@dataclass(frozen=True)
+class Access:
+    """What a view needs of the caller's role (all of it), declared on the view itself."""
+
+    public: bool = False  # no login at all (`@public`)
     page: str | None = None
     layers: frozenset[str] = frozenset()
-    layer_arg: str | None = None  # the view argument that names a layer or OGC collection
+    url_layer: str | None = None  # the view argument that names a layer
+    url_collection: str | None = None  # the view argument that names an OGC collection
     action: str | None = None
+    snapshot: bool = False  # reads one snapshot (REPEATABLE READ): a count and its rows agree
 
 
-def _needs(*layers: str) -> Need:
-    return Need(layers=frozenset(layers))
+class UndeclaredEndpoints(RuntimeError):
+    """Views registered without an access declaration: the server refuses to start."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self.endpoints = endpoints
+        super().__init__(
+            "接口未声明访问权限 endpoints without an access declaration"
+            " (@public, @logged_in, @page, @reads or @does from app.capabilities): "
+            + ", ".join(endpoints)
+        )
 
 
-REQUESTS = "service_requests"
-# None: public (no login). Need(): any logged-in user.
-ENDPOINTS: dict[str, Need | None] = {
-    "static": None,
-    "health.healthz": None,
-    "auth.login": None,
-    "auth.logout": Need(),
-    "openapi.openapi_json": Need(),
-    "pages.overview": Need(page="overview"),
-    "pages.command": Need(page="command"),
-    "pages.planner": Need(page="planner"),
-    "pages.imports": Need(page="imports"),
-    "pages.imports_run": Need(page="imports"),
-    "api.heat": Need(layer_arg="layer"),
-    "api.streets": _needs("streets", REQUESTS),
-    "api.command_summary": _needs("streets", REQUESTS),
-    "api.latest": _needs(REQUESTS),
-    "api.planner": _needs("relocation_targets", "renovation_projects"),
-    "api.layers": Need(),
-    "api.layer_geojson": Need(layer_arg="layer"),
-    "api.features": Need(layer_arg="layer", action=EXPORT),
-    "ogc.landing": Need(),
-    "ogc.conformance": Need(),
-    "ogc.api": Need(),
-    "ogc.collections_list": Need(),
-    "ogc.collection": Need(layer_arg="collection_id"),
-    "ogc.items": Need(layer_arg="collection_id"),
-    "ogc.item": Need(layer_arg="collection_id"),
-    "tiles.tile": Need(layer_arg="layer"),
-    "tiles.tilejson": Need(layer_arg="layer"),
-    # GeoReport's services are the request categories (configuration, not data): a client
-    # that files requests reads them first.
-    "open311.services_list": Need(),
-    "open311.service_definition": Need(),
-    "open311.requests_list": _needs(REQUESTS),
-    "open311.request_one": _needs(REQUESTS),
-    "open311.create_request": Need(action=INTAKE),
-}
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def _declare(view: View, **need: Any) -> View:
+    """Add `need` to what `view` already declares (decorators stack: `@reads` + `@does`)."""
+    old: Access | None = getattr(view, ACCESS_ATTR, None)
+    if old is None:
+        new = Access(**need)
+    else:
+        if old.public or need.get("public"):
+            raise TypeError(f"{view.__qualname__}: @public cannot be combined with a need")
+        fields: dict[str, Any] = {"layers": old.layers | need.pop("layers", frozenset())}
+        for name, value in need.items():
+            before = getattr(old, name)
+            if before not in (None, False) and before != value:
+                raise TypeError(f"{view.__qualname__}: two declarations of {name}")
+            fields[name] = value
+        new = replace(old, **fields)
+    setattr(view, ACCESS_ATTR, new)
+    return view
+
+
+def public(view: View) -> View:
+    """No login: the login form, the health check, static files."""
+    return _declare(view, public=True)
+
+
+def logged_in(view: View) -> View:
+    """Any logged-in user, whatever the role: what no layer's rows are in (the layer list,
+    OGC's landing page, Open311's categories, logout)."""
+    return _declare(view)
+
+
+def page(name: str) -> Callable[[View], View]:
+    """A page of PAGES: the roles that may open it (and so read its layers)."""
+    if name not in PAGES:
+        raise ValueError(f"unknown page {name!r}: not in capabilities.PAGES")
+    return lambda view: _declare(view, page=name)
+
+
+def reads(
+    *layers: str,
+    url_layer: str | None = None,
+    url_collection: str | None = None,
+    snapshot: bool = False,
+) -> Callable[[View], View]:
+    """The layers the view reads: named here, and/or named by a view argument (`url_layer`:
+    a layer's name; `url_collection`: an OGC collection id, which maps to its layer). A
+    URL that names no layer is left to the view (its own 404). `snapshot`: the request
+    reads one snapshot (an export's row count and its rows agree)."""
+    unknown = sorted(set(layers) - ALL_LAYERS)
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}")
+    named = {"url_layer": url_layer, "url_collection": url_collection, "snapshot": snapshot}
+    given = {k: v for k, v in named.items() if v not in (None, False)}
+    return lambda view: _declare(view, layers=frozenset(layers), **given)
+
+
+def does(action: str) -> Callable[[View], View]:
+    """An action of ACTIONS (export, intake): the roles that may."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}: not in capabilities.ACTIONS")
+    return lambda view: _declare(view, action=action)
+
+
+def declared(view: Callable[..., Any]) -> Access | None:
+    """The access `view` declares (a bound method: its function's), None when it declares none."""
+    access: Access | None = getattr(getattr(view, "__func__", view), ACCESS_ATTR, None)
+    return access
+
+
+def need_of(view: Callable[..., Any]) -> Access:
+    """What `view` declares (`blockdata export --as` asks for what the export endpoint needs)."""
+    access = declared(view)
+    if access is None:
+        raise UndeclaredEndpoints([view.__qualname__])
+    return access
+
+
+def access(endpoint: str, app: Flask | None = None) -> Access | None:
+    """What the view of `endpoint` declares; None when it declares nothing (or is no view)."""
+    view = (app or current_app).view_functions.get(endpoint)
+    return None if view is None else declared(view)
+
+
+def undeclared(app: Flask) -> list[str]:
+    """The endpoints of the URL map whose view declares no access."""
+    return sorted(
+        {rule.endpoint for rule in app.url_map.iter_rules() if access(rule.endpoint, app) is None}
+    )
+
+
+def require_declared(app: Flask) -> None:
+    """Raise UndeclaredEndpoints unless every endpoint of the URL map declares its access."""
+    missing = undeclared(app)
+    if missing:
+        raise UndeclaredEndpoints(missing)
+
+
+def declare_static(app: Flask) -> None:
+    """Flask's own static view (a bound method: no attribute can be set on it) behind a
+    public one."""
+    send = app.view_functions.get("static")
+    if send is None or declared(send) is not None:
+        return
+
+    @public
+    def static(filename: str) -> Any:
+        return send(filename=filename)
+
+    app.view_functions["static"] = static
 
 
 def role(name: str) -> Role:
@@ -167,28 +257,26 @@ def may_open(role_name: str, page: str) -> bool:
     return r is not None and page in r.pages
 
 
-def is_public(endpoint: str) -> bool:
-    return endpoint in ENDPOINTS and ENDPOINTS[endpoint] is None
-
-
-def _layer_named(endpoint: str, value: object) -> str | None:
-    """The layer a view argument names (an OGC collection id maps to its layer); None when it
-    names none, for the endpoint to answer 404."""
-    if not isinstance(value, str):
-        return None
-    if endpoint.startswith("ogc."):
+def _layer_named(need: Access, view_args: Mapping[str, object]) -> str | None:
+    """The layer the view's URL names (an OGC collection id maps to its layer); None when it
+    names none, for the view to answer 404."""
+    if need.url_layer is not None:
+        value = view_args.get(need.url_layer)
+        return value if isinstance(value, str) and value in ALL_LAYERS else None
+    if need.url_collection is not None:
         from app.ogc import collections
 
+        value = view_args.get(need.url_collection)
         return next((c.layer.name for c in collections() if c.id == value), None)
-    return value if value in ALL_LAYERS else None
+    return None
 
 
-def refusal(role_name: str, endpoint: str, view_args: Mapping[str, object]) -> str | None:
-    """Why `role_name` may not use `endpoint` with these view arguments; None when it may."""
-    if endpoint not in ENDPOINTS:
-        return f"未登记的接口 endpoint not in the capability table: {endpoint!r}"
-    need = ENDPOINTS[endpoint]
+def refusal(role_name: str, need: Access | None, view_args: Mapping[str, object]) -> str | None:
+    """Why `role_name` may not use a view that needs `need`, with these view arguments; None
+    when it may. A view that declares nothing (None) is refused to everyone."""
     if need is None:
+        return "未声明访问权限的接口 endpoint without an access declaration"
+    if need.public:
         return None
     r = ROLES.get(role_name)
     if r is None:
@@ -196,10 +284,9 @@ def refusal(role_name: str, endpoint: str, view_args: Mapping[str, object]) -> s
     if need.page is not None and need.page not in r.pages:
         return f"无权打开该页面 role {role_name!r} may not open the page {need.page!r}"
     layers = set(need.layers)
-    if need.layer_arg is not None:
-        named = _layer_named(endpoint, view_args.get(need.layer_arg))
-        if named is not None:
-            layers.add(named)
+    named = _layer_named(need, view_args)
+    if named is not None:
+        layers.add(named)
     missing = sorted(layers - r.layers)
     if missing:
         return f"无权访问该图层 role {role_name!r} may not read layer {missing[0]!r}"
@@ -208,9 +295,9 @@ def refusal(role_name: str, endpoint: str, view_args: Mapping[str, object]) -> s
     return None
 
 
-def check(role_name: str, endpoint: str, view_args: Mapping[str, object]) -> None:
-    """Raise Forbidden (403) unless the role may use the endpoint."""
-    reason = refusal(role_name, endpoint, view_args)
+def check(role_name: str, need: Access | None, view_args: Mapping[str, object]) -> None:
+    """Raise Forbidden (403) unless the role may use a view that needs `need`."""
+    reason = refusal(role_name, need, view_args)
     if reason is not None:
         raise Forbidden(reason)
 
@@ -271,6 +358,7 @@ def after_login(role_name: str, street_code: str | None, target: str | None) -> 
             endpoint, args = adapter.match(urlsplit(path).path, method="GET")
         except HTTPException:  # no such page, or a redirect (a missing slash)
             endpoint, args = None, {}
-        if endpoint and not is_public(endpoint) and refusal(role_name, endpoint, args) is None:
+        need = access(endpoint) if endpoint else None
+        if need is not None and not need.public and refusal(role_name, need, args) is None:
             return path
     return landing(role_name, street_code)

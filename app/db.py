@@ -18,13 +18,12 @@ import sqlalchemy as sa
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask.sansio.app import App
 
+from app import capabilities
 from app.config import DEFAULT_TZ, WEB_ROLE, check_tz, sqlalchemy_url
 
 ENGINE_KEY = "blockdata.engine"
 log = logging.getLogger(__name__)
 SCOPE_EXTRAS_KEY = "blockdata.scope_extras"
-# Endpoints that read one snapshot: an export's row count and its rows must agree.
-SNAPSHOT_ENDPOINTS = {"api.features"}
 # A pooled connection idle for longer than this (seconds) is pinged before it is handed out:
 # under load every connection is back in use within milliseconds, and goes unpinged.
 PING_AFTER_IDLE = 1.0
@@ -131,11 +130,18 @@ def connection() -> sa.Connection:
                     + current_app.config.get("DB_ERROR", "set DATABASE_URL")
                 )
             g.db_conn = engine.connect()
-            if has_request_context() and request.endpoint in SNAPSHOT_ENDPOINTS:
+            if has_request_context() and _snapshot(request.endpoint):
                 g.db_conn.execution_options(isolation_level="REPEATABLE READ")
             g.db_tx = g.db_conn.begin()
     conn: sa.Connection = g.db_conn
     return conn
+
+
+def _snapshot(endpoint: str | None) -> bool:
+    """Whether the view declares that it reads one snapshot (`@reads(..., snapshot=True)`):
+    an export's row count and its rows must agree."""
+    need = capabilities.access(endpoint) if endpoint is not None else None
+    return need is not None and need.snapshot
 
 
 READER_ROLE = "blockdata_reader"

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
 from app import db
+from app.capabilities import public
 
 bp = Blueprint("health", __name__)
 
@@ -37,6 +38,7 @@ class Blocked(Exception):
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> tuple[Response, int]:
     engine = db.get_engine()
     if engine is None and current_app.config.get("DB_CONNECTION") is None:

@@ -36,6 +36,7 @@ from flask import Blueprint, Response, current_app, render_template_string, requ
 from sqlalchemy.dialects import postgresql as pg
 
 from app import auth, db
+from app.capabilities import logged_in, reads
 from app.errors import BadRequest, NotFound
 from layers import LAYERS, Layer
 
@@ -618,6 +619,7 @@ def _fields(c: Collection) -> list[dict[str, Any]]:
 
 
 @bp.get("/", strict_slashes=False)
+@logged_in
 def landing() -> Response:
     check_params(request.args, ["f"])
     html = wants_html()
@@ -638,6 +640,7 @@ def landing() -> Response:
 
 
 @bp.get("/conformance")
+@logged_in
 def conformance() -> Response:
     check_params(request.args, ["f"])
     body = {"conformsTo": list(CONFORMANCE)}
@@ -647,6 +650,7 @@ def conformance() -> Response:
 
 
 @bp.get("/api")
+@logged_in
 def api() -> Response:
     check_params(request.args, ["f"])
     doc = openapi()
@@ -656,6 +660,7 @@ def api() -> Response:
 
 
 @bp.get("/collections")
+@logged_in
 def collections_list() -> Response:
     check_params(request.args, ["f"])
     html = wants_html()
@@ -670,6 +675,7 @@ def collections_list() -> Response:
 
 
 @bp.get("/collections/<collection_id>")
+@reads(url_collection="collection_id")
 def collection(collection_id: str) -> Response:
     c = get_collection(collection_id)
     check_params(request.args, ["f"])
@@ -682,6 +688,7 @@ def collection(collection_id: str) -> Response:
 
 
 @bp.get("/collections/<collection_id>/items")
+@reads(url_collection="collection_id")
 def items(collection_id: str) -> Response:
     c = get_collection(collection_id)
     args = request.args
@@ -752,6 +759,7 @@ def items(collection_id: str) -> Response:
 
 
 @bp.get("/collections/<collection_id>/items/<feature_id>")
+@reads(url_collection="collection_id")
 def item(collection_id: str, feature_id: str) -> Response:
     c = get_collection(collection_id)
     check_params(request.args, ["f"])

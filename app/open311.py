@@ -34,6 +34,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from app import auth, capabilities, db
+from app.capabilities import INTAKE, does, logged_in, reads
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from app.ogc import bbox_condition, check_params, local_zone, parse_instant, single
@@ -178,6 +179,7 @@ def services() -> list[dict[str, Any]]:
 
 
 @bp.get("/services.<fmt>")
+@logged_in
 def services_list(fmt: str) -> Response:
     _json_only(fmt)
     check_params(request.args, COMMON_PARAMS)
@@ -185,6 +187,7 @@ def services_list(fmt: str) -> Response:
 
 
 @bp.get("/services/<service_code>.<fmt>")
+@logged_in
 def service_definition(service_code: str, fmt: str) -> Response:
     _json_only(fmt)
     check_params(request.args, COMMON_PARAMS)
@@ -370,6 +373,7 @@ def _request(row: Any) -> dict[str, Any]:
 
 
 @bp.get("/requests.<fmt>")
+@reads("service_requests")
 def requests_list(fmt: str) -> Response:
     """The requests matching the filters, newest first, one page of them."""
     _json_only(fmt)
@@ -402,6 +406,7 @@ def requests_list(fmt: str) -> Response:
 
 
 @bp.get("/requests/<request_id>.<fmt>")
+@reads("service_requests")
 def request_one(request_id: str, fmt: str) -> Response:
     """One request, as a one-element list (the spec's shape)."""
     _json_only(fmt)
@@ -526,6 +531,7 @@ def _as_server(zone: str) -> Iterator[sa.Connection]:
 
 
 @bp.post("/requests.<fmt>")
+@does(INTAKE)
 def create_request(fmt: str) -> Response:
     """File one request: validated, located, placed, routed and timed by the ETL's steps."""
     _json_only(fmt)

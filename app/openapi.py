@@ -18,6 +18,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, json, request
 
+from app.capabilities import logged_in
+
 JSON = "application/json"
 GEOJSON = "application/geo+json"
 HTML = "text/html"
@@ -426,6 +428,7 @@ bp = Blueprint("openapi", __name__)
 
 
 @bp.get("/api/openapi.json")
+@logged_in
 def openapi_json() -> Response:
     from app.ogc import check_params
 

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 
 from app import auth, capabilities, db
+from app.capabilities import page
 from app.config import Settings
 from app.errors import NotFound
 from app.headers import csp_nonce
@@ -207,6 +208,7 @@ def _whoami() -> dict[str, Any]:
 
 
 @bp.get("/")
+@page("overview")
 def overview() -> Response:
     """区级指挥中心: the streets as a choropleth and their ranking on the three rates."""
     fmap = _map()
@@ -214,6 +216,7 @@ def overview() -> Response:
 
 
 @bp.get("/command/<street_code>")
+@page("command")
 def command(street_code: str) -> Response:
     """战区司令: one street's live map and panel."""
     streets = get_layer("streets").table
@@ -277,6 +280,7 @@ def command(street_code: str) -> Response:
 
 
 @bp.get("/planner")
+@page("planner")
 def planner() -> Response:
     """规划视图: renovation and relocation progress, as of any date."""
     fmap = _map()
@@ -304,6 +308,7 @@ _RUN_COLUMNS = [
 
 
 @bp.get("/imports")
+@page("imports")
 def imports() -> Response:
     """数据导入: the latest ETL runs with their counts, for the clerk who loads the extracts."""
     runs = (
@@ -325,6 +330,7 @@ def imports() -> Response:
 
 
 @bp.get("/imports/<int(max=2147483647):run_id>")  # etl_runs.id is an integer
+@page("imports")
 def imports_run(run_id: int) -> Response:
     """One ETL run: its counts and the rows it rejected, each with its reason."""
     conn = db.connection()

@@ -70,6 +70,7 @@ from flask.blueprints import BlueprintSetupState
 from sqlalchemy.dialects import postgresql as pg
 
 from app import db
+from app.capabilities import reads
 from app.errors import BadRequest
 from app.ogc import (
     FILTER_ALIASES,
@@ -902,11 +903,13 @@ def _bytes(value: bytes | memoryview | None) -> bytes:
 
 
 @bp.get("/<layer>/<z>/<x>/<y>.pbf")
+@reads(url_layer="layer")
 def tile(layer: str, z: str, x: str, y: str) -> Response:
     return _tile(get_layer(layer), z, x, y)
 
 
 @bp.get("/<layer>.json")
+@reads(url_layer="layer")
 def tilejson(layer: str) -> Response:
     return _tilejson(get_layer(layer))
 

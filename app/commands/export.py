@@ -110,8 +110,10 @@ def export_cmd(
                 if row is None:
                     raise click.BadParameter(f"no such active user: {as_user!r}", param_hint="--as")
                 from app import capabilities
+                from app.api import features  # the same declaration as the export endpoint's
 
-                reason = capabilities.refusal(row.role, "api.features", {"layer": source.name})
+                need = capabilities.need_of(features)
+                reason = capabilities.refusal(row.role, need, {"layer": source.name})
                 if reason is not None:
                     raise click.ClickException(f"{as_user} ({row.role}): {reason}")
                 zone = row.street_code if row.role == "commander" and row.street_code else "*"

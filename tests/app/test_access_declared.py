@@ -1,0 +1,199 @@
+"""Access is declared on the view: every endpoint of the URL map says what it needs, and a
+server with a view that says nothing does not start.
+
+What each declaration allows, role by role, is tests/app/test_capabilities.py's policy test;
+here: that the declarations exist, that a missing one stops `create_app` and names the
+endpoint, and that the decisions once taken from endpoint-name sets (the snapshot of an
+export) come from the declarations.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from flask import Blueprint, Flask, request
+
+from app import capabilities, create_app, db, health
+from app.capabilities import (
+    Access,
+    UndeclaredEndpoints,
+    declared,
+    does,
+    logged_in,
+    page,
+    public,
+    reads,
+    require_declared,
+)
+from tests.conftest import add_user, login
+
+# Every endpoint of the server, counted by hand from the blueprints' routes (static: Flask's).
+ENDPOINTS = {
+    "static",
+    "health.healthz",
+    "auth.login",
+    "auth.logout",
+    "openapi.openapi_json",
+    *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run")),
+    *(
+        f"api.{n}"
+        for n in (
+            "heat",
+            "streets",
+            "command_summary",
+            "latest",
+            "planner",
+            "layers",
+            "layer_geojson",
+            "features",
+        )
+    ),
+    *(
+        f"ogc.{n}"
+        for n in ("landing", "conformance", "api", "collections_list", "collection", "items")
+    ),
+    "ogc.item",
+    "tiles.tile",
+    "tiles.tilejson",
+    *(
+        f"open311.{n}"
+        for n in (
+            "services_list",
+            "service_definition",
+            "requests_list",
+            "request_one",
+            "create_request",
+        )
+    ),
+}
+PUBLIC = {"static", "health.healthz", "auth.login"}
+
+
+def test_every_endpoint_of_the_url_map_declares_its_access(app: Flask) -> None:
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints == ENDPOINTS, "an endpoint came or went: add it to this test"
+    for endpoint in sorted(endpoints):
+        need = declared(app.view_functions[endpoint])
+        assert isinstance(need, Access), f"{endpoint}: no access declaration"
+        assert need.public == (endpoint in PUBLIC), endpoint
+
+
+def test_a_view_named_by_its_url_declares_which_argument_names_the_layer(app: Flask) -> None:
+    """The URL argument that names a layer is declared, not guessed from its name: every
+    route with a <layer> or <collection_id> declares it, and only those."""
+    for rule in app.url_map.iter_rules():
+        need = declared(app.view_functions[rule.endpoint])
+        assert need is not None
+        assert need.url_layer == ("layer" if "layer" in rule.arguments else None), rule
+        collection = "collection_id" if "collection_id" in rule.arguments else None
+        assert need.url_collection == collection, rule
+
+
+def _with_extra_route(monkeypatch: pytest.MonkeyPatch, view: object) -> None:
+    """Have create_app register the health blueprint with one more route, /debug."""
+    bp = Blueprint("health", health.__name__)
+    bp.add_url_rule("/healthz", view_func=health.healthz)
+    bp.add_url_rule("/debug", view_func=view)  # type: ignore[arg-type]
+    monkeypatch.setattr(health, "bp", bp)
+
+
+def test_create_app_refuses_a_view_without_a_declaration(
+    monkeypatch: pytest.MonkeyPatch, connection: sa.Connection
+) -> None:
+    def debug() -> str:
+        return "the whole database"
+
+    _with_extra_route(monkeypatch, debug)
+    with pytest.raises(UndeclaredEndpoints) as raised:
+        create_app({"TESTING": True, "DB_CONNECTION": connection})
+    assert raised.value.endpoints == ["health.debug"]
+    assert "health.debug" in str(raised.value)
+
+
+def test_create_app_accepts_the_same_view_once_declared(
+    monkeypatch: pytest.MonkeyPatch, connection: sa.Connection
+) -> None:
+    @reads("service_requests")
+    def debug() -> str:
+        return "the requests"
+
+    _with_extra_route(monkeypatch, debug)
+    app = create_app({"TESTING": True, "DB_CONNECTION": connection})
+    assert "health.debug" in app.view_functions
+    clerk = login(app.test_client(), add_user(connection, "decl-clerk", "clerk"))
+    assert clerk.get("/debug").status_code == 403  # the clerk reads no requests
+    analyst = login(app.test_client(), add_user(connection, "decl-analyst", "analyst"))
+    assert analyst.get("/debug").get_data(as_text=True) == "the requests"
+
+
+def test_the_check_names_every_undeclared_endpoint() -> None:
+    flask_app = Flask(__name__)
+    flask_app.add_url_rule("/a", "a", public(lambda: "a"))
+    flask_app.add_url_rule("/b", "b", lambda: "b")
+    flask_app.add_url_rule("/c", "c", lambda: "c")
+    with pytest.raises(UndeclaredEndpoints) as raised:
+        require_declared(flask_app)
+    assert raised.value.endpoints == ["b", "c", "static"]  # Flask's static view too
+    capabilities.declare_static(flask_app)
+    flask_app.view_functions.pop("b")
+    flask_app.view_functions.pop("c")
+    assert capabilities.undeclared(flask_app) == ["b", "c"]  # a rule without a view
+
+
+def test_a_view_added_after_start_up_without_a_declaration_is_refused(
+    app: Flask, connection: sa.Connection
+) -> None:
+    """The start-up check cannot see a route added later: the hook still refuses it (401
+    anonymous, 403 whatever the role), and the view never runs."""
+    ran = []
+    app.add_url_rule("/late", "late", lambda: ran.append(1) or "ran")
+    assert app.test_client().get("/late").status_code == 401
+    for role in ("district", "analyst", "clerk"):
+        client = login(app.test_client(), add_user(connection, f"late-{role}", role))
+        response = client.get("/late")
+        assert response.status_code == 403, role
+        assert "未声明" in response.get_data(as_text=True), role
+    assert ran == []
+
+
+@pytest.mark.parametrize(
+    ("path", "snapshot"),
+    [
+        ("/api/layers/service_requests/features", True),
+        ("/api/layers/service_requests/geojson", False),
+        ("/ogc/collections/service_requests/items", False),
+        ("/tiles/service_requests/14/13486/6203.pbf", False),
+        ("/login", False),
+        ("/nowhere", False),
+    ],
+)
+def test_one_snapshot_is_the_exports_declaration(app: Flask, path: str, snapshot: bool) -> None:
+    """The connection reads one snapshot (REPEATABLE READ) where the view declares it."""
+    with app.test_request_context(path):
+        assert db._snapshot(request.endpoint) is snapshot
+
+
+def test_declarations_stack_and_check_their_names() -> None:
+    @reads("streets", url_layer="layer", snapshot=True)
+    @reads("service_requests")
+    @does(capabilities.EXPORT)
+    def view() -> None: ...
+
+    assert declared(view) == Access(
+        layers=frozenset({"streets", "service_requests"}),
+        url_layer="layer",
+        action="export",
+        snapshot=True,
+    )
+    with pytest.raises(ValueError, match="nonesuch"):
+        reads("nonesuch")
+    with pytest.raises(ValueError, match="nonesuch"):
+        page("nonesuch")
+    with pytest.raises(ValueError, match="nonesuch"):
+        does("nonesuch")
+    with pytest.raises(TypeError, match="@public"):
+        public(logged_in(lambda: None))
+    with pytest.raises(TypeError, match="@public"):
+        reads("streets")(public(lambda: None))
+    with pytest.raises(TypeError, match="two declarations of page"):
+        page("planner")(page("imports")(lambda: None))
