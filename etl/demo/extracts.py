@@ -39,6 +39,7 @@ import shapely
 from tqdm import tqdm
 
 from etl import coords
+from etl.assign import LocalFrame
 from etl.demo import vocab
 
 if TYPE_CHECKING:
@@ -185,7 +186,6 @@ OUTSIDE_BOXES = (
     (116.330, 39.840, 116.385, 39.858),  # 丰台
 )
 
-_M_PER_DEG = 6_371_008.8 * math.pi / 180.0
 _FULLWIDTH = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "0123456789.-"})
 _PADS = (" ", "  ", "\t", "\u3000")
 _WS_FIELDS = (
@@ -240,33 +240,6 @@ class Messiness:
 # --- geometry --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """A local equirectangular frame in metres around (lon0, lat0)."""
-
-    lon0: float
-    lat0: float
-
-    @property
-    def kx(self) -> float:
-        return _M_PER_DEG * math.cos(math.radians(self.lat0))
-
-    @property
-    def ky(self) -> float:
-        return _M_PER_DEG
-
-    def to_metres(self, lng: Arr, lat: Arr) -> tuple[Arr, Arr]:
-        return (lng - self.lon0) * self.kx, (lat - self.lat0) * self.ky
-
-    def to_degrees(self, x: Arr, y: Arr) -> tuple[Arr, Arr]:
-        return x / self.kx + self.lon0, y / self.ky + self.lat0
-
-    def geoms(self, geoms: Arr) -> Arr:
-        origin = np.array([self.lon0, self.lat0])
-        scale = np.array([self.kx, self.ky])
-        return shapely.transform(geoms, lambda xy: (xy - origin) * scale)
-
-
 class _Places:
     """The geography prepared for sampling: grid interiors, lanes and landmarks in metres."""
 
@@ -276,11 +249,11 @@ class _Places:
         if len(geoms) == 0:
             raise ValueError("the geography has no grids")
         minx, miny, maxx, maxy = shapely.total_bounds(geoms)
-        self.frame = _Frame((minx + maxx) / 2, (miny + maxy) / 2)
+        self.frame = LocalFrame((minx + maxx) / 2, (miny + maxy) / 2)
         self.grid_code = grids["code"].astype(str).to_numpy(dtype=object)
         self.grid_community = grids["community_code"].astype(str).to_numpy(dtype=object)
         self.grid_street = grids["street_code"].astype(str).to_numpy(dtype=object)
-        metric = self.frame.geoms(geoms)
+        metric = self.frame.geometries(geoms)
         self.inner = shapely.buffer(metric, -MARGIN_M, quad_segs=8)
         self.tree = shapely.STRtree(self.inner)
         self.bounds = shapely.total_bounds(metric)
@@ -295,7 +268,7 @@ class _Places:
 
         lanes = geo.lanes
         self.lane_geom = np.asarray(lanes.geometry.to_numpy(), dtype=object)
-        self.lane_m = self.frame.geoms(self.lane_geom)
+        self.lane_m = self.frame.geometries(self.lane_geom)
         self.lane_tree = shapely.STRtree(self.lane_m)
         # nearest-lane queries run on single segments: long lanes have loose envelopes
         xy, owner = shapely.get_coordinates(self.lane_m, return_index=True)

@@ -124,6 +124,21 @@ def test_xlsx_has_fixed_zip_times_and_properties(out: Path) -> None:
         assert wb.properties.created == dt.datetime(2026, 11, 25)
 
 
+def test_places_measure_in_the_etl_frame(geo: Geography) -> None:
+    """The demo samples in the assignment's own local frame, not a copy of it."""
+    from etl.assign import LocalFrame
+
+    frame = ex._Places(geo).frame
+    assert type(frame) is LocalFrame
+    # 1 km east and 2 km north of the frame's centre, by the sphere's own arithmetic
+    lng, lat = frame.to_degrees(np.array([1000.0]), np.array([2000.0]))
+    k = R * np.pi / 180
+    assert lng[0] == pytest.approx(frame.lon0 + 1000 / (k * np.cos(np.radians(frame.lat0))))
+    assert lat[0] == pytest.approx(frame.lat0 + 2000 / k)
+    x, y = frame.to_metres(lng, lat)
+    assert (x[0], y[0]) == pytest.approx((1000.0, 2000.0))
+
+
 def test_columns_in_order(out: Path) -> None:
     for file in ex.REQUEST_FILES:
         assert read_rows(out / file)[0] == list(ex.REQUEST_COLUMNS), file
