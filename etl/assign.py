@@ -118,6 +118,10 @@ class LocalFrame:
         """Project degrees to local metres."""
         return (lng - self.lon0) * self.kx, (lat - self.lat0) * self.ky
 
+    def to_degrees(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Local metres back to degrees."""
+        return x / self.kx + self.lon0, y / self.ky + self.lat0
+
     def geometries(self, geoms: GeomArray) -> GeomArray:
         """Geometries projected to local metres."""
         origin = np.array([self.lon0, self.lat0])

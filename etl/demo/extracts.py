@@ -22,13 +22,11 @@ import csv
 import datetime as dt
 import json
 import math
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -36,9 +34,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import shapely
+import xlsxwriter
 from tqdm import tqdm
 
 from etl import coords
+from etl.assign import LocalFrame
 from etl.demo import vocab
 
 if TYPE_CHECKING:
@@ -185,7 +185,6 @@ OUTSIDE_BOXES = (
     (116.330, 39.840, 116.385, 39.858),  # 丰台
 )
 
-_M_PER_DEG = 6_371_008.8 * math.pi / 180.0
 _FULLWIDTH = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "0123456789.-"})
 _PADS = (" ", "  ", "\t", "\u3000")
 _WS_FIELDS = (
@@ -240,33 +239,6 @@ class Messiness:
 # --- geometry --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """A local equirectangular frame in metres around (lon0, lat0)."""
-
-    lon0: float
-    lat0: float
-
-    @property
-    def kx(self) -> float:
-        return _M_PER_DEG * math.cos(math.radians(self.lat0))
-
-    @property
-    def ky(self) -> float:
-        return _M_PER_DEG
-
-    def to_metres(self, lng: Arr, lat: Arr) -> tuple[Arr, Arr]:
-        return (lng - self.lon0) * self.kx, (lat - self.lat0) * self.ky
-
-    def to_degrees(self, x: Arr, y: Arr) -> tuple[Arr, Arr]:
-        return x / self.kx + self.lon0, y / self.ky + self.lat0
-
-    def geoms(self, geoms: Arr) -> Arr:
-        origin = np.array([self.lon0, self.lat0])
-        scale = np.array([self.kx, self.ky])
-        return shapely.transform(geoms, lambda xy: (xy - origin) * scale)
-
-
 class _Places:
     """The geography prepared for sampling: grid interiors, lanes and landmarks in metres."""
 
@@ -276,11 +248,11 @@ class _Places:
         if len(geoms) == 0:
             raise ValueError("the geography has no grids")
         minx, miny, maxx, maxy = shapely.total_bounds(geoms)
-        self.frame = _Frame((minx + maxx) / 2, (miny + maxy) / 2)
+        self.frame = LocalFrame((minx + maxx) / 2, (miny + maxy) / 2)
         self.grid_code = grids["code"].astype(str).to_numpy(dtype=object)
         self.grid_community = grids["community_code"].astype(str).to_numpy(dtype=object)
         self.grid_street = grids["street_code"].astype(str).to_numpy(dtype=object)
-        metric = self.frame.geoms(geoms)
+        metric = self.frame.geometries(geoms)
         self.inner = shapely.buffer(metric, -MARGIN_M, quad_segs=8)
         self.tree = shapely.STRtree(self.inner)
         self.bounds = shapely.total_bounds(metric)
@@ -295,7 +267,7 @@ class _Places:
 
         lanes = geo.lanes
         self.lane_geom = np.asarray(lanes.geometry.to_numpy(), dtype=object)
-        self.lane_m = self.frame.geoms(self.lane_geom)
+        self.lane_m = self.frame.geometries(self.lane_geom)
         self.lane_tree = shapely.STRtree(self.lane_m)
         # nearest-lane queries run on single segments: long lanes have loose envelopes
         xy, owner = shapely.get_coordinates(self.lane_m, return_index=True)
@@ -1602,137 +1574,40 @@ def _write_csv(
         writer.writerows(rows)
 
 
-_XLSX_EPOCH = dt.datetime(1899, 12, 30)
-_XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
-_CT = "application/vnd.openxmlformats-officedocument"
-
-
-def _column_letter(i: int) -> str:
-    out = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        out = chr(65 + r) + out
-    return out
-
-
-def _xlsx_row(r: int, letters: Sequence[str], row: Sequence[Any]) -> str:
-    """One row: text inline, numbers as numbers, datetimes and dates as styled serials."""
-    cells = []
-    for letter, value in zip(letters, row, strict=True):
-        kind = type(value)
-        if kind is str:
-            if not value:
-                continue
-            keep = ' xml:space="preserve"' if value != value.strip() else ""
-            text = escape(value) if "&" in value or "<" in value or ">" in value else value
-            cells.append(f'<c r="{letter}{r}" t="inlineStr"><is><t{keep}>{text}</t></is></c>')
-        elif kind is float or kind is int:
-            cells.append(f'<c r="{letter}{r}"><v>{value!r}</v></c>')
-        elif kind is dt.datetime:
-            serial = (value - _XLSX_EPOCH).total_seconds() / 86400.0
-            cells.append(f'<c r="{letter}{r}" s="1"><v>{serial!r}</v></c>')
-        elif kind is dt.date:
-            serial = (value - _XLSX_EPOCH.date()).days
-            cells.append(f'<c r="{letter}{r}" s="2"><v>{serial}</v></c>')
-        elif value is not None:
-            raise TypeError(f"cannot write {value!r} ({kind.__name__}) to XLSX")
-    return f'<row r="{r}">{"".join(cells)}</row>'
-
-
 def _write_xlsx(
     path: Path, sheet: str, header: Sequence[str], rows: Sequence[Sequence[Any]], when: dt.datetime
 ) -> None:
-    """A minimal XLSX package, byte-identical for identical input (fixed zip times)."""
-    letters = [_column_letter(i) for i in range(len(header))]
-    last = f"{letters[-1]}{len(rows) + 1}"
-    body = [
-        f'{_XML}<worksheet xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}"><dimension ref="A1:{last}"/>'
-        '<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" '
-        'activePane="bottomLeft" state="frozen"/></sheetView></sheetViews>'
-        '<sheetFormatPr defaultRowHeight="15"/><sheetData>'
-    ]
-    body.extend(_xlsx_row(r, letters, row) for r, row in enumerate([header, *rows], start=1))
-    body.append("</sheetData></worksheet>")
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
-    parts = {
-        "[Content_Types].xml": (
-            f'{_XML}<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-            '<Default Extension="rels" '
-            'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-            '<Default Extension="xml" ContentType="application/xml"/>'
-            '<Override PartName="/xl/workbook.xml" '
-            f'ContentType="{_CT}.spreadsheetml.sheet.main+xml"/>'
-            '<Override PartName="/xl/worksheets/sheet1.xml" '
-            f'ContentType="{_CT}.spreadsheetml.worksheet+xml"/>'
-            f'<Override PartName="/xl/styles.xml" ContentType="{_CT}.spreadsheetml.styles+xml"/>'
-            '<Override PartName="/docProps/core.xml" '
-            'ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>'
-            f'<Override PartName="/docProps/app.xml" ContentType="{_CT}.extended-properties+xml"/>'
-            "</Types>"
-        ),
-        "_rels/.rels": (
-            f'{_XML}<Relationships xmlns="{_PKG_REL_NS}">'
-            f'<Relationship Id="rId1" Type="{_REL_NS}/officeDocument" Target="xl/workbook.xml"/>'
-            f'<Relationship Id="rId2" Type="{_PKG_REL_NS}/metadata/core-properties" '
-            'Target="docProps/core.xml"/>'
-            f'<Relationship Id="rId3" Type="{_REL_NS}/extended-properties" '
-            'Target="docProps/app.xml"/>'
-            "</Relationships>"
-        ),
-        "docProps/app.xml": (
-            f'{_XML}<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
-            'extended-properties"><Application>Blockdata demo</Application></Properties>'
-        ),
-        "docProps/core.xml": (
-            f'{_XML}<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/'
-            'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
-            'xmlns:dcterms="http://purl.org/dc/terms/" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-            f"<dc:creator>{escape(sheet)}</dc:creator>"
-            f'<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
-            f'<dcterms:modified xsi:type="dcterms:W3CDTF">{stamp}</dcterms:modified>'
-            "</cp:coreProperties>"
-        ),
-        "xl/workbook.xml": (
-            f'{_XML}<workbook xmlns="{_MAIN_NS}" xmlns:r="{_REL_NS}"><sheets>'
-            f'<sheet name="{escape(sheet)}" sheetId="1" r:id="rId1"/></sheets></workbook>'
-        ),
-        "xl/_rels/workbook.xml.rels": (
-            f'{_XML}<Relationships xmlns="{_PKG_REL_NS}">'
-            f'<Relationship Id="rId1" Type="{_REL_NS}/worksheet" Target="worksheets/sheet1.xml"/>'
-            f'<Relationship Id="rId2" Type="{_REL_NS}/styles" Target="styles.xml"/>'
-            "</Relationships>"
-        ),
-        "xl/styles.xml": (
-            f'{_XML}<styleSheet xmlns="{_MAIN_NS}"><numFmts count="2">'
-            '<numFmt numFmtId="164" formatCode="yyyy-mm-dd hh:mm:ss"/>'
-            '<numFmt numFmtId="165" formatCode="yyyy-mm-dd"/></numFmts>'
-            '<fonts count="1"><font><sz val="11"/><name val="宋体"/></font></fonts>'
-            '<fills count="2"><fill><patternFill patternType="none"/></fill>'
-            '<fill><patternFill patternType="gray125"/></fill></fills>'
-            '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border>'
-            '</borders><cellStyleXfs count="1">'
-            '<xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-            '<cellXfs count="3"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
-            '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-            '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-            '</cellXfs><cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/>'
-            "</cellStyles></styleSheet>"
-        ),
-        "xl/worksheets/sheet1.xml": "".join(body),
-    }
-    date_time = (when.year, when.month, when.day, when.hour, when.minute, when.second)
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, text in parts.items():
-            info = zipfile.ZipInfo(name, date_time=date_time)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, text.encode("utf-8"), compresslevel=6)
+    """One sheet, header frozen: text as text, numbers as numbers, dates as date cells.
+
+    XlsxWriter in constant_memory mode streams the rows (text inline). Its files are
+    byte-identical for identical input once the document's `created` time is set: that
+    time also stamps every zip entry.
+    """
+    with xlsxwriter.Workbook(
+        str(path),
+        {"constant_memory": True, "strings_to_urls": False, "strings_to_formulas": False},
+    ) as wb:
+        wb.set_properties({"created": when, "author": sheet})
+        wb.formats[0].set_font_name("宋体")
+        stamp = wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        day = wb.add_format({"num_format": "yyyy-mm-dd"})
+        ws = wb.add_worksheet(sheet)
+        ws.freeze_panes(1, 0)
+        ws.write_row(0, 0, header)
+        for r, row in enumerate(rows, start=1):
+            for c, value in enumerate(row):
+                kind = type(value)
+                if kind is str:
+                    if value:
+                        ws.write_string(r, c, value)
+                elif kind is float or kind is int:
+                    ws.write_number(r, c, value)
+                elif kind is dt.datetime:
+                    ws.write_datetime(r, c, value, stamp)
+                elif kind is dt.date:
+                    ws.write_datetime(r, c, value, day)
+                elif value is not None:
+                    raise TypeError(f"cannot write {value!r} ({kind.__name__}) to XLSX")
 
 
 def _write_geojson(path: Path, features: Sequence[dict[str, Any]]) -> None:

@@ -117,11 +117,47 @@ def test_xlsx_has_fixed_zip_times_and_properties(out: Path) -> None:
 
     for name in (ex.APP, ex.TARGETS):
         with zipfile.ZipFile(out / name) as zf:
-            assert {i.date_time for i in zf.infolist()} == {(2026, 11, 25, 0, 0, 0)}
+            # XlsxWriter stamps every entry with one fixed time: reproducible, whatever the clock
+            assert {i.date_time for i in zf.infolist()} == {(1980, 1, 31, 0, 0, 0)}
             core = zf.read("docProps/core.xml").decode()
         assert "2026-11-25T00:00:00Z" in core
         wb = openpyxl.load_workbook(out / name)
         assert wb.properties.created == dt.datetime(2026, 11, 25)
+
+
+def test_xlsx_cells_keep_their_kind(tmp_path: Path) -> None:
+    """Text that looks like a formula or a link stays text; padding is kept; empty is no cell."""
+    path = tmp_path / "kinds.xlsx"
+    row = ["=1+1", "http://x.cn/a", " 前后有空格\u3000", 1.5, 7, EXTRACT_TIME, EXTRACT_TIME.date()]
+    ex._write_xlsx(path, "表一", [f"c{i}" for i in range(9)], [[*row, "", None]], EXTRACT_TIME)
+    wb = openpyxl.load_workbook(path)
+    ws = wb["表一"]
+    assert wb.sheetnames == ["表一"] and ws.freeze_panes == "A2"
+    (cells,) = ws.iter_rows(min_row=2, values_only=True)
+    assert cells[:3] == tuple(row[:3]) and ws["A2"].data_type == "s"
+    assert not ws["B2"].hyperlink
+    assert cells[3:5] == (1.5, 7)
+    assert ws["F2"].is_date and ws["F2"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert ws["G2"].is_date and ws["G2"].number_format == "yyyy-mm-dd"
+    assert cells[5] == EXTRACT_TIME and cells[6] == EXTRACT_TIME
+    assert ws["H2"].value is None and ws["I2"].value is None
+    with pytest.raises(TypeError, match="cannot write"):
+        ex._write_xlsx(path, "表一", ["a"], [[object()]], EXTRACT_TIME)
+
+
+def test_places_measure_in_the_etl_frame(geo: Geography) -> None:
+    """The demo samples in the assignment's own local frame, not a copy of it."""
+    from etl.assign import LocalFrame
+
+    frame = ex._Places(geo).frame
+    assert type(frame) is LocalFrame
+    # 1 km east and 2 km north of the frame's centre, by the sphere's own arithmetic
+    lng, lat = frame.to_degrees(np.array([1000.0]), np.array([2000.0]))
+    k = R * np.pi / 180
+    assert lng[0] == pytest.approx(frame.lon0 + 1000 / (k * np.cos(np.radians(frame.lat0))))
+    assert lat[0] == pytest.approx(frame.lat0 + 2000 / k)
+    x, y = frame.to_metres(lng, lat)
+    assert (x[0], y[0]) == pytest.approx((1000.0, 2000.0))
 
 
 def test_columns_in_order(out: Path) -> None:
