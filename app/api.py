@@ -34,6 +34,7 @@ from app.openapi import (
 )
 from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
+from layers.queries import params
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -44,8 +45,6 @@ LATEST_MAX = 500
 MAX_TEXT = 100
 FIRST_DATE = dt.date(2000, 1, 1)
 LAST_DATE = dt.date(2099, 12, 31)
-DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 STREET = re.compile(r"[0-9]{9}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -150,7 +149,7 @@ def _declared_params_only() -> None:
         allowed = names(QUERY[endpoint])
     else:
         return
-    ogc.check_params(request.args, allowed)
+    params.check_params(request.args, allowed)
 
 
 def _settings() -> Settings:
@@ -184,33 +183,13 @@ def _bad(parameter: str, value: object, zh: str, en: str) -> BadRequest:
 
 
 def _date(name: str, default: dt.date) -> dt.date:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        day = dt.date.fromisoformat(value) if DATE.fullmatch(value) else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise _bad(name, value, "日期格式应为 YYYY-MM-DD", "not a date (YYYY-MM-DD)")
-    if not FIRST_DATE <= day <= LAST_DATE:
-        raise _bad(name, value, "日期超出范围", f"date outside {FIRST_DATE}…{LAST_DATE}")
-    return day
+    return params.parse_day(
+        request.args.get(name), name, default=default, first=FIRST_DATE, last=LAST_DATE
+    )
 
 
 def _month(today: dt.date) -> dt.date:
-    value = request.args.get("month")
-    if value is None or value == "":
-        return today.replace(day=1)
-    match = MONTH.fullmatch(value)
-    if not match or not 1 <= int(match[2]) <= 12:
-        raise _bad("month", value, "月份格式应为 YYYY-MM", "not a month (YYYY-MM)")
-    month = dt.date(max(int(match[1]), 1), int(match[2]), 1)
-    if month < FIRST_DATE or month > today:
-        raise _bad(
-            "month", value, "月份超出范围", f"month outside {FIRST_DATE:%Y-%m}…{today:%Y-%m}"
-        )
-    return month
+    return params.parse_month(request.args.get("month"), today=today, first=FIRST_DATE)
 
 
 def _text(name: str) -> str | None:
@@ -302,38 +281,18 @@ def command_summary(street_code: str) -> Response:
 
 def _instant(name: str, default: dt.datetime) -> dt.datetime:
     """An ISO 8601 instant; without an offset it is local time in the district's zone."""
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    # An unescaped "+08:00" arrives as " 08:00": put the plus back.
-    text = re.sub(r" ([0-9]{2}(:?[0-9]{2})?)$", r"+\1", value.strip())
-    try:
-        instant = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad(name, value, "时间格式应为 ISO 8601", "not an ISO 8601 date-time") from None
-    zone = _settings().zone
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=zone)
-    try:
-        inside = FIRST_DATE <= instant.astimezone(zone).date() <= LAST_DATE
-    except OverflowError:  # e.g. 0001-01-01T00:00+08:00, before year 1 in Beijing
-        inside = False
-    if not inside:
-        raise _bad(name, value, "时间超出范围", f"instant outside {FIRST_DATE}…{LAST_DATE}")
-    return instant
+    return params.parse_since(
+        request.args.get(name),
+        name,
+        default=default,
+        zone=_settings().zone,
+        first=FIRST_DATE,
+        last=LAST_DATE,
+    )
 
 
 def _limit() -> int:
-    value = request.args.get("limit")
-    if value is None or value == "":
-        return LATEST_LIMIT
-    try:
-        limit = int(value)
-    except ValueError:
-        raise _bad("limit", value, "应为整数", "not an integer") from None
-    if not 1 <= limit <= LATEST_MAX:
-        raise _bad("limit", value, "超出范围", f"must lie in 1…{LATEST_MAX}")
-    return limit
+    return params.parse_count(request.args.get("limit"), default=LATEST_LIMIT, maximum=LATEST_MAX)
 
 
 @bp.get("/command/<street_code>/latest")
@@ -412,7 +371,7 @@ def _layer_doc(layer: Layer) -> dict[str, Any]:
 @bp.get("/layers")
 def layers() -> Response:
     """The layers the caller may read: fields, filters and where to get the features."""
-    ogc.check_params(request.args, ())
+    params.check_params(request.args, ())
     principal = auth.current()
     readable = [layer for layer in LAYERS if principal is None or principal.may_read(layer.name)]
     return jsonify({"layers": [_layer_doc(layer) for layer in readable]})
@@ -429,12 +388,12 @@ def features(layer: str) -> Response:
     count alone.
     """
     source = get_layer(layer)
-    fmt = ogc.single(request.args, "f") or "geojson"
+    fmt = params.single(request.args, "f") or "geojson"
     if fmt == "json":
         fmt = "geojson"
     if fmt not in FEATURE_FORMATS:
         raise _bad("f", fmt, "格式无效", f"format must be one of {', '.join(FEATURE_FORMATS)}")
-    header = ogc.single(request.args, "header") or "name"
+    header = params.single(request.args, "header") or "name"
     if header not in CSV_HEADERS:
         raise _bad("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
     chosen = export.parse_slice(

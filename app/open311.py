@@ -36,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from app import auth, capabilities, db
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from app.ogc import bbox_condition, check_params, local_zone, parse_instant, single
+from app.ogc import bbox_condition, local_zone
 from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
 from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
@@ -44,6 +44,14 @@ from etl.geocode import geocode
 from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import DEPARTMENTS, Limit, load_routing, load_time_limits
 from layers import get_layer
+from layers.queries.params import (
+    ParamError,
+    check_params,
+    end_of,
+    parse_instant,
+    single,
+    start_of,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
@@ -122,7 +130,8 @@ def _error(status: int, description: str) -> Response:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> Response:
+@bp.errorhandler(ParamError)
+def _api_error(exc: ApiError | ParamError) -> Response:
     return _error(exc.status, exc.message)
 
 
@@ -222,8 +231,7 @@ def _moment(args: Any, name: str, end: bool) -> dt.datetime | None:
     moment = parse_instant(value, name, zone=zone)
     if isinstance(moment, dt.datetime):
         return moment + dt.timedelta(microseconds=1) if end else moment
-    day = moment + dt.timedelta(days=1) if end else moment
-    return dt.datetime.combine(day, dt.time(), zone)
+    return end_of(moment, zone) if end else start_of(moment, zone)
 
 
 def _window(args: Any) -> list[sa.ColumnElement[bool]]:
