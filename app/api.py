@@ -1,7 +1,8 @@
 """`/api`: the JSON the map pages draw — heat, scorecards, the commander's panel, overlays.
 
-Every parameter is checked here and a bad one raises BadRequest (400) or NotFound (404)
-naming the parameter and the value; app.stats does the querying.
+Every parameter is checked here (parsed by layers.queries.params) and a bad one raises
+ParamError / BadRequest (400) or NotFound (404) naming the parameter and the value;
+app.stats does the querying.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from app.openapi import (
 from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
 from layers.queries import params
+from layers.queries.params import refusal
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -178,10 +180,6 @@ def _aggregates(conn: sa.Connection) -> sa.Connection:
     return conn
 
 
-def _bad(parameter: str, value: object, zh: str, en: str) -> BadRequest:
-    return BadRequest(f"{zh} {en}: {parameter}={value!r}", parameter=parameter, value=value)
-
-
 def _date(name: str, default: dt.date) -> dt.date:
     return params.parse_day(
         request.args.get(name), name, default=default, first=FIRST_DATE, last=LAST_DATE
@@ -199,14 +197,14 @@ def _text(name: str) -> str | None:
         return None
     value = value.strip()
     if len(value) > MAX_TEXT or CONTROL.search(value):
-        raise _bad(name, value, "取值无效", f"not a valid value (at most {MAX_TEXT} characters)")
+        raise refusal(name, value, "取值无效", f"not a valid value (at most {MAX_TEXT} characters)")
     return value
 
 
 def _street(value: str, name: str) -> str:
     """A street code: nine digits (else 400) of a street in the database (else 404)."""
     if not STREET.fullmatch(value):
-        raise _bad(name, value, "街道代码应为 9 位数字", "street code must be 9 digits")
+        raise refusal(name, value, "街道代码应为 9 位数字", "street code must be 9 digits")
     if not stats.street_exists(db.connection(), value):
         raise NotFound(f"未知街道 unknown street: {name}={value!r}", parameter=name, value=value)
     return value
@@ -221,7 +219,7 @@ def _street_filter() -> str | None:
 def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
     value = request.args.get(name) or default
     if value not in choices:
-        raise _bad(name, value, "取值无效", f"must be one of {', '.join(choices)}")
+        raise refusal(name, value, "取值无效", f"must be one of {', '.join(choices)}")
     return value
 
 
@@ -392,10 +390,10 @@ def features(layer: str) -> Response:
     if fmt == "json":
         fmt = "geojson"
     if fmt not in FEATURE_FORMATS:
-        raise _bad("f", fmt, "格式无效", f"format must be one of {', '.join(FEATURE_FORMATS)}")
+        raise refusal("f", fmt, "格式无效", f"format must be one of {', '.join(FEATURE_FORMATS)}")
     header = params.single(request.args, "header") or "name"
     if header not in CSV_HEADERS:
-        raise _bad("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
+        raise refusal("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
     chosen = export.parse_slice(
         source, request.args, also_allowed=("f", "header"), zone=_settings().zone
     )

@@ -49,6 +49,7 @@ from layers.queries.params import (
     check_params,
     end_of,
     parse_instant,
+    refusal,
     single,
     start_of,
 )
@@ -151,10 +152,6 @@ def _json_only(fmt: str) -> None:
         raise BadRequest(
             f"不支持的格式 unsupported format: {fmt!r} (only {FORMAT})", format=fmt[:20]
         )
-
-
-def _bad(name: str, value: object, zh: str, en: str) -> BadRequest:
-    return BadRequest(f"{zh} {en}: {name}={value!r}", parameter=name)
 
 
 # --- services -----------------------------------------------------------------------------
@@ -268,7 +265,7 @@ def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
     statuses = set(_items(args, "status"))
     unknown = sorted(statuses - {"open", "closed"})
     if unknown:
-        raise _bad("status", unknown[0], "状态只能是 open 或 closed", "must be open or closed")
+        raise refusal("status", unknown[0], "状态只能是 open 或 closed", "must be open or closed")
     if statuses == {"open"}:
         conds.append(t.c.status.is_distinct_from(RESOLVED))
     elif statuses == {"closed"}:
@@ -276,14 +273,16 @@ def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
     departments = _items(args, "department")
     for department in departments:
         if department not in DEPARTMENTS:
-            raise _bad("department", department, "未知部门", f"not one of {', '.join(DEPARTMENTS)}")
+            raise refusal(
+                "department", department, "未知部门", f"not one of {', '.join(DEPARTMENTS)}"
+            )
     if departments:
         conds.append(t.c.department.in_(departments))
     for level, length in CODE_LENGTHS.items():
         values = _items(args, level)
         for value in values:
             if not re.fullmatch(f"[0-9]{{{length}}}", value):
-                raise _bad(level, value, "代码格式错误", f"a {level} code is {length} digits")
+                raise refusal(level, value, "代码格式错误", f"a {level} code is {length} digits")
         if values:
             conds.append(t.c[f"{level}_code"].in_(values))
     bbox = single(args, "bbox")
@@ -300,7 +299,7 @@ def _ids(args: Any) -> list[int] | None:
         raise BadRequest(f"编号过多 too many service_request_id values (max {MAX_IDS})")
     for value in values:
         if not DIGITS.fullmatch(value):
-            raise _bad("service_request_id", value, "编号应为数字", "not a number")
+            raise refusal("service_request_id", value, "编号应为数字", "not a number")
     return [int(v) for v in values]
 
 
@@ -309,7 +308,7 @@ def _integer(args: Any, name: str, default: int, top: int) -> int:
     if not value:
         return default
     if not DIGITS.fullmatch(value) or not 1 <= int(value) <= top:
-        raise _bad(name, value, "应为正整数", f"must be an integer in 1…{top}")
+        raise refusal(name, value, "应为正整数", f"must be an integer in 1…{top}")
     return int(value)
 
 
@@ -455,7 +454,7 @@ def _fields() -> dict[str, str]:
         for name in request.form:
             values = request.form.getlist(name)
             if len(values) > 1:
-                raise _bad(name, values, "参数重复", "parameter given more than once")
+                raise refusal(name, values, "参数重复", "parameter given more than once")
             raw[name] = values[0]
     fields: dict[str, str] = {}
     for name, value in raw.items():
@@ -468,7 +467,7 @@ def _fields() -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise _bad(name, value, "应为文本或数字", "must be text or a number")
+            raise refusal(name, value, "应为文本或数字", "must be text or a number")
         text = str(value).strip()
         if text:
             fields[name] = text
@@ -484,7 +483,7 @@ def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
             f"{name} 过长 too long: {len(value)} characters (at most {limit})", parameter=name
         )
     if CONTROL.search(value):
-        raise _bad(name, value[:40], "含控制字符", "contains control characters")
+        raise refusal(name, value[:40], "含控制字符", "contains control characters")
     return value
 
 
@@ -499,9 +498,9 @@ def _coordinates(fields: dict[str, str]) -> tuple[str, str] | None:
         )
     for name, value, top in (("long", lng, 180), ("lat", lat, 90)):
         if len(value) > 32 or not NUMBER.fullmatch(value) or not math.isfinite(float(value)):
-            raise _bad(name, value, "坐标不是数字", "coordinates are not numbers")
+            raise refusal(name, value, "坐标不是数字", "coordinates are not numbers")
         if abs(float(value)) > top:
-            raise _bad(name, value, "坐标超出范围", f"must lie in -{top}…{top} (WGS84 degrees)")
+            raise refusal(name, value, "坐标超出范围", f"must lie in -{top}…{top} (WGS84 degrees)")
     return lng, lat
 
 
@@ -543,7 +542,7 @@ def create_request(fmt: str) -> Response:
     if category is None:
         raise BadRequest("缺少 service_code service_code is required", parameter="service_code")
     if category not in load_routing().by_category:
-        raise _bad("service_code", category[:MAX_CODE], "未知服务代码", "unknown (see services)")
+        raise refusal("service_code", category[:MAX_CODE], "未知服务代码", "unknown (see services)")
     description = _text(fields, "description", MAX_DESCRIPTION)
     if description is None:
         raise BadRequest("缺少诉求内容 description is required", parameter="description")
@@ -566,7 +565,7 @@ def create_request(fmt: str) -> Response:
             assert address is not None
             found = geocode(conn, address)
             if found is None:
-                raise _bad("address_string", address, "地址无法解析", "address not found")
+                raise refusal("address_string", address, "地址无法解析", "address not found")
             coordinates, quality = (repr(found.lng), repr(found.lat)), found.quality
     submission = intake.Submission(
         category=category,

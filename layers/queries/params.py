@@ -155,8 +155,9 @@ def parse_limit(
     return limit
 
 
-def _bad(name: str, value: object, zh: str, en: str) -> ParamError:
-    """The /api form of a refusal: the message and the body name the parameter and value."""
+def refusal(name: str, value: object, zh: str, en: str) -> ParamError:
+    """A refusal in the /api and Open311 form: "<zh> <en>: name=value"; the body names the
+    parameter and its value."""
     return ParamError(f"{zh} {en}: {name}={value!r}", name, parameter=name, value=value)
 
 
@@ -167,9 +168,9 @@ def parse_count(value: str | None, *, default: int, maximum: int, name: str = "l
     try:
         count = int(value)
     except ValueError:
-        raise _bad(name, value, "应为整数", "not an integer") from None
+        raise refusal(name, value, "应为整数", "not an integer") from None
     if not 1 <= count <= maximum:
-        raise _bad(name, value, "超出范围", f"must lie in 1…{maximum}")
+        raise refusal(name, value, "超出范围", f"must lie in 1…{maximum}")
     return count
 
 
@@ -311,9 +312,9 @@ def parse_day(
     except ValueError:
         day = None
     if day is None:
-        raise _bad(name, value, "日期格式应为 YYYY-MM-DD", "not a date (YYYY-MM-DD)")
+        raise refusal(name, value, "日期格式应为 YYYY-MM-DD", "not a date (YYYY-MM-DD)")
     if not first <= day <= last:
-        raise _bad(name, value, "日期超出范围", f"date outside {first}…{last}")
+        raise refusal(name, value, "日期超出范围", f"date outside {first}…{last}")
     return day
 
 
@@ -326,10 +327,10 @@ def parse_month(
         return today.replace(day=1)
     match = _MONTH.fullmatch(value)
     if not match or not 1 <= int(match[2]) <= 12:
-        raise _bad(name, value, "月份格式应为 YYYY-MM", "not a month (YYYY-MM)")
+        raise refusal(name, value, "月份格式应为 YYYY-MM", "not a month (YYYY-MM)")
     month = dt.date(max(int(match[1]), 1), int(match[2]), 1)
     if month < first or month > today:
-        raise _bad(name, value, "月份超出范围", f"month outside {first:%Y-%m}…{today:%Y-%m}")
+        raise refusal(name, value, "月份超出范围", f"month outside {first:%Y-%m}…{today:%Y-%m}")
     return month
 
 
@@ -352,7 +353,7 @@ def parse_since(
     try:
         instant = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise _bad(name, value, "时间格式应为 ISO 8601", "not an ISO 8601 date-time") from None
+        raise refusal(name, value, "时间格式应为 ISO 8601", "not an ISO 8601 date-time") from None
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=tz)
     try:
@@ -360,7 +361,7 @@ def parse_since(
     except OverflowError:  # e.g. 0001-01-01T00:00+08:00, before year 1 in Beijing
         inside = False
     if not inside:
-        raise _bad(name, value, "时间超出范围", f"instant outside {first}…{last}")
+        raise refusal(name, value, "时间超出范围", f"instant outside {first}…{last}")
     return instant
 
 
