@@ -36,9 +36,9 @@ from sqlalchemy.dialects import postgresql as pg
 
 from app import ogc
 from app.config import system_clock
-from app.errors import BadRequest, ServiceUnavailable
+from app.errors import ServiceUnavailable
 from layers import Layer
-from layers.queries.params import check_params, parse_limit, single, zone_of
+from layers.queries.params import ParamError, check_params, parse_limit, single, zone_of
 
 FORMATS = ("geojson", "csv", "gpkg", "parquet")
 SLICE_PARAMS = ("bbox", *ogc.TIME_PARAMS, "limit")
@@ -576,7 +576,7 @@ def export_file(
     end); returns the provenance. `progress(total)` makes the per-batch callback; `now` is
     the caller's clock (default: the system's)."""
     if fmt not in FORMATS:
-        raise BadRequest(f"格式无效 format must be one of {', '.join(FORMATS)}: {fmt!r}")
+        raise ParamError(f"格式无效 format must be one of {', '.join(FORMATS)}: {fmt!r}", "f")
     rows = count(conn, s)
     prov = provenance(s, rows, user, fmt, now)
     prepare(conn, rows)
