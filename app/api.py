@@ -1,7 +1,7 @@
 """`/api`: the JSON the map pages draw — heat, scorecards, the commander's panel, overlays.
 
 Every parameter is checked here (parsed by layers.queries.params) and a bad one raises
-ParamError / BadRequest (400) or NotFound (404) naming the parameter and the value;
+ParamError (400) or NotFound (404) naming the parameter and the value;
 app.stats does the querying.
 """
 
@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from app import auth, db, export, ogc, stats
 from app.config import Settings
-from app.errors import BadRequest, NotFound, ServiceUnavailable
+from app.errors import NotFound, ServiceUnavailable
 from app.openapi import (
     CSV,
     GEOJSON,
@@ -180,12 +180,6 @@ def _aggregates(conn: sa.Connection) -> sa.Connection:
     return conn
 
 
-def _date(name: str, default: dt.date) -> dt.date:
-    return params.parse_day(
-        request.args.get(name), name, default=default, first=FIRST_DATE, last=LAST_DATE
-    )
-
-
 def _month(today: dt.date) -> dt.date:
     return params.parse_month(request.args.get("month"), today=today, first=FIRST_DATE)
 
@@ -232,23 +226,15 @@ def heat(layer: str) -> Response:
             layer=layer,
         )
     level = _choice("level", stats.LEVELS, "grid")
-    today = _now().date()
-    until = _date("until", today)
-    since = _date("since", until - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1))
-    if since > until:
-        raise BadRequest(
-            f"起始日期晚于结束日期 since is after until: since={since}, until={until}",
-            parameter="since",
-            value=since.isoformat(),
-        )
+    since, until = params.parse_days(
+        request.args,
+        today=_now().date(),
+        default_days=DEFAULT_WINDOW_DAYS,
+        max_days=MAX_WINDOW_DAYS,
+        first=FIRST_DATE,
+        last=LAST_DATE,
+    )
     window = stats.Window(since, until)
-    if window.days > MAX_WINDOW_DAYS:
-        raise BadRequest(
-            f"时间窗口超过三年 window longer than three years ({MAX_WINDOW_DAYS} days): "
-            f"since={since}, until={until} ({window.days} days)",
-            parameter="since",
-            value=since.isoformat(),
-        )
     category = _text("category")
     street = _street_filter()
     text = stats.heat_json(_aggregates(db.connection()), level, window, category, street)
@@ -307,7 +293,9 @@ def latest(street_code: str) -> Response:
 def planner() -> Response:
     """Renovation projects and relocation targets as they stood on a date."""
     today = _now().date()
-    as_of = _date("as_of", today)
+    as_of = params.parse_day(
+        request.args.get("as_of"), "as_of", default=today, first=FIRST_DATE, last=LAST_DATE
+    )
     kind = _text("kind")
     street = _street_filter()
     return jsonify(stats.planner(db.connection(), as_of, today, kind, street))

@@ -47,11 +47,10 @@ from layers import get_layer
 from layers.queries.params import (
     ParamError,
     check_params,
-    end_of,
-    parse_instant,
+    parse_moment_range,
+    parse_page_number,
     refusal,
     single,
-    start_of,
 )
 
 log = logging.getLogger(__name__)
@@ -218,42 +217,11 @@ def _items(args: Any, name: str) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _moment(args: Any, name: str, end: bool) -> dt.datetime | None:
-    """A w3c date-time (naive: the district's local time) or a date; a date ends at the next
-    local midnight."""
-    value = single(args, name)
-    if not value:
-        return None
-    zone = local_zone()
-    moment = parse_instant(value, name, zone=zone)
-    if isinstance(moment, dt.datetime):
-        return moment + dt.timedelta(microseconds=1) if end else moment
-    return end_of(moment, zone) if end else start_of(moment, zone)
-
-
 def _window(args: Any) -> list[sa.ColumnElement[bool]]:
     """requested_datetime in [start_date, end_date], at most 90 days; default the last 90."""
     column = get_layer(LAYER).table.c.received_at
-    start = _moment(args, "start_date", end=False)
-    until = _moment(args, "end_date", end=True)  # exclusive
-    if start is None and until is None:
-        return [column >= _now() - WINDOW]
-    if start is None:
-        assert until is not None
-        start = until - WINDOW
-    elif until is None:
-        until = start + WINDOW
-    if until <= start:
-        raise BadRequest(
-            f"结束时间早于开始时间 end_date is before start_date: "
-            f"start_date={args.get('start_date')!r}, end_date={args.get('end_date')!r}"
-        )
-    if until - start > WINDOW + dt.timedelta(microseconds=1):
-        raise BadRequest(
-            f"时间范围超过 90 天 the range spans more than 90 days: "
-            f"start_date={args.get('start_date')!r}, end_date={args.get('end_date')!r}"
-        )
-    return [column >= start, column < until]
+    start, until = parse_moment_range(args, now=_now(), zone=local_zone(), longest=WINDOW)
+    return [column >= start] if until is None else [column >= start, column < until]
 
 
 def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
@@ -301,15 +269,6 @@ def _ids(args: Any) -> list[int] | None:
         if not DIGITS.fullmatch(value):
             raise refusal("service_request_id", value, "编号应为数字", "not a number")
     return [int(v) for v in values]
-
-
-def _integer(args: Any, name: str, default: int, top: int) -> int:
-    value = single(args, name)
-    if not value:
-        return default
-    if not DIGITS.fullmatch(value) or not 1 <= int(value) <= top:
-        raise refusal(name, value, "应为正整数", f"must be an integer in 1…{top}")
-    return int(value)
 
 
 def _select() -> sa.Select[Any]:
@@ -387,8 +346,10 @@ def requests_list(fmt: str) -> Response:
     ids = _ids(args)
     # The spec: service_request_id overrides every other filter.
     conds = [t.c.id.in_(ids)] if ids is not None else [*_window(args), *_filters(args)]
-    page = _integer(args, "page", 1, MAX_PAGE)
-    size = _integer(args, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = parse_page_number(single(args, "page"), "page", default=1, top=MAX_PAGE)
+    size = parse_page_number(
+        single(args, "page_size"), "page_size", default=MAX_PAGE_SIZE, top=MAX_PAGE_SIZE
+    )
     rows = (
         db.connection()
         .execute(

@@ -334,6 +334,92 @@ def parse_month(
     return month
 
 
+def parse_days(
+    args: Mapping[str, Any],
+    *,
+    today: dt.date,
+    default_days: int,
+    max_days: int,
+    first: dt.date,
+    last: dt.date,
+) -> tuple[dt.date, dt.date]:
+    """/api's window of local days: `since` and `until` (YYYY-MM-DD, both included); `until`
+    defaults to `today`, `since` to `default_days` days ending on `until`; at most
+    `max_days` days."""
+    until = parse_day(args.get("until"), "until", default=today, first=first, last=last)
+    start = until - dt.timedelta(days=default_days - 1)
+    since = parse_day(args.get("since"), "since", default=start, first=first, last=last)
+    if since > until:
+        raise ParamError(
+            f"起始日期晚于结束日期 since is after until: since={since}, until={until}",
+            "since",
+            parameter="since",
+            value=since.isoformat(),
+        )
+    days = (until - since).days + 1
+    if days > max_days:
+        raise ParamError(
+            f"时间窗口超过三年 window longer than three years ({max_days} days): "
+            f"since={since}, until={until} ({days} days)",
+            "since",
+            parameter="since",
+            value=since.isoformat(),
+        )
+    return since, until
+
+
+def parse_moment_range(
+    args: Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    zone: dt.tzinfo | str,
+    longest: dt.timedelta,
+    names: tuple[str, str] = ("start_date", "end_date"),
+) -> tuple[dt.datetime, dt.datetime | None]:
+    """Open311's window [start, end): two instants or dates (`names`), a date end taking its
+    whole local day in `zone`; one given, the other is `longest` away; none given, the last
+    `longest` up to any time (end None). Refused when end is not after start or the window
+    is longer than `longest`."""
+
+    def moment(name: str, end: bool) -> dt.datetime | None:
+        value = single(args, name)
+        if not value:
+            return None
+        given = parse_instant(value, name, zone=zone)
+        if isinstance(given, dt.datetime):
+            return given + dt.timedelta(microseconds=1) if end else given
+        return end_of(given, zone) if end else start_of(given, zone)
+
+    first, last = names
+    start, until = moment(first, end=False), moment(last, end=True)  # until exclusive
+    if start is None and until is None:
+        return now - longest, None
+    if start is None:
+        assert until is not None
+        start = until - longest
+    elif until is None:
+        until = start + longest
+    given = f"{first}={args.get(first)!r}, {last}={args.get(last)!r}"
+    if until <= start:
+        raise ParamError(f"结束时间早于开始时间 {last} is before {first}: {given}", last)
+    if until - start > longest + dt.timedelta(microseconds=1):
+        raise ParamError(
+            f"时间范围超过 {longest.days} 天 the range spans more than {longest.days} days: "
+            f"{given}",
+            first,
+        )
+    return start, until
+
+
+def parse_page_number(value: str | None, name: str, *, default: int, top: int) -> int:
+    """Open311's page and page_size: 1…`top`, at most 18 digits; `default` when absent."""
+    if not value:
+        return default
+    if not re.fullmatch(r"[0-9]{1,18}", value) or not 1 <= int(value) <= top:
+        raise refusal(name, value, "应为正整数", f"must be an integer in 1…{top}")
+    return int(value)
+
+
 def parse_since(
     value: str | None,
     name: str,

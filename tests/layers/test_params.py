@@ -24,10 +24,13 @@ from layers.queries.params import (
     parse_bbox,
     parse_count,
     parse_day,
+    parse_days,
     parse_instant,
     parse_interval,
     parse_limit,
+    parse_moment_range,
     parse_month,
+    parse_page_number,
     parse_properties,
     parse_since,
     single,
@@ -355,3 +358,80 @@ def test_properties_refused() -> None:
     refused(
         lambda: parse_properties({"street": "a\tb"}, ["street"]), "street", "参数 street 含控制字符"
     )
+
+
+# --- windows ----------------------------------------------------------------------------------
+
+
+def test_api_day_windows() -> None:
+    first, last = dt.date(2000, 1, 1), dt.date(2099, 12, 31)
+    today = dt.date(2026, 12, 6)
+
+    def days(**args: str) -> tuple[dt.date, dt.date]:
+        return parse_days(args, today=today, default_days=30, max_days=1096, first=first, last=last)
+
+    assert days() == (dt.date(2026, 11, 7), dt.date(2026, 12, 6))  # 30 days up to today
+    assert days(until="2026-01-31") == (dt.date(2026, 1, 2), dt.date(2026, 1, 31))
+    assert days(since="2026-12-06") == (dt.date(2026, 12, 6), dt.date(2026, 12, 6))
+    # 2024-01-01 … 2026-12-31 is 366 + 365 + 365 = 1096 days.
+    assert days(since="2024-01-01", until="2026-12-31") == (
+        dt.date(2024, 1, 1),
+        dt.date(2026, 12, 31),
+    )
+    exc = refused(lambda: days(since="2023-12-31", until="2026-12-31"), "since", "时间窗口超过三年")
+    assert exc.body()["value"] == "2023-12-31"
+    assert "(1097 days)" in exc.message
+    exc = refused(lambda: days(since="2026-12-07"), "since", "起始日期晚于结束日期")
+    assert exc.body() == {
+        "error": "bad_request",
+        "message": "起始日期晚于结束日期 since is after until: since=2026-12-07, until=2026-12-06",
+        "parameter": "since",
+        "value": "2026-12-07",
+    }
+    refused(lambda: days(until="2026-12-32"), "until", "日期格式应为 YYYY-MM-DD")
+
+
+def test_open311_windows() -> None:
+    now = dt.datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    longest = dt.timedelta(days=90)
+
+    def window(**args: str) -> tuple[dt.datetime, dt.datetime | None]:
+        return parse_moment_range(args, now=now, zone=SHANGHAI, longest=longest)
+
+    assert window() == (dt.datetime(2026, 9, 7, 12, 0, tzinfo=UTC), None)
+    # Dates are Beijing days: 1 March starts at 16:00 UTC on 29 February (a leap year).
+    assert window(start_date="2024-03-01", end_date="2024-03-01") == (
+        dt.datetime(2024, 2, 29, 16, tzinfo=UTC),
+        dt.datetime(2024, 3, 1, 16, tzinfo=UTC),
+    )
+    assert window(start_date="2024-03-01") == (
+        dt.datetime(2024, 2, 29, 16, tzinfo=UTC),
+        dt.datetime(2024, 5, 29, 16, tzinfo=UTC),
+    )
+    # A date-time end is included: the window ends one microsecond after it.
+    assert window(end_date="2024-03-01T08:00:00Z") == (
+        dt.datetime(2023, 12, 2, 8, 0, 0, 1, tzinfo=UTC),
+        dt.datetime(2024, 3, 1, 8, 0, 0, 1, tzinfo=UTC),
+    )
+    refused(
+        lambda: window(start_date="2024-03-02", end_date="2024-03-01"),
+        "end_date",
+        "结束时间早于开始时间 end_date is before start_date",
+    )
+    refused(
+        lambda: window(start_date="2024-01-01", end_date="2024-03-31"),
+        "start_date",
+        "时间范围超过 90 天",
+    )
+    refused(lambda: window(start_date="soon"), "start_date", "start_date 不是 RFC 3339")
+
+
+def test_open311_page_numbers() -> None:
+    assert parse_page_number(None, "page", default=1, top=100) == 1
+    assert parse_page_number("", "page", default=1, top=100) == 1
+    assert parse_page_number("100", "page", default=1, top=100) == 100
+
+
+@pytest.mark.parametrize("bad", ["0", "101", "-1", "+1", "1.0", "xxx", "1" * 19])
+def test_open311_page_numbers_refused(bad: str) -> None:
+    refused(lambda: parse_page_number(bad, "page", default=1, top=100), "page", "应为正整数")
