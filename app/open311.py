@@ -36,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from app import auth, capabilities, db
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from app.ogc import bbox_condition, local_zone
+from app.ogc import bbox_condition
 from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
 from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
@@ -220,7 +220,7 @@ def _items(args: Any, name: str) -> list[str]:
 def _window(args: Any) -> list[sa.ColumnElement[bool]]:
     """requested_datetime in [start_date, end_date], at most 90 days; default the last 90."""
     column = get_layer(LAYER).table.c.received_at
-    start, until = parse_moment_range(args, now=_now(), zone=local_zone(), longest=WINDOW)
+    start, until = parse_moment_range(args, now=_now(), zone=_settings().zone, longest=WINDOW)
     return [column >= start] if until is None else [column >= start, column < until]
 
 
@@ -294,7 +294,7 @@ def _select() -> sa.Select[Any]:
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(local_zone()).isoformat(timespec="seconds")
+    return value.astimezone(_settings().zone).isoformat(timespec="seconds")
 
 
 def notice(
@@ -306,7 +306,7 @@ def notice(
         return None
     text = f"由{department}办理"
     if due_at is not None:
-        text += f"，办理时限至 {due_at.astimezone(zone or local_zone()):%Y-%m-%d %H:%M}"
+        text += f"，办理时限至 {due_at.astimezone(zone or _settings().zone):%Y-%m-%d %H:%M}"
     return text
 
 
