@@ -1,7 +1,8 @@
 """`/api`: the JSON the map pages draw — heat, scorecards, the commander's panel, overlays.
 
-Every parameter is checked here and a bad one raises BadRequest (400) or NotFound (404)
-naming the parameter and the value; app.stats does the querying.
+Every parameter is checked here (parsed by layers.queries.params) and a bad one raises
+ParamError (400) or NotFound (404) naming the parameter and the value;
+app.stats does the querying.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from app import auth, db, export, ogc, stats
 from app.capabilities import EXPORT, does, logged_in, reads
 from app.config import Settings
-from app.errors import BadRequest, NotFound, ServiceUnavailable
+from app.errors import NotFound, ServiceUnavailable
 from app.openapi import (
     CSV,
     GEOJSON,
@@ -35,6 +36,8 @@ from app.openapi import (
 )
 from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
+from layers.queries import params
+from layers.queries.params import refusal
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -45,8 +48,6 @@ LATEST_MAX = 500
 MAX_TEXT = 100
 FIRST_DATE = dt.date(2000, 1, 1)
 LAST_DATE = dt.date(2099, 12, 31)
-DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 STREET = re.compile(r"[0-9]{9}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -151,7 +152,7 @@ def _declared_params_only() -> None:
         allowed = names(QUERY[endpoint])
     else:
         return
-    ogc.check_params(request.args, allowed)
+    params.check_params(request.args, allowed)
 
 
 def _settings() -> Settings:
@@ -180,38 +181,8 @@ def _aggregates(conn: sa.Connection) -> sa.Connection:
     return conn
 
 
-def _bad(parameter: str, value: object, zh: str, en: str) -> BadRequest:
-    return BadRequest(f"{zh} {en}: {parameter}={value!r}", parameter=parameter, value=value)
-
-
-def _date(name: str, default: dt.date) -> dt.date:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        day = dt.date.fromisoformat(value) if DATE.fullmatch(value) else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise _bad(name, value, "日期格式应为 YYYY-MM-DD", "not a date (YYYY-MM-DD)")
-    if not FIRST_DATE <= day <= LAST_DATE:
-        raise _bad(name, value, "日期超出范围", f"date outside {FIRST_DATE}…{LAST_DATE}")
-    return day
-
-
 def _month(today: dt.date) -> dt.date:
-    value = request.args.get("month")
-    if value is None or value == "":
-        return today.replace(day=1)
-    match = MONTH.fullmatch(value)
-    if not match or not 1 <= int(match[2]) <= 12:
-        raise _bad("month", value, "月份格式应为 YYYY-MM", "not a month (YYYY-MM)")
-    month = dt.date(max(int(match[1]), 1), int(match[2]), 1)
-    if month < FIRST_DATE or month > today:
-        raise _bad(
-            "month", value, "月份超出范围", f"month outside {FIRST_DATE:%Y-%m}…{today:%Y-%m}"
-        )
-    return month
+    return params.parse_month(request.args.get("month"), today=today, first=FIRST_DATE)
 
 
 def _text(name: str) -> str | None:
@@ -221,14 +192,14 @@ def _text(name: str) -> str | None:
         return None
     value = value.strip()
     if len(value) > MAX_TEXT or CONTROL.search(value):
-        raise _bad(name, value, "取值无效", f"not a valid value (at most {MAX_TEXT} characters)")
+        raise refusal(name, value, "取值无效", f"not a valid value (at most {MAX_TEXT} characters)")
     return value
 
 
 def _street(value: str, name: str) -> str:
     """A street code: nine digits (else 400) of a street in the database (else 404)."""
     if not STREET.fullmatch(value):
-        raise _bad(name, value, "街道代码应为 9 位数字", "street code must be 9 digits")
+        raise refusal(name, value, "街道代码应为 9 位数字", "street code must be 9 digits")
     if not stats.street_exists(db.connection(), value):
         raise NotFound(f"未知街道 unknown street: {name}={value!r}", parameter=name, value=value)
     return value
@@ -243,7 +214,7 @@ def _street_filter() -> str | None:
 def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
     value = request.args.get(name) or default
     if value not in choices:
-        raise _bad(name, value, "取值无效", f"must be one of {', '.join(choices)}")
+        raise refusal(name, value, "取值无效", f"must be one of {', '.join(choices)}")
     return value
 
 
@@ -257,23 +228,15 @@ def heat(layer: str) -> Response:
             layer=layer,
         )
     level = _choice("level", stats.LEVELS, "grid")
-    today = _now().date()
-    until = _date("until", today)
-    since = _date("since", until - dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1))
-    if since > until:
-        raise BadRequest(
-            f"起始日期晚于结束日期 since is after until: since={since}, until={until}",
-            parameter="since",
-            value=since.isoformat(),
-        )
+    since, until = params.parse_days(
+        request.args,
+        today=_now().date(),
+        default_days=DEFAULT_WINDOW_DAYS,
+        max_days=MAX_WINDOW_DAYS,
+        first=FIRST_DATE,
+        last=LAST_DATE,
+    )
     window = stats.Window(since, until)
-    if window.days > MAX_WINDOW_DAYS:
-        raise BadRequest(
-            f"时间窗口超过三年 window longer than three years ({MAX_WINDOW_DAYS} days): "
-            f"since={since}, until={until} ({window.days} days)",
-            parameter="since",
-            value=since.isoformat(),
-        )
     category = _text("category")
     street = _street_filter()
     text = stats.heat_json(_aggregates(db.connection()), level, window, category, street)
@@ -306,38 +269,18 @@ def command_summary(street_code: str) -> Response:
 
 def _instant(name: str, default: dt.datetime) -> dt.datetime:
     """An ISO 8601 instant; without an offset it is local time in the district's zone."""
-    value = request.args.get(name)
-    if value is None or value == "":
-        return default
-    # An unescaped "+08:00" arrives as " 08:00": put the plus back.
-    text = re.sub(r" ([0-9]{2}(:?[0-9]{2})?)$", r"+\1", value.strip())
-    try:
-        instant = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad(name, value, "时间格式应为 ISO 8601", "not an ISO 8601 date-time") from None
-    zone = _settings().zone
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=zone)
-    try:
-        inside = FIRST_DATE <= instant.astimezone(zone).date() <= LAST_DATE
-    except OverflowError:  # e.g. 0001-01-01T00:00+08:00, before year 1 in Beijing
-        inside = False
-    if not inside:
-        raise _bad(name, value, "时间超出范围", f"instant outside {FIRST_DATE}…{LAST_DATE}")
-    return instant
+    return params.parse_since(
+        request.args.get(name),
+        name,
+        default=default,
+        zone=_settings().zone,
+        first=FIRST_DATE,
+        last=LAST_DATE,
+    )
 
 
 def _limit() -> int:
-    value = request.args.get("limit")
-    if value is None or value == "":
-        return LATEST_LIMIT
-    try:
-        limit = int(value)
-    except ValueError:
-        raise _bad("limit", value, "应为整数", "not an integer") from None
-    if not 1 <= limit <= LATEST_MAX:
-        raise _bad("limit", value, "超出范围", f"must lie in 1…{LATEST_MAX}")
-    return limit
+    return params.parse_count(request.args.get("limit"), default=LATEST_LIMIT, maximum=LATEST_MAX)
 
 
 @bp.get("/command/<street_code>/latest")
@@ -356,7 +299,9 @@ def latest(street_code: str) -> Response:
 def planner() -> Response:
     """Renovation projects and relocation targets as they stood on a date."""
     today = _now().date()
-    as_of = _date("as_of", today)
+    as_of = params.parse_day(
+        request.args.get("as_of"), "as_of", default=today, first=FIRST_DATE, last=LAST_DATE
+    )
     kind = _text("kind")
     street = _street_filter()
     return jsonify(stats.planner(db.connection(), as_of, today, kind, street))
@@ -420,7 +365,7 @@ def _layer_doc(layer: Layer) -> dict[str, Any]:
 @logged_in
 def layers() -> Response:
     """The layers the caller may read: fields, filters and where to get the features."""
-    ogc.check_params(request.args, ())
+    params.check_params(request.args, ())
     principal = auth.current()
     readable = [layer for layer in LAYERS if principal is None or principal.may_read(layer.name)]
     return jsonify({"layers": [_layer_doc(layer) for layer in readable]})
@@ -439,14 +384,14 @@ def features(layer: str) -> Response:
     count alone.
     """
     source = get_layer(layer)
-    fmt = ogc.single(request.args, "f") or "geojson"
+    fmt = params.single(request.args, "f") or "geojson"
     if fmt == "json":
         fmt = "geojson"
     if fmt not in FEATURE_FORMATS:
-        raise _bad("f", fmt, "格式无效", f"format must be one of {', '.join(FEATURE_FORMATS)}")
-    header = ogc.single(request.args, "header") or "name"
+        raise refusal("f", fmt, "格式无效", f"format must be one of {', '.join(FEATURE_FORMATS)}")
+    header = params.single(request.args, "header") or "name"
     if header not in CSV_HEADERS:
-        raise _bad("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
+        raise refusal("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
     chosen = export.parse_slice(
         source, request.args, also_allowed=("f", "header"), zone=_settings().zone
     )

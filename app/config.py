@@ -18,13 +18,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from layers import queries
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WEB_ROLE = "blockdata_web"  # the map server's login role (migration 0009)
 SECRET_KEY_FILE = "secret_key"
 WEB_ROLE_FILE = "web_role.json"
-# The district's time zone: local days (今日, 近7天, months, the aggregates' days), naive
-# times in sources and requests, and the offsets written in exports all follow it.
-DEFAULT_TZ = "Asia/Shanghai"
+# The district's time zone (default; BLOCKDATA_TZ overrides it): local days (今日, 近7天,
+# months, the aggregates' days), naive times in sources and requests, and the offsets
+# written in exports all follow it. Defined once, in the query layer (layers never import app).
+DEFAULT_TZ = queries.DEFAULT_TZ
 TZ_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*")
 
 Clock = Callable[[], dt.datetime]

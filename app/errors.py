@@ -15,6 +15,7 @@ from flask import Flask, Response, has_request_context, jsonify, render_template
 from werkzeug.exceptions import HTTPException
 
 from layers import UnknownLayer
+from layers.queries import ParamError
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +127,15 @@ def _answer(status: int, body: dict[str, Any], explain: str | None = None) -> Re
 
 
 def register(app: Flask) -> None:
-    """Install the JSON error handlers: ApiError, UnknownLayer, HTTP errors, anything else."""
+    """Install the JSON error handlers: ApiError, ParamError (a bad query parameter, from
+    layers.queries), UnknownLayer, HTTP errors, anything else."""
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
+        return _answer(exc.status, exc.body())
+
+    @app.errorhandler(ParamError)
+    def _param_error(exc: ParamError) -> Response:
         return _answer(exc.status, exc.body())
 
     @app.errorhandler(UnknownLayer)

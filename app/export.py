@@ -29,16 +29,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from app import ogc
-from app.config import DEFAULT_TZ, system_clock
-from app.errors import BadRequest, ServiceUnavailable
+from app.config import system_clock
+from app.errors import ServiceUnavailable
 from layers import Layer
+from layers.queries.params import ParamError, check_params, parse_limit, single, zone_of
 
 FORMATS = ("geojson", "csv", "gpkg", "parquet")
 SLICE_PARAMS = ("bbox", *ogc.TIME_PARAMS, "limit")
@@ -67,7 +67,7 @@ class Slice:
     conditions: tuple[sa.ColumnElement[bool], ...] = ()
     filters: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
-    zone: dt.tzinfo = field(default_factory=lambda: ZoneInfo(DEFAULT_TZ))  # the district's
+    zone: dt.tzinfo = field(default_factory=lambda: zone_of(None))  # the district's
 
     def select(self, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
         """`columns` of the slice's rows: in key order under a limit (the first N by key),
@@ -95,33 +95,23 @@ def parse_slice(
     default BLOCKDATA_TZ), and `field=value[,value…]` on its filterable fields (street,
     community, grid, category, status, department …).
     """
-    zone = zone or ZoneInfo(DEFAULT_TZ)
-    ogc.check_params(args, [*slice_params(layer), *also_allowed])
+    zone = zone or zone_of(None)
+    check_params(args, [*slice_params(layer), *also_allowed])
     conditions = [
         *ogc.time_conditions(layer, args, zone),
         *ogc.property_conditions(layer, args),
     ]
-    bbox = ogc.single(args, "bbox")
+    bbox = single(args, "bbox")
     if bbox is not None:
         conditions.append(ogc.bbox_condition(layer.table.c.geom, bbox))
-    limit = _limit(ogc.single(args, "limit"))
+    # No maximum: an export may take every row.
+    limit = parse_limit(single(args, "limit"), default=None, maximum=None, digits=10)
     names = set(slice_params(layer))
     filters: dict[str, Any] = {}
     for name, values in args.lists():
         if name in names:
             filters[name] = values[0] if len(values) == 1 else values
     return Slice(layer, tuple(conditions), filters, limit, zone)
-
-
-def _limit(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isascii() or not value.isdigit() or len(value) > 10:
-        raise BadRequest(f"limit 应为正整数 (limit must be a positive integer): {value!r}")
-    limit = int(value)
-    if limit < 1:
-        raise BadRequest(f"limit 至少为 1 (limit must be at least 1): {value!r}")
-    return limit
 
 
 def count(conn: sa.Connection, s: Slice) -> int:
@@ -586,7 +576,7 @@ def export_file(
     end); returns the provenance. `progress(total)` makes the per-batch callback; `now` is
     the caller's clock (default: the system's)."""
     if fmt not in FORMATS:
-        raise BadRequest(f"格式无效 format must be one of {', '.join(FORMATS)}: {fmt!r}")
+        raise ParamError(f"格式无效 format must be one of {', '.join(FORMATS)}: {fmt!r}", "f")
     rows = count(conn, s)
     prov = provenance(s, rows, user, fmt, now)
     prepare(conn, rows)

@@ -13,19 +13,15 @@ PostGIS serialises each feature (`json_build_object` + `ST_AsGeoJSON`) with only
 published columns; Python only joins the strings, it parses no feature.
 Every query runs on `db.connection()`.
 
-The parameter parsers here (`bbox`, `datetime`/`since`/`until`, property filters) are shared
-with the tiles blueprint.
+The parameters are parsed by layers.queries.params; the conditions built from them here
+(`bbox`, `datetime`/`since`/`until`, property filters) are shared with tiles and exports.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import json
-import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -39,6 +35,18 @@ from app import auth, db
 from app.capabilities import logged_in, reads
 from app.errors import BadRequest, NotFound
 from layers import LAYERS, Layer
+from layers.queries import params
+from layers.queries.params import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_VALUE_LENGTH,
+    ParamError,
+    check_params,
+    encode_cursor,
+    parse_bbox,
+    parse_limit,
+    single,
+)
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
@@ -55,9 +63,6 @@ JSON = "application/json"
 HTML = "text/html"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 10_000
-MAX_VALUE_LENGTH = 500
 # Short names for the admin-unit filters, as the rest of the API spells them.
 FILTER_ALIASES = {"street": "street_code", "community": "community_code", "grid": "grid_code"}
 TIME_PARAMS = ("datetime", "since", "until")
@@ -151,39 +156,7 @@ def get_collection(collection_id: str) -> Collection:
     )
 
 
-# --- parameter parsing (shared with app.tiles) ----------------------------------------------
-
-
-def check_text(name: str, value: str) -> str:
-    """A free-text parameter value: bounded length, no control characters."""
-    if len(value) > MAX_VALUE_LENGTH:
-        raise BadRequest(
-            f"参数 {name} 过长 (parameter too long, max {MAX_VALUE_LENGTH}): {value[:40]!r}…"
-        )
-    if any(ord(ch) < 32 for ch in value):
-        raise BadRequest(f"参数 {name} 含控制字符 (control characters in {name}): {value!r}")
-    return value
-
-
-def single(args: Any, name: str) -> str | None:
-    """The one value of parameter `name`, None when absent; 400 when given twice."""
-    values: list[str] = args.getlist(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadRequest(f"参数 {name} 重复 (parameter given more than once): {values!r}")
-    return check_text(name, values[0])
-
-
-def check_params(args: Any, allowed: Iterable[str]) -> None:
-    """400 naming the first query parameter not in `allowed`."""
-    known = set(allowed)
-    for name in args:
-        if name not in known:
-            raise BadRequest(
-                f"未知参数 unknown parameter: {name!r}; 可用 allowed: {', '.join(sorted(known))}",
-                parameter=name,
-            )
+# --- parameter parsing (layers.queries.params) turned into SQL ------------------------------
 
 
 def filter_names(layer: Layer) -> list[str]:
@@ -191,50 +164,6 @@ def filter_names(layer: Layer) -> list[str]:
     names = [f.name for f in layer.filterable]
     names += [alias for alias, field in FILTER_ALIASES.items() if field in names]
     return names
-
-
-def parse_limit(value: str | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    if not re.fullmatch(r"[0-9]{1,9}", value):
-        raise BadRequest(f"limit 应为正整数 (limit must be a positive integer): {value!r}")
-    limit = int(value)
-    if limit < 1:
-        raise BadRequest(f"limit 至少为 1 (limit must be at least 1): {value!r}")
-    if limit > MAX_LIMIT:
-        raise BadRequest(
-            f"limit 超过最大值 {MAX_LIMIT} (limit exceeds the maximum {MAX_LIMIT}): {value!r}",
-            maximum=MAX_LIMIT,
-        )
-    return limit
-
-
-def _number(value: str, what: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise BadRequest(f"bbox 含非数字 (bbox has a non-number): {what!r}") from None
-    if not math.isfinite(number):
-        raise BadRequest(f"bbox 含非有限数 (bbox has a non-finite number): {what!r}")
-    return number
-
-
-def parse_bbox(value: str) -> tuple[float, float, float, float]:
-    """minx,miny,maxx,maxy (or the 6-number 3D form) in CRS84."""
-    parts = value.split(",")
-    if len(parts) not in (4, 6):
-        raise BadRequest(
-            f"bbox 应为 4 个或 6 个数字 (bbox must be 4 or 6 comma-separated numbers): {value!r}"
-        )
-    nums = [_number(p.strip(), value) for p in parts]
-    minx, miny, maxx, maxy = (nums[0], nums[1], nums[3], nums[4]) if len(nums) == 6 else nums
-    if not (
-        -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
-    ):
-        raise BadRequest(f"bbox 超出经纬度范围 (bbox outside lon/lat range): {value!r}")
-    if miny > maxy:
-        raise BadRequest(f"bbox 南边界大于北边界 (bbox miny > maxy): {value!r}")
-    return minx, miny, maxx, maxy
 
 
 def bbox_condition(geom: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
@@ -268,76 +197,35 @@ def bbox_condition(geom: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
     return sa.text(f"({text})" if len(parts) > 1 else text).bindparams(*binds)  # type: ignore[return-value]
 
 
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
 def local_zone() -> dt.tzinfo:
     """The district's time zone (the BLOCKDATA_TZ setting) of the current app."""
     zone: dt.tzinfo = current_app.config["BLOCKDATA_SETTINGS"].zone
     return zone
 
 
-def parse_instant(value: str, name: str = "datetime", *, zone: dt.tzinfo) -> dt.date | dt.datetime:
-    """An RFC 3339 date-time (naive means local time in `zone`, the district's time zone)
-    or a bare date, years 1000–9998."""
-    text = value.strip()
-    try:
-        if _DATE.fullmatch(text):
-            moment: dt.date | dt.datetime = dt.date.fromisoformat(text)
-        elif _DATE.match(text) and len(text) >= 13:
-            moment = dt.datetime.fromisoformat(text.upper())
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone)
-        else:
-            raise ValueError(text)
-    except ValueError:
-        raise BadRequest(
-            f"{name} 不是 RFC 3339 时间或日期 (not an RFC 3339 date-time or date): {value!r}"
-        ) from None
-    if not 1000 <= moment.year <= 9998:
-        raise BadRequest(f"{name} 年份超出范围 (year outside 1000–9998): {value!r}")
-    return moment
-
-
-def _start(moment: dt.date | dt.datetime, zone: dt.tzinfo) -> dt.datetime:
-    """A date-time itself; a date the local midnight that starts it in `zone`."""
-    if isinstance(moment, dt.datetime):
-        return moment
-    return dt.datetime.combine(moment, dt.time(), zone)
-
-
-def _as_date(moment: dt.date | dt.datetime, zone: dt.tzinfo) -> dt.date:
-    return moment.astimezone(zone).date() if isinstance(moment, dt.datetime) else moment
-
-
-def _upper(moment: dt.date | dt.datetime, zone: dt.tzinfo) -> dt.datetime:
-    """The end of an interval: a date-time itself, a date the local midnight after it."""
-    if isinstance(moment, dt.datetime):
-        return moment
-    return _start(moment + dt.timedelta(days=1), zone)
-
-
 def _interval(
-    column: sa.Column[Any],
-    start: dt.date | dt.datetime | None,
-    end: dt.date | dt.datetime | None,
-    zone: dt.tzinfo,
+    column: sa.Column[Any], interval: params.Interval, zone: dt.tzinfo
 ) -> list[sa.ColumnElement[bool]]:
     """Closed interval [start, end] on a timestamp or date column; a date end is its whole
-    local day in `zone`."""
+    local day in `zone`; a date-time instant is that moment (its local day on a date column)."""
+    start, end = interval.start, interval.end
     out: list[sa.ColumnElement[bool]] = []
     if not isinstance(column.type, sa.DateTime):
+        if interval.instant and isinstance(start, dt.datetime):
+            return [column == params.day_of(start, zone)]
         if start is not None:
-            out.append(column >= _as_date(start, zone))
+            out.append(column >= params.day_of(start, zone))
         if end is not None:
-            out.append(column <= _as_date(end, zone))
+            out.append(column <= params.day_of(end, zone))
         return out
+    if interval.instant and isinstance(start, dt.datetime):
+        return [column == start]
     if start is not None:
-        out.append(column >= _start(start, zone))
+        out.append(column >= params.start_of(start, zone))
     if isinstance(end, dt.datetime):
         out.append(column <= end)
     elif end is not None:
-        out.append(column < _upper(end, zone))
+        out.append(column < params.end_of(end, zone))
     return out
 
 
@@ -349,68 +237,33 @@ def time_conditions(layer: Layer, args: Any, zone: dt.tzinfo) -> list[sa.ColumnE
         return []
     if layer.time_field is None:
         name = next(n for n, v in given.items() if v is not None)
-        raise BadRequest(
+        raise ParamError(
             f"图层 {layer.name} 没有时间字段，不能按 {name} 筛选 "
-            f"(layer {layer.name!r} has no time field): {given[name]!r}"
+            f"(layer {layer.name!r} has no time field): {given[name]!r}",
+            name,
         )
     column = layer.table.c[layer.time_field]
     out: list[sa.ColumnElement[bool]] = [column.is_not(None)]
     value = given["datetime"]
     if value is not None:
-        parts = value.split("/")
-        if len(parts) == 1:
-            moment = parse_instant(parts[0], zone=zone)
-            if isinstance(moment, dt.datetime):
-                if isinstance(column.type, sa.DateTime):
-                    out.append(column == moment)
-                else:
-                    out.append(column == _as_date(moment, zone))
-            else:
-                out += _interval(column, moment, moment, zone)
-        elif len(parts) == 2:
-            start = None if parts[0] in ("", "..") else parse_instant(parts[0], zone=zone)
-            end = None if parts[1] in ("", "..") else parse_instant(parts[1], zone=zone)
-            if start is not None and end is not None and _start(start, zone) > _upper(end, zone):
-                raise BadRequest(f"datetime 起点晚于终点 (interval start after end): {value!r}")
-            out += _interval(column, start, end, zone)
-        else:
-            raise BadRequest(
-                f"datetime 应为时刻或 起点/终点 (instant or start/end interval): {value!r}"
-            )
+        out += _interval(column, params.parse_interval(value, zone=zone), zone)
     if given["since"] is not None:
-        out += _interval(column, parse_instant(given["since"], "since", zone=zone), None, zone)
+        since = params.parse_instant(given["since"], "since", zone=zone)
+        out += _interval(column, params.Interval(since, None), zone)
     if given["until"] is not None:
-        out += _interval(column, None, parse_instant(given["until"], "until", zone=zone), zone)
+        until = params.parse_instant(given["until"], "until", zone=zone)
+        out += _interval(column, params.Interval(None, until), zone)
     return out
-
-
-_TRUE = {"true", "1", "yes", "是", "t"}
-_FALSE = {"false", "0", "no", "否", "f"}
 
 
 def property_conditions(layer: Layer, args: Any) -> list[sa.ColumnElement[bool]]:
     """`field=value` on the layer's filterable fields; a comma or a repeat means any of."""
+    columns = {name: layer.table.c[FILTER_ALIASES.get(name, name)] for name in filter_names(layer)}
+    flags = [name for name, column in columns.items() if isinstance(column.type, sa.Boolean)]
     out: list[sa.ColumnElement[bool]] = []
-    names = set(filter_names(layer))
-    for name in args:
-        if name not in names:
-            continue
-        column = layer.table.c[FILTER_ALIASES.get(name, name)]
-        values: list[Any] = []
-        for raw in args.getlist(name):
-            for part in check_text(name, raw).split(","):
-                value = part.strip()
-                if not value:
-                    raise BadRequest(f"筛选值为空 (empty filter value for {name}): {raw!r}")
-                if isinstance(column.type, sa.Boolean):
-                    if value.lower() not in _TRUE | _FALSE:
-                        raise BadRequest(
-                            f"{name} 应为 true 或 false (must be true or false): {value!r}"
-                        )
-                    values.append(value.lower() in _TRUE)
-                else:
-                    values.append(value)
-        out.append(column == values[0] if len(values) == 1 else column.in_(values))
+    for name, found in params.parse_properties(args, columns, flags).items():
+        column = columns[name]
+        out.append(column == found[0] if len(found) == 1 else column.in_(found))
     return out
 
 
@@ -529,23 +382,9 @@ def _feature_expression(c: Collection) -> sa.ColumnElement[str]:
     )
 
 
-def encode_cursor(key: Any) -> str:
-    raw = json.dumps(key, ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def decode_cursor(c: Collection, value: str) -> Any:
-    bad = BadRequest(f"无效的分页游标 (invalid cursor): {value!r}")
-    try:
-        key = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-    except (binascii.Error, ValueError):
-        raise bad from None
-    if c.integer_key:
-        if type(key) is not int or not -(2**63) <= key < 2**63:
-            raise bad
-    elif not isinstance(key, str) or any(ord(ch) < 32 or 0xD800 <= ord(ch) < 0xE000 for ch in key):
-        raise bad  # control characters and lone surrogates (which UTF-8 cannot carry)
-    return key
+    """The last key of the previous page, of the collection's key type."""
+    return params.decode_cursor(value, integer=c.integer_key)
 
 
 def _timestamp() -> str:
@@ -581,7 +420,7 @@ def _extent(conn: sa.Connection, c: Collection) -> dict[str, Any]:
 def _iso(value: dt.date | dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return _start(value, local_zone()).isoformat()
+    return params.start_of(value, local_zone()).isoformat()
 
 
 def _collection_doc(conn: sa.Connection, c: Collection, html: bool) -> dict[str, Any]:

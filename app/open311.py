@@ -37,7 +37,7 @@ from app import auth, capabilities, db
 from app.capabilities import INTAKE, does, logged_in, reads
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from app.ogc import bbox_condition, check_params, local_zone, parse_instant, single
+from app.ogc import bbox_condition
 from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
 from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
@@ -45,6 +45,14 @@ from etl.geocode import geocode
 from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import DEPARTMENTS, Limit, load_routing, load_time_limits
 from layers import get_layer
+from layers.queries.params import (
+    ParamError,
+    check_params,
+    parse_moment_range,
+    parse_page_number,
+    refusal,
+    single,
+)
 
 log = logging.getLogger(__name__)
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
@@ -123,7 +131,8 @@ def _error(status: int, description: str) -> Response:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> Response:
+@bp.errorhandler(ParamError)
+def _api_error(exc: ApiError | ParamError) -> Response:
     return _error(exc.status, exc.message)
 
 
@@ -143,10 +152,6 @@ def _json_only(fmt: str) -> None:
         raise BadRequest(
             f"不支持的格式 unsupported format: {fmt!r} (only {FORMAT})", format=fmt[:20]
         )
-
-
-def _bad(name: str, value: object, zh: str, en: str) -> BadRequest:
-    return BadRequest(f"{zh} {en}: {name}={value!r}", parameter=name)
 
 
 # --- services -----------------------------------------------------------------------------
@@ -215,43 +220,11 @@ def _items(args: Any, name: str) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _moment(args: Any, name: str, end: bool) -> dt.datetime | None:
-    """A w3c date-time (naive: the district's local time) or a date; a date ends at the next
-    local midnight."""
-    value = single(args, name)
-    if not value:
-        return None
-    zone = local_zone()
-    moment = parse_instant(value, name, zone=zone)
-    if isinstance(moment, dt.datetime):
-        return moment + dt.timedelta(microseconds=1) if end else moment
-    day = moment + dt.timedelta(days=1) if end else moment
-    return dt.datetime.combine(day, dt.time(), zone)
-
-
 def _window(args: Any) -> list[sa.ColumnElement[bool]]:
     """requested_datetime in [start_date, end_date], at most 90 days; default the last 90."""
     column = get_layer(LAYER).table.c.received_at
-    start = _moment(args, "start_date", end=False)
-    until = _moment(args, "end_date", end=True)  # exclusive
-    if start is None and until is None:
-        return [column >= _now() - WINDOW]
-    if start is None:
-        assert until is not None
-        start = until - WINDOW
-    elif until is None:
-        until = start + WINDOW
-    if until <= start:
-        raise BadRequest(
-            f"结束时间早于开始时间 end_date is before start_date: "
-            f"start_date={args.get('start_date')!r}, end_date={args.get('end_date')!r}"
-        )
-    if until - start > WINDOW + dt.timedelta(microseconds=1):
-        raise BadRequest(
-            f"时间范围超过 90 天 the range spans more than 90 days: "
-            f"start_date={args.get('start_date')!r}, end_date={args.get('end_date')!r}"
-        )
-    return [column >= start, column < until]
+    start, until = parse_moment_range(args, now=_now(), zone=_settings().zone, longest=WINDOW)
+    return [column >= start] if until is None else [column >= start, column < until]
 
 
 def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
@@ -263,7 +236,7 @@ def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
     statuses = set(_items(args, "status"))
     unknown = sorted(statuses - {"open", "closed"})
     if unknown:
-        raise _bad("status", unknown[0], "状态只能是 open 或 closed", "must be open or closed")
+        raise refusal("status", unknown[0], "状态只能是 open 或 closed", "must be open or closed")
     if statuses == {"open"}:
         conds.append(t.c.status.is_distinct_from(RESOLVED))
     elif statuses == {"closed"}:
@@ -271,14 +244,16 @@ def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
     departments = _items(args, "department")
     for department in departments:
         if department not in DEPARTMENTS:
-            raise _bad("department", department, "未知部门", f"not one of {', '.join(DEPARTMENTS)}")
+            raise refusal(
+                "department", department, "未知部门", f"not one of {', '.join(DEPARTMENTS)}"
+            )
     if departments:
         conds.append(t.c.department.in_(departments))
     for level, length in CODE_LENGTHS.items():
         values = _items(args, level)
         for value in values:
             if not re.fullmatch(f"[0-9]{{{length}}}", value):
-                raise _bad(level, value, "代码格式错误", f"a {level} code is {length} digits")
+                raise refusal(level, value, "代码格式错误", f"a {level} code is {length} digits")
         if values:
             conds.append(t.c[f"{level}_code"].in_(values))
     bbox = single(args, "bbox")
@@ -295,17 +270,8 @@ def _ids(args: Any) -> list[int] | None:
         raise BadRequest(f"编号过多 too many service_request_id values (max {MAX_IDS})")
     for value in values:
         if not DIGITS.fullmatch(value):
-            raise _bad("service_request_id", value, "编号应为数字", "not a number")
+            raise refusal("service_request_id", value, "编号应为数字", "not a number")
     return [int(v) for v in values]
-
-
-def _integer(args: Any, name: str, default: int, top: int) -> int:
-    value = single(args, name)
-    if not value:
-        return default
-    if not DIGITS.fullmatch(value) or not 1 <= int(value) <= top:
-        raise _bad(name, value, "应为正整数", f"must be an integer in 1…{top}")
-    return int(value)
 
 
 def _select() -> sa.Select[Any]:
@@ -331,7 +297,7 @@ def _select() -> sa.Select[Any]:
 def _iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(local_zone()).isoformat(timespec="seconds")
+    return value.astimezone(_settings().zone).isoformat(timespec="seconds")
 
 
 def notice(
@@ -343,7 +309,7 @@ def notice(
         return None
     text = f"由{department}办理"
     if due_at is not None:
-        text += f"，办理时限至 {due_at.astimezone(zone or local_zone()):%Y-%m-%d %H:%M}"
+        text += f"，办理时限至 {due_at.astimezone(zone or _settings().zone):%Y-%m-%d %H:%M}"
     return text
 
 
@@ -384,8 +350,10 @@ def requests_list(fmt: str) -> Response:
     ids = _ids(args)
     # The spec: service_request_id overrides every other filter.
     conds = [t.c.id.in_(ids)] if ids is not None else [*_window(args), *_filters(args)]
-    page = _integer(args, "page", 1, MAX_PAGE)
-    size = _integer(args, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+    page = parse_page_number(single(args, "page"), "page", default=1, top=MAX_PAGE)
+    size = parse_page_number(
+        single(args, "page_size"), "page_size", default=MAX_PAGE_SIZE, top=MAX_PAGE_SIZE
+    )
     rows = (
         db.connection()
         .execute(
@@ -452,7 +420,7 @@ def _fields() -> dict[str, str]:
         for name in request.form:
             values = request.form.getlist(name)
             if len(values) > 1:
-                raise _bad(name, values, "参数重复", "parameter given more than once")
+                raise refusal(name, values, "参数重复", "parameter given more than once")
             raw[name] = values[0]
     fields: dict[str, str] = {}
     for name, value in raw.items():
@@ -465,7 +433,7 @@ def _fields() -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise _bad(name, value, "应为文本或数字", "must be text or a number")
+            raise refusal(name, value, "应为文本或数字", "must be text or a number")
         text = str(value).strip()
         if text:
             fields[name] = text
@@ -481,7 +449,7 @@ def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
             f"{name} 过长 too long: {len(value)} characters (at most {limit})", parameter=name
         )
     if CONTROL.search(value):
-        raise _bad(name, value[:40], "含控制字符", "contains control characters")
+        raise refusal(name, value[:40], "含控制字符", "contains control characters")
     return value
 
 
@@ -496,9 +464,9 @@ def _coordinates(fields: dict[str, str]) -> tuple[str, str] | None:
         )
     for name, value, top in (("long", lng, 180), ("lat", lat, 90)):
         if len(value) > 32 or not NUMBER.fullmatch(value) or not math.isfinite(float(value)):
-            raise _bad(name, value, "坐标不是数字", "coordinates are not numbers")
+            raise refusal(name, value, "坐标不是数字", "coordinates are not numbers")
         if abs(float(value)) > top:
-            raise _bad(name, value, "坐标超出范围", f"must lie in -{top}…{top} (WGS84 degrees)")
+            raise refusal(name, value, "坐标超出范围", f"must lie in -{top}…{top} (WGS84 degrees)")
     return lng, lat
 
 
@@ -541,7 +509,7 @@ def create_request(fmt: str) -> Response:
     if category is None:
         raise BadRequest("缺少 service_code service_code is required", parameter="service_code")
     if category not in load_routing().by_category:
-        raise _bad("service_code", category[:MAX_CODE], "未知服务代码", "unknown (see services)")
+        raise refusal("service_code", category[:MAX_CODE], "未知服务代码", "unknown (see services)")
     description = _text(fields, "description", MAX_DESCRIPTION)
     if description is None:
         raise BadRequest("缺少诉求内容 description is required", parameter="description")
@@ -564,7 +532,7 @@ def create_request(fmt: str) -> Response:
             assert address is not None
             found = geocode(conn, address)
             if found is None:
-                raise _bad("address_string", address, "地址无法解析", "address not found")
+                raise refusal("address_string", address, "地址无法解析", "address not found")
             coordinates, quality = (repr(found.lng), repr(found.lat)), found.quality
     submission = intake.Submission(
         category=category,

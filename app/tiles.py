@@ -75,10 +75,8 @@ from app.errors import BadRequest
 from app.ogc import (
     FILTER_ALIASES,
     TIME_PARAMS,
-    check_params,
     filter_names,
     local_zone,
-    parse_instant,
     property_conditions,
     time_conditions,
 )
@@ -98,6 +96,7 @@ from layers.aggregates import (
     request_cells_periods,
 )
 from layers.changes import CHANGE_LEVELS
+from layers.queries.params import Interval, check_params, parse_instant, parse_interval
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 
@@ -287,10 +286,6 @@ def aggregate_query(
 # --- aggregated tiles from the cell aggregates ---------------------------------------------
 
 
-class NotDays(ValueError):
-    """A time filter that is not whole local days: the aggregates cannot answer it."""
-
-
 Piece = tuple[str, dt.date | None, dt.date | None]
 
 
@@ -326,15 +321,6 @@ class CellFilter:
         return [(top, None, None)]
 
 
-def _day(text: str, name: str, zone: dt.tzinfo) -> dt.date | None:
-    if text in ("", ".."):
-        return None
-    moment = parse_instant(text, name, zone=zone)
-    if isinstance(moment, dt.datetime):
-        raise NotDays(text)
-    return moment
-
-
 def cell_filter(layer: Layer, args: Any, zone: dt.tzinfo) -> CellFilter | None:
     """The request's filters as a CellFilter, or None when the cell aggregates cannot answer
     them (another filter, a date-time) or the layer has none. `args` are validated already;
@@ -352,26 +338,23 @@ def cell_filter(layer: Layer, args: Any, zone: dt.tzinfo) -> CellFilter | None:
         values[column] = values[column] & given if column in values else given
     since: dt.date | None = None
     until: dt.date | None = None
-    try:
-        for name in TIME_PARAMS:
-            value = args.get(name)
-            if value is None:
-                continue
-            parts = value.split("/") if name == "datetime" else []
-            if name == "since":
-                lo, hi = _day(value, name, zone), None
-            elif name == "until":
-                lo, hi = None, _day(value, name, zone)
-            elif len(parts) == 1:
-                lo = hi = _day(value, name, zone)
-            else:
-                lo, hi = _day(parts[0], name, zone), _day(parts[1], name, zone)
-            if lo is not None:
-                since = lo if since is None else max(since, lo)
-            if hi is not None:
-                until = hi if until is None else min(until, hi)
-    except NotDays:
-        return None
+    for name in TIME_PARAMS:
+        value = args.get(name)
+        if value is None:
+            continue
+        if name == "datetime":
+            window = parse_interval(value, zone=zone)
+        elif name == "since":
+            window = Interval(parse_instant(value, name, zone=zone), None)
+        else:
+            window = Interval(None, parse_instant(value, name, zone=zone))
+        lo, hi = window.start, window.end
+        if isinstance(lo, dt.datetime) or isinstance(hi, dt.datetime):
+            return None  # a date-time: the aggregates hold whole days only
+        if lo is not None:
+            since = lo if since is None else max(since, lo)
+        if hi is not None:
+            until = hi if until is None else min(until, hi)
     categories, streets = values.get("category"), values.get("street_code")
     return CellFilter(
         since,

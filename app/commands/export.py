@@ -16,6 +16,7 @@ from app.errors import ApiError
 from app.export import FORMATS, Progress, export_file, parse_slice, suffix_format
 from layers import UnknownLayer, get_layer
 from layers.accounts import audit_log, users
+from layers.queries import ParamError
 
 # Options that become query parameters of the same name (the API's filters).
 FILTER_OPTIONS = (
@@ -132,7 +133,7 @@ def export_cmd(
                     None if quiet else _bar(output),
                     now=settings.now(),
                 )
-            except ApiError as exc:
+            except (ApiError, ParamError) as exc:
                 raise click.UsageError(exc.message) from None
             conn.exec_driver_sql("reset role")
             conn.execute(

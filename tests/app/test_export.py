@@ -32,8 +32,8 @@ from werkzeug.datastructures import MultiDict
 from app import export, migrate
 from app.cli import main
 from app.db import make_engine
-from app.errors import BadRequest
 from layers import get_layer
+from layers.queries import ParamError
 from tests.app.test_ogc import _bad, _db_ids, loaded  # noqa: F401
 from tests.conftest import add_user, login
 from tests.etl.conftest import district  # noqa: F401
@@ -524,9 +524,9 @@ def test_bad_format_or_filter_raises_before_writing(
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(BadRequest, match="format"):
+    with pytest.raises(ParamError, match="format"):
         export.export_file(connection, _slice(), "xlsx", out / "x.xlsx", None)
-    with pytest.raises(BadRequest, match="colour"):
+    with pytest.raises(ParamError, match="colour"):
         _slice(colour="red")
     assert list(out.iterdir()) == []
 
