@@ -9,8 +9,8 @@ when the file is complete, and the server sends the file at the client's pace.
 Every export carries its provenance — layer, filter, time, row count, who — in the file
 (GeoJSON member, Parquet key-value metadata, GeoPackage metadata) or, for CSV over HTTP, in
 response headers. The count is taken before the rows are read, in the same REPEATABLE READ
-transaction (the CLI's, and the request's: a view declared `@reads(..., snapshot=True)`), so the two agree even
-while a load runs.
+transaction (the CLI's, and the request's: a view declared `@reads(..., snapshot=True)`), so
+the two agree even while a load runs.
 
 Times carry their UTC offset in the district's time zone (BLOCKDATA_TZ, the zone of the
 slice): GeoJSON and CSV as ISO 8601 (2026-11-20T09:30:00+08:00), GeoParquet as timestamps
