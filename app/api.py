@@ -38,6 +38,7 @@ from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
 from layers.queries import params
 from layers.queries.params import refusal
+from layers.registry import overlay_layers
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -312,10 +313,10 @@ def planner() -> Response:
 def layer_geojson(layer: str) -> Response:
     """An overlay layer as GeoJSON, published columns only, optionally one street's."""
     overlay = get_layer(layer)
-    if overlay.name not in stats.OVERLAY_LAYERS:
+    if not overlay.overlay:
         raise NotFound(
             f"该图层不作为叠加层提供 layer not served as an overlay: {layer!r} "
-            f"(one of {', '.join(stats.OVERLAY_LAYERS)})",
+            f"(one of {', '.join(overlay_layers())})",
             layer=layer,
         )
     street = _street_filter()
@@ -474,7 +475,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         "layer", "图层（只有 service_requests）", {"type": "string", "enum": ["service_requests"]}
     )
     overlay = path_param(
-        "layer", "叠加图层 overlay layer", {"type": "string", "enum": list(stats.OVERLAY_LAYERS)}
+        "layer", "叠加图层 overlay layer", {"type": "string", "enum": list(overlay_layers())}
     )
     paths: dict[str, dict[str, Any]] = {
         "/api/heat/{layer}": {

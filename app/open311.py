@@ -53,6 +53,7 @@ from layers.queries.params import (
     refusal,
     single,
 )
+from layers.registry import level_layer
 
 log = logging.getLogger(__name__)
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
@@ -77,7 +78,7 @@ CONTACT_LIMITS = {
     "media_url": 2000,
 }
 INSUFFICIENT_PRIVILEGE = "42501"  # SQLSTATE of a row-level security WITH CHECK refusal
-CODE_LENGTHS = {"street": 9, "community": 12, "grid": 15}
+CODE_LEVELS = ("street", "community", "grid")  # the unit codes a request carries
 # Query parameters, declared once: checked here, documented in /api/openapi.json.
 COMMON_QUERY = (
     Param("jurisdiction_id", "管辖区 jurisdiction (one here: ignored)"),
@@ -96,8 +97,11 @@ LIST_QUERY = (
     Param("status", "open / closed, 逗号分隔 comma-separated", example="open"),
     Param("bbox", "范围 minx,miny,maxx,maxy (WGS84)", example="116.30,39.90,116.34,39.92"),
     *(
-        Param(level, f"{level} 代码（{length} 位），逗号分隔 codes, comma-separated")
-        for level, length in CODE_LENGTHS.items()
+        Param(
+            level,
+            f"{level} 代码（{level_layer(level).code_length} 位），逗号分隔 codes, comma-separated",
+        )
+        for level in CODE_LEVELS
     ),
     Param("department", "承办部门，逗号分隔 departments, comma-separated", example="城市管理部"),
     Param("page", "页码（从 1 起）page, from 1", {"type": "integer", "minimum": 1}),
@@ -249,7 +253,8 @@ def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
             )
     if departments:
         conds.append(t.c.department.in_(departments))
-    for level, length in CODE_LENGTHS.items():
+    for level in CODE_LEVELS:
+        length = level_layer(level).code_length
         values = _items(args, level)
         for value in values:
             if not re.fullmatch(f"[0-9]{{{length}}}", value):

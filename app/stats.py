@@ -44,19 +44,9 @@ from layers.aggregates import (
     request_periods,
     request_street_daily,
 )
+from layers.registry import level_layer
 
 LEVELS = ("street", "community", "grid", "cell")
-LEVEL_LAYERS = {"street": "streets", "community": "communities", "grid": "grids"}
-OVERLAY_LAYERS = (
-    "streets",
-    "communities",
-    "grids",
-    "lanes",
-    "service_halls",
-    "enforcement_cases",
-    "relocation_targets",
-    "renovation_projects",
-)
 CASE_CLOSED = "已结案"
 SIMPLIFY_TOLERANCE = 1e-5  # degrees, about 1 m: invisible at street and district scale
 PRECISION = 6  # decimals of a degree in GeoJSON, about 0.1 m
@@ -155,7 +145,7 @@ def _heat_items(level: str, counts: sa.Subquery) -> sa.Select[Any]:
             _degrees(CELL_ORIGIN[1] + (y + 0.5) * CELL_DLAT).label("lat"),
         )
     code = counts.c[f"{level}_code"]
-    units = get_layer(LEVEL_LAYERS[level]).table
+    units = level_layer(level).table
     point = (
         sa.select(sa.func.ST_PointOnSurface(units.c.geom).label("p"))
         .where(units.c.code == code)

@@ -1,13 +1,13 @@
 """Seeding the tile cache: every unfiltered tile of zooms 10–18 over the streets, built ahead
 of the requests, and rebuilt where the data changed.
 
-A pass builds, per seeded layer (`SEED_LAYERS`), the tiles of `WARM_ZOOMS` that intersect a
-street, first for the whole district (zone '*'), then for each street's commander (zone =
-the street code: only the tiles intersecting that street) — each through the same code a
-request of that user runs (`tiles.prepare_tile` after `db.scope(zone)`), so its key is the
-key that user's request will ask for. A tile whose file is there already costs its
-version statement and a stat. Tiles go to the disk cache only (`TileCache.seed`): the
-in-process LRU keeps the tiles in use.
+A pass builds, per seeded layer (`seeded=True` in the registry), the tiles of `WARM_ZOOMS`
+that intersect a street, first for the whole district (zone '*'), then for each street's
+commander (zone = the street code: only the tiles intersecting that street) — each through
+the same code a request of that user runs (`tiles.prepare_tile` after `db.scope(zone)`), so
+its key is the key that user's request will ask for. A tile whose file is there already
+costs its version statement and a stat. Tiles go to the disk cache only (`TileCache.seed`):
+the in-process LRU keeps the tiles in use.
 
 The first pass visits every tile. A later one visits only the tiles whose area holds a
 change since the previous pass that their zone sees — the level-18 sums of `tile_changes`
@@ -49,8 +49,8 @@ from flask import Flask
 from app import db, tiles
 from layers import get_layer
 from layers.changes import CHANGE_LEVELS
+from layers.registry import seeded_layers
 
-SEED_LAYERS = ("service_requests",)  # the big layer; the others build in milliseconds
 WARM_ZOOMS = range(10, 19)
 WARM_EVERY = 60.0  # seconds between passes
 LOCK_FILE = "seed.lock"
@@ -183,13 +183,13 @@ class Seeder:
     """Seeds `app`'s tile cache; remembers between passes what it saw and built."""
 
     def __init__(
-        self, app: Flask, zooms: Iterable[int] = WARM_ZOOMS, layers: Iterable[str] = SEED_LAYERS
+        self, app: Flask, zooms: Iterable[int] = WARM_ZOOMS, layers: Iterable[str] | None = None
     ) -> None:
         self.app = app
         self.zooms = sorted(set(zooms))
         if any(not 0 <= z <= TOP for z in self.zooms):
             raise ValueError(f"zooms must be 0–{TOP}: {self.zooms}")
-        self.layers = [get_layer(name) for name in layers]
+        self.layers = [get_layer(name) for name in (seeded_layers() if layers is None else layers)]
         self.cache = tiles.tile_cache(app)
         self._streets: str | None = None
         self._tiles: TileSet = {}

@@ -38,20 +38,17 @@ from etl.aggregates import refresh_request_aggregates
 from etl.assign import GridIndex
 from etl.place import DEFAULT_BUDGET_MB, PlacementError, fill_in, placer_for
 from layers import get_layer, landmarks
+from layers.registry import LANDMARK_LEVEL, admin_levels, level_layer
 
-LEVELS: dict[str, str] = {
-    "street": "streets",
-    "community": "communities",
-    "grid": "grids",
-    "lane": "lanes",
-    "service_hall": "service_halls",
-    "landmark": "landmarks",
-}
-# Polygon levels nest in the level above through this column.
-PARENTS: dict[str, tuple[str, str]] = {
-    "community": ("street", "street_code"),
-    "grid": ("community", "community_code"),
-}
+
+def _parent(level: str) -> tuple[str, str] | None:
+    """The level a polygon level nests in, and the column that names its unit."""
+    if level == LANDMARK_LEVEL:
+        return None
+    parent = level_layer(level).parent
+    return (parent, f"{parent}_code") if parent else None
+
+
 AREA_TOLERANCE_M2 = 1.0
 LANE_TOLERANCE_M = 5.0
 POINT_TOLERANCE_M = 0.5
@@ -161,11 +158,12 @@ class _Spec:
 
 
 def _spec(level: str) -> _Spec:
+    levels = admin_levels()
     try:
-        table_name = LEVELS[level]
+        table_name = levels[level]
     except KeyError:
         raise AdminFileError(
-            f"未知层级 unknown level: {level!r} (expected one of {', '.join(LEVELS)})"
+            f"未知层级 unknown level: {level!r} (expected one of {', '.join(levels)})"
         ) from None
     if table_name == landmarks.name:
         columns = tuple(c for c in landmarks.columns if c.name != "geom")
@@ -926,7 +924,7 @@ def _check_polygons(
     spec, gdf = check.spec, check.gdf
     codes = np.asarray(gdf["code"].tolist(), dtype=object)
     geoms = np.asarray(gdf.geometry.values, dtype=object)
-    parent_info = PARENTS.get(spec.level)
+    parent_info = _parent(spec.level)
     key = parent_info[1] if parent_info else None
 
     existing = _load(conn, spec.table, "code", *([key] if key else []))
@@ -1083,8 +1081,8 @@ def _validate(
     # The median centre, so that a stray unit (say at 0,0) does not pick the zone.
     lng, lat = np.median(shapely.get_coordinates(shapely.centroid(drawn)), axis=0)
     frame = _Frame(float(lng), float(lat))
-    if spec.level in PARENTS:
-        parent_level, key = PARENTS[spec.level]
+    if (parent_info := _parent(spec.level)) is not None:
+        parent_level, key = parent_info
         parent_spec = _spec(parent_level)
         known = set(conn.execute(sa.select(parent_spec.table.c.code)).scalars())
         _check_parents(check, known, key, parent_spec)

@@ -77,7 +77,21 @@ class Layer:
     time_field: str | None = None
     min_zoom: int = 10
     max_zoom: int = 20
+    # An admin level (`blockdata admin import --level`), and the level a polygon level nests in
+    # (through its `<parent>_code` column).
+    level: str | None = None
+    parent: str | None = None
+    overlay: bool = False  # drawn over the pages' maps (`/api/overlays/<layer>`)
+    seeded: bool = False  # the tile seeder builds its tiles ahead of the requests
     table: sa.Table = field(init=False, compare=False, repr=False)
+
+    @property
+    def code_length(self) -> int | None:
+        """The digits of a unit's code at this level (its key's length), None for events."""
+        if self.level is None:
+            return None
+        length = self.table.c[self.key].type.length  # type: ignore[attr-defined]
+        return int(length) if length is not None else None
 
     @property
     def key(self) -> str:
@@ -205,6 +219,8 @@ LAYERS: tuple[Layer, ...] = (
         ),
         style=Style(color="#c62828", weight=2.5, fill_opacity=0.05),
         min_zoom=8,
+        level="street",
+        overlay=True,
     ),
     Layer(
         name="communities",
@@ -218,6 +234,9 @@ LAYERS: tuple[Layer, ...] = (
         ),
         style=Style(color="#6d4c41", weight=1.5, fill_opacity=0.03),
         min_zoom=11,
+        level="community",
+        parent="street",
+        overlay=True,
     ),
     Layer(
         name="grids",
@@ -232,6 +251,9 @@ LAYERS: tuple[Layer, ...] = (
         ),
         style=Style(color="#78909c", weight=0.6, fill_opacity=0.0),
         min_zoom=13,
+        level="grid",
+        parent="community",
+        overlay=True,
     ),
     Layer(
         name="lanes",
@@ -252,6 +274,8 @@ LAYERS: tuple[Layer, ...] = (
         ),
         style=Style(color="#37474f", weight=2.0),
         min_zoom=13,
+        level="lane",
+        overlay=True,
     ),
     Layer(
         name="service_halls",
@@ -266,6 +290,8 @@ LAYERS: tuple[Layer, ...] = (
             _text("phone", "电话"),
         ),
         style=Style(color="#1565c0", radius=7, fill_opacity=0.9),
+        level="service_hall",
+        overlay=True,
     ),
     Layer(
         name="service_requests",
@@ -295,6 +321,7 @@ LAYERS: tuple[Layer, ...] = (
         ),
         style=Style(color="#e53935", radius=4, fill_opacity=0.7),
         min_zoom=10,
+        seeded=True,  # the big layer; the others build in milliseconds
     ),
     Layer(
         name="enforcement_cases",
@@ -317,6 +344,7 @@ LAYERS: tuple[Layer, ...] = (
             *_event_tail(),
         ),
         style=Style(color="#6a1b9a", radius=5, fill_opacity=0.8),
+        overlay=True,
     ),
     Layer(
         name="relocation_targets",
@@ -342,6 +370,7 @@ LAYERS: tuple[Layer, ...] = (
         style=Style(
             color="#ef6c00", radius=7, fill_opacity=0.85, by="status", palette=STATUS_PALETTE
         ),
+        overlay=True,
     ),
     Layer(
         name="renovation_projects",
@@ -363,6 +392,7 @@ LAYERS: tuple[Layer, ...] = (
             *_event_tail(),
         ),
         style=Style(color="#2e7d32", weight=3, fill_opacity=0.35, by="phase"),
+        overlay=True,
     ),
 )
 
@@ -458,3 +488,28 @@ def get_layer(name: str) -> Layer:
 
 def iter_layers(kind: str | None = None) -> Iterator[Layer]:
     return (layer for layer in LAYERS if kind is None or layer.kind == kind)
+
+
+LANDMARK_LEVEL = "landmark"  # the gazetteer's level: a table of its own, not a map layer
+
+
+def admin_levels() -> dict[str, str]:
+    """Every level `blockdata admin import` takes → its table, in the registry's order."""
+    levels = {layer.level: layer.name for layer in LAYERS if layer.level is not None}
+    return {**levels, LANDMARK_LEVEL: landmarks.name}
+
+
+def level_layer(level: str) -> Layer:
+    """The layer of an admin level ('street' → streets); UnknownLayer for any other."""
+    for layer in LAYERS:
+        if layer.level == level:
+            return layer
+    raise UnknownLayer(level)
+
+
+def overlay_layers() -> tuple[str, ...]:
+    return tuple(layer.name for layer in LAYERS if layer.overlay)
+
+
+def seeded_layers() -> tuple[str, ...]:
+    return tuple(layer.name for layer in LAYERS if layer.seeded)

@@ -11,13 +11,13 @@ import click
 import yaml
 
 from etl.admin import (
-    LEVELS,
     PROBLEM_KINDS,
     AdminFileError,
     AdminImportError,
     AdminReport,
     import_admin,
 )
+from layers.registry import admin_levels
 
 POLYGON_TABLES = ("streets", "communities", "grids")
 
@@ -70,7 +70,9 @@ def _echo_report(report: AdminReport, file: Path) -> None:
 
 @admin.command("import")
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
-@click.option("--level", required=True, type=click.Choice(list(LEVELS)), help="Which units.")
+@click.option(
+    "--level", required=True, type=click.Choice(list(admin_levels())), help="Which units."
+)
 @click.option(
     "--mapping",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -127,7 +129,7 @@ def import_cmd(
                 layer=layer_name,
                 placement_mb=budget,
             )
-        if LEVELS[level] in POLYGON_TABLES and not dry_run:
+        if admin_levels()[level] in POLYGON_TABLES and not dry_run:
             # Keep the index built in the import for the next loads (a warning if it cannot).
             with engine.connect() as conn:
                 placer_for(conn, settings.var_dir / "cache", budget_mb=budget, warnings=warnings)

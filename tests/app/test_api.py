@@ -20,6 +20,7 @@ from app.config import from_env
 from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
+from layers.registry import overlay_layers
 from tests.clock import FrozenClock, day_start
 from tests.etl import conftest as etl_conftest
 from tests.etl.conftest import request_row, write_csv
@@ -767,7 +768,7 @@ def test_as_of_state_without_dates() -> None:
     assert (state.state_code, state.progress, state.delay_days) == ("not_started", 0, None)
 
 
-@pytest.mark.parametrize("layer", stats.OVERLAY_LAYERS)
+@pytest.mark.parametrize("layer", overlay_layers())
 def test_overlay_layers_as_geojson(
     client: FlaskClient, connection: sa.Connection, hand: Hand, layer: str
 ) -> None:

@@ -79,3 +79,41 @@ def test_published_columns_exist_in_database(connection: sa.Connection) -> None:
         ).one()
         assert srid[0] == 4326
         assert srid[1] == layer.geometry_type
+
+
+def test_per_layer_facts_live_in_the_registry() -> None:
+    """Admin levels, their code formats and nesting, overlays and seeding are declared on the
+    layers (issue 11); the expectations are the statistical code standard and the pages'."""
+    from layers.registry import admin_levels, level_layer, overlay_layers, seeded_layers
+
+    assert admin_levels() == {
+        "street": "streets",
+        "community": "communities",
+        "grid": "grids",
+        "lane": "lanes",
+        "service_hall": "service_halls",
+        "landmark": "landmarks",
+    }
+    # 9-digit street, 12-digit community, 15-digit grid codes
+    assert {lvl: level_layer(lvl).code_length for lvl in ("street", "community", "grid")} == {
+        "street": 9,
+        "community": 12,
+        "grid": 15,
+    }
+    for child, parent in (("community", "street"), ("grid", "community")):
+        layer = level_layer(child)
+        assert layer.parent == parent
+        (fk,) = layer.table.c[f"{parent}_code"].foreign_keys
+        assert fk.target_fullname == f"{level_layer(parent).name}.code"
+    assert level_layer("street").parent is None
+    assert set(overlay_layers()) == {
+        "streets",
+        "communities",
+        "grids",
+        "lanes",
+        "service_halls",
+        "enforcement_cases",
+        "relocation_targets",
+        "renovation_projects",
+    }
+    assert seeded_layers() == ("service_requests",)
