@@ -18,7 +18,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from app import auth, db, export, ogc, stats
+from app import auth, db, export, stats
 from app.capabilities import EXPORT, does, logged_in, reads
 from app.config import Settings
 from app.errors import NotFound, ServiceUnavailable
@@ -38,6 +38,7 @@ from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
 from layers.queries import params
 from layers.queries.params import refusal
+from layers.queries.types import json_schema
 from layers.registry import overlay_layers
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -336,7 +337,7 @@ def _field_doc(layer: Layer) -> list[dict[str, Any]]:
         {
             "name": f.name,
             "label": f.label,
-            "type": ogc.json_schema(f.column)["type"],
+            "type": json_schema(f.column)["type"],
             "filterable": f.name in filters,
         }
         for f in layer.published

@@ -39,6 +39,7 @@ from app.config import system_clock
 from app.errors import ServiceUnavailable
 from layers import Layer
 from layers.queries.params import ParamError, check_params, parse_limit, single, zone_of
+from layers.queries.types import GEOMETRY_NAMES, export_arrow_type
 
 FORMATS = ("geojson", "csv", "gpkg", "parquet")
 SLICE_PARAMS = ("bbox", *ogc.TIME_PARAMS, "limit")
@@ -46,14 +47,6 @@ GEOJSON_DIGITS = 7  # decimal places of lon/lat: about 1 cm
 CHUNK_BYTES = 256 * 1024
 BOM = b"\xef\xbb\xbf"
 GEOMETRY = "geometry"
-_OGR_TYPES = {
-    "POINT": "Point",
-    "MULTIPOINT": "MultiPoint",
-    "LINESTRING": "LineString",
-    "MULTILINESTRING": "MultiLineString",
-    "POLYGON": "Polygon",
-    "MULTIPOLYGON": "MultiPolygon",
-}
 
 Progress = Callable[[int], None]
 log = logging.getLogger(__name__)
@@ -385,21 +378,6 @@ def spool(
 # --- Arrow: GeoPackage and GeoParquet --------------------------------------------------------
 
 
-def _arrow_type(column: sa.Column[Any], tz: str) -> pa.DataType:
-    kind = column.type
-    if isinstance(kind, sa.Boolean):
-        return pa.bool_()
-    if isinstance(kind, sa.Integer):
-        return pa.int64()
-    if isinstance(kind, sa.Float | sa.Numeric):
-        return pa.float64()
-    if isinstance(kind, sa.DateTime):
-        return pa.timestamp("us", tz=tz)
-    if isinstance(kind, sa.Date):
-        return pa.date32()
-    return pa.string()
-
-
 ARROW_CHUNK_BYTES = 4 << 20  # whole rows of CSV per Arrow batch: about 9,000 requests
 
 
@@ -420,7 +398,7 @@ def arrow_batches(
     columns = [_csv_value(t.c[f.name]).label(f.name) for f in fields]
     columns.append(sa.func.encode(sa.func.ST_AsBinary(t.c.geom), "hex").label(GEOMETRY))
     zone = tz or str(s.zone)
-    types = {f.name: _arrow_type(f.column, zone) for f in fields}
+    types = {f.name: export_arrow_type(f.column, zone) for f in fields}
     types[GEOMETRY] = pa.string()
     names = [*types]
     schema = pa.schema([*(pa.field(n, types[n]) for n in names[:-1]), (GEOMETRY, pa.binary())])
@@ -478,7 +456,7 @@ def write_gpkg(
     import pyogrio
 
     schema, batches = arrow_batches(conn, s, progress, gpkg_offset(s, prov))
-    geometry_type = _OGR_TYPES.get(s.layer.geometry_type, "Unknown")
+    geometry_type = GEOMETRY_NAMES.get(s.layer.geometry_type, "Unknown")
     pyogrio.write_arrow(
         pa.RecordBatchReader.from_batches(schema, batches),
         str(path),
@@ -500,7 +478,7 @@ def write_parquet(
     import pyarrow.parquet as pq
 
     schema, batches = arrow_batches(conn, s, progress)
-    known = _OGR_TYPES.get(s.layer.geometry_type)
+    known = GEOMETRY_NAMES.get(s.layer.geometry_type)
     types = [known] if known else []  # [] : any type
     geo = {
         "version": "1.1.0",

@@ -47,6 +47,7 @@ from layers.queries.params import (
     parse_limit,
     single,
 )
+from layers.queries.types import GEOMETRY_NAMES, json_schema
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
@@ -67,15 +68,6 @@ OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 FILTER_ALIASES = {"street": "street_code", "community": "community_code", "grid": "grid_code"}
 TIME_PARAMS = ("datetime", "since", "until")
 ITEMS_PARAMS = ("f", "limit", "bbox", "bbox-crs", "crs", "cursor")
-
-_GEOJSON_TYPES = {
-    "POINT": "Point",
-    "MULTIPOINT": "MultiPoint",
-    "LINESTRING": "LineString",
-    "MULTILINESTRING": "MultiLineString",
-    "POLYGON": "MultiPolygon",
-    "MULTIPOLYGON": "MultiPolygon",
-}
 
 
 @dataclass(frozen=True)
@@ -121,9 +113,11 @@ def collections() -> tuple[Collection, ...]:
     """The collections, in registry order."""
     out: list[Collection] = []
     for layer in LAYERS:
-        if layer.geometry_type in _GEOJSON_TYPES:
+        if layer.geometry_type in GEOMETRY_NAMES:
             out.append(
-                Collection(layer.name, layer, layer.title, _GEOJSON_TYPES[layer.geometry_type])
+                Collection(
+                    layer.name, layer, layer.title, _collection_geometry(layer.geometry_type)
+                )
             )
         else:
             out.append(
@@ -305,24 +299,12 @@ def _json(body: Any, mimetype: str = JSON) -> Response:
     return Response(json.dumps(body, ensure_ascii=False, default=str), mimetype=mimetype)
 
 
+def _collection_geometry(geometry_type: str) -> str:
+    """A collection's GeoJSON geometry type: polygons are written as multi-polygons."""
+    return "MultiPolygon" if geometry_type == "POLYGON" else GEOMETRY_NAMES[geometry_type]
+
+
 # --- serialisation ------------------------------------------------------------------------
-
-
-def json_schema(column: sa.Column[Any]) -> dict[str, Any]:
-    kind = column.type
-    if isinstance(kind, sa.Boolean):
-        return {"type": "boolean"}
-    if isinstance(kind, sa.Integer):
-        return {"type": "integer"}
-    if isinstance(kind, sa.Float | sa.Numeric):
-        return {"type": "number"}
-    if isinstance(kind, sa.DateTime):
-        return {"type": "string", "format": "date-time"}
-    if isinstance(kind, sa.Date):
-        return {"type": "string", "format": "date"}
-    if isinstance(kind, pg.ARRAY):
-        return {"type": "array", "items": {"type": "string"}}
-    return {"type": "string"}
 
 
 def _name(name: str) -> sa.ColumnElement[str]:

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, json, request
 
 from app.capabilities import logged_in
+from layers.queries.types import json_schema
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -492,7 +493,7 @@ def filter_params(layer: Any) -> list[Param]:
     labels = layer.labels
     for name in ogc.filter_names(layer):
         column = ogc.FILTER_ALIASES.get(name, name)
-        schema = ogc.json_schema(layer.table.c[column])
+        schema = json_schema(layer.table.c[column])
         boolean = schema["type"] == "boolean"
         out.append(
             Param(

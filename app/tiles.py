@@ -97,6 +97,7 @@ from layers.aggregates import (
 )
 from layers.changes import CHANGE_LEVELS
 from layers.queries.params import Interval, check_params, parse_instant, parse_interval
+from layers.queries.types import tilejson_type
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 
@@ -942,7 +943,7 @@ def _tilejson(layer: Layer) -> Response:
     root = request.url_root.rstrip("/") + "/tiles"
     labels = layer.labels
     fields = {
-        f.name: f"{labels[f.name]} ({_json_type(f)})"
+        f.name: f"{labels[f.name]} ({tilejson_type(f.column)})"
         for f in tile_fields(layer)
         if f.name != _feature_id(layer)
     }
@@ -981,12 +982,3 @@ def _tilejson(layer: Layer) -> Response:
     response.headers["Cache-Control"] = CACHE_CONTROL
     response.headers["Vary"] = VARY
     return response
-
-
-def _json_type(f: Field) -> str:
-    kind = f.column.type
-    if isinstance(kind, sa.Boolean):
-        return "Boolean"
-    if isinstance(kind, sa.Integer | sa.Float):
-        return "Number"
-    return "String"

@@ -29,11 +29,10 @@ import pgpq
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from geoalchemy2 import Geometry
-from sqlalchemy.dialects import postgresql as pg
 
 from etl import locks
 from layers import Layer, etl_rejects
+from layers.queries.types import copy_arrow_type
 
 COPY_CHUNK = 8 << 20
 BOOKKEEPING = {"etl_run_id", "updated_at", "id"}
@@ -80,28 +79,6 @@ def point_ewkb(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> pa.Arr
     )
 
 
-def arrow_type(column: sa.Column[Any]) -> pa.DataType:
-    """The Arrow type whose PostgreSQL binary form `column` reads."""
-    ctype = column.type
-    if isinstance(ctype, pg.ARRAY):
-        return pa.list_(pa.string())
-    if isinstance(ctype, sa.DateTime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(ctype, sa.Date):
-        return pa.date32()
-    if isinstance(ctype, sa.Boolean):
-        return pa.bool_()
-    if isinstance(ctype, sa.BigInteger):
-        return pa.int64()
-    if isinstance(ctype, sa.Integer):
-        return pa.int32()
-    if isinstance(ctype, sa.Float):
-        return pa.float64()
-    if isinstance(ctype, Geometry):
-        return pa.binary()
-    return pa.string()
-
-
 def write_copy(conn: sa.Connection, table: str, data: pa.Table, *, freeze: bool = False) -> None:
     """COPY an Arrow table into `table` in PostgreSQL's binary format (pgpq encodes it).
 
@@ -127,7 +104,7 @@ def _typed(layer: Layer, rows: pa.Table, columns: list[str]) -> list[pa.ChunkedA
     arrays = []
     for c in columns:
         arr = rows.column(c)
-        want = arrow_type(layer.table.c[c])
+        want = copy_arrow_type(layer.table.c[c])
         if pa.types.is_integer(want) and pa.types.is_floating(arr.type):
             arr = pc.round(arr)
         if arr.type != want:
