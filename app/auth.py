@@ -50,7 +50,8 @@ from werkzeug.security import _hash_internal, generate_password_hash
 from app import capabilities, db
 from app.config import Settings
 from app.errors import BadRequest, Forbidden, TooManyRequests, Unauthorized
-from layers.accounts import ROLES, audit_log
+from layers.accounts import ROLES
+from layers.queries import access
 
 bp = Blueprint("auth", __name__)
 csrf = CSRFProtect()
@@ -76,7 +77,7 @@ class Principal:
     @property
     def zone(self) -> str:
         """The street this user is confined to, or '*' for the whole district."""
-        return self.street_code if self.role == "commander" and self.street_code else "*"
+        return access.zone_of(self.role, self.street_code)
 
     def may_read(self, layer: str) -> bool:
         return capabilities.may_read(self.role, layer)
@@ -146,19 +147,15 @@ def _path() -> str:
 def audit(action: str, rows: int | None = None, **filters: Any) -> None:
     """Record an export or a token use: who, when, what filter, how many rows."""
     principal = current()
-    # inline(): no RETURNING, which a commander could not read back through row-level security.
-    db.connection().execute(
-        sa.insert(audit_log)
-        .inline()
-        .values(
-            user_name=principal.name if principal else None,
-            role=principal.role if principal else None,
-            action=action,
-            path=_path(),
-            filters={k: v for k, v in filters.items() if v is not None},
-            rows=rows,
-            remote=request.remote_addr,
-        )
+    access.audit(
+        db.connection(),
+        user_name=principal.name if principal else None,
+        role=principal.role if principal else None,
+        action=action,
+        path=_path(),
+        filters=filters,
+        rows=rows,
+        remote=request.remote_addr,
     )
 
 

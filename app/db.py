@@ -20,6 +20,7 @@ from flask.sansio.app import App
 
 from app import capabilities
 from app.config import DEFAULT_TZ, WEB_ROLE, check_tz, sqlalchemy_url
+from layers.queries import access
 
 ENGINE_KEY = "blockdata.engine"
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def _snapshot(endpoint: str | None) -> bool:
     return need is not None and need.snapshot
 
 
-READER_ROLE = "blockdata_reader"
+READER_ROLE = access.READER_ROLE
 
 
 def unscope() -> None:
@@ -185,10 +186,7 @@ ScopeExtra = Callable[[], tuple[str, dict[str, Any]] | None]
 
 @functools.lru_cache(maxsize=64)
 def _scope_statement(columns: str) -> sa.TextClause:
-    return sa.text(
-        "select set_config('role', :role, true), set_config('blockdata.zone', :zone, true)"
-        + (f", {columns}" if columns else "")
-    )
+    return access.scope_statement(columns)
 
 
 def scope_extra(app: App, endpoint: str, extra: ScopeExtra) -> None:

@@ -15,8 +15,8 @@ from werkzeug.datastructures import MultiDict
 from app.errors import ApiError
 from app.export import FORMATS, Progress, export_file, parse_slice, suffix_format
 from layers import UnknownLayer, get_layer
-from layers.accounts import audit_log, users
-from layers.queries import ParamError
+from layers.accounts import users
+from layers.queries import ParamError, access
 
 # Options that become query parameters of the same name (the API's filters).
 FILTER_OPTIONS = (
@@ -117,13 +117,13 @@ def export_cmd(
                 reason = capabilities.refusal(row.role, need, {"layer": source.name})
                 if reason is not None:
                     raise click.ClickException(f"{as_user} ({row.role}): {reason}")
-                zone = row.street_code if row.role == "commander" and row.street_code else "*"
+                zone = access.zone_of(row.role, row.street_code)
                 who, role = as_user, row.role
             try:
                 settings = from_env()
                 chosen = parse_slice(source, args, zone=settings.zone)
                 if as_user is not None:
-                    _scope(conn, zone)
+                    access.scope(conn, zone)
                 prov = export_file(
                     conn,
                     chosen,
@@ -136,25 +136,19 @@ def export_cmd(
             except (ApiError, ParamError) as exc:
                 raise click.UsageError(exc.message) from None
             conn.exec_driver_sql("reset role")
-            conn.execute(
-                sa.insert(audit_log).values(
-                    user_name=who,
-                    role=role,
-                    action="export",
-                    path=shlex.join(["blockdata", "export", *sys.argv[2:]])[:2000],
-                    filters={"layer": source.name, "format": fmt, "filters": chosen.filters},
-                    rows=prov["rows"],
-                )
+            access.audit(
+                conn,
+                user_name=who,
+                role=role,
+                action="export",
+                path=shlex.join(["blockdata", "export", *sys.argv[2:]])[:2000],
+                filters={"layer": source.name, "format": fmt, "filters": chosen.filters},
+                rows=prov["rows"],
             )
             conn.commit()
     finally:
         engine.dispose()
     click.echo(f"已导出 exported {prov['rows']} rows of {source.name} to {output} ({fmt})")
-
-
-def _scope(conn: sa.Connection, zone: str) -> None:
-    conn.exec_driver_sql("set local role blockdata_reader")
-    conn.execute(sa.text("select set_config('blockdata.zone', :zone, true)"), {"zone": zone})
 
 
 def _bar(output: Path) -> Callable[[int], Progress]:
