@@ -177,6 +177,12 @@ def scope(zone: str) -> None:
     else:
         row = conn.execute(_scope_statement(more[0]), {**params, **more[1]}).one()
         g.db_scope_extra = tuple(row[2:])
+    mark_scoped(zone)
+
+
+def mark_scoped(zone: str) -> None:
+    """The context's connection is scoped to `zone` (by `scope`, or by a caller's own scope
+    statement: `tiles.prepare_scoped`), so that its end resets the zone of a shared one."""
     g.db_zone = zone
     g.db_scoped = True
 

@@ -68,9 +68,11 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.dialects import postgresql as pg
+from werkzeug.datastructures import MultiDict
 
 from app import db
 from app.capabilities import reads
+from app.config import Settings
 from app.errors import BadRequest
 from app.ogc import (
     FILTER_ALIASES,
@@ -96,6 +98,7 @@ from layers.aggregates import (
     request_cells_periods,
 )
 from layers.changes import CHANGE_LEVELS
+from layers.queries import access
 from layers.queries.params import Interval, check_params, parse_instant, parse_interval
 from layers.queries.types import tilejson_type
 
@@ -592,14 +595,26 @@ def _scope_version() -> tuple[str, dict[str, Any]] | None:
         tile = parse_tile(str(args.get("z")), str(args.get("x")), str(args.get("y")))
     except (UnknownLayer, BadRequest):
         return None  # the view answers 404 / 400
+    return version_columns(layer, tile, current_app.config["BLOCKDATA_SETTINGS"].tz)
+
+
+def version_columns(
+    layer: Layer, tile: tuple[int, int, int], tz: str
+) -> tuple[str, dict[str, Any]]:
+    """The columns (and their parameters) the scope statement reads for a tile of `layer`:
+    the layer's epoch, its changes in the tile's area and the caller's zone, and whether
+    the cell aggregates cannot answer now."""
     if layer.name not in CELL_TABLES:
         return _SCOPE_VERSION + "null", _area_params(layer, tile)
     stale = (
         "exists (select from request_dirty_days) or "
         "(select zone from request_aggregates_zone) is distinct from :tile_zone"
     )
-    tz = current_app.config["BLOCKDATA_SETTINGS"].tz
     return _SCOPE_VERSION + stale, {**_area_params(layer, tile), "tile_zone": tz}
+
+
+def _version(epoch: object, changes: object, zone: str, stale: object) -> tuple[str, bool]:
+    return f"{epoch}.{changes}|{db.READER_ROLE}|{zone}|{stale}", stale is False
 
 
 def request_version(
@@ -612,7 +627,7 @@ def request_version(
     if extra is None or zone is None:  # no scope statement with the version: ask now
         return data_version(conn, layer, tile) + "|?", False
     epoch, changes, stale = extra
-    return f"{epoch}.{changes}|{db.READER_ROLE}|{zone}|{stale}", stale is False
+    return _version(epoch, changes, zone, stale)
 
 
 class TileCache:
@@ -834,12 +849,28 @@ def use_disk_cache(app: Flask) -> Path | None:
 
 
 def _filters(layer: Layer) -> tuple[list[sa.ColumnElement[bool]], str]:
-    """Validated filter conditions and their canonical text (for the ETag and TileJSON)."""
-    args = request.args
+    """The request's validated filter conditions and their canonical text."""
+    return tile_filters(layer, request.args, local_zone())
+
+
+def tile_filters(
+    layer: Layer, args: Any, zone: dt.tzinfo
+) -> tuple[list[sa.ColumnElement[bool]], str]:
+    """Validated filter conditions of `args` (a mapping with `items(multi=True)`, as request
+    arguments) and their canonical text (for the ETag and TileJSON); dates local in `zone`."""
     check_params(args, [*TIME_PARAMS, *filter_names(layer)])
-    conds = [*time_conditions(layer, args, local_zone()), *property_conditions(layer, args)]
+    conds = [*time_conditions(layer, args, zone), *property_conditions(layer, args)]
     canonical = urlencode(sorted(args.items(multi=True)))
     return conds, canonical
+
+
+def tile_key(
+    layer: Layer, tile: tuple[int, int, int], canonical: str, version: str, tz: str, max_raw: int
+) -> str:
+    """The cache key and ETag of a tile: what it shows, for whom, of which data."""
+    zoom, x, y = tile
+    key = f"{TEMPLATE_VERSION}.{max_raw}|{tz}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def build_tile(
@@ -921,12 +952,39 @@ def prepare_tile(
     version, fresh = request_version(conn, layer, (zoom, x, y))
     # The zone: local days of the filters, and the offset of the times the tile carries.
     tz = current_app.config["BLOCKDATA_SETTINGS"].tz
-    key = f"{TEMPLATE_VERSION}.{max_raw}|{tz}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    digest = tile_key(layer, (zoom, x, y), canonical, version, tz, max_raw)
     cells = cell_filter(layer, request.args, local_zone()) if fresh else None
 
     def build() -> tuple[bytes, str]:
         return build_tile(conn, layer, zoom, x, y, conds, max_raw, cells)
+
+    return digest, build
+
+
+def prepare_scoped(
+    conn: sa.Connection,
+    layer: Layer,
+    tile: tuple[int, int, int],
+    zone: str,
+    settings: Settings,
+    max_raw: int,
+) -> tuple[str, Callable[[], tuple[bytes, str]]]:
+    """`prepare_tile` without a request (the seeder): the unfiltered tile as a user of `zone`
+    asks for it. Scopes `conn` to the reader and `zone` with the statement a tile request
+    runs, reading the same version, so that the key is the one that user's request has."""
+    columns, params = version_columns(layer, tile, settings.tz)
+    row = conn.execute(
+        access.scope_statement(columns), {"role": db.READER_ROLE, "zone": zone, **params}
+    ).one()
+    epoch, changes, stale = row[2:5]
+    version, fresh = _version(epoch, changes, zone, stale)
+    args = MultiDict[str, str]()
+    conds, canonical = tile_filters(layer, args, settings.zone)
+    digest = tile_key(layer, tile, canonical, version, settings.tz, max_raw)
+    cells = cell_filter(layer, args, settings.zone) if fresh else None
+
+    def build() -> tuple[bytes, str]:
+        return build_tile(conn, layer, *tile, conds, max_raw, cells)
 
     return digest, build
 
