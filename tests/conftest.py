@@ -6,7 +6,6 @@ database is created beside the main one, migrated to head once, and dropped at t
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterator
 
@@ -20,8 +19,16 @@ from sqlalchemy.engine import make_url
 from app import create_app, migrate
 from app.config import WEB_ROLE, from_env, resolve_database_url, with_user
 from app.db import make_engine
+from tests.helpers import add_user, login
 
-pytest_plugins = ["pytester", "tests.noskip"]
+pytest_plugins = [
+    "pytester",
+    "tests.noskip",
+    "tests.plugins.district",
+    "tests.plugins.ogc",
+    "tests.plugins.browser",
+    "tests.plugins.hand",
+]
 
 
 def _with_database(url: str, name: str) -> str:
@@ -81,51 +88,6 @@ def connection(engine: sa.Engine) -> Iterator[sa.Connection]:
 @pytest.fixture
 def app(connection: sa.Connection) -> Flask:
     return create_app({"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False})
-
-
-def add_user(
-    conn: sa.Connection, name: str, role: str = "district", street: str | None = None
-) -> int:
-    """A user in the test transaction (password: 'secret-password')."""
-    from app.auth import hash_password
-    from layers.accounts import users
-
-    return int(
-        conn.execute(
-            sa.insert(users)
-            .values(
-                name=name,
-                role=role,
-                street_code=street,
-                password_hash=hash_password("secret-password"),
-            )
-            .returning(users.c.id)
-        ).scalar_one()
-    )
-
-
-def login(client: FlaskClient, user_id: int) -> FlaskClient:
-    """Log `client` in as `user_id`: a session row (in the test's transaction, or committed
-    when the app has its own engine: then DATABASE_URL is the owner's) and its cookie."""
-    from app.auth import SESSION_KEY, new_session_id
-    from layers.accounts import sessions
-
-    config = client.application.config
-    clock = config.get("AUTH_CLOCK")
-    now = clock() if clock is not None else dt.datetime.now(dt.UTC)
-    sid, digest = new_session_id()
-    row = {"sid_sha256": digest, "user_id": user_id, "created_at": now, "last_seen_at": now}
-    shared = config.get("DB_CONNECTION")
-    if shared is not None:
-        shared.execute(sa.insert(sessions).values(**row))
-    else:
-        owner = make_engine(config["DATABASE_URL"], poolclass=sa.pool.NullPool)
-        with owner.begin() as conn:
-            conn.execute(sa.insert(sessions).values(**row))
-        owner.dispose()
-    with client.session_transaction() as sess:
-        sess[SESSION_KEY] = sid
-    return client
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from app.capabilities import (
     reads,
     require_declared,
 )
-from tests.conftest import add_user, login
+from tests.helpers import add_user, login
 
 # Every endpoint of the server, counted by hand from the blueprints' routes (static: Flask's).
 ENDPOINTS = {

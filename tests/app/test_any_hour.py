@@ -18,9 +18,9 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.config import from_env
-from tests.app.test_api import STREET_A, Hand, district, hand, ok  # noqa: F401
-from tests.app.test_open311 import call, token
 from tests.clock import HOURS, PROCESS_ZONES, FrozenClock, day_start, process_tz
+from tests.helpers import call, ok, token
+from tests.plugins.hand import STREET_A, Hand
 
 
 @pytest.fixture(params=list(HOURS))
@@ -68,7 +68,7 @@ def _page_today(client: FlaskClient, path: str) -> str:
 def test_today_and_windows_are_the_districts_local_days(
     client: FlaskClient,
     connection: sa.Connection,
-    hand: Hand,  # noqa: F811
+    hand: Hand,
     clock: FrozenClock,
     process_zone: str,
 ) -> None:
@@ -114,7 +114,7 @@ def test_today_and_windows_are_the_districts_local_days(
 def test_an_open311_request_lands_on_the_districts_today(
     anonymous: FlaskClient,
     connection: sa.Connection,
-    district: Any,  # noqa: F811
+    district: Any,
     clock: FrozenClock,
     process_zone: str,
 ) -> None:

@@ -13,14 +13,14 @@ from app import create_app
 from app.auth import new_token
 from etl.jobs import run_file
 from layers.accounts import api_tokens
-from tests.conftest import add_user, login
-from tests.etl.conftest import district, request_row, write_csv  # noqa: F401  (fixture)
+from tests.district import request_row, write_csv
+from tests.helpers import add_user, login
 
 A, B = "110102001", "110102003"  # the two streets of the tiny test district
 
 
 @pytest.fixture
-def loaded(connection: sa.Connection, district: object, tmp_path: Path) -> None:  # noqa: F811
+def loaded(connection: sa.Connection, district: object, tmp_path: Path) -> None:
     rows = [request_row(f"A{i}") for i in range(3)]  # street A (116.305, 39.905)
     rows += [request_row(f"B{i}", 经度="116.335", 纬度="39.915") for i in range(2)]  # street B
     run_file(connection, write_csv(tmp_path / "r.csv", rows), layer="service_requests")

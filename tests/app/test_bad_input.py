@@ -15,9 +15,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.app.test_ogc import loaded  # noqa: F401
-from tests.conftest import add_user, login
-from tests.etl.conftest import district  # noqa: F401
+from tests.helpers import add_user, login
 
 HOSTILE = [
     "' or '1'='1",
@@ -66,7 +64,7 @@ def _check(response: Any, what: str) -> None:
 def test_hostile_values_in_every_documented_parameter(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     checked = 0
     for url, params in _operations(client):
@@ -81,7 +79,7 @@ def test_hostile_values_in_every_documented_parameter(
     assert connection.execute(sa.text("select count(*) from service_requests")).scalar() == loaded
 
 
-def test_hostile_path_segments(client: FlaskClient, loaded: int) -> None:  # noqa: F811
+def test_hostile_path_segments(client: FlaskClient, loaded: int) -> None:
     for url in (
         "/api/heat/' or 1=1 --",
         "/api/command/110102001' or '1'='1/summary",
@@ -109,7 +107,7 @@ def test_hostile_path_segments(client: FlaskClient, loaded: int) -> None:  # noq
         "Bearer " + "x" * 5000,
     ],
 )
-def test_wrong_tokens_are_401(app: Flask, loaded: int, header: str) -> None:  # noqa: F811
+def test_wrong_tokens_are_401(app: Flask, loaded: int, header: str) -> None:
     anonymous = app.test_client()
     for url in ("/api/layers", "/api/layers/service_requests/features", "/ogc/collections"):
         response = anonymous.get(url, headers={"Authorization": header})
@@ -134,7 +132,7 @@ def test_oversized_bodies_are_413_json(client: FlaskClient) -> None:
 def test_a_commander_gets_nothing_of_another_street_through_any_parameter(
     app: Flask,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     """Every documented GET, with the other street named wherever a street can be named."""
     commander = login(app.test_client(), add_user(connection, "c-bad", "commander", "110102001"))

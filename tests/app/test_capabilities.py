@@ -30,10 +30,7 @@ from app.db import make_engine
 from app.ogc import collections
 from layers import LAYERS
 from layers.accounts import api_tokens
-from tests.app.test_export import committed_url  # noqa: F401
-from tests.app.test_ogc import loaded  # noqa: F401
-from tests.conftest import add_user, login
-from tests.etl.conftest import district  # noqa: F401
+from tests.helpers import add_user, login
 
 A, B = "110102001", "110102003"
 ROLES = ("district", "commander", "analyst", "planner", "clerk")
@@ -264,7 +261,7 @@ def test_a_commander_opens_their_own_street_only(app: Flask, connection: sa.Conn
 
 
 def test_cli_export_as_a_user_gets_the_same_verdict(
-    committed_url: str,  # noqa: F811
+    committed_url: str,
     tmp_path: Path,
 ) -> None:
     """`blockdata export LAYER --as USER`: refused exactly where the API refuses."""

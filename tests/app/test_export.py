@@ -10,14 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import geopandas
-import psycopg
 import pyarrow.parquet as pq
 import pyogrio
 import pytest
@@ -26,17 +23,14 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import make_url
 from werkzeug.datastructures import MultiDict
 
-from app import export, migrate
+from app import export
 from app.cli import main
 from app.db import make_engine
 from layers import get_layer
 from layers.queries import ParamError
-from tests.app.test_ogc import _bad, _db_ids, loaded  # noqa: F401
-from tests.conftest import add_user, login
-from tests.etl.conftest import district  # noqa: F401
+from tests.helpers import add_user, json_error, login, request_ids
 
 A, B = "110102001", "110102003"
 
@@ -62,13 +56,13 @@ def _ids(client: FlaskClient, **params: Any) -> list[int]:
 def test_features_are_every_row_with_published_columns_and_provenance(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     response = _get(client)
     body = json.loads(response.get_data())
     assert body["type"] == "FeatureCollection"
     features = body["features"]
-    assert sorted(f["id"] for f in features) == _db_ids(connection)
+    assert sorted(f["id"] for f in features) == request_ids(connection)
     layer = get_layer("service_requests")
     assert set(features[0]["properties"]) == {f.name for f in layer.published}
     assert "etl_run_id" not in features[0]["properties"]
@@ -114,7 +108,7 @@ def test_features_are_every_row_with_published_columns_and_provenance(
 def test_filters_give_exactly_the_rows_sql_gives(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
     params: dict[str, str],
     where: str,
     values: dict[str, str],
@@ -123,7 +117,7 @@ def test_filters_give_exactly_the_rows_sql_gives(
         values["v"] = params["department"] = connection.execute(
             sa.text("select min(department) from service_requests where category = '噪声扰民'")
         ).scalar_one()
-    expected = _db_ids(connection, where, **values)
+    expected = request_ids(connection, where, **values)
     assert 0 < len(expected) < loaded, "the filter should select some rows, not all"
     assert _ids(client, **params) == expected
     response = _get(client, f="csv", **params)
@@ -135,15 +129,15 @@ def test_filters_give_exactly_the_rows_sql_gives(
 def test_limit_takes_the_first_rows_by_key(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
-    assert _ids(client, limit=7) == _db_ids(connection)[:7]
+    assert _ids(client, limit=7) == request_ids(connection)[:7]
 
 
 def test_csv_opens_in_excel_with_chinese(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     response = _get(client, f="csv")
     data = response.get_data()
@@ -244,7 +238,7 @@ def _assert_no_formula(rows: list[dict[str, str]], layer: str) -> None:
 def test_csv_cells_are_never_formulas(
     client: FlaskClient,
     connection: sa.Connection,
-    district: Any,  # noqa: F811
+    district: Any,
     tmp_path: Path,
     layer: str,
 ) -> None:
@@ -274,7 +268,7 @@ def test_csv_cells_are_never_formulas(
         assert {float(r["lon"]) for r in rows} == {-0.5}
 
 
-def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> None:  # noqa: F811
+def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> None:
     rows = list(
         csv.DictReader(io.StringIO(_get(client, "grids", f="csv").get_data().decode("utf-8-sig")))
     )
@@ -286,13 +280,13 @@ def test_polygon_layer_csv_carries_wkt(client: FlaskClient, district: Any) -> No
 def test_every_export_is_audited(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     _get(client, f="csv", street=A).get_data()
     entry = connection.execute(
         sa.text("select user_name, action, filters, rows from audit_log order by id desc limit 1")
     ).one()
-    expected = len(_db_ids(connection, "street_code = :s", s=A))
+    expected = len(request_ids(connection, "street_code = :s", s=A))
     assert entry.user_name == "test-district" and entry.action == "export"
     assert entry.rows == expected
     assert entry.filters == {"layer": "service_requests", "format": "csv", "filters": {"street": A}}
@@ -301,10 +295,10 @@ def test_every_export_is_audited(
 def test_a_commander_exports_only_their_street(
     app: Flask,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     commander = login(app.test_client(), add_user(connection, "c-a", "commander", A))
-    own = _db_ids(connection, "street_code = :s", s=A)
+    own = request_ids(connection, "street_code = :s", s=A)
     assert _ids(commander) == own
     assert _ids(commander, street=B) == []
     assert _ids(commander, bbox="116.32,39.90,116.34,39.92") == []
@@ -349,16 +343,16 @@ def test_layers_list_what_the_role_may_read(
 )
 def test_bad_parameters_are_a_json_400(
     client: FlaskClient,
-    loaded: int,  # noqa: F811
+    loaded: int,
     query: str,
     status: int,
 ) -> None:
-    message = _bad(client, f"/api/layers/service_requests/features?{query}", status)
+    message = json_error(client, f"/api/layers/service_requests/features?{query}", status)
     assert message
 
 
 def test_unknown_layer_is_404_and_anonymous_is_401(app: Flask, client: FlaskClient) -> None:
-    assert "nonesuch" in _bad(client, "/api/layers/nonesuch/features", 404)
+    assert "nonesuch" in json_error(client, "/api/layers/nonesuch/features", 404)
     anonymous = app.test_client()
     response = anonymous.get("/api/layers/streets/features")
     assert response.status_code == 401 and response.is_json
@@ -367,7 +361,7 @@ def test_unknown_layer_is_404_and_anonymous_is_401(app: Flask, client: FlaskClie
 def test_sql_in_a_filter_is_only_a_value(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     evil = "环境卫生' or '1'='1"
     assert _ids(client, category=evil) == []
@@ -378,7 +372,7 @@ def test_sql_in_a_filter_is_only_a_value(
 def test_a_client_that_hangs_up_leaves_the_connection_usable(
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(export, "CHUNK_BYTES", 512)
@@ -393,7 +387,7 @@ def test_an_export_that_would_fill_the_disk_is_a_503_and_leaves_nothing(
     app: Flask,
     client: FlaskClient,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -440,12 +434,12 @@ def _slice(layer: str = "service_requests", **params: str) -> export.Slice:
 @pytest.mark.filterwarnings("ignore:Non-conformant content:RuntimeWarning")
 def test_every_file_format_holds_the_slice(
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
     tmp_path: Path,
     fmt: str,
 ) -> None:
     chosen = _slice(street=B, since="2026-11-02")
-    expected = _db_ids(connection, "street_code = :s and received_at >= '2026-11-02+08'", s=B)
+    expected = request_ids(connection, "street_code = :s and received_at >= '2026-11-02+08'", s=B)
     assert 0 < len(expected) < loaded
     path = tmp_path / f"out.{fmt}"
     seen: list[int] = []
@@ -497,7 +491,7 @@ def test_every_file_format_holds_the_slice(
 @pytest.mark.filterwarnings("ignore:Non-conformant content:RuntimeWarning")  # see above
 def test_mixed_geometry_layer_to_gpkg_and_parquet(
     connection: sa.Connection,
-    district: Any,  # noqa: F811
+    district: Any,
     tmp_path: Path,
 ) -> None:
     connection.execute(
@@ -519,7 +513,7 @@ def test_mixed_geometry_layer_to_gpkg_and_parquet(
 
 def test_bad_format_or_filter_raises_before_writing(
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "out"
@@ -529,32 +523,6 @@ def test_bad_format_or_filter_raises_before_writing(
     with pytest.raises(ParamError, match="colour"):
         _slice(colour="red")
     assert list(out.iterdir()) == []
-
-
-@pytest.fixture(scope="module")
-def committed_url(server_url: str) -> Iterator[str]:
-    """A committed database of its own (the CLI opens its own connections): two streets."""
-    name = f"blockdata_test_export_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(migrate.alembic_config(url))
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "insert into streets (code, name, geom) values "
-                "(:a, '甲', ST_Multi(ST_MakeEnvelope(116.30, 39.90, 116.32, 39.92, 4326))),"
-                "(:b, '乙', ST_Multi(ST_MakeEnvelope(116.32, 39.90, 116.34, 39.92, 4326)))"
-            ),
-            {"a": A, "b": B},
-        )
-        add_user(conn, "cli-c", "commander", A)
-    engine.dispose()
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 def test_cli_export_writes_audits_and_respects_a_users_zone(

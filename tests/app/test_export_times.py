@@ -26,7 +26,7 @@ from app import export
 from etl.jobs import run_file
 from layers import get_layer
 from tests.clock import BEIJING
-from tests.etl.conftest import district, request_row, write_csv  # noqa: F401
+from tests.district import request_row, write_csv
 
 OGRINFO = shutil.which("ogrinfo") or "ogrinfo"  # scripts/system-deps.sh --gdal
 NEW_YORK = ZoneInfo("America/New_York")
@@ -73,7 +73,7 @@ def _ogr_text(moment: dt.datetime) -> str:
 @pytest.mark.filterwarnings("ignore:Non-conformant content:RuntimeWarning")
 def test_exported_times_carry_the_districts_offset(
     connection: sa.Connection,
-    district: Any,  # noqa: F811
+    district: Any,
     tmp_path: Path,
     zone: ZoneInfo,
 ) -> None:
@@ -124,7 +124,7 @@ def test_exported_times_carry_the_districts_offset(
 def test_csv_over_http_states_the_offset(
     client: Any,
     connection: sa.Connection,
-    district: Any,  # noqa: F811
+    district: Any,
     tmp_path: Path,
 ) -> None:
     stored = _load(connection, tmp_path, "Asia/Shanghai")

@@ -9,113 +9,29 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import make_url
 
-from app import create_app, migrate, ogc
+from app import ogc
 from app.db import make_engine
-from etl.demo import load as demo
-from etl.jobs import run_file
 from layers import get_layer
-from tests.conftest import add_user, login
-from tests.etl.conftest import district, request_row, write_csv  # noqa: F401
+from tests.helpers import add_user, json_error, login, request_ids
+from tests.plugins.ogc import add_account, live_app, serve
 
 # GDAL's client is part of the set-up (scripts/system-deps.sh --gdal): missing, it fails.
 OGRINFO = shutil.which("ogrinfo") or "ogrinfo"
 OGR2OGR = shutil.which("ogr2ogr") or "ogr2ogr"
-
-
-# --- a committed demo database and a live server --------------------------------------------
-
-
-@contextmanager
-def demo_database(server_url: str, name: str, workdir: Path, **sizes: Any) -> Iterator[str]:
-    """A fresh committed database `name` with the demo district loaded by the real ETL."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(migrate.alembic_config(url))
-        demo.generate(workdir, **sizes)
-        engine = make_engine(url)
-        with engine.connect() as conn:
-            demo.load(conn, workdir)
-            conn.commit()
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("vacuum analyze")
-        engine.dispose()
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-@contextmanager
-def serve(app: Flask) -> Iterator[str]:
-    """Serve `app` with waitress on 127.0.0.1 in a daemon thread; yields the base URL."""
-    from waitress.server import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
-    finally:
-        server.close()
-        engine = app.extensions.get("blockdata.engine")
-        if engine is not None:
-            engine.dispose()
-
-
-def live_app(url: str, **config: Any) -> Flask:
-    from app import tiles
-
-    app = create_app({"DATABASE_URL": url, **config})
-    for module in (ogc, tiles):
-        if module.bp.name not in app.blueprints:
-            app.register_blueprint(module.bp)
-    return app
-
-
-@pytest.fixture(scope="module")
-def demo_url(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    name = f"blockdata_test_ogc_{os.getpid()}"
-    workdir = tmp_path_factory.mktemp("demo")
-    with demo_database(
-        server_url, name, workdir, requests=3000, cases=100, targets=20, projects=30
-    ) as url:
-        yield url
-
-
-def add_account(url: str, name: str, role: str = "district", street: str | None = None) -> Any:
-    """A committed user with an API token: (user id, token)."""
-    from app.auth import new_token
-    from layers.accounts import api_tokens
-
-    engine = make_engine(url)
-    token, digest = new_token()
-    with engine.begin() as conn:
-        uid = add_user(conn, name, role, street)
-        conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
-    engine.dispose()
-    return uid, token
 
 
 @dataclass(frozen=True)
@@ -295,40 +211,6 @@ def test_live_server_answers_next_links_to_the_end(live: Live, demo_engine: sa.E
 
 # --- the Flask test client on the tiny district ---------------------------------------------
 
-BASE = dt.datetime(2026, 11, 1, 8, 0)
-CATEGORIES = ["环境卫生", "噪声扰民", "停车管理"]
-
-
-def _rows(n: int = 60) -> list[dict[str, str]]:
-    rows = []
-    for i in range(n):
-        received = BASE + dt.timedelta(hours=i)
-        extra: dict[str, str] = {}
-        if i % 2:
-            extra = {
-                "状态": "处理中",
-                "响应时间": (received + dt.timedelta(hours=2)).isoformat(" "),
-            }
-        rows.append(
-            request_row(
-                f"T{i:03d}",
-                受理时间=received.isoformat(" "),
-                派单时间=(received + dt.timedelta(minutes=30)).isoformat(" "),
-                诉求类别=CATEGORIES[i % 3],
-                经度=f"{116.3015 + (i % 10) * 0.0038:.4f}",
-                纬度=f"{39.9015 + (i // 10) * 0.003:.4f}",
-                **extra,
-            )
-        )
-    return rows
-
-
-@pytest.fixture
-def loaded(connection: sa.Connection, district: Any, tmp_path: Path) -> int:  # noqa: F811
-    report = run_file(connection, write_csv(tmp_path / "r.csv", _rows()), layer="service_requests")
-    assert report.inserted == 60, report.reasons
-    return report.inserted
-
 
 @pytest.fixture
 def ogc_app(app: Flask) -> Flask:
@@ -353,23 +235,6 @@ def _items(client: FlaskClient, collection: str = "service_requests", **params: 
 
 def _ids(client: FlaskClient, **params: Any) -> list[int]:
     return [f["id"] for f in _items(client, **params)["features"]]
-
-
-def _db_ids(conn: sa.Connection, where: str = "true", **params: Any) -> list[int]:
-    return list(
-        conn.execute(
-            sa.text(f"select id from service_requests where {where} order by id"), params
-        ).scalars()
-    )
-
-
-def _bad(client: FlaskClient, url: str, status: int = 400) -> str:
-    response = client.get(url)
-    assert response.status_code == status, (url, response.get_data(as_text=True)[:300])
-    assert response.is_json
-    body = response.get_json()
-    assert "Traceback" not in response.get_data(as_text=True)
-    return str(body["message"])
 
 
 def test_landing_conformance_and_api(ogc_client: FlaskClient) -> None:
@@ -421,9 +286,9 @@ def test_collections_describe_every_layer(ogc_client: FlaskClient, loaded: int) 
     assert lo.startswith("2026-11-01T08:00:00") and hi.startswith("2026-11-03T19:00:00")
     names = {p["name"] for p in requests["properties"]}
     assert "description" in names and "etl_run_id" not in names
-    message = _bad(ogc_client, "/ogc/collections/renovation_projects", 404)
+    message = json_error(ogc_client, "/ogc/collections/renovation_projects", 404)
     assert "renovation_projects_lines" in message
-    _bad(ogc_client, "/ogc/collections/nope", 404)
+    json_error(ogc_client, "/ogc/collections/nope", 404)
 
 
 def test_paging_walks_every_feature_once(
@@ -442,7 +307,7 @@ def test_paging_walks_every_feature_once(
         assert ("self", "application/geo+json") in links and ("alternate", "text/html") in links
         url = links.get(("next", "application/geo+json"))
     assert pages == 9
-    assert seen == _db_ids(connection)  # sorted, no duplicates, no gaps
+    assert seen == request_ids(connection)  # sorted, no duplicates, no gaps
     filtered = []
     url = "/ogc/collections/service_requests/items?limit=4&category=噪声扰民"
     while url:
@@ -450,10 +315,10 @@ def test_paging_walks_every_feature_once(
         filtered += [f["id"] for f in body["features"]]
         url = next((lk["href"] for lk in body["links"] if lk["rel"] == "next"), None)
         assert url is None or "category=" in urllib.parse.unquote(url)
-    assert filtered == _db_ids(connection, "category = '噪声扰民'")
+    assert filtered == request_ids(connection, "category = '噪声扰民'")
 
 
-def test_paging_admin_layer_by_text_code(ogc_client: FlaskClient, district: Any) -> None:  # noqa: F811
+def test_paging_admin_layer_by_text_code(ogc_client: FlaskClient, district: Any) -> None:
     codes = []
     url: str | None = "/ogc/collections/grids/items?limit=3"
     while url:
@@ -464,7 +329,8 @@ def test_paging_admin_layer_by_text_code(ogc_client: FlaskClient, district: Any)
         url = next((lk["href"] for lk in body["links"] if lk["rel"] == "next"), None)
     assert codes == sorted(c[0] for c in district)
     # A text cursor holding a lone surrogate (which UTF-8 cannot carry) is a 400, not a 500.
-    assert "Ilx1ZDgwMCI" in _bad(ogc_client, "/ogc/collections/grids/items?cursor=Ilx1ZDgwMCI")
+    bad_cursor = "/ogc/collections/grids/items?cursor=Ilx1ZDgwMCI"
+    assert "Ilx1ZDgwMCI" in json_error(ogc_client, bad_cursor)
 
 
 def test_features_carry_only_published_columns(ogc_client: FlaskClient, loaded: int) -> None:
@@ -480,12 +346,12 @@ def test_features_carry_only_published_columns(ogc_client: FlaskClient, loaded: 
 def test_bbox(ogc_client: FlaskClient, connection: sa.Connection, loaded: int) -> None:
     box = "116.305,39.904,116.32,39.912"
     got = _ids(ogc_client, bbox=box, limit=1000)
-    want = _db_ids(
+    want = request_ids(
         connection, "ST_Intersects(geom, ST_MakeEnvelope(116.305, 39.904, 116.32, 39.912, 4326))"
     )
     assert got == want and 0 < len(got) < 60
     # Crossing the antimeridian: everything east of 170 or west of 116.31.
-    assert _ids(ogc_client, bbox="170,-90,116.31,90", limit=1000) == _db_ids(
+    assert _ids(ogc_client, bbox="170,-90,116.31,90", limit=1000) == request_ids(
         connection, "ST_X(geom) <= 116.31"
     )
     assert _ids(ogc_client, bbox="116.305,39.904,0,116.32,39.912,10", limit=1000) == want
@@ -495,10 +361,10 @@ def test_bbox(ogc_client: FlaskClient, connection: sa.Connection, loaded: int) -
 
 def test_datetime(ogc_client: FlaskClient, connection: sa.Connection, loaded: int) -> None:
     def between(a: str, b: str) -> list[int]:
-        return _db_ids(connection, "received_at between :a and :b", a=a, b=b)
+        return request_ids(connection, "received_at between :a and :b", a=a, b=b)
 
     at = "2026-11-01T10:00:00+08:00"
-    assert _ids(ogc_client, datetime=at) == _db_ids(connection, "received_at = :t", t=at)
+    assert _ids(ogc_client, datetime=at) == request_ids(connection, "received_at = :t", t=at)
     assert len(_ids(ogc_client, datetime="2026-11-01T02:00:00Z")) == 1
     assert len(_ids(ogc_client, datetime="2026-11-01T10:00:00")) == 1  # naive is Beijing time
     closed = "2026-11-01T10:00:00+08:00/2026-11-01T20:00:00+08:00"
@@ -521,45 +387,46 @@ def test_datetime(ogc_client: FlaskClient, connection: sa.Connection, loaded: in
     assert len(_ids(ogc_client, since="2026-11-03", limit=100)) == 20
     assert len(_ids(ogc_client, until="2026-11-01", limit=100)) == 16
     assert len(_ids(ogc_client, datetime="../..", limit=100)) == 60
-    message = _bad(ogc_client, "/ogc/collections/grids/items?datetime=2026-11-01")
+    message = json_error(ogc_client, "/ogc/collections/grids/items?datetime=2026-11-01")
     assert "grids" in message and "2026-11-01" in message
 
 
 def test_property_filters(ogc_client: FlaskClient, connection: sa.Connection, loaded: int) -> None:
-    assert _ids(ogc_client, category="环境卫生") == _db_ids(connection, "category = '环境卫生'")
-    assert _ids(ogc_client, category="环境卫生", status="处理中") == _db_ids(
+    assert _ids(ogc_client, category="环境卫生") == request_ids(connection, "category = '环境卫生'")
+    assert _ids(ogc_client, category="环境卫生", status="处理中") == request_ids(
         connection, "category = '环境卫生' and status = '处理中'"
     )
-    assert _ids(ogc_client, category="环境卫生,停车管理") == _db_ids(
+    assert _ids(ogc_client, category="环境卫生,停车管理") == request_ids(
         connection, "category in ('环境卫生', '停车管理')"
     )
     assert _ids(ogc_client, category=["环境卫生", "停车管理"]) == _ids(
         ogc_client, category="环境卫生,停车管理"
     )
-    assert _ids(ogc_client, street="110102003") == _db_ids(connection, "street_code = '110102003'")
+    in_b = request_ids(connection, "street_code = '110102003'")
+    assert _ids(ogc_client, street="110102003") == in_b
     assert _ids(ogc_client, street_code="110102003") == _ids(ogc_client, street="110102003")
     assert _ids(ogc_client, category="没有这个类别") == []
-    message = _bad(ogc_client, "/ogc/collections/service_requests/items?description=垃圾")
+    message = json_error(ogc_client, "/ogc/collections/service_requests/items?description=垃圾")
     assert "'description'" in message
-    message = _bad(ogc_client, "/ogc/collections/service_requests/items?nosuch=1")
+    message = json_error(ogc_client, "/ogc/collections/service_requests/items?nosuch=1")
     assert "'nosuch'" in message
-    _bad(ogc_client, "/ogc/collections/service_requests/items?category=")
-    _bad(ogc_client, "/ogc/collections/enforcement_cases/items?joint=maybe")
+    json_error(ogc_client, "/ogc/collections/service_requests/items?category=")
+    json_error(ogc_client, "/ogc/collections/enforcement_cases/items?joint=maybe")
 
 
 def test_limits(ogc_client: FlaskClient, loaded: int) -> None:
     assert len(_ids(ogc_client)) == 60
     assert len(_items(ogc_client, limit=5)["features"]) == 5
     assert len(_items(ogc_client, limit=10000)["features"]) == 60
-    message = _bad(ogc_client, "/ogc/collections/service_requests/items?limit=10001")
+    message = json_error(ogc_client, "/ogc/collections/service_requests/items?limit=10001")
     assert "10000" in message and "10001" in message
     for bad in ("0", "-1", "abc", "1.5", "", "99999999999"):
-        message = _bad(ogc_client, f"/ogc/collections/service_requests/items?limit={bad}")
+        message = json_error(ogc_client, f"/ogc/collections/service_requests/items?limit={bad}")
         assert repr(bad) in message
 
 
 def test_single_item(ogc_client: FlaskClient, connection: sa.Connection, loaded: int) -> None:
-    first = _db_ids(connection)[0]
+    first = request_ids(connection)[0]
     response = ogc_client.get(f"/ogc/collections/service_requests/items/{first}")
     assert response.status_code == 200 and response.mimetype == "application/geo+json"
     body = response.get_json()
@@ -569,11 +436,11 @@ def test_single_item(ogc_client: FlaskClient, connection: sa.Connection, loaded:
     grid = ogc_client.get("/ogc/collections/grids/items/110102001001001").get_json()
     assert grid["properties"]["community_code"] == "110102001001"
     for missing in ("999999999", "abc", "1.5", "-1", "99999999999999999999999"):
-        message = _bad(ogc_client, f"/ogc/collections/service_requests/items/{missing}", 404)
+        message = json_error(ogc_client, f"/ogc/collections/service_requests/items/{missing}", 404)
         assert missing in message
-    _bad(ogc_client, "/ogc/collections/grids/items/nope", 404)
-    _bad(ogc_client, "/ogc/collections/nope/items/1", 404)
-    _bad(ogc_client, "/ogc/collections/renovation_projects_lines/items/1", 404)
+    json_error(ogc_client, "/ogc/collections/grids/items/nope", 404)
+    json_error(ogc_client, "/ogc/collections/nope/items/1", 404)
+    json_error(ogc_client, "/ogc/collections/renovation_projects_lines/items/1", 404)
 
 
 BAD_ITEMS = [
@@ -609,7 +476,7 @@ def test_bad_input_is_a_json_400(ogc_client: FlaskClient, loaded: int, query: st
     if query.startswith("status="):  # SQL in a value is a value: nothing matches
         assert ogc_client.get(url).get_json()["features"] == []
         return
-    message = _bad(ogc_client, url)
+    message = json_error(ogc_client, url)
     value = urllib.parse.unquote(query.split("=", 1)[1].split("&")[0])
     assert value[:30].replace("\x00", "\\x00") in message
 
@@ -666,8 +533,8 @@ def test_a_commander_sees_only_their_street(
     commander = login(
         ogc_app.test_client(), add_user(connection, "ogc-commander", "commander", mine)
     )
-    own = _db_ids(connection, "street_code = :s", s=mine)
-    theirs = _db_ids(connection, "street_code = :s", s=other)
+    own = request_ids(connection, "street_code = :s", s=mine)
+    theirs = request_ids(connection, "street_code = :s", s=other)
     assert own and theirs
     seen: list[int] = []
     url: str | None = "/ogc/collections/service_requests/items?limit=7"

@@ -11,7 +11,7 @@ import datetime as dt
 import unicodedata
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -21,15 +21,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.auth import new_token
 from etl.aggregates import REFRESH_LOCK
 from etl.demo.geography import house_number_point
 from etl.jobs import run_file
 from etl.rules import load_routing, load_time_limits
-from layers.accounts import api_tokens
-from tests.conftest import add_user, login
-from tests.etl import conftest as etl_conftest
-from tests.etl.conftest import request_row, write_csv
+from tests.district import request_row, write_csv
+from tests.helpers import add_user, call, login, token
 
 STREET_A, STREET_B = "110102001", "110102003"
 BASE = "/open311/v2"
@@ -37,8 +34,6 @@ ZONE = ZoneInfo("Asia/Shanghai")  # the district's (the default BLOCKDATA_TZ)
 A = {"经度": "116.305", "纬度": "39.905"}  # grid 110102001001001
 A2 = {"经度": "116.315", "纬度": "39.915"}  # grid 110102001002002
 B = {"经度": "116.335", "纬度": "39.915"}  # grid 110102003002002
-
-district = etl_conftest.district  # the tiny hand-made district, shared with tests/etl
 
 
 def _local(moment: dt.datetime) -> str:
@@ -98,31 +93,6 @@ def gazetteer(connection: sa.Connection, district: Any) -> None:
         ),
         {"street": STREET_B},
     )
-
-
-def token(connection: sa.Connection, role: str, street: str | None = None) -> str:
-    """An API token of a new user in `role`."""
-    uid = add_user(connection, f"o311-{role}-{street}", role, street)
-    value, digest = new_token()
-    connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
-    return value
-
-
-def call(
-    client: FlaskClient, method: str, path: str, *, json: Any = None, **params: Any
-) -> tuple[int, Any, Any]:
-    """(status, JSON body, headers); GET parameters go in the query, POST ones in the form."""
-    url = BASE + path
-    if method == "GET":
-        response = client.get(url + ("?" + urlencode(params) if params else ""))
-    elif json is not None:
-        response = client.post(url + ("?" + urlencode(params) if params else ""), json=json)
-    else:
-        response = client.post(url, data=params)
-    text = response.get_data(as_text=True)
-    assert response.is_json, text[:200]
-    assert "Traceback" not in text
-    return response.status_code, response.get_json(), response.headers
 
 
 def georeport_error(body: Any, code: int, *names: str) -> str:

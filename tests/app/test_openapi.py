@@ -21,9 +21,7 @@ from werkzeug.routing import RequestRedirect
 
 from app.auth import new_token
 from layers.accounts import api_tokens
-from tests.app.test_ogc import loaded  # noqa: F401
-from tests.conftest import add_user
-from tests.etl.conftest import district  # noqa: F401
+from tests.helpers import add_user
 
 
 @pytest.fixture
@@ -98,7 +96,7 @@ def _example(schema: dict[str, Any]) -> str:
 def test_every_documented_parameter_is_accepted(
     client: FlaskClient,
     doc: dict[str, Any],
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     checked = 0
     for path, _, op in _query_ops(doc):
@@ -123,7 +121,7 @@ def test_every_documented_parameter_is_accepted(
 def test_undocumented_parameters_are_refused(
     client: FlaskClient,
     doc: dict[str, Any],
-    loaded: int,  # noqa: F811
+    loaded: int,
 ) -> None:
     for path, _, op in _query_ops(doc):
         url = _concrete(path, op)
@@ -158,7 +156,7 @@ FUZZ_ROLES = [("district", None), ("commander", "110102001"), ("clerk", None)]
 def test_schemathesis_answers_conform_to_the_document(
     app: Flask,
     connection: sa.Connection,
-    loaded: int,  # noqa: F811
+    loaded: int,
     role: str,
     street: str | None,
 ) -> None:

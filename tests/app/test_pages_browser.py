@@ -21,7 +21,6 @@ import contextlib
 import datetime as dt
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -40,24 +39,13 @@ from app.db import make_engine
 from etl.demo.load import generate, load
 from etl.jobs import run_file
 from tests.clock import BEIJING, FrozenClock, day_start, process_tz
-from tests.conftest import add_user
-from tests.etl.conftest import REQUEST_COLUMNS
+from tests.district import REQUEST_COLUMNS
+from tests.helpers import add_user
+from tests.plugins.browser import free_port
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = os.environ.get("BLOCKDATA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 END = dt.date(2026, 11, 18)  # the demo district's last day
 CLOCK = FrozenClock(dt.datetime(2026, 11, 18, 15, 0, tzinfo=BEIJING))  # the live server's
 # (the instant, the server process's TZ, the browser's time zone)
@@ -104,12 +92,6 @@ def moment(request: pytest.FixtureRequest) -> Iterator[Moment]:
         yield Moment(instant, browser_tz)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Live:
     url: str
@@ -141,7 +123,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     app = create_app(
         {"DATABASE_URL": url, "LIVE_SECONDS": 2}, settings=from_env().with_(clock=CLOCK)
     )
-    port = _free_port()
+    port = free_port()
     server = create_server(app, host="127.0.0.1", port=port, threads=6)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -153,16 +135,6 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         app.extensions["blockdata.engine"].dispose()
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 ROLES = ("district", "commander", "analyst", "planner", "clerk")

@@ -19,9 +19,9 @@ from flask.testing import FlaskClient
 from app import create_app
 from app.config import from_env
 from app.db import make_engine
-from tests.app.test_ogc import demo_database
 from tests.clock import FrozenClock, day_start
-from tests.conftest import add_user, login
+from tests.helpers import add_user, login
+from tests.plugins.ogc import demo_database
 
 END = dt.date(2026, 11, 25)  # the demo's last day
 NOW = dt.datetime.fromisoformat("2026-11-25T07:30:00+08:00")  # UTC's 24th: before 08:00

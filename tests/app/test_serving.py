@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 from app.config import PROJECT_ROOT, WEB_ROLE, from_env, web_role_password, with_user
 from app.db import make_engine
 from layers import LAYERS
-from tests.app.test_ogc import add_account, demo_database, live_app
+from tests.plugins.ogc import add_account, demo_database, live_app
 
 REQUESTS = 12_000
 HANG = 120.0  # seconds: only a hung server takes this long

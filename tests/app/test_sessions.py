@@ -22,7 +22,7 @@ from app.auth import new_token
 from app.cli import main
 from app.config import Settings, from_env
 from layers.accounts import api_tokens, sessions, users
-from tests.conftest import add_user, login
+from tests.helpers import add_user, login
 
 PASSWORD = "secret-password"  # add_user's
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)

@@ -40,10 +40,9 @@ from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
 from layers.aggregates import CELL_DLAT, CELL_DLNG, CELL_ORIGIN, period_after, period_start
-from tests.app.test_ogc import add_account, demo_url, live_app  # noqa: F401
-from tests.conftest import add_user, login
-from tests.etl import conftest as etl_conftest
-from tests.etl.conftest import request_row, write_csv
+from tests.district import STREETS, request_row, write_csv
+from tests.helpers import add_user, login
+from tests.plugins.ogc import add_account, live_app
 
 OGRINFO = shutil.which("ogrinfo") or "ogrinfo"  # installed by scripts/system-deps.sh --gdal
 LAYER = get_layer("service_requests")
@@ -51,11 +50,9 @@ BEIJING = ZoneInfo("Asia/Shanghai")  # the district's (the default BLOCKDATA_TZ)
 TILE_BYTES = 500 * 1024
 ZOOMS = range(10, 19)
 
-district = etl_conftest.district  # the tiny hand-made district, in the test transaction
-
 
 @pytest.fixture(scope="module")
-def tiles_url(demo_url: str) -> str:  # noqa: F811
+def tiles_url(demo_url: str) -> str:
     """This module's own committed demo database (test_ogc's fixture, built per module)."""
     return demo_url
 
@@ -1029,7 +1026,7 @@ class TestTinyDistrict:
             if w <= in_b[0] < e and s <= in_b[1] < n:
                 watched.append((z, x, y))
         assert len(watched) >= 5
-        a, b = etl_conftest.STREETS
+        a, b = STREETS
         commanders = {
             street: login(
                 app.test_client(), add_user(connection, f"c-{street}", "commander", street)
@@ -1198,7 +1195,7 @@ class TestTinyDistrict:
         seeder = tile_seed.Seeder(app)
         report = seeder.run()
 
-        streets = {code: (x0, 39.90, x1, 39.92) for code, (x0, x1) in etl_conftest.STREETS.items()}
+        streets = {code: (x0, 39.90, x1, 39.92) for code, (x0, x1) in STREETS.items()}
         want = {code: {z: _intersecting(box, z) for z in ZOOMS} for code, box in streets.items()}
         for z in ZOOMS:
             district_tiles = set().union(*(want[code][z] for code in streets))

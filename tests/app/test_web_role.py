@@ -21,7 +21,7 @@ from app import create_app
 from app.auth import new_token, password_digest
 from app.config import WEB_ROLE, from_env
 from layers.accounts import api_tokens, users
-from tests.conftest import add_user
+from tests.helpers import add_user
 
 PASSWORD = "secret-password"
 

@@ -37,9 +37,9 @@ from etl.demo.extracts import REQUEST_COLUMNS
 from etl.demo.load import generate, load
 from etl.jobs import run_file
 from layers.accounts import api_tokens
-from tests.app.test_pages_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, browser  # noqa: F401
 from tests.clock import BEIJING as ZONE
-from tests.conftest import add_user
+from tests.helpers import add_user
+from tests.plugins.browser import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -174,7 +174,7 @@ def poisoned(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         run = conn.execute(sa.text("select max(run_id) from etl_rejects")).scalar_one()
         conn.commit()
     app = create_app({"DATABASE_URL": url})
-    port = _free_port()
+    port = free_port()
     server = create_server(app, host="127.0.0.1", port=port, threads=6)
     threading.Thread(target=server.run, daemon=True).start()
     base = f"http://127.0.0.1:{port}"
@@ -254,7 +254,7 @@ SHOWN: dict[str, list[str]] = {
 
 @pytest.mark.parametrize("role", ROLES)
 def test_html_in_the_data_is_shown_as_text_and_never_runs(
-    browser: Any,  # noqa: F811
+    browser: Any,
     poisoned: Poisoned,
     role: str,
 ) -> None:

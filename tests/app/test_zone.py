@@ -30,8 +30,8 @@ from etl.jobs import EtlError, run_file
 from etl.rules import load_time_limits
 from etl.transform import to_utc
 from tests.clock import BEIJING, FrozenClock
-from tests.conftest import add_user, login
-from tests.etl.conftest import district, request_row, write_csv
+from tests.district import load_district, request_row, write_csv
+from tests.helpers import add_user, login
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = dt.datetime(2026, 11, 20, 10, 0, tzinfo=BEIJING)
@@ -209,11 +209,13 @@ def committed_url(server_url: str) -> Iterator[str]:
             conn.execute(f'drop database if exists "{name}" with (force)')
 
 
-def test_the_rebuild_command(committed_url: str, tmp_path: Path) -> None:
+def test_the_rebuild_command(
+    committed_url: str, district_files: dict[str, Path], tmp_path: Path
+) -> None:
     engine = make_engine(committed_url)
     try:
         with engine.connect() as conn:
-            district.__wrapped__(conn)  # type: ignore[attr-defined]
+            load_district(conn, district_files)
             run_file(conn, write_csv(tmp_path / "r.csv", _rows()), layer="service_requests")
             conn.commit()
         env = {"DATABASE_URL": committed_url, "BLOCKDATA_TZ": "America/New_York"}

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from app import migrate
 from app.db import make_engine
 from etl.jobs import RunReport, run_file
 from layers import AGGREGATE_TABLES
-from tests.etl.conftest import STREETS, grid_cells
+from tests.district import load_district, write_district
 
 EVENT_TABLES = ("service_requests", "etl_rejects", "etl_runs")
 
@@ -32,49 +33,13 @@ def committed_database(server_url: str, prefix: str) -> Iterator[str]:
     try:
         migrate.upgrade(migrate.alembic_config(url))
         engine = make_engine(url)
-        with engine.begin() as conn:
-            insert_district(conn)
+        with tempfile.TemporaryDirectory() as tmp, engine.begin() as conn:
+            load_district(conn, write_district(Path(tmp)))
         engine.dispose()
         yield url
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
-
-
-def insert_district(conn: sa.Connection) -> None:
-    cells = grid_cells()
-    for street, (x0, x1) in STREETS.items():
-        conn.execute(
-            sa.text(
-                "insert into streets (code, name, geom) values (:code, :name, "
-                "ST_Multi(ST_MakeEnvelope(:x0, 39.90, :x1, 39.92, 4326)))"
-            ),
-            {"code": street, "name": f"测试{street[-3:]}街道", "x0": x0, "x1": x1},
-        )
-    for community, street in sorted({(c[1], c[2]) for c in cells}):
-        boxes = [c[3] for c in cells if c[1] == community]
-        conn.execute(
-            sa.text(
-                "insert into communities (code, name, street_code, geom) values (:code, :name, "
-                ":street, ST_Multi(ST_MakeEnvelope(:x0, 39.90, :x1, 39.92, 4326)))"
-            ),
-            {
-                "code": community,
-                "name": f"测试{community[-3:]}社区",
-                "street": street,
-                "x0": min(b[0] for b in boxes),
-                "x1": max(b[2] for b in boxes),
-            },
-        )
-    for code, community, street, (x0, y0, x1, y1) in cells:
-        conn.execute(
-            sa.text(
-                "insert into grids (code, community_code, street_code, geom) values "
-                "(:code, :community, :street, ST_Multi(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)))"
-            ),
-            {"code": code, "community": community, "street": street, "x0": x0, "y0": y0}
-            | {"x1": x1, "y1": y1},
-        )
 
 
 def reset(engine: sa.Engine) -> None:

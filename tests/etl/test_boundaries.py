@@ -28,7 +28,7 @@ from app.commands.admin import admin
 from etl.admin import AdminFileError, AdminImportError, import_admin
 from etl.jobs import EtlError, run_file
 from layers import get_layer
-from tests.etl.conftest import request_row, write_csv
+from tests.district import request_row, write_csv
 
 W, MID, E = 116.30, 116.32, 116.34
 S, HALF, N = 39.90, 39.91, 39.92

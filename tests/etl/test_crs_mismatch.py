@@ -21,8 +21,8 @@ from app import migrate
 from app.commands.etl import etl
 from app.db import make_engine
 from etl.jobs import EtlError, run_file
-from tests.etl.conftest import grid_cells, insert_district, request_row, write_csv
-from tests.etl.test_coords import ref_wgs84_to_bd09, ref_wgs84_to_gcj02
+from tests.coords_reference import ref_wgs84_to_bd09, ref_wgs84_to_gcj02
+from tests.district import grid_cells, load_district, request_row, write_csv
 
 Convert = Callable[[float, float], tuple[float, float]]
 
@@ -170,7 +170,7 @@ def test_a_geojson_in_gcj02_declared_wgs84_stops_the_run(
 
 
 @pytest.fixture(scope="module")
-def committed_url(server_url: str) -> Iterator[str]:
+def committed_url(server_url: str, district_files: dict[str, Path]) -> Iterator[str]:
     """A database of its own with the tiny district: the CLI commits."""
     name = f"blockdata_test_crs_{os.getpid()}"
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -180,7 +180,7 @@ def committed_url(server_url: str) -> Iterator[str]:
     migrate.upgrade(migrate.alembic_config(url))
     engine = make_engine(url)
     with engine.begin() as conn:
-        insert_district(conn)
+        load_district(conn, district_files)
     engine.dispose()
     yield url
     with psycopg.connect(server_url, autocommit=True) as conn:

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.jobs import EtlError, RunReport, run_file
-from tests.etl.conftest import REQUEST_COLUMNS, request_row, write_csv
+from tests.district import REQUEST_COLUMNS, request_row, write_csv
 
 pytestmark = pytest.mark.usefixtures("district")
 

@@ -22,9 +22,9 @@ import etl.load
 import etl.locks
 from app.db import make_engine
 from etl.jobs import EtlError, RunReport
+from tests.aggregates import assert_exact
+from tests.district import request_row, write_csv
 from tests.etl.committed import committed_database, load, reset, snapshot
-from tests.etl.conftest import request_row, write_csv
-from tests.etl.test_aggregates import assert_exact
 
 CATEGORIES = ["环境卫生", "噪声扰民", "停车管理", "供暖"]
 

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from etl import coords
 from etl.jobs import EtlError, RunReport, run_file
-from tests.etl.conftest import REQUEST_COLUMNS, request_row, write_csv
+from tests.district import REQUEST_COLUMNS, request_row, write_csv
 
 pytestmark = pytest.mark.usefixtures("district")
 

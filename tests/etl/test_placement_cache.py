@@ -27,8 +27,8 @@ from etl import place
 from etl.jobs import run_file
 from etl.place import placer_for, units_fingerprint
 from layers.accounts import api_tokens
-from tests.conftest import add_user
-from tests.etl.conftest import request_row, write_csv
+from tests.district import request_row, write_csv
+from tests.helpers import add_user
 
 pytestmark = pytest.mark.usefixtures("district")
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from app.cli import main
 from app.db import make_engine
 from etl.jobs import EtlError, run_file
+from tests.district import request_row, write_csv
 from tests.etl.committed import committed_database, load, reset, snapshot
-from tests.etl.conftest import request_row, write_csv
 
 BLOCKDATA = Path(sys.executable).with_name("blockdata")
 

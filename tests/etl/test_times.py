@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.jobs import RunReport, run_file
-from tests.etl.conftest import request_row, write_csv
+from tests.district import request_row, write_csv
 
 pytestmark = pytest.mark.usefixtures("district")
 

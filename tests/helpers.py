@@ -1,0 +1,116 @@
+"""Plain helpers shared by test modules (fixtures live in conftest.py and tests/plugins/)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from app.auth import new_token
+from app.db import make_engine
+from layers.accounts import api_tokens
+
+OPEN311 = "/open311/v2"
+
+
+def add_user(
+    conn: sa.Connection, name: str, role: str = "district", street: str | None = None
+) -> int:
+    """A user in the test transaction (password: 'secret-password')."""
+    from app.auth import hash_password
+    from layers.accounts import users
+
+    return int(
+        conn.execute(
+            sa.insert(users)
+            .values(
+                name=name,
+                role=role,
+                street_code=street,
+                password_hash=hash_password("secret-password"),
+            )
+            .returning(users.c.id)
+        ).scalar_one()
+    )
+
+
+def login(client: FlaskClient, user_id: int) -> FlaskClient:
+    """Log `client` in as `user_id`: a session row (in the test's transaction, or committed
+    when the app has its own engine: then DATABASE_URL is the owner's) and its cookie."""
+    from app.auth import SESSION_KEY, new_session_id
+    from layers.accounts import sessions
+
+    config = client.application.config
+    clock = config.get("AUTH_CLOCK")
+    now = clock() if clock is not None else dt.datetime.now(dt.UTC)
+    sid, digest = new_session_id()
+    row = {"sid_sha256": digest, "user_id": user_id, "created_at": now, "last_seen_at": now}
+    shared = config.get("DB_CONNECTION")
+    if shared is not None:
+        shared.execute(sa.insert(sessions).values(**row))
+    else:
+        owner = make_engine(config["DATABASE_URL"], poolclass=sa.pool.NullPool)
+        with owner.begin() as conn:
+            conn.execute(sa.insert(sessions).values(**row))
+        owner.dispose()
+    with client.session_transaction() as sess:
+        sess[SESSION_KEY] = sid
+    return client
+
+
+def request_ids(conn: sa.Connection, where: str = "true", **params: Any) -> list[int]:
+    return list(
+        conn.execute(
+            sa.text(f"select id from service_requests where {where} order by id"), params
+        ).scalars()
+    )
+
+
+def json_error(client: FlaskClient, url: str, status: int = 400) -> str:
+    response = client.get(url)
+    assert response.status_code == status, (url, response.get_data(as_text=True)[:300])
+    assert response.is_json
+    body = response.get_json()
+    assert "Traceback" not in response.get_data(as_text=True)
+    return str(body["message"])
+
+
+def get(client: FlaskClient, path: str, **params: Any) -> tuple[int, Any]:
+    response = client.get(path + ("?" + urlencode(params) if params else ""))
+    assert response.is_json, response.get_data(as_text=True)[:200]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return response.status_code, response.get_json()
+
+
+def ok(client: FlaskClient, path: str, **params: Any) -> Any:
+    status, body = get(client, path, **params)
+    assert status == 200, body
+    return body
+
+
+def token(connection: sa.Connection, role: str, street: str | None = None) -> str:
+    """An API token of a new user in `role`."""
+    uid = add_user(connection, f"o311-{role}-{street}", role, street)
+    value, digest = new_token()
+    connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
+    return value
+
+
+def call(
+    client: FlaskClient, method: str, path: str, *, json: Any = None, **params: Any
+) -> tuple[int, Any, Any]:
+    """(status, JSON body, headers); GET parameters go in the query, POST ones in the form."""
+    url = OPEN311 + path
+    if method == "GET":
+        response = client.get(url + ("?" + urlencode(params) if params else ""))
+    elif json is not None:
+        response = client.post(url + ("?" + urlencode(params) if params else ""), json=json)
+    else:
+        response = client.post(url, data=params)
+    text = response.get_data(as_text=True)
+    assert response.is_json, text[:200]
+    assert "Traceback" not in text
+    return response.status_code, response.get_json(), response.headers
