@@ -14,10 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl.admin import LEVELS as ADMIN_LEVELS
 from etl.admin import import_admin
 from etl.demo.extracts import REQUEST_COLUMNS as DEMO_REQUEST_COLUMNS
-from layers import get_layer
+from layers.registry import level_layer
 
 # The 12345 platform's export columns, as the demo generator writes them.
 REQUEST_COLUMNS = list(DEMO_REQUEST_COLUMNS)
@@ -101,7 +100,7 @@ def load_district(conn: sa.Connection, files: dict[str, Path]) -> list[Cell]:
 
 def unit_tables() -> list[sa.Table]:
     """The tables the district's levels go to, parents first (as the import sees them)."""
-    return [get_layer(ADMIN_LEVELS[level]).table for level in LEVELS]
+    return [level_layer(level).table for level in LEVELS]
 
 
 Rows = list[tuple[sa.Table, list[dict[str, Any]]]]
