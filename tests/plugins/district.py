@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from app.db import make_engine
 from tests.district import (
     Cell,
     Rows,
@@ -34,15 +35,20 @@ def district_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def district_units(engine: sa.Engine, district_files: dict[str, Path]) -> Rows:
-    """The unit rows the production import writes for the district's files."""
-    with engine.connect() as conn:
-        tx = conn.begin()
-        try:
-            load_district(conn, district_files)
-            return read_units(conn)
-        finally:
-            tx.rollback()
+def district_units(database_url: str, district_files: dict[str, Path]) -> Rows:
+    """The unit rows the production import writes for the district's files (on the session's
+    database, through an engine of its own: a module may override `engine`)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            tx = conn.begin()
+            try:
+                load_district(conn, district_files)
+                return read_units(conn)
+            finally:
+                tx.rollback()
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
