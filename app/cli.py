@@ -64,24 +64,26 @@ class _Commands(click.Group):
         try:
             return super().invoke(ctx)
         except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
-            raise click.ClickException(_database_hint(exc)) from exc
+            hint = _database_hint(exc.orig)
+            if hint is None:
+                raise
+            raise click.ClickException(f"{hint} ({str(exc.orig).splitlines()[0]})") from exc
 
 
-def _database_hint(exc: Exception) -> str:
+def _database_hint(error: BaseException | None) -> str | None:
     import psycopg.errors
 
-    orig = getattr(exc, "orig", None)
-    if isinstance(orig, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
+    if isinstance(error, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedFunction):
         return (
             "数据库尚未建表或版本过旧 the schema is missing or out of date: "
-            f"run `blockdata db upgrade` ({str(orig).splitlines()[0]})"
+            "run `blockdata db upgrade`"
         )
-    if isinstance(orig, psycopg.OperationalError):
+    if isinstance(error, psycopg.OperationalError):
         return (
             "无法连接数据库 cannot reach the database: start it with `blockdata db start` "
-            f"or check DATABASE_URL ({str(orig).splitlines()[0]})"
+            "or check DATABASE_URL"
         )
-    raise exc
+    return None
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})

@@ -156,33 +156,29 @@ def unscope() -> None:
     connection().exec_driver_sql(f'set local role "{role}"' if role else "set local role none")
 
 
-def scope(zone: str) -> None:
+def scope(zone: str, extra: tuple[str, dict[str, Any]] | None = None) -> None:
     """Read the rest of the request as `blockdata_reader`, confined to `zone` ('*': all).
 
     Row-level security policies (migration 0004) compare each row's street with the
     `blockdata.zone` setting; both last only until the request's transaction ends.
-    One statement sets both. An endpoint may add columns to it (`scope_extra`): they are
-    read in the same round trip, with the privileges of the server's own role,
-    `blockdata_web` (the switch to the reader applies from the next statement on), and kept
-    in `g.db_scope_extra`.
+    One statement sets both. An endpoint may add columns to it (`scope_extra`), or a caller
+    outside a request (the tile seeder) give them as `extra`: they are read in the same
+    round trip, with the privileges of the server's own role, `blockdata_web` (the switch to
+    the reader applies from the next statement on), and kept in `g.db_scope_extra`.
     """
     conn = connection()
     params: dict[str, Any] = {"role": READER_ROLE, "zone": zone}
-    extras = current_app.extensions.get(SCOPE_EXTRAS_KEY, {})
-    extra = extras.get(request.endpoint) if extras and has_request_context() else None
-    more = extra() if extra is not None else None
+    more = extra
+    if more is None:
+        extras = current_app.extensions.get(SCOPE_EXTRAS_KEY, {})
+        hook = extras.get(request.endpoint) if extras and has_request_context() else None
+        more = hook() if hook is not None else None
     if more is None:
         conn.execute(_scope_statement(""), params)
         g.db_scope_extra = None
     else:
         row = conn.execute(_scope_statement(more[0]), {**params, **more[1]}).one()
         g.db_scope_extra = tuple(row[2:])
-    mark_scoped(zone)
-
-
-def mark_scoped(zone: str) -> None:
-    """The context's connection is scoped to `zone` (by `scope`, or by a caller's own scope
-    statement: `tiles.prepare_scoped`), so that its end resets the zone of a shared one."""
     g.db_zone = zone
     g.db_scoped = True
 

@@ -4,8 +4,8 @@ of the requests, and rebuilt where the data changed.
 A pass builds, per seeded layer (`seeded=True` in the registry), the tiles of `WARM_ZOOMS`
 that intersect a street, first for the whole district (zone '*'), then for each street's
 commander (zone = the street code: only the tiles intersecting that street) — each through
-the same statements a request of that user runs (`tiles.prepare_scoped`: the scope statement
-with the tile's version, no request faked), so its key is the key that user's request will
+the same statements a request of that user runs (`db.scope` with the tile's version columns,
+then `tiles.prepare_tile`; no request faked), so its key is the key that user's request will
 ask for. A tile whose file is there already
 costs its version statement and a stat. Tiles go to the disk cache only (`TileCache.seed`):
 the in-process LRU keeps the tiles in use.
@@ -46,9 +46,9 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 from flask import Flask
+from werkzeug.datastructures import MultiDict
 
 from app import db, tiles
-from app.config import Settings
 from layers import get_layer
 from layers.changes import CHANGE_LEVELS
 from layers.registry import seeded_layers
@@ -193,8 +193,7 @@ class Seeder:
             raise ValueError(f"zooms must be 0–{TOP}: {self.zooms}")
         self.layers = [get_layer(name) for name in (seeded_layers() if layers is None else layers)]
         self.cache = tiles.tile_cache(app)
-        self.settings: Settings = app.config["BLOCKDATA_SETTINGS"]
-        self.max_raw = int(app.config.get("TILE_MAX_RAW_POINTS", tiles.MAX_RAW_POINTS))
+        self.tz: str = app.config["BLOCKDATA_SETTINGS"].tz
         self._streets: str | None = None
         self._tiles: TileSet = {}
         self._states: dict[str, _State] = {}
@@ -318,11 +317,10 @@ class Seeder:
     def _seed(self, item: tuple[str, str, int, int, int]) -> bool:
         """Build one tile as its zone's user would ask for it, unless its file is there."""
         name, zone, z, x, y = item
+        layer = get_layer(name)
         with self.app.app_context():
-            key, build = tiles.prepare_scoped(
-                db.connection(), get_layer(name), (z, x, y), zone, self.settings, self.max_raw
-            )
-            db.mark_scoped(zone)
+            db.scope(zone, extra=tiles.version_columns(layer, (z, x, y), self.tz))
+            key, build = tiles.prepare_tile(layer, z, x, y, MultiDict())
             built = self.cache.seed(key, build)
         with self._lock:
             self._keys[item] = key

@@ -68,11 +68,9 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.dialects import postgresql as pg
-from werkzeug.datastructures import MultiDict
 
 from app import db
 from app.capabilities import reads
-from app.config import Settings
 from app.errors import BadRequest
 from app.ogc import (
     FILTER_ALIASES,
@@ -98,7 +96,6 @@ from layers.aggregates import (
     request_cells_periods,
 )
 from layers.changes import CHANGE_LEVELS
-from layers.queries import access
 from layers.queries.params import Interval, check_params, parse_instant, parse_interval
 from layers.queries.types import tilejson_type
 
@@ -613,10 +610,6 @@ def version_columns(
     return _SCOPE_VERSION + stale, {**_area_params(layer, tile), "tile_zone": tz}
 
 
-def _version(epoch: object, changes: object, zone: str, stale: object) -> tuple[str, bool]:
-    return f"{epoch}.{changes}|{db.READER_ROLE}|{zone}|{stale}", stale is False
-
-
 def request_version(
     conn: sa.Connection, layer: Layer, tile: tuple[int, int, int]
 ) -> tuple[str, bool]:
@@ -627,7 +620,7 @@ def request_version(
     if extra is None or zone is None:  # no scope statement with the version: ask now
         return data_version(conn, layer, tile) + "|?", False
     epoch, changes, stale = extra
-    return _version(epoch, changes, zone, stale)
+    return f"{epoch}.{changes}|{db.READER_ROLE}|{zone}|{stale}", stale is False
 
 
 class TileCache:
@@ -848,29 +841,13 @@ def use_disk_cache(app: Flask) -> Path | None:
 # --- building -------------------------------------------------------------------------------
 
 
-def _filters(layer: Layer) -> tuple[list[sa.ColumnElement[bool]], str]:
-    """The request's validated filter conditions and their canonical text."""
-    return tile_filters(layer, request.args, local_zone())
-
-
-def tile_filters(
-    layer: Layer, args: Any, zone: dt.tzinfo
-) -> tuple[list[sa.ColumnElement[bool]], str]:
-    """Validated filter conditions of `args` (a mapping with `items(multi=True)`, as request
-    arguments) and their canonical text (for the ETag and TileJSON); dates local in `zone`."""
+def _filters(layer: Layer, args: Any) -> tuple[list[sa.ColumnElement[bool]], str]:
+    """Validated filter conditions of `args` (request arguments, or a MultiDict like them)
+    and their canonical text (for the ETag and TileJSON)."""
     check_params(args, [*TIME_PARAMS, *filter_names(layer)])
-    conds = [*time_conditions(layer, args, zone), *property_conditions(layer, args)]
+    conds = [*time_conditions(layer, args, local_zone()), *property_conditions(layer, args)]
     canonical = urlencode(sorted(args.items(multi=True)))
     return conds, canonical
-
-
-def tile_key(
-    layer: Layer, tile: tuple[int, int, int], canonical: str, version: str, tz: str, max_raw: int
-) -> str:
-    """The cache key and ETag of a tile: what it shows, for whom, of which data."""
-    zoom, x, y = tile
-    key = f"{TEMPLATE_VERSION}.{max_raw}|{tz}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def build_tile(
@@ -942,18 +919,21 @@ def _tile(layer: Layer, z: str, x: str, y: str) -> Response:
 
 
 def prepare_tile(
-    layer: Layer, zoom: int, x: int, y: int
+    layer: Layer, zoom: int, x: int, y: int, args: Any = None
 ) -> tuple[str, Callable[[], tuple[bytes, str]]]:
-    """(the tile's cache key and ETag, a function building it) for this request: its
-    filters, its caller's role and zone, the data version of the tile's area."""
-    conds, canonical = _filters(layer)
+    """(the tile's cache key and ETag, a function building it) for this request — or, with
+    `args` (the seeder: no request), for those filters after `db.scope`: the filters, the
+    caller's role and zone, the data version of the tile's area."""
+    args = request.args if args is None else args
+    conds, canonical = _filters(layer, args)
     max_raw = int(current_app.config.get("TILE_MAX_RAW_POINTS", MAX_RAW_POINTS))
     conn = db.connection()
     version, fresh = request_version(conn, layer, (zoom, x, y))
     # The zone: local days of the filters, and the offset of the times the tile carries.
     tz = current_app.config["BLOCKDATA_SETTINGS"].tz
-    digest = tile_key(layer, (zoom, x, y), canonical, version, tz, max_raw)
-    cells = cell_filter(layer, request.args, local_zone()) if fresh else None
+    key = f"{TEMPLATE_VERSION}.{max_raw}|{tz}|{layer.name}|{zoom}/{x}/{y}|{canonical}|{version}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    cells = cell_filter(layer, args, local_zone()) if fresh else None
 
     def build() -> tuple[bytes, str]:
         return build_tile(conn, layer, zoom, x, y, conds, max_raw, cells)
@@ -961,36 +941,8 @@ def prepare_tile(
     return digest, build
 
 
-def prepare_scoped(
-    conn: sa.Connection,
-    layer: Layer,
-    tile: tuple[int, int, int],
-    zone: str,
-    settings: Settings,
-    max_raw: int,
-) -> tuple[str, Callable[[], tuple[bytes, str]]]:
-    """`prepare_tile` without a request (the seeder): the unfiltered tile as a user of `zone`
-    asks for it. Scopes `conn` to the reader and `zone` with the statement a tile request
-    runs, reading the same version, so that the key is the one that user's request has."""
-    columns, params = version_columns(layer, tile, settings.tz)
-    row = conn.execute(
-        access.scope_statement(columns), {"role": db.READER_ROLE, "zone": zone, **params}
-    ).one()
-    epoch, changes, stale = row[2:5]
-    version, fresh = _version(epoch, changes, zone, stale)
-    args = MultiDict[str, str]()
-    conds, canonical = tile_filters(layer, args, settings.zone)
-    digest = tile_key(layer, tile, canonical, version, settings.tz, max_raw)
-    cells = cell_filter(layer, args, settings.zone) if fresh else None
-
-    def build() -> tuple[bytes, str]:
-        return build_tile(conn, layer, *tile, conds, max_raw, cells)
-
-    return digest, build
-
-
 def _tilejson(layer: Layer) -> Response:
-    _, canonical = _filters(layer)
+    _, canonical = _filters(layer, request.args)
     conn = db.connection()
     box = conn.execute(
         sa.select(sa.cast(sa.func.ST_EstimatedExtent("public", layer.name, "geom"), sa.Text))

@@ -6,8 +6,10 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 
+import psycopg
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
 
 from app.auth import new_token
 from app.db import make_engine
@@ -114,3 +116,17 @@ def call(
     assert response.is_json, text[:200]
     assert "Traceback" not in text
     return response.status_code, response.get_json(), response.headers
+
+
+def new_database(server_url: str, name: str) -> str:
+    """A new, empty database `name` on the test server (dropped first if a killed run left
+    it); its URL. The caller migrates it and drops it (`drop_database`)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')

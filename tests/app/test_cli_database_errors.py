@@ -6,25 +6,22 @@ import os
 import socket
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
 from app.cli import main
+from tests.helpers import drop_database, new_database
 
 
 @pytest.fixture
 def empty_database(server_url: str) -> Iterator[str]:
     name = f"blockdata_empty_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
+    url = new_database(server_url, name)
     try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 def _free_port() -> int:

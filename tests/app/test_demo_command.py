@@ -11,11 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.cli import main
@@ -23,6 +21,7 @@ from app.config import Settings, from_env
 from app.db import make_engine
 from etl.demo import extracts as ex
 from tests.clock import BEIJING, FrozenClock
+from tests.helpers import drop_database, new_database
 
 NOW = dt.datetime(2026, 12, 7, 10, 0, tzinfo=BEIJING)  # the app's clock: a Monday morning
 SIZE = ["--seed", "11", "--requests", "4000", "--cases", "150", "--targets", "30"]
@@ -42,16 +41,12 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def own_database(server_url: str) -> Iterator[str]:
     name = f"blockdata_demo_cli_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     try:
         migrate.upgrade(migrate.alembic_config(url))
         yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 def test_demo_load_takes_the_later_extract_at_the_apps_now(

@@ -9,13 +9,13 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.cli import main
 from app.db import make_engine
 from app.maintenance import is_clustered
 from layers import get_layer
+from tests.helpers import drop_database, new_database
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +23,7 @@ def maintained_url(server_url: str) -> Iterator[str]:
     """A database of its own (CLUSTER commits), migrated, with 2,000 requests inserted in an
     order that is random in space."""
     name = f"blockdata_test_maintain_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     migrate.upgrade(migrate.alembic_config(url))
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -37,8 +34,7 @@ def maintained_url(server_url: str) -> Iterator[str]:
             " from generate_series(1, 2000) i"
         )
     yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    drop_database(server_url, name)
 
 
 def _rows(url: str) -> tuple[list[tuple[object, ...]], list[int]]:

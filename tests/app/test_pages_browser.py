@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from app import create_app, migrate
 from app.config import from_env
@@ -40,7 +38,7 @@ from etl.demo.load import generate, load
 from etl.jobs import run_file
 from tests.clock import BEIJING, FrozenClock, day_start, process_tz
 from tests.district import REQUEST_COLUMNS
-from tests.helpers import add_user
+from tests.helpers import add_user, drop_database, new_database
 from tests.plugins.browser import free_port
 
 pytestmark = pytest.mark.browser
@@ -104,10 +102,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     from waitress.server import create_server
 
     name = f"blockdata_test_live_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     migrate.upgrade(migrate.alembic_config(url))
     demo = tmp_path_factory.mktemp("demo")
     generate(demo, requests=4_000, cases=200, targets=40, projects=60, end=END)
@@ -133,8 +128,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         server.close()
         engine.dispose()
         app.extensions["blockdata.engine"].dispose()
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 ROLES = ("district", "commander", "analyst", "planner", "clerk")

@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
-import psycopg
 import pytest
 import sqlalchemy as sa
 from shapely.geometry import shape
-from sqlalchemy.engine import make_url
 
 from app import create_app, migrate
 from app.auth import new_token
@@ -38,7 +36,7 @@ from etl.demo.load import generate, load
 from etl.jobs import run_file
 from layers.accounts import api_tokens
 from tests.clock import BEIJING as ZONE
-from tests.helpers import add_user
+from tests.helpers import add_user, drop_database, new_database
 from tests.plugins.browser import free_port
 
 pytestmark = pytest.mark.browser
@@ -134,10 +132,7 @@ def poisoned(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     from waitress.server import create_server
 
     name = f"blockdata_test_xss_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     migrate.upgrade(migrate.alembic_config(url))
     demo = tmp_path_factory.mktemp("xss")
     generate(demo, requests=800, cases=80, targets=30, projects=40, end=dt.date.today())
@@ -197,8 +192,7 @@ def poisoned(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         server.close()
         engine.dispose()
         app.extensions["blockdata.engine"].dispose()
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 OPEN_EVERYTHING = """async () => {

@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import make_url
 
 from app import create_app, migrate
 from app.cli import main
@@ -31,7 +29,7 @@ from etl.rules import load_time_limits
 from etl.transform import to_utc
 from tests.clock import BEIJING, FrozenClock
 from tests.district import load_district, request_row, write_csv
-from tests.helpers import add_user, login
+from tests.helpers import add_user, drop_database, login, new_database
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = dt.datetime(2026, 11, 20, 10, 0, tzinfo=BEIJING)
@@ -197,16 +195,12 @@ def test_another_zone_is_refused_until_the_aggregates_are_rebuilt(
 @pytest.fixture
 def committed_url(server_url: str) -> Iterator[str]:
     name = f"blockdata_test_zone_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     try:
         migrate.upgrade(migrate.alembic_config(url))
         yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 def test_the_rebuild_command(

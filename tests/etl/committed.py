@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from app import migrate
 from app.db import make_engine
 from etl.jobs import RunReport, run_file
 from layers import AGGREGATE_TABLES
 from tests.district import load_district, write_district
+from tests.helpers import drop_database, new_database
 
 EVENT_TABLES = ("service_requests", "etl_rejects", "etl_runs")
 
@@ -26,10 +25,7 @@ EVENT_TABLES = ("service_requests", "etl_rejects", "etl_runs")
 def committed_database(server_url: str, prefix: str) -> Iterator[str]:
     """A new database, migrated, with the tiny district committed; dropped afterwards."""
     name = f"{prefix}_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     try:
         migrate.upgrade(migrate.alembic_config(url))
         engine = make_engine(url)
@@ -38,8 +34,7 @@ def committed_database(server_url: str, prefix: str) -> Iterator[str]:
         engine.dispose()
         yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 def reset(engine: sa.Engine) -> None:

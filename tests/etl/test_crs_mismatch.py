@@ -7,22 +7,19 @@ district's boxes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from sqlalchemy.engine import make_url
 
-from app import migrate
 from app.commands.etl import etl
 from app.db import make_engine
 from etl.jobs import EtlError, run_file
 from tests.coords_reference import ref_wgs84_to_bd09, ref_wgs84_to_gcj02
-from tests.district import grid_cells, load_district, request_row, write_csv
+from tests.district import grid_cells, request_row, write_csv
+from tests.etl.committed import committed_database
 
 Convert = Callable[[float, float], tuple[float, float]]
 
@@ -170,21 +167,10 @@ def test_a_geojson_in_gcj02_declared_wgs84_stops_the_run(
 
 
 @pytest.fixture(scope="module")
-def committed_url(server_url: str, district_files: dict[str, Path]) -> Iterator[str]:
+def committed_url(server_url: str) -> Iterator[str]:
     """A database of its own with the tiny district: the CLI commits."""
-    name = f"blockdata_test_crs_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(migrate.alembic_config(url))
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        load_district(conn, district_files)
-    engine.dispose()
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    with committed_database(server_url, "blockdata_test_crs") as url:
+        yield url
 
 
 def test_cli_fails_names_the_system_and_the_override_loads(

@@ -12,18 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from sqlalchemy.engine import make_url
 
 from app import create_app, migrate, ogc
 from app.db import make_engine
 from etl.demo import load as demo
 from etl.jobs import run_file
 from tests.district import request_row, write_csv
-from tests.helpers import add_user
+from tests.helpers import add_user, drop_database, new_database
 
 # Street codes of `committed_url`'s two streets.
 COMMITTED_A, COMMITTED_B = "110102001", "110102003"
@@ -32,10 +30,7 @@ COMMITTED_A, COMMITTED_B = "110102001", "110102003"
 @contextmanager
 def demo_database(server_url: str, name: str, workdir: Path, **sizes: Any) -> Iterator[str]:
     """A fresh committed database `name` with the demo district loaded by the real ETL."""
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     try:
         migrate.upgrade(migrate.alembic_config(url))
         demo.generate(workdir, **sizes)
@@ -48,8 +43,7 @@ def demo_database(server_url: str, name: str, workdir: Path, **sizes: Any) -> It
         engine.dispose()
         yield url
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        drop_database(server_url, name)
 
 
 @contextmanager
@@ -143,10 +137,7 @@ def loaded(connection: sa.Connection, district: Any, tmp_path: Path) -> int:
 def committed_url(server_url: str) -> Iterator[str]:
     """A committed database of its own (the CLI opens its own connections): two streets."""
     name = f"blockdata_test_export_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    url = new_database(server_url, name)
     migrate.upgrade(migrate.alembic_config(url))
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -161,5 +152,4 @@ def committed_url(server_url: str) -> Iterator[str]:
         add_user(conn, "cli-c", "commander", COMMITTED_A)
     engine.dispose()
     yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    drop_database(server_url, name)
