@@ -50,8 +50,9 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
     """预热瓦片 Build every unfiltered tile over the streets into the disk cache.
 
     The whole district's tiles, then each street commander's, as their requests ask for
-    them; tiles already there are kept. A running `blockdata serve` does the same every
-    minute (and holds the cache's seeding lock: then this command stops).
+    them; tiles already there are kept. A running `blockdata serve` holds the cache's
+    seeding lock (it compacts the change log every minute, and with --seed-tiles seeds the
+    same way): then this command stops.
     """
     from tqdm import tqdm
 
