@@ -36,9 +36,10 @@ from app.openapi import (
 )
 from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
-from layers.queries import params
+from layers.queries import params, slices
 from layers.queries.params import refusal
 from layers.queries.types import json_schema
+from layers.queries.window import Window
 from layers.registry import overlay_layers
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -238,7 +239,7 @@ def heat(layer: str) -> Response:
         first=FIRST_DATE,
         last=LAST_DATE,
     )
-    window = stats.Window(since, until)
+    window = Window(since, until)
     category = _text("category")
     street = _street_filter()
     text = stats.heat_json(_aggregates(db.connection()), level, window, category, street)
@@ -353,7 +354,7 @@ def _layer_doc(layer: Layer) -> dict[str, Any]:
         "geometry_type": layer.geometry_type,
         "time_field": layer.time_field,
         "fields": _field_doc(layer),
-        "parameters": export.slice_params(layer),
+        "parameters": slices.slice_params(layer),
         "links": {
             "geojson": features,
             "csv": features + "?f=csv",
@@ -394,11 +395,11 @@ def features(layer: str) -> Response:
     header = params.single(request.args, "header") or "name"
     if header not in CSV_HEADERS:
         raise refusal("header", header, "取值无效", f"must be one of {', '.join(CSV_HEADERS)}")
-    chosen = export.parse_slice(
+    chosen = slices.parse_slice(
         source, request.args, also_allowed=("f", "header"), zone=_settings().zone
     )
     conn = db.connection()
-    rows = export.count(conn, chosen)
+    rows = slices.count(conn, chosen)
     principal = auth.current()
     prov = export.provenance(chosen, rows, principal.name if principal else None, fmt, _now())
     headers = {

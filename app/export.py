@@ -25,8 +25,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,15 +33,14 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from app import ogc
 from app.config import system_clock
 from app.errors import ServiceUnavailable
 from layers import Layer
-from layers.queries.params import ParamError, check_params, parse_limit, single, zone_of
+from layers.queries.params import ParamError
+from layers.queries.slices import CRS84, Slice, count
 from layers.queries.types import GEOMETRY_NAMES, export_arrow_type
 
 FORMATS = ("geojson", "csv", "gpkg", "parquet")
-SLICE_PARAMS = ("bbox", *ogc.TIME_PARAMS, "limit")
 GEOJSON_DIGITS = 7  # decimal places of lon/lat: about 1 cm
 CHUNK_BYTES = 256 * 1024
 BOM = b"\xef\xbb\xbf"
@@ -50,66 +48,6 @@ GEOMETRY = "geometry"
 
 Progress = Callable[[int], None]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Slice:
-    """A layer and the rows of it the caller asked for."""
-
-    layer: Layer
-    conditions: tuple[sa.ColumnElement[bool], ...] = ()
-    filters: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
-    zone: dt.tzinfo = field(default_factory=lambda: zone_of(None))  # the district's
-
-    def select(self, *columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
-        """`columns` of the slice's rows: in key order under a limit (the first N by key),
-        otherwise in storage order — reading 1M rows by the key's index costs about 1.8×
-        a sequential scan, which two parallel workers can also share."""
-        t = self.layer.table
-        query = sa.select(*columns).select_from(t).where(*self.conditions)
-        if self.limit is None:
-            return query
-        return query.order_by(t.c[self.layer.key]).limit(self.limit)
-
-
-def slice_params(layer: Layer) -> list[str]:
-    """Every query parameter that narrows an export of `layer`."""
-    return [*SLICE_PARAMS, *ogc.filter_names(layer)]
-
-
-def parse_slice(
-    layer: Layer, args: Any, also_allowed: Iterable[str] = (), zone: dt.tzinfo | None = None
-) -> Slice:
-    """The slice that `args` (a MultiDict of query parameters) describes; 400 naming bad ones.
-
-    The filters are the OGC API's: bbox (CRS84), datetime / since / until on the layer's time
-    field (dates and naive times local to `zone`, the district's time zone; default the
-    default BLOCKDATA_TZ), and `field=value[,value…]` on its filterable fields (street,
-    community, grid, category, status, department …).
-    """
-    zone = zone or zone_of(None)
-    check_params(args, [*slice_params(layer), *also_allowed])
-    conditions = [
-        *ogc.time_conditions(layer, args, zone),
-        *ogc.property_conditions(layer, args),
-    ]
-    bbox = single(args, "bbox")
-    if bbox is not None:
-        conditions.append(ogc.bbox_condition(layer.table.c.geom, bbox))
-    # No maximum: an export may take every row.
-    limit = parse_limit(single(args, "limit"), default=None, maximum=None, digits=10)
-    names = set(slice_params(layer))
-    filters: dict[str, Any] = {}
-    for name, values in args.lists():
-        if name in names:
-            filters[name] = values[0] if len(values) == 1 else values
-    return Slice(layer, tuple(conditions), filters, limit, zone)
-
-
-def count(conn: sa.Connection, s: Slice) -> int:
-    inner = s.select(sa.literal(1)).order_by(None).subquery()
-    return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
 
 
 def provenance(
@@ -125,7 +63,7 @@ def provenance(
         "format": fmt,
         "filters": s.filters,
         "rows": rows,
-        "crs": ogc.CRS84,
+        "crs": CRS84,
         "generated_at": now.isoformat(timespec="seconds"),
         "generated_by": user,
     }

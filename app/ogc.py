@@ -35,23 +35,28 @@ from app import auth, db
 from app.capabilities import logged_in, reads
 from app.errors import BadRequest, NotFound
 from layers import LAYERS, Layer
-from layers.queries import params
+from layers.queries import params, slices
 from layers.queries.params import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     MAX_VALUE_LENGTH,
-    ParamError,
     check_params,
     encode_cursor,
-    parse_bbox,
     parse_limit,
     single,
+)
+from layers.queries.slices import (
+    CRS84,
+    TIME_PARAMS,
+    bbox_condition,
+    filter_names,
+    property_conditions,
+    time_conditions,
 )
 from layers.queries.types import GEOMETRY_NAMES, json_schema
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 CONFORMANCE = (
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -64,9 +69,6 @@ JSON = "application/json"
 HTML = "text/html"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 
-# Short names for the admin-unit filters, as the rest of the API spells them.
-FILTER_ALIASES = {"street": "street_code", "community": "community_code", "grid": "grid_code"}
-TIME_PARAMS = ("datetime", "since", "until")
 ITEMS_PARAMS = ("f", "limit", "bbox", "bbox-crs", "crs", "cursor")
 
 
@@ -150,115 +152,10 @@ def get_collection(collection_id: str) -> Collection:
     )
 
 
-# --- parameter parsing (layers.queries.params) turned into SQL ------------------------------
-
-
-def filter_names(layer: Layer) -> list[str]:
-    """Query parameters that filter `layer` by a property (field names and short aliases)."""
-    names = [f.name for f in layer.filterable]
-    names += [alias for alias, field in FILTER_ALIASES.items() if field in names]
-    return names
-
-
-def bbox_condition(geom: sa.Column[Any], value: str) -> sa.ColumnElement[bool]:
-    """The rows whose geometry meets the bbox (parsed and checked: 400 when malformed).
-
-    The explicit && is the GiST index condition. ST_Intersects would add it by itself, but
-    under row-level security PostgreSQL only lets a leakproof operator ahead of the policy
-    into an index scan, and the condition it derives inherits ST_Intersects' (not leakproof)
-    status; `&&` can be marked leakproof (migration 0005).
-
-    Written as SQL text with bound parameters: SQLAlchemy builds and cache-keys a text
-    clause in a few microseconds, its function constructs in a few hundred, on every request.
-    """
-    minx, miny, maxx, maxy = parse_bbox(value)
-    boxes = [(minx, maxx)] if minx <= maxx else [(minx, 180.0), (-180.0, maxx)]
-    column = f"{geom.table.name}.{geom.name}"
-    parts, binds = [], []
-    # minx > maxx crosses the antimeridian, as the standard allows: two boxes.
-    for i, (x0, x1) in enumerate(boxes):
-        envelope = f"ST_MakeEnvelope(:bbox{i}_x0, :bbox_y0, :bbox{i}_x1, :bbox_y1, 4326)"
-        parts.append(f"({column} && {envelope} AND ST_Intersects({column}, {envelope}))")
-        binds += [
-            sa.bindparam(f"bbox{i}_x0", x0, type_=sa.Float),
-            sa.bindparam(f"bbox{i}_x1", x1, type_=sa.Float),
-        ]
-    binds += [
-        sa.bindparam("bbox_y0", miny, type_=sa.Float),
-        sa.bindparam("bbox_y1", maxy, type_=sa.Float),
-    ]
-    text = " OR ".join(parts)
-    return sa.text(f"({text})" if len(parts) > 1 else text).bindparams(*binds)  # type: ignore[return-value]
-
-
 def local_zone() -> dt.tzinfo:
     """The district's time zone (the BLOCKDATA_TZ setting) of the current app."""
     zone: dt.tzinfo = current_app.config["BLOCKDATA_SETTINGS"].zone
     return zone
-
-
-def _interval(
-    column: sa.Column[Any], interval: params.Interval, zone: dt.tzinfo
-) -> list[sa.ColumnElement[bool]]:
-    """Closed interval [start, end] on a timestamp or date column; a date end is its whole
-    local day in `zone`; a date-time instant is that moment (its local day on a date column)."""
-    start, end = interval.start, interval.end
-    out: list[sa.ColumnElement[bool]] = []
-    if not isinstance(column.type, sa.DateTime):
-        if interval.instant and isinstance(start, dt.datetime):
-            return [column == params.day_of(start, zone)]
-        if start is not None:
-            out.append(column >= params.day_of(start, zone))
-        if end is not None:
-            out.append(column <= params.day_of(end, zone))
-        return out
-    if interval.instant and isinstance(start, dt.datetime):
-        return [column == start]
-    if start is not None:
-        out.append(column >= params.start_of(start, zone))
-    if isinstance(end, dt.datetime):
-        out.append(column <= end)
-    elif end is not None:
-        out.append(column < params.end_of(end, zone))
-    return out
-
-
-def time_conditions(layer: Layer, args: Any, zone: dt.tzinfo) -> list[sa.ColumnElement[bool]]:
-    """`datetime` (instant, closed or half-open interval with `..`), `since`, `until`; dates
-    and naive date-times are local to `zone`, the district's time zone."""
-    given = {name: single(args, name) for name in TIME_PARAMS}
-    if all(v is None for v in given.values()):
-        return []
-    if layer.time_field is None:
-        name = next(n for n, v in given.items() if v is not None)
-        raise ParamError(
-            f"图层 {layer.name} 没有时间字段，不能按 {name} 筛选 "
-            f"(layer {layer.name!r} has no time field): {given[name]!r}",
-            name,
-        )
-    column = layer.table.c[layer.time_field]
-    out: list[sa.ColumnElement[bool]] = [column.is_not(None)]
-    value = given["datetime"]
-    if value is not None:
-        out += _interval(column, params.parse_interval(value, zone=zone), zone)
-    if given["since"] is not None:
-        since = params.parse_instant(given["since"], "since", zone=zone)
-        out += _interval(column, params.Interval(since, None), zone)
-    if given["until"] is not None:
-        until = params.parse_instant(given["until"], "until", zone=zone)
-        out += _interval(column, params.Interval(None, until), zone)
-    return out
-
-
-def property_conditions(layer: Layer, args: Any) -> list[sa.ColumnElement[bool]]:
-    """`field=value` on the layer's filterable fields; a comma or a repeat means any of."""
-    columns = {name: layer.table.c[FILTER_ALIASES.get(name, name)] for name in filter_names(layer)}
-    flags = [name for name, column in columns.items() if isinstance(column.type, sa.Boolean)]
-    out: list[sa.ColumnElement[bool]] = []
-    for name, found in params.parse_properties(args, columns, flags).items():
-        column = columns[name]
-        out.append(column == found[0] if len(found) == 1 else column.in_(found))
-    return out
 
 
 # --- content negotiation and links ---------------------------------------------------------
@@ -716,7 +613,7 @@ def openapi() -> dict[str, Any]:
             dict(_COMMON_PARAMS[name]) for name in items_parameters(c) if name in _COMMON_PARAMS
         ]
         for name in filter_names(c.layer):
-            field = FILTER_ALIASES.get(name, name)
+            field = slices.FILTER_ALIASES.get(name, name)
             schema = json_schema(c.table.c[field])
             params.append(
                 _param(

@@ -37,7 +37,6 @@ from app import auth, capabilities, db
 from app.capabilities import INTAKE, does, logged_in, reads
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
-from app.ogc import bbox_condition
 from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
 from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
@@ -53,6 +52,7 @@ from layers.queries.params import (
     refusal,
     single,
 )
+from layers.queries.slices import bbox_condition
 from layers.registry import level_layer
 
 log = logging.getLogger(__name__)

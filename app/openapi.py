@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, json, request
 
 from app.capabilities import logged_in
+from layers.queries import params, slices
 from layers.queries.types import json_schema
 
 JSON = "application/json"
@@ -431,9 +432,7 @@ bp = Blueprint("openapi", __name__)
 @bp.get("/api/openapi.json")
 @logged_in
 def openapi_json() -> Response:
-    from app.ogc import check_params
-
-    check_params(request.args, ())
+    params.check_params(request.args, ())
     body = json.dumps(document(), ensure_ascii=False)
     return Response(body, mimetype=JSON)
 
@@ -487,12 +486,10 @@ def time_params(layer: Any) -> list[Param]:
 
 def filter_params(layer: Any) -> list[Param]:
     """`field=value[,value…]` on the layer's filterable fields (and street/community/grid)."""
-    from app import ogc
-
     out = []
     labels = layer.labels
-    for name in ogc.filter_names(layer):
-        column = ogc.FILTER_ALIASES.get(name, name)
+    for name in slices.filter_names(layer):
+        column = slices.FILTER_ALIASES.get(name, name)
         schema = json_schema(layer.table.c[column])
         boolean = schema["type"] == "boolean"
         out.append(

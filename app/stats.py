@@ -35,8 +35,6 @@ from layers.aggregates import (
     CELL_ORIGIN,
     SPANS,
     STREET_MEASURES,
-    period_after,
-    period_start,
     request_cells_daily,
     request_cells_periods,
     request_daily,
@@ -44,6 +42,7 @@ from layers.aggregates import (
     request_periods,
     request_street_daily,
 )
+from layers.queries.window import Window, next_month, previous_month
 from layers.registry import level_layer
 
 LEVELS = ("street", "community", "grid", "cell")
@@ -52,44 +51,6 @@ SIMPLIFY_TOLERANCE = 1e-5  # degrees, about 1 m: invisible at street and distric
 PRECISION = 6  # decimals of a degree in GeoJSON, about 0.1 m
 RATE_DECIMALS = 4
 SCORE_DECIMALS = 2
-
-
-def next_month(month: dt.date) -> dt.date:
-    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-
-
-def previous_month(month: dt.date) -> dt.date:
-    return (month.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The local days [since, until], both included."""
-
-    since: dt.date
-    until: dt.date
-
-    @property
-    def days(self) -> int:
-        return (self.until - self.since).days + 1
-
-    def pieces(self, spans: tuple[str, ...] = SPANS) -> list[tuple[str, dt.date, dt.date]]:
-        """The window as the fewest whole periods of `spans` and days, in runs of one span:
-        (span, first day of the first period, first day of the last period)."""
-        order = [span for span in reversed(SPANS) if span in spans] + ["day"]
-        end = self.until + dt.timedelta(days=1)
-        runs: list[tuple[str, dt.date, dt.date]] = []
-        day = self.since
-        while day < end:
-            span = next(
-                s for s in order if period_start(s, day) == day and period_after(s, day) <= end
-            )
-            if runs and runs[-1][0] == span and period_after(span, runs[-1][2]) == day:
-                runs[-1] = (span, runs[-1][1], day)
-            else:
-                runs.append((span, day, day))
-            day = period_after(span, day)
-        return runs
 
 
 def _in_category(table: sa.Table, category: str | None) -> sa.ColumnElement[bool]:

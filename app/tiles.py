@@ -72,15 +72,7 @@ from sqlalchemy.dialects import postgresql as pg
 from app import db
 from app.capabilities import reads
 from app.errors import BadRequest
-from app.ogc import (
-    FILTER_ALIASES,
-    TIME_PARAMS,
-    filter_names,
-    local_zone,
-    property_conditions,
-    time_conditions,
-)
-from app.stats import Window
+from app.ogc import local_zone
 from layers import Field, Layer, UnknownLayer, get_layer
 from layers.aggregates import (
     CATEGORY_SPANS,
@@ -97,7 +89,15 @@ from layers.aggregates import (
 )
 from layers.changes import CHANGE_LEVELS
 from layers.queries.params import Interval, check_params, parse_instant, parse_interval
+from layers.queries.slices import (
+    FILTER_ALIASES,
+    TIME_PARAMS,
+    filter_names,
+    property_conditions,
+    time_conditions,
+)
 from layers.queries.types import tilejson_type
+from layers.queries.window import Window
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 
@@ -301,7 +301,7 @@ class CellFilter:
 
     def pieces(self) -> list[Piece]:
         """The window as runs of whole periods and days: (span, first, last) on the first
-        day of each period, None where the window is open (see `stats.Window.pieces`)."""
+        day of each period, None where the window is open (see `Window.pieces`)."""
         spans = SPANS if self.categories is None else CATEGORY_SPANS
         top = spans[-1]
         since, until = self.since, self.until

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
 from app.errors import ApiError
-from app.export import FORMATS, Progress, export_file, parse_slice, suffix_format
+from app.export import FORMATS, Progress, export_file, suffix_format
 from layers import UnknownLayer, get_layer
 from layers.accounts import users
 from layers.queries import ParamError, access
+from layers.queries.slices import parse_slice
 
 # Options that become query parameters of the same name (the API's filters).
 FILTER_OPTIONS = (

@@ -17,6 +17,7 @@ from app import create_app, stats
 from app.config import from_env
 from etl.aggregates import refresh_request_aggregates
 from layers import get_layer
+from layers.queries import window
 from layers.registry import overlay_layers
 from tests.aggregates import direct_heat, requests
 from tests.clock import FrozenClock, day_start
@@ -73,14 +74,14 @@ def spread(connection: sa.Connection, district: Any, tmp_path: Path) -> None:
 
 def test_window_pieces_are_the_fewest_whole_periods() -> None:
     d = dt.date
-    assert stats.Window(d(2026, 10, 5), d(2026, 10, 5)).pieces() == [
+    assert window.Window(d(2026, 10, 5), d(2026, 10, 5)).pieces() == [
         ("day", d(2026, 10, 5), d(2026, 10, 5))
     ]
-    assert stats.Window(d(2026, 10, 1), d(2026, 12, 31)).pieces() == [
+    assert window.Window(d(2026, 10, 1), d(2026, 12, 31)).pieces() == [
         ("quarter", d(2026, 10, 1), d(2026, 10, 1))
     ]
     # 2025-11-27 … 2026-11-26, the last 365 days on 2026-11-26: 29 reads, not 365.
-    assert stats.Window(d(2025, 11, 27), d(2026, 11, 26)).pieces() == [
+    assert window.Window(d(2025, 11, 27), d(2026, 11, 26)).pieces() == [
         ("day", d(2025, 11, 27), d(2025, 11, 30)),
         ("month", d(2025, 12, 1), d(2025, 12, 1)),
         ("quarter", d(2026, 1, 1), d(2026, 7, 1)),
@@ -89,15 +90,15 @@ def test_window_pieces_are_the_fewest_whole_periods() -> None:
         ("day", d(2026, 11, 21), d(2026, 11, 26)),
     ]
     # With a category: months and days only.
-    assert stats.Window(d(2026, 9, 25), d(2026, 12, 3)).pieces(("month",)) == [
+    assert window.Window(d(2026, 9, 25), d(2026, 12, 3)).pieces(("month",)) == [
         ("day", d(2026, 9, 25), d(2026, 9, 30)),
         ("month", d(2026, 10, 1), d(2026, 11, 1)),
         ("day", d(2026, 12, 1), d(2026, 12, 3)),
     ]
-    assert stats.Window(d(2024, 2, 11), d(2024, 2, 29)).pieces() == [
+    assert window.Window(d(2024, 2, 11), d(2024, 2, 29)).pieces() == [
         ("dekad", d(2024, 2, 11), d(2024, 2, 21))
     ]
-    assert stats.Window(d(2024, 2, 11), d(2024, 2, 28)).pieces() == [
+    assert window.Window(d(2024, 2, 11), d(2024, 2, 28)).pieces() == [
         ("dekad", d(2024, 2, 11), d(2024, 2, 11)),
         ("day", d(2024, 2, 21), d(2024, 2, 28)),
     ]
@@ -299,7 +300,7 @@ def test_streets_rank_change_and_the_month_parameter(
     assert (a["rank_change"], b["rank_change"]) == (-1, 1)
     assert [s["code"] for s in body["streets"]] == [STREET_B, STREET_A]
     assert ok(client, "/api/streets")["month"] == f"{hand.this:%Y-%m}"
-    next_month = stats.next_month(hand.this)
+    next_month = window.next_month(hand.this)
     for bad in ("2026-13", "2026-1", "26-01", "1999-12", "0000-01", f"{next_month:%Y-%m}"):
         assert refused(client, "/api/streets", 400, bad, month=bad)["parameter"] == "month"
 

@@ -29,7 +29,7 @@ from app import export
 from app.cli import main
 from app.db import make_engine
 from layers import get_layer
-from layers.queries import ParamError
+from layers.queries import ParamError, slices
 from tests.helpers import add_user, json_error, login, request_ids
 
 A, B = "110102001", "110102003"
@@ -424,8 +424,8 @@ def test_an_unwritable_spool_directory_falls_back_to_the_temporary_directory(
 # --- files: the four formats ---------------------------------------------------------------
 
 
-def _slice(layer: str = "service_requests", **params: str) -> export.Slice:
-    return export.parse_slice(get_layer(layer), MultiDict(params))
+def _slice(layer: str = "service_requests", **params: str) -> slices.Slice:
+    return slices.parse_slice(get_layer(layer), MultiDict(params))
 
 
 @pytest.mark.parametrize("fmt", export.FORMATS)
@@ -574,9 +574,9 @@ def test_the_count_and_the_rows_of_a_streamed_export_agree_while_a_load_runs(
     with engine.begin() as conn:
         uid = add_user(conn, "snap-district")
         conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
-    counted = export.count
+    counted = slices.count
 
-    def count_then_load(conn: sa.Connection, s: export.Slice) -> int:
+    def count_then_load(conn: sa.Connection, s: slices.Slice) -> int:
         n = counted(conn, s)
         with engine.begin() as other:  # another session commits a new street meanwhile
             other.execute(

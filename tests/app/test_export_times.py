@@ -25,6 +25,7 @@ from werkzeug.datastructures import MultiDict
 from app import export
 from etl.jobs import run_file
 from layers import get_layer
+from layers.queries import slices
 from tests.clock import BEIJING
 from tests.district import request_row, write_csv
 
@@ -41,7 +42,7 @@ def _load(conn: sa.Connection, tmp_path: Path, zone: str) -> dict[str, dt.dateti
 
 
 def _export(conn: sa.Connection, fmt: str, path: Path, zone: ZoneInfo) -> dict[str, Any]:
-    chosen = export.parse_slice(get_layer("service_requests"), MultiDict(), zone=zone)
+    chosen = slices.parse_slice(get_layer("service_requests"), MultiDict(), zone=zone)
     return export.export_file(conn, chosen, fmt, path, "tester", now=NOW)
 
 

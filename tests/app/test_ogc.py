@@ -26,6 +26,7 @@ from flask.testing import FlaskClient
 from app import ogc
 from app.db import make_engine
 from layers import get_layer
+from layers.queries import slices
 from tests.helpers import add_user, json_error, login, request_ids
 from tests.plugins.ogc import add_account, live_app, serve
 
@@ -496,10 +497,10 @@ def test_openapi_documents_exactly_the_accepted_parameters(
                 "bbox": "116,39,117,40",
                 "cursor": ogc.encode_cursor(0 if c.integer_key else ""),
                 "f": "json",
-                "bbox-crs": ogc.CRS84,
-                "crs": ogc.CRS84,
+                "bbox-crs": slices.CRS84,
+                "crs": slices.CRS84,
             }.get(name, "2026-11-01")
-            if name in ogc.TIME_PARAMS and c.layer.time_field is None:
+            if name in slices.TIME_PARAMS and c.layer.time_field is None:
                 continue
             if name in ("joint", "near_boundary"):
                 value = "true"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app import stats
 from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
+from layers.queries.window import previous_month
 from tests.clock import FrozenClock
 from tests.district import request_row, write_csv
 
@@ -182,8 +182,8 @@ def hand(connection: sa.Connection, district: Any, tmp_path: Path, clock: Frozen
     frozen clock's instant."""
     now = clock.local()
     this = now.date().replace(day=1)
-    last = stats.previous_month(this)
-    h = Hand(now, now.date(), this, last, stats.previous_month(last))
+    last = previous_month(this)
+    h = Hand(now, now.date(), this, last, previous_month(last))
     # Some hand-made rows fall later on the frozen day than the frozen instant (this month's
     # rows at 00:30 on the 1st, at 00:05) or carry later callback times; the ETL's check of
     # future times is not what these tests are about, so the loads run a little later.
