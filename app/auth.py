@@ -60,10 +60,9 @@ MAX_NAME = 200  # a longer user name is cut before it is looked up or counted
 # The method of `hash_password`: an unknown name's decoy is hashed the same way.
 DECOY_METHOD = "scrypt"
 
-PAGE_BLUEPRINTS = {"pages", "auth"}
-# GeoReport clients send their token as an `api_key` parameter: the same as a bearer token.
+# GeoReport clients send their token as an `api_key` parameter (views declared
+# `@capabilities.api_key`): the same as a bearer token.
 API_KEY = "api_key"
-API_KEY_BLUEPRINTS = {"open311"}
 
 
 @dataclass(frozen=True)
@@ -212,9 +211,10 @@ def json_body() -> Any:
         raise BadRequest("JSON 嵌套过深 the JSON body is nested too deeply") from None
 
 
-def _api_key() -> str | None:
-    """The token an Open311 client sends as `api_key` (query string, form or JSON body)."""
-    if request.blueprint not in API_KEY_BLUEPRINTS:
+def _api_key(need: capabilities.Access | None) -> str | None:
+    """The token an Open311 client sends as `api_key` (query string, form or JSON body), to
+    a view that accepts one."""
+    if need is None or not need.api_key:
         return None
     key = request.args.get(API_KEY)
     if key is None and request.method == "POST":
@@ -225,7 +225,7 @@ def _api_key() -> str | None:
     return key
 
 
-def _identify() -> Principal | None:
+def _identify(need: capabilities.Access | None = None) -> Principal | None:
     conn = db.connection()
     header = request.headers.get("Authorization", "")
     if header:
@@ -233,7 +233,7 @@ def _identify() -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("认证头格式错误 Authorization must be 'Bearer <token>'")
         return _from_token(conn, token.strip())
-    key = _api_key()
+    key = _api_key(need)
     if key is not None:
         if not key.strip():
             raise Unauthorized("api_key 为空 empty api_key")
@@ -257,9 +257,9 @@ def _load() -> Any:
     need = capabilities.access(request.endpoint)  # None: refused below (create_app checks)
     if need is not None and need.public:
         return None
-    principal = _identify()
+    principal = _identify(need)
     if principal is None:
-        if request.blueprint in PAGE_BLUEPRINTS:
+        if need is not None and need.browser:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         raise Unauthorized("请先登录 authentication required")
     g.principal = principal
@@ -311,7 +311,7 @@ def login() -> Response | str:
 
 
 @bp.post("/logout")
-@capabilities.logged_in
+@capabilities.browser
 def logout() -> Response:
     sid = session.get(SESSION_KEY)
     if isinstance(sid, str):
@@ -364,7 +364,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.before_request(_load)
     app.context_processor(lambda: {"principal": current(), "roles": ROLES})
-    for name in ("api", "ogc", "tiles", "open311"):
-        blueprint = app.blueprints.get(name)
-        if blueprint is not None:
-            csrf.exempt(blueprint)  # bearer-token APIs; their writes are not form posts
+    for view in app.view_functions.values():
+        need = capabilities.declared(view)
+        if need is not None and not need.csrf:
+            csrf.exempt(view)  # bearer-token APIs; their writes are not form posts

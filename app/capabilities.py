@@ -108,6 +108,14 @@ class Access:
     url_collection: str | None = None  # the view argument that names an OGC collection
     action: str | None = None
     snapshot: bool = False  # reads one snapshot (REPEATABLE READ): a count and its rows agree
+    browser: bool = False  # opened by a person: anonymous callers go to the login page, not 401
+    api_key: bool = False  # the token may come as an `api_key` parameter (GeoReport clients)
+
+    @property
+    def csrf(self) -> bool:
+        """Whether a form post to the view must carry the CSRF token: the browser's views
+        and the public ones (the login form); the APIs authenticate each call (bearer token)."""
+        return self.public or self.browser
 
 
 class UndeclaredEndpoints(RuntimeError):
@@ -159,7 +167,19 @@ def page(name: str) -> Callable[[View], View]:
     """A page of PAGES: the roles that may open it (and so read its layers)."""
     if name not in PAGES:
         raise ValueError(f"unknown page {name!r}: not in capabilities.PAGES")
-    return lambda view: _declare(view, page=name)
+    return lambda view: _declare(view, page=name, browser=True)
+
+
+def browser(view: View) -> View:
+    """A view a person reaches in the browser (a form's target): an anonymous caller is sent
+    to the login page, and a post must carry the CSRF token. Pages (`@page`) are already."""
+    return _declare(view, browser=True)
+
+
+def api_key(view: View) -> View:
+    """The caller's token may come as an `api_key` parameter (query, form or JSON body), as
+    GeoReport (Open311) clients send it, not only as a bearer token."""
+    return _declare(view, api_key=True)
 
 
 def reads(

@@ -34,7 +34,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from app import auth, capabilities, db
-from app.capabilities import INTAKE, does, logged_in, reads
+from app.capabilities import INTAKE, api_key, does, logged_in, reads
 from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from app.openapi import JSON, Param, contribute, names, operation, path_param
@@ -188,6 +188,7 @@ def services() -> list[dict[str, Any]]:
 
 
 @bp.get("/services.<fmt>")
+@api_key
 @logged_in
 def services_list(fmt: str) -> Response:
     _json_only(fmt)
@@ -196,6 +197,7 @@ def services_list(fmt: str) -> Response:
 
 
 @bp.get("/services/<service_code>.<fmt>")
+@api_key
 @logged_in
 def service_definition(service_code: str, fmt: str) -> Response:
     _json_only(fmt)
@@ -344,6 +346,7 @@ def _request(row: Any) -> dict[str, Any]:
 
 
 @bp.get("/requests.<fmt>")
+@api_key
 @reads("service_requests")
 def requests_list(fmt: str) -> Response:
     """The requests matching the filters, newest first, one page of them."""
@@ -379,6 +382,7 @@ def requests_list(fmt: str) -> Response:
 
 
 @bp.get("/requests/<request_id>.<fmt>")
+@api_key
 @reads("service_requests")
 def request_one(request_id: str, fmt: str) -> Response:
     """One request, as a one-element list (the spec's shape)."""
@@ -504,6 +508,7 @@ def _as_server(zone: str) -> Iterator[sa.Connection]:
 
 
 @bp.post("/requests.<fmt>")
+@api_key
 @does(INTAKE)
 def create_request(fmt: str) -> Response:
     """File one request: validated, located, placed, routed and timed by the ETL's steps."""

@@ -25,7 +25,7 @@ from app.capabilities import (
     reads,
     require_declared,
 )
-from tests.helpers import add_user, login
+from tests.helpers import add_user, login, token
 
 # Every endpoint of the server, counted by hand from the blueprints' routes (static: Flask's).
 ENDPOINTS = {
@@ -197,3 +197,100 @@ def test_declarations_stack_and_check_their_names() -> None:
         reads("streets")(public(lambda: None))
     with pytest.raises(TypeError, match="two declarations of page"):
         page("planner")(page("imports")(lambda: None))
+
+
+# Sample values for the URL arguments of the routes, to reach every endpoint anonymously.
+ARGUMENTS = {
+    "street_code": "110102001",
+    "run_id": 1,
+    "layer": "service_requests",
+    "collection_id": "service_requests",
+    "feature_id": "1",
+    "z": "14",
+    "x": "13486",
+    "y": "6203",
+    "fmt": "json",
+    "service_code": "供暖",
+    "request_id": "1",
+    "filename": "app.css",
+}
+# The views a person opens in the browser, listed by hand: the pages, and the logout form.
+BROWSER = {*(e for e in ENDPOINTS if e.startswith("pages.")), "auth.logout"}
+# The views that take a token as `api_key` (GeoReport clients): Open311's.
+API_KEY_VIEWS = {e for e in ENDPOINTS if e.startswith("open311.")}
+
+
+def _calls(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, URL) of every route but the public ones."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC:
+            continue
+        url = rule.build({a: ARGUMENTS[a] for a in rule.arguments}, append_unknown=False)
+        assert url is not None, rule
+        method = "GET" if "GET" in (rule.methods or ()) else "POST"
+        out.append((rule.endpoint, method, url[1]))
+    return out
+
+
+def test_an_anonymous_caller_of_a_browser_view_is_sent_to_the_login_page(app: Flask) -> None:
+    """Declared `@page` / `@browser`: a redirect to the login page; every other view of the
+    URL map answers 401 with a JSON error (an API client cannot follow a login form)."""
+    client = app.test_client()
+    seen = set()
+    for endpoint, method, url in _calls(app):
+        seen.add(endpoint)
+        response = client.open(url, method=method)
+        if endpoint in BROWSER:
+            assert response.status_code == 302, (endpoint, url)
+            assert response.headers["Location"].startswith("/login"), endpoint
+            assert declared(app.view_functions[endpoint]).browser  # type: ignore[union-attr]
+        else:
+            assert response.status_code == 401, (endpoint, url, response.status_code)
+            assert response.is_json, endpoint
+            assert not declared(app.view_functions[endpoint]).browser  # type: ignore[union-attr]
+    assert seen == ENDPOINTS - PUBLIC
+
+
+def test_only_the_views_declaring_it_take_a_token_as_api_key(
+    app: Flask, connection: sa.Connection
+) -> None:
+    """A valid token as `api_key`: Open311's views know the caller; every other view of the
+    URL map ignores it (401), as it would an unknown parameter's value."""
+    key = token(connection, "district")
+    client = app.test_client()
+    for endpoint, method, url in _calls(app):
+        sep = "&" if "?" in url else "?"
+        response = client.open(f"{url}{sep}api_key={key}", method=method)
+        if endpoint in API_KEY_VIEWS:
+            assert response.status_code != 401, (endpoint, response.get_data(as_text=True))
+        else:
+            assert response.status_code in (302, 401), (endpoint, response.status_code)
+
+
+def test_form_posts_to_browser_views_need_the_csrf_token_and_api_posts_do_not(
+    connection: sa.Connection,
+) -> None:
+    """CSRF protection follows the declarations: the login and logout forms refuse a post
+    without the token; Open311's intake (a bearer-token API) does not ask for one."""
+    app = create_app({"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": True})
+    client = app.test_client()
+    for path in ("/login", "/logout"):
+        response = client.post(path, data={"username": "x", "password": "y"})
+        assert response.status_code == 400, path
+        assert "CSRF" in response.get_data(as_text=True), path
+    key = token(connection, "district")
+    response = client.post(
+        "/open311/v2/requests.json",
+        data={"service_code": "nonesuch", "lat": "39.91", "long": "116.37"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert "CSRF" not in response.get_data(as_text=True)
+    assert response.status_code == 400  # refused for its unknown category, not for CSRF
+    assert "nonesuch" in response.get_data(as_text=True)
+    exempt = {
+        e
+        for e, view in app.view_functions.items()
+        if not declared(view).csrf  # type: ignore[union-attr]
+    }
+    assert exempt == ENDPOINTS - PUBLIC - BROWSER
