@@ -39,31 +39,27 @@ from app.config import Settings
 from app.errors import ApiError, BadRequest, Forbidden, NotFound, Unauthorized
 from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl import intake
-from etl.aggregates import RESOLVED, AggregatesZoneError, refresh_unless_busy
+from etl.aggregates import AggregatesZoneError, refresh_unless_busy
 from etl.geocode import geocode
 from etl.place import DEFAULT_BUDGET_MB, placer_for
-from etl.rules import DEPARTMENTS, Limit, load_routing, load_time_limits
-from layers import get_layer
+from etl.rules import Limit, load_routing, load_time_limits
+from layers.queries import georeport
+from layers.queries.georeport import CODE_LEVELS, DIGITS, LAYER
 from layers.queries.params import (
     ParamError,
     check_params,
-    parse_moment_range,
     parse_page_number,
     refusal,
     single,
 )
-from layers.queries.slices import bbox_condition
 from layers.registry import level_layer
 
 log = logging.getLogger(__name__)
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
 
-LAYER = "service_requests"
 FORMAT = "json"
-WINDOW = dt.timedelta(days=90)
 MAX_PAGE_SIZE = 1000
 MAX_PAGE = 1_000_000
-MAX_IDS = 1000
 MAX_DESCRIPTION = 4000  # the spec's limit
 MAX_ADDRESS = 500
 MAX_CODE = 100
@@ -78,7 +74,6 @@ CONTACT_LIMITS = {
     "media_url": 2000,
 }
 INSUFFICIENT_PRIVILEGE = "42501"  # SQLSTATE of a row-level security WITH CHECK refusal
-CODE_LEVELS = ("street", "community", "grid")  # the unit codes a request carries
 # Query parameters, declared once: checked here, documented in /api/openapi.json.
 COMMON_QUERY = (
     Param("jurisdiction_id", "管辖区 jurisdiction (one here: ignored)"),
@@ -124,7 +119,6 @@ POST_PARAMS = (
     *CONTACT_LIMITS,
 )
 NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)")
-DIGITS = re.compile(r"[0-9]{1,18}")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and newlines are fine
 
 
@@ -220,131 +214,6 @@ def _now() -> dt.datetime:
     return _settings().now()
 
 
-def _items(args: Any, name: str) -> list[str]:
-    """A comma-separated parameter's values; [] when absent or empty."""
-    value = single(args, name)
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-def _window(args: Any) -> list[sa.ColumnElement[bool]]:
-    """requested_datetime in [start_date, end_date], at most 90 days; default the last 90."""
-    column = get_layer(LAYER).table.c.received_at
-    start, until = parse_moment_range(args, now=_now(), zone=_settings().zone, longest=WINDOW)
-    return [column >= start] if until is None else [column >= start, column < until]
-
-
-def _filters(args: Any) -> list[sa.ColumnElement[bool]]:
-    t = get_layer(LAYER).table
-    conds: list[sa.ColumnElement[bool]] = []
-    codes = _items(args, "service_code")
-    if codes:
-        conds.append(t.c.category.in_(codes))
-    statuses = set(_items(args, "status"))
-    unknown = sorted(statuses - {"open", "closed"})
-    if unknown:
-        raise refusal("status", unknown[0], "状态只能是 open 或 closed", "must be open or closed")
-    if statuses == {"open"}:
-        conds.append(t.c.status.is_distinct_from(RESOLVED))
-    elif statuses == {"closed"}:
-        conds.append(t.c.status == RESOLVED)
-    departments = _items(args, "department")
-    for department in departments:
-        if department not in DEPARTMENTS:
-            raise refusal(
-                "department", department, "未知部门", f"not one of {', '.join(DEPARTMENTS)}"
-            )
-    if departments:
-        conds.append(t.c.department.in_(departments))
-    for level in CODE_LEVELS:
-        length = level_layer(level).code_length
-        values = _items(args, level)
-        for value in values:
-            if not re.fullmatch(f"[0-9]{{{length}}}", value):
-                raise refusal(level, value, "代码格式错误", f"a {level} code is {length} digits")
-        if values:
-            conds.append(t.c[f"{level}_code"].in_(values))
-    bbox = single(args, "bbox")
-    if bbox:
-        conds.append(bbox_condition(t.c.geom, bbox))
-    return conds
-
-
-def _ids(args: Any) -> list[int] | None:
-    values = _items(args, "service_request_id")
-    if not values:
-        return None
-    if len(values) > MAX_IDS:
-        raise BadRequest(f"编号过多 too many service_request_id values (max {MAX_IDS})")
-    for value in values:
-        if not DIGITS.fullmatch(value):
-            raise refusal("service_request_id", value, "编号应为数字", "not a number")
-    return [int(v) for v in values]
-
-
-def _select() -> sa.Select[Any]:
-    t = get_layer(LAYER).table
-    return sa.select(
-        t.c.id,
-        t.c.status,
-        t.c.category,
-        t.c.description,
-        t.c.department,
-        t.c.received_at,
-        t.c.updated_at,
-        t.c.due_at,
-        t.c.address,
-        sa.func.ST_Y(t.c.geom).label("lat"),
-        sa.func.ST_X(t.c.geom).label("lng"),
-        t.c.street_code,
-        t.c.community_code,
-        t.c.grid_code,
-    )
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(_settings().zone).isoformat(timespec="seconds")
-
-
-def notice(
-    department: str | None, due_at: dt.datetime | None, zone: dt.tzinfo | None = None
-) -> str | None:
-    """What happens next, for `service_notice`: the due time in local time of `zone` (the
-    district's; default: the current app's)."""
-    if department is None:
-        return None
-    text = f"由{department}办理"
-    if due_at is not None:
-        text += f"，办理时限至 {due_at.astimezone(zone or _settings().zone):%Y-%m-%d %H:%M}"
-    return text
-
-
-def _request(row: Any) -> dict[str, Any]:
-    return {
-        "service_request_id": row.id,
-        "status": "closed" if row.status == RESOLVED else "open",
-        "status_notes": row.status,
-        "service_name": row.category,
-        "service_code": row.category,
-        "description": row.description,
-        "agency_responsible": row.department,
-        "service_notice": notice(row.department, row.due_at),
-        "requested_datetime": _iso(row.received_at),
-        "updated_datetime": _iso(row.updated_at),
-        "expected_datetime": _iso(row.due_at),
-        "address": row.address,
-        "address_id": None,
-        "zipcode": None,
-        "lat": row.lat,
-        "long": row.lng,
-        "media_url": None,
-        "street_code": row.street_code,
-        "community_code": row.community_code,
-        "grid_code": row.grid_code,
-    }
-
-
 @bp.get("/requests.<fmt>")
 @api_key
 @reads("service_requests")
@@ -354,27 +223,15 @@ def requests_list(fmt: str) -> Response:
     auth.require_layer(LAYER)
     args = request.args
     check_params(args, LIST_PARAMS)
-    t = get_layer(LAYER).table
-    ids = _ids(args)
-    # The spec: service_request_id overrides every other filter.
-    conds = [t.c.id.in_(ids)] if ids is not None else [*_window(args), *_filters(args)]
+    zone = _settings().zone
+    conds = georeport.conditions(args, _now(), zone)
     page = parse_page_number(single(args, "page"), "page", default=1, top=MAX_PAGE)
     size = parse_page_number(
         single(args, "page_size"), "page_size", default=MAX_PAGE_SIZE, top=MAX_PAGE_SIZE
     )
-    rows = (
-        db.connection()
-        .execute(
-            _select()
-            .where(*conds)
-            .order_by(t.c.received_at.desc(), t.c.id.desc())
-            .offset((page - 1) * size)
-            .limit(size + 1)
-        )
-        .all()
-    )
-    response = jsonify([_request(row) for row in rows[:size]])
-    if len(rows) > size:
+    found, more = georeport.page(db.connection(), conds, page, size, zone)
+    response = jsonify(found)
+    if more:
         params: dict[str, Any] = {k: v for k, v in args.lists() if k not in ("page", auth.API_KEY)}
         nxt = url_for("open311.requests_list", fmt=fmt, **params, page=page + 1)
         response.headers["Link"] = f'<{nxt}>; rel="next"'
@@ -392,11 +249,10 @@ def request_one(request_id: str, fmt: str) -> Response:
     missing = NotFound(f"没有该诉求 no such service request: {request_id[:40]!r}")
     if not DIGITS.fullmatch(request_id):
         raise missing
-    t = get_layer(LAYER).table
-    row = db.connection().execute(_select().where(t.c.id == int(request_id))).first()
-    if row is None:
+    found = georeport.one(db.connection(), int(request_id), _settings().zone)
+    if found is None:
         raise missing
-    return jsonify([_request(row)])
+    return jsonify([found])
 
 
 # --- filing a request ---------------------------------------------------------------------
@@ -593,7 +449,9 @@ def create_request(fmt: str) -> Response:
         [
             {
                 "service_request_id": request_id,
-                "service_notice": notice(department, prepared.value("due_at")),
+                "service_notice": georeport.notice(
+                    department, prepared.value("due_at"), _settings().zone
+                ),
                 "account_id": None,
             }
         ]
