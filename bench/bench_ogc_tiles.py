@@ -76,10 +76,11 @@ WORKER_CLASSES = {"waitress": WAITRESS_WORKER, "gthread": "gthread"}
 
 
 def session_cookie(url: str) -> str:
-    """A signed session cookie of a district user (the browser's way in; no audit row per tile)."""
+    """A signed session cookie of a district user (the browser's way in; no audit row per tile)
+    and its server-side session row."""
     from app import create_app
-    from app.auth import hash_password
-    from layers.accounts import users
+    from app.auth import SESSION_KEY, hash_password, new_session_id
+    from layers.accounts import sessions, users
 
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -92,10 +93,14 @@ def session_cookie(url: str) -> str:
                 )
                 .returning(users.c.id)
             ).scalar_one()
+        sid, digest = new_session_id()
+        now = sa.func.now()
+        row = {"sid_sha256": digest, "user_id": uid, "created_at": now, "last_seen_at": now}
+        conn.execute(sa.insert(sessions).values(**row))
     engine.dispose()
     app = create_app({"DATABASE_URL": url})
     serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
-    return f"{app.config['SESSION_COOKIE_NAME']}={serializer.dumps({'uid': uid})}"
+    return f"{app.config['SESSION_COOKIE_NAME']}={serializer.dumps({SESSION_KEY: sid})}"
 
 
 # --- the server, in its own process ---------------------------------------------------------
