@@ -367,8 +367,9 @@ def load() -> str:
 
 def raw_mvt(engine: sa.Engine, z: int, x: int, y: int) -> tuple[float, int]:
     """(ms, bytes) of the bare ST_AsMVT of every request in tile z/x/y, read as the district."""
-    from app import db, tiles
+    from app import db
     from layers import get_layer
+    from layers.queries import tiles
 
     query = tiles.raw_query(get_layer("service_requests"), z, x, y, [])
     with engine.connect() as conn:
@@ -564,16 +565,16 @@ def bench_workers(
 
 def seed(url: str, cache_dir: str, jobs: int, zooms: str) -> tuple[SeedReport, int, int]:
     """Seed `cache_dir` as `blockdata tiles seed` does: (report, files, bytes)."""
-    from app import create_app, db, tile_seed, tiles
+    from app import create_app, db, tile_cache, tile_seed
     from app.commands.tiles import parse_zooms
 
     app = create_app(app_config(url, 64 * 1024 * 1024, cache_dir, zooms))
-    tiles.use_disk_cache(app)
+    tile_cache.use_disk_cache(app)
     try:
         report = tile_seed.Seeder(app, parse_zooms(zooms)).run(jobs)
     finally:
         app.extensions[db.ENGINE_KEY].dispose()
-    files, size = tiles.tile_cache(app).disk_usage()
+    files, size = tile_cache.tile_cache(app).disk_usage()
     return report, files, size
 
 
