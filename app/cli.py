@@ -401,7 +401,7 @@ def run_server(
     for comparison), each building its own app — its own connection pool and in-memory tile
     cache. waitress's I/O loop sends every response out of a buffer, so a client reading
     slowly holds no thread. The tiles they build go to the instance's tile directory too
-    (`tiles.use_disk_cache`: var/tiles, bounded, kept across restarts; keyed by the data
+    (`tile_cache.use_disk_cache`: var/tiles, bounded, kept across restarts; keyed by the data
     version, so correct in every process and after any reload; without it if it cannot be
     written). Every process starts the tiles' upkeep thread (`tile_seed.start_warming`); the
     one holding the directory's lock compacts the tiles' change log every minute and, with
@@ -409,13 +409,13 @@ def run_server(
     """
     import logging
 
-    from app import serving, tile_seed, tiles
+    from app import serving, tile_cache, tile_seed
 
     def prepared() -> Flask:
         app = factory()
         if not quiet:
             app.logger.setLevel(logging.INFO)  # the seeding's reports
-        tiles.use_disk_cache(app)  # or, with a warning, none
+        tile_cache.use_disk_cache(app)  # or, with a warning, none
         tile_seed.start_warming(app, seed=seed_tiles)
         return app
 

@@ -5,9 +5,9 @@ A pass builds, per seeded layer (`seeded=True` in the registry), the tiles of `W
 that intersect a street, first for the whole district (zone '*'), then for each street's
 commander (zone = the street code: only the tiles intersecting that street) — each through
 the same statements a request of that user runs (`db.scope` with the tile's version columns,
-then `tiles.prepare_tile`; no request faked), so its key is the key that user's request will
-ask for. A tile whose file is there already
-costs its version statement and a stat. Tiles go to the disk cache only (`TileCache.seed`):
+then `layers.queries.tiles.prepare_tile` on that connection; no request), so its key is the
+key that user's request will ask for. A tile whose file is there already costs its version
+statement and a stat. Tiles go to the disk cache only (`TileCache.seed`):
 the in-process LRU keeps the tiles in use.
 
 The first pass visits every tile. A later one visits only the tiles whose area holds a
@@ -46,11 +46,11 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 from flask import Flask
-from werkzeug.datastructures import MultiDict
 
-from app import db, tiles
+from app import db, tile_cache, tiles
 from layers import get_layer
 from layers.changes import CHANGE_LEVELS
+from layers.queries import tiles as qtiles
 from layers.registry import seeded_layers
 
 WARM_ZOOMS = range(10, 19)
@@ -65,7 +65,7 @@ Tile = tuple[int, int]
 TileSet = dict[str, dict[int, list[Tile]]]
 
 # Per zoom: each street's tiles whose envelope intersects the street (from the tile range of
-# its box; a tile's envelope in degrees, as tiles.tile_bounds computes it).
+# its box; a tile's envelope in degrees, as qtiles.tile_bounds computes it).
 _STREET_TILES = sa.text(
     """
     with s as (
@@ -140,14 +140,14 @@ def compact_changes(conn: sa.Connection) -> int:
 
 def affected(z: int, changed: Iterable[Tile]) -> set[Tile]:
     """The tiles of zoom z (≤ 18) whose buffered area holds one of the `changed` level-18
-    tiles of the change log (as `tiles.change_area` reads it)."""
-    level = tiles.change_level(z)
+    tiles of the change log (as `qtiles.change_area` reads it)."""
+    level = qtiles.change_level(z)
     shift, scale, top = TOP - level, 2 ** (level - z), 2**z - 1
     out: set[Tile] = set()
     for cx, cy in {(x >> shift, y >> shift) for x, y in changed}:
         for x in range(max(cx // scale - 1, 0), min(cx // scale + 1, top) + 1):
             for y in range(max(cy // scale - 1, 0), min(cy // scale + 1, top) + 1):
-                _, x0, x1, y0, y1 = tiles.change_area(z, x, y)
+                _, x0, x1, y0, y1 = qtiles.change_area(z, x, y)
                 if x0 <= cx <= x1 and y0 <= cy <= y1:
                     out.add((x, y))
     return out
@@ -192,7 +192,7 @@ class Seeder:
         if any(not 0 <= z <= TOP for z in self.zooms):
             raise ValueError(f"zooms must be 0–{TOP}: {self.zooms}")
         self.layers = [get_layer(name) for name in (seeded_layers() if layers is None else layers)]
-        self.cache = tiles.tile_cache(app)
+        self.cache = tile_cache.tile_cache(app)
         self.tz: str = app.config["BLOCKDATA_SETTINGS"].tz
         self._streets: str | None = None
         self._tiles: TileSet = {}
@@ -219,7 +219,7 @@ class Seeder:
             report.compacted = compact_changes(db.connection())
         with self.app.app_context():
             conn = db.connection()
-            streets = tiles.data_version(conn, get_layer("streets"))
+            streets = qtiles.data_version(conn, get_layer("streets"))
             if streets != self._streets:
                 self._tiles = street_tiles(conn, self.zooms)
             states = {layer.name: self._state(conn, layer.name) for layer in self.layers}
@@ -276,7 +276,7 @@ class Seeder:
     def _state(self, conn: sa.Connection, layer: str) -> _State:
         epoch = conn.execute(_EPOCH, {"layer": layer}).scalar()
         stale = None
-        if layer in tiles.CELL_TABLES:
+        if get_layer(layer).cell_tables is not None:
             stale = conn.exec_driver_sql("select exists (select from request_dirty_days)").scalar()
         sums = {
             (x, y, street): int(n)
@@ -297,7 +297,7 @@ class Seeder:
     ) -> list[tuple[str, str, int, int, int]]:
         changed = [t for t, n in new.sums.items() if old.sums.get(t) != n]
         changed += [t for t in old.sums if t not in new.sums]
-        # The district sees every change; a commander those of their street (app.tiles).
+        # The district sees every change; a commander those of their street (layers.queries.tiles).
         where: dict[str, list[Tile]] = {DISTRICT: [(x, y) for x, y, _ in changed]}
         for x, y, street in changed:
             if street is not None:
@@ -319,11 +319,19 @@ class Seeder:
         name, zone, z, x, y = item
         layer = get_layer(name)
         with self.app.app_context():
-            db.scope(zone, extra=tiles.version_columns(layer, (z, x, y), self.tz))
-            key, build = tiles.prepare_tile(layer, z, x, y, MultiDict())
-            built = self.cache.seed(key, build)
+            db.scope(zone, extra=qtiles.version_columns(layer, (z, x, y), self.tz))
+            prepared = qtiles.prepare_tile(
+                db.connection(),
+                layer,
+                (z, x, y),
+                {},
+                tz=self.tz,
+                max_raw=tiles.max_raw_points(),
+                scoped=tiles.scoped(),
+            )
+            built = self.cache.seed(prepared.key, prepared.build)
         with self._lock:
-            self._keys[item] = key
+            self._keys[item] = prepared.key
         return built
 
 

@@ -23,10 +23,13 @@ connections:
   4. per zoom, one client, cache off: the cost of building each tile, beside a server whose
      connections keep PostgreSQL's stock JIT and parallel-plan settings, and beside the
      obvious alternative, the bare ST_AsMVT of every point of the zoom's busiest tile.
-`--only workers` instead compares the servers in the same run: waitress in gunicorn's
-workers (`blockdata serve`) and gunicorn's own gthread workers (before), both up at once with
-the same processes and threads, asked in turn (A B B A, `--pairs` times): tiles warm, OGC
-small boxes, then the tiles again while 16 clients download exports at 1 KB/s each.
+`--only against --against DIR` serves the tiles (cache off) from this checkout and from
+another one at DIR (the code before a change) at once, asked in turn, 16 clients A B B A and
+then one client tile by tile. `--only workers` instead compares the servers in the same run:
+waitress in gunicorn's workers (`blockdata serve`) and gunicorn's own gthread workers
+(before), both up at once with the same processes and threads, asked in turn (A B B A,
+`--pairs` times): tiles warm, OGC small boxes, then the tiles again while 16 clients
+download exports at 1 KB/s each.
 Requests are read as a district user (a session cookie), i.e. as `blockdata_reader` under
 row-level security. Each server has a fresh disk cache directory (`TILE_CACHE_DIR`). The
 machine's load average is printed beside each measurement: other work on it makes the figures
@@ -76,10 +79,11 @@ WORKER_CLASSES = {"waitress": WAITRESS_WORKER, "gthread": "gthread"}
 
 
 def session_cookie(url: str) -> str:
-    """A signed session cookie of a district user (the browser's way in; no audit row per tile)."""
+    """A signed session cookie of a district user (the browser's way in; no audit row per tile)
+    and its server-side session row."""
     from app import create_app
-    from app.auth import hash_password
-    from layers.accounts import users
+    from app.auth import SESSION_KEY, hash_password, new_session_id
+    from layers.accounts import sessions, users
 
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -92,10 +96,14 @@ def session_cookie(url: str) -> str:
                 )
                 .returning(users.c.id)
             ).scalar_one()
+        sid, digest = new_session_id()
+        now = sa.func.now()
+        row = {"sid_sha256": digest, "user_id": uid, "created_at": now, "last_seen_at": now}
+        conn.execute(sa.insert(sessions).values(**row))
     engine.dispose()
     app = create_app({"DATABASE_URL": url})
     serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
-    return f"{app.config['SESSION_COOKIE_NAME']}={serializer.dumps({'uid': uid})}"
+    return f"{app.config['SESSION_COOKIE_NAME']}={serializer.dumps({SESSION_KEY: sid})}"
 
 
 # --- the server, in its own process ---------------------------------------------------------
@@ -166,6 +174,7 @@ class Server:
         cache_dir: str | None = None,
         zooms: str = "10-18",
         worker: str = WAITRESS_WORKER,
+        script: str = __file__,
     ) -> None:
         import socket
 
@@ -177,7 +186,7 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
+                script,
                 "--serve",
                 url,
                 str(self.port),
@@ -362,8 +371,9 @@ def load() -> str:
 
 def raw_mvt(engine: sa.Engine, z: int, x: int, y: int) -> tuple[float, int]:
     """(ms, bytes) of the bare ST_AsMVT of every request in tile z/x/y, read as the district."""
-    from app import db, tiles
+    from app import db
     from layers import get_layer
+    from layers.queries import tiles
 
     query = tiles.raw_query(get_layer("service_requests"), z, x, y, [])
     with engine.connect() as conn:
@@ -554,21 +564,73 @@ def bench_workers(
             server.stop()
 
 
+def bench_against(
+    url: str,
+    args: argparse.Namespace,
+    tiles: list[tuple[int, str]],
+    emit: Callable[[str], None],
+) -> None:
+    """This checkout's server and another's (`--against`, e.g. the code before a change), both
+    up at once with the tile cache off, asked in turn: 16 clients A B B A (`--pairs` times),
+    then one client tile by tile (`paired`) for the cost of each build per zoom."""
+    c = args.clients
+    paths = [p for _, p in tiles]
+    script = str(args.against.resolve() / "bench" / Path(__file__).name)
+    servers = {
+        "after": Server(url, args.threads, args.workers, 0),
+        "before": Server(url, args.threads, args.workers, 0, script=script),
+    }
+    try:
+        for server in servers.values():  # warm the connections and PostgreSQL's buffers
+            run_clients(c, shares(paths, c, 1), server.port)
+        got: dict[str, list[tuple[list[float], float, str]]] = {n: [] for n in servers}
+        for k, name in enumerate(["after", "before", "before", "after"] * args.pairs):
+            before = load()
+            latencies, _, wall = run_clients(c, shares(paths, c, 20 + k), servers[name].port)
+            got[name].append((latencies, wall, before))
+        cells = []
+        for name in servers:
+            lat = [x for r in got[name] for x in r[0]]
+            wall = sum(r[1] for r in got[name])
+            cells.append(
+                f"{name}: {len(lat) / wall:,.0f} tiles/s, p50 {pct(lat, 0.5):.1f}, "
+                f"p99 {pct(lat, 0.99):.1f}"
+            )
+        loads = "; ".join(f"{name} " + ", ".join(r[2] for r in got[name]) for name in servers)
+        emit(
+            f"| tiles z10–18, cache off, {c} clients: this checkout / --against | "
+            f"{' / '.join(cells)} | | | load {loads} |"
+        )
+        best = paired({name: s.port for name, s in servers.items()}, paths, rounds=3)
+    finally:
+        for server in servers.values():
+            server.stop()
+    emit("")
+    emit("| zoom | tiles | after: median / max ms | before: median / max ms |")
+    emit("|---:|---:|---:|---:|")
+    for z in sorted({z for z, _ in tiles}):
+        row = []
+        for name in servers:
+            v = [t for (tz, _), t in zip(tiles, best[name], strict=True) if tz == z]
+            row.append(f"{statistics.median(v) * 1000:.1f} / {max(v) * 1000:.1f}")
+        emit(f"| {z} | {sum(1 for tz, _ in tiles if tz == z)} | {row[0]} | {row[1]} |")
+
+
 # --- live: a seeded server while requests come in ----------------------------------------
 
 
 def seed(url: str, cache_dir: str, jobs: int, zooms: str) -> tuple[SeedReport, int, int]:
     """Seed `cache_dir` as `blockdata tiles seed` does: (report, files, bytes)."""
-    from app import create_app, db, tile_seed, tiles
+    from app import create_app, db, tile_cache, tile_seed
     from app.commands.tiles import parse_zooms
 
     app = create_app(app_config(url, 64 * 1024 * 1024, cache_dir, zooms))
-    tiles.use_disk_cache(app)
+    tile_cache.use_disk_cache(app)
     try:
         report = tile_seed.Seeder(app, parse_zooms(zooms)).run(jobs)
     finally:
         app.extensions[db.ENGINE_KEY].dispose()
-    files, size = tiles.tile_cache(app).disk_usage()
+    files, size = tile_cache.tile_cache(app).disk_usage()
     return report, files, size
 
 
@@ -795,7 +857,14 @@ def main() -> None:
         help="3b: seconds between Open311 requests, one run each (default 10,1)",
     )
     parser.add_argument("--seed-jobs", type=int, default=2, help="3b's seeding threads")
-    parser.add_argument("--only", choices=["live", "workers"], help="run only this measurement")
+    parser.add_argument(
+        "--only", choices=["live", "workers", "against"], help="run only this measurement"
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="--only against: another checkout (the code before a change), served beside this one",
+    )
     parser.add_argument("--db", default=DB, help="the database to load (or reuse)")
     parser.add_argument("--seed-zooms", default="10-18", help="3b's seeded zooms (smoke: fewer)")
     parser.add_argument("--serve", nargs=9, help=argparse.SUPPRESS)
@@ -864,6 +933,17 @@ def main() -> None:
 
     if args.only == "live":
         bench_live(url, args, paths, (lon, lat), emit)
+        print("\n".join(lines))
+        engine.dispose()
+        return
+    if args.only == "against":
+        if args.against is None:
+            parser.error("--only against needs --against DIR")
+        lines[2] = lines[2].replace(
+            f"--rows {args.rows}`", f"--rows {args.rows} --only against --against DIR`"
+        )
+        bench_against(url, args, tiles, emit)
+        lines += ["", f"Load average (1/5 min) at the start {started}, at the end {load()}."]
         print("\n".join(lines))
         engine.dispose()
         return

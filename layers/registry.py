@@ -83,6 +83,10 @@ class Layer:
     parent: str | None = None
     overlay: bool = False  # drawn over the pages' maps (`/api/overlays/<layer>`)
     seeded: bool = False  # the tile seeder builds its tiles ahead of the requests
+    # Exact counts per 100 m cell (layers.aggregates) that aggregated tiles may read instead
+    # of the points: the (daily, periods) tables, and the columns of theirs a filter may name.
+    cell_tables: tuple[str, str] | None = None
+    cell_filters: tuple[str, ...] = ()
     table: sa.Table = field(init=False, compare=False, repr=False)
 
     @property
@@ -322,6 +326,8 @@ LAYERS: tuple[Layer, ...] = (
         style=Style(color="#e53935", radius=4, fill_opacity=0.7),
         min_zoom=10,
         seeded=True,  # the big layer; the others build in milliseconds
+        cell_tables=("request_cells_daily", "request_cells_periods"),
+        cell_filters=("category", "street_code"),
     ),
     Layer(
         name="enforcement_cases",
@@ -513,3 +519,8 @@ def overlay_layers() -> tuple[str, ...]:
 
 def seeded_layers() -> tuple[str, ...]:
     return tuple(layer.name for layer in LAYERS if layer.seeded)
+
+
+def cell_layers() -> tuple[str, ...]:
+    """The layers whose aggregated tiles may come from cell aggregates."""
+    return tuple(layer.name for layer in LAYERS if layer.cell_tables is not None)

@@ -56,7 +56,7 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
     """
     from tqdm import tqdm
 
-    from app import create_app, db, tile_seed, tiles
+    from app import create_app, db, tile_cache, tile_seed
     from app.config import resolve_database_url
 
     wanted = parse_zooms(zooms)
@@ -64,7 +64,7 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
     app = create_app(
         {"DATABASE_URL": resolve_database_url(settings), "DB_AS_OWNER": True}, settings=settings
     )
-    directory = tiles.use_disk_cache(app)
+    directory = tile_cache.use_disk_cache(app)
     if directory is None:
         raise click.ClickException(
             "瓦片缓存目录不可用 the tile cache directory cannot be used (see the warning above)"
@@ -94,7 +94,7 @@ def seed_cmd(zooms: str, jobs: int, quiet: bool) -> None:
         engine = app.extensions.get(db.ENGINE_KEY)
         if engine is not None:
             engine.dispose()
-    files, size = tiles.tile_cache(app).disk_usage()
+    files, size = tile_cache.tile_cache(app).disk_usage()
     click.echo(
         f"瓦片预热完成 seeded {report.tiles:,} tiles in {report.seconds:.1f} s: "
         f"新建 built {report.built:,}, 已有 already cached {report.tiles - report.built:,}"

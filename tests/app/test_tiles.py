@@ -33,13 +33,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from app import db, tile_seed, tiles
+from app import db, tile_cache, tile_seed
 from app.cli import main
 from app.db import make_engine
 from etl.aggregates import refresh_request_aggregates
 from etl.jobs import run_file
 from layers import get_layer
 from layers.aggregates import CELL_DLAT, CELL_DLNG, CELL_ORIGIN, period_after, period_start
+from layers.queries import tiles
 from tests.district import STREETS, request_row, write_csv
 from tests.helpers import add_user, login
 from tests.plugins.ogc import add_account, live_app
@@ -407,7 +408,7 @@ def test_gdal_reads_raw_and_aggregated_tiles(
 
 
 def test_tile_cache_builds_each_tile_once() -> None:
-    cache = tiles.TileCache(max_bytes=1000)
+    cache = tile_cache.TileCache(max_bytes=1000)
     calls = []
 
     def build() -> tuple[bytes, str]:
@@ -424,12 +425,12 @@ def test_tile_cache_builds_each_tile_once() -> None:
     for i in range(20):
         cache.get(f"k{i}", lambda: (b"y" * 100, "raw"))
     assert cache._size <= 1000
-    assert tiles.TileCache(0).get("k", lambda: (b"z", "raw")) == (b"z", "raw")
+    assert tile_cache.TileCache(0).get("k", lambda: (b"z", "raw")) == (b"z", "raw")
 
 
 def test_processes_share_the_tiles_they_build(tmp_path: Path) -> None:
     """As two gunicorn workers do: what one built the other reads; the folder stays bounded."""
-    one, other = tiles.TileCache(max_bytes=4000), tiles.TileCache(max_bytes=4000)
+    one, other = tile_cache.TileCache(max_bytes=4000), tile_cache.TileCache(max_bytes=4000)
     for cache in (one, other):
         cache.share(tmp_path / "tiles", disk_bytes=4000)
     assert one.get("k1", lambda: (b"\x1a\x00tile", "aggregated")) == (b"\x1a\x00tile", "aggregated")
@@ -446,7 +447,7 @@ def test_processes_share_the_tiles_they_build(tmp_path: Path) -> None:
 def test_the_disk_cache_keeps_what_was_read_last(tmp_path: Path) -> None:
     """Bounded by disk_bytes, least recently used out first: a file read since it was written
     outlives older ones that were not."""
-    cache = tiles.TileCache(max_bytes=1000)
+    cache = tile_cache.TileCache(max_bytes=1000)
     cache.share(tmp_path / "tiles", disk_bytes=8000)
     assert (tmp_path / "tiles").stat().st_mode & 0o777 == 0o700
     for i in range(6):
@@ -875,7 +876,7 @@ def test_a_cached_tile_costs_two_statements(tiles_app: Flask, client: FlaskClien
         sa.event.remove(engine, "before_cursor_execute", count)
     assert response.status_code == 200 and len(statements) == 2, statements
     digest = response.headers["ETag"][3:-1]
-    assert digest in tiles.tile_cache(tiles_app)._items
+    assert digest in tile_cache.tile_cache(tiles_app)._items
 
 
 def test_blockdata_tiles_seed(tiles_url: str, tmp_path: Path) -> None:
@@ -884,7 +885,7 @@ def test_blockdata_tiles_seed(tiles_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     built = int(re.search(r"新建 built ([0-9,]+)", result.output).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert built > 0 and re.search(r"^ +10 +\d+ +\d+$", result.output, re.M), result.output
-    files, _ = tiles.TileCache(0, tmp_path / "tiles").disk_usage()
+    files, _ = tile_cache.TileCache(0, tmp_path / "tiles").disk_usage()
     assert files == built and (tmp_path / "tiles").stat().st_mode & 0o777 == 0o700
     again = CliRunner().invoke(main, ["tiles", "seed", "--zooms", "10-11", "-q"], env=env)
     assert again.exit_code == 0 and "新建 built 0," in again.output, again.output
@@ -1154,8 +1155,8 @@ class TestTinyDistrict:
         self, app: Flask, user: FlaskClient, tmp_path: Path
     ) -> None:
         app.config["TILE_CACHE_DIR"] = str(tmp_path / "tiles")
-        tiles.use_disk_cache(app)
-        cache = tiles.tile_cache(app)
+        tile_cache.use_disk_cache(app)
+        cache = tile_cache.tile_cache(app)
         seeder = tile_seed.Seeder(app, zooms=range(16, 19))
         first = seeder.run()
         assert first.built == first.tiles > 0 and first.fits and first.bytes > 0
@@ -1183,7 +1184,7 @@ class TestTinyDistrict:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         app.config["TILE_CACHE_DIR"] = str(tmp_path / "tiles")
-        directory = tiles.use_disk_cache(app)
+        directory = tile_cache.use_disk_cache(app)
         built: list[tuple[int, int, int]] = []
         real = tiles.build_tile
 
@@ -1202,8 +1203,8 @@ class TestTinyDistrict:
             assert report.district[z] == len(district_tiles), z
             assert report.commanders[z] == sum(len(want[code][z]) for code in streets), z
         assert report.full and report.built == report.tiles == len(built)
-        files, size = tiles.tile_cache(app).disk_usage()
-        assert files == report.built and size <= tiles.DEFAULT_DISK_BYTES
+        files, size = tile_cache.tile_cache(app).disk_usage()
+        assert files == report.built and size <= tile_cache.DEFAULT_DISK_BYTES
         assert {p.name for p in directory.iterdir() if p.is_file()} <= {tile_seed.LOCK_FILE}
 
         commander = login(

@@ -6,7 +6,14 @@ import json
 import subprocess
 import sys
 
-MODULES = ("etl.jobs", "etl.transform", "layers", "layers.queries", "layers.queries.params")
+MODULES = (
+    "etl.jobs",
+    "etl.transform",
+    "layers",
+    "layers.queries",
+    "layers.queries.params",
+    "layers.queries.tiles",
+)
 
 PROBE = f"""
 import json, sys
