@@ -8,7 +8,6 @@ is still a JSON 503), the teardown rolls it back when the request failed and clo
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable
@@ -166,29 +165,17 @@ def scope(zone: str, extra: tuple[str, dict[str, Any]] | None = None) -> None:
     round trip, with the privileges of the server's own role, `blockdata_web` (the switch to
     the reader applies from the next statement on), and kept in `g.db_scope_extra`.
     """
-    conn = connection()
-    params: dict[str, Any] = {"role": READER_ROLE, "zone": zone}
     more = extra
     if more is None:
         extras = current_app.extensions.get(SCOPE_EXTRAS_KEY, {})
         hook = extras.get(request.endpoint) if extras and has_request_context() else None
         more = hook() if hook is not None else None
-    if more is None:
-        conn.execute(_scope_statement(""), params)
-        g.db_scope_extra = None
-    else:
-        row = conn.execute(_scope_statement(more[0]), {**params, **more[1]}).one()
-        g.db_scope_extra = tuple(row[2:])
+    g.db_scope_extra = access.scope(connection(), zone, more)
     g.db_zone = zone
     g.db_scoped = True
 
 
 ScopeExtra = Callable[[], tuple[str, dict[str, Any]] | None]
-
-
-@functools.lru_cache(maxsize=64)
-def _scope_statement(columns: str) -> sa.TextClause:
-    return access.scope_statement(columns)
 
 
 def scope_extra(app: App, endpoint: str, extra: ScopeExtra) -> None:

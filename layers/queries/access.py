@@ -7,6 +7,7 @@ each row's street with the `blockdata.zone` setting), and the audit row of an ac
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ def zone_of(role: str, street_code: str | None) -> str:
     return street_code if role == "commander" and street_code else DISTRICT
 
 
+@functools.lru_cache(maxsize=64)
 def scope_statement(columns: str = "") -> sa.TextClause:
     """One statement that switches to the reader role (from the next statement on) and sets
     the zone; `columns` are read in the same round trip, with the caller's own privileges."""
@@ -32,9 +34,21 @@ def scope_statement(columns: str = "") -> sa.TextClause:
     )
 
 
-def scope(conn: sa.Connection, zone: str) -> None:
-    """Read the rest of `conn`'s transaction as the reader, confined to `zone`."""
-    conn.execute(scope_statement(), {"role": READER_ROLE, "zone": zone})
+def scope(
+    conn: sa.Connection, zone: str, extra: tuple[str, dict[str, Any]] | None = None
+) -> tuple[Any, ...] | None:
+    """Read the rest of `conn`'s transaction as the reader, confined to `zone`.
+
+    `extra`: (SQL columns, bound parameters) read in the same statement with the caller's
+    own privileges (the switch applies from the next statement on): versions and counters
+    the reader may not see, never rows. Returns their values, or None without `extra`.
+    """
+    params: dict[str, Any] = {"role": READER_ROLE, "zone": zone}
+    if extra is None:
+        conn.execute(scope_statement(), params)
+        return None
+    row = conn.execute(scope_statement(extra[0]), {**params, **extra[1]}).one()
+    return tuple(row[2:])
 
 
 def audit(

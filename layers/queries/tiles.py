@@ -74,7 +74,8 @@ from layers.aggregates import (
     period_start,
 )
 from layers.changes import CHANGE_LEVELS
-from layers.queries.access import READER_ROLE, scope_statement
+from layers.queries import access
+from layers.queries.access import READER_ROLE
 from layers.queries.params import (
     Interval,
     ParamError,
@@ -609,11 +610,9 @@ def scope(conn: sa.Connection, layer: Layer, tile: Tile, zone: str, tz: str) -> 
     """Switch `conn` to the reader confined to `zone` (as `access.scope`), reading the tile's
     version in the same statement, with the caller's own privileges (the reader may not read
     the change log). The web does the same through `app.db.scope`."""
-    columns, params = version_columns(layer, tile, tz)
-    row = conn.execute(
-        scope_statement(columns), {"role": READER_ROLE, "zone": zone, **params}
-    ).one()
-    return Scoped(zone, *row[2:])
+    row = access.scope(conn, zone, version_columns(layer, tile, tz))
+    assert row is not None
+    return Scoped(zone, *row)
 
 
 def tile_version(
