@@ -11,7 +11,9 @@ weighted log-normally so that some are hot), then
   2. for each level and a 1, 7, 30 and 365-day window up to today (and a few filtered
      cases), times GET /api/heat through the Flask app (JSON included) and the direct
      GROUP BY over service_requests with the same filters, p50 and p95 of --repeat runs;
-  3. checks that every answer equals the direct count, unit by unit.
+  3. checks that every answer equals the direct count, unit by unit;
+  4. times the other /api reads of the aggregates: the district's scorecards (/api/streets),
+     the commander's panel of the busiest street and the planner, p50 and p95.
 Prints a markdown table; it writes nothing else.
 """
 
@@ -49,6 +51,7 @@ from etl.aggregates import day_bounds, refresh_request_aggregates  # noqa: E402
 from etl.demo.geography import generate_geography, write_geography  # noqa: E402
 from layers import get_layer  # noqa: E402
 from layers.aggregates import AGGREGATE_TABLES, cell_x, cell_y  # noqa: E402
+from layers.queries.window import previous_month  # noqa: E402
 
 BENCH_DB = "blockdata_bench_heat"
 # Category shares (per cent), roughly those of a Beijing district's hotline.
@@ -277,6 +280,19 @@ def measure(client: Any, conn: sa.Connection, today: dt.date, case: Case, repeat
     )
 
 
+def timed_get(client: Any, path: str, repeat: int) -> tuple[float, float]:
+    """p50/p95 of GET `path` (200 expected) over `repeat` runs after 3 warm-ups."""
+    times = []
+    for i in range(repeat + 3):
+        t0 = time.perf_counter()
+        response = client.get(path)
+        elapsed = time.perf_counter() - t0
+        assert response.status_code == 200, response.get_data(as_text=True)
+        if i >= 3:
+            times.append(elapsed)
+    return quantiles(times)
+
+
 def row(result: Result) -> str:
     level, days, category, street = result.case
     what = f"category={category}" if category else (f"street={street}" if street else "")
@@ -337,6 +353,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with engine.connect() as conn:
         results = [measure(client, conn, today, case, args.repeat) for case in cases]
+    reads = {
+        "/api/streets (this month)": "/api/streets",
+        "/api/streets (last month)": f"/api/streets?month={previous_month(today):%Y-%m}",
+        "/api/command/<busiest>/summary": f"/api/command/{busiest}/summary",
+        "/api/planner": "/api/planner",
+    }
+    read_times = {what: timed_get(client, path, args.repeat) for what, path in reads.items()}
     load_after = os.getloadavg()[0]
     header = [
         "| level | window | filter | API p50 ms | API p95 ms | direct p50 ms | direct p95 ms "
@@ -362,6 +385,12 @@ def main() -> None:
     exact_all = all(result.exact for result in results + unvacuumed)
     aggregate_rows = sum(full.rows.values())
     lines += [
+        "",
+        "The other /api reads (same client, same data):",
+        "",
+        "| read | p50 ms | p95 ms |",
+        "|---|---:|---:|",
+        *(f"| {what} | {p50:.1f} | {p95:.1f} |" for what, (p50, p95) in read_times.items()),
         "",
         f"Every answer equal to the direct count: {'yes' if exact_all else 'NO'}.",
         "",
