@@ -219,19 +219,27 @@ def quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 def district_client(app: Any, engine: sa.Engine) -> Any:
-    """A test client logged in as a district-wide user, as the pages are."""
-    from app.auth import hash_password
-    from layers.accounts import users
+    """A test client logged in as a district-wide user, as the pages are: a session row and
+    its cookie."""
+    from app.auth import SESSION_KEY, hash_password, new_session_id
+    from layers.accounts import sessions, users
 
+    now = dt.datetime.now(dt.UTC)
+    sid, digest = new_session_id()
     with engine.begin() as conn:
         uid = conn.execute(
             sa.insert(users)
             .values(name="bench", role="district", password_hash=hash_password("bench"))
             .returning(users.c.id)
         ).scalar_one()
+        conn.execute(
+            sa.insert(sessions).values(
+                sid_sha256=digest, user_id=uid, created_at=now, last_seen_at=now
+            )
+        )
     client = app.test_client()
     with client.session_transaction() as session:
-        session["uid"] = uid
+        session[SESSION_KEY] = sid
     return client
 
 
