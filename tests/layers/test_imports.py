@@ -6,7 +6,17 @@ import json
 import subprocess
 import sys
 
-MODULES = ("etl.jobs", "etl.transform", "layers", "layers.queries", "layers.queries.params")
+MODULES = (
+    "etl.jobs",
+    "etl.transform",
+    "layers",
+    "layers.queries",
+    "layers.queries.params",
+    "layers.queries.geojson",
+    "layers.queries.heat",
+    "layers.queries.planner",
+    "layers.queries.scorecards",
+)
 
 PROBE = f"""
 import json, sys
