@@ -6,6 +6,7 @@ aggregates the queries read."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 from etl.aggregates import RatesConfig
 from layers import get_layer
 from layers.aggregates import CELL_DLAT, CELL_DLNG, CELL_ORIGIN
-from layers.queries import access, heat, planner, scorecards
+from layers.queries import access, geojson, heat, planner, scorecards
+from layers.queries.types import json_value
 from layers.queries.window import Window
 from tests.clock import FrozenClock
 from tests.plugins.hand import STREET_A, STREET_B, Hand
@@ -306,3 +308,63 @@ def test_planner_shows_the_zones_projects_and_targets(
         body = planner.planner(connection, hand.today, hand.today, kind=kind)
     targets = {f["id"] for f in body["targets"]["features"]}
     assert targets == {k for k, row in wanted["targets"].items() if row["kind"] == kind}
+
+
+# --- GeoJSON ------------------------------------------------------------------------------
+
+
+def _decimals(coordinates: Any) -> int:
+    """The most decimals of any number in nested coordinates."""
+    if isinstance(coordinates, list):
+        return max((_decimals(c) for c in coordinates), default=0)
+    text = repr(coordinates)
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+# Moves rows by a distance with more decimals than GeoJSON keeps.
+NUDGE = "update {} set geom = ST_Translate(geom, 0.0000012345678, 0.0000043219876)"
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_latest_is_the_streets_newest_requests_in_the_zone(
+    connection: sa.Connection, hand: Hand, zone: str
+) -> None:
+    connection.execute(sa.text(NUDGE.format("service_requests")))
+    since = NOW - dt.timedelta(days=60)
+    for street in (STREET_A, STREET_B):
+        want = list(
+            connection.execute(
+                sa.text(
+                    "select id from service_requests where street_code = :s "
+                    "and received_at >= :since and (cast(:zone as text) = '*' or :s = :zone) "
+                    "order by received_at desc, id desc limit 3"
+                ),
+                {"s": street, "since": since, "zone": zone},
+            ).scalars()
+        )
+        assert want or zone not in (access.DISTRICT, street)
+        with scoped(connection, zone):
+            body = geojson.latest(connection, street, since, 3)
+        assert [f["id"] for f in body["features"]] == want, street
+        if want:
+            decimals = {_decimals(f["geometry"]["coordinates"]) for f in body["features"]}
+            assert decimals == {geojson.PRECISION}
+
+
+def test_overlays_and_the_planner_write_the_one_precision(
+    connection: sa.Connection, hand: Hand
+) -> None:
+    connection.execute(sa.text(NUDGE.format("renovation_projects")))
+    layer = get_layer("renovation_projects")
+    overlay = json.loads(geojson.layer_geojson(connection, layer, None, NOW))["features"]
+    plans = planner.planner(connection, hand.today, hand.today)["projects"]["features"]
+    for features in (overlay, plans):
+        assert features
+        decimals = {_decimals(f["geometry"]["coordinates"]) for f in features}
+        assert decimals == {geojson.PRECISION}
+
+
+def test_json_value_writes_dates_in_iso_8601() -> None:
+    assert json_value(dt.date(2026, 11, 18)) == "2026-11-18"
+    assert json_value(NOW) == "2026-11-18T15:20:00+08:00"
+    assert [json_value(v) for v in (None, 3, "x", 1.5)] == [None, 3, "x", 1.5]
