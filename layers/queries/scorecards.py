@@ -238,6 +238,35 @@ def street_exists(conn: sa.Connection, code: str) -> bool:
     return bool(conn.execute(sa.select(sa.exists().where(t.c.code == code))).scalar_one())
 
 
+def street_name(conn: sa.Connection, code: str) -> str | None:
+    """The street's name; None when the caller cannot see it."""
+    t = get_layer("streets").table
+    name = conn.execute(sa.select(t.c.name).where(t.c.code == code)).scalar()
+    return None if name is None else str(name)
+
+
+def street_extent(conn: sa.Connection, code: str) -> dict[str, Any] | None:
+    """The street's code, name, commander and bounding box (minx, miny, maxx, maxy), for the
+    command page's map; None when the caller cannot see it."""
+    t = get_layer("streets").table
+    row = (
+        conn.execute(
+            sa.select(
+                t.c.code,
+                t.c.name,
+                t.c.commander,
+                sa.func.ST_XMin(t.c.geom).label("minx"),
+                sa.func.ST_YMin(t.c.geom).label("miny"),
+                sa.func.ST_XMax(t.c.geom).label("maxx"),
+                sa.func.ST_YMax(t.c.geom).label("maxy"),
+            ).where(t.c.code == code)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
 def _top_categories(conn: sa.Connection, street: str, window: Window) -> list[dict[str, Any]]:
     t = request_daily
     n = sa.func.sum(t.c.received)

@@ -22,6 +22,7 @@ from layers.queries import access, geojson, heat, planner, scorecards
 from layers.queries.types import json_value
 from layers.queries.window import Window
 from tests.clock import FrozenClock
+from tests.district import NORTH, SOUTH, STREETS
 from tests.plugins.hand import STREET_A, STREET_B, Hand
 
 NOW = dt.datetime.fromisoformat("2026-11-18T15:20:00+08:00")
@@ -368,3 +369,23 @@ def test_json_value_writes_dates_in_iso_8601() -> None:
     assert json_value(dt.date(2026, 11, 18)) == "2026-11-18"
     assert json_value(NOW) == "2026-11-18T15:20:00+08:00"
     assert [json_value(v) for v in (None, 3, "x", 1.5)] == [None, 3, "x", 1.5]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_a_streets_name_and_extent_in_the_zone(
+    connection: sa.Connection, district: Any, zone: str
+) -> None:
+    names = {
+        code: name for code, name in connection.execute(sa.text("select code, name from streets"))
+    }
+    for code, (west, east) in STREETS.items():
+        with scoped(connection, zone):
+            name = scorecards.street_name(connection, code)
+            extent = scorecards.street_extent(connection, code)
+        if zone in (access.DISTRICT, code):
+            assert name == names[code]
+            assert extent is not None and (extent["code"], extent["name"]) == (code, names[code])
+            box = (extent["minx"], extent["miny"], extent["maxx"], extent["maxy"])
+            assert box == pytest.approx((west, SOUTH, east, NORTH))
+        else:
+            assert (name, extent) == (None, None)
