@@ -249,22 +249,19 @@ def street_extent(conn: sa.Connection, code: str) -> dict[str, Any] | None:
     """The street's code, name, commander and bounding box (minx, miny, maxx, maxy), for the
     command page's map; None when the caller cannot see it."""
     t = get_layer("streets").table
-    row = (
-        conn.execute(
-            sa.select(
-                t.c.code,
-                t.c.name,
-                t.c.commander,
-                sa.func.ST_XMin(t.c.geom).label("minx"),
-                sa.func.ST_YMin(t.c.geom).label("miny"),
-                sa.func.ST_XMax(t.c.geom).label("maxx"),
-                sa.func.ST_YMax(t.c.geom).label("maxy"),
-            ).where(t.c.code == code)
-        )
-        .mappings()
-        .first()
-    )
+    query = sa.select(t.c.code, t.c.name, t.c.commander, *_bbox(t.c.geom)).where(t.c.code == code)
+    row = conn.execute(query).mappings().first()
     return None if row is None else dict(row)
+
+
+def _bbox(geom: Any) -> list[sa.ColumnElement[Any]]:
+    """minx, miny, maxx, maxy of a geometry."""
+    return [
+        sa.func.ST_XMin(geom).label("minx"),
+        sa.func.ST_YMin(geom).label("miny"),
+        sa.func.ST_XMax(geom).label("maxx"),
+        sa.func.ST_YMax(geom).label("maxy"),
+    ]
 
 
 def _top_categories(conn: sa.Connection, street: str, window: Window) -> list[dict[str, Any]]:
@@ -314,10 +311,8 @@ def _hot_grids(conn: sa.Connection, street: str, window: Window) -> list[dict[st
         .subquery("top")
     )
     g = get_layer("grids").table
-    bbox = [sa.func.ST_XMin(g.c.geom), sa.func.ST_YMin(g.c.geom)]
-    bbox += [sa.func.ST_XMax(g.c.geom), sa.func.ST_YMax(g.c.geom)]
     rows = conn.execute(
-        sa.select(top.c.grid_code, top.c.n, *bbox)
+        sa.select(top.c.grid_code, top.c.n, *_bbox(g.c.geom))
         .select_from(top.outerjoin(g, g.c.code == top.c.grid_code))
         .order_by(top.c.n.desc(), top.c.grid_code)
     )
