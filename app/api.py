@@ -2,7 +2,7 @@
 
 Every parameter is checked here (parsed by layers.queries.params) and a bad one raises
 ParamError (400) or NotFound (404) naming the parameter and the value;
-app.stats does the querying.
+the query layer (layers.queries: heat, scorecards, planner, geojson) does the querying.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from app import auth, db, export, stats
+from app import auth, db, export
 from app.capabilities import EXPORT, does, logged_in, reads
 from app.config import Settings
 from app.errors import NotFound, ServiceUnavailable
@@ -36,7 +36,9 @@ from app.openapi import (
 )
 from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
-from layers.queries import params, slices
+from layers.queries import geojson, params, scorecards, slices
+from layers.queries import heat as heat_query
+from layers.queries import planner as planner_query
 from layers.queries.params import refusal
 from layers.queries.types import json_schema
 from layers.queries.window import Window
@@ -203,7 +205,7 @@ def _street(value: str, name: str) -> str:
     """A street code: nine digits (else 400) of a street in the database (else 404)."""
     if not STREET.fullmatch(value):
         raise refusal(name, value, "街道代码应为 9 位数字", "street code must be 9 digits")
-    if not stats.street_exists(db.connection(), value):
+    if not scorecards.street_exists(db.connection(), value):
         raise NotFound(f"未知街道 unknown street: {name}={value!r}", parameter=name, value=value)
     return value
 
@@ -230,7 +232,7 @@ def heat(layer: str) -> Response:
             f"该图层没有热力聚合 no heat aggregates for layer: {layer!r} (only service_requests)",
             layer=layer,
         )
-    level = _choice("level", stats.LEVELS, "grid")
+    level = _choice("level", heat_query.LEVELS, "grid")
     since, until = params.parse_days(
         request.args,
         today=_now().date(),
@@ -242,7 +244,7 @@ def heat(layer: str) -> Response:
     window = Window(since, until)
     category = _text("category")
     street = _street_filter()
-    text = stats.heat_json(_aggregates(db.connection()), level, window, category, street)
+    text = heat_query.heat_json(_aggregates(db.connection()), level, window, category, street)
     return Response(text, mimetype="application/json")
 
 
@@ -255,7 +257,7 @@ def streets() -> Response:
     principal = auth.current()
     whole = principal is None or principal.zone == "*"
     conn = _aggregates(db.connection())
-    return jsonify(stats.streets_overview(conn, month, now, load_rates(), whole=whole))
+    return jsonify(scorecards.streets_overview(conn, month, now, load_rates(), whole=whole))
 
 
 @bp.get("/command/<street_code>/summary")
@@ -266,7 +268,7 @@ def command_summary(street_code: str) -> Response:
     now = _now()
     month = _month(now.date())
     conn = _aggregates(db.connection())
-    summary = stats.command_summary(conn, street, month, now.date(), now, load_rates())
+    summary = scorecards.command_summary(conn, street, month, now.date(), now, load_rates())
     return jsonify(summary)
 
 
@@ -292,7 +294,7 @@ def latest(street_code: str) -> Response:
     """The street's latest requests as GeoJSON, for a live layer that polls."""
     street = _street(street_code, "street_code")
     since = _instant("since", _now() - dt.timedelta(hours=24))
-    response = jsonify(stats.latest(db.connection(), street, since, _limit()))
+    response = jsonify(geojson.latest(db.connection(), street, since, _limit()))
     response.mimetype = "application/geo+json"
     return response
 
@@ -307,7 +309,7 @@ def planner() -> Response:
     )
     kind = _text("kind")
     street = _street_filter()
-    return jsonify(stats.planner(db.connection(), as_of, today, kind, street))
+    return jsonify(planner_query.planner(db.connection(), as_of, today, kind, street))
 
 
 @bp.get("/layers/<layer>/geojson")
@@ -322,7 +324,7 @@ def layer_geojson(layer: str) -> Response:
             layer=layer,
         )
     street = _street_filter()
-    text = stats.layer_geojson(db.connection(), overlay, street, _now())
+    text = geojson.layer_geojson(db.connection(), overlay, street, _now())
     return Response(text, mimetype="application/geo+json")
 
 

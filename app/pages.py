@@ -27,7 +27,8 @@ from app.config import Settings
 from app.errors import NotFound
 from app.headers import csp_nonce
 from app.offline import assert_offline
-from layers import LAYERS, etl_rejects, etl_runs, get_layer
+from layers import LAYERS, etl_rejects, etl_runs
+from layers.queries import scorecards
 
 bp = Blueprint("pages", __name__)
 
@@ -162,14 +163,9 @@ class Me:
 
 def _street_name(code: str) -> str:
     """The street's name, or its code when the database cannot say (an error page)."""
-    streets = get_layer("streets").table
     try:
         with db.connection().begin_nested():
-            name = (
-                db.connection()
-                .execute(sa.select(streets.c.name).where(streets.c.code == code))
-                .scalar()
-            )
+            name = scorecards.street_name(db.connection(), code)
     except Exception:  # an error page for a failed database still renders
         return code
     return str(name) if name else code
@@ -219,26 +215,11 @@ def overview() -> Response:
 @page("command")
 def command(street_code: str) -> Response:
     """战区司令: one street's live map and panel."""
-    streets = get_layer("streets").table
-    row = (
-        db.connection()
-        .execute(
-            sa.select(
-                streets.c.code,
-                streets.c.name,
-                streets.c.commander,
-                sa.func.ST_XMin(streets.c.geom).label("minx"),
-                sa.func.ST_YMin(streets.c.geom).label("miny"),
-                sa.func.ST_XMax(streets.c.geom).label("maxx"),
-                sa.func.ST_YMax(streets.c.geom).label("maxy"),
-            ).where(streets.c.code == street_code)
-        )
-        .first()
-    )
+    row = scorecards.street_extent(db.connection(), street_code)
     if row is None:
         raise NotFound(f"没有这个街道 no such street: {street_code!r}", street=street_code)
     fmap = _map()
-    bounds = [[row.miny, row.minx], [row.maxy, row.maxx]]
+    bounds = [[row["miny"], row["minx"]], [row["maxy"], row["maxx"]]]
     fmap.fit_bounds(bounds)
     # The heat layer starts empty: the page fills it from /api/heat (aggregates, not points).
     heat = folium.plugins.HeatMap([], name="诉求热力", radius=22, blur=18, min_opacity=0.25)
@@ -267,10 +248,10 @@ def command(street_code: str) -> Response:
     latest.add_to(fmap)
     return _page(
         "command.html",
-        title=f"{row.name} · 战区司令视图",
-        street={"code": row.code, "name": row.name, "commander": row.commander},
+        title=f"{row['name']} · 战区司令视图",
+        street={"code": row["code"], "name": row["name"], "commander": row["commander"]},
         config={
-            "street": row.code,
+            "street": row["code"],
             "bounds": bounds,
             "realtime": latest.get_name(),
             "heat": heat.get_name(),

@@ -11,7 +11,9 @@ weighted log-normally so that some are hot), then
   2. for each level and a 1, 7, 30 and 365-day window up to today (and a few filtered
      cases), times GET /api/heat through the Flask app (JSON included) and the direct
      GROUP BY over service_requests with the same filters, p50 and p95 of --repeat runs;
-  3. checks that every answer equals the direct count, unit by unit.
+  3. checks that every answer equals the direct count, unit by unit;
+  4. times the other /api reads of the aggregates: the district's scorecards (/api/streets),
+     the commander's panel of the busiest street and the planner, p50 and p95.
 Prints a markdown table; it writes nothing else.
 """
 
@@ -49,6 +51,7 @@ from etl.aggregates import day_bounds, refresh_request_aggregates  # noqa: E402
 from etl.demo.geography import generate_geography, write_geography  # noqa: E402
 from layers import get_layer  # noqa: E402
 from layers.aggregates import AGGREGATE_TABLES, cell_x, cell_y  # noqa: E402
+from layers.queries.window import previous_month  # noqa: E402
 
 BENCH_DB = "blockdata_bench_heat"
 # Category shares (per cent), roughly those of a Beijing district's hotline.
@@ -216,19 +219,27 @@ def quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 def district_client(app: Any, engine: sa.Engine) -> Any:
-    """A test client logged in as a district-wide user, as the pages are."""
-    from app.auth import hash_password
-    from layers.accounts import users
+    """A test client logged in as a district-wide user, as the pages are: a session row and
+    its cookie."""
+    from app.auth import SESSION_KEY, hash_password, new_session_id
+    from layers.accounts import sessions, users
 
+    now = dt.datetime.now(dt.UTC)
+    sid, digest = new_session_id()
     with engine.begin() as conn:
         uid = conn.execute(
             sa.insert(users)
             .values(name="bench", role="district", password_hash=hash_password("bench"))
             .returning(users.c.id)
         ).scalar_one()
+        conn.execute(
+            sa.insert(sessions).values(
+                sid_sha256=digest, user_id=uid, created_at=now, last_seen_at=now
+            )
+        )
     client = app.test_client()
     with client.session_transaction() as session:
-        session["uid"] = uid
+        session[SESSION_KEY] = sid
     return client
 
 
@@ -275,6 +286,19 @@ def measure(client: Any, conn: sa.Connection, today: dt.date, case: Case, repeat
     return Result(
         case, quantiles(api_times), quantiles(direct_times), len(items), body["total"], exact
     )
+
+
+def timed_get(client: Any, path: str, repeat: int) -> tuple[float, float]:
+    """p50/p95 of GET `path` (200 expected) over `repeat` runs after 3 warm-ups."""
+    times = []
+    for i in range(repeat + 3):
+        t0 = time.perf_counter()
+        response = client.get(path)
+        elapsed = time.perf_counter() - t0
+        assert response.status_code == 200, response.get_data(as_text=True)
+        if i >= 3:
+            times.append(elapsed)
+    return quantiles(times)
 
 
 def row(result: Result) -> str:
@@ -337,6 +361,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with engine.connect() as conn:
         results = [measure(client, conn, today, case, args.repeat) for case in cases]
+    reads = {
+        "/api/streets (this month)": "/api/streets",
+        "/api/streets (last month)": f"/api/streets?month={previous_month(today):%Y-%m}",
+        "/api/command/<busiest>/summary": f"/api/command/{busiest}/summary",
+        "/api/planner": "/api/planner",
+    }
+    read_times = {what: timed_get(client, path, args.repeat) for what, path in reads.items()}
     load_after = os.getloadavg()[0]
     header = [
         "| level | window | filter | API p50 ms | API p95 ms | direct p50 ms | direct p95 ms "
@@ -362,6 +393,12 @@ def main() -> None:
     exact_all = all(result.exact for result in results + unvacuumed)
     aggregate_rows = sum(full.rows.values())
     lines += [
+        "",
+        "The other /api reads (same client, same data):",
+        "",
+        "| read | p50 ms | p95 ms |",
+        "|---|---:|---:|",
+        *(f"| {what} | {p50:.1f} | {p95:.1f} |" for what, (p50, p95) in read_times.items()),
         "",
         f"Every answer equal to the direct count: {'yes' if exact_all else 'NO'}.",
         "",

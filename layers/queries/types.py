@@ -5,6 +5,7 @@ geometry type names of GeoJSON and OGR. One mapping, so that a new column type i
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pyarrow as pa
@@ -91,3 +92,11 @@ def copy_arrow_type(column: sa.Column[Any]) -> pa.DataType:
         "number": pa.float64(),
         "geometry": pa.binary(),
     }.get(kind(column), pa.string())
+
+
+def json_value(value: Any) -> Any:
+    """A value as the JSON answers write it: dates and date-times in ISO 8601 (a date-time
+    with its offset), anything else as it is."""
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value

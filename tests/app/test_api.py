@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app, stats
+from app import create_app
 from app.config import from_env
 from etl.aggregates import refresh_request_aggregates
 from layers import get_layer
-from layers.queries import window
+from layers.queries import heat, planner, scorecards, window
 from layers.registry import overlay_layers
 from tests.aggregates import direct_heat, requests
 from tests.clock import FrozenClock, day_start
@@ -113,7 +113,7 @@ def test_heat_equals_direct_counts(
         ("2026-10-01", "2026-10-31"),
     ]
     for since, until in windows:
-        for level in stats.LEVELS:
+        for level in heat.LEVELS:
             for extra in ({}, {"category": "噪声扰民"}, {"street": STREET_B}):
                 body = ok(
                     client,
@@ -306,7 +306,7 @@ def test_streets_rank_change_and_the_month_parameter(
 
 
 def test_rank_orders_by_composite_then_volume_and_keeps_ties() -> None:
-    ranks = stats.rank(
+    ranks = scorecards.rank(
         {
             "a": (90.0, 10),
             "b": (90.0, 10),
@@ -533,7 +533,7 @@ def test_as_of_state_without_dates() -> None:
         "progress": None,
     }
     today = dt.date(2026, 11, 26)
-    state = stats.as_of_state(row, dt.date(2026, 1, 1), today)
+    state = planner.as_of_state(row, dt.date(2026, 1, 1), today)
     assert (state.state_code, state.progress, state.delay_days) == ("not_started", 0, None)
 
 

@@ -1,6 +1,6 @@
 """The public scorecard is the district's for every role: each commander is shown the rank and
 the district totals the district sees, computed here from the raw rows of a demo district
-(15 streets), not through app.stats; row data stays in the caller's zone."""
+(15 streets), not through layers.queries.scorecards; row data stays in the caller's zone."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from app import stats
 from etl.aggregates import (
     RatesConfig,
     RatesConfigError,
@@ -24,6 +23,7 @@ from layers.aggregates import (
     SPANS,
     period_start,
 )
+from layers.queries import heat
 from layers.queries.window import Window
 from tests.aggregates import (
     CATEGORIES,
@@ -64,10 +64,10 @@ WINDOWS = [
 
 def assert_heat_matches(conn: sa.Connection) -> None:
     for since, until in WINDOWS:
-        for level in stats.LEVELS:
+        for level in heat.LEVELS:
             for category in (None, "噪声扰民", "没有的类别"):
                 for street in (None, "110102003"):
-                    got = stats.heat(conn, level, Window(since, until), category, street)
+                    got = heat.heat(conn, level, Window(since, until), category, street)
                     want = direct_heat(conn, level, since, until, category, street)
                     assert {i["code"]: i["n"] for i in got["items"]} == dict(want), (
                         level,
@@ -122,12 +122,12 @@ def test_a_reload_with_a_new_category_date_and_status_stays_exact(
         ),
         request_row("NEW1", 受理时间="2026-11-21 23:59:59", 诉求类别="停车管理"),
     ]
-    before = {d: stats.heat(connection, "grid", Window(d, d))["total"] for d in (old_day, new_day)}
+    before = {d: heat.heat(connection, "grid", Window(d, d))["total"] for d in (old_day, new_day)}
     report = load(connection, write_csv(tmp_path / "day2.csv", changed))
     assert (report.inserted, report.updated) == (1, 3)
     assert_exact(connection)
     assert_heat_matches(connection)
-    after = {d: stats.heat(connection, "grid", Window(d, d))["total"] for d in (old_day, new_day)}
+    after = {d: heat.heat(connection, "grid", Window(d, d))["total"] for d in (old_day, new_day)}
     assert after == {old_day: before[old_day] - 1, new_day: before[new_day] + 1}
 
 
@@ -209,12 +209,12 @@ def test_deletes_direct_writes_and_unplaced_requests(
     assert_exact(connection)
     day = dt.date(2026, 10, 10)
     for level in ("street", "community", "grid"):
-        got = stats.heat(connection, level, Window(day, day))
+        got = heat.heat(connection, level, Window(day, day))
         total = direct_heat(connection, "cell", day, day).total()
         assert got["total"] == total and got["unplaced"] == 1
-    cells = stats.heat(connection, "cell", Window(day, day))
+    cells = heat.heat(connection, "cell", Window(day, day))
     assert cells["unplaced"] == 0 and sum(i["n"] for i in cells["items"]) == cells["total"]
-    assert stats.heat(connection, "grid", Window(day, day), "噪声扰民")["unplaced"] == 0
+    assert heat.heat(connection, "grid", Window(day, day), "噪声扰民")["unplaced"] == 0
 
 
 def test_truncate_means_rebuild_everything(connection: sa.Connection, tmp_path: Path) -> None:
