@@ -194,9 +194,9 @@ def feature_sql(
     )
     published = [f.name for f in layer.published]
     body = ", ".join(f"{table}.{_name(name)}" for name in published)
-    properties = sa.lateral(
-        sa.text(f"SELECT {body}").columns(*(sa.column(name) for name in published)), "p"
-    )
+    # A textual sub-select with no declared columns: only `row_to_json(p)` reads it, and its
+    # cache key is its text (SQLAlchemy computes a statement's key on every request).
+    properties = sa.lateral(sa.text(f"SELECT {body}").columns(), "p")
     return Feature(sa.literal_column(column, sa.Text), layer.table.join(properties, sa.true()))
 
 
