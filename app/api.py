@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -36,11 +34,12 @@ from app.openapi import (
 )
 from etl.aggregates import AggregatesZoneError, check_zone, load_rates
 from layers import LAYERS, Layer, get_layer
+from layers.queries import export as exports
+from layers.queries import features as features_query
 from layers.queries import geojson, params, scorecards, slices
 from layers.queries import heat as heat_query
 from layers.queries import planner as planner_query
 from layers.queries.params import refusal
-from layers.queries.types import json_schema
 from layers.queries.window import Window
 from layers.registry import overlay_layers
 
@@ -334,19 +333,6 @@ FEATURE_FORMATS = ("geojson", "csv")
 CSV_HEADERS = ("name", "label")
 
 
-def _field_doc(layer: Layer) -> list[dict[str, Any]]:
-    filters = {f.name for f in layer.filterable}
-    return [
-        {
-            "name": f.name,
-            "label": f.label,
-            "type": json_schema(f.column)["type"],
-            "filterable": f.name in filters,
-        }
-        for f in layer.published
-    ]
-
-
 def _layer_doc(layer: Layer) -> dict[str, Any]:
     features = url_for("api.features", layer=layer.name, _external=True)
     return {
@@ -355,7 +341,7 @@ def _layer_doc(layer: Layer) -> dict[str, Any]:
         "kind": layer.kind,
         "geometry_type": layer.geometry_type,
         "time_field": layer.time_field,
-        "fields": _field_doc(layer),
+        "fields": features_query.field_doc(layer),
         "parameters": slices.slice_params(layer),
         "links": {
             "geojson": features,
@@ -383,10 +369,10 @@ def features(layer: str) -> Response:
     """Any filtered slice of a layer as GeoJSON or CSV.
 
     The count comes first (it is the provenance's row count and the audit's); the rows then
-    come out of PostgreSQL's COPY into a temporary file (`export.spool`), and the request's
-    transaction ends before the file is sent: a client reading slowly holds neither a
-    database connection nor, under waitress, a thread. HEAD answers the headers from the
-    count alone.
+    come out of PostgreSQL's COPY (layers.queries.export) into a temporary file
+    (`export.spool`), and the request's transaction ends before the file is sent: a client
+    reading slowly holds neither a database connection nor, under waitress, a thread. HEAD
+    answers the headers from the count alone.
     """
     source = get_layer(layer)
     fmt = params.single(request.args, "f") or "geojson"
@@ -403,7 +389,7 @@ def features(layer: str) -> Response:
     conn = db.connection()
     rows = slices.count(conn, chosen)
     principal = auth.current()
-    prov = export.provenance(chosen, rows, principal.name if principal else None, fmt, _now())
+    prov = exports.provenance(chosen, rows, principal.name if principal else None, fmt, _now())
     headers = {
         "X-Blockdata-Rows": str(rows),
         "X-Blockdata-Provenance": json.dumps(prov, ensure_ascii=True),
@@ -419,54 +405,25 @@ def features(layer: str) -> Response:
     if request.method == "HEAD":  # no Content-Length: the body's is not known
         response = Response(iter(()), mimetype=mimetype, headers=headers)
     else:
-        export.prepare(conn, rows)
+        exports.prepare(conn, rows)
         body = (
-            export.csv_chunks(conn, chosen, header)
+            exports.csv_chunks(conn, chosen, header)
             if fmt == "csv"
-            else export.geojson_chunks(conn, chosen, prov)
+            else exports.geojson_chunks(conn, chosen, prov)
         )
-        spooled, size = export.spool(body, _spool_directory())
+        spooled, size = export.spool(body, export.directory())
         # Audited once the export is made (an error answer's transaction commits too).
         auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
         response = Response(
-            _sent(spooled), mimetype=mimetype, headers=headers, direct_passthrough=True
+            export.sent(spooled, request.environ),
+            mimetype=mimetype,
+            headers=headers,
+            direct_passthrough=True,
         )
         response.content_length = size
     if fmt == "csv":
         response.mimetype_params["charset"] = "utf-8"
     return response
-
-
-SPOOL_KEY = "blockdata.export_spool"
-
-
-def _sent(spooled: IO[bytes]) -> Iterable[bytes]:
-    """The spooled file as the server sends files (`wsgi.file_wrapper`: waitress's I/O loop
-    sends it and closes it, no thread waits on the client), else read through and closed."""
-    wrapper = request.environ.get("wsgi.file_wrapper")
-    if wrapper is not None:
-        sent: Iterable[bytes] = wrapper(spooled, export.CHUNK_BYTES)
-        return sent
-
-    def chunks() -> Iterator[bytes]:
-        with spooled:
-            while chunk := spooled.read(export.CHUNK_BYTES):
-                yield chunk
-
-    return chunks()
-
-
-def _spool_directory() -> Path | None:
-    """Where exports are spooled: `EXPORT_SPOOL_DIR`, else the instance's var/spool (looked
-    at once per app), else the system's temporary directory."""
-    configured = current_app.config.get("EXPORT_SPOOL_DIR")
-    if configured:
-        return Path(configured)
-    if SPOOL_KEY not in current_app.extensions:
-        settings = current_app.config["BLOCKDATA_SETTINGS"]
-        current_app.extensions[SPOOL_KEY] = export.spool_directory(settings.var_dir)
-    directory: Path | None = current_app.extensions[SPOOL_KEY]
-    return directory
 
 
 @contribute

@@ -284,7 +284,7 @@ def _layer_named(need: Access, view_args: Mapping[str, object]) -> str | None:
         value = view_args.get(need.url_layer)
         return value if isinstance(value, str) and value in ALL_LAYERS else None
     if need.url_collection is not None:
-        from app.ogc import collections
+        from layers.queries.features import collections
 
         value = view_args.get(need.url_collection)
         return next((c.layer.name for c in collections() if c.id == value), None)

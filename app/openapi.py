@@ -1,7 +1,7 @@
 """`GET /api/openapi.json`: one OpenAPI 3.0 document for everything the server answers.
 
 Each endpoint's query parameters are declared once, as `Param`s, beside the code that reads
-them (app.api's QUERY, the OGC module's ITEMS_PARAMS and filters, the tiles' filters, the
+them (app.api's QUERY, app.ogc_openapi's ITEMS_PARAMS and filters, the tiles' filters, the
 Open311 module's lists); the `/api` blueprint rejects any parameter it has not declared, and
 this document is built from the same declarations. tests/app/test_openapi.py checks that the
 document and the URL map agree, that every documented parameter is accepted and undeclared
@@ -457,10 +457,10 @@ def _own_paths() -> dict[str, dict[str, Any]]:
 @contribute
 def _ogc_paths() -> dict[str, dict[str, Any]]:
     """OGC API – Features, as /ogc/api describes it, under /ogc."""
-    from app import ogc
+    from app.ogc_openapi import openapi
 
     paths: dict[str, dict[str, Any]] = {}
-    for path, ops in ogc.openapi()["paths"].items():
+    for path, ops in openapi()["paths"].items():
         for method, op in ops.items():
             op = {**op, "tags": ["ogc"]}
             op["responses"] = {**op["responses"], **errors(400, 401, 403, 404)}

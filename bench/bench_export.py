@@ -164,9 +164,9 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
 def csv_guard(url: str, rows: int) -> str:
     """The CSV export of every request in this process, with the formula guard and without
     (`_csv_cell` as `_csv_value`), in turn, three times each: a line with the best times."""
-    from app import export
+    from app.config import system_clock
     from layers import get_layer
-    from layers.queries import slices
+    from layers.queries import export, slices
 
     guarded = export._csv_cell
     engine = make_engine(url)
@@ -180,7 +180,12 @@ def csv_guard(url: str, rows: int) -> str:
                     with engine.connect() as conn:
                         t = time.perf_counter()
                         export.export_file(
-                            conn, slices.Slice(get_layer("service_requests")), "csv", path, None
+                            conn,
+                            slices.Slice(get_layer("service_requests")),
+                            "csv",
+                            path,
+                            None,
+                            system_clock(),
                         )
                         best[name] = min(best[name], time.perf_counter() - t)
                     path.unlink()

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
 from app.errors import ApiError
-from app.export import FORMATS, Progress, export_file, suffix_format
 from layers import UnknownLayer, get_layer
 from layers.accounts import users
 from layers.queries import ParamError, access
+from layers.queries.export import FORMATS, Progress, export_file, suffix_format
 from layers.queries.slices import parse_slice
 
 # Options that become query parameters of the same name (the API's filters).
@@ -131,8 +131,8 @@ def export_cmd(
                     fmt,
                     output,
                     who,
-                    None if quiet else _bar(output),
                     now=settings.now(),
+                    progress=None if quiet else _bar(output),
                 )
             except (ApiError, ParamError) as exc:
                 raise click.UsageError(exc.message) from None

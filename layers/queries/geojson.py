@@ -1,5 +1,5 @@
 """GeoJSON and JSON built in SQL: PostgreSQL writes the objects (`json_build_object`,
-`json_agg`) and PostGIS the geometries (`ST_AsGeoJSON`), at PRECISION decimals everywhere.
+`json_agg`) and PostGIS the geometries (`ST_AsGeoJSON`), at COORDINATE_DECIMALS decimals everywhere.
 
 Also the two GeoJSON reads of /api built from them: a street's latest requests and an overlay
 layer.
@@ -16,7 +16,10 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from layers import Layer, get_layer
 
-PRECISION = 6  # decimals of a degree in GeoJSON, about 0.1 m
+# Decimals of a degree in every GeoJSON coordinate the package writes (features, exports,
+# heat, overlays) and in CSV coordinates: 1e-7° is about 1 cm. Chosen by
+# bench/bench_geojson_precision.py (docs/benchmarks.md, "GeoJSON precision").
+COORDINATE_DECIMALS = 7
 SIMPLIFY_TOLERANCE = 1e-5  # degrees, about 1 m: invisible at street and district scale
 CASE_CLOSED = "已结案"
 
@@ -40,8 +43,8 @@ def json_list(item: Any, *order: Any, where: Any = None) -> sa.ColumnElement[Any
 
 
 def geometry(geom: Any) -> sa.ColumnElement[Any]:
-    """The geometry as GeoJSON text, PRECISION decimals."""
-    return sa.func.ST_AsGeoJSON(geom, PRECISION)
+    """The geometry as GeoJSON text, COORDINATE_DECIMALS decimals."""
+    return sa.func.ST_AsGeoJSON(geom, COORDINATE_DECIMALS)
 
 
 def feature(

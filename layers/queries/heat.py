@@ -23,7 +23,7 @@ from layers.aggregates import (
     request_daily,
     request_periods,
 )
-from layers.queries.geojson import PRECISION, json_list, json_object, text_param
+from layers.queries.geojson import COORDINATE_DECIMALS, json_list, json_object, text_param
 from layers.queries.window import Window
 from layers.registry import level_layer
 
@@ -67,8 +67,8 @@ def heat_counts(
 
 
 def _degrees(value: Any) -> sa.ColumnElement[Any]:
-    """Degrees rounded to PRECISION decimals, kept float8: PostgreSQL prints the short form."""
-    scale = float(10**PRECISION)
+    """Degrees rounded to COORDINATE_DECIMALS, kept float8: PostgreSQL prints the short form."""
+    scale = float(10**COORDINATE_DECIMALS)
     return sa.func.round(value * scale, type_=sa.Float) / scale
 
 

@@ -30,7 +30,7 @@ from layers.aggregates import (
     request_periods,
     request_street_daily,
 )
-from layers.queries.geojson import PRECISION
+from layers.queries.geojson import COORDINATE_DECIMALS
 from layers.queries.heat import heat_counts
 from layers.queries.types import json_value
 from layers.queries.window import Window, next_month, previous_month
@@ -320,7 +320,9 @@ def _hot_grids(conn: sa.Connection, street: str, window: Window) -> list[dict[st
         {
             "code": code,
             "n": int(count),
-            "bbox": None if x0 is None else [round(v, PRECISION) for v in (x0, y0, x1, y1)],
+            "bbox": None
+            if x0 is None
+            else [round(v, COORDINATE_DECIMALS) for v in (x0, y0, x1, y1)],
         }
         for code, count, x0, y0, x1, y1 in rows
     ]

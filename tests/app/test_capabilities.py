@@ -27,9 +27,9 @@ from app.auth import new_token
 from app.cli import main
 from app.config import Settings
 from app.db import make_engine
-from app.ogc import collections
 from layers import LAYERS
 from layers.accounts import api_tokens
+from layers.queries.features import collections
 from tests.helpers import add_user, login
 
 A, B = "110102001", "110102003"

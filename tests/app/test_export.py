@@ -25,11 +25,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.datastructures import MultiDict
 
-from app import export
+from app import export as spooling
 from app.cli import main
 from app.db import make_engine
 from layers import get_layer
-from layers.queries import ParamError, slices
+from layers.queries import ParamError, export, slices
+from tests.clock import HOURS
 from tests.helpers import add_user, json_error, login, request_ids
 
 A, B = "110102001", "110102003"
@@ -250,7 +251,7 @@ def test_csv_cells_are_never_formulas(
         _get(client, layer, f="csv").get_data().decode("utf-8-sig"),
         _get(client, layer, f="csv", header="label").get_data().decode("utf-8-sig"),
     ]
-    export.export_file(connection, _slice(layer), "csv", tmp_path / "out.csv", "tester")
+    export.export_file(connection, _slice(layer), "csv", tmp_path / "out.csv", "tester", NOW)
     with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as fh:
         bodies.append(fh.read())
     labels = get_layer(layer).labels
@@ -396,18 +397,18 @@ def test_an_export_that_would_fill_the_disk_is_a_503_and_leaves_nothing(
     spool = tmp_path / "spool"
     spool.mkdir()
     app.config["EXPORT_SPOOL_DIR"] = str(spool)
-    monkeypatch.setattr(export, "SPOOL_CHECK", 1)  # look at every chunk
+    monkeypatch.setattr(spooling, "SPOOL_CHECK", 1)  # look at every chunk
     monkeypatch.setattr(export, "CHUNK_BYTES", 512)
     audited = "select count(*) from audit_log where action = 'export'"
     before = connection.exec_driver_sql(audited).scalar_one()
     free = __import__("shutil").disk_usage(spool).free
-    monkeypatch.setattr(export, "SPOOL_RESERVE", free * 2)  # more than the disk has
+    monkeypatch.setattr(spooling, "SPOOL_RESERVE", free * 2)  # more than the disk has
     response = client.get("/api/layers/service_requests/features")
     assert response.status_code == 503 and response.is_json
     assert "磁盘空间不足" in response.get_json()["message"]
     assert list(spool.iterdir()) == []
     assert connection.exec_driver_sql(audited).scalar_one() == before
-    monkeypatch.setattr(export, "SPOOL_RESERVE", 0)
+    monkeypatch.setattr(spooling, "SPOOL_RESERVE", 0)
     assert _get(client).status_code == 200
 
 
@@ -415,13 +416,16 @@ def test_an_unwritable_spool_directory_falls_back_to_the_temporary_directory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "spool").write_text("a regular file, not a directory")
-    assert export.spool_directory(tmp_path) is None
+    assert spooling.spool_directory(tmp_path) is None
     assert "not writable" in caplog.text
     (tmp_path / "spool").unlink()
-    assert export.spool_directory(tmp_path) == tmp_path / "spool"
+    assert spooling.spool_directory(tmp_path) == tmp_path / "spool"
 
 
 # --- files: the four formats ---------------------------------------------------------------
+
+
+NOW = HOURS["noon-beijing"]  # the exports' clock
 
 
 def _slice(layer: str = "service_requests", **params: str) -> slices.Slice:
@@ -444,7 +448,13 @@ def test_every_file_format_holds_the_slice(
     path = tmp_path / f"out.{fmt}"
     seen: list[int] = []
     prov = export.export_file(
-        connection, chosen, fmt, path, "tester", lambda total: seen.append(total) or seen.append
+        connection,
+        chosen,
+        fmt,
+        path,
+        "tester",
+        NOW,
+        lambda total: seen.append(total) or seen.append,
     )
     assert prov["rows"] == len(expected) == seen[0] and sum(seen[1:]) == len(expected)
     assert not list(tmp_path.glob(".*partial*")), "no partial file left behind"
@@ -505,7 +515,7 @@ def test_mixed_geometry_layer_to_gpkg_and_parquet(
     )
     for fmt in ("gpkg", "parquet"):
         path = tmp_path / f"r.{fmt}"
-        export.export_file(connection, _slice("renovation_projects"), fmt, path, None)
+        export.export_file(connection, _slice("renovation_projects"), fmt, path, None, NOW)
         frame = geopandas.read_file(path) if fmt == "gpkg" else geopandas.read_parquet(path)
         assert sorted(frame.geometry.geom_type) == ["LineString", "Polygon"]
         assert sorted(frame["name"]) == ["立面整治", "胡同整治"]
@@ -519,7 +529,7 @@ def test_bad_format_or_filter_raises_before_writing(
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(ParamError, match="format"):
-        export.export_file(connection, _slice(), "xlsx", out / "x.xlsx", None)
+        export.export_file(connection, _slice(), "xlsx", out / "x.xlsx", None, NOW)
     with pytest.raises(ParamError, match="colour"):
         _slice(colour="red")
     assert list(out.iterdir()) == []

@@ -22,10 +22,9 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
-from app import export
 from etl.jobs import run_file
 from layers import get_layer
-from layers.queries import slices
+from layers.queries import export, slices
 from tests.clock import BEIJING
 from tests.district import request_row, write_csv
 

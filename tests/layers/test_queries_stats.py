@@ -349,7 +349,7 @@ def test_latest_is_the_streets_newest_requests_in_the_zone(
         assert [f["id"] for f in body["features"]] == want, street
         if want:
             decimals = {_decimals(f["geometry"]["coordinates"]) for f in body["features"]}
-            assert decimals == {geojson.PRECISION}
+            assert decimals == {geojson.COORDINATE_DECIMALS}
 
 
 def test_overlays_and_the_planner_write_the_one_precision(
@@ -362,7 +362,7 @@ def test_overlays_and_the_planner_write_the_one_precision(
     for features in (overlay, plans):
         assert features
         decimals = {_decimals(f["geometry"]["coordinates"]) for f in features}
-        assert decimals == {geojson.PRECISION}
+        assert decimals == {geojson.COORDINATE_DECIMALS}
 
 
 def test_json_value_writes_dates_in_iso_8601() -> None:
