@@ -284,11 +284,14 @@
       return [daysAgo(n - 1), BD.today];
     }
 
+    let heatAsked = 0; // the newest request: an older answer arriving later is dropped
     async function loadHeat() {
+      const asked = ++heatAsked;
       const [since, until] = range();
       const params = new URLSearchParams({ level: "grid", street: street, since: since, until: until });
       if (categories.value) params.set("category", categories.value);
       const data = await BD.fetchJSON("/api/heat/service_requests?" + params.toString());
+      if (asked !== heatAsked) return; // the window changed meanwhile: never draw a stale one
       const max = Math.max(1, data.max || 1);
       heat.setOptions({ max: max });
       heat.setLatLngs(

@@ -289,14 +289,15 @@ def _street_with_most(live: Live) -> str:
 
 
 def _heat_window(page: object, option: str, since: dt.date, until: dt.date) -> int:
-    """Choose a window of the heat layer; the days the page asked for; its total."""
+    """Choose a window of the heat layer; the days the page asked for; its total (read with
+    the days in one go: a live refresh may redraw between two reads)."""
     page.select_option("#bd-window", option)  # type: ignore[attr-defined]
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "([s, u]) => document.body.dataset.heatSince === s"
-        " && document.body.dataset.heatUntil === u",
+    handle = page.wait_for_function(  # type: ignore[attr-defined]
+        "([s, u]) => { const d = document.body.dataset;"
+        " return d.heatSince === s && d.heatUntil === u && d.heatTotal; }",
         arg=[str(since), str(until)],
     )
-    return int(page.evaluate("document.body.dataset.heatTotal"))  # type: ignore[attr-defined]
+    return int(handle.json_value())
 
 
 def test_command_view_shows_the_zone_and_its_figures(
