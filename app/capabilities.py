@@ -1,15 +1,17 @@
-"""Who may do what: one table of role → layers, pages and actions.
+"""Who may do what, on the web: the view declarations and the request hook's check.
 
-The request hook (app.auth), the pages' navigation and landing page, the APIs, OGC, tiles,
-Open311 and `blockdata export --as` all ask this module, so a role is allowed or refused the
-same thing everywhere. Zones are not here: a commander's street is enforced by PostgreSQL's
-row-level security (app.auth, migration 0004) on top of what this table allows.
+The table of role → layers, pages and actions is `layers.queries.access` (framework-free, so
+that the CLI and the seeder read the same one); it is re-exported here. The request hook
+(app.auth), the pages' navigation and landing page, the APIs, OGC, tiles, Open311 and
+`blockdata export --as` all ask it, so a role is allowed or refused the same thing
+everywhere. Zones are not here: a commander's street is enforced by PostgreSQL's row-level
+security (app.auth, migration 0004) on top of what the table allows.
 
 Every view declares what it needs with a decorator of this module, under its route:
-`@public` (no login), `@logged_in` (any role), `@page(name)`, `@reads(*layers, url_layer=…,
-url_collection=…)`, `@does(action)`; the request hook enforces the declaration. `create_app`
-refuses to build a server with a view that declares nothing (`require_declared`), and
-tests/app/test_access_declared.py walks the URL map.
+`@public` (no login), `@logged_in` (any role), `@page(name)`, `@browser`, `@api_key`,
+`@reads(*layers, url_layer=…, url_collection=…)`, `@does(action)`; the request hook enforces
+the declaration. `create_app` refuses to build a server with a view that declares nothing
+(`require_declared`), and tests/app/test_access_declared.py walks the URL map.
 """
 
 from __future__ import annotations
@@ -23,76 +25,18 @@ from flask import Flask, current_app, url_for
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Forbidden
-from layers import LAYERS
-
-ALL_LAYERS = frozenset(layer.name for layer in LAYERS)
-ADMIN_LAYERS = frozenset(layer.name for layer in LAYERS if layer.kind == "admin")
-
-EXPORT = "export"  # download a slice with its provenance: /api/…/features, `blockdata export`
-INTAKE = "intake"  # file a service request: POST /open311/v2/requests.json
-ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求"}
-
-
-@dataclass(frozen=True)
-class Page:
-    name: str  # the endpoint is pages.<name> (and pages.<name>_*)
-    title: str
-    layers: frozenset[str]  # the layers it draws: a role that opens it reads them all
-
-
-PAGES: dict[str, Page] = {
-    "overview": Page("overview", "区级指挥中心", frozenset({"streets", "service_requests"})),
-    "command": Page("command", "战区指挥", ALL_LAYERS),
-    "planner": Page(
-        "planner",
-        "整治与疏解",
-        frozenset({"streets", "relocation_targets", "renovation_projects"}),
-    ),
-    "imports": Page("imports", "数据导入", frozenset()),
-}
-
-
-@dataclass(frozen=True)
-class Role:
-    name: str
-    title: str  # as the pages show it
-    layers: frozenset[str]
-    pages: tuple[str, ...]  # navigation order; login lands on the first one it can link
-    actions: frozenset[str]
-
-
-# The table. A commander reads every layer, of their street only (row-level security); the
-# planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
-# reads the boundaries (to check an import in QGIS) and the load reports, and files requests.
-ROLES: dict[str, Role] = {
-    r.name: r
-    for r in (
-        Role(
-            "district",
-            "区级指挥中心",
-            ALL_LAYERS,
-            ("overview", "command", "planner", "imports"),
-            frozenset({EXPORT, INTAKE}),
-        ),
-        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE})),
-        Role(
-            "analyst",
-            "数据分析员",
-            ALL_LAYERS,
-            ("overview", "command", "planner"),
-            frozenset({EXPORT}),
-        ),
-        Role(
-            "planner",
-            "规划人员",
-            ADMIN_LAYERS | {"relocation_targets", "renovation_projects"},
-            ("planner",),
-            frozenset({EXPORT}),
-        ),
-        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE})),
-    )
-}
-
+from layers.queries.access import ACTIONS as ACTIONS
+from layers.queries.access import ADMIN_LAYERS as ADMIN_LAYERS
+from layers.queries.access import ALL_LAYERS as ALL_LAYERS
+from layers.queries.access import EXPORT as EXPORT
+from layers.queries.access import INTAKE as INTAKE
+from layers.queries.access import PAGES as PAGES
+from layers.queries.access import ROLES as ROLES
+from layers.queries.access import Page as Page
+from layers.queries.access import Role as Role
+from layers.queries.access import may as may
+from layers.queries.access import may_open as may_open
+from layers.queries.access import may_read as may_read
 
 ACCESS_ATTR = "__blockdata_access__"
 
@@ -260,21 +204,6 @@ def role(name: str) -> Role:
         return ROLES[name]
     except KeyError:
         raise Forbidden(f"未知角色 unknown role: {name!r}") from None
-
-
-def may_read(role_name: str, layer: str) -> bool:
-    r = ROLES.get(role_name)
-    return r is not None and layer in r.layers
-
-
-def may(role_name: str, action: str) -> bool:
-    r = ROLES.get(role_name)
-    return r is not None and action in r.actions
-
-
-def may_open(role_name: str, page: str) -> bool:
-    r = ROLES.get(role_name)
-    return r is not None and page in r.pages
 
 
 def _layer_named(need: Access, view_args: Mapping[str, object]) -> str | None:

@@ -1,22 +1,115 @@
-"""Who sees which rows, said once for the web, the CLI and the tile seeder.
+"""Who may do what and who sees which rows, said once for the web, the CLI and the seeder.
 
-The zone rule (a commander is confined to their street, everyone else sees the district),
-scoping a connection to the reader role and a zone (row-level security, migration 0004, compares
-each row's street with the `blockdata.zone` setting), and the audit row of an action.
+The table of role → layers, pages and actions (the web's view declarations, app/capabilities.py,
+are checked against it); the zone rule (a commander is confined to their street, everyone else
+sees the district); scoping a connection to the reader role and a zone (row-level security,
+migration 0004, compares each row's street with the `blockdata.zone` setting); and the audit
+row of an action.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from layers import LAYERS
 from layers.accounts import audit_log
 
 READER_ROLE = "blockdata_reader"
 DISTRICT = "*"  # the zone of the whole district
+
+
+# --- the table of role → layers, pages and actions ----------------------------------------
+
+ALL_LAYERS = frozenset(layer.name for layer in LAYERS)
+ADMIN_LAYERS = frozenset(layer.name for layer in LAYERS if layer.kind == "admin")
+
+EXPORT = "export"  # download a slice with its provenance: /api/…/features, `blockdata export`
+INTAKE = "intake"  # file a service request: POST /open311/v2/requests.json
+ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求"}
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str  # the endpoint is pages.<name> (and pages.<name>_*)
+    title: str
+    layers: frozenset[str]  # the layers it draws: a role that opens it reads them all
+
+
+PAGES: dict[str, Page] = {
+    "overview": Page("overview", "区级指挥中心", frozenset({"streets", "service_requests"})),
+    "command": Page("command", "战区指挥", ALL_LAYERS),
+    "planner": Page(
+        "planner",
+        "整治与疏解",
+        frozenset({"streets", "relocation_targets", "renovation_projects"}),
+    ),
+    "imports": Page("imports", "数据导入", frozenset()),
+}
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    title: str  # as the pages show it
+    layers: frozenset[str]
+    pages: tuple[str, ...]  # navigation order; login lands on the first one it can link
+    actions: frozenset[str]
+
+
+# The table. A commander reads every layer, of their street only (row-level security); the
+# planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
+# reads the boundaries (to check an import in QGIS) and the load reports, and files requests.
+ROLES: dict[str, Role] = {
+    r.name: r
+    for r in (
+        Role(
+            "district",
+            "区级指挥中心",
+            ALL_LAYERS,
+            ("overview", "command", "planner", "imports"),
+            frozenset({EXPORT, INTAKE}),
+        ),
+        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE})),
+        Role(
+            "analyst",
+            "数据分析员",
+            ALL_LAYERS,
+            ("overview", "command", "planner"),
+            frozenset({EXPORT}),
+        ),
+        Role(
+            "planner",
+            "规划人员",
+            ADMIN_LAYERS | {"relocation_targets", "renovation_projects"},
+            ("planner",),
+            frozenset({EXPORT}),
+        ),
+        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE})),
+    )
+}
+
+
+def may_read(role_name: str, layer: str) -> bool:
+    r = ROLES.get(role_name)
+    return r is not None and layer in r.layers
+
+
+def may(role_name: str, action: str) -> bool:
+    r = ROLES.get(role_name)
+    return r is not None and action in r.actions
+
+
+def may_open(role_name: str, page: str) -> bool:
+    r = ROLES.get(role_name)
+    return r is not None and page in r.pages
+
+
+# --- zones ------------------------------------------------------------------------------
 
 
 def zone_of(role: str, street_code: str | None) -> str:
