@@ -16,7 +16,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from etl.jobs import EtlError, RunReport, _record, _start_run
 from etl.load import save_rejects
 from etl.mapping import Mapping as SourceMapping
 from etl.rules import CONFIG_DIR, DEPARTMENTS
-from etl.transform import _printable
+from etl.transform import _bad_row, _printable
 from etl.yamlcache import read_yaml
 from layers import etl_runs, get_layer
 from layers.units import (
@@ -108,17 +108,10 @@ class _Unit:
     street_code: str | None
     active: bool
 
-    def values(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "name": self.name,
-            "kind": self.kind,
-            "street_code": self.street_code,
-            "active": self.active,
-        }
-
 
 class _Invalid(Exception):
+    """A row that cannot load: its reject reason and a message naming the bad value."""
+
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
@@ -129,15 +122,12 @@ def generated_units(street_codes: Iterable[str]) -> list[dict[str, Any]]:
     """Every street's centre and seven departments (code, name, kind, street_code)."""
     out = []
     for street in street_codes:
-        out.append(
-            {"code": f"{street}-{CENTRE[0]}", "name": CENTRE[1], "kind": "centre"}
-            | {"street_code": street}
-        )
-        out.extend(
-            {"code": f"{street}-{DEPARTMENT_SUFFIXES[name]}", "name": name, "kind": "department"}
-            | {"street_code": street}
-            for name in DEPARTMENTS
-        )
+        made = [(CENTRE[0], CENTRE[1], "centre")]
+        made += [(DEPARTMENT_SUFFIXES[name], name, "department") for name in DEPARTMENTS]
+        out += [
+            {"code": f"{street}-{suffix}", "name": name, "kind": kind, "street_code": street}
+            for suffix, name, kind in made
+        ]
     return out
 
 
@@ -179,18 +169,7 @@ def _read_table(path: Path, sheet: str | None) -> tuple[list[_Row], list[dict[st
         )
         for record in records
     ]
-    bad = [
-        {
-            "row_number": b.row,
-            "source_id": None,
-            "reason": b.reason,
-            "message": b.message,
-            "retryable": False,
-            "raw": {"_text": b.text},
-        }
-        for b in extract.bad_rows
-    ]
-    return rows, bad
+    return rows, [_bad_row(bad) for bad in extract.bad_rows]
 
 
 def _read_yaml(path: Path) -> list[_Row]:
@@ -359,7 +338,7 @@ def _upsert(conn: sa.Connection, kept: list[_Unit], existing: dict[str, _Unit]) 
         state = "inserted" if old is None else "unchanged" if old == unit else "updated"
         counts[state] += 1
         if state != "unchanged":
-            changed.append(unit.values())
+            changed.append(asdict(unit))
     if changed:
         statement = pg.insert(units)
         conn.execute(
