@@ -466,7 +466,8 @@ def build_units(
 def list_units(
     conn: sa.Connection, *, street: str | None = None, kind: str | None = None
 ) -> list[dict[str, Any]]:
-    """The units, each with its street's name, in code order; filtered by street and kind."""
+    """The units, each with its street's name: street by street (its centre, departments,
+    stations), then the district departments; filtered by street and kind."""
     streets = get_layer("streets").table
     query = (
         sa.select(
@@ -478,7 +479,11 @@ def list_units(
             units.c.active,
         )
         .select_from(units.outerjoin(streets, streets.c.code == units.c.street_code))
-        .order_by(units.c.code)
+        .order_by(
+            units.c.street_code.asc().nulls_last(),
+            sa.func.array_position(sa.literal(list(UNIT_KINDS)), units.c.kind),
+            units.c.code,
+        )
     )
     if street is not None:
         query = query.where(units.c.street_code == street)

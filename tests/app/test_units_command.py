@@ -23,6 +23,12 @@ LISTING = (
     "select u.code, u.name, u.kind, u.street_code, s.name as street_name, u.active "
     "from units u left join streets s on s.code = u.street_code "
 )
+# street by street (centre, departments, stations), then the district departments
+ORDER = (
+    "order by u.street_code nulls last, "
+    "array_position(array['centre', 'department', 'station', 'district_department'], u.kind), "
+    "u.code"
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +75,17 @@ def test_build_import_and_list(own_url: str, tmp_path: Path) -> None:
 
     listed = _cli(own_url, "list", "--json")
     assert listed.exit_code == 0, listed.output
-    assert json.loads(listed.output) == _read(own_url, LISTING + "order by u.code")
+    assert json.loads(listed.output) == _read(own_url, LISTING + ORDER)
 
     stations = _cli(own_url, "list", "--street", B, "--kind", "station", "--json")
     expected = _read(
-        own_url, LISTING + "where u.street_code = :s and u.kind = 'station' order by 1", s=B
+        own_url, LISTING + "where u.street_code = :s and u.kind = 'station' " + ORDER, s=B
     )
     assert json.loads(stations.output) == expected
     assert [u["code"] for u in expected] == [f"{B}-police"]
 
     table = _cli(own_url, "list", "--street", A).output.splitlines()
-    rows = _read(own_url, LISTING + "where u.street_code = :s order by 1", s=A)
+    rows = _read(own_url, LISTING + "where u.street_code = :s " + ORDER, s=A)
     header = ["编码", "code", "名称", "name", "类型", "kind", "街道", "street", "启用", "active"]
     assert table[0].split() == header
     assert len(table) == len(rows) + 2 and table[-1] == f"共 {len(rows)} 个单位 units"

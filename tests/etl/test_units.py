@@ -319,7 +319,12 @@ def test_xlsx_and_yaml_files_load_alike(
 def test_list_filters_by_street_and_kind(connection: sa.Connection, district: Any) -> None:
     build_units(connection)
     everything = list_units(connection)
-    assert [u["code"] for u in everything] == sorted(_units(connection))
+    kinds = ["centre", "department", "station", "district_department"]
+    order = sorted(
+        _units(connection).items(), key=lambda u: (u[1][2] or "~", kinds.index(u[1][1]), u[0])
+    )
+    assert [u["code"] for u in everything] == [code for code, _ in order]
+    assert everything[0]["code"] == f"{A}-centre"
     centre = list_units(connection, street=B, kind="centre")
     assert centre == [
         {
