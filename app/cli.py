@@ -42,6 +42,7 @@ class _Commands(click.Group):
         "etl": ("app.commands.etl", "etl"),
         "export": ("app.commands.export", "export_cmd"),
         "tiles": ("app.commands.tiles", "tiles_group"),
+        "units": ("app.commands.units", "units_group"),
         "users": ("app.commands.users", "users_group"),
     }
 

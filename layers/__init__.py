@@ -3,6 +3,7 @@
 from layers import (
     accounts,  # noqa: F401  (users, tokens, audit log on the same metadata)
     changes,  # noqa: F401  (the tile cache's change log, same metadata)
+    units,  # noqa: F401  (承办单位: who cases are dispatched to, same metadata)
 )
 from layers.aggregates import AGGREGATE_TABLES
 from layers.registry import (

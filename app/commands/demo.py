@@ -7,11 +7,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import sqlalchemy as sa
 
 from app.config import from_env
+
+if TYPE_CHECKING:
+    from etl.jobs import RunReport
 
 
 def _size_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -114,14 +118,19 @@ def load_cmd(
     engine = engine_from_env()
     with engine.connect() as conn:
         existing = conn.exec_driver_sql("select count(*) from service_requests").scalar_one()
+    directory = directory or settings.var_dir / "demo"
     if existing and not force:
         click.echo(
             f"演示数据已存在 the database already holds {existing:,} service requests: "
-            "nothing to do (use --force to reload the demo)"
+            "only the units are checked (use --force to reload the demo)"
         )
+        from etl.demo.load import load_units
+
+        with engine.connect() as conn:
+            _print_runs(load_units(conn, directory))
+            conn.commit()
         _print_logins(engine)
         return
-    directory = directory or settings.var_dir / "demo"
     click.echo(f"生成演示数据 generating the demo district into {directory} …")
     now = settings.now()  # one instant: today's date and the later extract's time
     generate(
@@ -153,9 +162,7 @@ def load_cmd(
             f"边界 {admin.level:<13} read {admin.read:>5} inserted {admin.inserted:>5} "
             f"updated {admin.updated:>5} unchanged {admin.unchanged:>5}"
         )
-    for run in report.runs:
-        for line in run.lines():
-            click.echo(line)
+    _print_runs([*report.units, *report.runs])
     from app.maintenance import cluster
 
     for result in cluster(engine):  # what `blockdata db maintain` does nightly
@@ -163,6 +170,12 @@ def load_cmd(
             click.echo(f"{result.layer}: 未整理 not clustered ({result.error})", err=True)
     click.echo(f"演示数据已载入 demo loaded in {time.monotonic() - started:.0f} s")
     _print_logins(engine)
+
+
+def _print_runs(runs: list[RunReport]) -> None:
+    for run in runs:
+        for line in run.lines():
+            click.echo(line)
 
 
 def _print_logins(engine: sa.Engine) -> None:

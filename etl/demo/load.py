@@ -11,7 +11,10 @@ import sqlalchemy as sa
 from etl.admin import AdminReport, import_admin
 from etl.demo.extracts import DEFAULT_END, DEMO_ZONE, generate_extracts
 from etl.demo.geography import generate_geography, write_geography
+from etl.demo.units import FILE as UNITS_FILE
+from etl.demo.units import write_units
 from etl.jobs import RunReport, run_file
+from etl.units import build_units, import_units
 
 # Boundary files in the order their levels nest.
 ADMIN_FILES = (
@@ -37,6 +40,7 @@ EXTRACTS = (
 @dataclass
 class DemoReport:
     admin: list[AdminReport] = field(default_factory=list)
+    units: list[RunReport] = field(default_factory=list)
     runs: list[RunReport] = field(default_factory=list)
 
 
@@ -60,6 +64,8 @@ def generate(
     """
     geo = generate_geography(seed)
     files = write_geography(geo, out)
+    streets = zip(geo.streets["code"].astype(str), geo.streets["name"].astype(str), strict=True)
+    files["units"] = write_units(streets, out)
     files.update(
         generate_extracts(
             geo,
@@ -114,6 +120,20 @@ def clear(conn: sa.Connection) -> None:
         conn.execute(sa.delete(table).where(table.c.source == mapping.source))
 
 
+def load_units(conn: sa.Connection, directory: Path) -> list[RunReport]:
+    """Every street's centre and seven departments, the district departments, and the
+    stations of `directory`'s units file — written from the streets in the database when
+    the directory has none (a demo loaded before units existed). Idempotent."""
+    path = directory / UNITS_FILE
+    if not path.exists():
+        streets = [
+            (code, name) for code, name in conn.exec_driver_sql("select code, name from streets")
+        ]
+        directory.mkdir(parents=True, exist_ok=True)
+        write_units(streets, directory)
+    return [build_units(conn), import_units(conn, path)]
+
+
 def load(
     conn: sa.Connection,
     directory: Path,
@@ -129,6 +149,7 @@ def load(
     report = DemoReport()
     for name, level in ADMIN_FILES:
         report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
+    report.units = load_units(conn, directory)
     for name, layer in EXTRACTS:
         path = directory / name
         if path.exists():
