@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from tqdm import tqdm
@@ -154,6 +154,27 @@ def _record(conn: sa.Connection, statement: sa.Executable) -> None:
             if getattr(exc.orig, "sqlstate", None) != "55P03":
                 raise
     conn.execute(statement)
+
+
+def fail_run(
+    conn: sa.Connection, run_id: int, report: RunReport, exc: BaseException, started: float
+) -> NoReturn:
+    """Record run `run_id` as failed with `exc` (on its own connection: the run's transaction
+    is rolled back), zero the report's counts and raise EtlError (a KeyboardInterrupt goes on
+    as itself). `started`: the run's `time.monotonic()` at its start."""
+    report.status = "failed"
+    report.error = f"{type(exc).__name__}: {exc}"[:2000]
+    report.inserted = report.updated = report.unchanged = report.rejected = 0
+    _record(
+        conn,
+        sa.update(etl_runs)
+        .where(etl_runs.c.id == run_id)
+        .values(status="failed", finished_at=sa.func.now(), error=report.error),
+    )
+    report.seconds = time.monotonic() - started
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    raise EtlError(report.error, report) from exc
 
 
 def mark_interrupted(conn: sa.Connection) -> list[int]:
@@ -454,19 +475,7 @@ def run_file(
             )
             bar.update()
     except (Exception, KeyboardInterrupt) as exc:
-        report.status = "failed"
-        report.error = f"{type(exc).__name__}: {exc}"[:2000]
-        report.inserted = report.updated = report.unchanged = report.rejected = 0
-        _record(
-            conn,
-            sa.update(etl_runs)
-            .where(etl_runs.c.id == run_id)
-            .values(status="failed", finished_at=sa.func.now(), error=report.error),
-        )
-        report.seconds = time.monotonic() - started
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise EtlError(report.error, report) from exc
+        fail_run(conn, run_id, report, exc, started)
     finally:
         bar.close()
         if aggregates is not None:

@@ -25,7 +25,7 @@ import yaml
 from sqlalchemy.dialects import postgresql as pg
 
 from etl.extract import ExtractError, _cell, read_extract
-from etl.jobs import EtlError, RunReport, _record, _start_run
+from etl.jobs import RunReport, _start_run, fail_run
 from etl.load import save_rejects
 from etl.mapping import Mapping as SourceMapping
 from etl.rules import CONFIG_DIR, DEPARTMENTS
@@ -405,20 +405,9 @@ def _run(
                 )
             )
     except (Exception, KeyboardInterrupt) as exc:
-        report.status = "failed"
-        report.error = f"{type(exc).__name__}: {exc}"[:2000]
-        report.read = report.inserted = report.updated = report.unchanged = report.rejected = 0
+        report.read = 0
         report.reasons = {}
-        _record(
-            conn,
-            sa.update(etl_runs)
-            .where(etl_runs.c.id == run_id)
-            .values(status="failed", finished_at=sa.func.now(), error=report.error),
-        )
-        report.seconds = time.monotonic() - started
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise EtlError(report.error, report) from exc
+        fail_run(conn, run_id, report, exc, started)
     report.seconds = time.monotonic() - started
     return report
 
