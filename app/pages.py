@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import folium
 import folium.plugins
-import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 
 from app import auth, capabilities, db
@@ -27,7 +26,8 @@ from app.config import Settings
 from app.errors import NotFound
 from app.headers import csp_nonce
 from app.offline import assert_offline
-from layers import LAYERS, etl_rejects, etl_runs
+from layers import LAYERS
+from layers.queries import imports as imports_query
 from layers.queries import scorecards
 
 bp = Blueprint("pages", __name__)
@@ -268,42 +268,16 @@ def planner() -> Response:
     return _page("planner.html", title="整治与疏解进度", **_parts(fmap))
 
 
-_RUN_COLUMNS = [
-    etl_runs.c[c]
-    for c in (
-        "id",
-        "layer",
-        "source",
-        "file_name",
-        "status",
-        "started_at",
-        "finished_at",
-        "read",
-        "inserted",
-        "updated",
-        "unchanged",
-        "rejected",
-        "error",
-    )
-]
-
-
 @bp.get("/imports")
 @page("imports")
 def imports() -> Response:
     """数据导入: the latest ETL runs with their counts, for the clerk who loads the extracts."""
-    runs = (
-        db.connection()
-        .execute(sa.select(*_RUN_COLUMNS).order_by(etl_runs.c.id.desc()).limit(RUNS_SHOWN))
-        .all()
-    )
-    titles = {layer.name: layer.title for layer in LAYERS}
     return _html(
         render_template(
             "imports.html",
             title="数据导入",
-            runs=runs,
-            titles=titles,
+            runs=imports_query.latest_runs(db.connection(), RUNS_SHOWN),
+            titles=imports_query.run_titles(),
             statuses=RUN_STATUS,
             shown=RUNS_SHOWN,
         )
@@ -315,23 +289,16 @@ def imports() -> Response:
 def imports_run(run_id: int) -> Response:
     """One ETL run: its counts and the rows it rejected, each with its reason."""
     conn = db.connection()
-    run = conn.execute(sa.select(*_RUN_COLUMNS).where(etl_runs.c.id == run_id)).first()
+    run = imports_query.run(conn, run_id)
     if run is None:
         raise NotFound(f"没有这次导入 no such ETL run: {run_id}", run=run_id)
-    rejects = conn.execute(
-        sa.select(etl_rejects)
-        .where(etl_rejects.c.run_id == run_id)
-        .order_by(etl_rejects.c.row_number)
-        .limit(REJECTS_SHOWN)
-    ).all()
-    titles = {layer.name: layer.title for layer in LAYERS}
     return _html(
         render_template(
             "imports_run.html",
             title=f"导入记录 #{run_id}",
             run=run,
-            rejects=rejects,
-            titles=titles,
+            rejects=imports_query.rejects(conn, run_id, REJECTS_SHOWN),
+            titles=imports_query.run_titles(),
             statuses=RUN_STATUS,
             shown=REJECTS_SHOWN,
         )

@@ -380,3 +380,30 @@ def test_the_database_refuses_what_breaks_the_rules(
         is None
     )
     assert _violates(connection, insert + values) == constraint
+
+
+def test_the_imports_pages_name_a_units_run_in_chinese_with_its_rejects(
+    connection: sa.Connection, district: Any, tmp_path: Path
+) -> None:
+    """A units run on /imports and /imports/<id>: titled 承办单位 (not the raw `units`), its
+    rejected row shown with its reason — to the clerk and the district, not the analyst."""
+    from app import create_app
+    from tests.helpers import add_user, login
+
+    build_units(connection)
+    rows = [
+        [f"{A}-justice", "页面测试司法所", "科站队所", A, "是"],
+        ["bad", "", "科站队所", A, "是"],
+    ]
+    report = import_units(connection, _write_csv(tmp_path / "units.csv", rows))
+    app = create_app({"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False})
+    for role in ("clerk", "district"):
+        client = login(app.test_client(), add_user(connection, f"units-page-{role}", role))
+        listing = client.get("/imports").get_data(as_text=True)
+        assert "承办单位" in listing, role
+        assert f'href="/imports/{report.run_id}"' in listing, role
+        page = client.get(f"/imports/{report.run_id}").get_data(as_text=True)
+        assert f"导入记录 #{report.run_id} · 承办单位" in page, role
+        assert "missing_required" in page, role
+    analyst = login(app.test_client(), add_user(connection, "units-page-analyst", "analyst"))
+    assert analyst.get(f"/imports/{report.run_id}").status_code == 403
