@@ -39,9 +39,11 @@ from layers.queries import features as features_query
 from layers.queries import geojson, params, scorecards, slices
 from layers.queries import heat as heat_query
 from layers.queries import planner as planner_query
+from layers.queries import units as units_query
 from layers.queries.params import refusal
 from layers.queries.window import Window
 from layers.registry import overlay_layers
+from layers.units import UNIT_KINDS
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -114,6 +116,16 @@ QUERY: dict[str, tuple[Param, ...]] = {
     ),
     "api.layer_geojson": (STREET_PARAM,),
     "api.layers": (),
+    "api.units": (
+        STREET_PARAM,
+        Param(
+            "kind",
+            "单位类型 kind: centre 街道中心, department 七大部, station 科站队所,"
+            " district_department 区级部门",
+            {"type": "string", "enum": list(UNIT_KINDS)},
+            "station",
+        ),
+    ),
 }
 
 
@@ -362,6 +374,19 @@ def layers() -> Response:
     return jsonify({"layers": [_layer_doc(layer) for layer in readable]})
 
 
+@bp.get("/units")
+@logged_in
+def units() -> Response:
+    """The units (承办单位) cases are dispatched to: every street's centre, seven departments
+    and stations, and the district departments. Unit names are not secret: every role reads
+    them; a street's name is shown in the caller's zone only."""
+    street = _street_filter()
+    kind = request.args.get("kind") or None
+    if kind is not None:
+        kind = _choice("kind", tuple(UNIT_KINDS), kind)
+    return jsonify({"units": units_query.list_units(db.connection(), street=street, kind=kind)})
+
+
 @bp.get("/layers/<layer>/features")
 @reads(url_layer="layer", snapshot=True)
 @does(EXPORT)
@@ -480,6 +505,13 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "可读图层及其字段、筛选条件 the layers the caller may read",
                 "api",
                 QUERY["api.layers"],
+            )
+        },
+        "/api/units": {
+            "get": operation(
+                "承办单位：街道中心、七大部、科站队所与区级部门 the units cases go to",
+                "api",
+                QUERY["api.units"],
             )
         },
         "/api/layers/{layer}/geojson": {

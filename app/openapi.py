@@ -200,6 +200,24 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         projects=_ref("FeatureCollection"),
         targets=_ref("FeatureCollection"),
     ),
+    "Units": _object(
+        ["units"],
+        units=_list(
+            _object(
+                ["code", "name", "kind", "kind_label", "street_code", "street_name", "active"],
+                code=_TEXT,
+                name=_TEXT,
+                kind={
+                    "type": "string",
+                    "enum": ["centre", "department", "station", "district_department"],
+                },
+                kind_label=_TEXT,
+                street_code={**_STREET_CODE, "nullable": True},
+                street_name=_TEXT_OR_NULL,
+                active={"type": "boolean"},
+            )
+        ),
+    ),
     "Layers": _object(
         ["layers"],
         layers=_list(
@@ -274,6 +292,7 @@ BODIES: dict[tuple[str, str, str], str] = {
     ("/api/command/{street_code}/latest", "get", GEOJSON): "FeatureCollection",
     ("/api/planner", "get", JSON): "Planner",
     ("/api/layers", "get", JSON): "Layers",
+    ("/api/units", "get", JSON): "Units",
     ("/api/layers/{layer}/geojson", "get", GEOJSON): "FeatureCollection",
     ("/api/layers/*/features", "get", GEOJSON): "FeatureCollection",
     ("/api/openapi.json", "get", JSON): "OpenAPI",

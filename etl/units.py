@@ -450,32 +450,3 @@ def build_units(
         return made + listed, []
 
     return _run(conn, path, read, generated=True, options={"units": "build"})
-
-
-def list_units(
-    conn: sa.Connection, *, street: str | None = None, kind: str | None = None
-) -> list[dict[str, Any]]:
-    """The units, each with its street's name: street by street (its centre, departments,
-    stations), then the district departments; filtered by street and kind."""
-    streets = get_layer("streets").table
-    query = (
-        sa.select(
-            units.c.code,
-            units.c.name,
-            units.c.kind,
-            units.c.street_code,
-            streets.c.name.label("street_name"),
-            units.c.active,
-        )
-        .select_from(units.outerjoin(streets, streets.c.code == units.c.street_code))
-        .order_by(
-            units.c.street_code.asc().nulls_last(),
-            sa.func.array_position(sa.literal(list(UNIT_KINDS)), units.c.kind),
-            units.c.code,
-        )
-    )
-    if street is not None:
-        query = query.where(units.c.street_code == street)
-    if kind is not None:
-        query = query.where(units.c.kind == kind)
-    return [dict(r._mapping) for r in conn.execute(query)]

@@ -100,7 +100,7 @@ def _pad(text: str, width: int) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def list_(street: str | None, kind: str | None, as_json: bool) -> None:
     """List the units: code, name, kind, street, active."""
-    from etl.units import list_units
+    from layers.queries.units import list_units
 
     engine = _engine()
     try:

@@ -46,6 +46,7 @@ ENDPOINTS = {
             "layers",
             "layer_geojson",
             "features",
+            "units",
         )
     ),
     *(

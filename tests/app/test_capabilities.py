@@ -94,6 +94,7 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/api/command/<street_code>/latest"): reads("service_requests"),
     ("GET", "/api/planner"): reads("relocation_targets", "renovation_projects"),
     ("GET", "/api/layers"): anyone,
+    ("GET", "/api/units"): anyone,
     ("GET", "/api/layers/<layer>/geojson"): reads_arg("layer"),
     ("GET", "/api/layers/<layer>/features"): (
         lambda role, args: args["layer"] in READS[role] and role in EXPORTERS

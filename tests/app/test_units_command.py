@@ -20,7 +20,9 @@ from tests.etl.committed import committed_database
 
 A, B = "110102001", "110102003"
 LISTING = (
-    "select u.code, u.name, u.kind, u.street_code, s.name as street_name, u.active "
+    "select u.code, u.name, u.kind, u.street_code, s.name as street_name, u.active, "
+    "case u.kind when 'centre' then '街道中心' when 'department' then '七大部' "
+    "when 'station' then '科站队所' when 'district_department' then '区级部门' end as kind_label "
     "from units u left join streets s on s.code = u.street_code "
 )
 # street by street (centre, departments, stations), then the district departments

@@ -13,7 +13,8 @@ import yaml
 
 from etl import units as etl_units
 from etl.jobs import EtlError
-from etl.units import DISTRICT_DEPARTMENTS, build_units, import_units, list_units
+from etl.units import DISTRICT_DEPARTMENTS, build_units, import_units
+from layers.queries.units import list_units
 
 A, B = "110102001", "110102003"
 # The seven departments of DESIGN.md, by the suffix of their code.
@@ -334,6 +335,7 @@ def test_list_filters_by_street_and_kind(connection: sa.Connection, district: An
             "street_code": B,
             "street_name": "测试003街道",
             "active": True,
+            "kind_label": "街道中心",
         }
     ]
     assert {u["code"] for u in list_units(connection, kind="district_department")} == {
