@@ -240,12 +240,12 @@ def fallback_counts(
     """Per uncovered year, how many spans [first, last] (days) reach into it; logged."""
     if len(first) == 0:
         return {}
+    years = uncovered_years(pd.Timestamp(first.min()).year, pd.Timestamp(last.max()).year)
+    if not years:  # the usual case: no per-row work
+        return {}
     year0 = first.astype("datetime64[Y]").astype(int) + 1970
     year1 = last.astype("datetime64[Y]").astype(int) + 1970
-    counts = {
-        year: int(((year0 <= year) & (year1 >= year)).sum())
-        for year in uncovered_years(int(year0.min()), int(year1.max()))
-    }
+    counts = {year: int(((year0 <= year) & (year1 >= year)).sum()) for year in years}
     counts = {year: n for year, n in counts.items() if n}
     if counts:
         log.warning(

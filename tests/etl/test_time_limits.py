@@ -23,6 +23,8 @@ from etl.rules import (
     Limit,
     RulesError,
     TimeLimits,
+    _workdays,
+    calendar_years,
     due_states,
     extend_due,
     load_time_limits,
@@ -161,6 +163,19 @@ def test_hour_limits_run_on_the_clock_across_midnight_and_holidays() -> None:
         dt.datetime(2027, 1, 1, 1, 30, tzinfo=UTC),
         dt.datetime(2026, 10, 2, 0, 5, tzinfo=BEIJING),
     ]
+
+
+def test_the_working_day_table_is_the_packages_day_by_day_answer() -> None:
+    """The vectorised table (holidays off, make-up days on) against `is_workday` per day, over
+    every covered year, and Mon–Fri for the uncovered years around them."""
+    lo, hi = calendar_years()
+    first, last = D(lo - 1, 12, 1), D(hi + 1, 1, 31)
+    table = set(_workdays(first, last).astype(dt.date).tolist())
+    day = first
+    while day <= last:
+        want = chinese_calendar.is_workday(day) if lo <= day.year <= hi else day.weekday() < 5
+        assert (day in table) == want, day
+        day += dt.timedelta(days=1)
 
 
 def test_uncovered_years_are_those_the_package_refuses() -> None:
