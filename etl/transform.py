@@ -578,7 +578,7 @@ def prepare(
 
     rows = table.column(ROW).to_numpy()
     _dedupe(extract, mapping, clean["source_id"], rej, rows)
-    _enrich(layer.name, out, routing, limits, zone)
+    _enrich(layer.name, out, routing, limits, zone, warnings)
 
     result: dict[str, pa.Array] = {"source": pa.array(np.full(n, mapping.source))}
     for name, values in out.items():
@@ -994,16 +994,25 @@ def _dedupe(
 
 
 def _enrich(
-    layer: str, out: dict[str, Column], routing: Routing, limits: TimeLimits, zone: str
+    layer: str,
+    out: dict[str, Column],
+    routing: Routing,
+    limits: TimeLimits,
+    zone: str,
+    warnings: Counter[str],
 ) -> None:
-    """Derived fields: department and due time of requests, due time and joint of cases."""
+    """Derived fields: department and due time of requests, due time and joint of cases.
+    Workday limits counted on the Mon–Fri fallback are warned `calendar_fallback:YEAR`."""
     if layer == "service_requests":
         category = cast(pa.Array, out["category"])
         out["department"] = routing.route(category)
         received = out["received_at"]
         dispatched = out.get("dispatched_at")
         start = pc.coalesce(dispatched, received) if dispatched is not None else received
-        out["due_at"] = limits.due_at(category, cast(pa.Array, start), zone)
+        limit = limits.due(category, cast(pa.Array, start), zone)
+        out["due_at"] = limit.at
+        for year, count in limit.fallback.items():
+            warnings[f"calendar_fallback:{year}"] += count
     elif layer == "enforcement_cases":
         days = out.get("_due_days")
         opened = out["opened_at"]
