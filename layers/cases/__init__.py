@@ -1,0 +1,28 @@
+"""Cases (案件): the lifecycle of service requests and enforcement cases (全响应).
+
+`machine` is the pure state machine; `tables` declares `cases` and `case_history`;
+`store` is the one write path (`create_case`, `transition`)."""
+
+from layers.cases.machine import (
+    ACTIONS,
+    RATINGS,
+    ROLES,
+    STATES,
+    Case,
+    Refused,
+    Transition,
+    apply,
+    replay,
+)
+
+__all__ = [
+    "ACTIONS",
+    "RATINGS",
+    "ROLES",
+    "STATES",
+    "Case",
+    "Refused",
+    "Transition",
+    "apply",
+    "replay",
+]
