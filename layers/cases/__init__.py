@@ -14,6 +14,7 @@ from layers.cases.machine import (
     apply,
     replay,
 )
+from layers.cases.tables import case_history, cases
 
 __all__ = [
     "ACTIONS",
@@ -24,5 +25,7 @@ __all__ = [
     "Refused",
     "Transition",
     "apply",
+    "case_history",
+    "cases",
     "replay",
 ]
