@@ -14,6 +14,7 @@ from layers.cases.machine import (
     apply,
     replay,
 )
+from layers.cases.store import Actor, case_of, create_case, history, transition, transitions
 from layers.cases.tables import case_history, cases
 
 __all__ = [
@@ -21,11 +22,17 @@ __all__ = [
     "RATINGS",
     "ROLES",
     "STATES",
+    "Actor",
     "Case",
     "Refused",
     "Transition",
     "apply",
     "case_history",
+    "case_of",
     "cases",
+    "create_case",
+    "history",
     "replay",
+    "transition",
+    "transitions",
 ]

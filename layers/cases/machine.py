@@ -99,6 +99,23 @@ FROM: dict[str, frozenset[str]] = {
     "close": frozenset({"called_back"}),
 }
 
+# action → the fields it takes (the write path adds `due_at` where the clock (re)starts)
+FIELDS: dict[str, frozenset[str]] = {
+    "dispatch": frozenset({"main_unit", "assisting_units", "due_at"}),
+    "redispatch": frozenset({"main_unit", "assisting_units", "due_at"}),
+    "reopen": frozenset({"main_unit", "assisting_units", "due_at"}),
+    "accept": frozenset(),
+    "contact": frozenset(),
+    "resolve": frozenset({"result"}),
+    "callback": frozenset({"valid", "contacted", "solved", "rating"}),
+    "return": frozenset({"reason"}),
+    "extend": frozenset({"due_at", "hours"}),
+    "approve_extension": frozenset({"due_at"}),
+    "refuse_extension": frozenset(),
+    "supervise": frozenset({"note"}),
+    "close": frozenset(),
+}
+
 RATINGS = ("满意", "基本满意", "不满意")
 UNSATISFIED = "不满意"
 
@@ -294,6 +311,11 @@ def apply(
         raise Refused(400, f"未知操作 unknown action {action!r}", field="action")
     _check_role(case, action, role, unit)
     _check_state(case, action)
+    unknown = sorted(set(fields) - FIELDS[action])
+    if unknown:
+        raise _bad(
+            f"{ACTIONS[action]}不接受字段 {action} takes no field {unknown[0]!r}", unknown[0]
+        )
     if action in ("dispatch", "redispatch"):
         return _restart(case, now, fields)
     if action == "accept":

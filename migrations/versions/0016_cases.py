@@ -68,7 +68,7 @@ $fn$
 """
 
 
-def _time(name: str) -> sa.Column:  # type: ignore[type-arg]
+def _time(name: str) -> sa.Column[object]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=True)
 
 
