@@ -161,6 +161,18 @@ def test_a_case_needs_its_source_row(connection: sa.Connection) -> None:
         )
 
 
+def test_the_etl_may_still_rebuild_the_event_tables(connection: sa.Connection) -> None:
+    """The case's reference is a trigger, not a foreign key: the bulk load (etl/load.py)
+    truncates an empty event table and drops and re-adds its primary key, which a foreign
+    key from `cases` would forbid."""
+    for table in ("service_requests", "enforcement_cases"):
+        for statement in (
+            f"truncate {table}",
+            f"alter table {table} drop constraint pk_{table}",
+        ):
+            assert _refused(connection, statement) is None, statement
+
+
 def test_spring_festival_2026_by_hand() -> None:
     """Seven working days from Thursday 12 Feb 2026, counted on the State Council's 2026
     holiday schedule (its notice of November 2025), not on chinese_calendar: 春节 holidays
