@@ -5,6 +5,7 @@ from layers import (
     cases,  # noqa: F401  (案件: the case lifecycle's tables, same metadata)
     changes,  # noqa: F401  (the tile cache's change log, same metadata)
     units,  # noqa: F401  (承办单位: who cases are dispatched to, same metadata)
+    whistles,  # noqa: F401  (吹哨报到: summons of units, same metadata)
 )
 from layers.aggregates import AGGREGATE_TABLES
 from layers.registry import (

@@ -283,7 +283,7 @@ def committed_case(engine: sa.Engine) -> Iterator[int]:
     yield case_id
     with engine.begin() as conn:
         conn.exec_driver_sql("alter table enforcement_cases disable trigger user")
-        conn.exec_driver_sql("truncate case_history, cases")  # the owner may truncate
+        conn.exec_driver_sql("truncate case_history, cases cascade")  # the owner may truncate
         conn.exec_driver_sql("delete from enforcement_cases where source = 'test-cases'")
         conn.execute(sa.text("delete from units where code like 'district-cases-%'"))
         conn.exec_driver_sql("alter table enforcement_cases enable trigger user")
