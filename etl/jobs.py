@@ -156,6 +156,30 @@ def _record(conn: sa.Connection, statement: sa.Executable) -> None:
     conn.execute(statement)
 
 
+def succeed_run(conn: sa.Connection, run_id: int, report: RunReport, **more: Any) -> None:
+    """Record run `run_id` as succeeded with the report's counts, warnings and rejects'
+    reasons (in the run's transaction: it commits with the load)."""
+    report.status = "succeeded"
+    conn.execute(
+        sa.update(etl_runs)
+        .where(etl_runs.c.id == run_id)
+        .values(
+            status="succeeded",
+            finished_at=sa.func.now(),
+            read=report.read,
+            inserted=report.inserted,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            rejected=report.rejected,
+            warnings={
+                **report.warnings,
+                **{f"reject:{k}": v for k, v in report.reasons.items()},
+            },
+            **more,
+        )
+    )
+
+
 def fail_run(
     conn: sa.Connection, run_id: int, report: RunReport, exc: BaseException, started: float
 ) -> NoReturn:
@@ -455,24 +479,7 @@ def run_file(
             report.status = "succeeded"
             if after_load is not None:
                 after_load(conn)
-            conn.execute(
-                sa.update(etl_runs)
-                .where(etl_runs.c.id == run_id)
-                .values(
-                    status="succeeded",
-                    finished_at=sa.func.now(),
-                    file_sha256=checksum.result(),
-                    read=report.read,
-                    inserted=report.inserted,
-                    updated=report.updated,
-                    unchanged=report.unchanged,
-                    rejected=report.rejected,
-                    warnings={
-                        **report.warnings,
-                        **{f"reject:{k}": v for k, v in report.reasons.items()},
-                    },
-                )
-            )
+            succeed_run(conn, run_id, report, file_sha256=checksum.result())
             bar.update()
     except (Exception, KeyboardInterrupt) as exc:
         fail_run(conn, run_id, report, exc, started)

@@ -25,13 +25,13 @@ import yaml
 from sqlalchemy.dialects import postgresql as pg
 
 from etl.extract import ExtractError, _cell, read_extract
-from etl.jobs import RunReport, _start_run, fail_run
+from etl.jobs import RunReport, _start_run, fail_run, succeed_run
 from etl.load import save_rejects
 from etl.mapping import Mapping as SourceMapping
 from etl.rules import CONFIG_DIR, DEPARTMENTS
 from etl.transform import _bad_row, _printable
 from etl.yamlcache import read_yaml
-from layers import etl_runs, get_layer
+from layers import get_layer
 from layers.units import (
     CODE_LENGTH,
     CODE_PATTERN,
@@ -389,21 +389,7 @@ def _run(
             report.unchanged = counts["unchanged"]
             report.rejected = len(rejects)
             report.reasons = dict(Counter(r["reason"] for r in rejects))
-            report.status = "succeeded"
-            conn.execute(
-                sa.update(etl_runs)
-                .where(etl_runs.c.id == run_id)
-                .values(
-                    status="succeeded",
-                    finished_at=sa.func.now(),
-                    read=report.read,
-                    inserted=report.inserted,
-                    updated=report.updated,
-                    unchanged=report.unchanged,
-                    rejected=report.rejected,
-                    warnings={f"reject:{k}": v for k, v in report.reasons.items()},
-                )
-            )
+            succeed_run(conn, run_id, report)
     except (Exception, KeyboardInterrupt) as exc:
         report.read = 0
         report.reasons = {}
