@@ -6,6 +6,8 @@ Anonymous requests get 401 (pages: a redirect to the login form), never data. A 
 zone is enforced where the data is read: the request's connection switches to the
 `blockdata_reader` role with the zone in the `blockdata.zone` setting, and PostgreSQL's
 row-level security does the rest (migration 0004), so every endpoint gets it the same way.
+A department user (承办单位) is scoped by its unit too (`blockdata.unit`, migration 0018): its
+zone matches no street, its unit's cases and whistles are all it sees.
 
 The server logs in as `blockdata_web` and never reads `users`, `sessions` or `api_tokens`:
 passwords, sessions and tokens are checked by the SECURITY DEFINER functions of migration
