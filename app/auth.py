@@ -6,6 +6,8 @@ Anonymous requests get 401 (pages: a redirect to the login form), never data. A 
 zone is enforced where the data is read: the request's connection switches to the
 `blockdata_reader` role with the zone in the `blockdata.zone` setting, and PostgreSQL's
 row-level security does the rest (migration 0004), so every endpoint gets it the same way.
+A department user (承办单位) is scoped by its unit too (`blockdata.unit`, migration 0018): its
+zone matches no street, its unit's cases and whistles are all it sees.
 
 The server logs in as `blockdata_web` and never reads `users`, `sessions` or `api_tokens`:
 passwords, sessions and tokens are checked by the SECURITY DEFINER functions of migration
@@ -72,11 +74,17 @@ class Principal:
     role: str
     street_code: str | None
     via: str  # "session" or "token"
+    unit: str | None = None  # a department user's unit (承办单位)
 
     @property
     def zone(self) -> str:
-        """The street this user is confined to, or '*' for the whole district."""
+        """The street this user is confined to, '*' for the whole district, or
+        `access.NO_STREET` for a department user."""
         return access.zone_of(self.role, self.street_code)
+
+    def scope(self) -> None:
+        """Scope the request's connection to this user's zone and unit."""
+        db.scope(self.zone, unit=access.unit_of(self.role, self.unit))
 
     def may_read(self, layer: str) -> bool:
         return capabilities.may_read(self.role, layer)
@@ -160,17 +168,17 @@ def audit(action: str, rows: int | None = None, **filters: Any) -> None:
 
 # The functions of migration 0009; the web role may read none of their tables.
 _TOKEN_USE = sa.text(
-    "select id, name, role, street_code from auth_token_use(:digest, :path, :remote)"
+    "select id, name, role, street_code, unit_code from auth_token_use(:digest, :path, :remote)"
 )
 _SESSION = sa.text(
-    "select id, name, role, street_code from auth_session(:sid, :now, :idle, :lifetime)"
+    "select id, name, role, street_code, unit_code from auth_session(:sid, :now, :idle, :lifetime)"
 )
 _SESSION_END = sa.text("select auth_session_end(:sid, :now)")
 _CHALLENGE = sa.text(
     "select throttled, method, salt, attempt_id from auth_login_challenge(:name, :remote)"
 )
 _VERIFY = sa.text(
-    "select id, role, street_code"
+    "select id, role, street_code, unit_code"
     " from auth_login_verify(:attempt, :name, :digest, :sid, :now, :remote)"
 )
 
@@ -183,7 +191,7 @@ def _from_token(conn: sa.Connection, token: str) -> Principal:
     ).first()
     if row is None:
         raise Unauthorized("令牌无效或已过期 invalid, revoked or expired token")
-    return Principal(row[0], row[1], row[2], row[3], "token")
+    return Principal(row[0], row[1], row[2], row[3], "token", row[4])
 
 
 def _from_session(conn: sa.Connection, sid: str) -> Principal | None:
@@ -199,7 +207,7 @@ def _from_session(conn: sa.Connection, sid: str) -> Principal | None:
     ).first()
     if row is None:
         return None
-    return Principal(row[0], row[1], row[2], row[3], "session")
+    return Principal(row[0], row[1], row[2], row[3], "session", row[4])
 
 
 def json_body() -> Any:
@@ -252,7 +260,7 @@ def _load() -> Any:
         if session.get(SESSION_KEY) is not None and "Authorization" not in request.headers:
             g.principal = _identify()
             if g.principal is not None:
-                db.scope(g.principal.zone)
+                g.principal.scope()
         return None
     need = capabilities.access(request.endpoint)  # None: refused below (create_app checks)
     if need is not None and need.public:
@@ -263,7 +271,7 @@ def _load() -> Any:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         raise Unauthorized("请先登录 authentication required")
     g.principal = principal
-    db.scope(principal.zone)  # a token use is already logged (`auth_token_use`)
+    principal.scope()  # a token use is already logged (`auth_token_use`)
     capabilities.check(principal.role, need, request.view_args or {})
     return None
 

@@ -155,8 +155,9 @@ def unscope() -> None:
     connection().exec_driver_sql(f'set local role "{role}"' if role else "set local role none")
 
 
-def scope(zone: str, extra: tuple[str, dict[str, Any]] | None = None) -> None:
-    """Read the rest of the request as `blockdata_reader`, confined to `zone` ('*': all).
+def scope(zone: str, extra: tuple[str, dict[str, Any]] | None = None, unit: str = "") -> None:
+    """Read the rest of the request as `blockdata_reader`, confined to `zone` ('*': all)
+    and, for a department user, to its `unit` (`blockdata.unit`, migration 0018).
 
     Row-level security policies (migration 0004) compare each row's street with the
     `blockdata.zone` setting; both last only until the request's transaction ends.
@@ -170,7 +171,7 @@ def scope(zone: str, extra: tuple[str, dict[str, Any]] | None = None) -> None:
         extras = current_app.extensions.get(SCOPE_EXTRAS_KEY, {})
         hook = extras.get(request.endpoint) if extras and has_request_context() else None
         more = hook() if hook is not None else None
-    g.db_scope_extra = access.scope(connection(), zone, more)
+    g.db_scope_extra = access.scope(connection(), zone, more, unit)
     g.db_zone = zone
     g.db_scoped = True
 
@@ -221,7 +222,10 @@ def _finish(
             # A shared (test) connection outlives the request: give its role back.
             conn.exec_driver_sql("reset role")
             if scoped:
-                conn.exec_driver_sql("select set_config('blockdata.zone', '', true)")
+                conn.exec_driver_sql(
+                    "select set_config('blockdata.zone', '', true),"
+                    " set_config('blockdata.unit', '', true)"
+                )
 
 
 def engine_from_env(**kw: Any) -> sa.Engine:

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from layers.registry import metadata
 
-ROLES = ("district", "commander", "analyst", "planner", "clerk")
+ROLES = ("district", "commander", "analyst", "planner", "clerk", "department")
 
 users = sa.Table(
     "users",
@@ -23,10 +23,14 @@ users = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    # A department user (承办单位) is bound to one unit (migration 0018).
+    sa.Column("unit_code", sa.String(64), sa.ForeignKey("units.code"), nullable=True),
     sa.CheckConstraint(
-        "role in ('district', 'commander', 'analyst', 'planner', 'clerk')", name="role"
+        "role in ('district', 'commander', 'analyst', 'planner', 'clerk', 'department')",
+        name="role",
     ),
     sa.CheckConstraint("(role = 'commander') = (street_code is not null)", name="zone"),
+    sa.CheckConstraint("(role = 'department') = (unit_code is not null)", name="unit"),
 )
 
 api_tokens = sa.Table(

@@ -19,9 +19,14 @@ OPEN311 = "/open311/v2"
 
 
 def add_user(
-    conn: sa.Connection, name: str, role: str = "district", street: str | None = None
+    conn: sa.Connection,
+    name: str,
+    role: str = "district",
+    street: str | None = None,
+    unit: str | None = None,
 ) -> int:
-    """A user in the test transaction (password: 'secret-password')."""
+    """A user in the test transaction (password: 'secret-password'); a department user's
+    `unit` must exist (see `add_unit`)."""
     from app.auth import hash_password
     from layers.accounts import users
 
@@ -32,11 +37,29 @@ def add_user(
                 name=name,
                 role=role,
                 street_code=street,
+                unit_code=unit,
                 password_hash=hash_password("secret-password"),
             )
             .returning(users.c.id)
         ).scalar_one()
     )
+
+
+DEPARTMENT_UNIT = "district-testdept"
+
+
+def add_unit(conn: sa.Connection, code: str = DEPARTMENT_UNIT, active: bool = True) -> str:
+    """A district department (区级部门) `code`, unless it exists: a department user's unit."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    from layers.units import units
+
+    conn.execute(
+        insert(units)
+        .values(code=code, name=f"测试单位 {code}", kind="district_department", active=active)
+        .on_conflict_do_nothing()
+    )
+    return code
 
 
 def login(client: FlaskClient, user_id: int) -> FlaskClient:

@@ -10,6 +10,7 @@ import click
 import sqlalchemy as sa
 
 from layers.accounts import ROLES, api_tokens, audit_log, sessions, users
+from layers.units import units
 
 TOKEN_DAYS = 90  # a token's default lifetime
 # What must not reach a terminal as it is: C0 and C1 controls, DEL, and the bidirectional
@@ -61,20 +62,24 @@ def _user_id(conn: sa.Connection, name: str) -> int:
 
 @click.group("users")
 def users_group() -> None:
-    """Accounts: district, commander (one street), analyst, planner, clerk."""
+    """Accounts: district, commander (one street), analyst, planner, clerk, department
+    (承办单位: one unit)."""
 
 
 @users_group.command("add")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--street", help="The commander's street code (9 digits).")
+@click.option("--unit", help="The department's unit code (承办单位, `blockdata units list`).")
 @click.option("--password", help="Asked for when not given.")
-def add(name: str, role: str, street: str | None, password: str | None) -> None:
+def add(name: str, role: str, street: str | None, unit: str | None, password: str | None) -> None:
     """Create user NAME."""
     from app.auth import hash_password
 
     if (role == "commander") != (street is not None):
         raise click.UsageError("--street is required for a commander, and only for one")
+    if (role == "department") != (unit is not None):
+        raise click.UsageError("--unit is required for a department, and only for one")
     if password is None:
         password = click.prompt("密码 password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
@@ -86,14 +91,27 @@ def add(name: str, role: str, street: str | None, password: str | None) -> None:
             ).first()
             if known is None:
                 raise click.BadParameter(f"no such street: {street!r}", param_hint="--street")
+        if unit is not None:
+            active = conn.execute(sa.select(units.c.active).where(units.c.code == unit)).scalar()
+            if active is None:
+                raise click.BadParameter(
+                    f"没有这个单位 no such unit: {unit!r}", param_hint="--unit"
+                )
+            if not active:
+                raise click.BadParameter(f"单位已停用 inactive unit: {unit!r}", param_hint="--unit")
         if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
             raise click.ClickException(f"用户已存在 user exists: {name!r}")
         conn.execute(
             sa.insert(users).values(
-                name=name, role=role, street_code=street, password_hash=hash_password(password)
+                name=name,
+                role=role,
+                street_code=street,
+                unit_code=unit,
+                password_hash=hash_password(password),
             )
         )
-    click.echo(f"已创建 created {name} ({role}{' ' + street if street else ''})")
+    where = street or unit
+    click.echo(f"已创建 created {name} ({role}{' ' + where if where else ''})")
 
 
 @users_group.command("list")
@@ -108,6 +126,7 @@ def list_(as_json: bool) -> None:
                     users.c.name,
                     users.c.role,
                     users.c.street_code,
+                    users.c.unit_code,
                     users.c.disabled,
                     users.c.created_at,
                 ).order_by(users.c.name)
@@ -118,7 +137,10 @@ def list_(as_json: bool) -> None:
         return
     for r in rows:
         state = "停用 disabled" if r["disabled"] else ""
-        click.echo(f"{r['name']:<24} {r['role']:<10} {r['street_code'] or '-':<10} {state}")
+        click.echo(
+            f"{r['name']:<24} {r['role']:<10} {r['street_code'] or '-':<10} "
+            f"{r['unit_code'] or '-':<12} {state}"
+        )
 
 
 @users_group.command("passwd")

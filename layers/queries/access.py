@@ -21,6 +21,10 @@ from layers.accounts import audit_log
 
 READER_ROLE = "blockdata_reader"
 DISTRICT = "*"  # the zone of the whole district
+# The zone of a department user (承办单位): a value no street code has (codes are 9 digits),
+# so every policy by street lets it see nothing; its own policies (migration 0018) compare
+# the `blockdata.unit` setting with the cases' and whistles' units instead.
+NO_STREET = "-"
 
 
 # --- the table of role → layers, pages and actions ----------------------------------------
@@ -64,6 +68,7 @@ class Role:
 # The table. A commander reads every layer, of their street only (row-level security); the
 # planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
 # reads the boundaries (to check an import in QGIS) and the load reports, and files requests.
+# A department user (承办单位) works through the API on its own unit's cases and whistles.
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
@@ -90,6 +95,10 @@ ROLES: dict[str, Role] = {
             frozenset({EXPORT}),
         ),
         Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE})),
+        # A department (承办单位) acts on its unit's cases and whistles (row-level security
+        # by unit, migration 0018) and reads no layer: its zone matches no street, so even
+        # the boundaries would come back empty. No page yet: login lands on the API document.
+        Role("department", "承办单位", frozenset(), (), frozenset()),
     )
 }
 
@@ -113,8 +122,17 @@ def may_open(role_name: str, page: str) -> bool:
 
 
 def zone_of(role: str, street_code: str | None) -> str:
-    """The street a user of `role` is confined to, or '*' for the whole district."""
+    """The street a user of `role` is confined to, '*' for the whole district, or
+    NO_STREET for a department user (who sees its unit's cases and whistles only)."""
+    if role == "department":
+        return NO_STREET
     return street_code if role == "commander" and street_code else DISTRICT
+
+
+def unit_of(role: str, unit_code: str | None) -> str:
+    """The unit a department user is bound to ('' for every other role): the
+    `blockdata.unit` setting of its connection."""
+    return (unit_code or "") if role == "department" else ""
 
 
 @functools.lru_cache(maxsize=64)
@@ -122,26 +140,30 @@ def scope_statement(columns: str = "") -> sa.TextClause:
     """One statement that switches to the reader role (from the next statement on) and sets
     the zone; `columns` are read in the same round trip, with the caller's own privileges."""
     return sa.text(
-        "select set_config('role', :role, true), set_config('blockdata.zone', :zone, true)"
-        + (f", {columns}" if columns else "")
+        "select set_config('role', :role, true), set_config('blockdata.zone', :zone, true),"
+        " set_config('blockdata.unit', :unit, true)" + (f", {columns}" if columns else "")
     )
 
 
 def scope(
-    conn: sa.Connection, zone: str, extra: tuple[str, dict[str, Any]] | None = None
+    conn: sa.Connection,
+    zone: str,
+    extra: tuple[str, dict[str, Any]] | None = None,
+    unit: str = "",
 ) -> tuple[Any, ...] | None:
-    """Read the rest of `conn`'s transaction as the reader, confined to `zone`.
+    """Read the rest of `conn`'s transaction as the reader, confined to `zone` (and, for a
+    department user, whose zone is NO_STREET, to its `unit`'s cases and whistles).
 
     `extra`: (SQL columns, bound parameters) read in the same statement with the caller's
     own privileges (the switch applies from the next statement on): versions and counters
     the reader may not see, never rows. Returns their values, or None without `extra`.
     """
-    params: dict[str, Any] = {"role": READER_ROLE, "zone": zone}
+    params: dict[str, Any] = {"role": READER_ROLE, "zone": zone, "unit": unit}
     if extra is None:
         conn.execute(scope_statement(), params)
         return None
     row = conn.execute(scope_statement(extra[0]), {**params, **extra[1]}).one()
-    return tuple(row[2:])
+    return tuple(row[3:])
 
 
 def audit(

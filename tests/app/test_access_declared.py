@@ -25,7 +25,7 @@ from app.capabilities import (
     reads,
     require_declared,
 )
-from tests.helpers import add_user, login, token
+from tests.helpers import add_unit, add_user, login, token
 
 # Every endpoint of the server, counted by hand from the blueprints' routes (static: Flask's).
 ENDPOINTS = {
@@ -149,8 +149,9 @@ def test_a_view_added_after_start_up_without_a_declaration_is_refused(
     ran = []
     app.add_url_rule("/late", "late", lambda: ran.append(1) or "ran")
     assert app.test_client().get("/late").status_code == 401
-    for role in ("district", "analyst", "clerk"):
-        client = login(app.test_client(), add_user(connection, f"late-{role}", role))
+    for role in ("district", "analyst", "clerk", "department"):
+        unit = add_unit(connection) if role == "department" else None
+        client = login(app.test_client(), add_user(connection, f"late-{role}", role, unit=unit))
         response = client.get("/late")
         assert response.status_code == 403, role
         assert "未声明" in response.get_data(as_text=True), role

@@ -2,8 +2,9 @@
 
 The expected verdicts are written here from the policy itself (the issue's roles: the district
 and the analyst read everything, a commander everything of their street, the planner the
-boundaries and the two progress layers, the clerk the boundaries; pages per role; exports and
-intake per role), not read from app.capabilities. The tiny district with 60 requests
+boundaries and the two progress layers, the clerk the boundaries, a department (承办单位, bound
+to one unit) no layer and no page; pages per role; exports and intake per role), not read from
+app.capabilities. The tiny district with 60 requests
 (test_ogc's `loaded`) in the rolled-back test transaction.
 """
 
@@ -30,10 +31,10 @@ from app.db import make_engine
 from layers import LAYERS
 from layers.accounts import api_tokens
 from layers.queries.features import collections
-from tests.helpers import add_user, login
+from tests.helpers import add_unit, add_user, login
 
 A, B = "110102001", "110102003"
-ROLES = ("district", "commander", "analyst", "planner", "clerk")
+ROLES = ("district", "commander", "analyst", "planner", "clerk", "department")
 ADMIN = {"streets", "communities", "grids", "lanes", "service_halls"}
 PROGRESS = {"relocation_targets", "renovation_projects"}
 EVERYTHING = ADMIN | PROGRESS | {"service_requests", "enforcement_cases"}
@@ -43,6 +44,7 @@ READS = {
     "analyst": EVERYTHING,
     "planner": ADMIN | PROGRESS,
     "clerk": ADMIN,
+    "department": set(),
 }
 PAGES = {
     "district": {"overview", "command", "planner", "imports"},
@@ -50,6 +52,7 @@ PAGES = {
     "analyst": {"overview", "command", "planner"},
     "planner": {"planner"},
     "clerk": {"imports"},
+    "department": set(),
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk"}
@@ -209,7 +212,8 @@ def test_every_role_gets_the_policys_verdict_on_every_route(
     """Allowed: the route answers (200, or its own 404 where nothing is served); refused: 403
     with the reason. Sessions for every route; a bearer token for the APIs (Open311's POST
     takes only a token), so both ways in get the same verdict."""
-    uid = add_user(connection, f"cap-{role}", role, A if role == "commander" else None)
+    unit = add_unit(connection) if role == "department" else None
+    uid = add_user(connection, f"cap-{role}", role, A if role == "commander" else None, unit)
     value, digest = new_token()
     connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
     session = login(app.test_client(), uid)
@@ -270,7 +274,8 @@ def test_cli_export_as_a_user_gets_the_same_verdict(
     with engine.begin() as conn:
         for role in ROLES:
             if role != "commander":
-                add_user(conn, f"cli-{role}", role)
+                unit = add_unit(conn) if role == "department" else None
+                add_user(conn, f"cli-{role}", role, unit=unit)
     engine.dispose()
     env = {"DATABASE_URL": committed_url}
     for role in ROLES:
@@ -302,7 +307,7 @@ def _nav(html: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("loaded")
-@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("role", [r for r in ROLES if PAGES[r]])
 def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     app: Flask, connection: sa.Connection, role: str
 ) -> None:
@@ -356,6 +361,27 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     assert again.headers["Location"] == ("/imports" if role == "district" else expected_home)
     client.post("/logout")
     assert client.get(home).status_code == 302  # logged out: to the login form
+
+
+@pytest.mark.usefixtures("loaded")
+def test_a_department_without_pages_lands_on_the_api_document(
+    app: Flask, connection: sa.Connection
+) -> None:
+    """A department (承办单位) opens no page: login lands on the API document, not an error;
+    a `next` page it may not open is not followed; every page refuses it with 403."""
+    add_user(connection, "nav-department", "department", unit=add_unit(connection))
+    client = app.test_client()
+    form = {"name": "nav-department", "password": "secret-password"}
+    for url in ("/login", "/login?next=/imports"):
+        landed = client.post(url, data=form)
+        assert landed.status_code == 302
+        assert landed.headers["Location"] == "/api/openapi.json"
+        document = client.get("/api/openapi.json")
+        assert document.status_code == 200 and document.get_json()["openapi"].startswith("3.")
+        for page_url in ("/", "/planner", "/imports", f"/command/{A}"):
+            assert client.get(page_url).status_code == 403, page_url
+        client.post("/logout")
+    assert client.get("/api/openapi.json").status_code == 401
 
 
 # --- errors: HTML for pages, JSON for APIs -------------------------------------------------
