@@ -30,7 +30,8 @@ ADMIN_LAYERS = frozenset(layer.name for layer in LAYERS if layer.kind == "admin"
 
 EXPORT = "export"  # download a slice with its provenance: /api/…/features, `blockdata export`
 INTAKE = "intake"  # file a service request: POST /open311/v2/requests.json
-ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求"}
+CASES = "cases"  # work cases and whistles: /api/cases, /api/whistles
+ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求", CASES: "办理案件"}
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ ROLES: dict[str, Role] = {
             "区级指挥中心",
             ALL_LAYERS,
             ("overview", "command", "planner", "imports"),
-            frozenset({EXPORT, INTAKE}),
+            frozenset({EXPORT, INTAKE, CASES}),
         ),
-        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE})),
+        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE, CASES})),
         Role(
             "analyst",
             "数据分析员",
@@ -89,7 +90,7 @@ ROLES: dict[str, Role] = {
             ("planner",),
             frozenset({EXPORT}),
         ),
-        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE})),
+        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE, CASES})),
     )
 }
 
