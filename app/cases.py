@@ -27,7 +27,7 @@ from layers.cases import Actor, Refused, transition
 from layers.cases.machine import ACTIONS, STATES
 from layers.cases.tables import KINDS
 from layers.queries import cases as query
-from layers.queries import params
+from layers.queries import params, scorecards
 from layers.queries.access import CASES
 from layers.queries.due import STATES as DUE_STATES
 from layers.queries.params import refusal
@@ -332,6 +332,8 @@ def blow_whistle() -> tuple[Response, int]:
     principal = auth.current()
     if principal is not None and principal.zone not in ("*", street):
         raise Forbidden(f"无权在其他街道吹哨 not your street: {street}")
+    if not scorecards.street_exists(db.connection(), street):
+        raise BadRequest(f"未知街道 unknown street: {street}", field="street")
     kind = body.get("target_kind")
     if kind not in w.TARGETS:
         raise BadRequest(f"吹哨对象无效 target_kind must be one of {', '.join(w.TARGETS)}")

@@ -394,6 +394,9 @@ def test_bad_bodies_are_400_json(
         ("/api/whistles", {"street": A, "target_kind": "lane", "units": "x"}),
         ("/api/whistles", {"street": "x", "target_kind": "lane"}),
         ("/api/whistles/1/units/district-fire/rating", {"rating": 3}),
+        # No such street (a commander is refused any street but theirs first: 403).
+        *[("/api/whistles", {**_blow_body(units, clock.instant), "street": "999999999"})]
+        * (role != "commander"),
     ]:
         response = client.post(path, json=body)
         assert response.status_code == 400 and response.is_json, (path, body)
