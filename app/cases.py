@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from app import auth, db
+from app.api import STREET_PARAM
 from app.capabilities import does
 from app.config import Settings
 from app.errors import BadRequest, Forbidden, NotFound
@@ -46,12 +47,6 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TIME_FIELDS = frozenset({"due_at"})  # transition fields that are times (ISO 8601 strings)
 ID = f"int(max={MAX_ID})"
 
-STREET_PARAM = Param(
-    "street",
-    "街道代码（9 位）street code",
-    {"type": "string", "pattern": "^[0-9]{9}$"},
-    "110102001",
-)
 QUERY: dict[str, tuple[Param, ...]] = {
     "cases.list_cases": (
         STREET_PARAM,

@@ -19,8 +19,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, json, request
 
 from app.capabilities import logged_in
+from layers.cases.machine import RATINGS, STATES
+from layers.cases.tables import KINDS
 from layers.queries import params, slices
 from layers.queries.types import json_schema
+from layers.whistles import TARGETS
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -284,16 +287,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 _TIME_OR_NULL = {"type": "string", "format": "date-time", "nullable": True}
-_CASE_STATES = [
-    "received",
-    "dispatched",
-    "accepted",
-    "contacted",
-    "resolved",
-    "called_back",
-    "closed",
-    "returned",
-]
+_CASE_STATES = list(STATES)
 _CASE = _object(
     [
         "id",
@@ -313,7 +307,7 @@ _CASE = _object(
         "reopen_count",
     ],
     id={"type": "integer"},
-    kind={"type": "string", "enum": ["service_request", "enforcement_case"]},
+    kind={"type": "string", "enum": list(KINDS)},
     source_id={"type": "integer"},
     street={**_STREET_CODE, "nullable": True},
     category=_TEXT_OR_NULL,
@@ -349,10 +343,7 @@ _WHISTLE = _object(
     ["id", "street", "target_kind", "reason", "meeting_point", "meet_at", "units"],
     id={"type": "integer"},
     street=_STREET_CODE,
-    target_kind={
-        "type": "string",
-        "enum": ["case", "relocation_target", "illegal_structure", "lane"],
-    },
+    target_kind={"type": "string", "enum": list(TARGETS)},
     case_id={"type": "integer", "nullable": True},
     target_ref=_TEXT_OR_NULL,
     reason=_TEXT,
@@ -370,7 +361,7 @@ _WHISTLE = _object(
             arrival_delay_minutes={"type": "number", "minimum": 0, "nullable": True},
             completed_at=_TIME_OR_NULL,
             completion_note=_TEXT_OR_NULL,
-            rating={"type": "string", "enum": ["满意", "基本满意", "不满意"], "nullable": True},
+            rating={"type": "string", "enum": list(RATINGS), "nullable": True},
             rating_comment=_TEXT_OR_NULL,
             rated_at=_TIME_OR_NULL,
         )
