@@ -170,16 +170,18 @@ def _body() -> dict[str, Any]:
     return body
 
 
-def _no_nul(value: Any, where: str) -> None:
-    if isinstance(value, str) and "\x00" in value:
-        raise BadRequest(f"含空字符 (NUL) {where} contains a NUL character", field=where)
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _no_nul(k, where)
-            _no_nul(v, str(k)[:40])
-    elif isinstance(value, list):
-        for v in value:
-            _no_nul(v, where)
+def _no_nul(body: Any, where: str) -> None:
+    """400 for a NUL character in any string of `body` (walked without recursion: a JSON
+    body may be nested as deep as the parser allows)."""
+    stack = [(body, where)]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            raise BadRequest(f"含空字符 (NUL) {at} contains a NUL character", field=at)
+        if isinstance(value, dict):
+            stack += [(k, at) for k in value] + [(v, str(k)[:40]) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, at) for v in value]
 
 
 def _integer(body: dict[str, Any], name: str, *, required: bool = True) -> int | None:

@@ -369,6 +369,41 @@ def test_a_case_life_through_the_api(
     assert list(audited) == want
 
 
+@pytest.mark.parametrize("role", ("district", "commander"))
+def test_an_extension_approved_with_a_local_due_time(
+    app: Flask, connection: sa.Connection, clock: FrozenClock, units: list[str], role: str
+) -> None:
+    """A time in a transition's fields without an offset is the district's local time."""
+    now = clock.instant
+    case_id = _case(connection, "E1", A, now - dt.timedelta(hours=3), "噪声扰民")
+    unit = Actor("setup-unit", "department", units[0])
+    start = now - dt.timedelta(hours=2)
+    transition(
+        connection, case_id, "dispatch", 0, Actor("c", "clerk"), {"main_unit": units[0]}, start
+    )
+    transition(connection, case_id, "accept", 1, unit, {}, start)
+    transition(connection, case_id, "extend", 2, unit, {"hours": 24}, start)
+    client = _user(app, connection, role, A if role == "commander" else None)
+    response = client.post(
+        f"/api/cases/{case_id}/transitions",
+        json={"action": "approve_extension", "version": 3, "due_at": "2027-02-01T18:00"},
+    )
+    assert response.status_code == 201, response.get_json()
+    want = dt.datetime(2027, 2, 1, 18, 0, tzinfo=BEIJING)
+    assert (
+        connection.execute(
+            sa.text("select due_at from cases where id = :i"), {"i": case_id}
+        ).scalar_one()
+        == want
+    )
+    assert response.get_json()["due_at"] == "2027-02-01T18:00:00+08:00"
+    bad = client.post(
+        f"/api/cases/{case_id}/transitions",
+        json={"action": "supervise", "version": 4, "note": "x", "due_at": "tomorrow"},
+    )
+    assert bad.status_code == 400 and "due_at" in bad.get_json()["message"]
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_bad_bodies_are_400_json(
     app: Flask, connection: sa.Connection, clock: FrozenClock, units: list[str], role: str
@@ -385,6 +420,7 @@ def test_bad_bodies_are_400_json(
         '{"action": "dispatch", "version": -1}',
         '{"action": "supervise", "version": 0, "note": "a\\u0000b"}',
         '{"action": "dispatch", "version": 0, "main_unit": ["x"]}',
+        '{"action": "dispatch", "version": 0, "main_unit": "x", "a": ' + "[" * 900 + "]" * 900 + "}",
     ):
         response = client.post(url, data=body, content_type="application/json")
         assert response.status_code == 400, (body, response.get_data(as_text=True))
