@@ -420,7 +420,10 @@ def test_bad_bodies_are_400_json(
         '{"action": "dispatch", "version": -1}',
         '{"action": "supervise", "version": 0, "note": "a\\u0000b"}',
         '{"action": "dispatch", "version": 0, "main_unit": ["x"]}',
-        '{"action": "dispatch", "version": 0, "main_unit": "x", "a": ' + "[" * 900 + "]" * 900 + "}",
+        '{"action": "dispatch", "version": 0, "main_unit": "x", "a": '
+        + "[" * 900
+        + "]" * 900
+        + "}",
     ):
         response = client.post(url, data=body, content_type="application/json")
         assert response.status_code == 400, (body, response.get_data(as_text=True))
