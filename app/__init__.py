@@ -22,6 +22,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         api,
         auth,
         capabilities,
+        cases,
         db,
         errors,
         headers,
@@ -76,6 +77,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(cases.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ogc.bp)
     app.register_blueprint(tiles.bp)

@@ -19,8 +19,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, json, request
 
 from app.capabilities import logged_in
+from layers.cases.machine import RATINGS, STATES
+from layers.cases.tables import KINDS
 from layers.queries import params, slices
 from layers.queries.types import json_schema
+from layers.whistles import TARGETS
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -283,6 +286,101 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "maxItems": 1,
     },
 }
+_TIME_OR_NULL = {"type": "string", "format": "date-time", "nullable": True}
+_CASE_STATES = list(STATES)
+_CASE = _object(
+    [
+        "id",
+        "kind",
+        "source_id",
+        "street",
+        "category",
+        "state",
+        "state_label",
+        "version",
+        "main_unit",
+        "assisting_units",
+        "due_at",
+        "due_state",
+        "times",
+        "supervised",
+        "reopen_count",
+    ],
+    id={"type": "integer"},
+    kind={"type": "string", "enum": list(KINDS)},
+    source_id={"type": "integer"},
+    street={**_STREET_CODE, "nullable": True},
+    category=_TEXT_OR_NULL,
+    state={"type": "string", "enum": _CASE_STATES},
+    state_label=_TEXT,
+    version={"type": "integer", "minimum": 0},
+    main_unit=_TEXT_OR_NULL,
+    assisting_units=_list(_TEXT),
+    due_at=_TIME_OR_NULL,
+    due_state={
+        "type": "string",
+        "enum": ["due_soon", "overdue", "resolved_late"],
+        "nullable": True,
+    },
+    times={"type": "object", "additionalProperties": _TIME_OR_NULL},
+    supervised={"type": "boolean"},
+    reopen_count={"type": "integer", "minimum": 0},
+)
+_HISTORY = _object(
+    ["action", "action_label", "from_state", "to_state", "user", "role", "unit", "at", "fields"],
+    action=_TEXT,
+    action_label=_TEXT,
+    from_state={"type": "string", "enum": _CASE_STATES},
+    to_state={"type": "string", "enum": _CASE_STATES},
+    user=_TEXT_OR_NULL,
+    role=_TEXT,
+    unit=_TEXT_OR_NULL,
+    at={"type": "string", "format": "date-time"},
+    note=_TEXT_OR_NULL,
+    fields={"type": "object"},
+)
+_WHISTLE = _object(
+    ["id", "street", "target_kind", "reason", "meeting_point", "meet_at", "units"],
+    id={"type": "integer"},
+    street=_STREET_CODE,
+    target_kind={"type": "string", "enum": list(TARGETS)},
+    case_id={"type": "integer", "nullable": True},
+    target_ref=_TEXT_OR_NULL,
+    reason=_TEXT,
+    meeting_point=_TEXT,
+    meet_at={"type": "string", "format": "date-time"},
+    blown_by=_TEXT_OR_NULL,
+    blown_role=_TEXT,
+    blown_at={"type": "string", "format": "date-time"},
+    units=_list(
+        _object(
+            ["unit_code", "arrived_at", "arrival_delay_minutes", "completed_at", "rating"],
+            unit_code=_TEXT,
+            unit_name=_TEXT,
+            arrived_at=_TIME_OR_NULL,
+            arrival_delay_minutes={"type": "number", "minimum": 0, "nullable": True},
+            completed_at=_TIME_OR_NULL,
+            completion_note=_TEXT_OR_NULL,
+            rating={"type": "string", "enum": list(RATINGS), "nullable": True},
+            rating_comment=_TEXT_OR_NULL,
+            rated_at=_TIME_OR_NULL,
+        )
+    ),
+)
+_COUNTS = {"type": "object", "additionalProperties": _COUNT}
+RESPONSE_SCHEMAS.update(
+    {
+        "Case": {**_CASE, "properties": {**_CASE["properties"], "history": _list(_HISTORY)}},
+        "Cases": _object(
+            ["cases", "next", "counts"],
+            cases=_list(_CASE),
+            next=_TEXT_OR_NULL,
+            counts=_object(["by_state", "by_unit"], by_state=_COUNTS, by_unit=_COUNTS),
+        ),
+        "Whistle": _WHISTLE,
+        "Whistles": _object(["whistles"], whistles=_list(_WHISTLE)),
+    }
+)
 # (path, method, media type) of a 200 → the schema its body follows; `{layer}` and
 # `{collection}` stand for any layer or OGC collection.
 BODIES: dict[tuple[str, str, str], str] = {
@@ -294,6 +392,9 @@ BODIES: dict[tuple[str, str, str], str] = {
     ("/api/layers", "get", JSON): "Layers",
     ("/api/units", "get", JSON): "Units",
     ("/api/layers/{layer}/geojson", "get", GEOJSON): "FeatureCollection",
+    ("/api/cases", "get", JSON): "Cases",
+    ("/api/cases/{case_id}", "get", JSON): "Case",
+    ("/api/whistles", "get", JSON): "Whistles",
     ("/api/layers/*/features", "get", GEOJSON): "FeatureCollection",
     ("/api/openapi.json", "get", JSON): "OpenAPI",
     ("/healthz", "get", JSON): "Health",
@@ -345,6 +446,7 @@ def errors(*codes: int) -> dict[str, Any]:
         401: "未登录 authentication required",
         403: "无权访问 forbidden",
         404: "不存在 not found",
+        409: "状态或版本冲突 conflict: the state or the version moved on",
         413: "请求体过大 body too large",
         429: "请求过多 too many requests",
         503: "数据库不可用 database unavailable",
@@ -393,6 +495,7 @@ def contribute(fn: Contributor) -> Contributor:
 def document() -> dict[str, Any]:
     """The whole OpenAPI document (paths from every contributor, registration order)."""
     import app.api
+    import app.cases
     import app.ogc
     import app.tiles
 

@@ -34,7 +34,8 @@ ADMIN_LAYERS = frozenset(layer.name for layer in LAYERS if layer.kind == "admin"
 
 EXPORT = "export"  # download a slice with its provenance: /api/…/features, `blockdata export`
 INTAKE = "intake"  # file a service request: POST /open311/v2/requests.json
-ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求"}
+CASES = "cases"  # work cases and whistles: /api/cases, /api/whistles
+ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求", CASES: "办理案件"}
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ ROLES: dict[str, Role] = {
             "区级指挥中心",
             ALL_LAYERS,
             ("overview", "command", "planner", "imports"),
-            frozenset({EXPORT, INTAKE}),
+            frozenset({EXPORT, INTAKE, CASES}),
         ),
-        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE})),
+        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE, CASES})),
         Role(
             "analyst",
             "数据分析员",
@@ -94,11 +95,11 @@ ROLES: dict[str, Role] = {
             ("planner",),
             frozenset({EXPORT}),
         ),
-        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE})),
+        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE, CASES})),
         # A department (承办单位) acts on its unit's cases and whistles (row-level security
         # by unit, migration 0018) and reads no layer: its zone matches no street, so even
         # the boundaries would come back empty. No page yet: login lands on the API document.
-        Role("department", "承办单位", frozenset(), (), frozenset()),
+        Role("department", "承办单位", frozenset(), (), frozenset({CASES})),
     )
 }
 

@@ -54,6 +54,19 @@ ENDPOINTS = {
         for n in ("landing", "conformance", "api", "collections_list", "collection", "items")
     ),
     "ogc.item",
+    *(
+        f"cases.{n}"
+        for n in (
+            "list_cases",
+            "case",
+            "case_transition",
+            "list_whistles",
+            "blow_whistle",
+            "arrival",
+            "completion",
+            "rating",
+        )
+    ),
     "tiles.tile",
     "tiles.tilejson",
     *(
@@ -215,6 +228,9 @@ ARGUMENTS = {
     "service_code": "供暖",
     "request_id": "1",
     "filename": "app.css",
+    "case_id": 1,
+    "whistle_id": 1,
+    "unit_code": "district-fire",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {*(e for e in ENDPOINTS if e.startswith("pages.")), "auth.logout"}

@@ -56,6 +56,13 @@ PAGES = {
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk"}
+WHISTLE_UNIT = "/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>"
+CASE_WORKERS = {"district", "commander", "clerk", "department"}  # cases and whistles
+
+
+def works_cases(role: str, args: dict[str, Any]) -> bool:
+    return role in CASE_WORKERS
+
 
 Verdict = Callable[[str, dict[str, Any]], bool]
 
@@ -116,12 +123,33 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/open311/v2/requests.<fmt>"): reads("service_requests"),
     ("GET", "/open311/v2/requests/<request_id>.<fmt>"): reads("service_requests"),
     ("POST", "/open311/v2/requests.<fmt>"): lambda role, args: role in INTAKE,
+    ("GET", "/api/cases"): works_cases,
+    ("GET", "/api/cases/<int(max=9223372036854775807):case_id>"): works_cases,
+    ("POST", "/api/cases/<int(max=9223372036854775807):case_id>/transitions"): works_cases,
+    ("GET", "/api/whistles"): works_cases,
+    ("POST", "/api/whistles"): works_cases,
+    **{
+        (
+            "POST",
+            f"/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>/{m}",
+        ): (works_cases)
+        for m in ("arrival", "completion", "rating")
+    },
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
 # Where a readable layer still has no such resource (the endpoint's own 404).
 NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "/api/heat/<layer>": lambda args: args["layer"] != "service_requests",
     "/api/layers/<layer>/geojson": lambda args: args["layer"] == "service_requests",
+    # No case 0 nor whistle 0 (an empty POST body is refused first: 400, see ANSWERS).
+    "/api/cases/<int(max=9223372036854775807):case_id>": lambda args: True,
+    **{f"{WHISTLE_UNIT}/{m}": (lambda args: True) for m in ("arrival", "completion")},
+}
+# Allowed POSTs sent without a body: the view's own 400 (the body is checked first).
+BODY_REFUSED = {
+    "/api/cases/<int(max=9223372036854775807):case_id>/transitions",
+    "/api/whistles",
+    f"{WHISTLE_UNIT}/rating",
 }
 GOOD_POST = {"service_code": "环境卫生", "lat": "39.905", "long": "116.305", "description": "垃圾"}
 
@@ -167,6 +195,9 @@ def _argument_values(conn: sa.Connection) -> dict[str, list[str]]:
         "z": ["14"],
         "x": ["13486"],
         "y": ["6203"],
+        "case_id": ["0"],
+        "whistle_id": ["0"],
+        "unit_code": ["district-fire"],
     }
 
 
@@ -232,6 +263,12 @@ def test_every_role_gets_the_policys_verdict_on_every_route(
                 assert status == 403, what
                 body = response.get_data(as_text=True)
                 assert "无权" in body, what
+            elif method == "POST" and rule in BODY_REFUSED:
+                assert status == 400, what
+            elif rule.startswith(WHISTLE_UNIT) and unit is not None and args["unit_code"] != unit:
+                # A unit's user reports for its own unit only: refused before any lookup.
+                assert status == 403, what
+                assert "本单位" in response.get_data(as_text=True), what
             elif rule in NOT_SERVED and NOT_SERVED[rule](args):
                 assert status == 404, what
             elif args.get("feature_id") == "0":

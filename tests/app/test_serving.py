@@ -179,6 +179,7 @@ def _route_values(url: str, street: str) -> dict[str, list[str]]:
         "y": [str(y)],
         "filename": [str(static.relative_to(PROJECT_ROOT / "static"))],
         "run_id": [str(run_id)],
+        "case_id": ["1"],
     }
 
 
