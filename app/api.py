@@ -55,7 +55,6 @@ MAX_TEXT = 100
 FIRST_DATE = dt.date(2000, 1, 1)
 LAST_DATE = dt.date(2099, 12, 31)
 STREET = re.compile(r"[0-9]{9}")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # --- the query parameters of each endpoint: checked here, documented in /api/openapi.json ---
@@ -203,13 +202,7 @@ def _month(today: dt.date) -> dt.date:
 
 def _text(name: str) -> str | None:
     """An optional free-text filter (category, kind): trimmed, no control characters."""
-    value = request.args.get(name)
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if len(value) > MAX_TEXT or CONTROL.search(value):
-        raise refusal(name, value, "取值无效", f"not a valid value (at most {MAX_TEXT} characters)")
-    return value
+    return params.optional_text(request.args, name, MAX_TEXT)
 
 
 def _street(value: str, name: str) -> str:

@@ -117,16 +117,6 @@ def _actor() -> Actor:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _arg_text(name: str, maximum: int) -> str | None:
-    value = request.args.get(name)
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if len(value) > maximum or CONTROL.search(value):
-        raise refusal(name, value, "取值无效", f"not a valid value (at most {maximum} characters)")
-    return value
-
-
 def _arg_choice(name: str, choices: tuple[str, ...] | list[str]) -> str | None:
     value = request.args.get(name) or None
     if value is not None and value not in choices:
@@ -152,9 +142,9 @@ def _filter() -> query.CaseFilter:
             )
     return query.CaseFilter(
         street=None if street is None else _street(street),
-        unit=_arg_text("unit", CODE_LENGTH),
+        unit=params.optional_text(request.args, "unit", CODE_LENGTH),
         states=states,
-        category=_arg_text("category", 100),
+        category=params.optional_text(request.args, "category", 100),
         due_state=_arg_choice("due_state", DUE_STATES),
         kind=_arg_choice("kind", KINDS),
     )

@@ -86,6 +86,21 @@ def check_text(name: str, value: str) -> str:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def optional_text(args: Mapping[str, Any], name: str, maximum: int) -> str | None:
+    """An optional free-text filter (a category, a kind, a unit): trimmed; None when absent
+    or blank; refused (400) over `maximum` characters or with control characters."""
+    value = args.get(name)
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if len(value) > maximum or _CONTROL.search(value):
+        raise refusal(name, value, "取值无效", f"not a valid value (at most {maximum} characters)")
+    return str(value)
+
+
 def single(args: Mapping[str, Any], name: str) -> str | None:
     """The one value of parameter `name`, None when absent; refused when given twice."""
     given = values(args, name)

@@ -435,3 +435,15 @@ def test_open311_page_numbers() -> None:
 @pytest.mark.parametrize("bad", ["0", "101", "-1", "+1", "1.0", "xxx", "1" * 19])
 def test_open311_page_numbers_refused(bad: str) -> None:
     refused(lambda: parse_page_number(bad, "page", default=1, top=100), "page", "应为正整数")
+
+
+def test_optional_text_trims_and_refuses_long_or_control_values() -> None:
+    from layers.queries.params import ParamError, optional_text
+
+    assert optional_text({"category": "  噪声扰民 "}, "category", 100) == "噪声扰民"
+    assert optional_text({"category": "   "}, "category", 100) is None
+    assert optional_text({}, "category", 100) is None
+    for bad in ("x" * 101, "a\x00b", "tab\there"):
+        with pytest.raises(ParamError) as raised:
+            optional_text({"category": bad}, "category", 100)
+        assert raised.value.status == 400 and raised.value.param == "category"
