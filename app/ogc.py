@@ -47,8 +47,6 @@ from layers.queries.slices import (
     time_conditions,
 )
 
-__all__ = ["bp", "collections", "encode_cursor", "local_zone"]
-
 bp = Blueprint("ogc", __name__, url_prefix="/ogc")
 
 CONFORMANCE = (

@@ -43,18 +43,10 @@ from app.db import make_engine  # noqa: E402
 from app.offline import localize  # noqa: E402
 from etl.demo.load import generate  # noqa: E402
 from etl.jobs import run_file  # noqa: E402
+from tests.plugins.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the tests' browser)
 
 DB = "blockdata_bench_pages"
 RUNS = 5
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def build(server: str, rows: int, work: Path) -> str:
@@ -149,7 +141,7 @@ def main() -> None:
         rows: list[tuple[str, float, float, int]] = []
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 targets = [
                     ("/ 区级指挥中心", base + "/", "document.body.dataset.ready === '1'"),
                     (

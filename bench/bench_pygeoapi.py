@@ -410,7 +410,7 @@ def depth_pages(
     """One page of PAGE features at five depths of the table, from both servers: ours by the
     cursor its `next` link would carry, pygeoapi by OFFSET, each asked three times in turn:
     (depth, our median seconds, pygeoapi's). Both pages must hold the same ids."""
-    from app.ogc import encode_cursor
+    from layers.queries.params import encode_cursor
 
     last = (total - 1) // PAGE * PAGE
     depths = [round(total * q / PAGE) * PAGE for q in (0, 0.25, 0.5, 0.75)] + [last]

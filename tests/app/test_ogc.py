@@ -26,7 +26,7 @@ from flask.testing import FlaskClient
 from app import ogc, ogc_openapi
 from app.db import make_engine
 from layers import get_layer
-from layers.queries import slices
+from layers.queries import features, params, slices
 from tests.helpers import add_user, json_error, login, request_ids
 from tests.plugins.ogc import add_account, live_app, serve
 
@@ -282,7 +282,7 @@ def test_html_in_chinese_without_external_assets(ogc_client: FlaskClient, loaded
 def test_collections_describe_every_layer(ogc_client: FlaskClient, loaded: int) -> None:
     body = ogc_client.get("/ogc/collections").get_json()
     ids = [c["id"] for c in body["collections"]]
-    assert ids == [c.id for c in ogc.collections()]
+    assert ids == [c.id for c in features.collections()]
     assert len(ids) == 10 and "renovation_projects" not in ids
     requests = ogc_client.get("/ogc/collections/service_requests").get_json()
     lo, hi = requests["extent"]["temporal"]["interval"][0]
@@ -488,7 +488,7 @@ def test_openapi_documents_exactly_the_accepted_parameters(
     ogc_client: FlaskClient, loaded: int
 ) -> None:
     doc = ogc_client.get("/ogc/api").get_json(force=True)
-    for c in ogc.collections():
+    for c in features.collections():
         documented = [
             p["name"] for p in doc["paths"][f"/collections/{c.id}/items"]["get"]["parameters"]
         ]
@@ -497,7 +497,7 @@ def test_openapi_documents_exactly_the_accepted_parameters(
             value = {
                 "limit": "5",
                 "bbox": "116,39,117,40",
-                "cursor": ogc.encode_cursor(0 if c.integer_key else ""),
+                "cursor": params.encode_cursor(0 if c.integer_key else ""),
                 "f": "json",
                 "bbox-crs": slices.CRS84,
                 "crs": slices.CRS84,
