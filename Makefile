@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 BD := $(BIN)/blockdata
 PORT ?= 5000
 REQUESTS ?= 200000
+TEST_WORKERS ?= auto  # pytest-xdist processes for `make test` (auto: one per core)
 
 .DEFAULT_GOAL := help
 
@@ -40,9 +41,9 @@ demo: db ## Load the demo district and serve the map on PORT (default 5000)
 	$(BD) serve --port $(PORT)
 
 .PHONY: test
-test: setup ## Run the whole test suite against a real PostGIS
+test: setup ## Run the whole test suite against a real PostGIS (TEST_WORKERS processes)
 	$(BD) db start
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: lint
 lint: setup ## ruff (lint + format check) and mypy
