@@ -1,4 +1,4 @@
-"""Fixtures: one test database per session (per xdist worker) on a real PostGIS, each test rolled back.
+"""Fixtures: a test database per session (per xdist worker) on a real PostGIS; tests roll back.
 
 The server is the one `make test` starts (the managed cluster) or DATABASE_URL. A test
 database is created beside the main one, migrated to head once, and dropped at the end.
