@@ -748,6 +748,11 @@ def _page_paths() -> dict[str, dict[str, Any]]:
         },
         "/planner": {"get": page_operation("规划页 planner's page")},
         "/imports": {"get": page_operation("数据导入页：最近的导入 the latest ETL runs")},
+        "/queue": {
+            "get": page_operation(
+                "案件队列页：承办单位或街道中心的案件、详情与负荷 a unit's or the centre's case queue"
+            )
+        },
         "/imports/{run_id}": {
             "get": page_operation("一次导入及其拒收的行 one ETL run and its rejects", [run])
         },
