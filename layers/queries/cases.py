@@ -120,12 +120,15 @@ def _where(chosen: CaseFilter, now: dt.datetime) -> list[sa.ColumnElement[bool]]
     return out
 
 
-def _place_columns() -> tuple[sa.Join, list[sa.ColumnElement[Any]]]:
-    """`cases` outer-joined to its event and main unit, and the columns read from them."""
+def _place_columns(
+    base: sa.FromClause = cases,
+) -> tuple[sa.Join, list[sa.ColumnElement[Any]]]:
+    """`base` (cases, or a page of them) outer-joined to its event and main unit, and the
+    columns read from them."""
     sr, ec = _events()
-    c = cases.c
+    c = base.c
     joined = (
-        cases.outerjoin(sr, sr.c.id == c.service_request_id)
+        base.outerjoin(sr, sr.c.id == c.service_request_id)
         .outerjoin(ec, ec.c.id == c.enforcement_case_id)
         .outerjoin(units, units.c.code == c.main_unit)
     )
@@ -216,32 +219,37 @@ def list_cases(
     zone = now.tzinfo
     assert zone is not None
     where = _where(chosen, now)
-    joined, place = _place_columns()
-    query = sa.select(cases, _due(now), *place).select_from(joined).where(*where)
+    order = (cases.c.due_at.asc().nulls_last(), cases.c.id)
+    page = sa.select(cases).where(*where)
     if after is not None:
-        query = query.where(_after(after))
-    query = query.order_by(cases.c.due_at.asc().nulls_last(), cases.c.id).limit(limit + 1)
+        page = page.where(_after(after))
+    # The page first (sorted and cut on `cases` alone), then its events and units: joining
+    # before the cut would read the event of every case in the filtered set.
+    cut = page.order_by(*order).limit(limit + 1).subquery("page")
+    joined, place = _place_columns(cut)
+    due = due_state(cut.c.dispatched_at, cut.c.due_at, cut.c.resolved_at, now).label("due_state")
+    query = sa.select(cut, due, *place).select_from(joined)
+    query = query.order_by(cut.c.due_at.asc().nulls_last(), cut.c.id)
     rows = list(conn.execute(query).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
-    states = conn.execute(
+    # Both counts in one pass over the filtered set (grouping sets), with what the live
+    # stamp needs: the version sum and the newest change.
+    grouped = conn.execute(
         sa.select(
+            sa.func.grouping(cases.c.state).label("by_unit"),
             cases.c.state,
+            cases.c.main_unit,
             sa.func.count(),
             sa.func.sum(cases.c.version),
             sa.func.max(cases.c.updated_at),
         )
         .where(*where)
-        .group_by(cases.c.state)
+        .group_by(sa.func.grouping_sets(sa.tuple_(cases.c.state), sa.tuple_(cases.c.main_unit)))
     ).all()
+    states = [(state, n, v, at) for g, state, _, n, v, at in grouped if not g]
     by_state = {state: n for state, n, _, _ in states}
-    by_unit: dict[str, int] = dict(
-        conn.execute(
-            sa.select(cases.c.main_unit, sa.func.count())
-            .where(*where, cases.c.main_unit.is_not(None))
-            .group_by(cases.c.main_unit)
-        ).all()
-    )
+    by_unit = {unit: n for g, _, unit, n, _, _ in grouped if g and unit is not None}
     latest = max((at for _, _, _, at in states), default=None)
     versions = sum(int(v) for _, _, v, _ in states)
     total = sum(by_state.values())
