@@ -47,18 +47,19 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TIME_FIELDS = frozenset({"due_at"})  # transition fields that are times (ISO 8601 strings)
 ID = f"int(max={MAX_ID})"
 
+UNIT_PARAM = Param(
+    "unit",
+    "承办单位代码（主办或协办）unit code, main or assisting",
+    {"type": "string", "maxLength": CODE_LENGTH},
+    "district-market",
+)
 GRID_PARAM = Param(
     "grid", "网格代码 grid code", {"type": "string", "maxLength": 15}, "110102001001001"
 )
 QUERY: dict[str, tuple[Param, ...]] = {
     "cases.list_cases": (
         STREET_PARAM,
-        Param(
-            "unit",
-            "承办单位代码（主办或协办）unit code, main or assisting",
-            {"type": "string", "maxLength": CODE_LENGTH},
-            "district-market",
-        ),
+        UNIT_PARAM,
         Param(
             "state",
             "状态，逗号分隔 states, comma-separated: " + ", ".join(STATES),
@@ -98,12 +99,7 @@ QUERY: dict[str, tuple[Param, ...]] = {
     "cases.case": (),
     "cases.case_load": (
         STREET_PARAM,
-        Param(
-            "unit",
-            "承办单位代码（主办或协办）unit code, main or assisting",
-            {"type": "string", "maxLength": CODE_LENGTH},
-            "district-market",
-        ),
+        UNIT_PARAM,
     ),
     "cases.cases_overdue": (),
     "cases.case_transition": (),

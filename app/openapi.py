@@ -373,15 +373,16 @@ _WHISTLE = _object(
     ),
 )
 _COUNTS = {"type": "object", "additionalProperties": _COUNT}
-_UNIT_LOAD = _object(
-    ["unit", "unit_name", "open", "due_soon", "overdue"],
-    unit=_TEXT,
-    unit_name=_TEXT,
-    kind=_TEXT,
-    kind_label=_TEXT,
-    open=_COUNT,
-    due_soon=_COUNT,
-    overdue=_COUNT,
+
+
+def _load_row(required: Sequence[str], **key: Any) -> dict[str, Any]:
+    """A row of open / 临期 / 超期 counts, keyed by a unit or a street."""
+    counts = {"open": _COUNT, "due_soon": _COUNT, "overdue": _COUNT}
+    return _object([*required, *counts], **key, **counts)
+
+
+_UNIT_LOAD = _load_row(
+    ["unit", "unit_name"], unit=_TEXT, unit_name=_TEXT, kind=_TEXT, kind_label=_TEXT
 )
 RESPONSE_SCHEMAS.update(
     {
@@ -405,16 +406,7 @@ RESPONSE_SCHEMAS.update(
         "CaseLoad": _object(["units"], units=_list(_UNIT_LOAD)),
         "CasesOverdue": _object(
             ["by_street", "by_unit"],
-            by_street=_list(
-                _object(
-                    ["street", "open", "due_soon", "overdue"],
-                    street=_STREET_CODE,
-                    name=_TEXT_OR_NULL,
-                    open=_COUNT,
-                    due_soon=_COUNT,
-                    overdue=_COUNT,
-                )
-            ),
+            by_street=_list(_load_row(["street"], street=_STREET_CODE, name=_TEXT_OR_NULL)),
             by_unit=_list(_UNIT_LOAD),
         ),
     }
@@ -750,7 +742,8 @@ def _page_paths() -> dict[str, dict[str, Any]]:
         "/imports": {"get": page_operation("数据导入页：最近的导入 the latest ETL runs")},
         "/queue": {
             "get": page_operation(
-                "案件队列页：承办单位或街道中心的案件、详情与负荷 a unit's or the centre's case queue"
+                "案件队列页：承办单位或街道中心的案件、详情与负荷"
+                " a unit's or the centre's case queue"
             )
         },
         "/imports/{run_id}": {

@@ -69,8 +69,9 @@ class Role:
 
 # The table. A commander reads every layer, of their street only (row-level security); the
 # planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
-# reads the boundaries (to check an import in QGIS) and the load reports, and files requests.
-# A department user (承办单位) works through the API on its own unit's cases and whistles.
+# reads the boundaries (to check an import in QGIS) and the load reports, files requests and
+# works cases from the street centre's queue (/queue: dispatch, callbacks). A department user
+# (承办单位) works its own unit's cases and whistles from its queue.
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
