@@ -291,7 +291,7 @@ def safe_path(target: str | None) -> str | None:
 
 def landing(role_name: str, street_code: str | None) -> str:
     """Where this role lands after login: the first page of its navigation; a role with no
-    page (a department, 承办单位, works through the API) lands on the API document."""
+    page (none today; a role that works through the API only) lands on the API document."""
     links = nav(role_name, None, street_code)
     if not links and role_name in ROLES:
         return url_for("openapi.openapi_json")

@@ -47,15 +47,19 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TIME_FIELDS = frozenset({"due_at"})  # transition fields that are times (ISO 8601 strings)
 ID = f"int(max={MAX_ID})"
 
+UNIT_PARAM = Param(
+    "unit",
+    "承办单位代码（主办或协办）unit code, main or assisting",
+    {"type": "string", "maxLength": CODE_LENGTH},
+    "district-market",
+)
+GRID_PARAM = Param(
+    "grid", "网格代码 grid code", {"type": "string", "maxLength": 15}, "110102001001001"
+)
 QUERY: dict[str, tuple[Param, ...]] = {
     "cases.list_cases": (
         STREET_PARAM,
-        Param(
-            "unit",
-            "承办单位代码（主办或协办）unit code, main or assisting",
-            {"type": "string", "maxLength": CODE_LENGTH},
-            "district-market",
-        ),
+        UNIT_PARAM,
         Param(
             "state",
             "状态，逗号分隔 states, comma-separated: " + ", ".join(STATES),
@@ -70,6 +74,20 @@ QUERY: dict[str, tuple[Param, ...]] = {
             "overdue",
         ),
         Param("kind", "案件类型 kind", {"type": "string", "enum": list(KINDS)}, "service_request"),
+        GRID_PARAM,
+        Param(
+            "source",
+            f"来源：诉求的渠道（如 12345），或 {query.ENFORCEMENT}（执法案件）"
+            f" source: a request's channel, or {query.ENFORCEMENT}",
+            {"type": "string", "maxLength": 100},
+            query.ENFORCEMENT,
+        ),
+        Param(
+            "updated_after",
+            "只要此时刻之后有变动（新建或流转）的案件 changed strictly after (ISO 8601)",
+            {"type": "string", "format": "date-time"},
+            "2026-11-18T08:00:00+08:00",
+        ),
         Param(
             "limit",
             f"每页条数 per page (default {DEFAULT_LIMIT})",
@@ -79,6 +97,11 @@ QUERY: dict[str, tuple[Param, ...]] = {
         Param("cursor", "分页游标（上一页的 next）the previous page's `next`"),
     ),
     "cases.case": (),
+    "cases.case_load": (
+        STREET_PARAM,
+        UNIT_PARAM,
+    ),
+    "cases.cases_overdue": (),
     "cases.case_transition": (),
     "cases.list_whistles": (STREET_PARAM,),
     "cases.blow_whistle": (),
@@ -147,7 +170,15 @@ def _filter() -> query.CaseFilter:
         category=params.optional_text(request.args, "category", 100),
         due_state=_arg_choice("due_state", DUE_STATES),
         kind=_arg_choice("kind", KINDS),
+        grid=params.optional_text(request.args, "grid", 15),
+        source=params.optional_text(request.args, "source", 100),
+        updated_after=_updated_after(),
     )
+
+
+def _updated_after() -> dt.datetime | None:
+    value = request.args.get("updated_after") or None
+    return None if value is None else _instant(value, "updated_after")
 
 
 def _body() -> dict[str, Any]:
@@ -239,8 +270,36 @@ def list_cases() -> Response:
     return jsonify(query.list_cases(db.connection(), chosen, _now(), limit=limit, after=after))
 
 
+@bp.get("/cases/load")
+@does(CASES)
+def case_load() -> Response:
+    """The unit load board: per main unit, open cases, 临期 and 超期, in the caller's view."""
+    street = request.args.get("street") or None
+    found = query.load(
+        db.connection(),
+        _now(),
+        street=None if street is None else _street(street),
+        unit=params.optional_text(request.args, "unit", CODE_LENGTH),
+    )
+    return jsonify({"units": found})
+
+
+@bp.get("/cases/overdue")
+@does(CASES)
+def cases_overdue() -> Response:
+    """超期 per street and per unit (the district overview), in the caller's view."""
+    return jsonify(query.overdue(db.connection(), _now()))
+
+
 def _case_or_404(case_id: int) -> dict[str, Any]:
-    found = query.one_case(db.connection(), case_id, _now())
+    principal = auth.current()
+    found = query.one_case(
+        db.connection(),
+        case_id,
+        _now(),
+        role=principal.role if principal else None,
+        unit=principal.unit if principal else None,
+    )
     if found is None:
         raise NotFound(f"案件不存在 no case {case_id}", case_id=case_id)
     return found
@@ -471,7 +530,26 @@ def _paths() -> dict[str, dict[str, Any]]:
             )
         },
         "/api/cases/{case_id}": {
-            "get": operation("案件及其流转记录 one case with its history", "api", [case_id])
+            "get": operation(
+                "案件及其流转记录（oldest first）与当前用户可办理的操作 actions"
+                " one case with its history and the caller's possible actions",
+                "api",
+                [case_id],
+            )
+        },
+        "/api/cases/load": {
+            "get": operation(
+                "承办单位负荷：每个主办单位的未办结、临期、超期案件数 the unit load board",
+                "api",
+                QUERY["cases.case_load"],
+            )
+        },
+        "/api/cases/overdue": {
+            "get": operation(
+                "超期统计：按街道与承办单位 overdue per street and per unit",
+                "api",
+                QUERY["cases.cases_overdue"],
+            )
         },
         "/api/cases/{case_id}/transitions": {
             "post": operation(

@@ -325,6 +325,11 @@ _CASE = _object(
     times={"type": "object", "additionalProperties": _TIME_OR_NULL},
     supervised={"type": "boolean"},
     reopen_count={"type": "integer", "minimum": 0},
+    grid=_TEXT_OR_NULL,
+    source=_TEXT_OR_NULL,
+    lng=_NUM_OR_NULL,
+    lat=_NUM_OR_NULL,
+    main_unit_name=_TEXT_OR_NULL,
 )
 _HISTORY = _object(
     ["action", "action_label", "from_state", "to_state", "user", "role", "unit", "at", "fields"],
@@ -368,9 +373,28 @@ _WHISTLE = _object(
     ),
 )
 _COUNTS = {"type": "object", "additionalProperties": _COUNT}
+
+
+def _load_row(required: Sequence[str], **key: Any) -> dict[str, Any]:
+    """A row of open / 临期 / 超期 counts, keyed by a unit or a street."""
+    counts = {"open": _COUNT, "due_soon": _COUNT, "overdue": _COUNT}
+    return _object([*required, *counts], **key, **counts)
+
+
+_UNIT_LOAD = _load_row(
+    ["unit", "unit_name"], unit=_TEXT, unit_name=_TEXT, kind=_TEXT, kind_label=_TEXT
+)
 RESPONSE_SCHEMAS.update(
     {
-        "Case": {**_CASE, "properties": {**_CASE["properties"], "history": _list(_HISTORY)}},
+        "Case": {
+            **_CASE,
+            "properties": {
+                **_CASE["properties"],
+                "history": _list(_HISTORY),
+                # what the caller may take now (its role, its unit, the case's state)
+                "actions": _list(_object(["action", "label"], action=_TEXT, label=_TEXT)),
+            },
+        },
         "Cases": _object(
             ["cases", "next", "counts"],
             cases=_list(_CASE),
@@ -379,6 +403,12 @@ RESPONSE_SCHEMAS.update(
         ),
         "Whistle": _WHISTLE,
         "Whistles": _object(["whistles"], whistles=_list(_WHISTLE)),
+        "CaseLoad": _object(["units"], units=_list(_UNIT_LOAD)),
+        "CasesOverdue": _object(
+            ["by_street", "by_unit"],
+            by_street=_list(_load_row(["street"], street=_STREET_CODE, name=_TEXT_OR_NULL)),
+            by_unit=_list(_UNIT_LOAD),
+        ),
     }
 )
 # (path, method, media type) of a 200 → the schema its body follows; `{layer}` and
@@ -394,6 +424,8 @@ BODIES: dict[tuple[str, str, str], str] = {
     ("/api/layers/{layer}/geojson", "get", GEOJSON): "FeatureCollection",
     ("/api/cases", "get", JSON): "Cases",
     ("/api/cases/{case_id}", "get", JSON): "Case",
+    ("/api/cases/load", "get", JSON): "CaseLoad",
+    ("/api/cases/overdue", "get", JSON): "CasesOverdue",
     ("/api/whistles", "get", JSON): "Whistles",
     ("/api/layers/*/features", "get", GEOJSON): "FeatureCollection",
     ("/api/openapi.json", "get", JSON): "OpenAPI",
@@ -708,6 +740,12 @@ def _page_paths() -> dict[str, dict[str, Any]]:
         },
         "/planner": {"get": page_operation("规划页 planner's page")},
         "/imports": {"get": page_operation("数据导入页：最近的导入 the latest ETL runs")},
+        "/queue": {
+            "get": page_operation(
+                "案件队列页：承办单位或街道中心的案件、详情与负荷"
+                " a unit's or the centre's case queue"
+            )
+        },
         "/imports/{run_id}": {
             "get": page_operation("一次导入及其拒收的行 one ETL run and its rejects", [run])
         },

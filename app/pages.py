@@ -125,6 +125,7 @@ def _page(template: str, **context: Any) -> Response:
         "today": settings.today().isoformat(),
         "tz": settings.tz,
         "mayOpen": {p: capabilities.may_open(_role(), p) for p in capabilities.PAGES},
+        "mayDo": {a: capabilities.may(_role(), a) for a in capabilities.ACTIONS},
         **context.pop("config", {}),
     }
     return _html(render_template(template, config=config, **context))
@@ -258,6 +259,24 @@ def command(street_code: str) -> Response:
         },
         **_parts(fmap),
     )
+
+
+@bp.get("/queue")
+@page("queue")
+def queue() -> Response:
+    """案件队列: the cases of the caller's view (a department: its unit's, across streets; the
+    street centre's clerk: the ones it dispatches), with the case drawer, the load board and
+    the whistles in progress; no map (a department reads no layer). static/js/command_post.js
+    draws it from /api/cases."""
+    principal = auth.current()
+    config = {
+        "page": "queue",
+        "liveSeconds": _live_seconds(),
+        "tz": _settings().tz,
+        "unit": principal.unit if principal else None,
+        "mayDo": {a: capabilities.may(_role(), a) for a in capabilities.ACTIONS},
+    }
+    return _html(render_template("queue.html", title="案件队列", config=config))
 
 
 @bp.get("/planner")

@@ -364,6 +364,21 @@ def apply(
     return replace(case, state="closed", closed_at=now)
 
 
+def allowed(case: Case, role: str, unit: str | None = None) -> list[str]:
+    """The actions a user of `role` (and, for a unit's user, of `unit`) may take on `case`
+    in its state, by the same rules as `apply` (fields aside), in ACTIONS order: what a page
+    offers as buttons."""
+    out = []
+    for action in ACTIONS:
+        try:
+            _check_role(case, action, role, unit)
+            _check_state(case, action)
+        except Refused:
+            continue
+        out.append(action)
+    return out
+
+
 def replay(history: Iterable[Transition], start: Case | None = None) -> Case:
     """The case a history leads to, from a new case in 受理 (or `start`)."""
     case = start or Case()

@@ -54,6 +54,7 @@ PAGES: dict[str, Page] = {
         frozenset({"streets", "relocation_targets", "renovation_projects"}),
     ),
     "imports": Page("imports", "数据导入", frozenset()),
+    "queue": Page("queue", "案件队列", frozenset()),  # cases, not layers: /api/cases
 }
 
 
@@ -68,8 +69,9 @@ class Role:
 
 # The table. A commander reads every layer, of their street only (row-level security); the
 # planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
-# reads the boundaries (to check an import in QGIS) and the load reports, and files requests.
-# A department user (承办单位) works through the API on its own unit's cases and whistles.
+# reads the boundaries (to check an import in QGIS) and the load reports, files requests and
+# works cases from the street centre's queue (/queue: dispatch, callbacks). A department user
+# (承办单位) works its own unit's cases and whistles from its queue.
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
@@ -95,11 +97,11 @@ ROLES: dict[str, Role] = {
             ("planner",),
             frozenset({EXPORT}),
         ),
-        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports",), frozenset({INTAKE, CASES})),
+        Role("clerk", "数据管理员", ADMIN_LAYERS, ("imports", "queue"), frozenset({INTAKE, CASES})),
         # A department (承办单位) acts on its unit's cases and whistles (row-level security
         # by unit, migration 0018) and reads no layer: its zone matches no street, so even
-        # the boundaries would come back empty. No page yet: login lands on the API document.
-        Role("department", "承办单位", frozenset(), (), frozenset({CASES})),
+        # the boundaries would come back empty. Its page is its unit's case queue.
+        Role("department", "承办单位", frozenset(), ("queue",), frozenset({CASES})),
     )
 }
 

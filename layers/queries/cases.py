@@ -5,6 +5,11 @@ their street's cases and whistles). "Now" is a parameter (the app's clock), neve
 database's: the due state (临期 / 超期 / 超期办结) is `layers.queries.due` at that instant.
 Lists are sorted by due time (cases not yet dispatched, without one, last) then id, and paged
 by a key cursor holding the last row's (due time, id).
+
+A case's grid, place and source (the service request's channel, or `enforcement`) are its
+event's: read through the event tables' own row-level security, so a department user, who
+sees no street's events (migration 0018), gets them empty. The unit load board (`load`) and
+the district's overdue table (`overdue`) count open cases by unit and by street.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from layers.cases.machine import ACTIONS, STATES
+from layers.cases.machine import ACTIONS, OPEN_STATES, STATES, allowed
+from layers.cases.store import case_of
 from layers.cases.tables import case_history, cases
 from layers.queries.due import due_state, due_state_condition
 from layers.queries.params import ParamError, decode_cursor, encode_cursor
+from layers.registry import get_layer
+from layers.units import UNIT_KINDS, units
 from layers.whistles import in_progress, summoned, whistles
 
 TIMES = (
@@ -33,6 +41,7 @@ TIMES = (
     "updated_at",
 )
 NO_DUE = "-"  # the cursor's due time of a case without one (sorted last)
+ENFORCEMENT = "enforcement"  # the source of an enforcement case (a request's is its channel)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,35 @@ class CaseFilter:
     category: str | None = None
     due_state: str | None = None  # due_soon | overdue | resolved_late
     kind: str | None = None
+    grid: str | None = None  # the grid code of the case's event
+    source: str | None = None  # a service request's channel, or ENFORCEMENT
+    updated_after: dt.datetime | None = None  # changed (or created) strictly after
+
+
+def _events() -> tuple[sa.Table, sa.Table]:
+    return get_layer("service_requests").table, get_layer("enforcement_cases").table
+
+
+def _event_has(column: str, value: str) -> sa.ColumnElement[bool]:
+    """The case's event (request or enforcement case) has `column` = `value` (aliases: the
+    list's FROM joins the event tables too, and must not be correlated)."""
+    sr, ec = (t.alias(f"{t.name}_filter") for t in _events())
+    c = cases.c
+    return sa.or_(
+        sa.exists().where(sr.c.id == c.service_request_id, sr.c[column] == value),
+        sa.exists().where(ec.c.id == c.enforcement_case_id, ec.c[column] == value),
+    )
+
+
+def _source_is(value: str) -> sa.ColumnElement[bool]:
+    sr = _events()[0].alias("service_requests_filter")
+    c = cases.c
+    if value == ENFORCEMENT:
+        return c.kind == "enforcement_case"
+    return sa.and_(
+        c.kind == "service_request",
+        sa.exists().where(sr.c.id == c.service_request_id, sr.c.channel == value),
+    )
 
 
 def _iso(value: dt.datetime | None, zone: dt.tzinfo) -> str | None:
@@ -73,7 +111,40 @@ def _where(chosen: CaseFilter, now: dt.datetime) -> list[sa.ColumnElement[bool]]
         )
     if chosen.kind is not None:
         out.append(c.kind == chosen.kind)
+    if chosen.grid is not None:
+        out.append(_event_has("grid_code", chosen.grid))
+    if chosen.source is not None:
+        out.append(_source_is(chosen.source))
+    if chosen.updated_after is not None:
+        out.append(c.updated_at > chosen.updated_after)
     return out
+
+
+def _place_columns(
+    base: sa.FromClause = cases,
+) -> tuple[sa.Join, list[sa.ColumnElement[Any]]]:
+    """`base` (cases, or a page of them) outer-joined to its event and main unit, and the
+    columns read from them."""
+    sr, ec = _events()
+    c = base.c
+    joined = (
+        base.outerjoin(sr, sr.c.id == c.service_request_id)
+        .outerjoin(ec, ec.c.id == c.enforcement_case_id)
+        .outerjoin(units, units.c.code == c.main_unit)
+    )
+    geom = sa.func.coalesce(sr.c.geom, ec.c.geom)
+    columns: list[sa.ColumnElement[Any]] = [
+        sa.func.coalesce(sr.c.grid_code, ec.c.grid_code).label("grid"),
+        sa.case((c.kind == "enforcement_case", sa.literal(ENFORCEMENT)), else_=sr.c.channel).label(
+            "source"
+        ),
+        sa.func.coalesce(sr.c.address, ec.c.address).label("address"),
+        sa.func.coalesce(sr.c.description, ec.c.description).label("description"),
+        sa.func.ST_X(geom).label("lng"),
+        sa.func.ST_Y(geom).label("lat"),
+        units.c.name.label("main_unit_name"),
+    ]
+    return joined, columns
 
 
 def cursor_of(row: Mapping[Any, Any]) -> str:
@@ -128,7 +199,11 @@ def _case_json(row: Mapping[Any, Any], zone: dt.tzinfo) -> dict[str, Any]:
         "rating": row["rating"],
         "return_reason": row["return_reason"],
         "reopen_count": row["reopen_count"],
+        **{name: row[name] for name in PLACE if name in row},
     }
+
+
+PLACE = ("grid", "source", "address", "description", "lng", "lat", "main_unit_name")
 
 
 def list_cases(
@@ -144,38 +219,68 @@ def list_cases(
     zone = now.tzinfo
     assert zone is not None
     where = _where(chosen, now)
-    query = sa.select(cases, _due(now)).where(*where)
+    order = (cases.c.due_at.asc().nulls_last(), cases.c.id)
+    page = sa.select(cases).where(*where)
     if after is not None:
-        query = query.where(_after(after))
-    query = query.order_by(cases.c.due_at.asc().nulls_last(), cases.c.id).limit(limit + 1)
+        page = page.where(_after(after))
+    # The page first (sorted and cut on `cases` alone), then its events and units: joining
+    # before the cut would read the event of every case in the filtered set.
+    cut = page.order_by(*order).limit(limit + 1).subquery("page")
+    joined, place = _place_columns(cut)
+    due = due_state(cut.c.dispatched_at, cut.c.due_at, cut.c.resolved_at, now).label("due_state")
+    query = sa.select(cut, due, *place).select_from(joined)
+    query = query.order_by(cut.c.due_at.asc().nulls_last(), cut.c.id)
     rows = list(conn.execute(query).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
-    by_state: dict[str, int] = dict(
-        conn.execute(
-            sa.select(cases.c.state, sa.func.count()).where(*where).group_by(cases.c.state)
-        ).all()
-    )
-    by_unit: dict[str, int] = dict(
-        conn.execute(
-            sa.select(cases.c.main_unit, sa.func.count())
-            .where(*where, cases.c.main_unit.is_not(None))
-            .group_by(cases.c.main_unit)
-        ).all()
-    )
+    # Both counts in one pass over the filtered set (grouping sets), with what the live
+    # stamp needs: the version sum and the newest change.
+    grouped = conn.execute(
+        sa.select(
+            sa.func.grouping(cases.c.state).label("by_unit"),
+            cases.c.state,
+            cases.c.main_unit,
+            sa.func.count(),
+            sa.func.sum(cases.c.version),
+            sa.func.max(cases.c.updated_at),
+        )
+        .where(*where)
+        .group_by(sa.func.grouping_sets(sa.tuple_(cases.c.state), sa.tuple_(cases.c.main_unit)))
+    ).all()
+    states = [(state, n, v, at) for g, state, _, n, v, at in grouped if not g]
+    by_state = {state: n for state, n, _, _ in states}
+    by_unit = {unit: n for g, _, unit, n, _, _ in grouped if g and unit is not None}
+    latest = max((at for _, _, _, at in states), default=None)
+    versions = sum(int(v) for _, _, v, _ in states)
+    total = sum(by_state.values())
     return {
         "cases": [_case_json(r, zone) for r in rows],
         "next": cursor_of(rows[-1]) if more else None,
-        "counts": {"by_state": by_state, "by_unit": by_unit},
+        "counts": {"by_state": by_state, "by_unit": by_unit, "total": total},
+        # The newest change in the filtered set, and a stamp that moves with any change
+        # (a new case, any transition): what a live page compares between two polls.
+        "latest": _iso(latest, zone),
+        "stamp": f"{total}:{versions}:{'' if latest is None else latest.isoformat()}",
     }
 
 
-def one_case(conn: sa.Connection, case_id: int, now: dt.datetime) -> dict[str, Any] | None:
-    """The case with its history (oldest first), or None when it is not in the caller's view."""
+def one_case(
+    conn: sa.Connection,
+    case_id: int,
+    now: dt.datetime,
+    *,
+    role: str | None = None,
+    unit: str | None = None,
+) -> dict[str, Any] | None:
+    """The case with its history (oldest first), or None when it is not in the caller's view;
+    with `role`, also `actions`: what a user of that role (and unit) may take on it now."""
     zone = now.tzinfo
     assert zone is not None
+    joined, place = _place_columns()
     row = (
-        conn.execute(sa.select(cases, _due(now)).where(cases.c.id == case_id))
+        conn.execute(
+            sa.select(cases, _due(now), *place).select_from(joined).where(cases.c.id == case_id)
+        )
         .mappings()
         .one_or_none()
     )
@@ -201,7 +306,88 @@ def one_case(conn: sa.Connection, case_id: int, now: dt.datetime) -> dict[str, A
         }
         for s in steps
     ]
+    if role is not None:
+        out["actions"] = [
+            {"action": a, "label": ACTIONS[a]} for a in allowed(case_of(row), role, unit)
+        ]
     return out
+
+
+# --- the load board and the district's overdue ------------------------------------------------
+
+
+def _open_counts(now: dt.datetime) -> list[sa.ColumnElement[Any]]:
+    """open, 临期 and 超期 counts of open cases (the caller's WHERE says which are open)."""
+    c = cases.c
+    soon = due_state_condition("due_soon", c.dispatched_at, c.due_at, c.resolved_at, now)
+    late = due_state_condition("overdue", c.dispatched_at, c.due_at, c.resolved_at, now)
+    return [
+        sa.func.count().label("open"),
+        sa.func.count().filter(soon).label("due_soon"),
+        sa.func.count().filter(late).label("overdue"),
+    ]
+
+
+def load(
+    conn: sa.Connection, now: dt.datetime, *, street: str | None = None, unit: str | None = None
+) -> list[dict[str, Any]]:
+    """The unit load board: per main unit, its open cases, how many are 临期 and 超期, in the
+    caller's view (a street's, a unit's), the most overdue first."""
+    c = cases.c
+    where: list[sa.ColumnElement[bool]] = [c.state.in_(sorted(OPEN_STATES))]
+    if street is not None:
+        where.append(c.street_code == street)
+    if unit is not None:
+        where.append(sa.or_(c.main_unit == unit, c.assisting_units.any_() == unit))
+    counts = _open_counts(now)
+    query = (
+        sa.select(units.c.code, units.c.name, units.c.kind, *counts)
+        .select_from(cases.join(units, units.c.code == c.main_unit))
+        .where(*where)
+        .group_by(units.c.code)
+        .order_by(sa.desc("overdue"), sa.desc("open"), units.c.code)
+    )
+    return [
+        {
+            "unit": r.code,
+            "unit_name": r.name,
+            "kind": r.kind,
+            "kind_label": UNIT_KINDS.get(r.kind, r.kind),
+            "open": r.open,
+            "due_soon": r.due_soon,
+            "overdue": r.overdue,
+        }
+        for r in conn.execute(query)
+    ]
+
+
+def overdue(conn: sa.Connection, now: dt.datetime) -> dict[str, list[dict[str, Any]]]:
+    """超期 per street and per main unit (with their open cases and 临期), in the caller's
+    view: the streets and units with an open case, the most overdue first."""
+    c = cases.c
+    streets = get_layer("streets").table
+    is_open = c.state.in_(sorted(OPEN_STATES))
+    counts = _open_counts(now)
+    by_street = conn.execute(
+        sa.select(c.street_code, streets.c.name, *counts)
+        .select_from(cases.outerjoin(streets, streets.c.code == c.street_code))
+        .where(is_open, c.street_code.is_not(None))
+        .group_by(c.street_code, streets.c.name)
+        .order_by(sa.desc("overdue"), sa.desc("open"), c.street_code)
+    ).all()
+    return {
+        "by_street": [
+            {
+                "street": r.street_code,
+                "name": r.name,
+                "open": r.open,
+                "due_soon": r.due_soon,
+                "overdue": r.overdue,
+            }
+            for r in by_street
+        ],
+        "by_unit": load(conn, now),
+    }
 
 
 # --- whistles ---------------------------------------------------------------------------------

@@ -51,8 +51,8 @@ PAGES = {
     "commander": {"command"},
     "analyst": {"overview", "command", "planner"},
     "planner": {"planner"},
-    "clerk": {"imports"},
-    "department": set(),
+    "clerk": {"imports", "queue"},
+    "department": {"queue"},
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk"}
@@ -95,6 +95,7 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/command/<street_code>"): page("command"),
     ("GET", "/planner"): page("planner"),
     ("GET", "/imports"): page("imports"),
+    ("GET", "/queue"): page("queue"),
     ("GET", "/imports/<int(max=2147483647):run_id>"): page("imports"),
     ("POST", "/logout"): anyone,
     ("GET", "/api/openapi.json"): anyone,
@@ -124,6 +125,8 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/open311/v2/requests/<request_id>.<fmt>"): reads("service_requests"),
     ("POST", "/open311/v2/requests.<fmt>"): lambda role, args: role in INTAKE,
     ("GET", "/api/cases"): works_cases,
+    ("GET", "/api/cases/load"): works_cases,
+    ("GET", "/api/cases/overdue"): works_cases,
     ("GET", "/api/cases/<int(max=9223372036854775807):case_id>"): works_cases,
     ("POST", "/api/cases/<int(max=9223372036854775807):case_id>/transitions"): works_cases,
     ("GET", "/api/whistles"): works_cases,
@@ -344,7 +347,8 @@ def _nav(html: str) -> list[str]:
 
 
 @pytest.mark.usefixtures("loaded")
-@pytest.mark.parametrize("role", [r for r in ROLES if PAGES[r]])
+# (a department, bound to a unit: test_a_department_lands_on_its_queue)
+@pytest.mark.parametrize("role", [r for r in ROLES if PAGES[r] and r != "department"])
 def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     app: Flask, connection: sa.Connection, role: str
 ) -> None:
@@ -384,7 +388,9 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         assert client.get(url).status_code == 200, (role, url)
     # Only the pages the role may open are linked (the command view needs a street).
     wanted = {
-        {"overview": "/", "planner": "/planner", "imports": "/imports"}.get(p, f"/command/{A}")
+        {"overview": "/", "planner": "/planner", "imports": "/imports", "queue": "/queue"}.get(
+            p, f"/command/{A}"
+        )
         for p in PAGES[role]
         if p != "command" or role == "commander"
     }
@@ -401,24 +407,21 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
 
 
 @pytest.mark.usefixtures("loaded")
-def test_a_department_without_pages_lands_on_the_api_document(
-    app: Flask, connection: sa.Connection
-) -> None:
-    """A department (承办单位) opens no page: login lands on the API document, not an error;
-    a `next` page it may not open is not followed; every page refuses it with 403."""
+def test_a_department_lands_on_its_queue(app: Flask, connection: sa.Connection) -> None:
+    """A department (承办单位) opens one page, its unit's case queue: login lands there; a
+    `next` page it may not open is not followed; every other page refuses it with 403."""
     add_user(connection, "nav-department", "department", unit=add_unit(connection))
     client = app.test_client()
     form = {"name": "nav-department", "password": "secret-password"}
     for url in ("/login", "/login?next=/imports"):
         landed = client.post(url, data=form)
         assert landed.status_code == 302
-        assert landed.headers["Location"] == "/api/openapi.json"
-        document = client.get("/api/openapi.json")
-        assert document.status_code == 200 and document.get_json()["openapi"].startswith("3.")
+        assert landed.headers["Location"] == "/queue"
+        assert client.get("/queue").status_code == 200
         for page_url in ("/", "/planner", "/imports", f"/command/{A}"):
             assert client.get(page_url).status_code == 403, page_url
         client.post("/logout")
-    assert client.get("/api/openapi.json").status_code == 401
+    assert client.get("/queue").status_code == 302  # logged out: to the login form
 
 
 # --- errors: HTML for pages, JSON for APIs -------------------------------------------------

@@ -601,7 +601,7 @@ def test_each_role_lands_navigates_is_refused_with_a_way_back_and_logs_out(
         "analyst": {"/", "/planner"},
         "commander": {home},
         "planner": {"/planner"},
-        "clerk": {"/imports"},
+        "clerk": {"/imports", "/queue"},  # the street centre's queue: it dispatches
     }[role]
     assert set(links) == expected
     for link in links:
