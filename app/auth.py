@@ -362,7 +362,8 @@ def _reject_nul() -> None:
     else:
         pairs = [("query", k, v) for k, v in request.args.items(multi=True)]
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            pairs += [("form", k, v) for k, v in request.form.items(multi=True)]
+            # A multipart part without a name comes as the key None.
+            pairs += [("form", k or "", v) for k, v in request.form.items(multi=True)]
         found = next((p for p in pairs if "\x00" in p[1] or "\x00" in p[2]), None)
     if found is not None:
         where, name, value = found

@@ -78,8 +78,9 @@ def _form() -> dict[str, str]:
     """The form's fields, trimmed (one value each; no other field)."""
     fields: dict[str, str] = {}
     for name in request.form:
-        if name not in FIELDS:
-            raise BadRequest(f"未知字段 unknown field: {name[:40]!r}", field=name[:40])
+        if name not in FIELDS:  # a part without a name comes as None
+            label = str(name)[:40]
+            raise BadRequest(f"未知字段 unknown field: {label!r}", field=label)
         values = request.form.getlist(name)
         if len(values) > 1:
             raise refusal(name, values, "字段重复", "field given more than once")
@@ -95,7 +96,7 @@ def report_submit() -> tuple[Response, int]:
     fields = _form()
     unknown_files = set(request.files) - {photos.FIELD}
     if unknown_files:
-        name = sorted(unknown_files)[0][:40]
+        name = sorted(str(n) for n in unknown_files)[0][:40]
         raise BadRequest(f"未知文件字段 unknown file field: {name!r}", field=name)
     category = fields.get("category")
     if category is None:

@@ -47,6 +47,7 @@ from app.errors import ApiError, BadRequest, Forbidden, NotFound
 from app.openapi import JSON, contribute, errors, operation, path_param
 from layers.cases.tables import MAX_PHOTOS, case_photos, cases
 from layers.queries.access import CASES
+from layers.queries.params import check_params
 
 log = logging.getLogger(__name__)
 bp = Blueprint("photos", __name__, url_prefix="/api")
@@ -244,6 +245,12 @@ def listed(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
 # --- the views --------------------------------------------------------------------------------
 
 
+@bp.before_request
+def _no_params() -> None:
+    """400 for any query parameter: these endpoints take none (as /api's own rule)."""
+    check_params(request.args, ())
+
+
 def _caller() -> auth.Principal:
     """The caller, when its role works or files cases; 403 otherwise."""
     principal = auth.current()
@@ -264,18 +271,23 @@ def visible_case(case_id: int, principal: auth.Principal) -> None:
         raise NotFound(f"案件不存在 no case {case_id}", case_id=case_id)
 
 
-@bp.post(f"/cases/<{ID}:case_id>/photos")
+# One rule for both methods: two rules on one path with a bounded converter answer 405,
+# not 404, for an id out of range (werkzeug's matching).
+@bp.route(f"/cases/<{ID}:case_id>/photos", methods=["GET", "POST"])
 @logged_in
-def upload(case_id: int) -> tuple[Response, int]:
-    """Add photos (multipart, field `photo`, up to 3 per case): 201 and the case's photos."""
+def case_photos_view(case_id: int) -> Response | tuple[Response, int]:
+    """GET: the case's photos (id, type, size, who, when, url). POST: add photos (multipart,
+    field `photo`, up to 3 per case): 201 and the case's photos."""
     principal = _caller()
+    visible_case(case_id, principal)
+    if request.method == "GET":
+        return jsonify({"case_id": case_id, "photos": listed(db.connection(), case_id)})
     files = request.files.getlist(FIELD)
     if not files or set(request.files) - {FIELD}:
         raise BadRequest(
             f"请以 multipart 字段 {FIELD} 上传照片 (send the photos as multipart field {FIELD!r})",
             field=FIELD,
         )
-    visible_case(case_id, principal)
     settings = _settings()
     photos = read_uploads(files, settings.photo_max_bytes)
     ids = add(
@@ -288,15 +300,6 @@ def upload(case_id: int) -> tuple[Response, int]:
     )
     auth.audit("case_photo_upload", rows=len(ids), case_id=case_id, photo_ids=ids)
     return jsonify({"case_id": case_id, "photos": listed(db.connection(), case_id)}), 201
-
-
-@bp.get(f"/cases/<{ID}:case_id>/photos")
-@logged_in
-def photo_list(case_id: int) -> Response:
-    """The case's photos (id, type, size, who, when, url)."""
-    principal = _caller()
-    visible_case(case_id, principal)
-    return jsonify({"case_id": case_id, "photos": listed(db.connection(), case_id)})
 
 
 @bp.get(f"/cases/<{ID}:case_id>/photos/<{ID}:photo_id>")

@@ -36,7 +36,7 @@ ENDPOINTS = {
     "openapi.openapi_json",
     *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run")),
     *(f"intake.{n}" for n in ("report", "report_submit", "reports")),
-    *(f"photos.{n}" for n in ("upload", "photo_list", "photo")),
+    *(f"photos.{n}" for n in ("case_photos_view", "photo")),
     *(
         f"api.{n}"
         for n in (

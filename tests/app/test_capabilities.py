@@ -166,7 +166,6 @@ BODY_REFUSED = {
     "/api/cases/<int(max=9223372036854775807):case_id>/transitions",
     "/api/whistles",
     f"{WHISTLE_UNIT}/rating",
-    f"{CASE}/photos",
     "/report",
 }
 GOOD_POST = {"service_code": "环境卫生", "lat": "39.905", "long": "116.305", "description": "垃圾"}

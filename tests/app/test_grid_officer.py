@@ -154,6 +154,19 @@ def test_bad_reports_are_400_in_chinese(
             more,
             response.get_json(),
         )
+    # A multipart part without a name: 400, not a server error.
+    boundary = "b0undary"
+    raw = (
+        f"--{boundary}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--{boundary}--\r\n"
+    ).encode()
+    response = officer.post(
+        "/report",
+        data=raw,
+        content_type=f"multipart/form-data; boundary={boundary}",
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "未知字段" in response.get_json()["message"]
     assert _cases(connection) == before
 
 

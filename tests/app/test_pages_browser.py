@@ -112,7 +112,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         add_user(conn, "district-chief", "district")
         street = conn.exec_driver_sql("select min(code) from streets").scalar_one()
         for role in ROLES:
-            add_user(conn, f"{role}-1", role, street if role == "commander" else None)
+            add_user(conn, f"{role}-1", role, street if role in ("commander", "clerk") else None)
         conn.commit()
     # The live layers ask every 2 s instead of 15: the new-record tests wait less.
     app = create_app(
