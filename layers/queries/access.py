@@ -70,7 +70,8 @@ class Role:
 
 # The table. A commander reads every layer, of their street only (row-level security); the
 # planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
-# reads the boundaries (to check an import in QGIS) and the load reports, and files requests.
+# reads the boundaries (to check an import in QGIS) and the load reports, files requests and
+# works cases — bound to its street's centre since migration 0019 (its zone is that street).
 # A department user (承办单位) works through the API on its own unit's cases and whistles.
 ROLES: dict[str, Role] = {
     r.name: r

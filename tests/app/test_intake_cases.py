@@ -400,3 +400,16 @@ def test_a_photo_is_seen_where_its_case_is(
     refused = upload(commander_b, case_a, (image("PNG", seed=60), "x.png", "image/png"))
     assert refused.status_code == 404
     assert len(photo_rows(connection, case_a)) == 1
+
+
+def test_the_photo_settings_come_from_the_environment(tmp_path: Path) -> None:
+    from app.config import ConfigError
+
+    default = from_env({"BLOCKDATA_VAR": str(tmp_path)})
+    assert default.photos == tmp_path.resolve() / "photos"
+    assert default.photo_max_bytes == 5 * 1024 * 1024
+    chosen = from_env({"BLOCKDATA_PHOTO_DIR": str(tmp_path / "p"), "BLOCKDATA_PHOTO_MAX_MB": "0.5"})
+    assert (chosen.photos, chosen.photo_max_bytes) == ((tmp_path / "p").resolve(), 524288)
+    for bad in ("0", "-1", "x", "nan"):
+        with pytest.raises(ConfigError, match="BLOCKDATA_PHOTO_MAX_MB"):
+            from_env({"BLOCKDATA_PHOTO_MAX_MB": bad})
