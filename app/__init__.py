@@ -27,10 +27,12 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         errors,
         headers,
         health,
+        intake,
         ogc,
         open311,
         openapi,
         pages,
+        photos,
         tiles,
     )
     from app.config import (
@@ -83,6 +85,8 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(tiles.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(open311.bp)
+    app.register_blueprint(photos.bp)
+    app.register_blueprint(intake.bp)
     auth.init_app(app)
     capabilities.declare_static(app)
     capabilities.require_declared(app)  # a view that declares no access never serves

@@ -255,6 +255,18 @@ def _identify(need: capabilities.Access | None = None) -> Principal | None:
     return principal
 
 
+UNBOUND = (
+    "账号尚未绑定街道，请管理员运行 blockdata users bind NAME --street CODE "
+    "(this account has no street yet: an administrator must bind it)"
+)
+
+
+def _refuse_unbound(principal: Principal) -> None:
+    """403 for a street's user without a street (a clerk made before migration 0019)."""
+    if access.unbound(principal.role, principal.street_code):
+        raise Forbidden(UNBOUND)
+
+
 def _load() -> Any:
     if request.endpoint is None:  # no such URL: its error page still says who is logged in
         if session.get(SESSION_KEY) is not None and "Authorization" not in request.headers:
@@ -272,6 +284,7 @@ def _load() -> Any:
         raise Unauthorized("请先登录 authentication required")
     g.principal = principal
     principal.scope()  # a token use is already logged (`auth_token_use`)
+    _refuse_unbound(principal)
     capabilities.check(principal.role, need, request.view_args or {})
     return None
 
@@ -308,6 +321,9 @@ def login() -> Response | str:
                 "remote": remote,
             },
         ).first()
+        if row is not None and access.unbound(row.role, row.street_code):
+            conn.execute(_SESSION_END, {"sid": sid_digest, "now": now()})
+            return render_template("login.html", error=UNBOUND)
         if row is not None:
             session.clear()
             session[SESSION_KEY] = sid
@@ -346,7 +362,8 @@ def _reject_nul() -> None:
     else:
         pairs = [("query", k, v) for k, v in request.args.items(multi=True)]
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            pairs += [("form", k, v) for k, v in request.form.items(multi=True)]
+            # A multipart part without a name comes as the key None.
+            pairs += [("form", k or "", v) for k, v in request.form.items(multi=True)]
         found = next((p for p in pairs if "\x00" in p[1] or "\x00" in p[2]), None)
     if found is not None:
         where, name, value = found

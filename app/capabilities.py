@@ -275,7 +275,7 @@ def nav(role_name: str, street_name: str | None, street_code: str | None) -> lis
                     )
                 )
             continue
-        out.append(Link(page, PAGES[page].title, f"pages.{page}", {}))
+        out.append(Link(page, PAGES[page].title, PAGES[page].endpoint or f"pages.{page}", {}))
     return out
 
 

@@ -62,6 +62,8 @@ class Settings:
     basemap_crs: str = "wgs84"
     basemap_attribution: str = ""
     placement_mb: float | None = None  # memory budget of the placement index; None: etl's
+    photo_dir: Path | None = None  # case photos (BLOCKDATA_PHOTO_DIR); None: var_dir/photos
+    photo_max_bytes: int = 5 * 1024 * 1024  # one photo at most (BLOCKDATA_PHOTO_MAX_MB)
     extra: dict[str, str] = field(default_factory=dict)
     tz: str = DEFAULT_TZ
     clock: Clock = system_clock
@@ -73,6 +75,11 @@ class Settings:
     def zone(self) -> ZoneInfo:
         """The district's time zone (BLOCKDATA_TZ)."""
         return ZoneInfo(self.tz)
+
+    @property
+    def photos(self) -> Path:
+        """Where case photos are kept (files named by their SHA-256)."""
+        return self.photo_dir or self.var_dir / "photos"
 
     def now(self) -> dt.datetime:
         """The clock's instant in the district's time zone: the one "now" of pages and APIs."""
@@ -169,6 +176,14 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         basemap_attribution=env.get("BLOCKDATA_BASEMAP_ATTRIBUTION", ""),
         tz=check_tz(env.get("BLOCKDATA_TZ") or DEFAULT_TZ),
         placement_mb=_megabytes("BLOCKDATA_PLACEMENT_MB", env.get("BLOCKDATA_PLACEMENT_MB")),
+        photo_dir=Path(env["BLOCKDATA_PHOTO_DIR"]).resolve()
+        if env.get("BLOCKDATA_PHOTO_DIR")
+        else None,
+        photo_max_bytes=int(
+            (_megabytes("BLOCKDATA_PHOTO_MAX_MB", env.get("BLOCKDATA_PHOTO_MAX_MB")) or 5)
+            * 1024
+            * 1024
+        ),
     )
 
 

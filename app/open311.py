@@ -7,10 +7,12 @@ configuration (`etl/config/departments.yaml`), the service code being the catego
 
 Reads go through the caller's zone like every other endpoint (row-level security). A POST
 needs a token (`api_key`, or `Authorization: Bearer`; never the session cookie: this
-blueprint is exempt from CSRF) of a district, clerk or commander user. It is stored by the
-ETL's own steps for one record (`etl.intake`: validate, locate, place, route, time) and
-written as `blockdata_reader` in the caller's zone, so the policy of migration 0007 refuses a
-commander's request located in another street (403). Placing the point (every grid, every
+blueprint is exempt from CSRF) of a user who may file requests (district, commander, clerk,
+grid officer). It is stored by the ETL's own steps for one record (`etl.intake`: validate,
+locate, place, route, time) and written as `blockdata_reader` in the caller's zone, so the
+policy of migration 0007 refuses a request located outside a street user's street (403);
+its case (`cases`, in 受理 received, `reported_by` the caller) is made in the same
+transaction, and the answer gives its `case_id`. Placing the point (every grid, every
 lane) and refreshing the aggregates are the server's own work, done in its own role.
 
 GET requests is paged with `page` (from 1) and `page_size` (1–1000, default 1000), newest
@@ -26,6 +28,7 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ from etl.aggregates import AggregatesZoneError, refresh_unless_busy
 from etl.geocode import geocode
 from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import Limit, load_routing, load_time_limits
+from layers.cases import create_case
 from layers.queries import georeport
 from layers.queries.georeport import CODE_LEVELS, DIGITS, LAYER
 from layers.queries.params import (
@@ -305,7 +309,7 @@ def _fields() -> dict[str, str]:
     return fields
 
 
-def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
+def text_field(fields: dict[str, str], name: str, limit: int) -> str | None:
     value = fields.get(name)
     if value is None:
         return None
@@ -318,7 +322,7 @@ def _text(fields: dict[str, str], name: str, limit: int) -> str | None:
     return value
 
 
-def _coordinates(fields: dict[str, str]) -> tuple[str, str] | None:
+def coordinates_of(fields: dict[str, str]) -> tuple[str, str] | None:
     """(long, lat) as sent, checked to be decimal degrees; None when neither is given."""
     lng, lat = fields.get("long"), fields.get("lat")
     if lng is None and lat is None:
@@ -363,32 +367,29 @@ def _as_server(zone: str) -> Iterator[sa.Connection]:
         db.scope(zone)
 
 
-@bp.post("/requests.<fmt>")
-@api_key
-@does(INTAKE)
-def create_request(fmt: str) -> Response:
-    """File one request: validated, located, placed, routed and timed by the ETL's steps."""
-    _json_only(fmt)
-    principal = _writer()
-    fields = _fields()
-    category = fields.get("service_code")
-    if category is None:
-        raise BadRequest("缺少 service_code service_code is required", parameter="service_code")
-    if category not in load_routing().by_category:
-        raise refusal("service_code", category[:MAX_CODE], "未知服务代码", "unknown (see services)")
-    description = _text(fields, "description", MAX_DESCRIPTION)
-    if description is None:
-        raise BadRequest("缺少诉求内容 description is required", parameter="description")
-    for name, limit in CONTACT_LIMITS.items():
-        _text(fields, name, limit)
-    address = _text(fields, "address_string", MAX_ADDRESS)
-    coordinates = _coordinates(fields)
-    if coordinates is None and address is None:
-        raise BadRequest(
-            "缺少位置 no location: give lat and long, or address_string"
-            + (" (address_id is not supported)" if "address_id" in fields else ""),
-            parameter="lat",
-        )
+@dataclass(frozen=True)
+class Filed:
+    """A filed request: its row, its case (受理) and what the rules made of it."""
+
+    request_id: int
+    case_id: int
+    prepared: intake.Prepared
+
+    def value(self, name: str) -> Any:
+        return self.prepared.value(name)
+
+
+def file_request(
+    principal: auth.Principal,
+    category: str,
+    description: str,
+    coordinates: tuple[str, str] | None,
+    address: str | None,
+) -> Filed:
+    """Store one request and its case in 受理 (received), in the request's transaction and
+    the caller's zone: validated, located, placed (street, community, grid), routed and
+    timed by the ETL's steps. 403 for a point outside the caller's zone. Shared by the
+    Open311 POST and the 网格员上报 page (app/intake.py)."""
     quality = None
     with _as_server(principal.zone) as conn:
         # A cache that cannot be written is logged by placer_for; the request goes on.
@@ -400,10 +401,11 @@ def create_request(fmt: str) -> Response:
             if found is None:
                 raise refusal("address_string", address, "地址无法解析", "address not found")
             coordinates, quality = (repr(found.lng), repr(found.lat)), found.quality
+    received = _now()
     submission = intake.Submission(
         category=category,
         description=description,
-        received_at=_now(),
+        received_at=received,
         lng=coordinates[0],
         lat=coordinates[1],
         address=address,
@@ -418,6 +420,15 @@ def create_request(fmt: str) -> Response:
     try:
         with conn.begin_nested():
             request_id = intake.insert_one(conn, prepared)
+            case = create_case(
+                conn,
+                kind="service_request",
+                source_id=request_id,
+                street_code=street,
+                category=category,
+                received_at=received,
+                reported_by=principal.name,
+            )
     except sa.exc.DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
             raise
@@ -437,21 +448,56 @@ def create_request(fmt: str) -> Response:
         if getattr(exc.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
             raise
         log.warning("open311: aggregates left for the next refresh (%s)", exc.orig)
+    return Filed(request_id=request_id, case_id=int(case["id"]), prepared=prepared)
+
+
+def notice(filed: Filed) -> str | None:
+    """The service notice of a filed request: who handles it, by when."""
+    return georeport.notice(filed.value("department"), filed.value("due_at"), _settings().zone)
+
+
+@bp.post("/requests.<fmt>")
+@api_key
+@does(INTAKE)
+def create_request(fmt: str) -> Response:
+    """File one request and its case (受理): validated, located, placed, routed and timed
+    by the ETL's steps; the answer names the case (`case_id`, beyond GeoReport's fields)."""
+    _json_only(fmt)
+    principal = _writer()
+    fields = _fields()
+    category = fields.get("service_code")
+    if category is None:
+        raise BadRequest("缺少 service_code service_code is required", parameter="service_code")
+    if category not in load_routing().by_category:
+        raise refusal("service_code", category[:MAX_CODE], "未知服务代码", "unknown (see services)")
+    description = text_field(fields, "description", MAX_DESCRIPTION)
+    if description is None:
+        raise BadRequest("缺少诉求内容 description is required", parameter="description")
+    for name, limit in CONTACT_LIMITS.items():
+        text_field(fields, name, limit)
+    address = text_field(fields, "address_string", MAX_ADDRESS)
+    coordinates = coordinates_of(fields)
+    if coordinates is None and address is None:
+        raise BadRequest(
+            "缺少位置 no location: give lat and long, or address_string"
+            + (" (address_id is not supported)" if "address_id" in fields else ""),
+            parameter="lat",
+        )
+    filed = file_request(principal, category, description, coordinates, address)
     auth.audit(
         "open311_post",
         rows=1,
         service_code=category,
-        service_request_id=request_id,
-        street=street,
+        service_request_id=filed.request_id,
+        case_id=filed.case_id,
+        street=filed.value("street_code"),
     )
-    department = prepared.value("department")
     return jsonify(
         [
             {
-                "service_request_id": request_id,
-                "service_notice": georeport.notice(
-                    department, prepared.value("due_at"), _settings().zone
-                ),
+                "service_request_id": filed.request_id,
+                "case_id": filed.case_id,
+                "service_notice": notice(filed),
                 "account_id": None,
             }
         ]

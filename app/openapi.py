@@ -528,7 +528,9 @@ def document() -> dict[str, Any]:
     """The whole OpenAPI document (paths from every contributor, registration order)."""
     import app.api
     import app.cases
+    import app.intake
     import app.ogc
+    import app.photos
     import app.tiles
 
     if "open311" in current_app.blueprints:

@@ -9,7 +9,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from layers.registry import metadata
 
-ROLES = ("district", "commander", "analyst", "planner", "clerk", "department")
+ROLES = ("district", "commander", "analyst", "planner", "clerk", "department", "grid_officer")
 
 users = sa.Table(
     "users",
@@ -26,10 +26,15 @@ users = sa.Table(
     # A department user (承办单位) is bound to one unit (migration 0018).
     sa.Column("unit_code", sa.String(64), sa.ForeignKey("units.code"), nullable=True),
     sa.CheckConstraint(
-        "role in ('district', 'commander', 'analyst', 'planner', 'clerk', 'department')",
+        "role in ('district', 'commander', 'analyst', 'planner', 'clerk', 'department', "
+        "'grid_officer')",
         name="role",
     ),
-    sa.CheckConstraint("(role = 'commander') = (street_code is not null)", name="zone"),
+    sa.CheckConstraint(
+        "CASE WHEN role IN ('commander', 'grid_officer') THEN street_code IS NOT NULL "
+        "WHEN role = 'clerk' THEN true ELSE street_code IS NULL END",
+        name="zone",
+    ),
     sa.CheckConstraint("(role = 'department') = (unit_code is not null)", name="unit"),
 )
 

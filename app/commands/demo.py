@@ -185,6 +185,9 @@ def _print_logins(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         accounts = demo_users(conn, hash_password(DEMO_PASSWORD))
     click.echo(f"演示账号 demo accounts (password / 密码: {DEMO_PASSWORD}):")
-    for name, role, street in accounts[:5]:
+    shown = [a for a in accounts if a[1] != "commander"]
+    for name, role, street in shown:
         click.echo(f"  {name:<22} {role}{' ' + street if street else ''}")
-    click.echo(f"  … and commander-<street code> for each of the {len(accounts) - 4} streets")
+    click.echo(
+        f"  … and commander-<street code> for each of the {len(accounts) - len(shown)} streets"
+    )

@@ -60,24 +60,36 @@ def _user_id(conn: sa.Connection, name: str) -> int:
     return int(uid)
 
 
+STREET_ROLES = ("commander", "clerk", "grid_officer")  # bound to one street (migration 0019)
+
+
 @click.group("users")
 def users_group() -> None:
-    """Accounts: district, commander (one street), analyst, planner, clerk, department
-    (承办单位: one unit)."""
+    """Accounts: district, commander (one street), analyst, planner, clerk (one street's
+    centre), department (承办单位: one unit), grid_officer (网格员: one street)."""
+
+
+def _check_street(conn: sa.Connection, street: str) -> None:
+    known = conn.exec_driver_sql("select 1 from streets where code = %(c)s", {"c": street}).first()
+    if known is None:
+        raise click.BadParameter(f"没有这个街道 no such street: {street!r}", param_hint="--street")
 
 
 @users_group.command("add")
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES))
-@click.option("--street", help="The commander's street code (9 digits).")
+@click.option("--street", help="The street code (9 digits) of a commander, clerk or grid officer.")
 @click.option("--unit", help="The department's unit code (承办单位, `blockdata units list`).")
 @click.option("--password", help="Asked for when not given.")
 def add(name: str, role: str, street: str | None, unit: str | None, password: str | None) -> None:
     """Create user NAME."""
     from app.auth import hash_password
 
-    if (role == "commander") != (street is not None):
-        raise click.UsageError("--street is required for a commander, and only for one")
+    if (role in STREET_ROLES) != (street is not None):
+        raise click.UsageError(
+            "--street 须且仅须给出于 commander、clerk、grid_officer "
+            "(--street is required for a commander, a clerk or a grid officer, and only for them)"
+        )
     if (role == "department") != (unit is not None):
         raise click.UsageError("--unit is required for a department, and only for one")
     if password is None:
@@ -86,11 +98,7 @@ def add(name: str, role: str, street: str | None, unit: str | None, password: st
         raise click.BadParameter("at least 8 characters", param_hint="--password")
     with _engine().begin() as conn:
         if street is not None:
-            known = conn.exec_driver_sql(
-                "select 1 from streets where code = %(c)s", {"c": street}
-            ).first()
-            if known is None:
-                raise click.BadParameter(f"no such street: {street!r}", param_hint="--street")
+            _check_street(conn, street)
         if unit is not None:
             active = conn.execute(sa.select(units.c.active).where(units.c.code == unit)).scalar()
             if active is None:
@@ -138,9 +146,26 @@ def list_(as_json: bool) -> None:
     for r in rows:
         state = "停用 disabled" if r["disabled"] else ""
         click.echo(
-            f"{r['name']:<24} {r['role']:<10} {r['street_code'] or '-':<10} "
+            f"{r['name']:<24} {r['role']:<12} {r['street_code'] or '-':<10} "
             f"{r['unit_code'] or '-':<12} {state}"
         )
+
+
+@users_group.command("bind")
+@click.argument("name")
+@click.option("--street", required=True, help="The street code (9 digits).")
+def bind(name: str, street: str) -> None:
+    """Bind NAME (a clerk, commander or grid officer) to another street; its sessions end.
+    A clerk made before migration 0019 has no street and is refused until bound."""
+    with _engine().begin() as conn:
+        uid = _user_id(conn, name)
+        role = conn.execute(sa.select(users.c.role).where(users.c.id == uid)).scalar_one()
+        if role not in STREET_ROLES:
+            raise click.UsageError(f"角色 {role} 不绑定街道 (role {role!r} has no street)")
+        _check_street(conn, street)
+        conn.execute(sa.update(users).where(users.c.id == uid).values(street_code=street))
+        ended = _end_sessions(conn, uid)
+    click.echo(f"已绑定 {name} → {street}; {ended} session(s) ended")
 
 
 @users_group.command("passwd")

@@ -95,9 +95,10 @@ def demo_users(conn: sa.Connection, password_hash: str) -> list[tuple[str, str, 
         ("district", "district", None),
         ("analyst", "analyst", None),
         ("planner", "planner", None),
-        ("clerk", "clerk", None),
     ]
     streets = conn.exec_driver_sql("select code from streets order by code").scalars().all()
+    # The clerk and the grid officer work for one street (migration 0019): the first.
+    wanted += [("clerk", "clerk", streets[0]), ("grid-officer", "grid_officer", streets[0])]
     wanted += [(f"commander-{code}", "commander", code) for code in streets]
     existing = set(conn.execute(sa.select(users.c.name)).scalars())
     for name, role, street in wanted:

@@ -15,7 +15,7 @@ from layers.cases.machine import (
     replay,
 )
 from layers.cases.store import Actor, case_of, create_case, history, transition, transitions
-from layers.cases.tables import case_history, cases
+from layers.cases.tables import case_history, case_photos, cases
 
 __all__ = [
     "ACTIONS",
@@ -29,6 +29,7 @@ __all__ = [
     "apply",
     "case_history",
     "case_of",
+    "case_photos",
     "cases",
     "create_case",
     "history",

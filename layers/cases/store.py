@@ -66,9 +66,11 @@ def create_case(
     street_code: str | None,
     category: str | None,
     received_at: dt.datetime,
+    reported_by: str | None = None,
 ) -> sa.RowMapping:
     """A new case in 受理 (received, version 0) for a service request or an enforcement case.
-    Its history starts with the first transition (dispatch); `received_at` is its 受理 time."""
+    Its history starts with the first transition (dispatch); `received_at` is its 受理 time;
+    `reported_by` the user who filed it (intake), None for a case from an extract."""
     if kind not in KINDS:
         raise Refused(400, f"未知案件类型 unknown case kind {kind!r}; one of {KINDS}", field="kind")
     source = "service_request_id" if kind == "service_request" else "enforcement_case_id"
@@ -80,6 +82,7 @@ def create_case(
             category=category,
             received_at=received_at,
             updated_at=received_at,
+            reported_by=reported_by,
             **{source: source_id},
         )
         .returning(*cases.c)

@@ -69,6 +69,7 @@ cases = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    sa.Column("reported_by", sa.Text),  # the user who filed it (intake); NULL from an extract
     sa.CheckConstraint(_in("kind", KINDS), name="kind"),
     sa.CheckConstraint(
         "(kind = 'service_request') = (service_request_id is not null) and "
@@ -100,4 +101,29 @@ case_history = sa.Table(
         f"{_in('from_state', list(STATES))} and {_in('to_state', list(STATES))}", name="states"
     ),
     sa.Index("ix_case_history_case_id", "case_id", "id"),
+)
+
+PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_PHOTOS = 3
+
+# The photos of a case (migration 0019): files on disk named by their SHA-256; visible where
+# their case is. At most MAX_PHOTOS per case: `position` 1…3, unique per case.
+case_photos = sa.Table(
+    "case_photos",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("case_id", sa.BigInteger, sa.ForeignKey("cases.id"), nullable=False),
+    sa.Column("position", sa.SmallInteger, nullable=False),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("bytes", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("uploaded_by", sa.Text),
+    sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(f"position between 1 and {MAX_PHOTOS}", name="position"),
+    sa.CheckConstraint(_in("content_type", PHOTO_TYPES), name="content_type"),
+    sa.CheckConstraint("bytes > 0", name="bytes"),
+    sa.CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256"),
+    sa.UniqueConstraint("case_id", "position"),
+    sa.UniqueConstraint("case_id", "sha256"),
 )

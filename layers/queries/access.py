@@ -40,9 +40,10 @@ ACTIONS = {EXPORT: "导出数据", INTAKE: "提交诉求", CASES: "办理案件"
 
 @dataclass(frozen=True)
 class Page:
-    name: str  # the endpoint is pages.<name> (and pages.<name>_*)
+    name: str  # the endpoint is pages.<name> (and pages.<name>_*) unless `endpoint` says
     title: str
     layers: frozenset[str]  # the layers it draws: a role that opens it reads them all
+    endpoint: str | None = None  # its view, when not pages.<name>
 
 
 PAGES: dict[str, Page] = {
@@ -55,6 +56,7 @@ PAGES: dict[str, Page] = {
     ),
     "imports": Page("imports", "数据导入", frozenset()),
     "queue": Page("queue", "案件队列", frozenset()),  # cases, not layers: /api/cases
+    "report": Page("report", "网格员上报", frozenset(), endpoint="intake.report"),
 }
 
 
@@ -70,7 +72,8 @@ class Role:
 # The table. A commander reads every layer, of their street only (row-level security); the
 # planner reads the boundaries and the two progress layers; the clerk, who loads extracts,
 # reads the boundaries (to check an import in QGIS) and the load reports, files requests and
-# works cases from the street centre's queue (/queue: dispatch, callbacks). A department user
+# works cases from the street centre's queue (/queue: dispatch, callbacks) — bound to its
+# street's centre since migration 0019 (its zone is that street). A department user
 # (承办单位) works its own unit's cases and whistles from its queue.
 ROLES: dict[str, Role] = {
     r.name: r
@@ -102,6 +105,10 @@ ROLES: dict[str, Role] = {
         # by unit, migration 0018) and reads no layer: its zone matches no street, so even
         # the boundaries would come back empty. Its page is its unit's case queue.
         Role("department", "承办单位", frozenset(), ("queue",), frozenset({CASES})),
+        # A grid officer (网格员) reports from the street (the 上报 page, Open311 POST) and
+        # reads the cases it reported; bound to one street, like a commander. It takes no
+        # case transition (layers/cases/machine.py: no action lists it).
+        Role("grid_officer", "网格员", ADMIN_LAYERS, ("report",), frozenset({INTAKE})),
     )
 }
 
@@ -124,12 +131,26 @@ def may_open(role_name: str, page: str) -> bool:
 # --- zones ------------------------------------------------------------------------------
 
 
+# The roles confined to one street (their user's `street_code`, migration 0019).
+STREET_ROLES = frozenset({"commander", "clerk", "grid_officer"})
+
+
 def zone_of(role: str, street_code: str | None) -> str:
     """The street a user of `role` is confined to, '*' for the whole district, or
-    NO_STREET for a department user (who sees its unit's cases and whistles only)."""
+    NO_STREET for a department user (who sees its unit's cases and whistles only) and for
+    a street's user bound to no street (a clerk made before migration 0019: it sees
+    nothing until bound)."""
     if role == "department":
         return NO_STREET
-    return street_code if role == "commander" and street_code else DISTRICT
+    if role in STREET_ROLES:
+        return street_code or NO_STREET
+    return DISTRICT
+
+
+def unbound(role: str, street_code: str | None) -> bool:
+    """A user of a street's role without a street (a clerk from before migration 0019):
+    refused until `blockdata users bind` gives it one."""
+    return role in STREET_ROLES and not street_code
 
 
 def unit_of(role: str, unit_code: str | None) -> str:

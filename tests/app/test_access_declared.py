@@ -35,6 +35,8 @@ ENDPOINTS = {
     "auth.logout",
     "openapi.openapi_json",
     *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run")),
+    *(f"intake.{n}" for n in ("report", "report_submit", "reports")),
+    *(f"photos.{n}" for n in ("case_photos_view", "photo")),
     *(
         f"api.{n}"
         for n in (
@@ -125,7 +127,7 @@ def test_create_app_refuses_a_view_without_a_declaration(
 
 
 def test_create_app_accepts_the_same_view_once_declared(
-    monkeypatch: pytest.MonkeyPatch, connection: sa.Connection
+    monkeypatch: pytest.MonkeyPatch, connection: sa.Connection, district: object
 ) -> None:
     @reads("service_requests")
     def debug() -> str:
@@ -134,7 +136,7 @@ def test_create_app_accepts_the_same_view_once_declared(
     _with_extra_route(monkeypatch, debug)
     app = create_app({"TESTING": True, "DB_CONNECTION": connection})
     assert "health.debug" in app.view_functions
-    clerk = login(app.test_client(), add_user(connection, "decl-clerk", "clerk"))
+    clerk = login(app.test_client(), add_user(connection, "decl-clerk", "clerk", "110102001"))
     assert clerk.get("/debug").status_code == 403  # the clerk reads no requests
     analyst = login(app.test_client(), add_user(connection, "decl-analyst", "analyst"))
     assert analyst.get("/debug").get_data(as_text=True) == "the requests"
@@ -155,7 +157,7 @@ def test_the_check_names_every_undeclared_endpoint() -> None:
 
 
 def test_a_view_added_after_start_up_without_a_declaration_is_refused(
-    app: Flask, connection: sa.Connection
+    app: Flask, connection: sa.Connection, district: object
 ) -> None:
     """The start-up check cannot see a route added later: the hook still refuses it (401
     anonymous, 403 whatever the role), and the view never runs."""
@@ -164,7 +166,10 @@ def test_a_view_added_after_start_up_without_a_declaration_is_refused(
     assert app.test_client().get("/late").status_code == 401
     for role in ("district", "analyst", "clerk", "department"):
         unit = add_unit(connection) if role == "department" else None
-        client = login(app.test_client(), add_user(connection, f"late-{role}", role, unit=unit))
+        street = "110102001" if role == "clerk" else None
+        client = login(
+            app.test_client(), add_user(connection, f"late-{role}", role, street, unit=unit)
+        )
         response = client.get("/late")
         assert response.status_code == 403, role
         assert "未声明" in response.get_data(as_text=True), role
@@ -231,9 +236,15 @@ ARGUMENTS = {
     "case_id": 1,
     "whistle_id": 1,
     "unit_code": "district-fire",
+    "photo_id": 1,
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
-BROWSER = {*(e for e in ENDPOINTS if e.startswith("pages.")), "auth.logout"}
+BROWSER = {
+    *(e for e in ENDPOINTS if e.startswith("pages.")),
+    "intake.report",
+    "intake.report_submit",
+    "auth.logout",
+}
 # The views that take a token as `api_key` (GeoReport clients): Open311's.
 API_KEY_VIEWS = {e for e in ENDPOINTS if e.startswith("open311.")}
 

@@ -34,7 +34,8 @@ from layers.queries.features import collections
 from tests.helpers import add_unit, add_user, login
 
 A, B = "110102001", "110102003"
-ROLES = ("district", "commander", "analyst", "planner", "clerk", "department")
+ROLES = ("district", "commander", "analyst", "planner", "clerk", "department", "grid_officer")
+STREET_ROLES = ("commander", "clerk", "grid_officer")  # bound to one street (migration 0019)
 ADMIN = {"streets", "communities", "grids", "lanes", "service_halls"}
 PROGRESS = {"relocation_targets", "renovation_projects"}
 EVERYTHING = ADMIN | PROGRESS | {"service_requests", "enforcement_cases"}
@@ -45,6 +46,7 @@ READS = {
     "planner": ADMIN | PROGRESS,
     "clerk": ADMIN,
     "department": set(),
+    "grid_officer": ADMIN,
 }
 PAGES = {
     "district": {"overview", "command", "planner", "imports"},
@@ -53,15 +55,21 @@ PAGES = {
     "planner": {"planner"},
     "clerk": {"imports", "queue"},
     "department": {"queue"},
+    "grid_officer": {"report"},
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
-INTAKE = {"district", "commander", "clerk"}
+INTAKE = {"district", "commander", "clerk", "grid_officer"}
+CASE = "/api/cases/<int(max=9223372036854775807):case_id>"
 WHISTLE_UNIT = "/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>"
 CASE_WORKERS = {"district", "commander", "clerk", "department"}  # cases and whistles
 
 
 def works_cases(role: str, args: dict[str, Any]) -> bool:
     return role in CASE_WORKERS
+
+
+def sees_photos(role: str, args: dict[str, Any]) -> bool:
+    return role in CASE_WORKERS | INTAKE
 
 
 Verdict = Callable[[str, dict[str, Any]], bool]
@@ -130,6 +138,12 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/api/cases/<int(max=9223372036854775807):case_id>"): works_cases,
     ("POST", "/api/cases/<int(max=9223372036854775807):case_id>/transitions"): works_cases,
     ("GET", "/api/whistles"): works_cases,
+    ("GET", "/report"): page("report"),
+    ("POST", "/report"): page("report"),
+    ("GET", "/api/reports"): lambda role, args: role in INTAKE,
+    ("GET", f"{CASE}/photos"): sees_photos,
+    ("POST", f"{CASE}/photos"): sees_photos,
+    ("GET", f"{CASE}/photos/<int(max=9223372036854775807):photo_id>"): sees_photos,
     ("POST", "/api/whistles"): works_cases,
     **{
         (
@@ -146,6 +160,8 @@ NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
     "/api/layers/<layer>/geojson": lambda args: args["layer"] == "service_requests",
     # No case 0 nor whistle 0 (an empty POST body is refused first: 400, see ANSWERS).
     "/api/cases/<int(max=9223372036854775807):case_id>": lambda args: True,
+    f"{CASE}/photos": lambda args: True,
+    f"{CASE}/photos/<int(max=9223372036854775807):photo_id>": lambda args: True,
     **{f"{WHISTLE_UNIT}/{m}": (lambda args: True) for m in ("arrival", "completion")},
 }
 # Allowed POSTs sent without a body: the view's own 400 (the body is checked first).
@@ -153,6 +169,7 @@ BODY_REFUSED = {
     "/api/cases/<int(max=9223372036854775807):case_id>/transitions",
     "/api/whistles",
     f"{WHISTLE_UNIT}/rating",
+    "/report",
 }
 GOOD_POST = {"service_code": "环境卫生", "lat": "39.905", "long": "116.305", "description": "垃圾"}
 
@@ -200,6 +217,7 @@ def _argument_values(conn: sa.Connection) -> dict[str, list[str]]:
         "y": ["6203"],
         "case_id": ["0"],
         "whistle_id": ["0"],
+        "photo_id": ["0"],
         "unit_code": ["district-fire"],
     }
 
@@ -247,7 +265,7 @@ def test_every_role_gets_the_policys_verdict_on_every_route(
     with the reason. Sessions for every route; a bearer token for the APIs (Open311's POST
     takes only a token), so both ways in get the same verdict."""
     unit = add_unit(connection) if role == "department" else None
-    uid = add_user(connection, f"cap-{role}", role, A if role == "commander" else None, unit)
+    uid = add_user(connection, f"cap-{role}", role, A if role in STREET_ROLES else None, unit)
     value, digest = new_token()
     connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
     session = login(app.test_client(), uid)
@@ -286,7 +304,7 @@ def test_every_role_gets_the_policys_verdict_on_every_route(
 @pytest.mark.usefixtures("loaded")
 def test_the_clerk_is_refused_planner_data(app: Flask, connection: sa.Connection) -> None:
     """The issue's case: the clerk may not read relocation and renovation, /api/planner included."""
-    clerk = login(app.test_client(), add_user(connection, "clerk-1", "clerk"))
+    clerk = login(app.test_client(), add_user(connection, "clerk-1", "clerk", A))
     for url in [
         "/api/planner",
         "/api/layers/relocation_targets/geojson",
@@ -315,7 +333,8 @@ def test_cli_export_as_a_user_gets_the_same_verdict(
         for role in ROLES:
             if role != "commander":
                 unit = add_unit(conn) if role == "department" else None
-                add_user(conn, f"cli-{role}", role, unit=unit)
+                street = A if role in STREET_ROLES else None
+                add_user(conn, f"cli-{role}", role, street, unit=unit)
     engine.dispose()
     env = {"DATABASE_URL": committed_url}
     for role in ROLES:
@@ -352,7 +371,7 @@ def _nav(html: str) -> list[str]:
 def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     app: Flask, connection: sa.Connection, role: str
 ) -> None:
-    street = A if role == "commander" else None
+    street = A if role in STREET_ROLES else None
     add_user(connection, f"nav-{role}", role, street)
     client = app.test_client()
     landed = client.post("/login", data={"name": f"nav-{role}", "password": "secret-password"})
@@ -364,6 +383,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         "commander": f"/command/{A}",
         "planner": "/planner",
         "clerk": "/imports",
+        "grid_officer": "/report",
     }[role]
     assert home == expected_home
     page = client.get(home)
@@ -378,8 +398,9 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         "analyst": "分析",
         "planner": "规划",
         "clerk": "数据",
+        "grid_officer": "网格员",
     }[role] in me
-    if role == "commander":
+    if role in STREET_ROLES:
         assert "测试001街道" in me
     assert 'action="/logout"' in html
     links = _nav(html)
@@ -389,6 +410,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     # Only the pages the role may open are linked (the command view needs a street).
     wanted = {
         {"overview": "/", "planner": "/planner", "imports": "/imports", "queue": "/queue"}.get(
+    "grid_officer": {"report"},
             p, f"/command/{A}"
         )
         for p in PAGES[role]
@@ -431,7 +453,7 @@ def test_a_department_lands_on_its_queue(app: Flask, connection: sa.Connection) 
 def test_refused_and_missing_pages_are_chinese_html_with_a_way_back(
     app: Flask, anonymous: FlaskClient, connection: sa.Connection
 ) -> None:
-    clerk = login(app.test_client(), add_user(connection, "err-clerk", "clerk"))
+    clerk = login(app.test_client(), add_user(connection, "err-clerk", "clerk", A))
     for url, status in [
         ("/", 403),
         ("/planner", 403),

@@ -180,7 +180,8 @@ FILTERS: list[tuple[dict[str, str], str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(
-    ("role", "street"), [("district", None), ("commander", A), ("commander", B), ("clerk", None)]
+    ("role", "street"),
+    [("district", None), ("commander", A), ("commander", B), ("clerk", A), ("clerk", B)],
 )
 def test_lists_filters_pages_and_counts_equal_sql(
     app: Flask,
@@ -293,7 +294,7 @@ def test_a_case_life_through_the_api(
 ) -> None:
     now = clock.instant
     case_id = _case(connection, "L1", A, now - dt.timedelta(hours=2), "噪声扰民")
-    client = _user(app, connection, role, A if role == "commander" else None)
+    client = _user(app, connection, role, None if role == "district" else A)
     url = f"/api/cases/{case_id}/transitions"
 
     def post(body: Any, status: int) -> dict[str, Any]:
@@ -352,7 +353,7 @@ def test_a_case_life_through_the_api(
     )
     assert (first["role"], first["user"], first["note"]) == (
         role,
-        f"cases-{role}-{'all' if role != 'commander' else A}",
+        f"cases-{role}-{'all' if role == 'district' else A}",
         "请尽快处理",
     )
     assert first["fields"]["main_unit"] == units[0]
@@ -383,7 +384,7 @@ def test_an_extension_approved_with_a_local_due_time(
     )
     transition(connection, case_id, "accept", 1, unit, {}, start)
     transition(connection, case_id, "extend", 2, unit, {"hours": 24}, start)
-    client = _user(app, connection, role, A if role == "commander" else None)
+    client = _user(app, connection, role, None if role == "district" else A)
     response = client.post(
         f"/api/cases/{case_id}/transitions",
         json={"action": "approve_extension", "version": 3, "due_at": "2027-02-01T18:00"},
@@ -409,7 +410,7 @@ def test_bad_bodies_are_400_json(
     app: Flask, connection: sa.Connection, clock: FrozenClock, units: list[str], role: str
 ) -> None:
     case_id = _case(connection, "X1", A, clock.instant, "噪声扰民")
-    client = _user(app, connection, role, A if role == "commander" else None)
+    client = _user(app, connection, role, None if role == "district" else A)
     url = f"/api/cases/{case_id}/transitions"
     for body in (
         "not json",
@@ -433,9 +434,10 @@ def test_bad_bodies_are_400_json(
         ("/api/whistles", {"street": A, "target_kind": "lane", "units": "x"}),
         ("/api/whistles", {"street": "x", "target_kind": "lane"}),
         ("/api/whistles/1/units/district-fire/rating", {"rating": 3}),
-        # No such street (a commander is refused any street but theirs first: 403).
+        # No such street (a commander or a clerk, bound to one street, is refused any street
+        # but theirs first: 403).
         *[("/api/whistles", {**_blow_body(units, clock.instant), "street": "999999999"})]
-        * (role != "commander"),
+        * (role == "district"),
     ]:
         response = client.post(path, json=body)
         assert response.status_code == 400 and response.is_json, (path, body)
@@ -460,7 +462,7 @@ def test_a_whistle_blown_reported_and_rated_through_the_api(
     meet_local = (now - dt.timedelta(minutes=70)).astimezone(BEIJING).replace(tzinfo=None)
     commander = _user(app, connection, "commander", A)
     other = _user(app, connection, "commander", B)
-    clerk = _user(app, connection, "clerk")
+    clerk = _user(app, connection, "clerk", A)
     case_id = _case(connection, "W1", A, now - dt.timedelta(days=1), "噪声扰民")
     blown = commander.post(
         "/api/whistles",
@@ -558,7 +560,8 @@ def test_a_clerk_dispatches_and_the_unit_works_the_case_to_its_close(
     now = clock.instant
     mine = _case(connection, "U1", A, now - dt.timedelta(hours=3), "噪声扰民")
     other = _case(connection, "U2", B, now - dt.timedelta(hours=3), "噪声扰民")
-    clerk = _user(app, connection, "clerk")
+    clerk = _user(app, connection, "clerk", A)  # each street's centre dispatches its cases
+    clerk_b = _user(app, connection, "clerk", B)
     unit_user = login(
         app.test_client(), add_user(connection, "cases-unit", "department", None, units[1])
     )
@@ -569,7 +572,8 @@ def test_a_clerk_dispatches_and_the_unit_works_the_case_to_its_close(
         return response.get_json()
 
     act(clerk, mine, {"action": "dispatch", "version": 0, "main_unit": units[1]})
-    act(clerk, other, {"action": "dispatch", "version": 0, "main_unit": units[2]})
+    act(clerk, other, {"action": "dispatch", "version": 0, "main_unit": units[2]}, 404)
+    act(clerk_b, other, {"action": "dispatch", "version": 0, "main_unit": units[2]})
     queue = unit_user.get("/api/cases").get_json()
     assert [c["id"] for c in queue["cases"]] == [mine]  # its unit's case, across streets
     assert unit_user.get(f"/api/cases/{other}").status_code == 404

@@ -131,9 +131,9 @@ def open311_rows(conn: sa.Connection) -> int:
 
 
 def test_services_are_the_categories_of_the_routing_configuration(
-    anonymous: FlaskClient, connection: sa.Connection
+    anonymous: FlaskClient, connection: sa.Connection, district: Any
 ) -> None:
-    key = token(connection, "clerk")
+    key = token(connection, "clerk", STREET_A)
     status, body, _ = call(anonymous, "GET", "/services.json", api_key=key)
     assert status == 200
     routing = load_routing()
@@ -211,7 +211,8 @@ def test_post_with_coordinates_places_routes_and_times_the_request(
         phone="13800000000",
     )
     assert status == 200, body
-    assert len(body) == 1 and set(body[0]) == {"service_request_id", "service_notice", "account_id"}
+    assert len(body) == 1
+    assert set(body[0]) == {"service_request_id", "case_id", "service_notice", "account_id"}
     assert body[0]["account_id"] is None
     row = stored(connection, body[0]["service_request_id"])
     assert (row.grid_code, row.community_code, row.street_code) == grid_of(
@@ -260,7 +261,7 @@ def test_post_with_coordinates_places_routes_and_times_the_request(
 def test_post_by_address_only_is_geocoded_on_the_lane_or_at_the_landmark(
     anonymous: FlaskClient, connection: sa.Connection
 ) -> None:
-    key = token(connection, "clerk")
+    key = token(connection, "district")
     # 5 is the third of the ten odd numbers: at 2.5/10 of the lane from its start.
     for address, (lng, lat), quality in [
         ("北京市西城区测试胡同5号", (116.303, 39.905), "address"),
@@ -584,7 +585,7 @@ def test_credentials_and_roles(
         status, body, _ = call(anonymous, "POST", "/requests.json", api_key=key, **GOOD)
         georeport_error(body, 403, role)
     # A clerk files requests (api_key in a form, or in a JSON body) but may not read them.
-    clerk = token(connection, "clerk")
+    clerk = token(connection, "clerk", STREET_A)  # the street centre's clerk (migration 0019)
     assert call(anonymous, "POST", "/requests.json", api_key=clerk, **GOOD)[0] == 200
     assert call(anonymous, "POST", "/requests.json", json={**GOOD, "api_key": clerk})[0] == 200
     assert call(anonymous, "GET", "/requests.json", api_key=clerk)[0] == 403

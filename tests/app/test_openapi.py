@@ -149,7 +149,12 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-FUZZ_ROLES = [("district", None), ("commander", "110102001"), ("clerk", None)]
+FUZZ_ROLES = [
+    ("district", None),
+    ("commander", "110102001"),
+    ("clerk", "110102001"),
+    ("grid_officer", "110102001"),
+]
 
 
 @pytest.mark.parametrize(("role", "street"), FUZZ_ROLES)

@@ -112,7 +112,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         add_user(conn, "district-chief", "district")
         street = conn.exec_driver_sql("select min(code) from streets").scalar_one()
         for role in ROLES:
-            add_user(conn, f"{role}-1", role, street if role == "commander" else None)
+            add_user(conn, f"{role}-1", role, street if role in ("commander", "clerk") else None)
         conn.commit()
     # The live layers ask every 2 s instead of 15: the new-record tests wait less.
     app = create_app(
@@ -578,7 +578,8 @@ def test_each_role_lands_navigates_is_refused_with_a_way_back_and_logs_out(
     page.fill("input[name=password]", "secret-password")  # type: ignore[attr-defined]
     with page.expect_navigation():  # type: ignore[attr-defined]
         page.click("button[type=submit]")  # type: ignore[attr-defined]
-    street = _street_of(live, user) if role == "commander" else None
+    # A commander and a clerk (the street centre's) show their street.
+    street = _street_of(live, user) if role in ("commander", "clerk") else None
     home = {
         "district": "/",
         "analyst": "/",

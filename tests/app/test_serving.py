@@ -180,6 +180,7 @@ def _route_values(url: str, street: str) -> dict[str, list[str]]:
         "filename": [str(static.relative_to(PROJECT_ROOT / "static"))],
         "run_id": [str(run_id)],
         "case_id": ["1"],
+        "photo_id": ["1"],
     }
 
 
@@ -210,7 +211,9 @@ def _get_urls(app: Any, values: dict[str, list[str]]) -> list[str]:
     return urls
 
 
-@pytest.mark.parametrize("role", ["district", "commander", "analyst", "planner", "clerk"])
+@pytest.mark.parametrize(
+    "role", ["district", "commander", "analyst", "planner", "clerk", "grid_officer"]
+)
 def test_head_on_every_get_route_answers_like_get_and_leaves_no_transaction(
     served_url: str,
     district_token: str,
@@ -225,7 +228,8 @@ def test_head_on_every_get_route_answers_like_get_and_leaves_no_transaction(
     elif role == "commander":
         token = commander_token
     else:
-        token = add_account(served_url, f"serving-{role}", role)[1]
+        bound = street if role in ("clerk", "grid_officer") else None  # one street's
+        token = add_account(served_url, f"serving-{role}", role, bound)[1]
     app = live_app(served_url)
     urls = _get_urls(app, _route_values(served_url, street))
     assert len(urls) > 40

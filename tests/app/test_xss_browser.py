@@ -162,7 +162,7 @@ def poisoned(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
         assert (extra.inserted, extra.rejected) == (10, 1), extra.reasons
         for role in ROLES:
-            add_user(conn, f"x-{role}", role, street if role == "commander" else None)
+            add_user(conn, f"x-{role}", role, street if role in ("commander", "clerk") else None)
         uid = conn.execute(sa.text("select id from users where name = 'x-commander'")).scalar_one()
         token, digest = new_token()
         conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))

@@ -97,6 +97,7 @@ def test_demo_users_one_per_role_and_a_commander_per_street(
         "district": (1, 0),
         "analyst": (1, 0),
         "planner": (1, 0),
-        "clerk": (1, 0),
+        "clerk": (1, 1),  # bound to a street (migration 0019)
+        "grid_officer": (1, 1),
         "commander": (15, 15),
     }
