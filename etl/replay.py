@@ -43,12 +43,17 @@ The rules (docs/etl.md, "Cases from extracts"):
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
+from etl import locks
 from layers.cases.machine import ETL
+from layers.cases.tables import cases
 
 USER = "etl"
 RANK = {
@@ -71,6 +76,10 @@ STEPS = (
     (6, "close", "closed", True),
 )
 MAX_UNKNOWN_UNITS = 20  # distinct unknown unit values named in the warnings
+FAST_MIN_ROWS = 20_000  # a batch this large skips the per-row reference checks (see replay)
+# A batch of at least this many new rows for a table, and more than a quarter of it, rebuilds
+# its secondary indexes around the inserts (as etl/load.py's bulk load does).
+BULK_MIN_ROWS = 50_000
 
 
 @dataclass
@@ -128,62 +137,49 @@ def replayable(layer: str) -> bool:
     return layer in SOURCES
 
 
-def _create_cases(conn: sa.Connection, layer: str, source: str) -> int:
-    """The missing case of every row of the source, in 受理 (version 0)."""
-    spec = SOURCES[layer]
-    result = conn.execute(
-        sa.text(
-            f"""
-            insert into cases (kind, {spec["key"]}, street_code, category, received_at,
-                               updated_at)
-            select :kind, r.id, r.street_code, {_category(layer)}, {spec["received"]},
-                   {spec["received"]}
-              from {layer} r
-             where r.source = :source
-               and not exists (select 1 from cases c where c.{spec["key"]} = r.id)
-             order by r.id
-            """
-        ),
-        {"kind": spec["kind"], "source": source},
-    )
-    return int(result.rowcount)
+def _rank_sql(expr: str) -> str:
+    whens = " ".join(f"when '{state}' then {rank}" for state, rank in RANK.items())
+    return f"coalesce((case {expr} {whens} end), 99)"
 
 
-def _category(layer: str) -> str:
-    return "r.category" if layer == "service_requests" else "r.case_type"
-
-
-def _candidates(conn: sa.Connection, layer: str, source: str, run_id: int) -> None:
-    """replay_rows: the cases to look at — the rows this run inserted or changed, and the
+def _rows(conn: sa.Connection, layer: str, source: str, run_id: int) -> int:
+    """replay_rows: the cases to look at — every row of the source without a case yet (its
+    case id drawn from the sequence now), the rows this run inserted or changed, and the
     cases that never moved — with their chain's times and unit values."""
     spec = SOURCES[layer]
     conn.exec_driver_sql("drop table if exists replay_rows")
-    conn.execute(
+    result = conn.execute(
         sa.text(
             f"""
             create temp table replay_rows on commit drop as
-            select c.id as case_id, c.state, c.version, c.street_code,
-                   case when c.version = 0 then '-infinity'::timestamptz
+            select coalesce(c.id, nextval(pg_get_serial_sequence('cases', 'id'))) as case_id,
+                   c.id is null as new, r.id as source_row,
+                   coalesce(c.state, 'received') as state, coalesce(c.version, 0) as version,
+                   coalesce(c.street_code, r.street_code) as street_code,
+                   {_category(layer)} as category, {spec["received"]} as received_at,
+                   case when coalesce(c.version, 0) = 0 then '-infinity'::timestamptz
                         else (select max(h.at) from case_history h where h.case_id = c.id)
                    end as last_at,
-                   coalesce({_rank_sql("c.state")}, 99) as cur_rank,
+                   {_rank_sql("coalesce(c.state, 'received')")} as cur,
                    {spec["units"]} as unit_values,
                    r.due_at,
                    {spec["d"]} as d, {spec["a"]} as a, {spec["c"]} as c, {spec["r"]} as r,
                    {spec["cb"]} as cb, {spec["cl"]} as cl,
                    {spec["valid"]} as valid, {spec["contacted"]} as contacted,
                    {spec["solved"]} as solved, {spec["rating"]} as rating
-              from {layer} r join cases c on c.{spec["key"]} = r.id
-             where r.source = :source and (r.etl_run_id = :run or c.version = 0)
+              from {layer} r left join cases c on c.{spec["key"]} = r.id
+             where r.source = :source
+               and (c.id is null or r.etl_run_id = :run or c.version = 0)
             """
         ),
         {"source": source, "run": run_id},
     )
+    conn.exec_driver_sql("analyze replay_rows")
+    return int(result.rowcount)
 
 
-def _rank_sql(expr: str) -> str:
-    whens = " ".join(f"when '{state}' then {rank}" for state, rank in RANK.items())
-    return f"(case {expr} {whens} end)"
+def _category(layer: str) -> str:
+    return "r.category" if layer == "service_requests" else "r.case_type"
 
 
 def _resolve_units(conn: sa.Connection) -> None:
@@ -219,178 +215,195 @@ def _resolve_units(conn: sa.Connection) -> None:
         having count(*) = 1
         """
     )
+    conn.exec_driver_sql("analyze replay_units")
 
 
-def _steps(conn: sa.Connection, run_id: int) -> None:
-    """replay_steps: the steps to add, one row each, with what the case row takes from them."""
-    values = ", ".join(
-        f"({rank}, '{action}', '{state}', {_time_of(action)}, {_ok_of(action)}, {required})"
-        for rank, action, state, required in STEPS
-    )
-    conn.exec_driver_sql("drop table if exists replay_steps")
-    conn.execute(
-        sa.text(
-            f"""
-            create temp table replay_steps on commit drop as
-            with units_of as (
-                select p.case_id,
-                       (select u.code from replay_units u
-                         where u.v = p.unit_values[1] and u.s = coalesce(p.street_code, ''))
-                           as main_unit,
-                       coalesce(array(
-                           select distinct u.code from unnest(p.unit_values[2:]) as t(val)
-                             join replay_units u
-                               on u.v = t.val and u.s = coalesce(p.street_code, '')
-                       ), '{{}}') as assisting
-                  from replay_rows p
-            ), chain as (
-                select p.*, uo.main_unit,
-                       array(select x from unnest(uo.assisting) as x
-                              where x is distinct from uo.main_unit order by x) as assisting,
-                       p.d is not null as ok_d
-                  from replay_rows p join units_of uo using (case_id)
-            ), chain_a as (
-                select *, ok_d and a is not null and a >= d as ok_a from chain
-            ), chain_c as (
-                select *,
-                       ok_a and c is not null and c >= a and (r is null or c <= r) as ok_c
-                  from chain_a
-            ), chain_r as (
-                select *,
-                       ok_a and r is not null
-                       and r >= (case when ok_c then c else a end) as ok_r
-                  from chain_c
-            ), chain_cb as (
-                select *, ok_r and cb is not null and cb >= r as ok_cb from chain_r
-            ), full_chain as (
-                select *, ok_cb and cl is not null and cl >= cb as ok_cl from chain_cb
-            ), reached as (
-                select f.case_id, f.state, f.last_at, f.cur_rank, f.main_unit, f.assisting,
-                       f.due_at, f.valid, f.contacted, f.solved, f.rating,
-                       s.rank, s.action, s.to_state, s.at, s.required
-                  from full_chain f
-                 cross join lateral (values {values})
-                       as s(rank, action, to_state, at, ok, required)
-                 where s.ok and s.rank > f.cur_rank
-            ), kept as (
-                select *,
-                       bool_or(required and at < last_at) over (
-                           partition by case_id order by rank
-                       ) or at < last_at as behind
-                  from reached
-            )
-            select case_id, rank, action, at,
-                   coalesce(lag(to_state) over (partition by case_id order by rank), state)
-                       as from_state,
-                   to_state, main_unit, assisting, due_at, valid, contacted, solved, rating,
-                   jsonb_strip_nulls(case action
-                       when 'dispatch' then jsonb_build_object(
-                           'main_unit', main_unit, 'assisting_units', to_jsonb(assisting),
-                           'due_at', due_at, 'etl_run_id', cast(:run as integer))
-                       when 'callback' then jsonb_build_object(
-                           'valid', valid, 'contacted', contacted, 'solved', solved,
-                           'rating', rating, 'etl_run_id', cast(:run as integer))
-                       else jsonb_build_object('etl_run_id', cast(:run as integer))
-                   end) as fields
-              from kept
-             where not behind
-            """
-        ),
-        {"run": run_id},
+def _chain(conn: sa.Connection) -> None:
+    """replay_chain: per case, its unit(s) and, for each step, whether it is added (add_d …
+    add_cl: the chain's order and times, beyond the case's state, not before its last step,
+    its required predecessor reached or added)."""
+    conn.exec_driver_sql("drop table if exists replay_chain")
+    conn.exec_driver_sql(
+        """
+        create temp table replay_chain on commit drop as
+        with united as (
+            select p.*, mu.code as main_unit,
+                   case when cardinality(p.unit_values) > 1 then array(
+                       select distinct u.code from unnest(p.unit_values[2:]) as t(val)
+                         join replay_units u
+                           on u.v = t.val and u.s = coalesce(p.street_code, '')
+                        where u.code is distinct from mu.code
+                        order by u.code
+                   ) else '{}'::varchar[] end as assisting
+              from replay_rows p
+              left join replay_units mu
+                on mu.v = p.unit_values[1] and mu.s = coalesce(p.street_code, '')
+        ), ok1 as (
+            select *, d is not null as ok_d,
+                   d is not null and a is not null and a >= d as ok_a
+              from united
+        ), ok2 as (
+            select *, ok_a and c is not null and c >= a and (r is null or c <= r) as ok_c
+              from ok1
+        ), ok3 as (
+            select *, ok_a and r is not null and r >= (case when ok_c then c else a end) as ok_r
+              from ok2
+        ), ok4 as (
+            select *, ok_r and cb is not null and cb >= r as ok_cb from ok3
+        ), ok5 as (
+            select *, ok_cb and cl is not null and cl >= cb as ok_cl from ok4
+        ), add1 as (
+            select *, ok_d and cur < 1 and d >= last_at as add_d from ok5
+        ), add2 as (
+            select *, ok_a and cur < 2 and a >= last_at and (cur >= 1 or add_d) as add_a
+              from add1
+        ), add3 as (
+            select *,
+                   ok_c and cur < 3 and c >= last_at and (cur >= 2 or add_a) as add_c,
+                   ok_r and cur < 4 and r >= last_at and (cur >= 2 or add_a) as add_r
+              from add2
+        ), add4 as (
+            select *, ok_cb and cur < 5 and cb >= last_at and (cur >= 4 or add_r) as add_cb
+              from add3
+        )
+        select *, ok_cl and cur < 6 and cl >= last_at and (cur >= 5 or add_cb) as add_cl
+          from add4
+         order by case_id
+        """
     )
 
 
-def _time_of(action: str) -> str:
-    return {
-        "dispatch": "f.d",
-        "accept": "f.a",
-        "contact": "f.c",
-        "resolve": "f.r",
-        "callback": "f.cb",
-        "close": "f.cl",
-    }[action]
+# Each step: the action, its flag, its time, the state it comes from (the previous added
+# step's, else the case's), the state it leads to, its fields.
+RUN = "cast(:run as integer)"
+STEP_SQL = (
+    ("dispatch", "add_d", "d", "state", "dispatched",
+     "jsonb_build_object('main_unit', main_unit, 'assisting_units', to_jsonb(assisting), "
+     f"'due_at', due_at, 'etl_run_id', {RUN})"),
+    ("accept", "add_a", "a", "case when add_d then 'dispatched' else state end", "accepted",
+     "cast(:run_fields as jsonb)"),
+    ("contact", "add_c", "c", "case when add_a then 'accepted' else state end", "contacted",
+     "cast(:run_fields as jsonb)"),
+    ("resolve", "add_r", "r",
+     "case when add_c then 'contacted' when add_a then 'accepted' else state end", "resolved",
+     "cast(:run_fields as jsonb)"),
+    ("callback", "add_cb", "cb", "case when add_r then 'resolved' else state end",
+     "called_back",
+     "jsonb_build_object('valid', valid, 'contacted', contacted, 'solved', solved, "
+     f"'rating', rating, 'etl_run_id', {RUN})"),
+    ("close", "add_cl", "cl", "case when add_cb then 'called_back' else state end", "closed",
+     "cast(:run_fields as jsonb)"),
+)  # fmt: skip
+
+# The case row after the added steps (the machine's `apply`, in SQL), column by column, from
+# the chain (x) and the case's row before them ({old}: `c.` for a case that existed; a new
+# case had nothing set yet).
+FINAL = {
+    "state": "case when x.add_cl then 'closed' when x.add_cb then 'called_back' "
+    "when x.add_r then 'resolved' when x.add_c then 'contacted' when x.add_a then 'accepted' "
+    "when x.add_d then 'dispatched' else {old}state end",
+    "main_unit": "case when x.add_d then x.main_unit else {old}main_unit end",
+    "assisting_units": "case when x.add_d then x.assisting else {old}assisting_units end",
+    "dispatched_at": "case when x.add_d then x.d else {old}dispatched_at end",
+    "due_at": "case when x.add_d then x.due_at else {old}due_at end",
+    "accepted_at": "case when x.add_a then x.a when x.add_d then null else {old}accepted_at end",
+    "contacted_at": "case when x.add_c then x.c when x.add_d then null else {old}contacted_at end",
+    "resolved_at": "case when x.add_r then x.r when x.add_d then null else {old}resolved_at end",
+    "result": "case when x.add_r or x.add_d then null else {old}result end",
+    "extension_due_at": "case when x.add_r or x.add_d then null else {old}extension_due_at end",
+    "called_back_at": "case when x.add_cb then x.cb when x.add_d then null "
+    "else {old}called_back_at end",
+    "callback_valid": "case when x.add_cb then x.valid when x.add_d then null "
+    "else {old}callback_valid end",
+    "callback_contacted": "case when x.add_cb then x.contacted when x.add_d then null "
+    "else {old}callback_contacted end",
+    "callback_solved": "case when x.add_cb then x.solved when x.add_d then null "
+    "else {old}callback_solved end",
+    "rating": "case when x.add_cb then x.rating when x.add_d then null else {old}rating end",
+    "closed_at": "case when x.add_cl then x.cl else {old}closed_at end",
+}
+ANY = "(x.add_d or x.add_a or x.add_c or x.add_r or x.add_cb or x.add_cl)"
+ADDED = (
+    "(x.add_d::int + x.add_a::int + x.add_c::int + x.add_r::int + x.add_cb::int + x.add_cl::int)"
+)
+LAST = (
+    "greatest(case when x.add_d then x.d end, case when x.add_a then x.a end, "
+    "case when x.add_c then x.c end, case when x.add_r then x.r end, "
+    "case when x.add_cb then x.cb end, case when x.add_cl then x.cl end)"
+)
 
 
-def _ok_of(action: str) -> str:
-    return {
-        "dispatch": "f.ok_d",
-        "accept": "f.ok_a",
-        "contact": "f.ok_c",
-        "resolve": "f.ok_r",
-        "callback": "f.ok_cb",
-        "close": "f.ok_cl",
-    }[action]
+def _final(name: str, old: str | None) -> str:
+    """FINAL[name] for a case that existed (`old` its alias and a dot) or a new one."""
+    if old is not None:
+        return FINAL[name].replace("{old}", old)
+    column = cases.c[name]
+    fresh = {"state": "'received'", "assisting_units": "'{}'"}.get(
+        name, f"null::{column.type.compile(dialect=postgresql.dialect())}"
+    )
+    return re.sub(r"\{old\}\w+", fresh, FINAL[name])
 
 
-def _append(conn: sa.Connection) -> int:
+def _new_cases(conn: sa.Connection, layer: str) -> int:
+    """Insert the new cases as their steps leave them."""
+    spec = SOURCES[layer]
+    names = ", ".join(FINAL)
+    values = ", ".join(_final(n, None) for n in FINAL)
     result = conn.execute(
         sa.text(
-            """
-            insert into case_history (case_id, action, from_state, to_state, user_name, role,
-                                      at, fields)
-            select case_id, action, from_state, to_state, :user, :role, at, fields
-              from replay_steps
-             order by case_id, rank
+            f"""
+            insert into cases (id, kind, {spec["key"]}, street_code, category, received_at,
+                               version, updated_at, {names})
+            select x.case_id, :kind, x.source_row, x.street_code, x.category, x.received_at,
+                   {ADDED}, coalesce({LAST}, x.received_at), {values}
+              from replay_chain x where x.new
+             order by x.case_id
             """
         ),
-        {"user": USER, "role": ETL},
+        {"kind": spec["kind"]},
     )
     return int(result.rowcount)
 
 
-def _move(conn: sa.Connection) -> int:
-    """Set each case row to what its history now gives (the machine's `apply`, in SQL)."""
+def _moved_cases(conn: sa.Connection) -> int:
+    """Update the existing cases that took steps."""
+    sets = ", ".join(f"{n} = {_final(n, 'c.')}" for n in FINAL)
     result = conn.exec_driver_sql(
-        """
-        update cases c set
-            state = x.state,
-            version = c.version + x.n,
-            updated_at = x.last_at,
-            main_unit = case when x.dispatched then x.main_unit else c.main_unit end,
-            assisting_units = case when x.dispatched then x.assisting
-                                   else c.assisting_units end,
-            dispatched_at = case when x.dispatched then x.d_at else c.dispatched_at end,
-            due_at = case when x.dispatched then x.due_at else c.due_at end,
-            accepted_at = case when x.a_at is not null then x.a_at
-                               when x.dispatched then null else c.accepted_at end,
-            contacted_at = case when x.c_at is not null then x.c_at
-                                when x.dispatched then null else c.contacted_at end,
-            resolved_at = case when x.r_at is not null then x.r_at
-                               when x.dispatched then null else c.resolved_at end,
-            result = case when x.r_at is not null or x.dispatched then null else c.result end,
-            extension_due_at = case when x.r_at is not null or x.dispatched then null
-                                    else c.extension_due_at end,
-            called_back_at = case when x.cb_at is not null then x.cb_at
-                                  when x.dispatched then null else c.called_back_at end,
-            callback_valid = case when x.cb_at is not null then x.valid
-                                  when x.dispatched then null else c.callback_valid end,
-            callback_contacted = case when x.cb_at is not null then x.contacted
-                                      when x.dispatched then null else c.callback_contacted end,
-            callback_solved = case when x.cb_at is not null then x.solved
-                                   when x.dispatched then null else c.callback_solved end,
-            rating = case when x.cb_at is not null then x.rating
-                          when x.dispatched then null else c.rating end,
-            closed_at = case when x.cl_at is not null then x.cl_at else c.closed_at end
-          from (
-            select case_id, count(*) as n, max(at) as last_at,
-                   (array_agg(to_state order by rank desc))[1] as state,
-                   bool_or(action = 'dispatch') as dispatched,
-                   max(at) filter (where action = 'dispatch') as d_at,
-                   max(at) filter (where action = 'accept') as a_at,
-                   max(at) filter (where action = 'contact') as c_at,
-                   max(at) filter (where action = 'resolve') as r_at,
-                   max(at) filter (where action = 'callback') as cb_at,
-                   max(at) filter (where action = 'close') as cl_at,
-                   min(main_unit) as main_unit, min(assisting) as assisting,
-                   min(due_at) as due_at,
-                   bool_or(valid) as valid, bool_or(contacted) as contacted,
-                   bool_or(solved) as solved, min(rating) as rating
-              from replay_steps group by case_id
-          ) x
-         where c.id = x.case_id
+        f"""
+        update cases c set {sets}, version = c.version + {ADDED}, updated_at = {LAST}
+          from replay_chain x
+         where c.id = x.case_id and not x.new and {ANY}
         """
     )
     return int(result.rowcount)
+
+
+def _append(conn: sa.Connection, run_id: int) -> int:
+    """One history row per added step: one pass per step, so that a case's rows follow
+    each other in id order (what `layers.cases.store.history` reads them in)."""
+    added = 0
+    for action, flag, at, before, after, fields in STEP_SQL:
+        result = conn.execute(
+            sa.text(
+                f"""
+                insert into case_history (case_id, action, from_state, to_state, user_name,
+                                          role, at, fields)
+                select case_id, :action, {before}, :after, :user, :role, {at},
+                       jsonb_strip_nulls({fields})
+                  from replay_chain where {flag}
+                """
+            ),
+            {
+                "action": action,
+                "after": after,
+                "user": USER,
+                "role": ETL,
+                "run": run_id,
+                "run_fields": json.dumps({"etl_run_id": run_id}),
+            },
+        )
+        added += int(result.rowcount)
+    return added
 
 
 def _warn(conn: sa.Connection, out: Replayed) -> None:
@@ -409,6 +422,69 @@ def _warn(conn: sa.Connection, out: Replayed) -> None:
     rest = sum(int(c) for _, c in unknown[MAX_UNKNOWN_UNITS:])
     if rest:
         out.warnings["unknown_unit:…"] += rest
+    gaps = conn.exec_driver_sql(
+        """
+        select count(*) from replay_chain
+         where (not ok_d and coalesce(a, c, r, cb, cl) is not null)
+            or (not ok_a and a is not null)
+            or (not ok_r and coalesce(r, cb, cl) is not null)
+            or (not ok_cb and coalesce(cb, cl) is not null)
+            or (not ok_cl and cl is not null)
+        """
+    ).scalar_one()
+    if gaps:
+        out.warnings["replay_gap"] += int(gaps)
+
+
+def _added_counts(conn: sa.Connection) -> tuple[int, int]:
+    """(cases to create, history rows to add)."""
+    new, steps = conn.exec_driver_sql(
+        f"select count(*) filter (where new), coalesce(sum({ADDED}), 0) from replay_chain x"
+    ).one()
+    return int(new), int(steps)
+
+
+def _bulk_tables(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
+    """The tables of `counts` (table → rows to add) whose secondary indexes are cheaper
+    rebuilt than kept up row by row: a batch of at least BULK_MIN_ROWS, more than a quarter
+    of the table (etl/load.py's rule). Their ACCESS EXCLUSIVE locks are taken together
+    (`etl.locks`: short tries, never queueing readers for long) and held to the end of the
+    load; their indexes (those no constraint owns) are dropped; the statements that make
+    them again are returned, to run after the inserts."""
+    bulk = []
+    for table, rows in counts.items():
+        existing = conn.exec_driver_sql(
+            "select reltuples::bigint from pg_class where oid = %(t)s::regclass", {"t": table}
+        ).scalar_one()
+        if rows >= BULK_MIN_ROWS and rows * 4 > max(existing, 0):
+            bulk.append(table)
+    if not bulk:
+        return []
+    locks.acquire(conn, [(t, locks.ACCESS_EXCLUSIVE) for t in bulk])
+    made = []
+    for table in bulk:
+        found = conn.exec_driver_sql(
+            """
+            select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+              from pg_index i
+             where i.indrelid = %(t)s::regclass
+               and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)
+             order by 1
+            """,
+            {"t": table},
+        ).all()
+        for name, definition in found:
+            conn.exec_driver_sql(f"drop index {name}")
+            made.append(definition)
+    return made
+
+
+def _superuser(conn: sa.Connection) -> bool:
+    return bool(
+        conn.execute(
+            sa.text("select rolsuper from pg_roles where rolname = current_user")
+        ).scalar_one()
+    )
 
 
 def replay(conn: sa.Connection, layer: str, source: str, run_id: int) -> Replayed:
@@ -417,28 +493,30 @@ def replay(conn: sa.Connection, layer: str, source: str, run_id: int) -> Replaye
     out = Replayed()
     if not replayable(layer):
         return out
-    out.cases_created = _create_cases(conn, layer, source)
-    _candidates(conn, layer, source, run_id)
-    _resolve_units(conn)
-    _steps(conn, run_id)
-    out.steps_added = _append(conn)
-    out.cases_moved = _move(conn) if out.steps_added else 0
-    _warn(conn, out)
-    gaps = conn.exec_driver_sql(
-        """
-        select count(*) from replay_rows p
-         where (p.d is null and coalesce(p.a, p.c, p.r, p.cb, p.cl) is not null)
-            or (p.a is not null and p.a < p.d)
-            or (p.a is null and coalesce(p.r, p.cb, p.cl) is not null)
-            or (p.r is not null and p.r < p.a)
-            or (p.r is null and coalesce(p.cb, p.cl) is not null)
-            or (p.cb is not null and p.cb < p.r)
-            or (p.cb is null and p.cl is not null)
-            or (p.cl is not null and p.cl < p.cb)
-        """
-    ).scalar_one()
-    if gaps:
-        out.warnings["replay_gap"] += int(gaps)
-    for table in ("replay_steps", "replay_units", "replay_rows"):
-        conn.exec_driver_sql(f"drop table {table}")
+    rows = _rows(conn, layer, source, run_id)
+    if rows:
+        _resolve_units(conn)
+        _chain(conn)
+        # A large batch skips the per-row checks of the foreign keys and of the cases'
+        # source trigger (a superuser's `session_replication_role = replica`, no table
+        # lock): every row written here is built from rows that exist (the layer's rows,
+        # their cases, active units) in this transaction. Unique keys still hold.
+        fast = rows >= FAST_MIN_ROWS and _superuser(conn)
+        new, steps = _added_counts(conn)
+        rebuild = _bulk_tables(conn, {"cases": new, "case_history": steps}) if fast else []
+        if fast:
+            conn.exec_driver_sql("set local session_replication_role = replica")
+        out.cases_created = _new_cases(conn, layer)
+        out.cases_moved = _moved_cases(conn)
+        out.steps_added = _append(conn, run_id)
+        if fast:
+            conn.exec_driver_sql("set local session_replication_role = origin")
+        if rebuild:
+            conn.exec_driver_sql("set local maintenance_work_mem = '512MB'")
+            for definition in rebuild:
+                conn.exec_driver_sql(definition)
+        _warn(conn, out)
+        for table in ("replay_chain", "replay_units"):
+            conn.exec_driver_sql(f"drop table {table}")
+    conn.exec_driver_sql("drop table replay_rows")
     return out

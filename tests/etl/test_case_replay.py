@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
+from etl import replay as replay_module
 from etl.jobs import EtlError, RunReport, run_file
 from etl.units import build_units
 from layers.cases import Actor, case_of, history, replay, transition, transitions
@@ -32,6 +34,40 @@ DAY = "2026-11-02"
 def t(clock: str, day: str = DAY) -> dt.datetime:
     """A wall-clock time of the district."""
     return dt.datetime.fromisoformat(f"{day} {clock}").replace(tzinfo=BEIJING)
+
+
+@pytest.fixture(autouse=True, params=["checked", "bulk"])
+def path(request: pytest.FixtureRequest, connection: sa.Connection) -> Iterator[str]:
+    """Every test twice: as a small load runs (per-row reference checks, indexes kept up),
+    and as a large one (`session_replication_role = replica`, indexes rebuilt: etl.replay's
+    thresholds set to 0)."""
+    if request.param == "bulk":
+        superuser = connection.execute(
+            sa.text("select rolsuper from pg_roles where rolname = current_user")
+        ).scalar_one()
+        assert superuser, "the bulk path needs a superuser (the managed cluster's owner)"
+        patch = request.getfixturevalue("monkeypatch")
+        patch.setattr(replay_module, "FAST_MIN_ROWS", 0)
+        patch.setattr(replay_module, "BULK_MIN_ROWS", 0)
+        rebuilt: list[str] = []
+        bulk_tables = replay_module._bulk_tables
+
+        def spy(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
+            made = bulk_tables(conn, counts)
+            rebuilt.extend(made)
+            return made
+
+        patch.setattr(replay_module, "_bulk_tables", spy)
+        yield "bulk"
+        assert rebuilt  # every test's first load is a bulk one here: its indexes came back
+        if rebuilt:
+            assert any("uq_case_history_etl_step" in d for d in rebuilt)
+            names = connection.execute(
+                sa.text("select indexname from pg_indexes where tablename = 'case_history'")
+            ).scalars()
+            assert {"ix_case_history_case_id", "uq_case_history_etl_step"} <= set(names)
+        return
+    yield "checked"
 
 
 @pytest.fixture
