@@ -80,6 +80,7 @@ FAST_MIN_ROWS = 20_000  # a batch this large skips the per-row reference checks 
 # A batch of at least this many new rows for a table, and more than a quarter of it, rebuilds
 # its secondary indexes around the inserts (as etl/load.py's bulk load does).
 BULK_MIN_ROWS = 50_000
+BULK_SHARE = 4  # … and more than 1 / BULK_SHARE of the table
 
 
 @dataclass
@@ -456,7 +457,7 @@ def _bulk_tables(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
         existing = conn.exec_driver_sql(
             "select reltuples::bigint from pg_class where oid = %(t)s::regclass", {"t": table}
         ).scalar_one()
-        if rows >= BULK_MIN_ROWS and rows * 4 > max(existing, 0):
+        if rows >= BULK_MIN_ROWS and rows * BULK_SHARE > max(existing, 0):
             bulk.append(table)
     if not bulk:
         return []
