@@ -700,23 +700,29 @@ def _due_local(categories: Arr, dispatched: Arr) -> Arr:
     return (micros.astype("datetime64[us]") + offset).astype("datetime64[s]")
 
 
-def _overdue(rng: np.random.Generator, events: Arr, due: Arr, share: float) -> Arr:
-    """Resolution times (办结) of which `share` fall past the due time (超期办结): resolutions
-    drawn late beyond that share are brought inside the limit (between the response and the
-    due time), or, when too few are late, some are pushed a few hours to days past it."""
+def _overdue(
+    rng: np.random.Generator, events: Arr, due: Arr, share: float, taken: np.datetime64
+) -> Arr:
+    """Resolution times (办结) of which about `share` fall past the due time (超期办结):
+    resolutions drawn late beyond that share are brought inside the limit (between the
+    response and the due time), or, when too few are late, some are pushed a few hours to
+    days past it. Requests still open when the extract is `taken` stay as drawn (the
+    difficult ones that drag on, some of them overdue)."""
     respond, resolve = events[:, 1], events[:, 2].copy()
     late = resolve > due
     target = round(share * len(resolve))
     if late.sum() > target:
         room = (due - respond).astype(np.int64)
-        movable = np.flatnonzero(late & (room > 600))
+        movable = np.flatnonzero(late & (room > 600) & (resolve <= taken))
         fix = rng.choice(movable, size=min(len(movable), int(late.sum()) - target), replace=False)
         took = (room[fix] * rng.uniform(0.3, 0.95, fix.size)).astype("timedelta64[s]")
         resolve[fix] = respond[fix] + took
     elif late.sum() < target:
-        push = rng.choice(np.flatnonzero(~late), size=target - int(late.sum()), replace=False)
+        free = np.flatnonzero(~late & (resolve <= taken) & (due < taken))
+        push = rng.choice(free, size=min(len(free), target - int(late.sum())), replace=False)
         past = _lognormal_seconds(rng, np.full(push.size, 20.0), np.full(push.size, 1.0))
-        resolve[push] = np.maximum(due[push], respond[push]) + past.astype("timedelta64[s]")
+        pushed = np.maximum(due[push], respond[push]) + past.astype("timedelta64[s]")
+        resolve[push] = np.minimum(pushed, taken - np.timedelta64(1, "s"))
     return resolve
 
 
@@ -797,7 +803,8 @@ def _build_requests(
     # the lifecycle's own draws come from a stream of their own: the rest stays as it was
     life_rng = np.random.default_rng([seed, 9])
     cat_names = np.array(cats, dtype=object)[category]
-    events[:, 2] = _overdue(life_rng, events, _due_local(cat_names, events[:, 0]), OVERDUE_SHARE)
+    due = _due_local(cat_names, events[:, 0])
+    events[:, 2] = _overdue(life_rng, events, due, OVERDUE_SHARE, extract)
 
     later = extract + np.timedelta64(1, "D")
     main = ~is_new
