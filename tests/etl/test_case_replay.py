@@ -23,8 +23,6 @@ from etl.units import build_units
 from layers.cases import Actor, case_of, history, replay, transition, transitions
 from tests.district import request_row, write_csv
 
-pytestmark = pytest.mark.usefixtures("district")
-
 BEIJING = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=BEIJING)
 A, B = "110102001", "110102003"
@@ -36,11 +34,11 @@ def t(clock: str, day: str = DAY) -> dt.datetime:
     return dt.datetime.fromisoformat(f"{day} {clock}").replace(tzinfo=BEIJING)
 
 
-@pytest.fixture(autouse=True, params=["checked", "bulk"])
+@pytest.fixture(params=["checked", "bulk"])
 def path(request: pytest.FixtureRequest, connection: sa.Connection) -> Iterator[str]:
-    """Every test twice: as a small load runs (per-row reference checks, indexes kept up),
-    and as a large one (`session_replication_role = replica`, indexes rebuilt: etl.replay's
-    thresholds set to 0)."""
+    """Every test of the tiny district twice: as a small load runs (per-row reference
+    checks, indexes kept up), and as a large one (`session_replication_role = replica`,
+    indexes rebuilt: etl.replay's thresholds set to 0)."""
     if request.param == "bulk":
         superuser = connection.execute(
             sa.text("select rolsuper from pg_roles where rolname = current_user")
@@ -71,9 +69,10 @@ def path(request: pytest.FixtureRequest, connection: sa.Connection) -> Iterator[
 
 
 @pytest.fixture
-def units(connection: sa.Connection) -> None:
-    """Every street's centre and seven departments, the district's departments, and two
-    stations of street A named as on their doorplates."""
+def units(connection: sa.Connection, district: Any, path: str) -> None:
+    """The tiny district (tests/district.py) with every street's centre and seven
+    departments, the district's departments, and two stations of street A named as on
+    their doorplates; loaded both ways (`path`)."""
     build_units(connection)
     connection.execute(
         sa.text(
@@ -465,3 +464,35 @@ def test_enforcement_cases_replay_likewise(
         *_etl(("resolve", "accepted", "resolved", t("11:00:00", "2026-11-09"))),
     ]
     assert _all_replay(connection) == 3
+
+
+def test_the_demo_gives_every_dispatched_request_a_history(
+    connection: sa.Connection, tmp_path: Path
+) -> None:
+    """The demo district (etl/demo) through the production load: every request the extracts
+    show dispatched has a case whose history starts with the ETL's dispatch to a known unit,
+    and every case replays to its row."""
+    from etl.demo.load import generate, load
+
+    generate(tmp_path, requests=1_500, cases=80, targets=10, projects=10)
+    report = load(connection, tmp_path)
+    for run in report.runs:
+        assert run.status == "succeeded"
+        assert not [w for w in run.warnings if w.startswith("unknown_unit:")], run.warnings
+    missing = connection.execute(
+        sa.text(
+            "select count(*) from service_requests r where r.dispatched_at is not null "
+            "and not exists (select 1 from cases c join case_history h on h.case_id = c.id "
+            "where c.service_request_id = r.id and h.action = 'dispatch' and h.role = 'etl' "
+            "and c.main_unit is not null)"
+        )
+    ).scalar_one()
+    dispatched = connection.execute(
+        sa.text("select count(*) from service_requests where dispatched_at is not null")
+    ).scalar_one()
+    assert dispatched > 1000 and missing == 0
+    closed = connection.execute(
+        sa.text("select count(*) from cases where state = 'closed'")
+    ).scalar_one()
+    assert closed > 0
+    assert _all_replay(connection) > 1000

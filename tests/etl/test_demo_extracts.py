@@ -603,7 +603,7 @@ def test_cases(out: Path, truth: pd.DataFrame) -> None:
     joint = df["执法部门"].str.contains("、")
     assert ((df["是否联合执法"] == "是") == joint).all()
     assert 0.1 < joint.mean() < 0.4
-    agencies = {"城管执法队", "市场监管所", "消防救援站", "派出所", "交通支队", "生态环境局"}
+    agencies = {"城管执法队", "市场监管所", "消防救援支队", "派出所", "交通支队", "生态环境局"}
     assert set("、".join(df["执法部门"]).split("、")) <= agencies
     assert set(df["状态"]) <= set(ex.vocab.CASE_STATUSES)
     assert df["办理期限"].str.fullmatch(r"\d+").all()
