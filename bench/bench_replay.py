@@ -86,7 +86,8 @@ def write_extract(grids: object, n: int, path: Path, seed: int = 11) -> None:
     taken = np.datetime64(END, "s")
     steps = [dispatched, accepted, contacted, resolved, called_back, closed]
     reached = sum((s < taken).astype(int) for s in steps)
-    status = np.array(["待派单", "已派单", "处理中", "处理中", "已办结", "已办结", "已办结"])[reached]
+    statuses = ["待派单", "已派单", "处理中", "处理中", "已办结", "已办结", "已办结"]
+    status = np.array(statuses)[reached]
     category = np.array(CATEGORIES)[rng.choice(len(CATEGORIES), n, p=SHARES / SHARES.sum())]
     unit = np.array(load_routing().route(pa.array(category.tolist(), pa.string())).to_pylist())
 
@@ -160,8 +161,7 @@ def per_case_loop(conn: sa.Connection, sample: int) -> tuple[float, int, int]:
             category=r["category"],
             received_at=r["received_at"],
         )
-        version = 0
-        for action, column in STEP_COLUMNS:
+        for version, (action, column) in enumerate(STEP_COLUMNS):
             at = r[column]
             if at is None:
                 break
@@ -176,7 +176,6 @@ def per_case_loop(conn: sa.Connection, sample: int) -> tuple[float, int, int]:
                     "rating": r["satisfaction"],
                 }
             transition(conn, int(case["id"]), action, version, etl, fields, at)
-            version += 1
             steps += 1
     return time.perf_counter() - mark, len(rows), steps
 
@@ -246,9 +245,11 @@ def main() -> None:
             ).scalars()
             checked = agree = 0
             for case_id in ids:
-                row = conn.execute(
-                    sa.text("select * from cases where id = :i"), {"i": case_id}
-                ).mappings().one()
+                row = (
+                    conn.execute(sa.text("select * from cases where id = :i"), {"i": case_id})
+                    .mappings()
+                    .one()
+                )
                 checked += 1
                 agree += machine_replay(transitions(history(conn, case_id))) == case_of(row)
             version = server_version(engine)
@@ -287,11 +288,13 @@ def main() -> None:
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in results)
     scaled = "" if args.rows == 1_000_000 else f" (at {args.rows:,} rows, not 1M)"
+    command = f"`python bench/bench_replay.py --rows {args.rows} --sample {args.sample}`"
+    today = dt.date.today().isoformat()
     section = f"""<!-- bench_replay:start -->
 ## Replaying the hotline extract into the case history (全响应)
 
-`python bench/bench_replay.py --rows {args.rows} --sample {args.sample}` (run by `make bench`) on {machine()};
-PostgreSQL {version}; {dt.date.today().isoformat()}; load average {load_before:.1f} → {load_after:.1f}.
+{command} (run by `make bench`) on {machine()};
+PostgreSQL {version}; {today}; load average {load_before:.1f} → {load_after:.1f}.
 {n:,} requests, each with 派单 签收 联系 办结 回访 归档 as far as it got by the extract's midnight
 and 承办单位 a department's name; target < 60 s for 1M and 0 rows added by the same file{scaled}.
 
