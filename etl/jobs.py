@@ -1,6 +1,7 @@
 """ETL jobs: one run = one file = one record in `etl_runs`.
 
-extract → validate → coordinates → assign → route → load, in one transaction. The run
+extract → validate → coordinates → assign → route → load → replay (the case history of
+service requests and enforcement cases, `etl.replay`), in one transaction. The run
 record is written first, in a short transaction of its own on a second connection (status
 'running', who, where, which file, the process and the loading session), so that every run
 is on record whatever happens to it:
@@ -34,7 +35,7 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from tqdm import tqdm
 
-from etl import aggregate_batch, load, swap
+from etl import aggregate_batch, load, replay, swap
 from etl.aggregates import (
     HEAT_NAMES,
     REFRESH_LOCK,
@@ -79,6 +80,8 @@ class RunReport:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. why the placement cache was skipped
+    cases_created: int = 0  # etl.replay: cases created for new rows
+    steps_added: int = 0  # etl.replay: history rows added (the steps replayed)
 
     def lines(self) -> list[str]:
         """A short report in Chinese and English."""
@@ -92,6 +95,11 @@ class RunReport:
             out.append(
                 "拒绝原因 rejected: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
+            )
+        if self.cases_created or self.steps_added:
+            out.append(
+                f"案件 cases: 新建 created {self.cases_created}, "
+                f"流转记录 history rows added {self.steps_added}"
             )
         if self.warnings:
             out.append(
@@ -189,6 +197,7 @@ def fail_run(
     report.status = "failed"
     report.error = f"{type(exc).__name__}: {exc}"[:2000]
     report.inserted = report.updated = report.unchanged = report.rejected = 0
+    report.cases_created = report.steps_added = 0
     _record(
         conn,
         sa.update(etl_runs)
@@ -463,8 +472,12 @@ def run_file(
                 mark = time.monotonic()
                 aggregates.refresh(conn, counts)
                 report.timings["aggregates"] = time.monotonic() - mark
+            mark = time.monotonic()
+            replayed = replay.replay(conn, spec.layer, spec.source, run_id)
+            if replay.replayable(spec.layer):
+                report.timings["replay"] = time.monotonic() - mark
             bar.update()
-            warnings = Counter(prepared.warnings)
+            warnings = Counter(prepared.warnings) + replayed.warnings
             if report.notes:
                 warnings["placement_cache"] += len(report.notes)
             if counts["stale"]:
@@ -476,6 +489,8 @@ def run_file(
             report.rejected = len(prepared.rejects)
             report.warnings = dict(warnings)
             report.reasons = dict(Counter(r["reason"] for r in prepared.rejects))
+            report.cases_created = replayed.cases_created
+            report.steps_added = replayed.steps_added
             report.status = "succeeded"
             if after_load is not None:
                 after_load(conn)

@@ -317,6 +317,12 @@ LAYERS: tuple[Layer, ...] = (
             _time("responded_at", "响应时间"),
             _time("resolved_at", "办结时间"),
             _time("due_at", "办理时限"),
+            # the lifecycle's steps as the extract has them (etl/replay.py replays them)
+            _text("main_unit", "承办单位"),
+            _time("accepted_at", "签收时间"),
+            _time("contacted_at", "联系时间"),
+            _time("called_back_at", "回访时间"),
+            _time("closed_at", "归档时间"),
             Field(sa.Column("callback_valid", sa.Boolean), "有效回访"),
             Field(sa.Column("callback_contacted", sa.Boolean), "是否联系"),
             Field(sa.Column("callback_solved", sa.Boolean), "是否解决"),

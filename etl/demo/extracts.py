@@ -33,6 +33,7 @@ import chinese_calendar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 import shapely
 import xlsxwriter
 from tqdm import tqdm
@@ -40,6 +41,7 @@ from tqdm import tqdm
 from etl import coords
 from etl.assign import LocalFrame
 from etl.demo import vocab
+from etl.rules import load_routing, load_time_limits
 
 if TYPE_CHECKING:
     from etl.demo.geography import Geography
@@ -48,6 +50,8 @@ Arr = npt.NDArray[Any]
 
 DEFAULT_END = dt.date(2026, 11, 25)
 DEMO_ZONE = "Asia/Shanghai"  # the demo district's time zone: what its wall-clock times mean
+DEMO_UTC_OFFSET_H = 8  # its offset from UTC, all year (no daylight saving since 1991)
+OVERDUE_SHARE = 0.05  # requests resolved past their due time (超期办结)
 MARGIN_M = 2.0  # every true point keeps this distance from its grid's edges
 WINDOW_DAYS = 365
 
@@ -62,9 +66,14 @@ REQUEST_COLUMNS = (
     "纬度",
     "坐标系",
     "状态",
+    "承办单位",
     "派单时间",
+    "签收时间",
     "响应时间",
+    "联系时间",
     "办结时间",
+    "回访时间",
+    "归档时间",
     "是否有效回访",
     "是否联系",
     "是否解决",
@@ -616,6 +625,24 @@ class _Requests:
     state_update: Arr
     updated: Arr  # main requests repeated in the later extract
     new: Arr  # requests of day `end` received by the time the later extract is taken
+    life: _Lifecycle | None = None  # the steps besides the three events (etl/replay.py)
+
+
+@dataclass
+class _Lifecycle:
+    """What the extracts show of each request's case (全响应), besides the three events:
+    the unit dispatched to (承办单位: the street's department the category is routed to),
+    签收 between 派单 and the response (联系 = 响应), and for a resolved citizen's request the
+    callback (回访) and, unless the caller was unsatisfied, the filing (归档) — both shown
+    only once they happened by the extract's time (`taken` or `update`)."""
+
+    unit: Arr  # 承办单位 per request (a department's name)
+    accept_share: Arr  # 签收 = 派单 + share x (响应 - 派单)
+    callback_s: Arr  # 回访 after 办结, seconds
+    close_s: Arr  # 归档 after 回访, seconds
+    squeeze: Arr  # a step due after the extract is taken falls this share of the way to it
+    taken: np.datetime64  # the main extracts' time
+    update: np.datetime64  # the later extract's time
 
 
 def _state(events: Arr, at: np.datetime64) -> Arr:
@@ -661,6 +688,42 @@ def _exact_choice(rng: np.random.Generator, pool: Arr, share: float, base: int) 
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     return np.sort(rng.choice(pool, size=k, replace=False))
+
+
+def _due_local(categories: Arr, dispatched: Arr) -> Arr:
+    """The due time (办理时限, etl/config/time_limits.yaml) of requests dispatched at these
+    wall-clock times of the demo district, as its wall-clock times."""
+    offset = np.timedelta64(DEMO_UTC_OFFSET_H, "h")
+    start = pa.array((dispatched - offset).astype("datetime64[us]"), pa.timestamp("us", tz="UTC"))
+    due = load_time_limits().due_at(pa.array(categories.tolist(), pa.string()), start, DEMO_ZONE)
+    micros = np.asarray(due.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    return (micros.astype("datetime64[us]") + offset).astype("datetime64[s]")
+
+
+def _overdue(
+    rng: np.random.Generator, events: Arr, due: Arr, share: float, taken: np.datetime64
+) -> Arr:
+    """Resolution times (办结) of which about `share` fall past the due time (超期办结):
+    resolutions drawn late beyond that share are brought inside the limit (between the
+    response and the due time), or, when too few are late, some are pushed a few hours to
+    days past it. Requests still open when the extract is `taken` stay as drawn (the
+    difficult ones that drag on, some of them overdue)."""
+    respond, resolve = events[:, 1], events[:, 2].copy()
+    late = resolve > due
+    target = round(share * len(resolve))
+    if late.sum() > target:
+        room = (due - respond).astype(np.int64)
+        movable = np.flatnonzero(late & (room > 600) & (resolve <= taken))
+        fix = rng.choice(movable, size=min(len(movable), int(late.sum()) - target), replace=False)
+        took = (room[fix] * rng.uniform(0.3, 0.95, fix.size)).astype("timedelta64[s]")
+        resolve[fix] = respond[fix] + took
+    elif late.sum() < target:
+        free = np.flatnonzero(~late & (resolve <= taken) & (due < taken))
+        push = rng.choice(free, size=min(len(free), target - int(late.sum())), replace=False)
+        past = _lognormal_seconds(rng, np.full(push.size, 20.0), np.full(push.size, 1.0))
+        pushed = np.maximum(due[push], respond[push]) + past.astype("timedelta64[s]")
+        resolve[push] = np.minimum(pushed, taken - np.timedelta64(1, "s"))
+    return resolve
 
 
 def _build_requests(
@@ -737,6 +800,11 @@ def _build_requests(
     resolve = _lognormal_seconds(rng, median[category] * stuck, sigma[category])
     steps = np.column_stack([dispatch, respond, resolve]).cumsum(axis=1)
     events = received[:, None] + steps.astype("timedelta64[s]")
+    # the lifecycle's own draws come from a stream of their own: the rest stays as it was
+    life_rng = np.random.default_rng([seed, 9])
+    cat_names = np.array(cats, dtype=object)[category]
+    due = _due_local(cat_names, events[:, 0])
+    events[:, 2] = _overdue(life_rng, events, due, OVERDUE_SHARE, extract)
 
     later = extract + np.timedelta64(1, "D")
     main = ~is_new
@@ -816,6 +884,18 @@ def _build_requests(
 
     addressed = _addresses(places, rng, loc)
     content = _texts(rng, category, addressed.place, vocab.TEMPLATES, cats)
+    life = _Lifecycle(
+        unit=np.array(
+            load_routing().route(pa.array(cat_names.tolist(), pa.string())).to_pylist(),
+            dtype=object,
+        ),
+        accept_share=life_rng.uniform(0.15, 0.85, total),
+        callback_s=_lognormal_seconds(life_rng, np.full(total, 20.0), np.full(total, 0.8)),
+        close_s=_lognormal_seconds(life_rng, np.full(total, 0.5), np.full(total, 0.7)),
+        squeeze=life_rng.uniform(0.2, 0.9, total),
+        taken=extract,
+        update=update,
+    )
     return _Requests(
         n_main=n_main,
         sid=sid,
@@ -840,6 +920,7 @@ def _build_requests(
         state_update=state_update,
         updated=updated,
         new=new,
+        life=life,
     )
 
 
@@ -881,8 +962,54 @@ def _coord_value(v: float, numeric: bool) -> Any:
     return round(v, 6) if numeric else f"{v:.6f}"
 
 
-def _request_rows(R: _Requests, req: Arr, state: Arr, style: str) -> dict[str, list[Any]]:
-    """The columns of request lines: each request shown as of its line's state."""
+def _lifecycle_columns(
+    cols: dict[str, list[Any]],
+    R: _Requests,
+    req: Arr,
+    state: Arr,
+    style: str,
+    closed: Arr,
+    valid: Arr,
+    taken: np.datetime64,
+) -> None:
+    """承办单位 签收 联系 回访 归档 of request lines (see `_Lifecycle`); `taken`: the time of the
+    lines' extract, which no callback or filing shown may pass."""
+    life = R.life
+    assert life is not None
+    d, responded, resolved = (R.events[req, k] for k in range(3))
+    accepted = d + ((responded - d).astype(np.int64) * life.accept_share[req]).astype(
+        "timedelta64[s]"
+    )
+    squeeze = life.squeeze[req]
+
+    def by_then(start: Arr, delay: Arr) -> Arr:
+        at = start + delay.astype("timedelta64[s]")
+        room = np.maximum((taken - start).astype(np.int64), 0)
+        squeezed = start + (room * squeeze).astype("timedelta64[s]")
+        return np.where(at <= taken, at, squeezed)
+
+    called_back = by_then(resolved, life.callback_s[req])
+    filed = by_then(called_back, life.close_s[req])
+    unsatisfied = valid & (R.rating[req] == 2)  # left to the centre to reopen (重办)
+    shown = {
+        "签收时间": (accepted, state >= 2),
+        "联系时间": (responded, state >= 2),
+        "回访时间": (called_back, closed),
+        "归档时间": (filed, closed & ~unsatisfied),
+    }
+    for name, (values, show) in shown.items():
+        text = _format_times(values, style)
+        cols[name] = [v if s else "" for v, s in zip(text, show.tolist(), strict=True)]
+    cols["承办单位"] = np.where(state >= 1, life.unit[req], "").tolist()
+
+
+def _request_rows(
+    R: _Requests, req: Arr, state: Arr, style: str, taken: np.datetime64 | None = None
+) -> dict[str, list[Any]]:
+    """The columns of request lines: each request shown as of its line's state, in an
+    extract taken at `taken` (default: the main extracts' time)."""
+    if taken is None:
+        taken = R.life.taken if R.life is not None else np.datetime64("NaT")
     numeric = style == "excel"
     cols: dict[str, list[Any]] = {
         "工单编号": R.sid[req].tolist(),
@@ -904,6 +1031,8 @@ def _request_rows(R: _Requests, req: Arr, state: Arr, style: str) -> dict[str, l
     valid = closed & R.valid[req]
     yes_no = np.array(["否", "是"], dtype=object)
     ratings = np.array(["满意", "基本满意", "不满意"], dtype=object)
+    if R.life is not None:
+        _lifecycle_columns(cols, R, req, state, style, closed, valid, taken)
     cols["是否有效回访"] = np.where(closed, yes_no[R.valid[req].astype(int)], "").tolist()
     cols["是否联系"] = np.where(valid, yes_no[R.contacted[req].astype(int)], "").tolist()
     cols["是否解决"] = np.where(valid, yes_no[R.solved[req].astype(int)], "").tolist()
@@ -968,6 +1097,7 @@ def _file_lines(
     style: str,
     mess: Messiness,
     may_repeat: Arr,
+    taken: np.datetime64 | None = None,
 ) -> _FileLines:
     """Lines of one file: primary lines, exact duplicates, older/later versions, line defects."""
     n = len(req)
@@ -989,7 +1119,11 @@ def _file_lines(
     if later.size:
         first_state[later] = np.floor(rng.random(later.size) * state[later]).astype(np.int64)
     cols = _request_rows(
-        R, np.concatenate([req, req[later]]), np.concatenate([first_state, state[later]]), style
+        R,
+        np.concatenate([req, req[later]]),
+        np.concatenate([first_state, state[later]]),
+        style,
+        taken,
     )
     for name in ("missing_required", "bad_date", "whitespace", "fullwidth"):
         _spoil(cols, np.flatnonzero(line_defect == name), name, rng, style)
@@ -1086,7 +1220,10 @@ def _requests_frame(
             req = np.flatnonzero(main & (chan_file == file))
             state = R.state_main[req]
             may_repeat = np.ones(len(req), dtype=bool)
-        lines = _file_lines(R, rng, req, state, DATE_STYLE[file], mess, may_repeat)
+        taken = None
+        if R.life is not None:
+            taken = R.life.update if file == UPDATE else R.life.taken
+        lines = _file_lines(R, rng, req, state, DATE_STYLE[file], mess, may_repeat, taken)
         raws.append(pd.DataFrame(lines.cols, columns=list(REQUEST_COLUMNS), dtype=object))
         truths.append(
             _truth_frame(

@@ -66,12 +66,22 @@ ACTIONS = {
 DISPATCHERS = frozenset({"district", "commander", "clerk"})
 UNIT_ROLES = frozenset({"department"})
 LEADERS = frozenset({"district", "commander"})
+# The ETL (etl/replay.py) replays an extract's time columns: the steps another system
+# recorded (派单 签收 联系 办结 回访 归档). No user has this role (layers.accounts.ROLES); its
+# steps carry what the extract has, so the fields a user must give are optional for it (a
+# dispatch without a known unit or due time, a resolution without a result text, a callback
+# without answers), and it may note the run that replayed them (`etl_run_id`).
+ETL = "etl"
+ETL_OPTIONAL = frozenset(
+    {"main_unit", "due_at", "result", "valid", "contacted", "solved", "rating"}
+)
+ETL_FIELDS = frozenset({"etl_run_id"})
 ROLES: dict[str, frozenset[str]] = {
-    "dispatch": DISPATCHERS,
-    "accept": UNIT_ROLES,
-    "contact": UNIT_ROLES,
-    "resolve": UNIT_ROLES,
-    "callback": DISPATCHERS,
+    "dispatch": DISPATCHERS | {ETL},
+    "accept": UNIT_ROLES | {ETL},
+    "contact": UNIT_ROLES | {ETL},
+    "resolve": UNIT_ROLES | {ETL},
+    "callback": DISPATCHERS | {ETL},
     "return": UNIT_ROLES,
     "redispatch": DISPATCHERS,
     "extend": UNIT_ROLES,
@@ -79,7 +89,7 @@ ROLES: dict[str, frozenset[str]] = {
     "refuse_extension": DISPATCHERS,
     "supervise": LEADERS,
     "reopen": DISPATCHERS,
-    "close": DISPATCHERS,
+    "close": DISPATCHERS | {ETL},
 }
 
 # action → the states it may start from
@@ -198,8 +208,10 @@ def _bool(fields: Mapping[str, Any], name: str, label: str) -> bool:
     return value
 
 
-def _units(fields: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
-    main = _text(fields, "main_unit", "主办单位")
+def _units(fields: Mapping[str, Any], etl: bool = False) -> tuple[str | None, tuple[str, ...]]:
+    main = (
+        None if etl and fields.get("main_unit") is None else _text(fields, "main_unit", "主办单位")
+    )
     assisting = fields.get("assisting_units") or []
     if not isinstance(assisting, (list, tuple)) or not all(
         isinstance(u, str) and u.strip() for u in assisting
@@ -254,16 +266,18 @@ def _check_state(case: Case, action: str) -> None:
     )
 
 
-def _restart(case: Case, now: dt.datetime, fields: Mapping[str, Any]) -> Case:
-    """A (re)dispatch: a unit, a due time, the work's timestamps cleared."""
-    main, assisting = _units(fields)
+def _restart(case: Case, now: dt.datetime, fields: Mapping[str, Any], etl: bool = False) -> Case:
+    """A (re)dispatch: a unit, a due time, the work's timestamps cleared (the ETL's dispatch:
+    the unit and the due time the extract has, maybe none)."""
+    main, assisting = _units(fields, etl)
+    due = None if etl and fields.get("due_at") is None else _time(fields, "due_at", "办理时限")
     return replace(
         case,
         state="dispatched",
         main_unit=main,
         assisting_units=assisting,
         dispatched_at=now,
-        due_at=_time(fields, "due_at", "办理时限"),
+        due_at=due,
         accepted_at=None,
         contacted_at=None,
         resolved_at=None,
@@ -311,33 +325,41 @@ def apply(
         raise Refused(400, f"未知操作 unknown action {action!r}", field="action")
     _check_role(case, action, role, unit)
     _check_state(case, action)
-    unknown = sorted(set(fields) - FIELDS[action])
+    etl = role == ETL
+    unknown = sorted(set(fields) - FIELDS[action] - (ETL_FIELDS if etl else frozenset()))
     if unknown:
         raise _bad(
             f"{ACTIONS[action]}不接受字段 {action} takes no field {unknown[0]!r}", unknown[0]
         )
+    if etl:
+        fields = {k: v for k, v in fields.items() if k not in ETL_FIELDS}
+        fields = {k: v for k, v in fields.items() if not (k in ETL_OPTIONAL and v is None)}
     if action in ("dispatch", "redispatch"):
-        return _restart(case, now, fields)
+        return _restart(case, now, fields, etl)
     if action == "accept":
         return replace(case, state="accepted", accepted_at=now)
     if action == "contact":
         return replace(case, state="contacted", contacted_at=now)
     if action == "resolve":
-        result = _text(fields, "result", "办理结果")
+        result = None if etl and "result" not in fields else _text(fields, "result", "办理结果")
         return replace(
             case, state="resolved", resolved_at=now, result=result, extension_due_at=None
         )
     if action == "callback":
         rating = fields.get("rating")
-        if rating not in RATINGS:
+        if rating not in RATINGS and not (etl and rating is None):
             raise _bad(f"满意度须为{'/'.join(RATINGS)} rating must be one of {RATINGS}", "rating")
+
+        def answer(name: str, label: str) -> bool | None:
+            return None if etl and name not in fields else _bool(fields, name, label)
+
         return replace(
             case,
             state="called_back",
             called_back_at=now,
-            callback_valid=_bool(fields, "valid", "有效回访"),
-            callback_contacted=_bool(fields, "contacted", "是否联系"),
-            callback_solved=_bool(fields, "solved", "是否解决"),
+            callback_valid=answer("valid", "有效回访"),
+            callback_contacted=answer("contacted", "是否联系"),
+            callback_solved=answer("solved", "是否解决"),
             rating=rating,
         )
     if action == "return":

@@ -101,6 +101,15 @@ case_history = sa.Table(
         f"{_in('from_state', list(STATES))} and {_in('to_state', list(STATES))}", name="states"
     ),
     sa.Index("ix_case_history_case_id", "case_id", "id"),
+    # The ETL's steps (etl/replay.py) once each: a replayed step is never written twice.
+    sa.Index(
+        "uq_case_history_etl_step",
+        "case_id",
+        "action",
+        "at",
+        unique=True,
+        postgresql_where=sa.text("role = 'etl'"),
+    ),
 )
 
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")

@@ -10,17 +10,20 @@ import re
 import unicodedata
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import numpy as np
 import openpyxl
 import pandas as pd
+import pyarrow as pa
 import pytest
 import shapely
 
 from etl import coords
 from etl.demo import extracts as ex
 from etl.demo.geography import METRIC_CRS, Geography, generate_geography
+from etl.rules import DEPARTMENTS, load_time_limits
 
 SMALL: dict[str, Any] = {"requests": 8_000, "cases": 400, "targets": 60, "projects": 60}
 EXTRACT_TIME = dt.datetime(2026, 11, 25)
@@ -366,6 +369,45 @@ def _consistent(df: pd.DataFrame, t: pd.DataFrame, file: str, extract: dt.dateti
             assert callback[3] in ("满意", "基本满意", "不满意")
         else:
             assert callback == ["否", "", "", ""], r
+        # the case's lifecycle (etl/replay.py replays it): the unit from dispatch on, 签收 and
+        # 联系 once in progress, 回访 for a resolved citizen's request, 归档 unless unsatisfied
+        accepted, contacted, called_back, filed = (
+            parse_time(r[c], file) for c in ("签收时间", "联系时间", "回访时间", "归档时间")
+        )
+        assert (r["承办单位"] in DEPARTMENTS) == (rank > 0) and (r["承办单位"] == "") == (rank == 0)
+        assert [accepted is not None, contacted is not None] == [rank > 1, rank > 1], r
+        called = rank == 3 and r["来源渠道"] not in ex.PATROL
+        assert (called_back is not None) == called, r
+        assert (filed is not None) == (called and callback[3] != "不满意"), r
+        steps = (received, dispatched, accepted, contacted, resolved, called_back, filed)
+        chain = [x for x in steps if x is not None]
+        assert chain == sorted(chain) and chain[-1] <= extract, r
+
+
+def test_about_one_request_in_twenty_ends_overdue(out: Path, truth: pd.DataFrame) -> None:
+    """超期: resolved after the due time, or still open past it when the extract is taken;
+    due times from the configured limits (etl/config/time_limits.yaml), counted from 派单."""
+    df = read_frame(out / ex.HOTLINE)
+    t = truth[truth["file"] == ex.HOTLINE].reset_index(drop=True)
+    df = df[(t["defects"] == "").to_numpy() & (df["派单时间"] != "").to_numpy()]
+    zone = ZoneInfo(ex.DEMO_ZONE)
+    start = [parse_time(v, ex.HOTLINE).replace(tzinfo=zone) for v in df["派单时间"]]  # type: ignore[union-attr]
+    due = (
+        load_time_limits()
+        .due_at(
+            pa.array(df["诉求类别"].tolist(), pa.string()),
+            pa.array(start, pa.timestamp("us", "UTC")),
+            ex.DEMO_ZONE,
+        )
+        .to_pylist()
+    )
+    taken = EXTRACT_TIME.replace(tzinfo=zone)
+    late = 0
+    for resolved, limit in zip(df["办结时间"], due, strict=True):
+        done = parse_time(resolved, ex.HOTLINE)
+        end = done.replace(tzinfo=zone) if done is not None else taken
+        late += end > limit
+    assert 0.03 <= late / len(df) <= 0.08, late / len(df)
 
 
 @pytest.mark.parametrize("file", [ex.HOTLINE, ex.GRID, ex.APP, ex.UPDATE])
@@ -503,8 +545,8 @@ def test_missing_and_bad_fields(out: Path, truth: pd.DataFrame) -> None:
     assert not (df.loc[~missing, ["工单编号", "受理时间", "诉求类别"]] == "").any(axis=None)
     bad = t["defects"].str.contains("bad_date").to_numpy()
     assert bad.any()
-    for row in df[bad].itertuples(index=False):
-        values = [row[1], row[10], row[11], row[12]]
+    for _, row in df[bad].iterrows():
+        values = [row["受理时间"], row["派单时间"], row["响应时间"], row["办结时间"]]
         assert any(v in ex.vocab.BAD_DATES["iso"] for v in values)
 
 
@@ -561,7 +603,7 @@ def test_cases(out: Path, truth: pd.DataFrame) -> None:
     joint = df["执法部门"].str.contains("、")
     assert ((df["是否联合执法"] == "是") == joint).all()
     assert 0.1 < joint.mean() < 0.4
-    agencies = {"城管执法队", "市场监管所", "消防救援站", "派出所", "交通支队", "生态环境局"}
+    agencies = {"城管执法队", "市场监管所", "消防救援支队", "派出所", "交通支队", "生态环境局"}
     assert set("、".join(df["执法部门"]).split("、")) <= agencies
     assert set(df["状态"]) <= set(ex.vocab.CASE_STATUSES)
     assert df["办理期限"].str.fullmatch(r"\d+").all()
