@@ -13,8 +13,8 @@ call of `layers.whistles`, at a time after the case's last step and not after `n
   unit of the same kind (of the same street, or another district department), which accepts.
 - 延期: about EXTEND_SHARE of the cases being worked (accepted, contacted) ask for 3 or 5 more
   working days; most are approved, some refused, a few still wait for the centre.
-- 重办: about REOPEN_SHARE of the cases called back unsatisfied (不满意) and not yet closed are
-  reopened to the same unit, which accepts again.
+- 重办: about REOPEN_SHARE of the cases called back unsatisfied (不满意) in the last
+  REOPEN_WITHIN and not yet closed are reopened to the same unit, which accepts again.
 - 督办: about SUPERVISE_SHARE of the open cases past their due time are supervised by the
   street's commander, with a note.
 - 吹哨报到: about WHISTLE_SHARE of the joint enforcement cases (联合执法) and of the relocation
@@ -37,9 +37,10 @@ nothing, and after a later load only the new cases get theirs.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -57,6 +58,7 @@ EXTEND_SHARE = 0.02
 APPROVE_SHARE = 0.75  # of the extensions asked; REFUSE_SHARE refused, the rest still pending
 REFUSE_SHARE = 0.15
 REOPEN_SHARE = 0.5
+REOPEN_WITHIN = dt.timedelta(days=14)  # an unsatisfied callback older than this is left alone
 SUPERVISE_SHARE = 0.15
 WHISTLE_SHARE = 0.25
 LIVE_SHARE = 0.15
@@ -292,7 +294,7 @@ _CASES = sa.text(
 def _reopen(case: _Case, clock: _Clock, u: float, limits: TimeLimits, zone: str) -> None:
     if not (case["state"] == "called_back" and case["rating"] == UNSATISFIED):
         return
-    if u >= REOPEN_SHARE or case["main_unit"] is None:
+    if u >= REOPEN_SHARE or case["main_unit"] is None or case.last < clock.now - REOPEN_WITHIN:
         return
     at = clock.within(case.last, 20.0)
     if at is None:
@@ -412,23 +414,31 @@ def _rating(rng: random.Random, late: dt.timedelta) -> str:
 
 @dataclass(frozen=True)
 class _Summons:
+    """Whom a whistle calls, where to and why; `may_be_live`: it may be today's."""
+
     street: str
     target: Place
     units: list[str]
     reason: str
     meeting_point: str
-    meet_at: dt.datetime
-    blown_at: dt.datetime
-    live: bool
+    may_be_live: bool
     lng: float | None
     lat: float | None
 
 
-def _whistle(conn: sa.Connection, s: _Summons, clock: _Clock, life: Life) -> None:
-    """Blow it, then each unit arrives and completes (unless that is after now), and the
-    street rates the units once all have completed."""
+def _whistle(
+    conn: sa.Connection,
+    s: _Summons,
+    times: tuple[dt.datetime, dt.datetime],
+    live: bool,
+    clock: _Clock,
+    life: Life,
+) -> None:
+    """Blow it at times[0] for a meeting at times[1], then each unit arrives and completes
+    (unless that is after now), and the street rates the units once all have completed."""
     rng = clock.rng
     blower = _leader(s.street)
+    blown_at, meet_at = times
     whistle_id = blow(
         conn,
         street=s.street,
@@ -436,9 +446,9 @@ def _whistle(conn: sa.Connection, s: _Summons, clock: _Clock, life: Life) -> Non
         unit_codes=s.units,
         reason=s.reason,
         meeting_point=s.meeting_point[:500],
-        meet_at=s.meet_at,
+        meet_at=meet_at,
         actor=blower,
-        now=s.blown_at,
+        now=blown_at,
         lng=s.lng,
         lat=s.lat,
     )
@@ -446,11 +456,11 @@ def _whistle(conn: sa.Connection, s: _Summons, clock: _Clock, life: Life) -> Non
     done: list[tuple[str, dt.timedelta, dt.datetime]] = []
     for i, unit in enumerate(s.units):
         delay = _arrival_delay(rng)
-        arrived = _second(s.meet_at + delay)
+        arrived = _second(meet_at + delay)
         completed = _second(arrived + clock.delay(1.5, 0.6))
         note = rng.choice(COMPLETION_NOTES)
-        if s.live and i == len(s.units) - 1:
-            completed = clock.now + dt.timedelta(hours=1)  # today's: this one is still at it
+        if live and i == len(s.units) - 1:
+            completed = clock.now + HOUR  # today's: this one is still at it
         if arrived > clock.now:
             continue
         reporter = Actor(None, "department", unit)
@@ -471,16 +481,48 @@ def _whistle(conn: sa.Connection, s: _Summons, clock: _Clock, life: Life) -> Non
         rate(conn, whistle_id, unit, rating, blower, rated, comment)
 
 
+Meeting = Callable[[_Clock, Mapping[Any, Any], bool], "tuple[dt.datetime, dt.datetime] | None"]
+
+
+def _blow_each(
+    conn: sa.Connection,
+    rows: Iterable[Mapping[Any, Any]],
+    summons: Callable[[Mapping[Any, Any]], _Summons],
+    meeting: Meeting,
+    *,
+    now: dt.datetime,
+    seed: int,
+    units: _Units,
+    life: Life,
+) -> None:
+    """A whistle on about WHISTLE_SHARE of `rows` (those whose summons calls two units or
+    more, a district department among them), at the time `meeting` gives."""
+    for row in rows:
+        rng = _rng(seed, "whistle", row["source"], row["source_id"], row["id"])
+        if rng.random() >= WHISTLE_SHARE:
+            continue
+        s = summons(row)
+        if len(s.units) < 2 or not any(units.is_district(u) for u in s.units):
+            continue
+        clock = _Clock(rng, now)
+        live = s.may_be_live and rng.random() < LIVE_SHARE
+        times = meeting(clock, row, live)
+        if times is not None:
+            _whistle(conn, s, times, live, clock, life)
+
+
 def _ten_minutes(at: dt.datetime) -> dt.datetime:
     return at.replace(minute=at.minute - at.minute % 10, second=0, microsecond=0)
 
 
 def _case_meeting(
-    clock: _Clock, start: dt.datetime, end: dt.datetime, live: bool
+    clock: _Clock, row: Mapping[Any, Any], live: bool
 ) -> tuple[dt.datetime, dt.datetime] | None:
-    """(blown, meet) of a whistle on a case dispatched at `start` and resolved at `end` (or
-    open): while it is worked, or in the last hours when `live`; None if there is no room."""
+    """(blown, meet) of a whistle on a case: while it was worked (between its dispatch and
+    its resolution, or now), or in the last hours when `live`; None if there is no room."""
     rng = clock.rng
+    start = row["dispatched_at"]
+    end = min(row["resolved_at"] or clock.now, clock.now)
     if live:
         meet = _ten_minutes(clock.now - HOUR * rng.uniform(0.5, 5.0))
     else:
@@ -491,11 +533,30 @@ def _case_meeting(
     return _second(meet - lead), meet
 
 
+def _target_meeting(
+    clock: _Clock, row: Mapping[Any, Any], live: bool, tz: ZoneInfo
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """(blown, meet) of a whistle on a relocation target: in working hours on a day of its
+    work (the 60 days before its end when it gives no start) before today, or in the last
+    hours when `live`."""
+    rng = clock.rng
+    if live:
+        meet = _ten_minutes(clock.now - HOUR * rng.uniform(0.5, 5.0))
+    else:
+        yesterday = clock.now.astimezone(tz).date() - dt.timedelta(days=1)
+        last = min(row["actual_end"] or yesterday, yesterday)
+        first = min(row["actual_start"] or last - dt.timedelta(days=60), last)
+        day = first + dt.timedelta(days=rng.randint(0, (last - first).days))
+        local = dt.datetime.combine(day, dt.time(9, 0), tz) + HOUR * rng.uniform(0, 8)
+        meet = _ten_minutes(local.astimezone(dt.UTC))
+    return _second(meet - HOUR * rng.uniform(2.0, 48.0)), meet
+
+
 _JOINT = sa.text(
     """
-    select c.id, c.street_code, c.dispatched_at, c.resolved_at, c.state, e.source,
-           e.source_id, e.case_type, e.case_no, e.agencies, e.address,
-           ST_X(e.geom) as lng, ST_Y(e.geom) as lat
+    select c.id, c.street_code, c.dispatched_at, c.resolved_at, e.source, e.source_id,
+           e.case_type, e.case_no, e.agencies, e.address, ST_X(e.geom) as lng,
+           ST_Y(e.geom) as lat
     from cases c join enforcement_cases e on e.id = c.enforcement_case_id
     where e.joint and c.dispatched_at is not null and c.street_code is not null
       and not exists (select 1 from whistles w where w.case_id = c.id)
@@ -517,109 +578,42 @@ _TARGETS = sa.text(
 )
 
 
-def _joint_units(row: Mapping[Any, Any], units: _Units) -> list[str]:
+def _joint_summons(row: Mapping[Any, Any], units: _Units) -> _Summons:
+    """A joint enforcement case calls its agencies and its type's district department."""
     street = row["street_code"]
     agencies = [a for a in row["agencies"] or () if a in AGENCY_UNITS]
     named = [AGENCY_UNITS[a].format(street=street) for a in agencies]
     named.append(CASE_TYPE_DEPARTMENTS.get(row["case_type"], DEFAULT_DEPARTMENT))
-    return units.known(named)
+    label = f"（{row['case_no']}）" if row["case_no"] else ""
+    return _Summons(
+        street=street,
+        target=Place("case", case_id=row["id"]),
+        units=units.known(named),
+        reason=f"联合执法：{row['case_type'] or '执法案件'}{label}",
+        meeting_point=row["address"] or "案发现场",
+        may_be_live=row["resolved_at"] is None,
+        lng=row["lng"],
+        lat=row["lat"],
+    )
 
 
-def _enliven_joint(
-    conn: sa.Connection, now: dt.datetime, seed: int, units: _Units, life: Life
-) -> None:
-    for row in conn.execute(_JOINT).mappings():
-        rng = _rng(seed, "whistle", row["source"], row["source_id"], row["id"])
-        if rng.random() >= WHISTLE_SHARE:
-            continue
-        summoned = _joint_units(row, units)
-        if len(summoned) < 2 or not any(units.is_district(u) for u in summoned):
-            continue
-        clock = _Clock(rng, now)
-        live = row["resolved_at"] is None and rng.random() < LIVE_SHARE
-        end = min(row["resolved_at"] or now, now)
-        times = _case_meeting(clock, row["dispatched_at"], end, live)
-        if times is None:
-            continue
-        label = f"（{row['case_no']}）" if row["case_no"] else ""
-        _whistle(
-            conn,
-            _Summons(
-                street=row["street_code"],
-                target=Place("case", case_id=row["id"]),
-                units=summoned,
-                reason=f"联合执法：{row['case_type'] or '执法案件'}{label}",
-                meeting_point=row["address"] or "案发现场",
-                meet_at=times[1],
-                blown_at=times[0],
-                live=live,
-                lng=row["lng"],
-                lat=row["lat"],
-            ),
-            clock,
-            life,
-        )
-
-
-def _target_meeting(
-    clock: _Clock, row: Mapping[Any, Any], live: bool, tz: ZoneInfo
-) -> tuple[dt.datetime, dt.datetime] | None:
-    """(blown, meet) of a whistle on a relocation target: in working hours on a day of its
-    work (the 60 days before its end when it gives no start), or in the last hours when
-    `live`; None when there is no such day before today."""
-    rng = clock.rng
-    if live:
-        meet = _ten_minutes(clock.now - HOUR * rng.uniform(0.5, 5.0))
-    else:
-        yesterday = clock.now.astimezone(tz).date() - dt.timedelta(days=1)
-        last = min(row["actual_end"] or yesterday, yesterday)
-        first = min(row["actual_start"] or last - dt.timedelta(days=60), last)
-        day = first + dt.timedelta(days=rng.randint(0, (last - first).days))
-        local = dt.datetime.combine(day, dt.time(9, 0), tz) + HOUR * rng.uniform(0, 8)
-        meet = _ten_minutes(local.astimezone(dt.UTC))
-    return _second(meet - HOUR * rng.uniform(2.0, 48.0)), meet
-
-
-def _enliven_targets(
-    conn: sa.Connection, now: dt.datetime, seed: int, units: _Units, life: Life, zone: str
-) -> None:
-    tz = ZoneInfo(zone)
-    statuses = [*TARGETS_UNDER_WAY, *TARGETS_DONE]
-    for row in conn.execute(_TARGETS, {"statuses": statuses}).mappings():
-        rng = _rng(seed, "whistle", row["source"], row["source_id"], row["id"])
-        if rng.random() >= WHISTLE_SHARE:
-            continue
-        street = row["street_code"]
-        departments = TARGET_DEPARTMENTS.get(row["kind"], (DEFAULT_DEPARTMENT,))
-        summoned = units.known(
-            [*departments, *(u.format(street=street) for u in TARGET_STREET_UNITS)]
-        )
-        if len(summoned) < 2 or not any(units.is_district(u) for u in summoned):
-            continue
-        clock = _Clock(rng, now)
-        live = row["status"] in TARGETS_UNDER_WAY and rng.random() < LIVE_SHARE
-        times = _target_meeting(clock, row, live, tz)
-        if times is None:
-            continue
-        name = row["name"] or row["source_id"]
-        place = f"{name}（{row['address']}）" if row["address"] else name
-        _whistle(
-            conn,
-            _Summons(
-                street=street,
-                target=Place("relocation_target", ref=row["source_id"]),
-                units=summoned,
-                reason=f"疏解整治：{name}（{row['kind'] or '疏解目标'}）",
-                meeting_point=place,
-                meet_at=times[1],
-                blown_at=times[0],
-                live=live,
-                lng=row["lng"],
-                lat=row["lat"],
-            ),
-            clock,
-            life,
-        )
+def _target_summons(row: Mapping[Any, Any], units: _Units) -> _Summons:
+    """A relocation target calls the district departments of its kind, and the street's
+    development department and enforcement team."""
+    street = row["street_code"]
+    departments = TARGET_DEPARTMENTS.get(row["kind"], (DEFAULT_DEPARTMENT,))
+    named = [*departments, *(u.format(street=street) for u in TARGET_STREET_UNITS)]
+    name = row["name"] or row["source_id"]
+    return _Summons(
+        street=street,
+        target=Place("relocation_target", ref=row["source_id"]),
+        units=units.known(named),
+        reason=f"疏解整治：{name}（{row['kind'] or '疏解目标'}）",
+        meeting_point=f"{name}（{row['address']}）" if row["address"] else name,
+        may_be_live=row["status"] in TARGETS_UNDER_WAY,
+        lng=row["lng"],
+        lat=row["lat"],
+    )
 
 
 def enliven(
@@ -634,7 +628,12 @@ def enliven(
     life = Life()
     units = _Units(conn)
     _enliven_cases(conn, now, seed, units, life, zone)
-    _enliven_joint(conn, now, seed, units, life)
-    _enliven_targets(conn, now, seed, units, life, zone)
+    blow_each = functools.partial(_blow_each, conn, now=now, seed=seed, units=units, life=life)
+    joint = conn.execute(_JOINT).mappings().all()
+    blow_each(joint, lambda r: _joint_summons(r, units), _case_meeting)
+    statuses = [*TARGETS_UNDER_WAY, *TARGETS_DONE]
+    targets = conn.execute(_TARGETS, {"statuses": statuses}).mappings().all()
+    meeting = functools.partial(_target_meeting, tz=ZoneInfo(zone))
+    blow_each(targets, lambda r: _target_summons(r, units), meeting)
     life.seconds = time.perf_counter() - started
     return life

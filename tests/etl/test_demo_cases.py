@@ -244,9 +244,14 @@ def test_enliven_gives_the_cases_a_life_by_the_rules_and_the_seed(
     before = conn.execute(sa.text("select coalesce(max(id), 0) from case_history")).scalar_one()
     pool_return = _ids(conn, "select id from cases where state in ('dispatched', 'accepted')")
     pool_extend = _ids(conn, "select id from cases where state in ('accepted', 'contacted')")
-    pool_reopen = _ids(
-        conn, "select id from cases where state = 'called_back' and rating = '不满意'"
+    pool_reopen = _ids(  # called back unsatisfied lately
+        conn,
+        "select c.id from cases c where c.state = 'called_back' and c.rating = '不满意' "
+        "and (select max(at) from case_history h where h.case_id = c.id) >= :since",
+        since=NOW - life.REOPEN_WITHIN,
     )
+    called_back = _ids(conn, "select id from cases where state = 'called_back'")
+    assert 0 < len(pool_reopen) < len(called_back)
 
     # The same seed gives the same life; another seed another one.
     conn.exec_driver_sql("savepoint first")
