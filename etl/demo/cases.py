@@ -49,7 +49,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from etl.rules import TimeLimits, extend_due, load_time_limits
-from layers.cases.machine import RATINGS, UNSATISFIED
+from layers.cases.machine import OPEN_STATES, RATINGS, UNSATISFIED
 from layers.cases.store import Actor, transition
 from layers.whistles import Place, blow, rate, report_arrival, report_completion
 
@@ -130,7 +130,6 @@ TARGETS_DONE = ("已完成", "已验收")
 
 CLERK = Actor("clerk", "clerk")  # the demo's centre clerk dispatches, approves, reopens
 CANDIDATES = ("dispatched", "accepted", "contacted", "returned", "called_back")
-OPEN = ("received", "dispatched", "accepted", "contacted", "returned")
 
 
 @dataclass
@@ -354,7 +353,7 @@ def _extend(case: _Case, clock: _Clock, limits: TimeLimits, zone: str) -> None:
 
 def _supervise(case: _Case, clock: _Clock, u: float, limits: TimeLimits, zone: str) -> None:
     due = case["due_at"]
-    if case["state"] not in OPEN or case["supervised"] or due is None or due >= clock.now:
+    if case["state"] not in OPEN_STATES or case["supervised"] or due is None or due >= clock.now:
         return
     if u >= SUPERVISE_SHARE:
         return
