@@ -155,6 +155,7 @@ def load_cmd(
             cache_dir=settings.var_dir / "cache",
             zone=settings.tz,
             now=settings.now(),
+            seed=seed,
         )
         conn.commit()
     for admin in report.admin:
@@ -163,6 +164,8 @@ def load_cmd(
             f"updated {admin.updated:>5} unchanged {admin.unchanged:>5}"
         )
     _print_runs([*report.units, *report.runs])
+    for line in report.life.lines():
+        click.echo(line)
     from app.maintenance import cluster
 
     for result in cluster(engine):  # what `blockdata db maintain` does nightly
@@ -184,10 +187,18 @@ def _print_logins(engine: sa.Engine) -> None:
 
     with engine.begin() as conn:
         accounts = demo_users(conn, hash_password(DEMO_PASSWORD))
+        units = conn.exec_driver_sql("select code, name from units").all()
+    names: dict[str, str] = {code: name for code, name in units}
     click.echo(f"演示账号 demo accounts (password / 密码: {DEMO_PASSWORD}):")
-    shown = [a for a in accounts if a[1] != "commander"]
-    for name, role, street in shown:
-        click.echo(f"  {name:<22} {role}{' ' + street if street else ''}")
-    click.echo(
-        f"  … and commander-<street code> for each of the {len(accounts) - len(shown)} streets"
-    )
+    commanders = [a for a in accounts if a.role == "commander"]
+    for account in accounts:
+        if account.role == "commander":
+            continue
+        where = account.unit or account.street or ""
+        label = f" {names[account.unit]}" if account.unit in names else ""
+        click.echo(f"  {account.name:<28} {account.role}{' ' + where if where else ''}{label}")
+    if commanders:
+        click.echo(
+            f"  commander-<street code>      commander, one for each of the "
+            f"{len(commanders)} streets (e.g. {commanders[0].name})"
+        )

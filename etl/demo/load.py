@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
 from etl.admin import AdminReport, import_admin
+from etl.aggregates import aggregates_zone
+from etl.demo.cases import Life, enliven
 from etl.demo.extracts import DEFAULT_END, DEMO_ZONE, generate_extracts
 from etl.demo.geography import generate_geography, write_geography
 from etl.demo.units import FILE as UNITS_FILE
@@ -42,6 +45,7 @@ class DemoReport:
     admin: list[AdminReport] = field(default_factory=list)
     units: list[RunReport] = field(default_factory=list)
     runs: list[RunReport] = field(default_factory=list)
+    life: Life = field(default_factory=Life)
 
 
 def generate(
@@ -85,27 +89,50 @@ def generate(
 
 
 DEMO_PASSWORD = "blockdata-demo"
+# A department user per kind of unit (承办单位), bound to one of the demo's units: a street
+# department (大部) and a station (科站队所) of the first street, and a district department.
+DEPARTMENT_UNITS = ("{street}-city", "{street}-enforcement", "district-market")
 
 
-def demo_users(conn: sa.Connection, password_hash: str) -> list[tuple[str, str, str | None]]:
-    """One user per role and one commander per street (created once; all share a password)."""
+class DemoUser(NamedTuple):
+    name: str
+    role: str
+    street: str | None = None
+    unit: str | None = None
+
+
+def demo_users(conn: sa.Connection, password_hash: str) -> list[DemoUser]:
+    """One user per role — a department user per kind of unit, bound to a demo unit — and
+    one commander per street (created once; all share a password)."""
     from layers.accounts import users
 
-    wanted: list[tuple[str, str, str | None]] = [
-        ("district", "district", None),
-        ("analyst", "analyst", None),
-        ("planner", "planner", None),
-    ]
     streets = conn.exec_driver_sql("select code from streets order by code").scalars().all()
+    wanted = [DemoUser(role, role) for role in ("district", "analyst", "planner")]
+    first = streets[0] if streets else None
     # The clerk and the grid officer work for one street (migration 0019): the first.
-    wanted += [("clerk", "clerk", streets[0]), ("grid-officer", "grid_officer", streets[0])]
-    wanted += [(f"commander-{code}", "commander", code) for code in streets]
+    if first is not None:
+        wanted += [
+            DemoUser("clerk", "clerk", first),
+            DemoUser("grid-officer", "grid_officer", first),
+        ]
+    active = set(conn.exec_driver_sql("select code from units where active").scalars())
+    for pattern in DEPARTMENT_UNITS:
+        if "{street}" in pattern and first is None:
+            continue
+        unit = pattern.format(street=first)
+        if unit in active:
+            wanted.append(DemoUser(f"unit-{unit}", "department", unit=unit))
+    wanted += [DemoUser(f"commander-{code}", "commander", code) for code in streets]
     existing = set(conn.execute(sa.select(users.c.name)).scalars())
-    for name, role, street in wanted:
-        if name not in existing:
+    for user in wanted:
+        if user.name not in existing:
             conn.execute(
                 sa.insert(users).values(
-                    name=name, role=role, street_code=street, password_hash=password_hash
+                    name=user.name,
+                    role=user.role,
+                    street_code=user.street,
+                    unit_code=user.unit,
+                    password_hash=password_hash,
                 )
             )
     return wanted
@@ -143,10 +170,13 @@ def load(
     cache_dir: Path | None = None,
     zone: str | None = None,
     now: dt.datetime | None = None,
+    seed: int = 42,
 ) -> DemoReport:
-    """Import the boundaries and run every extract found in `directory` (caller commits);
-    `zone`: the district's time zone, `now`: the clock the rows' times are checked against
-    (see `etl.jobs.run_file`)."""
+    """Import the boundaries and run every extract found in `directory`, then give the cases
+    the life the extracts do not carry (`etl.demo.cases.enliven`: returns, extensions,
+    reopenings, supervision, whistles; drawn from `seed`) (caller commits); `zone`: the
+    district's time zone, `now`: the clock the rows' times are checked against (see
+    `etl.jobs.run_file`) and the life's steps stop at."""
     report = DemoReport()
     for name, level in ADMIN_FILES:
         report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
@@ -165,4 +195,10 @@ def load(
                     now=now,
                 )
             )
+    report.life = enliven(
+        conn,
+        now or dt.datetime.now(dt.UTC),
+        seed=seed,
+        zone=zone or aggregates_zone(conn),
+    )
     return report

@@ -56,6 +56,18 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
     out = tmp_path / "demo"
     result = CliRunner().invoke(main, ["demo", "load", *SIZE, "--dir", str(out)], env=env)
     assert result.exit_code == 0, result.output
+    # The accounts it prints: a department user per kind of unit, with its unit, and the
+    # whistles the demo blew.
+    lines = result.output.splitlines()
+    for name, unit, unit_name in (
+        ("unit-110102001-city", "110102001-city", "城市管理部"),
+        ("unit-110102001-enforcement", "110102001-enforcement", "城管执法队"),
+        ("unit-district-market", "district-market", "区市场监管局"),
+    ):
+        line = next(x for x in lines if x.split()[:1] == [name])
+        assert line.split()[1:3] == ["department", unit] and unit_name in line, line
+    assert any("one for each of the 15 streets" in x for x in lines), result.output
+    assert any(x.startswith("吹哨报到 whistles:") for x in lines), result.output
 
     manifest = json.loads((out / ex.MANIFEST).read_text(encoding="utf-8"))
     assert manifest["end"] == "2026-12-07"

@@ -75,10 +75,17 @@ def test_demo_loads_and_every_row_with_coordinates_lands_in_its_true_grid(
         assert len(both) == len(rows) > 0, table
         assert (both["grid_code_x"] == both["grid_code_y"]).all(), table
 
-    # Loading it all again changes nothing.
+    # The relocation targets under way or done get their whistles (吹哨报到).
+    whistles = connection.exec_driver_sql(
+        "select count(*) from whistles where target_kind = 'relocation_target'"
+    ).scalar_one()
+    assert whistles == report.life.whistles > 0
+
+    # Loading it all again changes nothing, and adds no life.
     again = load(connection, demo_dir)
     assert all(a.inserted == 0 and a.updated == 0 for a in again.admin)
     assert all(r.inserted == 0 and r.updated == 0 for r in again.runs)
+    assert (again.life.transitions, again.life.whistles) == (0, 0)
 
 
 def test_demo_users_one_per_role_and_a_commander_per_street(
@@ -91,13 +98,26 @@ def test_demo_users_one_per_role_and_a_commander_per_street(
     again = demo_users(connection, "hash")  # idempotent
     assert first == again
     rows = connection.exec_driver_sql(
-        "select role, count(*), count(distinct street_code) from users group by role"
+        "select role, count(*), count(distinct street_code), count(distinct unit_code) "
+        "from users group by role"
     ).all()
-    assert {r[0]: (r[1], r[2]) for r in rows} == {
-        "district": (1, 0),
-        "analyst": (1, 0),
-        "planner": (1, 0),
-        "clerk": (1, 1),  # bound to a street (migration 0019)
-        "grid_officer": (1, 1),
-        "commander": (15, 15),
+    expected = {
+        "district": (1, 0, 0),
+        "analyst": (1, 0, 0),
+        "planner": (1, 0, 0),
+        "clerk": (1, 1, 0),  # bound to a street (migration 0019)
+        "grid_officer": (1, 1, 0),
+        "department": (3, 0, 3),
+        "commander": (15, 15, 0),
     }
+    assert {r[0]: tuple(r[1:]) for r in rows} == expected
+    # A department user per kind of unit, each bound to a unit of the demo.
+    kinds = connection.exec_driver_sql(
+        "select n.kind, n.street_code is null from users u join units n on n.code = u.unit_code "
+        "order by n.kind"
+    ).all()
+    assert [tuple(k) for k in kinds] == [
+        ("department", False),
+        ("district_department", True),
+        ("station", False),
+    ]
