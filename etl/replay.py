@@ -32,7 +32,7 @@ The rules (docs/etl.md, "Cases from extracts"):
   steps after it are too (the machine would refuse them).
 - **Idempotent.** The same file again adds nothing; a later extract adds the steps beyond
   what the case has. A partial unique key on the ETL's (case, action, time) holds it in the
-  database too (migration 0019).
+  database too (migration 0020).
 - **Units.** 承办单位 (or an agency) is a unit's code, or a unit's name: of the case's street,
   then of the district's departments, then unique among all units; then, for names written
   without the street's prefix (城管执法队), the one unit of the case's street (then of the

@@ -9,8 +9,8 @@ adding them rewrites nothing, and older extracts without these columns load as b
 (role 'etl'): a step the ETL replayed once can never be written again, whatever a later
 load does — the database holds the replay's idempotence, not only the loader's logic.
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 """
 
 from collections.abc import Sequence
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019"
-down_revision: str | None = "0018"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
