@@ -36,7 +36,7 @@ cases = sa.Table(
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("service_request_id", sa.BigInteger, unique=True),
     sa.Column("enforcement_case_id", sa.BigInteger, unique=True),
-    sa.Column("street_code", sa.String(9), sa.ForeignKey("streets.code"), index=True),
+    sa.Column("street_code", sa.String(9), sa.ForeignKey("streets.code")),
     sa.Column("category", sa.Text),
     sa.Column("state", sa.Text, nullable=False, server_default="received"),
     sa.Column("version", sa.Integer, nullable=False, server_default="0"),
@@ -70,6 +70,16 @@ cases = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("reported_by", sa.Text),  # the user who filed it (intake); NULL from an extract
+    # A street's queue and its counts, a unit's cases (migration 0021).
+    sa.Index(
+        "ix_cases_street_state",
+        "street_code",
+        "state",
+        "main_unit",
+        postgresql_include=["assisting_units"],
+    ),
+    sa.Index("ix_cases_street_due", "street_code", "due_at", "id"),
+    sa.Index("ix_cases_assisting_units", "assisting_units", postgresql_using="gin"),
     sa.CheckConstraint(_in("kind", KINDS), name="kind"),
     sa.CheckConstraint(
         "(kind = 'service_request') = (service_request_id is not null) and "
