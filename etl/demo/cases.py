@@ -8,9 +8,10 @@ street summoned (吹哨报到). `enliven` adds these to the cases as they stand 
 step a transition of `layers.cases.store` (a history row; the state machine's rules hold) or a
 call of `layers.whistles`, at a time after the case's last step and not after `now`:
 
-- 退单: about RETURN_SHARE of the cases a unit holds and has not yet contacted anyone about
-  (dispatched, accepted) are returned with a reason; the centre re-dispatches most to another
-  unit of the same kind (of the same street, or another district department), which accepts.
+- 退单: about RETURN_SHARE of the cases the units hold (dispatched, accepted, contacted) are
+  returned with a reason. A unit returns a case before it contacts anyone, so the returns fall
+  on those not yet contacted (`return_chance`). The centre re-dispatches most to another unit
+  of the same kind (of the same street, or another district department), which accepts.
 - 延期: about EXTEND_SHARE of the cases being worked (accepted, contacted) ask for 3 or 5 more
   working days; most are approved, some refused, a few still wait for the centre.
 - 重办: about REOPEN_SHARE of the cases called back unsatisfied (不满意) in the last
@@ -58,7 +59,7 @@ EXTEND_SHARE = 0.02
 APPROVE_SHARE = 0.75  # of the extensions asked; REFUSE_SHARE refused, the rest still pending
 REFUSE_SHARE = 0.15
 REOPEN_SHARE = 0.5
-REOPEN_WITHIN = dt.timedelta(days=14)  # an unsatisfied callback older than this is left alone
+REOPEN_WITHIN = dt.timedelta(days=7)  # an unsatisfied callback older than this is left alone
 SUPERVISE_SHARE = 0.15
 WHISTLE_SHARE = 0.25
 LIVE_SHARE = 0.15
@@ -98,6 +99,7 @@ AGENCY_UNITS = {
     "市场监管所": "{street}-market",
     "派出所": "{street}-police",
     "消防救援站": "district-fire",
+    "消防救援支队": "district-fire",
     "交通支队": "district-traffic",
     "生态环境局": "district-ecology",
 }
@@ -129,7 +131,10 @@ TARGETS_UNDER_WAY = ("进行中",)
 TARGETS_DONE = ("已完成", "已验收")
 
 CLERK = Actor("clerk", "clerk")  # the demo's centre clerk dispatches, approves, reopens
-CANDIDATES = ("dispatched", "accepted", "contacted", "returned", "called_back")
+HELD = ("dispatched", "accepted", "contacted", "returned")  # with a unit, or back from one
+RETURNABLE = ("dispatched", "accepted")  # the machine's: a unit returns before contacting
+MAX_RETURN_CHANCE = 0.9
+CANDIDATES = (*HELD, "called_back")
 
 
 @dataclass
@@ -366,11 +371,24 @@ def _supervise(case: _Case, clock: _Clock, u: float, limits: TimeLimits, zone: s
     case.life.supervised += 1
 
 
+def return_chance(rows: Iterable[Mapping[Any, Any]]) -> float:
+    """The chance that a returnable case (`RETURNABLE`) is returned, so that about
+    RETURN_SHARE of the cases held (`HELD`) are. Counted without the cases ever reopened, and
+    with those returned already among the returnable, so that running again after `enliven`
+    finds the same chance."""
+    held = [r for r in rows if r["state"] in HELD and "reopen" not in (r["actions"] or ())]
+    returnable = [r for r in held if r["state"] in RETURNABLE or "return" in (r["actions"] or ())]
+    if not returnable:
+        return 0.0
+    return min(MAX_RETURN_CHANCE, RETURN_SHARE * len(held) / len(returnable))
+
+
 def _enliven_cases(
     conn: sa.Connection, now: dt.datetime, seed: int, units: _Units, life: Life, zone: str
 ) -> None:
     limits = load_time_limits()
     rows = conn.execute(_CASES, {"states": list(CANDIDATES)}).mappings().all()
+    chance = return_chance(rows)
     for row in rows:
         case = _Case(row, life, conn)
         ids = (row["source"], row["source_id"], case.id)
@@ -379,10 +397,11 @@ def _enliven_cases(
         rng = _rng(seed, "story", *ids)
         u = rng.random()  # one draw: a case is either returned or extended, never both
         clock = _Clock(rng, now)
-        if u < RETURN_SHARE:
-            if case["state"] in ("dispatched", "accepted") and "return" not in case.actions:
+        if u < chance:
+            fresh = not case.actions & {"return", "reopen"}  # as `return_chance` counts
+            if case["state"] in RETURNABLE and fresh:
                 _return(case, clock, units, limits, zone)
-        elif u < RETURN_SHARE + EXTEND_SHARE:
+        elif u < chance + EXTEND_SHARE:
             workable = case["state"] in ("accepted", "contacted")
             if workable and case["extension_due_at"] is None and "extend" not in case.actions:
                 _extend(case, clock, limits, zone)
