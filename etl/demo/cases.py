@@ -134,7 +134,6 @@ CLERK = Actor("clerk", "clerk")  # the demo's centre clerk dispatches, approves,
 HELD = ("dispatched", "accepted", "contacted", "returned")  # with a unit, or back from one
 RETURNABLE = ("dispatched", "accepted")  # the machine's: a unit returns before contacting
 MAX_RETURN_CHANCE = 0.9
-CANDIDATES = (*HELD, "called_back")
 
 
 @dataclass
@@ -289,16 +288,18 @@ _CASES = sa.text(
         select max(at) as last_at, array_agg(distinct action) as actions
         from case_history where case_id = c.id
     ) h
-    where c.state = any(:states)
+    where c.state = any(:held)
+       or (c.state = 'called_back' and c.rating = :unsatisfied and c.called_back_at >= :since)
     order by c.id
     """
 )
 
 
 def _reopen(case: _Case, clock: _Clock, u: float, limits: TimeLimits, zone: str) -> None:
+    """(The query brings only the callbacks of the last REOPEN_WITHIN.)"""
     if not (case["state"] == "called_back" and case["rating"] == UNSATISFIED):
         return
-    if u >= REOPEN_SHARE or case["main_unit"] is None or case.last < clock.now - REOPEN_WITHIN:
+    if u >= REOPEN_SHARE or case["main_unit"] is None:
         return
     at = clock.within(case.last, 20.0)
     if at is None:
@@ -387,7 +388,8 @@ def _enliven_cases(
     conn: sa.Connection, now: dt.datetime, seed: int, units: _Units, life: Life, zone: str
 ) -> None:
     limits = load_time_limits()
-    rows = conn.execute(_CASES, {"states": list(CANDIDATES)}).mappings().all()
+    params = {"held": list(HELD), "unsatisfied": UNSATISFIED, "since": now - REOPEN_WITHIN}
+    rows = conn.execute(_CASES, params).mappings().all()
     chance = return_chance(rows)
     for row in rows:
         case = _Case(row, life, conn)

@@ -249,8 +249,9 @@ def test_enliven_gives_the_cases_a_life_by_the_rules_and_the_seed(
     pool_extend = _ids(conn, "select id from cases where state in ('accepted', 'contacted')")
     pool_reopen = _ids(  # called back unsatisfied lately
         conn,
-        "select c.id from cases c where c.state = 'called_back' and c.rating = '不满意' "
-        "and (select max(at) from case_history h where h.case_id = c.id) >= :since",
+        "select c.id from cases c join case_history h on h.case_id = c.id "
+        "where c.state = 'called_back' and c.rating = '不满意' "
+        "and h.action = 'callback' and h.at >= :since",
         since=NOW - life.REOPEN_WITHIN,
     )
     called_back = _ids(conn, "select id from cases where state = 'called_back'")
