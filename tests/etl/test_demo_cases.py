@@ -36,7 +36,7 @@ SEED = 7
 STATIONS = ("justice", "labour", "enforcement", "police", "market", "housing")
 # Where the extract's requests of each street went (the demo users' units among them).
 MAINS = {
-    A: (f"{A}-city", f"{A}-social", f"{A}-enforcement", "district-market"),
+    A: (f"{A}-city", f"{A}-social", f"{A}-enforcement", "district-fire"),
     B: (f"{B}-city", f"{B}-safety", f"{B}-police", "district-housing"),
 }
 CATEGORIES = ("噪声扰民", "燃气", "环境卫生", "违法建设", "供暖")
@@ -452,7 +452,7 @@ def test_each_demo_department_user_sees_its_units_cases_only(
     enliven(connection, NOW, seed=SEED, zone="Asia/Shanghai")
     accounts = demo_users(connection, "not-a-hash")
     departments = [a for a in accounts if a.role == "department"]
-    assert {a.unit for a in departments} == {f"{A}-city", f"{A}-enforcement", "district-market"}
+    assert {a.unit for a in departments} == {f"{A}-city", f"{A}-enforcement", "district-fire"}
     kinds = connection.execute(
         sa.select(units.c.kind).where(units.c.code.in_([a.unit for a in departments]))
     ).scalars()
