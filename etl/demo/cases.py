@@ -26,13 +26,14 @@ call of `layers.whistles`, at a time after the case's last step and not after `n
   have not arrived or completed yet.
 
 The history is append-only, so a closed case stays as its extract left it: a return can only
-be added to a case a unit still holds. The shares are of the cases that can still take the step.
+be added to a case a unit still holds. The shares are of the cases that can still take the
+step (the returns': of the cases held).
 
 Every decision and time of a case is drawn from a generator seeded by `seed` and the case's
 source (its extract's number), so the same database and seed give the same result whatever
 order the rows were loaded in; and a case that already took a step of a kind (or a target, a
 case that has a whistle) is not given another, so running it again at the same `now` adds
-nothing, and after a later load only the new cases get theirs.
+nothing; after a later load it adds what the new cases and states call for.
 """
 
 from __future__ import annotations
