@@ -8,9 +8,10 @@ street summoned (吹哨报到). `enliven` adds these to the cases as they stand 
 step a transition of `layers.cases.store` (a history row; the state machine's rules hold) or a
 call of `layers.whistles`, at a time after the case's last step and not after `now`:
 
-- 退单: about RETURN_SHARE of the cases a unit holds and has not yet contacted anyone about
-  (dispatched, accepted) are returned with a reason; the centre re-dispatches most to another
-  unit of the same kind (of the same street, or another district department), which accepts.
+- 退单: about RETURN_SHARE of the cases the units hold (dispatched, accepted, contacted) are
+  returned with a reason. A unit returns a case before it contacts anyone, so the returns fall
+  on those not yet contacted (`return_chance`). The centre re-dispatches most to another unit
+  of the same kind (of the same street, or another district department), which accepts.
 - 延期: about EXTEND_SHARE of the cases being worked (accepted, contacted) ask for 3 or 5 more
   working days; most are approved, some refused, a few still wait for the centre.
 - 重办: about REOPEN_SHARE of the cases called back unsatisfied (不满意) in the last
@@ -25,13 +26,14 @@ call of `layers.whistles`, at a time after the case's last step and not after `n
   have not arrived or completed yet.
 
 The history is append-only, so a closed case stays as its extract left it: a return can only
-be added to a case a unit still holds. The shares are of the cases that can still take the step.
+be added to a case a unit still holds. The shares are of the cases that can still take the
+step (the returns': of the cases held).
 
 Every decision and time of a case is drawn from a generator seeded by `seed` and the case's
 source (its extract's number), so the same database and seed give the same result whatever
 order the rows were loaded in; and a case that already took a step of a kind (or a target, a
 case that has a whistle) is not given another, so running it again at the same `now` adds
-nothing, and after a later load only the new cases get theirs.
+nothing; after a later load it adds what the new cases and states call for.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ EXTEND_SHARE = 0.02
 APPROVE_SHARE = 0.75  # of the extensions asked; REFUSE_SHARE refused, the rest still pending
 REFUSE_SHARE = 0.15
 REOPEN_SHARE = 0.5
-REOPEN_WITHIN = dt.timedelta(days=14)  # an unsatisfied callback older than this is left alone
+REOPEN_WITHIN = dt.timedelta(days=7)  # an unsatisfied callback older than this is left alone
 SUPERVISE_SHARE = 0.15
 WHISTLE_SHARE = 0.25
 LIVE_SHARE = 0.15
@@ -98,6 +100,7 @@ AGENCY_UNITS = {
     "市场监管所": "{street}-market",
     "派出所": "{street}-police",
     "消防救援站": "district-fire",
+    "消防救援支队": "district-fire",
     "交通支队": "district-traffic",
     "生态环境局": "district-ecology",
 }
@@ -129,7 +132,9 @@ TARGETS_UNDER_WAY = ("进行中",)
 TARGETS_DONE = ("已完成", "已验收")
 
 CLERK = Actor("clerk", "clerk")  # the demo's centre clerk dispatches, approves, reopens
-CANDIDATES = ("dispatched", "accepted", "contacted", "returned", "called_back")
+HELD = ("dispatched", "accepted", "contacted", "returned")  # with a unit, or back from one
+RETURNABLE = ("dispatched", "accepted")  # the machine's: a unit returns before contacting
+MAX_RETURN_CHANCE = 0.9
 
 
 @dataclass
@@ -284,16 +289,18 @@ _CASES = sa.text(
         select max(at) as last_at, array_agg(distinct action) as actions
         from case_history where case_id = c.id
     ) h
-    where c.state = any(:states)
+    where c.state = any(:held)
+       or (c.state = 'called_back' and c.rating = :unsatisfied and c.called_back_at >= :since)
     order by c.id
     """
 )
 
 
 def _reopen(case: _Case, clock: _Clock, u: float, limits: TimeLimits, zone: str) -> None:
+    """(The query brings only the callbacks of the last REOPEN_WITHIN.)"""
     if not (case["state"] == "called_back" and case["rating"] == UNSATISFIED):
         return
-    if u >= REOPEN_SHARE or case["main_unit"] is None or case.last < clock.now - REOPEN_WITHIN:
+    if u >= REOPEN_SHARE or case["main_unit"] is None:
         return
     at = clock.within(case.last, 20.0)
     if at is None:
@@ -366,11 +373,25 @@ def _supervise(case: _Case, clock: _Clock, u: float, limits: TimeLimits, zone: s
     case.life.supervised += 1
 
 
+def return_chance(rows: Iterable[Mapping[Any, Any]]) -> float:
+    """The chance that a returnable case (`RETURNABLE`) is returned, so that about
+    RETURN_SHARE of the cases held (`HELD`) are. Counted without the cases ever reopened, and
+    with those returned already among the returnable, so that running again after `enliven`
+    finds the same chance."""
+    held = [r for r in rows if r["state"] in HELD and "reopen" not in (r["actions"] or ())]
+    returnable = [r for r in held if r["state"] in RETURNABLE or "return" in (r["actions"] or ())]
+    if not returnable:
+        return 0.0
+    return min(MAX_RETURN_CHANCE, RETURN_SHARE * len(held) / len(returnable))
+
+
 def _enliven_cases(
     conn: sa.Connection, now: dt.datetime, seed: int, units: _Units, life: Life, zone: str
 ) -> None:
     limits = load_time_limits()
-    rows = conn.execute(_CASES, {"states": list(CANDIDATES)}).mappings().all()
+    params = {"held": list(HELD), "unsatisfied": UNSATISFIED, "since": now - REOPEN_WITHIN}
+    rows = conn.execute(_CASES, params).mappings().all()
+    chance = return_chance(rows)
     for row in rows:
         case = _Case(row, life, conn)
         ids = (row["source"], row["source_id"], case.id)
@@ -379,10 +400,11 @@ def _enliven_cases(
         rng = _rng(seed, "story", *ids)
         u = rng.random()  # one draw: a case is either returned or extended, never both
         clock = _Clock(rng, now)
-        if u < RETURN_SHARE:
-            if case["state"] in ("dispatched", "accepted") and "return" not in case.actions:
+        if u < chance:
+            fresh = not case.actions & {"return", "reopen"}  # as `return_chance` counts
+            if case["state"] in RETURNABLE and fresh:
                 _return(case, clock, units, limits, zone)
-        elif u < RETURN_SHARE + EXTEND_SHARE:
+        elif u < chance + EXTEND_SHARE:
             workable = case["state"] in ("accepted", "contacted")
             if workable and case["extension_due_at"] is None and "extend" not in case.actions:
                 _extend(case, clock, limits, zone)

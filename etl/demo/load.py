@@ -91,7 +91,7 @@ def generate(
 DEMO_PASSWORD = "blockdata-demo"
 # A department user per kind of unit (承办单位), bound to one of the demo's units: a street
 # department (大部) and a station (科站队所) of the first street, and a district department.
-DEPARTMENT_UNITS = ("{street}-city", "{street}-enforcement", "district-market")
+DEPARTMENT_UNITS = ("{street}-city", "{street}-enforcement", "district-fire")
 
 
 class DemoUser(NamedTuple):

@@ -62,7 +62,7 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
     for name, unit, unit_name in (
         ("unit-110102001-city", "110102001-city", "城市管理部"),
         ("unit-110102001-enforcement", "110102001-enforcement", "城管执法队"),
-        ("unit-district-market", "district-market", "区市场监管局"),
+        ("unit-district-fire", "district-fire", "区消防救援支队"),
     ):
         line = next(x for x in lines if x.split()[:1] == [name])
         assert line.split()[1:3] == ["department", unit] and unit_name in line, line
