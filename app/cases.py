@@ -27,8 +27,8 @@ from layers import whistles as w
 from layers.cases import Actor, Refused, transition
 from layers.cases.machine import ACTIONS, STATES
 from layers.cases.tables import KINDS
+from layers.queries import access, params, scorecards
 from layers.queries import cases as query
-from layers.queries import params, scorecards
 from layers.queries.access import CASES
 from layers.queries.due import STATES as DUE_STATES
 from layers.queries.params import refusal
@@ -173,7 +173,20 @@ def _filter() -> query.CaseFilter:
         grid=params.optional_text(request.args, "grid", 15),
         source=params.optional_text(request.args, "source", 100),
         updated_after=_updated_after(),
+        **_reach(),
     )
+
+
+def _reach() -> dict[str, str | None]:
+    """The caller's own street (a street's user) or unit (a department user), for
+    `CaseFilter.reach_street` / `reach_unit`."""
+    principal = auth.current()
+    if principal is None:
+        return {}
+    zone = principal.zone
+    street = zone if zone not in (access.DISTRICT, access.NO_STREET) else None
+    unit = access.unit_of(principal.role, principal.unit) or None
+    return {"reach_street": street, "reach_unit": unit}
 
 
 def _updated_after() -> dt.datetime | None:
@@ -275,11 +288,13 @@ def list_cases() -> Response:
 def case_load() -> Response:
     """The unit load board: per main unit, open cases, 临期 and 超期, in the caller's view."""
     street = request.args.get("street") or None
+    unit = params.optional_text(request.args, "unit", CODE_LENGTH)
+    reach = _reach()  # the same rows as without (row-level security), read by index
     found = query.load(
         db.connection(),
         _now(),
-        street=None if street is None else _street(street),
-        unit=params.optional_text(request.args, "unit", CODE_LENGTH),
+        street=reach.get("reach_street") if street is None else _street(street),
+        unit=reach.get("reach_unit") if unit is None else unit,
     )
     return jsonify({"units": found})
 

@@ -76,7 +76,7 @@ cases = sa.Table(
         "street_code",
         "state",
         "main_unit",
-        postgresql_include=["assisting_units"],
+        postgresql_include=["assisting_units", "version", "updated_at"],
     ),
     sa.Index("ix_cases_street_due", "street_code", "due_at", "id"),
     sa.Index("ix_cases_assisting_units", "assisting_units", postgresql_using="gin"),

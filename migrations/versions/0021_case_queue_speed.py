@@ -9,8 +9,9 @@ setting read in a scalar subquery — an InitPlan, evaluated once per query — 
 rows (`bench/bench_cases_api.py` measures the queue before and after).
 
 Indexes:
-- `(street_code, state, main_unit) INCLUDE (assisting_units)`: a street's counts by state and
-  by unit from the index alone (the policies' columns are in it, so no heap fetch);
+- `(street_code, state, main_unit) INCLUDE (assisting_units, version, updated_at)`: a
+  street's counts by state and by unit, and the queue's live stamp (the versions' sum, the
+  newest change), from the index alone (the policies' columns are in it: no heap fetch);
 - `(street_code, due_at, id)`: the queue's first page in its order (due time, then id);
 - GIN on `assisting_units`: a unit's cases (`main_unit = u OR assisting_units @> {u}`) as a
   BitmapOr of two index scans instead of reading every case.
@@ -64,7 +65,7 @@ def upgrade() -> None:
     _replace(ONCE)
     op.execute(
         "CREATE INDEX ix_cases_street_state ON cases (street_code, state, main_unit) "
-        "INCLUDE (assisting_units)"
+        "INCLUDE (assisting_units, version, updated_at)"
     )
     op.execute("CREATE INDEX ix_cases_street_due ON cases (street_code, due_at, id)")
     op.execute("CREATE INDEX ix_cases_assisting_units ON cases USING gin (assisting_units)")
