@@ -314,6 +314,12 @@ def test_the_upgrade_keeps_an_old_clerk_unbound(server_url: str) -> None:
                         " values ('d', 'district', '110102001', 'x')"
                     )
                 )
+        # And back: 0018 again (no grid officer, no photos, clerks without a street), then up.
+        migrate.downgrade(cfg, "0018")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select to_regclass('case_photos')")).scalar() is None
+            assert conn.execute(sa.text("select count(*) from users")).scalar_one() == 1
+        migrate.upgrade(cfg)
         engine.dispose()
     finally:
         drop_database(server_url, name)
