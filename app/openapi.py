@@ -281,7 +281,13 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         )
     ),
     "ServiceRequestFiled": {
-        **_list(_object(["service_request_id"], service_request_id={"type": "integer"})),
+        **_list(
+            _object(
+                ["service_request_id", "case_id"],
+                service_request_id={"type": "integer"},
+                case_id={"type": "integer", "description": "案件编号（受理）the case, in 受理"},
+            )
+        ),
         "minItems": 1,
         "maxItems": 1,
     },

@@ -64,19 +64,12 @@ FORMATS = {
 GRID_OFFICER = "grid_officer"
 
 
-class PayloadTooLarge(ApiError):
-    status = 413
-    code = "payload_too_large"
+class Refused(ApiError):
+    """A photo refused: 409 (the case is full, or has it), 413 (too large), 415 (not an image)."""
 
-
-class UnsupportedMediaType(ApiError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.status, self.code = status, code
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,9 @@ def check(data: bytes, max_bytes: int, index: int = 1) -> Photo:
     """`data` as a photo: 413 over `max_bytes`, 415 unless Pillow reads it as a JPEG, PNG or
     WebP image (whatever the client called it)."""
     if len(data) > max_bytes:
-        raise PayloadTooLarge(
+        raise Refused(
+            413,
+            "payload_too_large",
             f"第 {index} 张照片过大：{len(data)} 字节，上限 {max_bytes} 字节 "
             f"(photo {index} is too large: {len(data)} bytes, at most {max_bytes})",
             field=FIELD,
@@ -126,7 +121,9 @@ def check(data: bytes, max_bytes: int, index: int = 1) -> Photo:
     ):
         kind = None
     if kind not in FORMATS:
-        raise UnsupportedMediaType(
+        raise Refused(
+            415,
+            "unsupported_media_type",
             f"第 {index} 张照片不是 JPEG、PNG 或 WebP 图片 "
             f"(photo {index} is not a JPEG, PNG or WebP image)",
             field=FIELD,
@@ -188,13 +185,17 @@ def add(
         .all()
     )
     if len(have) + len(photos) > MAX_PHOTOS:
-        raise Conflict(
+        raise Refused(
+            409,
+            "conflict",
             f"每个案件最多 {MAX_PHOTOS} 张照片，已有 {len(have)} 张 "
             f"(at most {MAX_PHOTOS} photos per case; it has {len(have)})",
             case_id=case_id,
         )
     if any(photo.sha256 in have for photo in photos):
-        raise Conflict("该照片已上传 (the case already has this photo)", case_id=case_id)
+        raise Refused(
+            409, "conflict", "该照片已上传 (the case already has this photo)", case_id=case_id
+        )
     ids = [
         int(
             conn.execute(

@@ -10,6 +10,7 @@ import click
 import sqlalchemy as sa
 
 from layers.accounts import ROLES, api_tokens, audit_log, sessions, users
+from layers.queries.access import STREET_ROLES  # bound to one street (migration 0019)
 from layers.units import units
 
 TOKEN_DAYS = 90  # a token's default lifetime
@@ -58,9 +59,6 @@ def _user_id(conn: sa.Connection, name: str) -> int:
     if uid is None:
         raise click.ClickException(f"没有这个用户 no such user: {name!r}")
     return int(uid)
-
-
-STREET_ROLES = ("commander", "clerk", "grid_officer")  # bound to one street (migration 0019)
 
 
 @click.group("users")

@@ -28,6 +28,7 @@ from app.cli import main
 from app.config import from_env
 from app.db import make_engine
 from layers.cases.machine import ACTIONS
+from tests.app.test_intake_cases import grid_of, post_request
 from tests.clock import BEIJING, FrozenClock
 from tests.helpers import add_user, call, drop_database, login, new_database, token
 from tests.plugins.ogc import COMMITTED_A, COMMITTED_B
@@ -109,13 +110,7 @@ def test_a_grid_officer_reports_in_its_street_with_the_pages_csrf_token(
         ),
         {"id": body["case_id"]},
     ).one()
-    placed = connection.execute(
-        sa.text(
-            "select code, community_code, street_code from grids"
-            " where ST_Contains(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
-        ),
-        {"x": POINT_A[0], "y": POINT_A[1]},
-    ).one()
+    placed = grid_of(connection, *POINT_A)
     assert tuple(row) == ("received", placed[2], "go-1", placed[0], placed[1], 1)
     assert (body["street"], body["community"], body["grid"], body["photos"]) == (
         placed[2],
@@ -197,16 +192,7 @@ def test_a_grid_officer_cannot_dispatch_nor_read_the_queue(
     assert tuple(state) == ("received", 0, 0)
     # Its token files through Open311 too, and may not read the requests' list.
     key = token(connection, "grid_officer", A)
-    status, body, _ = call(
-        anonymous,
-        "POST",
-        "/requests.json",
-        api_key=key,
-        service_code="环境卫生",
-        lat=str(POINT_A[1]),
-        long=str(POINT_A[0]),
-        description="井盖缺失",
-    )
+    status, body, _ = post_request(anonymous, key, POINT_A)
     assert status == 200 and body[0]["case_id"] > case_id
     assert call(anonymous, "GET", "/requests.json", api_key=key)[0] == 403
 
@@ -252,16 +238,7 @@ def test_a_clerk_sees_only_its_streets_cases(
 ) -> None:
     key = token(connection, "district")
     for point in (POINT_A, POINT_A2, POINT_B):
-        status, body, _ = call(
-            anonymous,
-            "POST",
-            "/requests.json",
-            api_key=key,
-            service_code="环境卫生",
-            lat=str(point[1]),
-            long=str(point[0]),
-            description="占道经营",
-        )
+        status, body, _ = post_request(anonymous, key, point)
         assert status == 200, body
     for street in (A, B):
         clerk = login(app.test_client(), add_user(connection, f"clerk-{street}", "clerk", street))
@@ -337,6 +314,12 @@ def test_the_upgrade_keeps_an_old_clerk_unbound(server_url: str) -> None:
                         " values ('d', 'district', '110102001', 'x')"
                     )
                 )
+        # And back: 0018 again (no grid officer, no photos, clerks without a street), then up.
+        migrate.downgrade(cfg, "0018")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("select to_regclass('case_photos')")).scalar() is None
+            assert conn.execute(sa.text("select count(*) from users")).scalar_one() == 1
+        migrate.upgrade(cfg)
         engine.dispose()
     finally:
         drop_database(server_url, name)

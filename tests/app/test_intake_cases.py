@@ -25,6 +25,7 @@ from app import create_app
 from app.config import from_env
 from etl.units import build_units
 from layers.cases import Actor, transition
+from tests.app.test_open311 import grid_of  # the independent spatial check, by PostGIS
 from tests.clock import BEIJING, FrozenClock
 from tests.helpers import add_unit, add_user, call, login, token
 
@@ -60,18 +61,6 @@ def image(fmt: str, size: tuple[int, int] = (16, 12), seed: int = 1, noise: bool
     out = io.BytesIO()
     picture.save(out, format=fmt)
     return out.getvalue()
-
-
-def grid_of(conn: sa.Connection, lng: float, lat: float) -> tuple[str, str, str]:
-    """(grid, community, street) of the grid containing the point, by PostGIS."""
-    row = conn.execute(
-        sa.text(
-            "select code, community_code, street_code from grids"
-            " where ST_Contains(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
-        ),
-        {"x": lng, "y": lat},
-    ).one()
-    return row[0], row[1], row[2]
 
 
 def post_request(client: FlaskClient, key: str, point: tuple[float, float], **more: str) -> Any:

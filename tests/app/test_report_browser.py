@@ -26,6 +26,7 @@ from PIL import Image
 from app import create_app
 from app.config import from_env
 from app.db import make_engine
+from tests.app.test_intake_cases import grid_of
 from tests.etl.committed import committed_database
 from tests.helpers import add_user
 from tests.plugins.ogc import serve
@@ -165,13 +166,7 @@ def test_a_grid_officer_reports_from_a_phone(browser: object, live: Live) -> Non
                 ),
                 {"id": case_id},
             ).one()
-            placed = conn.execute(
-                sa.text(
-                    "select code, community_code, street_code from grids"
-                    " where ST_Contains(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
-                ),
-                {"x": lng, "y": lat},
-            ).one()
+            placed = grid_of(conn, lng, lat)
             photos = conn.execute(
                 sa.text(
                     "select file_name, content_type, sha256, uploaded_by from case_photos"

@@ -23,7 +23,8 @@ ROLES = [
     ("district", None),
     ("analyst", None),
     ("planner", None),
-    ("clerk", None),
+    ("clerk", A),  # the street centre's clerk (migration 0019)
+    ("grid_officer", B),
     ("commander", A),
     ("commander", B),
 ]

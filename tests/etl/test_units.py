@@ -400,7 +400,8 @@ def test_the_imports_pages_name_a_units_run_in_chinese_with_its_rejects(
     report = import_units(connection, _write_csv(tmp_path / "units.csv", rows))
     app = create_app({"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False})
     for role in ("clerk", "district"):
-        client = login(app.test_client(), add_user(connection, f"units-page-{role}", role))
+        street = A if role == "clerk" else None  # the clerk of a street reads every run
+        client = login(app.test_client(), add_user(connection, f"units-page-{role}", role, street))
         listing = client.get("/imports").get_data(as_text=True)
         assert "承办单位" in listing, role
         assert f'href="/imports/{report.run_id}"' in listing, role

@@ -14,14 +14,21 @@ from layers.queries import access
     ("role", "street", "zone"),
     [
         ("commander", "110102001", "110102001"),
-        ("commander", None, "*"),  # a commander without a street sees nothing of their own
+        ("clerk", "110102003", "110102003"),  # the street centre's (migration 0019)
+        ("grid_officer", "110102003", "110102003"),
+        # A street's user without a street (a clerk from before 0019) sees nothing.
+        ("commander", None, access.NO_STREET),
+        ("clerk", None, access.NO_STREET),
+        ("grid_officer", None, access.NO_STREET),
         ("district", "110102001", "*"),
         ("analyst", None, "*"),
         ("planner", None, "*"),
-        ("clerk", "110102003", "*"),
+        ("department", None, access.NO_STREET),
     ],
 )
-def test_only_a_commander_is_confined_to_a_street(role: str, street: str | None, zone: str) -> None:
+def test_the_street_roles_are_confined_to_their_street(
+    role: str, street: str | None, zone: str
+) -> None:
     assert access.zone_of(role, street) == zone
 
 
