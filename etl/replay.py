@@ -148,12 +148,16 @@ def _rows(conn: sa.Connection, layer: str, source: str, run_id: int) -> int:
     case id drawn from the sequence now), the rows this run inserted or changed, and the
     cases that never moved — with their chain's times and unit values."""
     spec = SOURCES[layer]
+    # the sequence by name, once (pg_get_serial_sequence in the select runs once a row)
+    sequence = conn.execute(sa.select(sa.func.pg_get_serial_sequence("cases", "id"))).scalar_one()
+    if not re.fullmatch(r'[\w."]+', str(sequence)):
+        raise RuntimeError(f"unexpected sequence name {sequence!r}")
     conn.exec_driver_sql("drop table if exists replay_rows")
     result = conn.execute(
         sa.text(
             f"""
             create temp table replay_rows on commit drop as
-            select coalesce(c.id, nextval(pg_get_serial_sequence('cases', 'id'))) as case_id,
+            select coalesce(c.id, nextval('{sequence}'::regclass)) as case_id,
                    c.id is null as new, r.id as source_row,
                    coalesce(c.state, 'received') as state, coalesce(c.version, 0) as version,
                    coalesce(c.street_code, r.street_code) as street_code,
@@ -462,6 +466,14 @@ def _bulk_tables(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
     if not bulk:
         return []
     locks.acquire(conn, [(t, locks.ACCESS_EXCLUSIVE) for t in bulk])
+    empty = "case_history" in bulk and not conn.exec_driver_sql(
+        "select exists (select 1 from case_history)"
+    ).scalar_one()
+    if empty:
+        # Emptied in this transaction: with wal_level=minimal (the managed cluster), its rows
+        # and index builds are then written without WAL (as etl/load.py's bulk load does).
+        # Nothing refers to the history; `cases` cannot be emptied so (whistles refer to it).
+        conn.exec_driver_sql("truncate case_history")
     made = []
     for table in bulk:
         found = conn.exec_driver_sql(
