@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -91,6 +92,7 @@ class Replayed:
     steps_added: int = 0
     cases_moved: int = 0
     warnings: Counter[str] = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
 # Per layer: the candidate rows (alias r) as the chain needs them — the unit values (text[],
@@ -466,9 +468,10 @@ def _bulk_tables(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
     if not bulk:
         return []
     locks.acquire(conn, [(t, locks.ACCESS_EXCLUSIVE) for t in bulk])
-    empty = "case_history" in bulk and not conn.exec_driver_sql(
-        "select exists (select 1 from case_history)"
-    ).scalar_one()
+    empty = (
+        "case_history" in bulk
+        and not conn.exec_driver_sql("select exists (select 1 from case_history)").scalar_one()
+    )
     if empty:
         # Emptied in this transaction: with wal_level=minimal (the managed cluster), its rows
         # and index builds are then written without WAL (as etl/load.py's bulk load does).
@@ -506,10 +509,20 @@ def replay(conn: sa.Connection, layer: str, source: str, run_id: int) -> Replaye
     out = Replayed()
     if not replayable(layer):
         return out
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        out.timings[name] = now - mark
+        mark = now
+
     rows = _rows(conn, layer, source, run_id)
+    lap("rows")
     if rows:
         _resolve_units(conn)
         _chain(conn)
+        lap("chain")
         # A large batch skips the per-row checks of the foreign keys and of the cases'
         # source trigger (a superuser's `session_replication_role = replica`, no table
         # lock): every row written here is built from rows that exist (the layer's rows,
@@ -521,15 +534,19 @@ def replay(conn: sa.Connection, layer: str, source: str, run_id: int) -> Replaye
             conn.exec_driver_sql("set local session_replication_role = replica")
         out.cases_created = _new_cases(conn, layer)
         out.cases_moved = _moved_cases(conn)
+        lap("cases")
         out.steps_added = _append(conn, run_id)
+        lap("history")
         if fast:
             conn.exec_driver_sql("set local session_replication_role = origin")
         if rebuild:
             conn.exec_driver_sql("set local maintenance_work_mem = '512MB'")
             for definition in rebuild:
                 conn.exec_driver_sql(definition)
+            lap("indexes")
         _warn(conn, out)
         for table in ("replay_chain", "replay_units"):
             conn.exec_driver_sql(f"drop table {table}")
     conn.exec_driver_sql("drop table replay_rows")
+    lap("warnings")
     return out
