@@ -470,12 +470,16 @@ def _bulk_tables(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
     locks.acquire(conn, [(t, locks.ACCESS_EXCLUSIVE) for t in bulk])
     empty = (
         "case_history" in bulk
-        and not conn.exec_driver_sql("select exists (select 1 from case_history)").scalar_one()
+        and not conn.exec_driver_sql(
+            "select exists (select 1 from case_history) or exists (select 1 from pg_constraint "
+            "where contype = 'f' and confrelid = 'case_history'::regclass)"
+        ).scalar_one()
     )
     if empty:
         # Emptied in this transaction: with wal_level=minimal (the managed cluster), its rows
         # and index builds are then written without WAL (as etl/load.py's bulk load does).
-        # Nothing refers to the history; `cases` cannot be emptied so (whistles refer to it).
+        # Only when no foreign key refers to the history (a TRUNCATE would be refused);
+        # `cases` cannot be emptied so (whistles refer to it).
         conn.exec_driver_sql("truncate case_history")
     made = []
     for table in bulk:
