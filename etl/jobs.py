@@ -476,6 +476,8 @@ def run_file(
             replayed = replay.replay(conn, spec.layer, spec.source, run_id)
             if replay.replayable(spec.layer):
                 report.timings["replay"] = time.monotonic() - mark
+                for name, seconds in replayed.timings.items():
+                    report.timings[f"  replay {name}"] = seconds
             bar.update()
             warnings = Counter(prepared.warnings) + replayed.warnings
             if report.notes:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -91,6 +92,7 @@ class Replayed:
     steps_added: int = 0
     cases_moved: int = 0
     warnings: Counter[str] = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step
 
 
 # Per layer: the candidate rows (alias r) as the chain needs them — the unit values (text[],
@@ -148,12 +150,16 @@ def _rows(conn: sa.Connection, layer: str, source: str, run_id: int) -> int:
     case id drawn from the sequence now), the rows this run inserted or changed, and the
     cases that never moved — with their chain's times and unit values."""
     spec = SOURCES[layer]
+    # the sequence by name, once (pg_get_serial_sequence in the select runs once a row)
+    sequence = conn.execute(sa.select(sa.func.pg_get_serial_sequence("cases", "id"))).scalar_one()
+    if not re.fullmatch(r'[\w."]+', str(sequence)):
+        raise RuntimeError(f"unexpected sequence name {sequence!r}")
     conn.exec_driver_sql("drop table if exists replay_rows")
     result = conn.execute(
         sa.text(
             f"""
             create temp table replay_rows on commit drop as
-            select coalesce(c.id, nextval(pg_get_serial_sequence('cases', 'id'))) as case_id,
+            select coalesce(c.id, nextval('{sequence}'::regclass)) as case_id,
                    c.id is null as new, r.id as source_row,
                    coalesce(c.state, 'received') as state, coalesce(c.version, 0) as version,
                    coalesce(c.street_code, r.street_code) as street_code,
@@ -462,6 +468,19 @@ def _bulk_tables(conn: sa.Connection, counts: dict[str, int]) -> list[str]:
     if not bulk:
         return []
     locks.acquire(conn, [(t, locks.ACCESS_EXCLUSIVE) for t in bulk])
+    empty = (
+        "case_history" in bulk
+        and not conn.exec_driver_sql(
+            "select exists (select 1 from case_history) or exists (select 1 from pg_constraint "
+            "where contype = 'f' and confrelid = 'case_history'::regclass)"
+        ).scalar_one()
+    )
+    if empty:
+        # Emptied in this transaction: with wal_level=minimal (the managed cluster), its rows
+        # and index builds are then written without WAL (as etl/load.py's bulk load does).
+        # Only when no foreign key refers to the history (a TRUNCATE would be refused);
+        # `cases` cannot be emptied so (whistles refer to it).
+        conn.exec_driver_sql("truncate case_history")
     made = []
     for table in bulk:
         found = conn.exec_driver_sql(
@@ -494,10 +513,20 @@ def replay(conn: sa.Connection, layer: str, source: str, run_id: int) -> Replaye
     out = Replayed()
     if not replayable(layer):
         return out
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        out.timings[name] = now - mark
+        mark = now
+
     rows = _rows(conn, layer, source, run_id)
+    lap("rows")
     if rows:
         _resolve_units(conn)
         _chain(conn)
+        lap("chain")
         # A large batch skips the per-row checks of the foreign keys and of the cases'
         # source trigger (a superuser's `session_replication_role = replica`, no table
         # lock): every row written here is built from rows that exist (the layer's rows,
@@ -509,15 +538,19 @@ def replay(conn: sa.Connection, layer: str, source: str, run_id: int) -> Replaye
             conn.exec_driver_sql("set local session_replication_role = replica")
         out.cases_created = _new_cases(conn, layer)
         out.cases_moved = _moved_cases(conn)
+        lap("cases")
         out.steps_added = _append(conn, run_id)
+        lap("history")
         if fast:
             conn.exec_driver_sql("set local session_replication_role = origin")
         if rebuild:
             conn.exec_driver_sql("set local maintenance_work_mem = '512MB'")
             for definition in rebuild:
                 conn.exec_driver_sql(definition)
+            lap("indexes")
         _warn(conn, out)
         for table in ("replay_chain", "replay_units"):
             conn.exec_driver_sql(f"drop table {table}")
     conn.exec_driver_sql("drop table replay_rows")
+    lap("warnings")
     return out

@@ -496,3 +496,30 @@ def test_the_demo_gives_every_dispatched_request_a_history(
     ).scalar_one()
     assert closed > 0
     assert _all_replay(connection) > 1000
+
+
+def test_the_machine_takes_the_etls_steps_as_the_extract_has_them() -> None:
+    """The ETL's role (never a user's) may dispatch without a unit or a due time, resolve
+    without a result, call back without answers, and note its run; a user may not; the ETL
+    takes only the extract's steps."""
+    from layers.cases import Case, Refused, apply
+
+    at = t("09:30:00")
+    case = apply(Case(), "dispatch", "etl", {"assisting_units": [], "etl_run_id": 7}, at)
+    assert (case.state, case.main_unit, case.due_at) == ("dispatched", None, None)
+    for action, role, fields in (
+        ("dispatch", "clerk", {"assisting_units": []}),  # a user names the unit
+        ("dispatch", "clerk", {"main_unit": "u", "due_at": at, "etl_run_id": 7}),
+    ):
+        with pytest.raises(Refused) as refused:
+            apply(Case(), action, role, fields, at)
+        assert refused.value.status == 400
+    case = apply(case, "accept", "etl", {"etl_run_id": 7}, at)
+    resolved = apply(case, "resolve", "etl", {}, at)
+    assert (resolved.state, resolved.result) == ("resolved", None)
+    called = apply(resolved, "callback", "etl", {"rating": None}, at)
+    assert (called.state, called.rating, called.callback_valid) == ("called_back", None, None)
+    for action, fields in (("return", {"reason": "x"}), ("supervise", {"note": "x"})):
+        with pytest.raises(Refused) as refused:
+            apply(case, action, "etl", fields, at)
+        assert refused.value.status == 403
