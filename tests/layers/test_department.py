@@ -107,6 +107,30 @@ def test_a_department_sees_exactly_its_units_cases_across_streets(
     assert _ids(connection, "select id from cases") == set(c.values())
 
 
+def test_unit_case_ids_gives_a_units_cases_the_caller_may_see_and_no_other(
+    connection: sa.Connection, cases_by_name: dict[str, int]
+) -> None:
+    """migration 0021's function runs with its owner's rights: it must repeat the policies,
+    so no caller learns of a case it could not read (the ids are listed by hand above)."""
+    c = cases_by_name
+
+    def ids(unit: str) -> set[int]:
+        return _ids(connection, f"select unit_case_ids('{unit}')")
+
+    connection.exec_driver_sql("reset role")
+    access.scope(connection, access.DISTRICT)
+    assert ids(U) == {c["a1"], c["a2"], c["b1"]}  # main or assisting, across streets
+    assert ids(W) == {c["a3"], c["b2"]}
+    connection.exec_driver_sql("reset role")
+    access.scope(connection, A)  # a commander of A: A's cases only
+    assert ids(U) == {c["a1"], c["a2"]}
+    assert ids(W) == {c["a3"]}
+    _as_department(connection)  # U: its own cases, and of V's only a2, where U assists
+    assert ids(U) == {c["a1"], c["a2"], c["b1"]}
+    assert ids(V) == {c["a2"]}
+    assert ids(W) == set()
+
+
 def test_a_department_acts_on_its_cases_only(
     connection: sa.Connection, cases_by_name: dict[str, int]
 ) -> None:
