@@ -2,7 +2,7 @@
 alternative (the state read back from the history) in the same run.
 
     python bench/bench_cases_api.py [--cases 1000000] [--clients 16] [--per-client 40]
-                                    [--workers 2] [--threads 8] [--reuse]
+                                    [--workers 2] [--threads 8] [--pace 0.25] [--reuse]
                                     [--out docs/benchmarks.md]
 
 Fills a throwaway database `blockdata_bench_cases` in SQL (demo boundaries and units; N
@@ -13,7 +13,10 @@ connections (bearer tokens, so each request is authenticated and audited as the 
   1. transitions: `--clients` clients, each a department user of its own unit with a district
      dispatcher's token beside it, take cases of the 受理 pool through dispatch → accept →
      contact → resolve, one POST each (the version from the previous answer); p50/p90/p99 of
-     every POST and the throughput;
+     every POST and the throughput; then one client alone (the service time), and the
+     `--clients` clients at a user's rhythm, one POST every `--pace` seconds each (0.25 s:
+     64 POSTs/s together, some 300 times the district's average of ~0.2 a second — a year's
+     million requests with six steps each);
   2. the street queue's first page (`GET /api/cases?street=…&limit=50`, which carries the
      counts by state and by unit), as the street's commander (row-level security) and as the
      district; the same for a department user's queue; sequential, p50/p99;
@@ -31,6 +34,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -220,9 +224,12 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def transitions(port: int, url: str, clients: int, per_client: int) -> dict[str, float]:
+def transitions(
+    port: int, url: str, clients: int, per_client: int, pace: float = 0.0
+) -> dict[str, float]:
     """`clients` threads, each taking `per_client` cases from 受理 to 已办结 (the first cases
-    still in 受理: a second call takes others)."""
+    still in 受理: a second call takes others). `pace` > 0: each client sends one POST every
+    `pace` seconds (a user's rhythm, from a random phase) instead of back to back."""
     with psycopg.connect(url) as conn:
         units = [
             r[0]
@@ -251,6 +258,7 @@ def transitions(port: int, url: str, clients: int, per_client: int) -> dict[str,
         mine: list[float] = []
         boss, unit = Client(port, dispatcher), Client(port, tokens[i])
         barrier.wait()
+        due = time.perf_counter() + random.random() * pace
         for case in pool[i * per_client : (i + 1) * per_client]:
             version = 0
             for who, action, extra in (
@@ -259,6 +267,9 @@ def transitions(port: int, url: str, clients: int, per_client: int) -> dict[str,
                 (unit, "contact", {}),
                 (unit, "resolve", {"result": "已处理完毕"}),
             ):
+                if pace:
+                    time.sleep(max(0.0, due - time.perf_counter()))
+                    due += pace
                 status, body, took = who.call(
                     "POST",
                     f"/api/cases/{case}/transitions",
@@ -367,6 +378,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument(
+        "--pace", type=float, default=0.25, help="seconds between a paced client's POSTs"
+    )
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
@@ -397,6 +411,8 @@ def main() -> None:
         print(f"transitions: {moves}", flush=True)
         alone = transitions(port, url, 1, args.per_client)
         print(f"transitions, one client: {alone}", flush=True)
+        paced = transitions(port, url, args.clients, args.per_client // 2, pace=args.pace)
+        print(f"transitions, paced: {paced}", flush=True)
         commander = account(url, f"bench-commander-{street}", "commander", street=street)
         district = account(url, "bench-district-q", "district")
         department = account(url, f"bench-unit-{unit}", "department", unit=unit)
@@ -430,6 +446,9 @@ def main() -> None:
         f"{moves['p90']:.1f} ms, {moves['per_s']:.0f}/s; target p50 < 30, p99 < 100 |",
         f"| transition POST, 1 client (the service time) | {alone['p50']:.1f} "
         f"| {alone['p99']:.1f} | {alone['n']} POSTs, {alone['per_s']:.0f}/s |",
+        f"| transition POST, {args.clients} clients at one POST per {args.pace:g} s each "
+        f"| {paced['p50']:.1f} | {paced['p99']:.1f} | {paced['n']} POSTs, "
+        f"{paced['per_s']:.0f}/s offered together |",
     ]
     for who, q in queues.items():
         lines.append(
