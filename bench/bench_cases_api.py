@@ -435,7 +435,8 @@ def main() -> None:
         "## The case API (全响应): transitions and queues — `bench/bench_cases_api.py`",
         "",
         f"`python bench/bench_cases_api.py --cases {args.cases} --clients {args.clients} "
-        f"--per-client {args.per_client} --workers {args.workers} --threads {args.threads}` "
+        f"--per-client {args.per_client} --workers {args.workers} --threads {args.threads} "
+        f"--pace {args.pace:g}` "
         f"on {machine()}, {when}; {n_cases:,} cases, {n_history:,} history rows; "
         f"load average {load:.1f} at the start (other work shared the machine).",
         "",
