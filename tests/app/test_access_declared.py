@@ -34,7 +34,7 @@ ENDPOINTS = {
     "auth.login",
     "auth.logout",
     "openapi.openapi_json",
-    *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run")),
+    *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run", "queue")),
     *(
         f"api.{n}"
         for n in (
@@ -58,6 +58,8 @@ ENDPOINTS = {
         f"cases.{n}"
         for n in (
             "list_cases",
+            "case_load",
+            "cases_overdue",
             "case",
             "case_transition",
             "list_whistles",
