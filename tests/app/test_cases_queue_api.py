@@ -22,7 +22,7 @@ from etl.rules import DUE_SOON_SHARE
 from etl.units import build_units
 from layers.cases import Actor, create_case, transition
 from tests.clock import HOURS, FrozenClock
-from tests.district import Cell
+from tests.district import Cell, grid_cells
 from tests.helpers import add_user, login
 
 A, B = "110102001", "110102003"
@@ -431,7 +431,7 @@ def test_a_case_offers_the_actions_of_the_role_in_its_state(
     app: Flask, connection: sa.Connection, units: list[str]
 ) -> None:
     now = CLOCK.instant
-    cells = __import__("tests.district", fromlist=["grid_cells"]).grid_cells()
+    cells = grid_cells()
     source = _request(connection, 99, cells[0], CHANNELS[0], now - dt.timedelta(hours=2))
     case_id = int(
         create_case(
