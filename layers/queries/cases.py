@@ -236,16 +236,17 @@ def list_cases(
     assert zone is not None
     where = _where(chosen, now)
     order = (cases.c.due_at.asc().nulls_last(), cases.c.id)
-    page = sa.select(cases).where(*where)
+    keys = sa.select(cases.c.id).where(*where)
     if after is not None:
-        page = page.where(_after(after))
-    # The page first (sorted and cut on `cases` alone), then its events and units: joining
-    # before the cut would read the event of every case in the filtered set.
-    cut = page.order_by(*order).limit(limit + 1).subquery("page")
-    joined, place = _place_columns(cut)
-    due = due_state(cut.c.dispatched_at, cut.c.due_at, cut.c.resolved_at, now).label("due_state")
-    query = sa.select(cut, due, *place).select_from(joined)
-    query = query.order_by(cut.c.due_at.asc().nulls_last(), cut.c.id)
+        keys = keys.where(_after(after))
+    # The page's keys first (sorted and cut on narrow rows of `cases` alone), then its rows,
+    # events and units: joining before the cut would read every filtered case in full.
+    cut = keys.order_by(*order).limit(limit + 1).subquery("page")
+    page = sa.select(cases).join(cut, cut.c.id == cases.c.id).subquery("page_rows")
+    joined, place = _place_columns(page)
+    due = due_state(page.c.dispatched_at, page.c.due_at, page.c.resolved_at, now)
+    query = sa.select(page, due.label("due_state"), *place).select_from(joined)
+    query = query.order_by(page.c.due_at.asc().nulls_last(), page.c.id)
     rows = list(conn.execute(query).mappings())
     more = len(rows) > limit
     rows = rows[:limit]

@@ -34,7 +34,7 @@ ENDPOINTS = {
     "auth.login",
     "auth.logout",
     "openapi.openapi_json",
-    *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run")),
+    *(f"pages.{n}" for n in ("overview", "command", "planner", "imports", "imports_run", "queue")),
     *(f"intake.{n}" for n in ("report", "report_submit", "reports")),
     *(f"photos.{n}" for n in ("case_photos_view", "photo")),
     *(
@@ -60,6 +60,8 @@ ENDPOINTS = {
         f"cases.{n}"
         for n in (
             "list_cases",
+            "case_load",
+            "cases_overdue",
             "case",
             "case_transition",
             "list_whistles",

@@ -22,7 +22,7 @@ from etl.rules import DUE_SOON_SHARE
 from etl.units import build_units
 from layers.cases import Actor, create_case, transition
 from tests.clock import HOURS, FrozenClock
-from tests.district import Cell
+from tests.district import Cell, grid_cells
 from tests.helpers import add_user, login
 
 A, B = "110102001", "110102003"
@@ -45,51 +45,31 @@ def units(connection: sa.Connection, district: Any) -> list[str]:
     return [f"{A}-city", "district-market", "district-fire", f"{B}-city"]
 
 
-def _request(conn: sa.Connection, i: int, cell: Cell, channel: str, at: dt.datetime) -> int:
+def _event(conn: sa.Connection, table: str, cell: Cell, values: dict[str, Any]) -> int:
+    """A row of `table` (service_requests or enforcement_cases) at the centre of `cell`,
+    placed in its grid, community and street; its id."""
     grid, community, street, (x0, y0, x1, y1) = cell
+    row = {"street_code": street, "community_code": community, "grid_code": grid, **values}
+    names = ", ".join(row)
+    marks = ", ".join(f":{k}" for k in row)
     return int(
         conn.execute(
             sa.text(
-                "insert into service_requests (source, source_id, received_at, channel, "
-                "category, street_code, community_code, grid_code, address, geom) values "
-                "('test-queue', :s, :t, :channel, '噪声扰民', :street, :community, :grid, "
-                ":address, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) returning id"
+                f"insert into {table} (source, {names}, geom) values ('test-queue', {marks}, "
+                "ST_SetSRID(ST_MakePoint(:x, :y), 4326)) returning id"
             ),
-            {
-                "s": f"R{i}",
-                "t": at,
-                "channel": channel,
-                "street": street,
-                "community": community,
-                "grid": grid,
-                "address": f"测试地址{i}",
-                "x": (x0 + x1) / 2,
-                "y": (y0 + y1) / 2,
-            },
+            {**row, "x": (x0 + x1) / 2, "y": (y0 + y1) / 2},
         ).scalar_one()
     )
+
+
+def _request(conn: sa.Connection, i: int, cell: Cell, channel: str, at: dt.datetime) -> int:
+    values = {"source_id": f"R{i}", "received_at": at, "channel": channel}
+    return _event(conn, "service_requests", cell, {**values, "address": f"测试地址{i}"})
 
 
 def _enforcement(conn: sa.Connection, i: int, cell: Cell, at: dt.datetime) -> int:
-    grid, community, street, (x0, y0, x1, y1) = cell
-    return int(
-        conn.execute(
-            sa.text(
-                "insert into enforcement_cases (source, source_id, opened_at, street_code, "
-                "community_code, grid_code, geom) values ('test-queue', :s, :t, :street, "
-                ":community, :grid, ST_SetSRID(ST_MakePoint(:x, :y), 4326)) returning id"
-            ),
-            {
-                "s": f"E{i}",
-                "t": at,
-                "street": street,
-                "community": community,
-                "grid": grid,
-                "x": (x0 + x1) / 2,
-                "y": (y0 + y1) / 2,
-            },
-        ).scalar_one()
-    )
+    return _event(conn, "enforcement_cases", cell, {"source_id": f"E{i}", "opened_at": at})
 
 
 @pytest.fixture
@@ -431,7 +411,7 @@ def test_a_case_offers_the_actions_of_the_role_in_its_state(
     app: Flask, connection: sa.Connection, units: list[str]
 ) -> None:
     now = CLOCK.instant
-    cells = __import__("tests.district", fromlist=["grid_cells"]).grid_cells()
+    cells = grid_cells()
     source = _request(connection, 99, cells[0], CHANNELS[0], now - dt.timedelta(hours=2))
     case_id = int(
         create_case(

@@ -24,7 +24,8 @@ from app.config import from_env
 from app.db import make_engine
 from etl.demo.load import generate, load
 from etl.units import build_units
-from layers.cases import create_case
+from layers import whistles as w
+from layers.cases import Actor, create_case
 from tests.clock import BEIJING, FrozenClock
 from tests.helpers import add_user, drop_database, new_database
 from tests.plugins.browser import free_port
@@ -333,5 +334,65 @@ def test_a_stale_action_shows_the_chinese_409(browser: object, live: Live) -> No
     for page, seen in ((first, seen_first), (second, seen_second)):
         # The 409 answer is a failed fetch the console reports: it is the expected one.
         seen.errors = [e for e in seen.errors if "409" not in e]
+        _clean(page, seen)
+        page.close()  # type: ignore[attr-defined]
+
+
+def test_a_summoned_unit_reports_from_its_queue(browser: object, live: Live) -> None:
+    """A whistle summons the unit: the commander sees it in progress; the department reports
+    arrival (late, its delay shown) and completion from its queue page."""
+    CLOCK.instant = START + dt.timedelta(days=4)
+    meet = CLOCK.instant - dt.timedelta(minutes=30)
+    with live.engine.connect() as conn:
+        whistle = w.blow(
+            conn,
+            street=live.street,
+            target=w.Place("lane", ref="测试胡同"),
+            unit_codes=[live.unit],
+            reason="占道经营联合整治",
+            meeting_point="胡同东口",
+            meet_at=meet,
+            actor=Actor("post-clerk", "clerk"),
+            now=CLOCK.instant - dt.timedelta(hours=2),
+        )
+        conn.commit()
+    commander, commander_seen = _open_page(
+        browser, live, "post-commander", f"/command/{live.street}"
+    )
+    commander.wait_for_selector(f"#bd-whistles li[data-id='{whistle}']")  # type: ignore[attr-defined]
+    text = commander.locator(f"#bd-whistles li[data-id='{whistle}']").text_content()  # type: ignore[attr-defined]
+    assert "占道经营联合整治" in text and "未报到" in text
+    assert commander.locator("#bd-whistles button").count() == 0  # type: ignore[attr-defined]
+    department, department_seen = _open_page(browser, live, "post-department", "/queue")
+    item = f"#bd-whistles li[data-id='{whistle}'] li[data-unit='{live.unit}']"
+    department.wait_for_selector(item)  # type: ignore[attr-defined]
+    department.click(f"{item} button")  # type: ignore[attr-defined]
+    department.wait_for_selector(f"{item}:has-text('已报到')")  # type: ignore[attr-defined]
+    assert "迟到 30 分钟" in department.locator(item).text_content()  # type: ignore[attr-defined]
+    department.click(f"{item} button")  # type: ignore[attr-defined]
+    with live.engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "select arrived_at, completed_at from whistle_units "
+                "where whistle_id = :w and unit_code = :u"
+            ),
+            {"w": whistle, "u": live.unit},
+        ).one()
+    assert row.arrived_at == CLOCK.instant
+    department.wait_for_function(  # type: ignore[attr-defined]
+        f"() => !document.querySelector(\"#bd-whistles li[data-id='{whistle}']\")"
+    )
+    with live.engine.connect() as conn:
+        done = conn.execute(
+            sa.text("select completed_at from whistle_units where whistle_id = :w"),
+            {"w": whistle},
+        ).scalar_one()
+    assert done == CLOCK.instant
+    # The commander's list drops it without a reload (completed: no longer in progress).
+    commander.wait_for_function(  # type: ignore[attr-defined]
+        f"() => !document.querySelector(\"#bd-whistles li[data-id='{whistle}']\")",
+        timeout=15_000,
+    )
+    for page, seen in ((commander, commander_seen), (department, department_seen)):
         _clean(page, seen)
         page.close()  # type: ignore[attr-defined]
