@@ -204,14 +204,15 @@ VIEWS = [
     ("district", None, None),
     ("commander", A, None),
     ("commander", B, None),
-    ("clerk", None, None),
+    ("clerk", A, None),  # the street centre's clerk, bound to its street (migration 0019)
     ("department", None, "district-market"),
 ]
 
 
 def _view(role: str, street: str | None, unit: str | None) -> tuple[str | None, str | None]:
     """The street and unit a role's rows are confined to (what row-level security does)."""
-    return (street if role == "commander" else None), (unit if role == "department" else None)
+    confined = role in ("commander", "clerk")
+    return (street if confined else None), (unit if role == "department" else None)
 
 
 @pytest.mark.parametrize(("role", "street", "unit"), VIEWS)
@@ -426,7 +427,7 @@ def test_a_case_offers_the_actions_of_the_role_in_its_state(
     clients = {
         "district": _client(app, connection, "district"),
         "commander": _client(app, connection, "commander", A),
-        "clerk": _client(app, connection, "clerk"),
+        "clerk": _client(app, connection, "clerk", A),
         "department": _client(app, connection, "department", unit=units[1]),
     }
     steps = [

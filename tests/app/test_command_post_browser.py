@@ -72,7 +72,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         street = conn.exec_driver_sql("select min(code) from streets").scalar_one()
         unit = f"{street}-city"
         assert conn.execute(sa.text("select 1 from units where code = :u"), {"u": unit}).first()
-        add_user(conn, "post-clerk", "clerk")
+        add_user(conn, "post-clerk", "clerk", street)
         add_user(conn, "post-commander", "commander", street)
         add_user(conn, "post-department", "department", unit=unit)
         add_user(conn, "post-district", "district")
