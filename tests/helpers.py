@@ -153,3 +153,30 @@ def new_database(server_url: str, name: str) -> str:
 def drop_database(server_url: str, name: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def grid_of(conn: sa.Connection, lng: float, lat: float) -> tuple[str, str, str]:
+    """(grid, community, street) of the grid containing the point, by PostGIS."""
+    row = conn.execute(
+        sa.text(
+            "select code, community_code, street_code from grids"
+            " where ST_Contains(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
+        ),
+        {"x": lng, "y": lat},
+    ).one()
+    return row[0], row[1], row[2]
+
+
+def post_request(client: FlaskClient, key: str, point: tuple[float, float], **more: str) -> Any:
+    """An Open311 POST of a 环境卫生 request at `point` with the token `key`."""
+    return call(
+        client,
+        "POST",
+        "/requests.json",
+        api_key=key,
+        service_code="环境卫生",
+        long=str(point[0]),
+        lat=str(point[1]),
+        description="楼道堆放杂物",
+        **more,
+    )

@@ -28,9 +28,17 @@ from app.cli import main
 from app.config import from_env
 from app.db import make_engine
 from layers.cases.machine import ACTIONS
-from tests.app.test_intake_cases import grid_of, post_request
 from tests.clock import BEIJING, FrozenClock
-from tests.helpers import add_user, call, drop_database, login, new_database, token
+from tests.helpers import (
+    add_user,
+    call,
+    drop_database,
+    grid_of,
+    login,
+    new_database,
+    post_request,
+    token,
+)
 from tests.plugins.ogc import COMMITTED_A, COMMITTED_B
 
 A, B = "110102001", "110102003"

@@ -25,9 +25,8 @@ from app import create_app
 from app.config import from_env
 from etl.units import build_units
 from layers.cases import Actor, transition
-from tests.app.test_open311 import grid_of  # the independent spatial check, by PostGIS
 from tests.clock import BEIJING, FrozenClock
-from tests.helpers import add_unit, add_user, call, login, token
+from tests.helpers import add_unit, add_user, grid_of, login, post_request, token
 
 A, B = "110102001", "110102003"
 POINT_A = (116.315, 39.915)  # in grid 110102001002002
@@ -61,20 +60,6 @@ def image(fmt: str, size: tuple[int, int] = (16, 12), seed: int = 1, noise: bool
     out = io.BytesIO()
     picture.save(out, format=fmt)
     return out.getvalue()
-
-
-def post_request(client: FlaskClient, key: str, point: tuple[float, float], **more: str) -> Any:
-    return call(
-        client,
-        "POST",
-        "/requests.json",
-        api_key=key,
-        service_code="环境卫生",
-        long=str(point[0]),
-        lat=str(point[1]),
-        description="楼道堆放杂物",
-        **more,
-    )
 
 
 def counts(conn: sa.Connection) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from etl.demo.geography import house_number_point
 from etl.jobs import run_file
 from etl.rules import load_routing, load_time_limits
 from tests.district import request_row, write_csv
-from tests.helpers import add_user, call, login, token
+from tests.helpers import add_user, call, grid_of, login, token
 
 STREET_A, STREET_B = "110102001", "110102003"
 BASE = "/open311/v2"
@@ -160,18 +160,6 @@ def test_services_are_the_categories_of_the_routing_configuration(
 
 
 # --- filing requests ---------------------------------------------------------------------------
-
-
-def grid_of(conn: sa.Connection, lng: float, lat: float) -> tuple[str, str, str]:
-    """(grid, community, street) of the grid containing the point, by PostGIS."""
-    row = conn.execute(
-        sa.text(
-            "select code, community_code, street_code from grids"
-            " where ST_Contains(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326))"
-        ),
-        {"x": lng, "y": lat},
-    ).one()
-    return row[0], row[1], row[2]
 
 
 def stored(conn: sa.Connection, request_id: int) -> Any:

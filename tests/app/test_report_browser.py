@@ -26,9 +26,8 @@ from PIL import Image
 from app import create_app
 from app.config import from_env
 from app.db import make_engine
-from tests.app.test_intake_cases import grid_of
 from tests.etl.committed import committed_database
-from tests.helpers import add_user
+from tests.helpers import add_user, grid_of
 from tests.plugins.ogc import serve
 
 pytestmark = pytest.mark.browser
