@@ -164,6 +164,24 @@ def test_who_is_offered_the_whistle(browser: object, live: Live) -> None:
     clerk.click(_row(live))  # type: ignore[attr-defined]
     clerk.wait_for_selector(f"#bd-drawer[data-id='{live.case_id}']")  # type: ignore[attr-defined]
     assert clerk.locator("#bd-drawer-whistle button[data-action='whistle']").count() == 1  # type: ignore[attr-defined]
+    # A meeting time the API refuses: its Chinese message is shown, nothing is stored.
+    with live.engine.connect() as conn:
+        before = conn.execute(sa.text("select count(*) from whistles")).scalar_one()
+    clerk.click("#bd-drawer-whistle button[data-action='whistle']")  # type: ignore[attr-defined]
+    form = "#bd-action-form[data-action='whistle']"
+    clerk.wait_for_selector(form)  # type: ignore[attr-defined]
+    clerk.select_option(f"{form} select[name=units]", [OTHER])  # type: ignore[attr-defined]
+    clerk.fill(f"{form} input[name=meeting_point]", "工地东门")  # type: ignore[attr-defined]
+    clerk.fill(f"{form} input[name=meet_at]", "1999-12-31T09:00")  # type: ignore[attr-defined]
+    clerk.click(f"{form} button[type=submit]")  # type: ignore[attr-defined]
+    clerk.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.getElementById('bd-drawer-error').textContent.length > 0"
+    )
+    assert "时间超出范围" in clerk.text_content("#bd-drawer-error")  # type: ignore[attr-defined]
+    assert clerk.is_visible(form)  # type: ignore[attr-defined]
+    with live.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from whistles")).scalar_one() == before
+    clerk_seen.errors = [e for e in clerk_seen.errors if "400" not in e]  # the expected one
     _clean(clerk, clerk_seen)
     clerk.close()  # type: ignore[attr-defined]
     analyst, analyst_seen = _open_page(browser, live, "post-analyst", f"/command/{live.street}")
