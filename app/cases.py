@@ -103,7 +103,15 @@ QUERY: dict[str, tuple[Param, ...]] = {
     ),
     "cases.cases_overdue": (),
     "cases.case_transition": (),
-    "cases.list_whistles": (STREET_PARAM,),
+    "cases.list_whistles": (
+        STREET_PARAM,
+        Param(
+            "to_rate",
+            "也列出单位已办结、尚待评价的吹哨 also the whistles with a unit still to rate",
+            {"type": "boolean", "default": False},
+            "true",
+        ),
+    ),
     "cases.blow_whistle": (),
     "cases.arrival": (),
     "cases.completion": (),
@@ -368,12 +376,19 @@ def case_transition(case_id: int) -> tuple[Response, int]:
 @bp.get("/whistles")
 @does(CASES)
 def list_whistles() -> Response:
-    """The whistles of the caller's zone with a unit still to complete."""
+    """The whistles of the caller's zone with a unit still to complete (`to_rate`: or still
+    to rate); `may_rate`: whether the caller may rate the units (the street's roles)."""
     street = request.args.get("street") or None
+    to_rate = (request.args.get("to_rate") or "false").lower()
+    if to_rate not in ("true", "false"):
+        raise refusal("to_rate", to_rate, "应为 true 或 false", "must be true or false")
     found = query.open_whistles(
-        db.connection(), _settings().zone, None if street is None else _street(street)
+        db.connection(),
+        _settings().zone,
+        None if street is None else _street(street),
+        to_rate=to_rate == "true",
     )
-    return jsonify({"whistles": found})
+    return jsonify({"whistles": found, "may_rate": _actor().role in w.BLOWERS})
 
 
 def _whistle_or_404(whistle_id: int) -> dict[str, Any]:
@@ -577,7 +592,8 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         "/api/whistles": {
             "get": operation(
-                "进行中的吹哨 whistles with a unit still to complete",
+                "进行中的吹哨（to_rate：含待评价的）whistles with a unit still to complete"
+                " (to_rate: or to rate), and whether the caller may rate",
                 "api",
                 QUERY["cases.list_whistles"],
             ),

@@ -399,6 +399,8 @@ RESPONSE_SCHEMAS.update(
                 "history": _list(_HISTORY),
                 # what the caller may take now (its role, its unit, the case's state)
                 "actions": _list(_object(["action", "label"], action=_TEXT, label=_TEXT)),
+                # whether the caller may blow a whistle on it (吹哨报到)
+                "may_whistle": {"type": "boolean"},
             },
         },
         "Cases": _object(
@@ -408,7 +410,9 @@ RESPONSE_SCHEMAS.update(
             counts=_object(["by_state", "by_unit"], by_state=_COUNTS, by_unit=_COUNTS),
         ),
         "Whistle": _WHISTLE,
-        "Whistles": _object(["whistles"], whistles=_list(_WHISTLE)),
+        "Whistles": _object(
+            ["whistles", "may_rate"], whistles=_list(_WHISTLE), may_rate={"type": "boolean"}
+        ),
         "CaseLoad": _object(["units"], units=_list(_UNIT_LOAD)),
         "CasesOverdue": _object(
             ["by_street", "by_unit"],

@@ -288,11 +288,15 @@ def rate(
     )
 
 
-def in_progress(conn: sa.Connection, street: str | None = None) -> list[dict[str, Any]]:
-    """The whistles of the caller's zone (or of `street`) with a unit still to complete,
-    soonest meeting first, each with its units' arrival, delay, completion and rating."""
+def in_progress(
+    conn: sa.Connection, street: str | None = None, to_rate: bool = False
+) -> list[dict[str, Any]]:
+    """The whistles of the caller's zone (or of `street`) with a unit still to complete —
+    with `to_rate`, or still to rate (a unit is rated after it completes) — soonest meeting
+    first, each with its units' arrival, delay, completion and rating."""
     w, u = whistles, whistle_units
-    open_ids = sa.select(u.c.whistle_id).where(u.c.completed_at.is_(None))
+    waiting = u.c.rating.is_(None) if to_rate else u.c.completed_at.is_(None)
+    open_ids = sa.select(u.c.whistle_id).where(waiting)
     query = sa.select(w).where(w.c.id.in_(open_ids)).order_by(w.c.meet_at, w.c.id)
     if street is not None:
         query = query.where(w.c.street_code == street)

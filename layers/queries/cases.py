@@ -28,7 +28,7 @@ from layers.queries.due import due_state, due_state_condition
 from layers.queries.params import ParamError, decode_cursor, encode_cursor
 from layers.registry import get_layer
 from layers.units import UNIT_KINDS, units
-from layers.whistles import in_progress, summoned, whistles
+from layers.whistles import BLOWERS, in_progress, summoned, whistles
 
 TIMES = (
     "received_at",
@@ -327,6 +327,7 @@ def one_case(
         out["actions"] = [
             {"action": a, "label": ACTIONS[a]} for a in allowed(case_of(row), role, unit)
         ]
+        out["may_whistle"] = role in BLOWERS  # may blow a whistle on it (吹哨报到)
     return out
 
 
@@ -450,9 +451,12 @@ def _whistle_json(
     }
 
 
-def open_whistles(conn: sa.Connection, zone: dt.tzinfo, street: str | None) -> list[dict[str, Any]]:
-    """The whistles of the caller's zone (or of `street`) with a unit still to complete."""
-    return [_whistle_json(w, w["units"], zone) for w in in_progress(conn, street)]
+def open_whistles(
+    conn: sa.Connection, zone: dt.tzinfo, street: str | None, to_rate: bool = False
+) -> list[dict[str, Any]]:
+    """The whistles of the caller's zone (or of `street`) with a unit still to complete (with
+    `to_rate`: or still to rate)."""
+    return [_whistle_json(w, w["units"], zone) for w in in_progress(conn, street, to_rate)]
 
 
 def one_whistle(conn: sa.Connection, whistle_id: int, zone: dt.tzinfo) -> dict[str, Any] | None:

@@ -249,18 +249,69 @@
   }
 
   /* ---------- whistles in progress ---------- */
+  /* The whistles with a unit still to complete and, for the street's roles (the API's
+   * `may_rate`), those with a completed unit still to rate (满意 / 基本满意 / 不满意). A
+   * redraw keeps what is being typed into a rating form (`drafts`), and the list is redrawn
+   * only when the answer changed. */
+  const drafts = {};
+  let lastWhistles = null;
+  const JSON_POST = { Accept: "application/json", "Content-Type": "application/json" };
+
+  function rateForm(w, u) {
+    const key = `${w.id}/${u.unit_code}`;
+    const draft = drafts[key] || (drafts[key] = { rating: "", comment: "" });
+    const rating = el("select", { name: "rating", required: true }, el("option", { value: "", text: "请选择评价" }));
+    RATINGS.forEach((r) => rating.appendChild(el("option", { value: r, text: r })));
+    rating.value = draft.rating;
+    const comment = el("input", { name: "comment", maxLength: 500, placeholder: "评价意见（可选）", value: draft.comment });
+    rating.addEventListener("change", () => (draft.rating = rating.value));
+    comment.addEventListener("input", () => (draft.comment = comment.value));
+    const error = el("span", { class: "bd-error", role: "alert" });
+    const form = el("form", { class: "bd-whistle-rate", "data-unit": u.unit_code }, rating, comment, el("button", { type: "submit", text: "评价" }), error);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!rating.value) {
+        error.textContent = "请选择评价";
+        return;
+      }
+      const body = { rating: rating.value };
+      if (comment.value.trim()) body.comment = comment.value.trim();
+      try {
+        await api(`/api/whistles/${w.id}/units/${encodeURIComponent(u.unit_code)}/rating`, {
+          method: "POST",
+          headers: JSON_POST,
+          body: JSON.stringify(body),
+        });
+        delete drafts[key];
+        status(`已评价 · ${clockNow()}`);
+        await loadWhistles();
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    });
+    return form;
+  }
+
   async function loadWhistles() {
-    const params = new URLSearchParams();
+    const params = new URLSearchParams({ to_rate: "true" });
     if (street) params.set("street", street);
     const data = await api("/api/whistles?" + params.toString());
+    const seen = JSON.stringify(data);
+    if (seen === lastWhistles) return;
+    lastWhistles = seen;
     const list = clear($("bd-whistles"));
-    if (!data.whistles.length) list.appendChild(el("li", { class: "bd-note", text: "暂无进行中的吹哨" }));
-    data.whistles.forEach((w) => {
+    /* A unit's user (who does not rate) sees the whistles still in progress only. */
+    const shown = data.whistles.filter((w) => data.may_rate || w.units.some((u) => !u.completed_at));
+    if (!shown.length) list.appendChild(el("li", { class: "bd-note", text: "暂无进行中的吹哨" }));
+    shown.forEach((w) => {
       const units = el("ul", { class: "bd-whistle-units" });
       w.units.forEach((u) => {
         const state = u.completed_at ? "已完成" : u.arrived_at ? "已报到" : "未报到";
-        const item = el("li", { "data-unit": u.unit_code }, `${u.unit_name || u.unit_code}：${state}`);
+        const item = el("li", { "data-unit": u.unit_code, "data-rating": u.rating || "" }, `${u.unit_name || u.unit_code}：${state}`);
         if (u.arrival_delay_minutes) item.appendChild(el("span", { class: "bd-down", text: ` 迟到 ${Math.round(u.arrival_delay_minutes)} 分钟` }));
+        if (u.rating) {
+          item.appendChild(el("span", { class: "bd-whistle-rating", text: ` 评价：${u.rating}${u.rating_comment ? "（" + u.rating_comment + "）" : ""}` }));
+        }
         if (BD.unit && u.unit_code === BD.unit && !u.completed_at) {
           const step = u.arrived_at ? "completion" : "arrival";
           const button = el("button", { type: "button", text: u.arrived_at ? "完成" : "报到" });
@@ -274,13 +325,16 @@
           });
           item.appendChild(button);
         }
+        if (data.may_rate && u.completed_at && !u.rating) item.appendChild(rateForm(w, u));
         units.appendChild(item);
       });
+      const done = w.units.every((u) => u.completed_at);
       list.appendChild(
         el(
           "li",
-          { "data-id": w.id },
+          { "data-id": w.id, "data-case": w.case_id || "" },
           el("b", { text: w.reason }),
+          done ? el("span", { class: "bd-badge bd-badge-torate", text: "待评价" }) : null,
           el("div", { class: "bd-note", text: `${w.meeting_point} · ${when(w.meet_at)}${w.case_id ? " · 案件 #" + w.case_id : ""}` }),
           units
         )
@@ -344,7 +398,16 @@
       button.addEventListener("click", () => showForm(a));
       actions.appendChild(button);
     });
+    /* 吹哨报到: for a role that may blow a whistle on the case (the API's `may_whistle`). */
     if (!(c.actions || []).length) actions.appendChild(el("span", { class: "bd-note", text: "当前状态下无可办理的操作" }));
+    /* 吹哨报到: for a role that may blow a whistle on the case (the API's `may_whistle`). */
+    const whistle = clear($("bd-drawer-whistle"));
+    whistle.hidden = !c.may_whistle;
+    if (c.may_whistle) {
+      const button = el("button", { type: "button", text: "吹哨报到", class: "bd-whistle-button", "data-action": "whistle" });
+      button.addEventListener("click", () => showWhistleForm(c).catch((e) => ($("bd-drawer-error").textContent = e.message)));
+      whistle.appendChild(button);
+    }
     /* Every transition, oldest first. */
     const timeline = clear($("bd-timeline"));
     c.history.forEach((h) => {
@@ -501,6 +564,62 @@
             /* the message stays */
           }
         }
+      }
+    };
+  }
+
+  /* 吹哨报到 on the open case: the units to summon (the street's departments and stations,
+   * the district departments), the meeting point (the case's address unless changed), the
+   * meeting time (local time in the district's zone, as the API reads a time without an
+   * offset) and the reason; posted to /api/whistles, the whistles panel then shows it. */
+  async function showWhistleForm(c) {
+    clear(form);
+    $("bd-drawer-error").textContent = "";
+    form.hidden = false;
+    form.dataset.action = "whistle";
+    form.appendChild(el("h3", { text: "吹哨报到" }));
+    const choices = (await streetUnits(c.street)).filter((u) => u.kind !== "centre");
+    const summon = el("select", { name: "units", multiple: true, size: Math.min(8, Math.max(3, choices.length)) });
+    choices.forEach((u) => summon.appendChild(el("option", { value: u.code, text: `${u.name}（${u.kind_label || u.kind}）` })));
+    form.appendChild(field("召集单位（可多选，至少一个）", summon));
+    const point = el("input", { name: "meeting_point", maxLength: 500, required: true, value: c.address || "" });
+    form.appendChild(field("集合地点", point));
+    const meet = el("input", { type: "datetime-local", name: "meet_at", required: true });
+    form.appendChild(field(`集合时间（${BD.tz || "Asia/Shanghai"} 当地时间）`, meet));
+    const reason = el("textarea", { name: "reason", rows: 2, maxLength: 500, required: true, value: `${c.category || "案件"}（案件 #${c.id}）联合处置` });
+    form.appendChild(field("事由与说明", reason));
+    const cancel = el("button", { type: "button", text: "取消" });
+    cancel.addEventListener("click", () => {
+      form.hidden = true;
+      clear(form);
+    });
+    form.appendChild(el("p", {}, el("button", { type: "submit", text: "确认吹哨", class: "bd-primary" }), " ", cancel));
+    form.onsubmit = async (e) => {
+      e.preventDefault();
+      const picked = [...summon.selectedOptions].map((o) => o.value);
+      const missing = !picked.length ? "请至少选择一个召集单位" : !point.value.trim() ? "请填写集合地点" : !meet.value ? "请填写集合时间" : !reason.value.trim() ? "请填写事由" : null;
+      if (missing) {
+        $("bd-drawer-error").textContent = missing;
+        return;
+      }
+      const body = {
+        street: c.street,
+        target_kind: "case",
+        case_id: c.id,
+        units: picked,
+        meeting_point: point.value.trim(),
+        meet_at: meet.value /* local time in the district's zone (the API's rule) */,
+        reason: reason.value.trim(),
+      };
+      if (typeof c.lng === "number" && typeof c.lat === "number") Object.assign(body, { lng: c.lng, lat: c.lat });
+      try {
+        const blown = await api("/api/whistles", { method: "POST", headers: JSON_POST, body: JSON.stringify(body) });
+        form.hidden = true;
+        clear(form);
+        status(`已吹哨，召集 ${blown.units.length} 个单位 · ${clockNow()}`);
+        await loadWhistles();
+      } catch (err) {
+        $("bd-drawer-error").textContent = err.message;
       }
     };
   }

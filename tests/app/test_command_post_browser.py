@@ -388,11 +388,13 @@ def test_a_summoned_unit_reports_from_its_queue(browser: object, live: Live) -> 
             {"w": whistle},
         ).scalar_one()
     assert done == CLOCK.instant
-    # The commander's list drops it without a reload (completed: no longer in progress).
-    commander.wait_for_function(  # type: ignore[attr-defined]
-        f"() => !document.querySelector(\"#bd-whistles li[data-id='{whistle}']\")",
+    # The commander's list keeps it without a reload, now to rate (completed, not rated).
+    commander.wait_for_selector(  # type: ignore[attr-defined]
+        f"#bd-whistles li[data-id='{whistle}'] li[data-unit='{live.unit}'] form.bd-whistle-rate",
         timeout=15_000,
     )
+    text = commander.locator(f"#bd-whistles li[data-id='{whistle}']").text_content()  # type: ignore[attr-defined]
+    assert "待评价" in text and "已完成" in text
     for page, seen in ((commander, commander_seen), (department, department_seen)):
         _clean(page, seen)
         page.close()  # type: ignore[attr-defined]
