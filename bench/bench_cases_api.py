@@ -35,9 +35,7 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_etl import fresh_database, load_district, machine, write_section  # noqa: E402
-from bench_export import free_port  # noqa: E402
+from bench_export import free_port, serve  # noqa: E402
 
 from app.auth import hash_password, new_token  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
@@ -178,24 +176,6 @@ def account(url: str, name: str, role: str, street: str | None = None, unit: str
         conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
     engine.dispose()
     return token
-
-
-def serve(url: str, port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
-    """The app as `blockdata serve --workers W --threads T` runs it, in its own process."""
-    code = (
-        "from app import create_app; from app.cli import run_server;"
-        f"run_server(lambda: create_app({{'DATABASE_URL': {url!r}}}), host='127.0.0.1', "
-        f"port={port}, threads={threads}, workers={workers}, quiet=True)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
-    for _ in range(300):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 class Client:
@@ -404,7 +384,7 @@ def main() -> None:
     print(f"{n_cases} cases, {n_history} history rows", flush=True)
 
     port = free_port()
-    proc = serve(url, port, workers=args.workers, threads=args.threads)
+    proc = serve(url, port, args.workers, args.threads)
     try:
         load = os.getloadavg()[0]
         moves = transitions(port, url, args.clients, args.per_client)

@@ -142,13 +142,13 @@ def download(port: int, path: str, token: str, out: Path) -> tuple[float, float]
     return time.perf_counter() - t, first or 0.0
 
 
-def serve(url: str, port: int) -> subprocess.Popen[bytes]:
-    """`blockdata serve --workers 1 --threads 4` (waitress, one process: its memory is the
-    server's)."""
+def serve(url: str, port: int, workers: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
+    """`blockdata serve --workers W --threads T` in its own process (by default waitress, one
+    process: its memory is the server's)."""
     code = (
         "from app import create_app; from app.cli import run_server;"
         f"run_server(lambda: create_app({{'DATABASE_URL': {url!r}}}), host='127.0.0.1', "
-        f"port={port}, threads=4, workers=1, quiet=True)"
+        f"port={port}, threads={threads}, workers={workers}, quiet=True)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     for _ in range(200):
