@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from app import create_app, migrate
 from app.config import WEB_ROLE, from_env, resolve_database_url, with_user
 from app.db import make_engine
-from tests.helpers import add_user, login
+from tests.helpers import add_user, login, new_database
 
 pytest_plugins = [
     "pytester",
@@ -46,10 +46,7 @@ def database_url(server_url: str) -> Iterator[str]:
     """A fresh database for this session, migrated to head."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     name = f"blockdata_test_{worker}_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
-    url = _with_database(server_url, name)
+    url = new_database(server_url, name)
     migrate.upgrade(migrate.alembic_config(url))
     migrate.ensure_web_role(url, from_env())  # as `blockdata db upgrade` does
     yield url

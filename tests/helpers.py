@@ -141,12 +141,21 @@ def call(
     return response.status_code, response.get_json(), response.headers
 
 
+# CREATE DATABASE copies template1 and fails while another session uses it — such as another
+# pytest-xdist worker's CREATE DATABASE at the same moment: the workers take turns.
+CREATE_LOCK = 0x626C6B64  # an advisory lock key of the test server ("blkd")
+
+
 def new_database(server_url: str, name: str) -> str:
     """A new, empty database `name` on the test server (dropped first if a killed run left
     it); its URL. The caller migrates it and drops it (`drop_database`)."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
-        conn.execute(f'create database "{name}"')
+        conn.execute("select pg_advisory_lock(%s)", (CREATE_LOCK,))
+        try:
+            conn.execute(f'create database "{name}"')
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (CREATE_LOCK,))
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 

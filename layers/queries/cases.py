@@ -250,11 +250,13 @@ def list_cases(
     rows = list(conn.execute(query).mappings())
     more = len(rows) > limit
     rows = rows[:limit]
-    # Both counts in one pass over the filtered set (grouping sets), with what the live
-    # stamp needs: the version sum and the newest change.
+    # Both counts in one pass over the filtered set, with what the live stamp needs (the
+    # version sum and the newest change): grouped by (state, main_unit) — the order of the
+    # street's index, so PostgreSQL streams the groups without hashing (grouping sets hashed
+    # them: 43 ms against 28 ms for a street's 67,000 cases) — and folded here (a few dozen
+    # groups).
     grouped = conn.execute(
         sa.select(
-            sa.func.grouping(cases.c.state).label("by_unit"),
             cases.c.state,
             cases.c.main_unit,
             sa.func.count(),
@@ -262,13 +264,16 @@ def list_cases(
             sa.func.max(cases.c.updated_at),
         )
         .where(*where)
-        .group_by(sa.func.grouping_sets(sa.tuple_(cases.c.state), sa.tuple_(cases.c.main_unit)))
+        .group_by(cases.c.state, cases.c.main_unit)
     ).all()
-    states = [(state, n, v, at) for g, state, _, n, v, at in grouped if not g]
-    by_state = {state: n for state, n, _, _ in states}
-    by_unit = {unit: n for g, _, unit, n, _, _ in grouped if g and unit is not None}
-    latest = max((at for _, _, _, at in states), default=None)
-    versions = sum(int(v) for _, _, v, _ in states)
+    by_state: dict[str, int] = {}
+    by_unit: dict[str, int] = {}
+    for state, unit, n, _, _ in grouped:
+        by_state[state] = by_state.get(state, 0) + n
+        if unit is not None:
+            by_unit[unit] = by_unit.get(unit, 0) + n
+    latest = max((at for *_, at in grouped), default=None)
+    versions = sum(int(v) for *_, v, _ in grouped)
     total = sum(by_state.values())
     return {
         "cases": [_case_json(r, zone) for r in rows],
