@@ -54,6 +54,13 @@ def database_url(server_url: str) -> Iterator[str]:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _web_role_ready(database_url: str) -> None:
+    """The web role has its login before any test of this process runs: a module's own
+    committed database (tests/plugins/ogc.py, …) serves its app as `blockdata_web`, and an
+    xdist worker may start with such a module before any test asks for `database_url`."""
+
+
 @pytest.fixture(scope="session")
 def web_url(database_url: str) -> str:
     """The test database as the map server's login role (`blockdata_web`)."""

@@ -12,7 +12,8 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from tests.app.test_command_post_browser import (  # the live server and its logins
+from tests.clock import BEIJING
+from tests.command_post import (  # the live server and its logins
     CLOCK,
     START,
     Live,
@@ -23,7 +24,6 @@ from tests.app.test_command_post_browser import (  # the live server and its log
     _shot,
     live,
 )
-from tests.clock import BEIJING
 
 pytestmark = pytest.mark.browser
 __all__ = ["live"]  # the module-scoped fixture, used by name
