@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 from app.config import PROJECT_ROOT, WEB_ROLE, Settings, sqlalchemy_url, web_role_password
 
@@ -36,8 +39,40 @@ def alembic_config(url: str | None = None, connection: sa.Connection | None = No
     return cfg
 
 
+# Migrations create roles, which belong to the whole cluster (0004, 0009): two upgrades of
+# two databases of one server at once (two `blockdata db upgrade`, parallel test workers)
+# could both see a role missing and both create it. They take turns, holding this advisory
+# lock in the server's maintenance database `postgres` (advisory locks are per database).
+CLUSTER_LOCK = 0x626C6B6D  # "blkm"
+
+
+@contextlib.contextmanager
+def _cluster_turn(cfg: Config) -> Iterator[None]:
+    """The cluster-wide migration lock for the URL of `cfg`; nothing when the config is
+    bound to a connection (its caller holds the transaction) or `postgres` is out of reach."""
+    import psycopg
+
+    url = cfg.get_main_option("sqlalchemy.url")
+    if not url or "connection" in cfg.attributes:
+        yield
+        return
+    target = make_url(url.replace("%%", "%"))
+    maintenance = target.set(drivername="postgresql", database="postgres")
+    try:
+        conn = psycopg.connect(
+            maintenance.render_as_string(hide_password=False), autocommit=True, connect_timeout=10
+        )
+    except psycopg.Error:
+        yield
+        return
+    with conn:
+        conn.execute("select pg_advisory_lock(%s)", (CLUSTER_LOCK,))
+        yield  # the session's end releases the lock
+
+
 def upgrade(cfg: Config, revision: str = "head") -> None:
-    command.upgrade(cfg, revision)
+    with _cluster_turn(cfg):
+        command.upgrade(cfg, revision)
 
 
 def downgrade(cfg: Config, revision: str) -> None:

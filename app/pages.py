@@ -278,7 +278,10 @@ def queue() -> Response:
         "unit": principal.unit if principal else None,
         "mayDo": {a: capabilities.may(_role(), a) for a in capabilities.ACTIONS},
     }
-    return _html(render_template("queue.html", title="案件队列", config=config))
+    unit_queue = principal is not None and principal.role == "department"
+    return _html(
+        render_template("queue.html", title="案件队列", config=config, unit_queue=unit_queue)
+    )
 
 
 @bp.get("/planner")

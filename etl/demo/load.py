@@ -135,6 +135,18 @@ def demo_users(conn: sa.Connection, password_hash: str) -> list[DemoUser]:
                     password_hash=password_hash,
                 )
             )
+        elif user.street is not None:
+            # a demo clerk made before migration 0019 has no street: bind it, as
+            # `blockdata users bind` would (a street's user without one may not log in)
+            conn.execute(
+                sa.update(users)
+                .where(
+                    users.c.name == user.name,
+                    users.c.role == user.role,
+                    users.c.street_code.is_(None),
+                )
+                .values(street_code=user.street)
+            )
     return wanted
 
 

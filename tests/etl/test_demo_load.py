@@ -123,3 +123,23 @@ def test_demo_users_one_per_role_and_a_commander_per_street(
         ("district_department", True),
         ("station", False),
     ]
+
+
+def test_demo_users_bind_a_demo_clerk_made_before_streets(
+    connection: sa.Connection, demo_dir: Path
+) -> None:
+    """A demo loaded before migration 0019 left `clerk` without a street (it may not log in
+    then): loading the demo again binds it to the first street, as `users bind` would."""
+    from etl.demo.load import demo_users
+    from layers.accounts import users
+
+    load(connection, demo_dir)
+    connection.execute(
+        sa.insert(users).values(name="clerk", role="clerk", street_code=None, password_hash="h")
+    )
+    demo_users(connection, "hash")
+    first = connection.exec_driver_sql("select min(code) from streets").scalar_one()
+    bound = connection.execute(
+        sa.select(users.c.street_code, users.c.password_hash).where(users.c.name == "clerk")
+    ).one()
+    assert tuple(bound) == (first, "h")  # bound, and its password left as it was
