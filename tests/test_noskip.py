@@ -7,7 +7,12 @@ import pytest
 ROOT = str(Path(__file__).resolve().parent.parent)
 
 
-def test_a_skipped_test_fails_the_run(pytester: pytest.Pytester, monkeypatch) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_skipped_test_fails_the_run(
+    pytester: pytest.Pytester, monkeypatch, workers: list[str]
+) -> None:
+    """Also as `make test` runs the suite: in xdist workers, whose reports reach the
+    controller's hooks."""
     monkeypatch.delenv("BLOCKDATA_ALLOW_SKIPS", raising=False)
     monkeypatch.setenv("PYTHONPATH", ROOT)
     pytester.makepyfile(
@@ -22,7 +27,7 @@ def test_a_skipped_test_fails_the_run(pytester: pytest.Pytester, monkeypatch) ->
             pass
         """
     )
-    result = pytester.runpytest_subprocess("-p", "tests.noskip")
+    result = pytester.runpytest_subprocess("-p", "tests.noskip", *workers)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*1 test(s) skipped, and skips are not allowed*"])
 
