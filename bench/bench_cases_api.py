@@ -52,10 +52,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_etl import fresh_database, load_district, machine, write_section  # noqa: E402
 from bench_export import free_port, serve  # noqa: E402
 
-from app.auth import hash_password, new_token  # noqa: E402
+from app.auth import new_token  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from layers.accounts import api_tokens, users  # noqa: E402
+from tests.helpers import add_user  # noqa: E402  (a user as the tests make one)
 
 DB = "blockdata_bench_cases"
 STEPS = ("dispatch", "accept", "contact", "resolve", "callback", "close")
@@ -156,23 +157,14 @@ def fill(url: str, n: int) -> None:
 
 
 def account(url: str, name: str, role: str, street: str | None = None, unit: str | None = None):  # type: ignore[no-untyped-def]
-    """A user of `role` (bound to `street` / `unit`) and a fresh API token."""
+    """A user of `role` (bound to `street` / `unit`; made once, as the tests make users) and a
+    fresh API token."""
     engine = make_engine(url)
     token, digest = new_token()
     with engine.begin() as conn:
         uid = conn.execute(sa.select(users.c.id).where(users.c.name == name)).scalar()
         if uid is None:
-            uid = conn.execute(
-                sa.insert(users)
-                .values(
-                    name=name,
-                    role=role,
-                    street_code=street,
-                    unit_code=unit,
-                    password_hash=hash_password("x" * 16),
-                )
-                .returning(users.c.id)
-            ).scalar_one()
+            uid = add_user(conn, name, role, street, unit)
         conn.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
     engine.dispose()
     return token

@@ -189,3 +189,14 @@ def post_request(client: FlaskClient, key: str, point: tuple[float, float], **mo
         description="楼道堆放杂物",
         **more,
     )
+
+
+def clocked_app(connection: sa.Connection, clock: Any) -> Any:
+    """The app on the test's connection (rolled back with it), its clock injected."""
+    from app import create_app
+    from app.config import from_env
+
+    return create_app(
+        {"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False},
+        settings=from_env().with_(clock=clock),
+    )

@@ -16,10 +16,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import from_env
 from tests.clock import HOURS, PROCESS_ZONES, FrozenClock, day_start, process_tz
-from tests.helpers import call, ok, token
+from tests.helpers import call, clocked_app, ok, token
 from tests.plugins.hand import STREET_A, Hand
 
 
@@ -37,10 +35,7 @@ def process_zone(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def app(connection: sa.Connection, clock: FrozenClock) -> Flask:
-    return create_app(
-        {"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False},
-        settings=from_env().with_(clock=clock),
-    )
+    return clocked_app(connection, clock)
 
 
 def _count(conn: sa.Connection, since: dt.date, until: dt.date, street: str | None = None) -> int:

@@ -13,8 +13,6 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import from_env
 from etl.aggregates import refresh_request_aggregates
 from layers import get_layer
 from layers.queries import heat, planner, scorecards, window
@@ -22,7 +20,7 @@ from layers.registry import overlay_layers
 from tests.aggregates import direct_heat, requests
 from tests.clock import FrozenClock, day_start
 from tests.district import write_csv
-from tests.helpers import get, ok
+from tests.helpers import clocked_app, get, ok
 from tests.plugins.hand import STREET_A, STREET_B, Hand, run_layer
 
 GRID_A = "110102001001001"  # 116.30–116.31, 39.90–39.91
@@ -41,10 +39,7 @@ def clock() -> FrozenClock:
 @pytest.fixture
 def app(connection: sa.Connection, clock: FrozenClock) -> Flask:
     """The app on the test's connection, its clock frozen (`clock`)."""
-    return create_app(
-        {"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False},
-        settings=from_env().with_(clock=clock),
-    )
+    return clocked_app(connection, clock)
 
 
 def _day(day: dt.date) -> tuple[dt.datetime, dt.datetime]:

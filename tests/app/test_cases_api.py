@@ -13,13 +13,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import from_env
 from etl.rules import DUE_SOON_SHARE
 from etl.units import build_units
 from layers.cases import Actor, create_case, transition
 from tests.clock import BEIJING, HOURS, FrozenClock
-from tests.helpers import add_user, login
+from tests.helpers import add_user, clocked_app, login
 
 A, B = "110102001", "110102003"
 ROLES = ("district", "commander", "clerk")
@@ -42,10 +40,7 @@ def clock(request: pytest.FixtureRequest) -> FrozenClock:
 
 @pytest.fixture
 def app(connection: sa.Connection, clock: FrozenClock) -> Flask:
-    return create_app(
-        {"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False},
-        settings=from_env().with_(clock=clock),
-    )
+    return clocked_app(connection, clock)
 
 
 @pytest.fixture

@@ -12,13 +12,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import from_env
 from etl.units import build_units
 from layers import whistles as w
 from layers.cases import Actor, create_case
 from tests.clock import HOURS, FrozenClock
-from tests.helpers import add_user, login
+from tests.helpers import add_user, clocked_app, login
 
 A = "110102001"
 BLOWERS = ("district", "commander", "clerk")
@@ -31,10 +29,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def app(connection: sa.Connection, clock: FrozenClock) -> Flask:
-    return create_app(
-        {"TESTING": True, "DB_CONNECTION": connection, "WTF_CSRF_ENABLED": False},
-        settings=from_env().with_(clock=clock),
-    )
+    return clocked_app(connection, clock)
 
 
 @pytest.fixture
