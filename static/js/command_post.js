@@ -16,7 +16,7 @@
   const map = BD.map && window.L ? BD.map : null;
   const PAGE_SIZE = 20;
   const DUE = { due_soon: "临期", overdue: "超期", resolved_late: "超期办结" };
-  const ROLE_TITLES = { district: "区级指挥中心", commander: "战区司令", clerk: "街道中心", department: "承办单位" };
+  const ROLE_TITLES = { district: "区级指挥中心", commander: "战区司令", clerk: "街道中心", department: "承办单位", grid_officer: "网格员", etl: "数据导入" };
   const RATINGS = ["满意", "基本满意", "不满意"];
   const street = BD.page === "command" ? BD.street : null;
 
