@@ -192,7 +192,8 @@ def _period(value: Any) -> tuple[dict[str, Any], str, int | None]:
     return {"kind": kind, "start_day": day}, kind, day
 
 
-def _parts(value: Any) -> dict[str, float]:
+def check_parts(value: Any) -> dict[str, float]:
+    """The three parts' weights: known parts (a missing one weighs 0), ≥ 0, adding up to 100."""
     doc = _mapping(value, "parts", PARTS)
     parts = {p: _number(doc.get(p, 0), f"parts.{p}", minimum=0) for p in PARTS}
     if abs(sum(parts.values()) - 100) > EPSILON:
@@ -406,7 +407,7 @@ def parse_scheme(body: dict[str, Any], version: int | None = None) -> Scheme:
     code = _code(doc.get("code"), "方案 code")
     name = _text(doc.get("name"), "方案 name")
     period, kind, start_day = _period(doc.get("period"))
-    parts = _parts(doc.get("parts"))
+    parts = check_parts(doc.get("parts"))
     rates = _rates(doc.get("hotline"))
     aspects = _aspects(doc.get("internal"))
     scale_values, questions = _survey(doc.get("survey"))
