@@ -35,6 +35,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from etl.aggregates import RatesConfig, three_rates
+from layers.aggregates import STREET_MEASURES, request_street_daily
 from layers.queries.departments import window_instants
 from layers.queries.params import ParamError
 from layers.queries.types import json_value
@@ -56,6 +58,8 @@ GUARDS = {
     "bounced": {"name": "反复退单改派", "inflates": "response_rate"},
 }
 MAX_OFFSET = 1_000_000
+MAX_LIMIT = 500
+RATE_DECIMALS = 4
 
 # The requests' cases received in the window (alias c), with their request (alias r).
 _CASES = """
@@ -151,6 +155,29 @@ def guard_counts(
     return out
 
 
+def street_rates(
+    conn: sa.Connection, since: dt.date, until: dt.date, config: RatesConfig
+) -> dict[str, dict[str, Any]]:
+    """Per street, the rates the guards would inflate over the same days: requests, valid
+    callbacks and the three rates (None for V = 0), from the public per-street aggregate."""
+    t = request_street_daily
+    found = conn.execute(
+        sa.select(t.c.street_code, *(sa.func.sum(t.c[m]).label(m) for m in STREET_MEASURES))
+        .where(t.c.day >= since, t.c.day <= until, t.c.street_code.is_not(None))
+        .group_by(t.c.street_code)
+    ).mappings()
+    out = {}
+    for row in found:
+        counts = {m: int(row[m]) for m in STREET_MEASURES}
+        rates = three_rates(counts, config)
+        out[row["street_code"]] = {
+            "requests": counts["received"],
+            "callbacks": counts["callbacks"],
+            **{k: None if v is None else round(v, RATE_DECIMALS) for k, v in rates.items()},
+        }
+    return out
+
+
 def _check_guard(guard: str) -> None:
     if guard not in GUARDS:
         raise ParamError(
@@ -183,7 +210,7 @@ def guard_records(
     {guard, name, inflates, since, until, street, total, limit, offset, records}, by
     receipt time then request id (a stable order for limit/offset paging)."""
     _check_guard(guard)
-    if not 1 <= limit <= 500 or not 0 <= offset <= MAX_OFFSET:
+    if not 1 <= limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
         raise ParamError(f"分页参数超出范围 limit/offset out of range: {limit}, {offset}", "limit")
     bound: dict[str, Any] = {
         **_window(since, until, zone_tz),

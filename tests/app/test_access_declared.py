@@ -71,6 +71,7 @@ ENDPOINTS = {
             "rating",
         )
     ),
+    *(f"evaluation_quality.{n}" for n in ("departments", "guards", "guard")),
     "tiles.tile",
     "tiles.tilejson",
     *(
@@ -239,6 +240,7 @@ ARGUMENTS = {
     "whistle_id": 1,
     "unit_code": "district-fire",
     "photo_id": 1,
+    "guard": "repeat",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from etl.units import build_units
 from layers.queries import access
 from layers.queries.departments import department_ratings
 from layers.queries.params import ParamError
@@ -23,12 +22,7 @@ from tests.evaldepts_fixtures import (
     A,
     B,
     at,
-    by_unit,
-    case,
-    dispatch,
-    redispatch,
-    resolved,
-    whistle,
+    departments_november,
 )
 
 NOW = at(12, 2, 12)  # the clock: d4 (due 21 Nov) is overdue, d5 (due 15 Dec) is not yet due
@@ -36,82 +30,7 @@ NOW = at(12, 2, 12)  # the clock: d4 (due 21 Nov) is overdue, d5 (due 15 Dec) is
 
 @pytest.fixture
 def november(connection: sa.Connection, district: Any) -> None:
-    build_units(connection)
-    # d1 market: dispatched 3 Nov 10:00, due 4 Nov 10:00, resolved 15:00 → on time
-    case(
-        connection,
-        "d1",
-        at(11, 3, 9),
-        [dispatch(MARKET, at(11, 3, 10)), *resolved(MARKET, at(11, 3, 11), at(11, 3, 15))],
-    )
-    # d2 market (city assisting): due 6 Nov 10:00, resolved 7 Nov → late
-    case(
-        connection,
-        "d2",
-        at(11, 5, 9),
-        [
-            dispatch(MARKET, at(11, 5, 10), [CITY_A]),
-            *resolved(MARKET, at(11, 5, 11), at(11, 7, 10)),
-        ],
-    )
-    # d3: market returns it, fire gets it at 13:00 (due 11 Nov 13:00), resolves 14:00 → on time
-    case(
-        connection,
-        "d3",
-        at(11, 10, 9),
-        [
-            dispatch(MARKET, at(11, 10, 10)),
-            by_unit("return", MARKET, at(11, 10, 12), reason="不属本单位职责"),
-            redispatch(FIRE, at(11, 10, 13)),
-            *resolved(FIRE, at(11, 10, 13, 30), at(11, 10, 14)),
-        ],
-    )
-    # d4 market, street B: due 21 Nov 10:00, still open on 2 Dec → overdue, judged late
-    case(
-        connection, "d4", at(11, 20, 9), [dispatch(MARKET, at(11, 20, 10))], point=(116.325, 39.905)
-    )
-    # d5 fire, street B, 复杂: due 15 Dec → not judged yet
-    case(
-        connection,
-        "d5",
-        at(11, 30, 9),
-        [dispatch(FIRE, at(11, 30, 10))],
-        category="复杂",
-        point=(116.326, 39.906),
-    )
-    # d6 fire: dispatched 1 Nov 00:30 Beijing (31 Oct in UTC) → in; due 2 Nov 00:30, resolved
-    # 00:31 → late
-    case(
-        connection,
-        "d6",
-        at(11, 1, 0, 10),
-        [dispatch(FIRE, at(11, 1, 0, 30)), *resolved(FIRE, at(11, 1, 1), at(11, 2, 0, 31))],
-    )
-    # d7 market: dispatched 1 Dec 00:30 Beijing (30 Nov in UTC) → out
-    case(
-        connection,
-        "d7",
-        at(12, 1, 0, 10),
-        [dispatch(MARKET, at(12, 1, 0, 30)), *resolved(MARKET, at(12, 1, 0, 40), at(12, 1, 0, 50))],
-    )
-    # d8 city: dispatched 31 Oct 23:30 Beijing → out
-    case(connection, "d8", at(10, 31, 23), [dispatch(CITY_A, at(10, 31, 23, 30))])
-    # W1 (A) 12 Nov 09:00: market 30 min late, fire 10 min early, city never; rated 不满意 / 满意
-    whistle(
-        connection,
-        A,
-        at(11, 12, 9),
-        {MARKET: 30, FIRE: -10, CITY_A: None},
-        {MARKET: "不满意", FIRE: "满意"},
-    )
-    # W2 (B) 25 Nov 14:00: market 10 min late, fire on the minute; 基本满意 / 满意
-    whistle(
-        connection, B, at(11, 25, 14), {MARKET: 10, FIRE: 0}, {MARKET: "基本满意", FIRE: "满意"}
-    )
-    # W3 (A) 1 Dec 00:30 Beijing → out
-    whistle(connection, A, at(12, 1, 0, 30), {MARKET: 120}, {MARKET: "不满意"})
-    # W4 (A) 1 Nov 00:10 Beijing → in: fire 30 min late, 基本满意
-    whistle(connection, A, at(11, 1, 0, 10), {FIRE: 30}, {FIRE: "基本满意"})
+    departments_november(connection)
 
 
 def _by_code(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
