@@ -40,7 +40,9 @@ def app(connection: sa.Connection, clock: FrozenClock) -> Flask:
 
 
 def _client(app: Flask, conn: sa.Connection, role: str, street: str | None = None) -> FlaskClient:
-    unit = add_unit(conn, MARKET) if role == "department" else None
+    unit = {"department": MARKET, "assessor": "district-testdept"}.get(role)
+    if unit is not None:
+        add_unit(conn, unit)
     user = add_user(conn, f"evaldepts-{role}-{street}", role, street, unit=unit)
     return login(app.test_client(), user)
 
@@ -54,7 +56,7 @@ def test_departments_as_district_analyst_and_commander(
 ) -> None:
     departments_november(connection)
     district_user = _client(app, connection, "district")
-    for role in ("district", "analyst"):
+    for role in ("district", "analyst", "assessor"):
         client = district_user if role == "district" else _client(app, connection, role)
         body = ok(client, DEPARTMENTS, **NOVEMBER)
         assert body["since"] == "2026-11-01" and body["until"] == "2026-11-30"
@@ -101,6 +103,8 @@ def test_guards_beside_their_rates(app: Flask, connection: sa.Connection, distri
     assert [s["code"] for s in commander["streets"]] == [A]
     assert commander["streets"][0]["counts"] == streets[A]["counts"]
     # this month (December, by the clock): Q6 quick (A), P9 repeats P8 30 days later (B)
+    assessor = ok(_client(app, connection, "assessor"), GUARDS, **NOVEMBER)
+    assert assessor["streets"] == body["streets"]
     december = ok(_client(app, connection, "analyst"), GUARDS)
     counts = {s["code"]: s["counts"] for s in december["streets"]}
     assert december["since"] == "2026-12-01" and december["until"] == "2026-12-31"
