@@ -65,3 +65,23 @@ def item(scheme: Scheme, item_code: str) -> Item:
                     it.get("source"),
                 )
     raise KeyError(item_code)
+
+
+def period_window(scheme: Scheme, label: str) -> tuple[Any, Any]:
+    """Calendar months, quarters and years only (the stand-in)."""
+    import calendar
+    import datetime as dt
+
+    year = int(label[:4])
+    if len(label) == 4:
+        return dt.date(year, 1, 1), dt.date(year, 12, 31)
+    if label[4] == "Q":
+        q = int(label[5])
+        last = 3 * q
+        return dt.date(year, last - 2, 1), dt.date(year, last, calendar.monthrange(year, last)[1])
+    month = int(label[5:7])
+    return dt.date(year, month, 1), dt.date(year, month, calendar.monthrange(year, month)[1])
+
+
+def period_of(scheme: Scheme, day: Any) -> str:
+    return f"{day.year:04d}-{day.month:02d}"

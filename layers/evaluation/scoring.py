@@ -441,3 +441,47 @@ def audit(
         }
         for r in rows
     ]
+
+
+def record_event(
+    conn: sa.Connection,
+    scheme: Scheme,
+    item_code: str,
+    street: str,
+    occurred_at: dt.datetime,
+    note: str | None,
+    actor: Actor,
+    now: dt.datetime,
+) -> int:
+    """One event of a "points per event" item (its owner unit's assessor only)."""
+    from layers.evaluation.tables import evaluation_events
+
+    try:
+        it = item(scheme, item_code)
+    except (KeyError, ValueError):
+        raise InputError(f"未知考核项：{item_code!r} unknown item", status=404) from None
+    if it.rule != "per_event":
+        raise InputError(f"考核项 {item_code} 不按事件计分 not a per-event item")
+    refusal = may_score(actor, it)
+    if refusal is not None:
+        raise InputError(refusal.replace("无权评分", "无权记录"), status=403)
+    if street not in streets(conn):
+        raise InputError(f"未知街道：{street!r} unknown street", param="street")
+    if occurred_at > now:
+        raise InputError("发生时间不能晚于现在 occurred_at is in the future")
+    return int(
+        conn.execute(
+            sa.insert(evaluation_events)
+            .values(
+                scheme_code=scheme.code,
+                item_code=it.code,
+                street_code=street,
+                owner_unit=it.owner,
+                occurred_at=occurred_at,
+                note=(note or "").strip()[:MAX_EVIDENCE] or None,
+                recorded_by=actor.name,
+                recorded_at=now,
+            )
+            .returning(evaluation_events.c.id)
+        ).scalar_one()
+    )
