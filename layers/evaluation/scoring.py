@@ -219,6 +219,11 @@ def set_scores(
     (item, street) twice. A score equal to the stored one (points and evidence) is left as it
     is. `columns` names the fields in the reasons (a file's headers)."""
     check_period(period)
+    if actor.role != "assessor" or not actor.unit:
+        raise InputError(
+            f"无权评分：只有考核部门的考评员可以评分（{actor.role}） only an assessor scores",
+            status=403,
+        )
     known = streets(conn)
     good: list[tuple[Score, Any, Decimal]] = []
     bad: list[Rejection] = []
