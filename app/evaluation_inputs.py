@@ -24,7 +24,8 @@ from app.errors import BadRequest, Forbidden, NotFound
 from app.openapi import JSON, Param, contribute, names, operation, page_operation, path_param
 from layers.cases import Actor
 from layers.evaluation import scoring, survey, tasks, xlsx
-from layers.evaluation._body import Scheme, SchemeError, load_scheme, period_window
+from layers.evaluation.periods import PeriodError, period_window
+from layers.evaluation.scheme import Scheme, UnknownScheme, load_scheme
 from layers.evaluation.scoring import Score
 from layers.queries import params
 from layers.queries.params import refusal
@@ -104,7 +105,7 @@ def _scheme() -> Scheme:
         raise refusal("scheme", code, "考评方案代码无效", "bad scheme code")
     try:
         return load_scheme(db.connection(), code)
-    except SchemeError as exc:
+    except UnknownScheme as exc:
         raise NotFound(f"尚无考评方案 no evaluation scheme loaded: {exc}") from None
 
 
@@ -273,7 +274,10 @@ def list_tasks() -> Response:
     _actor(READERS, "查看任务")
     since, until = _date_arg("since"), _date_arg("until")
     if request.args.get("period"):
-        since, until = period_window(_scheme(), _period())
+        try:
+            since, until = period_window(_scheme(), _period())
+        except PeriodError as exc:
+            raise BadRequest(str(exc), param="period") from None
     owner = _code_arg("owner")
     state = request.args.get("state") or None
     listed = tasks.list_tasks(
@@ -298,7 +302,7 @@ def create_tasks() -> tuple[Response, int]:
     conn = db.connection()
     try:
         scheme: Scheme | None = load_scheme(conn, request.args.get("scheme") or None)
-    except SchemeError:
+    except UnknownScheme:
         scheme = None
     now, tz = _settings().now(), _settings().tz
     if request.files:

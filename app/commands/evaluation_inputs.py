@@ -75,11 +75,11 @@ def _run(work: Any) -> Any:
 
 
 def _scheme(conn: sa.Connection, code: str | None) -> Any:
-    from layers.evaluation._body import SchemeError, load_scheme
+    from layers.evaluation.scheme import UnknownScheme, load_scheme
 
     try:
         return load_scheme(conn, code)
-    except SchemeError as exc:
+    except UnknownScheme as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from layers.cases import Actor
-from layers.evaluation._body import Scheme, item
+from layers.evaluation.scheme import Scheme, item
 from layers.evaluation.tables import (
     evaluation_publications,
     evaluation_score_audit,
@@ -85,8 +85,7 @@ def score_range(it: Any) -> tuple[Decimal, Decimal]:
 
 def manual_items(scheme: Scheme, unit: str | None = None) -> list[Any]:
     """The scheme's manual items (of `unit` only, when given), in the scheme's order."""
-    every = [item(scheme, i["code"]) for a in scheme.body["internal"] for i in a["items"]]
-    return [it for it in every if it.rule == "manual" and (unit is None or it.owner == unit)]
+    return [it for it in scheme.items if it.rule == "manual" and (unit is None or it.owner == unit)]
 
 
 def published_versions(conn: sa.Connection, scheme_code: str, period: str) -> list[int]:

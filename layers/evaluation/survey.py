@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from layers.evaluation import xlsx
-from layers.evaluation._body import Scheme
+from layers.evaluation.scheme import Question, Scheme
 from layers.evaluation.scoring import InputError, Rejection, check_period, rejected, streets
 from layers.evaluation.tables import survey_results
 
@@ -38,8 +38,8 @@ REQUIRED = ("街道编码", "题目编码", "样本量")
 Z95 = 1.96
 
 
-def questions(scheme: Scheme) -> dict[str, dict[str, Any]]:
-    return {q["code"]: q for q in scheme.body["survey"]["questions"]}
+def questions(scheme: Scheme) -> dict[str, Question]:
+    return {q.code: q for q in scheme.questions}
 
 
 def value_of(scheme: Scheme, scale: str, answer: str) -> float:
@@ -47,7 +47,7 @@ def value_of(scheme: Scheme, scale: str, answer: str) -> float:
     scheme's `scale_values`."""
     if scale == "five":
         return (int(answer) - 1) / 4 * 100
-    return float(scheme.body["survey"]["scale_values"][answer])
+    return float(scheme.scale_values[answer])
 
 
 def _whole(value: object) -> int | None:
@@ -100,7 +100,7 @@ def import_survey(
         size = _whole(r.get("sample_size"))
         if size is None or size == 0:
             no("sample_size", f"样本量应为正整数：{r.get('sample_size')!r} sample size")
-        scale = asked[question]["scale"]
+        scale = asked[question].scale
         counts: dict[str, int] = {}
         for answer in SCALE_KEYS[scale]:
             raw = r.get(answer)
@@ -170,40 +170,46 @@ def satisfaction(conn: sa.Connection, period: str, scheme: Scheme) -> list[dict[
     `scale_values`), n_q answers, mean m_q and sample standard deviation
     s_q = √(Σ (x − m_q)² / (n_q − 1)). Overall score = Σ w_q · m_q (the scheme's weights, which
     add up to 1); its 95 % margin of error = Σ w_q · 1.96 · s_q / √n_q (the margins added
-    with the weights: an upper bound that needs no covariance between questions).
-    `sample` is the largest n_q. A street without an answer to every question has score and
-    margin None and lists the missing ones."""
+    with the weights: an upper bound that needs no covariance between questions) — the
+    evaluation's own `compute.survey_score`, so the page and the ranking agree.
+    `sample` is the largest sample size. A street without an answer to every question has
+    score and margin None and lists the missing ones."""
+    from layers.evaluation.compute import survey_score
+
     check_period(period)
     asked = questions(scheme)
     s = survey_results.c
     got: dict[str, dict[str, dict[str, Any]]] = {}
     for r in conn.execute(
-        sa.select(s.street_code, s.question, s.scale, s.counts).where(s.period == period)
+        sa.select(s.street_code, s.question, s.scale, s.sample_size, s.counts).where(
+            s.period == period
+        )
     ):
         if r.question in asked:
-            got.setdefault(r.street_code, {})[r.question] = question_score(
-                scheme, r.scale, r.counts
-            )
+            got.setdefault(r.street_code, {})[r.question] = {
+                "scale": r.scale,
+                "sample_size": int(r.sample_size),
+                "counts": {str(k): int(v) for k, v in r.counts.items()},
+            }
     out = []
     for street, name in streets(conn).items():
         answers = got.get(street, {})
-        missing = [q for q in asked if q not in answers]
-        score = margin = None
-        if not missing:
-            score = sum(asked[q]["weight"] * a["mean"] for q, a in answers.items())
-            margin = sum(asked[q]["weight"] * a["margin"] for q, a in answers.items())
+        score, margin, sample = survey_score(scheme, answers)
         out.append(
             {
                 "street": street,
                 "name": name,
-                "sample": max((a["n"] for a in answers.values()), default=0),
+                "sample": sample or 0,
                 "score": None if score is None else round(score, 2),
                 "margin": None if margin is None else round(margin, 2),
                 "questions": {
-                    q: {k: round(v, 2) if isinstance(v, float) else v for k, v in a.items()}
+                    q: {
+                        k: round(v, 2) if isinstance(v, float) else v
+                        for k, v in question_score(scheme, a["scale"], a["counts"]).items()
+                    }
                     for q, a in answers.items()
                 },
-                "missing": missing,
+                "missing": [q for q in asked if q not in answers],
             }
         )
     return out

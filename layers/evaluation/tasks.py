@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from layers.cases import Actor
 from layers.evaluation import xlsx as sheets
-from layers.evaluation._body import Scheme, item
+from layers.evaluation.scheme import Scheme, item
 from layers.evaluation.scoring import InputError, Rejection, rejected, streets
 from layers.evaluation.tables import evaluation_tasks
 from layers.queries.params import zone_of

@@ -28,7 +28,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from layers.cases import Actor
-from layers.evaluation._body import Scheme
+from layers.evaluation.scheme import Scheme
 from layers.evaluation.scoring import (
     InputError,
     Score,

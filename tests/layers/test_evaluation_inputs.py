@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from layers.cases import Actor
 from layers.evaluation import scoring, survey, tasks, xlsx
-from layers.evaluation._body import load_scheme
+from layers.evaluation.scheme import load_scheme
 from layers.evaluation.scoring import InputError
 from tests.clock import BEIJING
 from tests.district import Cell
