@@ -27,6 +27,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         errors,
         evaluation,
         evaluation_quality,
+        evaluation_inputs,
         headers,
         health,
         intake,
@@ -91,6 +92,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(photos.bp)
     app.register_blueprint(intake.bp)
     app.register_blueprint(evaluation.bp)
+    app.register_blueprint(evaluation_inputs.bp)
     auth.init_app(app)
     capabilities.declare_static(app)
     capabilities.require_declared(app)  # a view that declares no access never serves

@@ -159,6 +159,7 @@ def load_cmd(
             seed=seed,
         )
         _load_scheme(conn)
+        _load_inputs(conn, settings.now(), settings.tz, seed)
         conn.commit()
     for admin in report.admin:
         click.echo(
@@ -186,6 +187,15 @@ def _load_scheme(conn: sa.Connection) -> None:
     scheme, changed = save_file(conn, DEMO_SCHEME, by="demo")
     state = "已保存" if changed else "未变"
     click.echo(f"考评方案 {scheme.code} 第 {scheme.version} 版{state} evaluation scheme")
+
+
+def _load_inputs(conn: sa.Connection, now: dt.datetime, zone: str, seed: int) -> None:
+    """The demo's evaluation inputs (etl/demo/evaluation.py): scores, tasks, events, survey."""
+    from etl.demo.evaluation import load_inputs
+    from layers.evaluation.scheme import load_scheme
+
+    for line in load_inputs(conn, load_scheme(conn, "xicheng"), now, zone, seed).lines():
+        click.echo(line)
 
 
 def _print_runs(runs: list[RunReport]) -> None:

@@ -57,6 +57,9 @@ PAGES: dict[str, Page] = {
     "imports": Page("imports", "数据导入", frozenset()),
     "queue": Page("queue", "案件队列", frozenset()),  # cases, not layers: /api/cases
     "report": Page("report", "网格员上报", frozenset(), endpoint="intake.report"),
+    "evaluation_score": Page(
+        "evaluation_score", "考评录入", frozenset(), endpoint="evaluation_inputs.score_page"
+    ),
 }
 
 
@@ -82,7 +85,7 @@ ROLES: dict[str, Role] = {
             "district",
             "区级指挥中心",
             ALL_LAYERS,
-            ("overview", "command", "planner", "imports"),
+            ("overview", "command", "planner", "imports", "evaluation_score"),
             frozenset({EXPORT, INTAKE, CASES}),
         ),
         Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE, CASES})),
@@ -90,7 +93,7 @@ ROLES: dict[str, Role] = {
             "analyst",
             "数据分析员",
             ALL_LAYERS,
-            ("overview", "command", "planner"),
+            ("overview", "command", "planner", "evaluation_score"),
             frozenset({EXPORT}),
         ),
         Role(
@@ -112,7 +115,7 @@ ROLES: dict[str, Role] = {
         # An assessor (考核部门) is a district department's evaluator, bound to its unit: it
         # reads the district (zone '*') and writes the evaluation inputs its unit owns
         # (row-level security by owner unit, migration 0022). No case action.
-        Role("assessor", "考核部门", ALL_LAYERS, ("overview",), frozenset()),
+        Role("assessor", "考核部门", ALL_LAYERS, ("evaluation_score", "overview"), frozenset()),
     )
 }
 

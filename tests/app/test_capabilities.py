@@ -60,20 +60,22 @@ READS = {
     "assessor": EVERYTHING,
 }
 PAGES = {
-    "district": {"overview", "command", "planner", "imports"},
+    "district": {"overview", "command", "planner", "imports", "evaluation_score"},
     "commander": {"command"},
-    "analyst": {"overview", "command", "planner"},
+    "analyst": {"overview", "command", "planner", "evaluation_score"},
     "planner": {"planner"},
     "clerk": {"imports", "queue"},
     "department": {"queue"},
     "grid_officer": {"report"},
-    "assessor": {"overview"},
+    "assessor": {"evaluation_score", "overview"},
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk", "grid_officer"}
 CASE = "/api/cases/<int(max=9223372036854775807):case_id>"
 WHISTLE_UNIT = "/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>"
 CASE_WORKERS = {"district", "commander", "clerk", "department"}  # cases and whistles
+EVAL = "/api/evaluation"
+EVAL_READERS = {"district", "analyst", "assessor"}  # the evaluation's inputs, read
 
 
 def works_cases(role: str, args: dict[str, Any]) -> bool:
@@ -160,6 +162,23 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("POST", f"{CASE}/photos"): sees_photos,
     ("GET", f"{CASE}/photos/<int(max=9223372036854775807):photo_id>"): sees_photos,
     ("POST", "/api/whistles"): works_cases,
+    ("GET", "/evaluation/score"): page("evaluation_score"),
+    **{
+        ("GET", f"{EVAL}/{path}"): (lambda role, args: role in EVAL_READERS)
+        for path in ("scores", "scores/audit", "tasks", "survey")
+    },
+    **{
+        route: (lambda role, args: role == "assessor")
+        for route in (
+            ("PUT", f"{EVAL}/scores"),
+            ("GET", f"{EVAL}/scores/template.xlsx"),
+            ("POST", f"{EVAL}/scores/import"),
+            ("POST", f"{EVAL}/tasks"),
+            ("PATCH", f"{EVAL}/tasks/<int(max=9223372036854775807):task_id>"),
+            ("POST", f"{EVAL}/events"),
+        )
+    },
+    ("POST", f"{EVAL}/survey/import"): lambda role, args: role == "district",
     **{
         (
             "POST",
@@ -202,6 +221,12 @@ NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
             "periods/<label>/what-if",
         )
     },
+    # No evaluation scheme is loaded here (their own tests load one); no task 0.
+    **{
+        f"{EVAL}/{path}": (lambda args: True)
+        for path in ("scores", "scores/audit", "scores/template.xlsx", "survey")
+    },
+    f"{EVAL}/tasks/<int(max=9223372036854775807):task_id>": lambda args: True,
 }
 # Allowed POSTs sent without a body: the view's own 400 (the body is checked first).
 BODY_REFUSED = {
@@ -209,6 +234,11 @@ BODY_REFUSED = {
     "/api/whistles",
     f"{WHISTLE_UNIT}/rating",
     "/report",
+    f"{EVAL}/scores",
+    f"{EVAL}/scores/import",
+    f"{EVAL}/tasks",
+    f"{EVAL}/events",
+    f"{EVAL}/survey/import",
 }
 GOOD_POST = {"service_code": "环境卫生", "lat": "39.905", "long": "116.305", "description": "垃圾"}
 
@@ -257,6 +287,7 @@ def _argument_values(conn: sa.Connection) -> dict[str, list[str]]:
         "case_id": ["0"],
         "whistle_id": ["0"],
         "photo_id": ["0"],
+        "task_id": ["0"],
         "unit_code": ["district-fire"],
         "label": ["2026-11"],
         "code": ["xicheng"],
@@ -326,7 +357,7 @@ def test_every_role_gets_the_policys_verdict_on_every_route(
                 assert status == 403, what
                 body = response.get_data(as_text=True)
                 assert "无权" in body, what
-            elif method == "POST" and rule in BODY_REFUSED:
+            elif method in ("POST", "PUT") and rule in BODY_REFUSED:
                 assert status == 400, what
             elif rule.startswith(WHISTLE_UNIT) and unit is not None and args["unit_code"] != unit:
                 # A unit's user reports for its own unit only: refused before any lookup.
@@ -427,7 +458,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         "planner": "/planner",
         "clerk": "/imports",
         "grid_officer": "/report",
-        "assessor": "/",
+        "assessor": "/evaluation/score",
     }[role]
     assert home == expected_home
     page = client.get(home)
@@ -455,6 +486,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     # Only the pages the role may open are linked (the command view needs a street).
     pages = {"overview": "/", "planner": "/planner", "imports": "/imports", "queue": "/queue"}
     pages["report"] = "/report"
+    pages["evaluation_score"] = "/evaluation/score"
     wanted = {
         pages.get(p, f"/command/{A}") for p in PAGES[role] if p != "command" or role == "commander"
     }

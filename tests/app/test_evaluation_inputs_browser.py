@@ -1,0 +1,124 @@
+"""/evaluation/score in a real browser (Debian's Chromium via Playwright, live server on a
+committed database, injected clock): an assessor lands on it, edits a cell and saves it, a
+reload shows the stored value; uploading a bad file shows every rejected row with its
+reason and writes nothing; a street's name with markup is shown as text. No outside
+request, no CSP violation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app, migrate
+from app.config import from_env
+from app.db import make_engine
+from tests.clock import BEIJING, FrozenClock
+from tests.command_post import Live, _open_page
+from tests.evalinputs_fixtures import OWNER, PERIOD, add_scheme, workbook
+from tests.helpers import add_user, drop_database, new_database
+from tests.plugins.browser import free_port
+
+pytestmark = pytest.mark.browser
+
+A, B = "110102001", "110102003"
+NAME_A = "甲<b>街道</b>"
+CLOCK = FrozenClock(dt.datetime(2026, 11, 20, 10, 0, tzinfo=BEIJING))
+
+
+@pytest.fixture(scope="module")
+def site(server_url: str) -> Iterator[Live]:
+    from waitress.server import create_server
+
+    name = f"blockdata_test_evalinputs_{os.getpid()}"
+    url = new_database(server_url, name)
+    migrate.upgrade(migrate.alembic_config(url))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into streets (code, name, geom) values "
+                "(:a, :n, ST_Multi(ST_MakeEnvelope(116.30, 39.90, 116.32, 39.92, 4326))),"
+                "(:b, '乙街道', ST_Multi(ST_MakeEnvelope(116.32, 39.90, 116.34, 39.92, 4326)))"
+            ),
+            {"a": A, "b": B, "n": NAME_A},
+        )
+        add_scheme(conn)
+        add_user(conn, "web-owner", "assessor", unit=OWNER)
+    app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=CLOCK))
+    port = free_port()
+    server = create_server(app, host="127.0.0.1", port=port, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        yield Live(f"http://127.0.0.1:{port}", engine, A, OWNER, 0)
+    finally:
+        server.close()
+        engine.dispose()
+        app.extensions["blockdata.engine"].dispose()
+        drop_database(server_url, name)
+
+
+def _stored(site: Live) -> list[tuple[str, str, float, str]]:
+    with site.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "select item_code, street_code, points::float, evidence from evaluation_scores"
+                " order by 1, 2"
+            )
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def test_an_assessor_scores_a_cell_and_sees_a_bad_upload_refused(
+    browser: object, site: Live, tmp_path: object
+) -> None:
+    page, seen = _open_page(browser, site, "web-owner", "/evaluation/score")
+    cell = f"#bd-scores td[data-item='law_a'][data-street='{A}']"
+    page.wait_for_selector(f"{cell} .bd-points")  # type: ignore[attr-defined]
+    assert page.input_value("#bd-period") == PERIOD  # type: ignore[attr-defined]
+    # The street's name is text, not markup.
+    first = page.locator(f"#bd-scores tbody tr[data-street='{A}'] td").first  # type: ignore[attr-defined]
+    assert first.text_content() == NAME_A
+    assert page.locator("#bd-scores b").count() == 0  # type: ignore[attr-defined]
+
+    page.fill(f"{cell} .bd-points", "8.5")  # type: ignore[attr-defined]
+    page.fill(f"{cell} .bd-evidence", "执法台账齐全")  # type: ignore[attr-defined]
+    page.click(f"{cell} .bd-save")  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.getElementById('bd-message').textContent.startsWith('已保存 1')"
+    )
+    assert _stored(site) == [("law_a", A, 8.5, "执法台账齐全")]
+    page.reload()  # type: ignore[attr-defined]
+    page.wait_for_selector(f"{cell} .bd-points")  # type: ignore[attr-defined]
+    assert page.input_value(f"{cell} .bd-points") == "8.5"  # type: ignore[attr-defined]
+    assert page.input_value(f"{cell} .bd-evidence") == "执法台账齐全"  # type: ignore[attr-defined]
+
+    bad = workbook(
+        [
+            ["街道编码", "街道", "考核项编码", "考核项", "满分", "得分", "依据说明"],
+            [B, "", "law_a", "", 10, 3, "好"],
+            [B, "", "party_build", "", 15, 99, "好"],
+            [A, "", "law_b", "", 15, 5, "好"],
+        ],
+        title="评分",
+    )
+    page.set_input_files(  # type: ignore[attr-defined]
+        "#bd-import-file",
+        files=[{"name": "bad.xlsx", "mimeType": "application/octet-stream", "buffer": bad}],
+    )
+    page.click("#bd-import-form button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_selector("#bd-rejected li")  # type: ignore[attr-defined]
+    reasons = page.locator("#bd-rejected li").all_text_contents()  # type: ignore[attr-defined]
+    assert len(reasons) == 2
+    assert reasons[0].startswith("第 3 行 · 得分：") and "超出范围" in reasons[0]
+    assert reasons[1].startswith("第 4 行 · 考核项编码：无权评分")
+    assert "未写入任何数据" in page.text_content("#bd-message")  # type: ignore[attr-defined]
+    assert _stored(site) == [("law_a", A, 8.5, "执法台账齐全")]
+    # The refused upload is the only console error (its 400); nothing from outside, no CSP.
+    assert all("400" in e for e in seen.errors), seen.errors
+    assert seen.outside == []
+    assert page.evaluate("window.__csp || []") == []  # type: ignore[attr-defined]
