@@ -1,0 +1,116 @@
+"""The monthly report (通报) as a file: HTML, PDF or XLSX, from the dict of
+`layers.evaluation.report` (build_report / gather).
+
+HTML: the Jinja template app/templates/report_monthly.html, autoescaped, its pictures inline
+as data: URIs, so the file stands alone and loads nothing from outside. PDF: the same HTML
+laid out by WeasyPrint, which embeds the CJK font (Noto Sans CJK, Debian's fonts-noto-cjk) as
+a subset. XLSX: openpyxl, one sheet per table, numbers stored as numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from app.report import figures
+
+FORMATS = ("html", "pdf", "xlsx")
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+# The departments' table: (key in department_ratings' rows, header, kind).
+DEPARTMENT_COLUMNS = (
+    ("rank", "名次", "int"),
+    ("name", "部门", "text"),
+    ("score", "得分", "num"),
+    ("cases", "派单案件", "int"),
+    ("whistles", "吹哨次数", "int"),
+    ("ratings", "街道评价次数", "int"),
+    ("rating", "街道评价得分", "num"),
+    ("arrival_delay_minutes", "平均报到时长（分钟）", "num"),
+    ("on_time_rate", "按期办结率", "pct"),
+    ("return_rate", "退单率", "pct"),
+)
+
+
+class ReportError(ValueError):
+    """A report that cannot be made as asked (message in Chinese)."""
+
+
+def _environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def data_uri(content: bytes, fmt: str) -> str:
+    mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
+    return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
+
+
+def images(report: dict[str, Any], fmt: str = "svg") -> dict[str, Any]:
+    """The report's pictures as data: URIs: the two charts and a map per street."""
+    streets = report["streets"]
+    return {
+        "composite": data_uri(figures.composite_chart(streets, report["parts"], fmt), fmt),
+        "rank_change": data_uri(figures.rank_change_chart(streets, fmt), fmt),
+        "maps": {
+            code: data_uri(picture, fmt)
+            for code, picture in figures.street_maps(report["maps"], fmt).items()
+        },
+    }
+
+
+def render_html(report: dict[str, Any], image_format: str = "svg") -> str:
+    template = _environment().get_template("report_monthly.html")
+    return template.render(
+        report=report,
+        images=images(report, image_format),
+        aspects=list(report.get("aspect_names") or {}),
+        department_columns=[
+            {"key": key, "header": header, "kind": kind}
+            for key, header, kind in DEPARTMENT_COLUMNS
+        ],
+    )
+
+
+def render_pdf(report: dict[str, Any], image_format: str = "svg") -> bytes:
+    from weasyprint import HTML
+
+    pdf: bytes = HTML(string=render_html(report, image_format), base_url=str(TEMPLATES)).write_pdf()
+    return pdf
+
+
+def render(report: dict[str, Any], fmt: str) -> bytes:
+    """The report in format `fmt` (one of FORMATS)."""
+    if fmt == "html":
+        return render_html(report).encode("utf-8")
+    if fmt == "pdf":
+        return render_pdf(report)
+    if fmt == "xlsx":
+        from app.report.xlsx import render_xlsx
+
+        return render_xlsx(report)
+    raise ReportError(f"不支持的格式 {fmt!r}，可选 {'、'.join(FORMATS)} unknown format")
+
+
+def write(report: dict[str, Any], fmt: str, path: Path) -> int:
+    """Render and write to `path` through a temporary file in the same directory, renamed
+    over it only when complete: a failure leaves no file, or the old one, never half a file.
+    Returns the bytes written."""
+    content = render(report, fmt)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with tmp.open("xb") as out:
+            out.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(content)
