@@ -41,6 +41,7 @@ class _Commands(click.Group):
         "demo": ("app.commands.demo", "demo"),
         "etl": ("app.commands.etl", "etl"),
         "export": ("app.commands.export", "export_cmd"),
+        "report": ("app.commands.report", "report_group"),
         "tiles": ("app.commands.tiles", "tiles_group"),
         "units": ("app.commands.units", "units_group"),
         "users": ("app.commands.users", "users_group"),

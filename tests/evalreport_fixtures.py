@@ -10,7 +10,9 @@ from typing import Any
 PARTS = {"internal": 40, "survey": 40, "hotline": 20}
 
 # (code, name, internal, survey, margin, hotline, rank_change, class); ranked as listed.
-STREETS: list[tuple[str, str, float | None, float | None, float, float | None, int | None, str | None]] = [
+STREETS: list[
+    tuple[str, str, float | None, float | None, float, float | None, int | None, str | None]
+] = [
     ("110102001", "西长安街街道", 95.0, 92.5, 2.1, 88.25, 2, "先进"),
     ("110102003", "新街口街道", 93.5, 91.0, 2.4, 86.5, -1, "先进"),
     ("110102004", "月坛街道", 90.0, 92.0, 1.9, 85.0, 0, "先进"),
@@ -209,7 +211,10 @@ def maps(codes: list[str], grids_per_side: int = 6) -> dict[str, dict[str, Any]]
                         "code": f"{code}{gx:03d}{gy:03d}",
                         "n": n,
                         "geometry": _box(
-                            x0 + gx * step, y0 + gy * step, x0 + (gx + 1) * step, y0 + (gy + 1) * step
+                            x0 + gx * step,
+                            y0 + gy * step,
+                            x0 + (gx + 1) * step,
+                            y0 + (gy + 1) * step,
                         ),
                     }
                 )
@@ -235,7 +240,13 @@ def report(the_result: dict[str, Any] | None = None, grids_per_side: int = 6) ->
             {"category": "环境卫生", "n": 30 - i, "share": 0.2},
         ]
         street["worst_items"] = [
-            {"code": "work_review", "name": "部门工作评价", "points": 15.0, "max": 20.0, "lost": 5.0}
+            {
+                "code": "work_review",
+                "name": "部门工作评价",
+                "points": 15.0,
+                "max": 20.0,
+                "lost": 5.0,
+            }
         ]
         streets.append(street)
     return {

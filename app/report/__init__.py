@@ -74,8 +74,7 @@ def render_html(report: dict[str, Any], image_format: str = "svg") -> str:
         images=images(report, image_format),
         aspects=list(report.get("aspect_names") or {}),
         department_columns=[
-            {"key": key, "header": header, "kind": kind}
-            for key, header, kind in DEPARTMENT_COLUMNS
+            {"key": key, "header": header, "kind": kind} for key, header, kind in DEPARTMENT_COLUMNS
         ],
     )
 

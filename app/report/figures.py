@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 PART_NAMES = {"internal": "内部评价", "survey": "满意度测评", "hotline": "热线三率"}
 PART_COLOURS = {"internal": "#1e88e5", "survey": "#43a047", "hotline": "#fb8c00"}
 MAP_CMAP = "YlOrRd"
-STYLE = {
+STYLE: Any = {  # matplotlib rc parameters
     "font.family": ["Noto Sans CJK SC", "Noto Sans CJK JP", "DejaVu Sans"],
     "font.size": 9,
     "axes.unicode_minus": False,

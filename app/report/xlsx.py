@@ -116,7 +116,7 @@ def _problems(report: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[
             for i, p in enumerate(s.get("top_categories") or [], start=1)
         ]
     headers += ["失分项", "得分", "满分"]
-    rows = [row + [None, None, None] for row in rows]
+    rows = [[*row, None, None, None] for row in rows]
     for s in report["streets"]:
         rows += [
             [s["name"], i, None, None, None, item["name"], item["points"], item["max"]]

@@ -105,6 +105,7 @@ def category_counts(conn: sa.Connection, window: Window) -> dict[str | None, Cou
     Requests without a street are under None."""
     parts = []
     for span, lo, hi in window.pieces(CATEGORY_SPANS):
+        where: sa.ColumnElement[bool]
         if span == "day":
             table, where = request_daily, request_daily.c.day.between(lo, hi)
         else:
@@ -162,7 +163,9 @@ def street_maps(
     )
     for street, grid, count, shape in rows:
         if street in maps:
-            maps[street]["grids"].append({"code": grid, "n": int(count), "geometry": json.loads(shape)})
+            maps[street]["grids"].append(
+                {"code": grid, "n": int(count), "geometry": json.loads(shape)}
+            )
             maps[street]["total"] += int(count)
     return maps
 
@@ -214,7 +217,9 @@ def build_report(
         "top_problems": _top(district, TOP_CATEGORIES),
         "requests": sum(district.values()),
         "maps": street_maps(conn, window, [row["code"] for row in result["streets"]]),
-        "generated_at": None if generated_at is None else generated_at.isoformat(timespec="minutes"),
+        "generated_at": None
+        if generated_at is None
+        else generated_at.isoformat(timespec="minutes"),
     }
 
 
