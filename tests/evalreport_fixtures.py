@@ -172,20 +172,36 @@ def _window(label: str) -> tuple[str, str]:
 
 
 def departments() -> list[dict[str, Any]]:
+    """Rows shaped as layers.queries.departments.department_ratings returns them."""
     names = ["区城管委", "区住建委", "区市场监管局", "区环保局", "区交通支队"]
     return [
         {
             "code": f"D{i:02d}",
             "name": name,
-            "rank": i + 1,
+            "kind": "district_department",
+            "street_code": None,
+            "whistles": {
+                "summoned": 8 - i,
+                "arrived": 8 - i,
+                "late": i % 2,
+                "median_delay_minutes": 25.0 + 5 * i,
+                "mean_delay_minutes": 27.5 + 5 * i,
+            },
+            "ratings": {"满意": 20 - i, "基本满意": 5, "不满意": i},
+            "rated": 25,
+            "rating_rate": round((20 - i + 0.9 * 5) / 25, 4),
+            "cases": {
+                "dispatched": 120 - 10 * i,
+                "assisted": 3,
+                "returned": 2 + i,
+                "judged": 100 - 10 * i,
+                "on_time": 95 - 12 * i,
+            },
+            "on_time_rate": round((95 - 12 * i) / (100 - 10 * i), 4),
+            "return_rate": round((2 + i) / (120 - 10 * i), 4),
+            "components": {},
             "score": round(92.5 - 3.25 * i, 2),
-            "cases": 120 - 10 * i,
-            "whistles": 8 - i,
-            "ratings": 30 - 3 * i,
-            "rating": round(95.0 - 2.5 * i, 2),
-            "arrival_delay_minutes": 25.0 + 5 * i,
-            "on_time_rate": 0.95 - 0.03 * i,
-            "return_rate": 0.02 + 0.01 * i,
+            "rank": i + 1,
         }
         for i, name in enumerate(names)
     ]

@@ -87,7 +87,9 @@ def monthly(
     try:
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             try:
-                report = gather(conn, scheme, label, now=instant, version=version)
+                report = gather(
+                    conn, scheme, label, zone_tz=settings.tz, now=instant, version=version
+                )
             except (LookupError, ValueError) as exc:
                 raise click.ClickException(str(exc)) from None
     finally:

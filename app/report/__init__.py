@@ -21,19 +21,32 @@ from app.report import figures
 FORMATS = ("html", "pdf", "xlsx")
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
-# The departments' table: (key in department_ratings' rows, header, kind).
+# The departments' table: (path in department_ratings' rows, header, kind).
 DEPARTMENT_COLUMNS = (
     ("rank", "名次", "int"),
     ("name", "部门", "text"),
     ("score", "得分", "num"),
-    ("cases", "派单案件", "int"),
-    ("whistles", "吹哨次数", "int"),
-    ("ratings", "街道评价次数", "int"),
-    ("rating", "街道评价得分", "num"),
-    ("arrival_delay_minutes", "平均报到时长（分钟）", "num"),
-    ("on_time_rate", "按期办结率", "pct"),
+    ("rating_rate", "街道评价满意率", "pct"),
+    ("rated", "评价次数", "int"),
+    ("whistles.summoned", "吹哨报到", "int"),
+    ("whistles.late", "迟到", "int"),
+    ("whistles.median_delay_minutes", "报到时长中位数（分钟）", "minutes"),
+    ("cases.dispatched", "派单案件", "int"),
+    ("on_time_rate", "按时办结率", "pct"),
+    ("cases.returned", "退单", "int"),
     ("return_rate", "退单率", "pct"),
 )
+
+
+def department_cells(department: dict[str, Any]) -> list[Any]:
+    """A department's values in the order of DEPARTMENT_COLUMNS (None where absent)."""
+    cells = []
+    for path, _, _ in DEPARTMENT_COLUMNS:
+        value: Any = department
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        cells.append(value)
+    return cells
 
 
 class ReportError(ValueError):
@@ -74,8 +87,9 @@ def render_html(report: dict[str, Any], image_format: str = "svg") -> str:
         images=images(report, image_format),
         aspects=list(report.get("aspect_names") or {}),
         department_columns=[
-            {"key": key, "header": header, "kind": kind} for key, header, kind in DEPARTMENT_COLUMNS
+            {"header": header, "kind": kind} for _, header, kind in DEPARTMENT_COLUMNS
         ],
+        department_rows=[department_cells(d) for d in report["departments"]],
     )
 
 

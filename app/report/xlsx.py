@@ -96,11 +96,11 @@ def _scores(report: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[st
 
 
 def _departments(report: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str | None]]:
-    from app.report import DEPARTMENT_COLUMNS
+    from app.report import DEPARTMENT_COLUMNS, department_cells
 
-    kinds = {"int": "0", "num": SCORE, "pct": PERCENT, "text": None}
+    kinds = {"int": "0", "num": SCORE, "minutes": "0.0", "pct": PERCENT, "text": None}
     headers = [header for _, header, _ in DEPARTMENT_COLUMNS]
-    rows = [[d.get(key) for key, _, _ in DEPARTMENT_COLUMNS] for d in report["departments"]]
+    rows = [department_cells(d) for d in report["departments"]]
     return headers, rows, [kinds[kind] for _, _, kind in DEPARTMENT_COLUMNS]
 
 

@@ -228,13 +228,15 @@ def gather(
     scheme_code: str | None,
     label: str,
     *,
+    zone_tz: str,
     now: dt.datetime,
     version: int | None = None,
 ) -> dict[str, Any]:
     """The report of period `label` under a scheme (its latest version when None): the
     period's publication `version` (its latest one when None; the live evaluation when the
-    period was never published), the previous period likewise, and the departments' table.
-    Raises LookupError (in Chinese) for a publication version that does not exist."""
+    period was never published), the previous period likewise, and the departments rated
+    over the period's local days of `zone_tz` (open cases judged at `now`). Raises
+    LookupError (in Chinese) for a publication version that does not exist."""
     from layers.evaluation.compute import evaluate
     from layers.evaluation.periods import previous_period
     from layers.evaluation.publish import published
@@ -247,9 +249,14 @@ def gather(
         if version is not None:
             raise LookupError(f"{label} 没有第 {version} 版发布 no publication version {version}")
         result = evaluate(conn, scheme, label)
+    else:  # the scheme's version the publication used
+        scheme = load_scheme(conn, scheme.code, result["scheme"]["version"])
     before_label = previous_period(scheme, label)
     previous = published(conn, scheme.code, before_label) or evaluate(conn, scheme, before_label)
-    departments = department_ratings(conn, label, scheme=scheme)
+    window = _window(result)
+    departments = result.get("departments")
+    if departments is None:
+        departments = department_ratings(conn, window.since, window.until, zone_tz, now=now)
     return build_report(
         conn,
         result,

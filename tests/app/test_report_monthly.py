@@ -64,6 +64,16 @@ def test_the_pdf_holds_the_ranking_in_order(pdf: Path) -> None:
     assert "92.65" in lines[0]  # 40 % × 95 + 40 % × 92.5 + 20 % × 88.25
 
 
+def test_the_pdf_holds_the_departments_and_top_problems(pdf: Path) -> None:
+    text = _run("pdftotext", "-layout", pdf, "-")
+    for d in fx.departments():  # e.g. 区城管委 … 92.50 … 95.0% on time (95 of 100)
+        line = next(line for line in text.splitlines() if d["name"] in line)
+        cells = line.split(d["name"], 1)[1].split()
+        assert cells[0] == f"{d['score']:.2f}"
+        assert f"{100 * d['cases']['on_time'] / d['cases']['judged']:.1f}%" in cells
+    assert re.search(r"1\s+噪声扰民\s+520\s+26\.0%", text)
+
+
 def test_the_pdf_embeds_a_cjk_font(pdf: Path) -> None:
     fonts = _run("pdffonts", pdf).splitlines()[2:]
     cjk = [line for line in fonts if "CJK" in line]
@@ -98,7 +108,12 @@ def test_the_xlsx_ranking_reads_back_as_written(report: dict[str, Any], tmp_path
     assert isinstance(sheet["F2"].value, float)
     assert sheet.column_dimensions["D"].width >= 12  # 广安门外街道: 12 wide
     departments = list(book["部门评价"].iter_rows(values_only=True))
-    assert [row[1] for row in departments[1:]] == [d["name"] for d in fx.departments()]
+    assert departments[0][:3] == ("名次", "部门", "得分")
+    assert [row[:3] for row in departments[1:]] == [
+        (d["rank"], d["name"], d["score"]) for d in fx.departments()
+    ]
+    dispatched = departments[0].index("派单案件")
+    assert [row[dispatched] for row in departments[1:]] == [120, 110, 100, 90, 80]
 
 
 def test_the_html_escapes_and_stands_alone(tmp_path: Path) -> None:
