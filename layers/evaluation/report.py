@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from layers.aggregates import CATEGORY_SPANS, request_daily, request_periods
+from layers.queries.departments import department_ratings
 from layers.queries.heat import heat_counts
 from layers.queries.window import Window
 from layers.registry import get_layer
@@ -241,7 +242,6 @@ def gather(
     from layers.evaluation.periods import previous_period
     from layers.evaluation.publish import published
     from layers.evaluation.scheme import load_scheme
-    from layers.queries.departments import department_ratings
 
     scheme = load_scheme(conn, scheme_code)
     result = published(conn, scheme.code, label, version)
