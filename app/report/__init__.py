@@ -1,10 +1,10 @@
 """The monthly report (通报) as a file: HTML, PDF or XLSX, from the dict of
 `layers.evaluation.report` (build_report / gather).
 
-HTML: the Jinja template app/templates/report_monthly.html, autoescaped, its pictures inline
-as data: URIs, so the file stands alone and loads nothing from outside. PDF: the same HTML
-laid out by WeasyPrint, which embeds the CJK font (Noto Sans CJK, Debian's fonts-noto-cjk) as
-a subset. XLSX: openpyxl, one sheet per table, numbers stored as numbers.
+HTML: the Jinja template app/templates/report_monthly.html, autoescaped, its pictures
+inline as data: URIs (charts SVG, maps PNG), so the file stands alone and loads nothing from
+outside. PDF: the same HTML laid out by WeasyPrint, which embeds the CJK font (Noto Sans CJK,
+Debian's fonts-noto-cjk) as a subset. XLSX: openpyxl, a sheet per table, numbers as numbers.
 """
 
 from __future__ import annotations
@@ -67,24 +67,26 @@ def data_uri(content: bytes, fmt: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(content).decode('ascii')}"
 
 
-def images(report: dict[str, Any], fmt: str = "svg") -> dict[str, Any]:
-    """The report's pictures as data: URIs: the two charts and a map per street."""
+def images(report: dict[str, Any], charts: str = "svg", maps: str = "png") -> dict[str, Any]:
+    """The report's pictures as data: URIs: the two charts (SVG by default: text stays sharp)
+    and a map per street (PNG by default: 15 maps of a few hundred grids each lay out several
+    times faster in the PDF as pictures than as vector paths; bench/bench_report.py)."""
     streets = report["streets"]
     return {
-        "composite": data_uri(figures.composite_chart(streets, report["parts"], fmt), fmt),
-        "rank_change": data_uri(figures.rank_change_chart(streets, fmt), fmt),
+        "composite": data_uri(figures.composite_chart(streets, report["parts"], charts), charts),
+        "rank_change": data_uri(figures.rank_change_chart(streets, charts), charts),
         "maps": {
-            code: data_uri(picture, fmt)
-            for code, picture in figures.street_maps(report["maps"], fmt).items()
+            code: data_uri(picture, maps)
+            for code, picture in figures.street_maps(report["maps"], maps).items()
         },
     }
 
 
-def render_html(report: dict[str, Any], image_format: str = "svg") -> str:
+def render_html(report: dict[str, Any], charts: str = "svg", maps: str = "png") -> str:
     template = _environment().get_template("report_monthly.html")
     return template.render(
         report=report,
-        images=images(report, image_format),
+        images=images(report, charts, maps),
         aspects=list(report.get("aspect_names") or {}),
         department_columns=[
             {"header": header, "kind": kind} for _, header, kind in DEPARTMENT_COLUMNS
@@ -93,10 +95,11 @@ def render_html(report: dict[str, Any], image_format: str = "svg") -> str:
     )
 
 
-def render_pdf(report: dict[str, Any], image_format: str = "svg") -> bytes:
+def render_pdf(report: dict[str, Any], charts: str = "svg", maps: str = "png") -> bytes:
     from weasyprint import HTML
 
-    pdf: bytes = HTML(string=render_html(report, image_format), base_url=str(TEMPLATES)).write_pdf()
+    html = render_html(report, charts, maps)
+    pdf: bytes = HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
     return pdf
 
 

@@ -1,6 +1,6 @@
 """The report's pictures, drawn offline with matplotlib (no basemap tiles): the composite
 bar chart with its parts stacked, the change of rank, and a map per street (its polygon, its
-grids shaded by the period's requests; geopandas draws the shapes).
+grids shaded by the period's requests).
 
 Each figure is returned as SVG text (vector, text drawn as paths: no font needed to view
 it) or PNG bytes. Figures are made with `matplotlib.figure.Figure`, not pyplot: no global
@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import matplotlib as mpl
+import numpy as np
+from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
@@ -38,9 +40,11 @@ def _style() -> Iterator[None]:
         yield
 
 
-def _save(fig: Figure, fmt: str, dpi: int = 150) -> bytes:
+def _save(fig: Figure, fmt: str, dpi: int = 150, tight: bool = True) -> bytes:
     out = io.BytesIO()
-    fig.savefig(out, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
+    fig.savefig(
+        out, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None, metadata=_metadata(fmt)
+    )
     return out.getvalue()
 
 
@@ -89,20 +93,20 @@ def rank_change_chart(streets: list[dict[str, Any]], fmt: str) -> bytes:
         return _save(fig, fmt)
 
 
-def _frame(shapes: list[dict[str, Any]], values: list[float] | None = None) -> Any:
-    import geopandas as gpd
+def _rings(geometry: dict[str, Any]) -> list[Any]:
+    """The exterior rings of a (Multi)Polygon GeoJSON geometry, as (n, 2) arrays."""
     from shapely.geometry import shape
 
-    frame = gpd.GeoDataFrame(geometry=[shape(s) for s in shapes], crs="EPSG:4326")
-    if values is not None:
-        frame["n"] = values
-    return frame
+    geom = shape(geometry)
+    parts = getattr(geom, "geoms", [geom])
+    return [np.asarray(part.exterior.coords) for part in parts if not part.is_empty]
 
 
 class MapPainter:
-    """Draws the street maps on one figure reused from street to street (clearing its axes):
-    building a figure costs more than drawing a street's few hundred grids. The grids'
-    shading is on one scale for every street of the report (`vmax`), so maps compare."""
+    """Draws the street maps on one figure reused from street to street (clearing its axes),
+    each grid a polygon of one PolyCollection: a figure, or a patch per grid, costs more than
+    the drawing. The grids' shading is on one scale for every street of the report (`vmax`),
+    so maps compare."""
 
     def __init__(self, vmax: float, fmt: str, size: tuple[float, float] = (3.4, 3.0)) -> None:
         self.fmt = fmt
@@ -121,19 +125,22 @@ class MapPainter:
             ax.clear()
             ax.set_axis_off()
             ax.set_aspect(1.3)  # ~1/cos(40°): degrees drawn to scale at Beijing's latitude
-            grids = street_map["grids"]
-            if grids:
-                frame = _frame([g["geometry"] for g in grids], [g["n"] for g in grids])
-                frame.plot(
-                    ax=ax,
-                    column="n",
-                    cmap=MAP_CMAP,
-                    norm=self.norm,
-                    edgecolor="#9e9e9e",
-                    linewidth=0.2,
-                )
-            _frame([street_map["street"]]).boundary.plot(ax=ax, color="#c62828", linewidth=1.0)
-            return _save(self.fig, self.fmt, dpi=110)
+            polygons, values = [], []
+            for grid in street_map["grids"]:
+                for ring in _rings(grid["geometry"]):
+                    polygons.append(ring)
+                    values.append(grid["n"])
+            grids = PolyCollection(
+                polygons, array=values, cmap=MAP_CMAP, norm=self.norm, edgecolors="#9e9e9e",
+                linewidths=0.2,
+            )  # fmt: skip
+            ax.add_collection(grids)
+            outline = _rings(street_map["street"])
+            ax.add_collection(
+                PolyCollection(outline, facecolors="none", edgecolors="#c62828", linewidths=1.0)
+            )
+            ax.autoscale_view()
+            return _save(self.fig, self.fmt, dpi=110, tight=False)
 
 
 def street_maps(maps: dict[str, dict[str, Any]], fmt: str) -> dict[str, bytes]:
