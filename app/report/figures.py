@@ -27,7 +27,7 @@ STYLE: Any = {  # matplotlib rc parameters
     "font.family": ["Noto Sans CJK SC", "Noto Sans CJK JP", "DejaVu Sans"],
     "font.size": 9,
     "axes.unicode_minus": False,
-    "svg.fonttype": "path",
+    "svg.fonttype": "none",  # text as text: WeasyPrint sets it in the embedded font
     "svg.hashsalt": "blockdata",  # the same figure, the same bytes
     "axes.spines.top": False,
     "axes.spines.right": False,
