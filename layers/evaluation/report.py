@@ -19,6 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from layers.aggregates import CATEGORY_SPANS, request_daily, request_periods
+from layers.evaluation.compute import evaluate
+from layers.evaluation.periods import previous_period
+from layers.evaluation.publish import published
+from layers.evaluation.scheme import load_scheme
 from layers.queries.departments import department_ratings
 from layers.queries.heat import heat_counts
 from layers.queries.window import Window
@@ -238,21 +242,18 @@ def gather(
     period was never published), the previous period likewise, and the departments rated
     over the period's local days of `zone_tz` (open cases judged at `now`). Raises
     LookupError (in Chinese) for a publication version that does not exist."""
-    from layers.evaluation.compute import evaluate
-    from layers.evaluation.periods import previous_period
-    from layers.evaluation.publish import published
-    from layers.evaluation.scheme import load_scheme
-
     scheme = load_scheme(conn, scheme_code)
     result = published(conn, scheme.code, label, version)
     if result is None:
         if version is not None:
             raise LookupError(f"{label} 没有第 {version} 版发布 no publication version {version}")
-        result = evaluate(conn, scheme, label)
+        result = evaluate(conn, scheme, label, now)
     else:  # the scheme's version the publication used
         scheme = load_scheme(conn, scheme.code, result["scheme"]["version"])
     before_label = previous_period(scheme, label)
-    previous = published(conn, scheme.code, before_label) or evaluate(conn, scheme, before_label)
+    previous = published(conn, scheme.code, before_label) or evaluate(
+        conn, scheme, before_label, now
+    )
     window = _window(result)
     departments = result.get("departments")
     if departments is None:
