@@ -18,13 +18,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from layers.aggregates import CATEGORY_SPANS, request_daily, request_periods
+from layers.aggregates import request_daily, request_periods
 from layers.evaluation.compute import evaluate
 from layers.evaluation.periods import previous_period
 from layers.evaluation.publish import published
 from layers.evaluation.scheme import load_scheme
 from layers.queries.departments import department_ratings
-from layers.queries.heat import heat_counts
+from layers.queries.heat import heat_counts, window_runs
 from layers.queries.window import Window
 from layers.registry import get_layer
 
@@ -108,19 +108,12 @@ def category_counts(conn: sa.Connection, window: Window) -> dict[str | None, Cou
     """Requests received per street and category over the window's local days, from the
     aggregates (whole months from request_periods, the other days from request_daily).
     Requests without a street are under None."""
-    parts = []
-    for span, lo, hi in window.pieces(CATEGORY_SPANS):
-        where: sa.ColumnElement[bool]
-        if span == "day":
-            table, where = request_daily, request_daily.c.day.between(lo, hi)
-        else:
-            table = request_periods
-            where = (request_periods.c.span == span) & request_periods.c.first_day.between(lo, hi)
-        parts.append(
-            sa.select(table.c.street_code, table.c.category, table.c.received).where(
-                table.c.category.is_not(None), where
-            )
+    parts = [
+        sa.select(table.c.street_code, table.c.category, table.c.received).where(
+            table.c.category.is_not(None), where
         )
+        for table, where in window_runs(window, request_daily, request_periods, by_category=True)
+    ]
     rows = sa.union_all(*parts).subquery("rows")
     query = sa.select(rows.c.street_code, rows.c.category, sa.func.sum(rows.c.received)).group_by(
         rows.c.street_code, rows.c.category
