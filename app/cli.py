@@ -45,6 +45,7 @@ class _Commands(click.Group):
         "scores": ("app.commands.evaluation_inputs", "scores_group"),
         "survey": ("app.commands.evaluation_inputs", "survey_group"),
         "tasks": ("app.commands.evaluation_inputs", "tasks_group"),
+        "report": ("app.commands.report", "report_group"),
         "tiles": ("app.commands.tiles", "tiles_group"),
         "units": ("app.commands.units", "units_group"),
         "users": ("app.commands.users", "users_group"),

@@ -14,11 +14,15 @@ if [ -z "$pgver" ]; then
 fi
 [ -f "/usr/share/postgresql/$pgver/extension/postgis.control" ] || need+=("postgresql-$pgver-postgis-3")
 command -v psql >/dev/null || need+=(postgresql-client)
+# The monthly report (blockdata report monthly): WeasyPrint lays the PDF out with Pango and
+# embeds the CJK font; the tests render its pages with poppler's pdftoppm/pdftotext/pdffonts.
+dpkg -s libpangoft2-1.0-0 >/dev/null 2>&1 || need+=(libpangoft2-1.0-0)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
+command -v pdftoppm >/dev/null || need+=(poppler-utils)
 for arg in "$@"; do
   case "$arg" in
     --browser)
       command -v chromium >/dev/null || need+=(chromium)
-      dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need+=(fonts-noto-cjk)
       ;;
     --gdal) command -v ogr2ogr >/dev/null || need+=(gdal-bin) ;;
   esac

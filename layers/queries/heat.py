@@ -35,6 +35,20 @@ def _in_category(table: sa.Table, category: str | None) -> sa.ColumnElement[bool
     return table.c.category.is_(None) if category is None else table.c.category == category
 
 
+def window_runs(
+    window: Window, daily: sa.Table, periods: sa.Table, by_category: bool = False
+) -> list[tuple[sa.Table, sa.ColumnElement[bool]]]:
+    """The window as the fewest runs of days (of `daily`) and whole periods (of `periods`;
+    only the spans that hold a row per category when `by_category`): (table, condition)."""
+    runs: list[tuple[sa.Table, sa.ColumnElement[bool]]] = []
+    for span, lo, hi in window.pieces(CATEGORY_SPANS if by_category else SPANS):
+        if span == "day":
+            runs.append((daily, daily.c.day.between(lo, hi)))
+        else:
+            runs.append((periods, (periods.c.span == span) & periods.c.first_day.between(lo, hi)))
+    return runs
+
+
 def heat_counts(
     level: str, window: Window, category: str | None, street: str | None
 ) -> sa.Subquery:
@@ -48,13 +62,7 @@ def heat_counts(
     )
     unit = ["cell_x", "cell_y"] if cells else [f"{level}_code"]
     parts = []
-    for span, lo, hi in window.pieces(SPANS if category is None else CATEGORY_SPANS):
-        where: sa.ColumnElement[bool]
-        if span == "day":
-            table, where = daily, daily.c.day.between(lo, hi)
-        else:
-            table = periods
-            where = (periods.c.span == span) & periods.c.first_day.between(lo, hi)
+    for table, where in window_runs(window, daily, periods, category is not None):
         query = sa.select(*(table.c[u] for u in unit), table.c.received).where(
             _in_category(table, category), where
         )
