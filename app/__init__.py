@@ -25,6 +25,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         cases,
         db,
         errors,
+        evaluation_page,
         headers,
         health,
         intake,
@@ -87,6 +88,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(open311.bp)
     app.register_blueprint(photos.bp)
     app.register_blueprint(intake.bp)
+    app.register_blueprint(evaluation_page.bp)
     auth.init_app(app)
     capabilities.declare_static(app)
     capabilities.require_declared(app)  # a view that declares no access never serves

@@ -57,6 +57,9 @@ PAGES: dict[str, Page] = {
     "imports": Page("imports", "数据导入", frozenset()),
     "queue": Page("queue", "案件队列", frozenset()),  # cases, not layers: /api/cases
     "report": Page("report", "网格员上报", frozenset(), endpoint="intake.report"),
+    # 考评: the evaluation API's data (its own access rules: a commander sees the published
+    # ranking and its own street) and the drill-down's requests (row-level security).
+    "evaluation": Page("evaluation", "考评", frozenset(), endpoint="evaluation_page.evaluation"),
 }
 
 
@@ -82,15 +85,21 @@ ROLES: dict[str, Role] = {
             "district",
             "区级指挥中心",
             ALL_LAYERS,
-            ("overview", "command", "planner", "imports"),
+            ("overview", "command", "planner", "imports", "evaluation"),
             frozenset({EXPORT, INTAKE, CASES}),
         ),
-        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE, CASES})),
+        Role(
+            "commander",
+            "战区司令",
+            ALL_LAYERS,
+            ("command", "evaluation"),
+            frozenset({EXPORT, INTAKE, CASES}),
+        ),
         Role(
             "analyst",
             "数据分析员",
             ALL_LAYERS,
-            ("overview", "command", "planner"),
+            ("overview", "command", "planner", "evaluation"),
             frozenset({EXPORT}),
         ),
         Role(
