@@ -160,7 +160,9 @@ def drill(
     if level == "district":
         counts = _street_counts(conn, since, until)
         streets = _unit_table("street")
-        names = dict(conn.execute(sa.select(streets.c.code, streets.c.name)).tuples().all())
+        names = {
+            row.code: row.name for row in conn.execute(sa.select(streets.c.code, streets.c.name))
+        }
         codes = sorted({c for c in counts if c is not None} | set(names))
         children = [
             {"code": c, "name": names.get(c), "cases": cases_link(c)}

@@ -73,6 +73,8 @@ ENDPOINTS = {
     ),
     "tiles.tile",
     "tiles.tilejson",
+    "evaluation_page.evaluation",
+    "evaluation_page.drill",
     *(
         f"open311.{n}"
         for n in (
@@ -244,6 +246,7 @@ ARGUMENTS = {
 BROWSER = {
     *(e for e in ENDPOINTS if e.startswith("pages.")),
     "intake.report",
+    "evaluation_page.evaluation",
     "intake.report_submit",
     "auth.logout",
 }

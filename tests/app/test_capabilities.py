@@ -49,9 +49,9 @@ READS = {
     "grid_officer": ADMIN,
 }
 PAGES = {
-    "district": {"overview", "command", "planner", "imports"},
-    "commander": {"command"},
-    "analyst": {"overview", "command", "planner"},
+    "district": {"overview", "command", "planner", "imports", "evaluation"},
+    "commander": {"command", "evaluation"},
+    "analyst": {"overview", "command", "planner", "evaluation"},
     "planner": {"planner"},
     "clerk": {"imports", "queue"},
     "department": {"queue"},
@@ -145,6 +145,8 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("POST", f"{CASE}/photos"): sees_photos,
     ("GET", f"{CASE}/photos/<int(max=9223372036854775807):photo_id>"): sees_photos,
     ("POST", "/api/whistles"): works_cases,
+    ("GET", "/evaluation"): page("evaluation"),
+    ("GET", "/api/evaluation/drill"): reads("service_requests"),
     **{
         (
             "POST",
@@ -409,6 +411,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         assert client.get(url).status_code == 200, (role, url)
     # Only the pages the role may open are linked (the command view needs a street).
     pages = {"overview": "/", "planner": "/planner", "imports": "/imports", "queue": "/queue"}
+    pages["evaluation"] = "/evaluation"
     pages["report"] = "/report"
     wanted = {
         pages.get(p, f"/command/{A}") for p in PAGES[role] if p != "command" or role == "commander"
