@@ -68,6 +68,8 @@
   const fixed = (v, digits) => (has(v) && Number.isFinite(Number(v)) ? Number(v).toFixed(digits) : "—");
   const percent = (v) => (has(v) && Number.isFinite(Number(v)) ? (100 * Number(v)).toFixed(1) + "%" : "—");
   const streetName = (s) => s.name || s.code;
+  /* Whether the answer carries the street's detail (a commander's: its own street only). */
+  const detailed = (s) => Object.prototype.hasOwnProperty.call(s, "internal");
 
   /* ---------- periods ---------- */
   function pad(n) {
@@ -154,7 +156,7 @@
     const tbody = $("ev-ranking").querySelector("tbody");
     clear(tbody);
     result.streets.forEach((s) => {
-      const detail = has(s.internal) || has(s.survey) || has(s.hotline) || !!s.rates;
+      const detail = detailed(s);
       const survey = has(s.survey) ? fixed(s.survey, 2) + (has(s.survey_margin) ? " ± " + fixed(s.survey_margin, 2) : "") : "—";
       const nameCell = el("td", { class: "ev-name" });
       if (s.aspects) {
@@ -199,11 +201,11 @@
       data: streets.map((s) => (has(s[p]) && has(parts[p]) ? Number(((s[p] * parts[p]) / 100).toFixed(2)) : null)),
     }));
     // Streets whose parts the caller may not see (a commander: the others): their composite.
-    series.push({
+    if (streets.some((s) => !detailed(s))) series.push({
       name: "综合得分",
       type: "bar",
       stack: "composite",
-      data: streets.map((s) => (has(s.internal) || has(s.survey) || has(s.hotline) ? null : has(s.composite) ? s.composite : null)),
+      data: streets.map((s) => (detailed(s) || !has(s.composite) ? null : s.composite)),
     });
     compositeChart.setOption(
       {
@@ -441,7 +443,8 @@
     drawRanking(result);
     drawComposite(result);
     drawAspects(result);
-    const hasDetail = result.streets.some((s) => has(s.internal) || has(s.survey) || has(s.hotline));
+    // What if: over every street's parts, so only for a caller who sees them all.
+    const hasDetail = result.streets.length > 0 && result.streets.every(detailed);
     $("ev-whatif").hidden = !hasDetail;
     if (hasDetail) {
       setWeights(result.parts || {});
