@@ -329,3 +329,53 @@ def _open_refused(browser: Any, live: Live, user: str) -> Any:
     response = page.goto(live.url + "/evaluation")
     assert response.status == 403
     return page
+
+
+PAYLOAD = '<img src=x onerror="window.__xss.push(1)"><script>window.__xss.push(2)</script>'
+
+
+def test_html_in_the_data_is_shown_as_text_and_never_runs(browser: Any, live: Live) -> None:
+    """Street names from the evaluation API and a community's name from the database carry
+    markup; with the CSP bypassed (only escaping stands in the way) none of it runs or
+    becomes an element, and it reads as text."""
+    streets = [(code, f"{PAYLOAD}{name}") for code, name in live.streets]
+    answer = result(streets, SINCE, UNTIL, "2026-11")
+    answer["streets"][0]["missing"] = [PAYLOAD]
+    answer["streets"][0]["class"] = PAYLOAD
+    street = answer["streets"][0]["code"]
+    with live.engine.begin() as conn:
+        community = conn.execute(
+            sa.text("select min(code) from communities where street_code = :s"), {"s": street}
+        ).scalar_one()
+        old = conn.execute(
+            sa.text("update communities set name = :p || name where code = :c returning name"),
+            {"p": PAYLOAD, "c": community},
+        ).scalar_one()
+    try:
+        context = browser.new_context(bypass_csp=True, viewport={"width": 1400, "height": 1000})
+        context.add_init_script("window.__xss = [];")
+        page = context.new_page()
+        stub(page, answer)
+        page.goto(live.url + "/login?next=/evaluation")
+        page.fill("input[name=name]", "ev-district")
+        page.fill("input[name=password]", "secret-password")
+        page.click("button[type=submit]")
+        _ready(page)
+        page.click(f"#ev-ranking tbody tr[data-code='{street}'] [data-rate=response_rate] button")
+        page.wait_for_selector("#ev-drill[data-ready=true][data-level=street]")
+        page.wait_for_selector("#ev-what-if tbody tr")
+        assert page.evaluate("window.__xss") == []
+        assert page.locator('img[src="x"]').count() == 0
+        assert (
+            page.evaluate("[...document.scripts].filter(s => s.text.includes('__xss')).length") == 0
+        )
+        text = page.inner_text("#ev-main")
+        assert text.count(PAYLOAD) >= 3 + 2 * len(streets)  # ranking, what-if ×2, drill, …
+        assert old in page.inner_text("#ev-drill-table")
+        context.close()
+    finally:
+        with live.engine.begin() as conn:
+            conn.execute(
+                sa.text("update communities set name = substr(name, :n) where code = :c"),
+                {"n": len(PAYLOAD) + 1, "c": community},
+            )
