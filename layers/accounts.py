@@ -9,7 +9,17 @@ from sqlalchemy.dialects import postgresql as pg
 
 from layers.registry import metadata
 
-ROLES = ("district", "commander", "analyst", "planner", "clerk", "department", "grid_officer")
+ROLES = (
+    "district",
+    "commander",
+    "analyst",
+    "planner",
+    "clerk",
+    "department",
+    "grid_officer",
+    "assessor",
+)
+UNIT_ROLES = ("department", "assessor")  # bound to one unit (migrations 0018, 0022)
 
 users = sa.Table(
     "users",
@@ -23,11 +33,12 @@ users = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
-    # A department user (承办单位) is bound to one unit (migration 0018).
+    # A department user (承办单位) is bound to one unit (migration 0018), an assessor
+    # (考核部门) to one district department (migration 0022).
     sa.Column("unit_code", sa.String(64), sa.ForeignKey("units.code"), nullable=True),
     sa.CheckConstraint(
         "role in ('district', 'commander', 'analyst', 'planner', 'clerk', 'department', "
-        "'grid_officer')",
+        "'grid_officer', 'assessor')",
         name="role",
     ),
     sa.CheckConstraint(
@@ -35,7 +46,9 @@ users = sa.Table(
         "WHEN role = 'clerk' THEN true ELSE street_code IS NULL END",
         name="zone",
     ),
-    sa.CheckConstraint("(role = 'department') = (unit_code is not null)", name="unit"),
+    sa.CheckConstraint(
+        "(role in ('department', 'assessor')) = (unit_code is not null)", name="unit"
+    ),
 )
 
 api_tokens = sa.Table(

@@ -9,7 +9,7 @@ import re
 import click
 import sqlalchemy as sa
 
-from layers.accounts import ROLES, api_tokens, audit_log, sessions, users
+from layers.accounts import ROLES, UNIT_ROLES, api_tokens, audit_log, sessions, users
 from layers.queries.access import STREET_ROLES  # bound to one street (migration 0019)
 from layers.units import units
 
@@ -64,7 +64,8 @@ def _user_id(conn: sa.Connection, name: str) -> int:
 @click.group("users")
 def users_group() -> None:
     """Accounts: district, commander (one street), analyst, planner, clerk (one street's
-    centre), department (承办单位: one unit), grid_officer (网格员: one street)."""
+    centre), department (承办单位: one unit), grid_officer (网格员: one street), assessor
+    (考核部门: one district department)."""
 
 
 def _check_street(conn: sa.Connection, street: str) -> None:
@@ -77,7 +78,11 @@ def _check_street(conn: sa.Connection, street: str) -> None:
 @click.argument("name")
 @click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--street", help="The street code (9 digits) of a commander, clerk or grid officer.")
-@click.option("--unit", help="The department's unit code (承办单位, `blockdata units list`).")
+@click.option(
+    "--unit",
+    help="The unit code of a department (承办单位) or an assessor (a district department's, "
+    "考核部门), `blockdata units list`.",
+)
 @click.option("--password", help="Asked for when not given.")
 def add(name: str, role: str, street: str | None, unit: str | None, password: str | None) -> None:
     """Create user NAME."""
@@ -88,8 +93,11 @@ def add(name: str, role: str, street: str | None, unit: str | None, password: st
             "--street 须且仅须给出于 commander、clerk、grid_officer "
             "(--street is required for a commander, a clerk or a grid officer, and only for them)"
         )
-    if (role == "department") != (unit is not None):
-        raise click.UsageError("--unit is required for a department, and only for one")
+    if (role in UNIT_ROLES) != (unit is not None):
+        raise click.UsageError(
+            "--unit 须且仅须给出于 department、assessor "
+            "(--unit is required for a department or an assessor, and only for them)"
+        )
     if password is None:
         password = click.prompt("密码 password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
@@ -98,13 +106,22 @@ def add(name: str, role: str, street: str | None, unit: str | None, password: st
         if street is not None:
             _check_street(conn, street)
         if unit is not None:
-            active = conn.execute(sa.select(units.c.active).where(units.c.code == unit)).scalar()
+            found = conn.execute(
+                sa.select(units.c.active, units.c.kind).where(units.c.code == unit)
+            ).first()
+            active = None if found is None else found.active
             if active is None:
                 raise click.BadParameter(
                     f"没有这个单位 no such unit: {unit!r}", param_hint="--unit"
                 )
             if not active:
                 raise click.BadParameter(f"单位已停用 inactive unit: {unit!r}", param_hint="--unit")
+            if role == "assessor" and found is not None and found.kind != "district_department":
+                raise click.BadParameter(
+                    f"考核部门须为区级部门 an assessor's unit must be a district department: "
+                    f"{unit!r}",
+                    param_hint="--unit",
+                )
         if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
             raise click.ClickException(f"用户已存在 user exists: {name!r}")
         conn.execute(

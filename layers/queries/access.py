@@ -118,6 +118,10 @@ ROLES: dict[str, Role] = {
         # reads the cases it reported; bound to one street, like a commander. It takes no
         # case transition (layers/cases/machine.py: no action lists it).
         Role("grid_officer", "网格员", ADMIN_LAYERS, ("report",), frozenset({INTAKE})),
+        # An assessor (考核部门) is a district department's evaluator, bound to its unit: it
+        # reads the district (zone '*') and writes the evaluation inputs its unit owns
+        # (row-level security by owner unit, migration 0022). No case action.
+        Role("assessor", "考核部门", ALL_LAYERS, ("overview",), frozenset()),
     )
 }
 
@@ -162,10 +166,14 @@ def unbound(role: str, street_code: str | None) -> bool:
     return role in STREET_ROLES and not street_code
 
 
+UNIT_ROLES = frozenset({"department", "assessor"})
+
+
 def unit_of(role: str, unit_code: str | None) -> str:
-    """The unit a department user is bound to ('' for every other role): the
-    `blockdata.unit` setting of its connection."""
-    return (unit_code or "") if role == "department" else ""
+    """The unit a department user or an assessor is bound to ('' for every other role): the
+    `blockdata.unit` setting of its connection. An assessor's zone is the district's, so the
+    unit adds nothing to what it reads; it names the inputs it may write (migration 0022)."""
+    return (unit_code or "") if role in UNIT_ROLES else ""
 
 
 @functools.lru_cache(maxsize=64)

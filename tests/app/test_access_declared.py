@@ -169,7 +169,7 @@ def test_a_view_added_after_start_up_without_a_declaration_is_refused(
     app.add_url_rule("/late", "late", lambda: ran.append(1) or "ran")
     assert app.test_client().get("/late").status_code == 401
     for role in ("district", "analyst", "clerk", "department"):
-        unit = add_unit(connection) if role == "department" else None
+        unit = add_unit(connection) if role in ("department", "assessor") else None
         street = "110102001" if role == "clerk" else None
         client = login(
             app.test_client(), add_user(connection, f"late-{role}", role, street, unit=unit)

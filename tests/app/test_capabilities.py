@@ -34,7 +34,17 @@ from layers.queries.features import collections
 from tests.helpers import add_unit, add_user, login
 
 A, B = "110102001", "110102003"
-ROLES = ("district", "commander", "analyst", "planner", "clerk", "department", "grid_officer")
+ROLES = (
+    "district",
+    "commander",
+    "analyst",
+    "planner",
+    "clerk",
+    "department",
+    "grid_officer",
+    "assessor",
+)
+UNIT_ROLES = ("department", "assessor")  # bound to one unit (migrations 0018, 0022)
 STREET_ROLES = ("commander", "clerk", "grid_officer")  # bound to one street (migration 0019)
 ADMIN = {"streets", "communities", "grids", "lanes", "service_halls"}
 PROGRESS = {"relocation_targets", "renovation_projects"}
@@ -47,6 +57,7 @@ READS = {
     "clerk": ADMIN,
     "department": set(),
     "grid_officer": ADMIN,
+    "assessor": EVERYTHING,
 }
 PAGES = {
     "district": {"overview", "command", "planner", "imports", "evaluation"},
@@ -56,6 +67,7 @@ PAGES = {
     "clerk": {"imports", "queue"},
     "department": {"queue"},
     "grid_officer": {"report"},
+    "assessor": {"overview"},
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk", "grid_officer"}
@@ -266,7 +278,7 @@ def test_every_role_gets_the_policys_verdict_on_every_route(
     """Allowed: the route answers (200, or its own 404 where nothing is served); refused: 403
     with the reason. Sessions for every route; a bearer token for the APIs (Open311's POST
     takes only a token), so both ways in get the same verdict."""
-    unit = add_unit(connection) if role == "department" else None
+    unit = add_unit(connection) if role in UNIT_ROLES else None
     uid = add_user(connection, f"cap-{role}", role, A if role in STREET_ROLES else None, unit)
     value, digest = new_token()
     connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
@@ -334,7 +346,7 @@ def test_cli_export_as_a_user_gets_the_same_verdict(
     with engine.begin() as conn:
         for role in ROLES:
             if role != "commander":
-                unit = add_unit(conn) if role == "department" else None
+                unit = add_unit(conn) if role in UNIT_ROLES else None
                 street = A if role in STREET_ROLES else None
                 add_user(conn, f"cli-{role}", role, street, unit=unit)
     engine.dispose()
@@ -374,7 +386,8 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
     app: Flask, connection: sa.Connection, role: str
 ) -> None:
     street = A if role in STREET_ROLES else None
-    add_user(connection, f"nav-{role}", role, street)
+    unit = add_unit(connection) if role in UNIT_ROLES else None
+    add_user(connection, f"nav-{role}", role, street, unit)
     client = app.test_client()
     landed = client.post("/login", data={"name": f"nav-{role}", "password": "secret-password"})
     assert landed.status_code == 302
@@ -386,6 +399,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         "planner": "/planner",
         "clerk": "/imports",
         "grid_officer": "/report",
+        "assessor": "/",
     }[role]
     assert home == expected_home
     page = client.get(home)
@@ -401,6 +415,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         "planner": "规划",
         "clerk": "数据",
         "grid_officer": "网格员",
+        "assessor": "考核部门",
     }[role] in me
     if role in STREET_ROLES:
         assert "测试001街道" in me

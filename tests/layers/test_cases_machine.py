@@ -18,7 +18,16 @@ from layers.cases import Case, Refused, Transition, apply, replay
 UTC = dt.UTC
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 UNITS = ["s1-city", "s1-police", "district-market"]
-ROLES = ["district", "commander", "clerk", "department", "analyst", "planner", "grid_officer"]
+ROLES = [
+    "district",
+    "commander",
+    "clerk",
+    "department",
+    "analyst",
+    "planner",
+    "grid_officer",
+    "assessor",
+]
 REACHED: set[str] = set()  # states the stateful runs reached (checked below)
 CENTRE = {"district", "commander", "clerk"}
 
