@@ -121,7 +121,7 @@ ROLES: dict[str, Role] = {
         # An assessor (考核部门) is a district department's evaluator, bound to its unit: it
         # reads the district (zone '*') and writes the evaluation inputs its unit owns
         # (row-level security by owner unit, migration 0022). No case action.
-        Role("assessor", "考核部门", ALL_LAYERS, ("overview",), frozenset()),
+        Role("assessor", "考核部门", ALL_LAYERS, ("overview", "evaluation"), frozenset()),
     )
 }
 

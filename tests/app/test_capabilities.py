@@ -67,7 +67,7 @@ PAGES = {
     "clerk": {"imports", "queue"},
     "department": {"queue"},
     "grid_officer": {"report"},
-    "assessor": {"overview"},
+    "assessor": {"overview", "evaluation"},
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk", "grid_officer"}

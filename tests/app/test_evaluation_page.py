@@ -100,7 +100,7 @@ def _check(figures: dict[str, Any], counts: dict[str, int]) -> None:
 
 
 def _as(app: Flask, connection: sa.Connection, role: str, street: str | None = None) -> FlaskClient:
-    unit = add_unit(connection) if role == "department" else None
+    unit = add_unit(connection) if role in ("department", "assessor") else None
     return login(app.test_client(), add_user(connection, f"drill-{role}", role, street, unit))
 
 
@@ -244,7 +244,7 @@ def test_other_roles_are_refused(
     assert "无权" in page.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("role", ["district", "analyst", "commander"])
+@pytest.mark.parametrize("role", ["district", "analyst", "commander", "assessor"])
 def test_evaluation_page_opens_and_is_linked(
     app: Flask, connection: sa.Connection, district: Any, role: str
 ) -> None:
@@ -255,3 +255,18 @@ def test_evaluation_page_opens_and_is_linked(
     assert 'href="/evaluation"' in html  # in the navigation
     assert "/static/vendor/echarts/echarts.min.js" in html
     assert ('id="ev-publish"' in html) == (role == "district")
+
+
+@pytest.mark.parametrize("role", ["analyst", "assessor"])
+def test_analyst_and_assessor_drill_the_whole_district(
+    app: Flask, connection: sa.Connection, rows: list[dict[str, str]], role: str
+) -> None:
+    user = _as(app, connection, role)
+    since, until = OCTOBER
+    expected = _expected(rows, since, until, "community")
+    for street in (STREET_A, STREET_B):
+        status, body = get(user, DRILL, level="street", code=street, since=since, until=until)
+        assert status == 200, body
+        assert len(body["children"]) == 2
+        for child in body["children"]:
+            _check(child, expected.get(child["code"], {}))
