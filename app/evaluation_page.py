@@ -24,6 +24,8 @@ from app.config import Settings
 from app.errors import NotFound
 from app.openapi import JSON, Param, contribute, names, operation
 from etl.aggregates import load_rates
+from layers.evaluation.periods import PeriodError, period_window
+from layers.evaluation.scheme import Scheme, UnknownScheme, load_scheme
 from layers.queries import drill as drill_query
 from layers.queries import params
 
@@ -42,6 +44,12 @@ DRILL_PARAMS = (
         example="district",
     ),
     Param("code", "单位代码（街道 9 位、社区 12 位、网格 15 位；全区不需要）", example="110102001"),
+    Param(
+        "period",
+        "考评期（如 2026-11、2026Q4、2026），按考评方案的周期取其起止日期",
+        example="2026-11",
+    ),
+    Param("scheme", "考评方案代码（缺省：最新的方案）；与 period 同用", example="xicheng"),
     Param(
         "since",
         "考评期第一天 YYYY-MM-DD（缺省：until 所在月的第一天）",
@@ -91,22 +99,30 @@ def _code(level: str) -> str:
     return code
 
 
-@bp.get("/api/evaluation/drill")
-@reads("service_requests")
-def drill() -> Response:
-    """The three rates of a unit's children over a period's window, with links to the cases."""
-    params.check_params(request.args, names(DRILL_PARAMS))
-    level = params.single(request.args, "level") or "district"
-    if level not in drill_query.LEVELS:
-        raise params.refusal(
-            "level", level, "层级无效", f"level must be one of {', '.join(drill_query.LEVELS)}"
-        )
-    code = _code(level)
-    today = _settings().today()
+def _period(label: str) -> tuple[Scheme, dt.date, dt.date]:
+    """The scheme (?scheme=, else the latest) and the window of its period `label`."""
+    for name in ("since", "until"):
+        if params.single(request.args, name):
+            raise params.refusal(
+                name, request.args[name], "考评期与起止日期不能同时给出", "give period or dates"
+            )
+    try:
+        scheme = load_scheme(db.connection(), params.single(request.args, "scheme") or None)
+    except UnknownScheme as exc:
+        raise NotFound(str(exc)) from None
+    try:
+        since, until = period_window(scheme, label)
+    except PeriodError as exc:
+        raise params.refusal("period", label, str(exc), "not a period of the scheme") from None
+    return scheme, since, until
+
+
+def _days() -> tuple[dt.date, dt.date]:
+    """since … until (local days), by default this month up to today."""
     until = params.parse_day(
         params.single(request.args, "until"),
         "until",
-        default=today,
+        default=_settings().today(),
         first=FIRST_DATE,
         last=LAST_DATE,
     )
@@ -124,9 +140,30 @@ def drill() -> Response:
             "时间窗口无效",
             f"since must lie within {MAX_WINDOW_DAYS} days before until",
         )
+    return since, until
+
+
+@bp.get("/api/evaluation/drill")
+@reads("service_requests")
+def drill() -> Response:
+    """The three rates of a unit's children over a period's window, with links to the cases."""
+    params.check_params(request.args, names(DRILL_PARAMS))
+    level = params.single(request.args, "level") or "district"
+    if level not in drill_query.LEVELS:
+        raise params.refusal(
+            "level", level, "层级无效", f"level must be one of {', '.join(drill_query.LEVELS)}"
+        )
+    code = _code(level)
+    label = params.single(request.args, "period")
+    if label:
+        scheme, since, until = _period(label)
+        rates = scheme.rates
+    else:
+        since, until = _days()
+        rates = load_rates()
     try:
         answer = drill_query.drill(
-            db.connection(), level, code, since, until, _settings().tz, load_rates()
+            db.connection(), level, code, since, until, _settings().tz, rates
         )
     except drill_query.UnknownUnit:
         raise NotFound(f"单位不存在或不在您的辖区 unknown unit: code={code!r}") from None

@@ -77,9 +77,14 @@
   }
   /* The labels of the last `count` periods of the scheme's kind, newest first, ending with
    * the one that holds `today` (labels as the evaluation API reads them: 2026-11, 2026Q4,
-   * 2026; a window period — the 19th to the 18th — is labelled by its month). */
-  function periodLabels(kind, today, count) {
-    const [y, m] = today.split("-").map(Number);
+   * 2026; a window period — the 19th to the 18th — is labelled by the month it ends in). */
+  function periodLabels(kind, startDay, today, count) {
+    let [y, m, d] = today.split("-").map(Number);
+    if (kind === "window" && startDay > 1 && d >= startDay) {
+      // From the 19th on, today lies in the period that ends next month (and is named so).
+      y += m === 12 ? 1 : 0;
+      m = (m % 12) + 1;
+    }
     const out = [];
     for (let i = 0; i < count; i++) {
       if (kind === "year") out.push(String(y - i));
@@ -110,7 +115,8 @@
     const kind = (body.period && body.period.kind) || "month";
     const select = $("ev-period");
     clear(select);
-    periodLabels(kind, config.today, kind === "year" ? 5 : 12).forEach((label) =>
+    const startDay = (body.period && Number(body.period.start_day)) || 1;
+    periodLabels(kind, startDay, config.today, kind === "year" ? 5 : 12).forEach((label) =>
       select.appendChild(el("option", { value: label, text: label }))
     );
     const params = new URLSearchParams(window.location.search);

@@ -270,3 +270,55 @@ def test_analyst_and_assessor_drill_the_whole_district(
         assert len(body["children"]) == 2
         for child in body["children"]:
             _check(child, expected.get(child["code"], {}))
+
+
+def _store_scheme(connection: sa.Connection, period: dict[str, Any]) -> str:
+    """The demo scheme with `period`, stored as it is (owners unchecked: no unit is read)."""
+    from etl.aggregates import CONFIG_DIR
+    from layers.evaluation.scheme import read_scheme_file
+    from layers.evaluation.tables import evaluation_schemes
+
+    body = read_scheme_file(CONFIG_DIR / "evaluation" / "xicheng.yaml") | {"period": period}
+    body["hotline"] = {
+        "k": 0.5,
+        "weights": {"response_rate": 0.2, "resolution_rate": 0.3, "satisfaction_rate": 0.5},
+    }
+    connection.execute(
+        sa.insert(evaluation_schemes).values(
+            code="drilltest", version=1, name="测试方案", body=body, created_by="test"
+        )
+    )
+    return "drilltest"
+
+
+def test_drill_over_a_schemes_period(
+    client: FlaskClient, connection: sa.Connection, rows: list[dict[str, str]]
+) -> None:
+    """?period= takes the window of the scheme's period (here the 19th to the 18th: '2026-11'
+    is 19 October … 18 November) and the scheme's k and weights."""
+    scheme = _store_scheme(connection, {"kind": "window", "start_day": 19})
+    status, body = get(
+        client, DRILL, level="street", code=STREET_A, period="2026-11", scheme=scheme
+    )
+    assert status == 200, body
+    assert body["window"] == {"since": "2026-10-19", "until": "2026-11-18"}
+    counts = _expected(rows, "2026-10-19", "2026-11-18", "street")[STREET_A]
+    v = counts["callbacks"]
+    assert body["total"]["callbacks"] == v and body["total"]["requests"] == counts["requests"]
+    response, resolution = counts["contacted"] / v, counts["solved"] / v
+    satisfaction = (counts["satisfied"] + 0.5 * counts["basic_satisfied"]) / v
+    composite = 100 * (0.2 * response + 0.3 * resolution + 0.5 * satisfaction)
+    assert body["total"]["satisfaction_rate"] == pytest.approx(satisfaction, abs=5e-5)
+    assert body["total"]["composite"] == pytest.approx(composite, abs=5e-3)
+
+
+def test_drill_period_errors(client: FlaskClient, connection: sa.Connection, district: Any) -> None:
+    scheme = _store_scheme(connection, {"kind": "quarter"})
+    status, body = get(client, DRILL, level="district", period="2026-11", scheme=scheme)
+    assert status == 400 and "2026-11" in body["message"], body
+    status, body = get(client, DRILL, level="district", period="2026Q4", since="2026-10-01")
+    assert status == 400 and "since" in body["message"], body
+    status, body = get(client, DRILL, level="district", period="2026Q4", scheme="nosuch")
+    assert status == 404 and "nosuch" in body["message"], body
+    status, body = get(client, DRILL, level="district", period="2026Q4", scheme=scheme)
+    assert status == 200 and body["window"] == {"since": "2026-10-01", "until": "2026-12-31"}
