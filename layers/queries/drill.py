@@ -144,6 +144,43 @@ def _unit(conn: sa.Connection, level: str, code: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+def _sum(counts: dict[str | None, dict[str, int]]) -> dict[str, int]:
+    """The counts added up (requests placed in no child still count in their parent's)."""
+    total = _zero()
+    for value in counts.values():
+        for n in COUNTS:
+            total[n] += value[n]
+    return total
+
+
+def _children(
+    conn: sa.Connection,
+    child: str,
+    parent: str,
+    counts: dict[str | None, dict[str, int]],
+    config: RatesConfig,
+    street: str | None,
+) -> list[dict[str, Any]]:
+    """Every unit of level `child` in `parent` ('*': the district's streets, and the streets
+    of `counts` the caller cannot name) with its figures and its cases' link."""
+    table = _unit_table(child)
+    query = sa.select(table.c.code, _name(table)).order_by(table.c.code)
+    if parent != DISTRICT_CODE:
+        query = query.where(table.c[_parent_column(child)] == parent)
+    names = {row.code: row.name for row in conn.execute(query)}
+    if parent == DISTRICT_CODE:
+        names |= {c: None for c in counts if c is not None and c not in names}
+    return [
+        {
+            "code": code,
+            "name": names[code],
+            "cases": cases_link(street or code, code if child == "grid" else None),
+        }
+        | _figures(counts.get(code, _zero()), config)
+        for code in sorted(names)
+    ]
+
+
 def drill(
     conn: sa.Connection,
     level: str,
@@ -158,46 +195,30 @@ def drill(
     if level not in LEVELS:
         raise ValueError(level)
     lo, hi = day_bounds(since, zone)[0], day_bounds(until, zone)[1]
-    window = {"since": since.isoformat(), "until": until.isoformat()}
+    child = CHILD[level]
+    answer: dict[str, Any] = {
+        "level": level,
+        "code": code,
+        "window": {"since": since.isoformat(), "until": until.isoformat()},
+        "child_level": child,
+    }
     if level == "district":
         counts = _street_counts(conn, since, until)
-        streets = _unit_table("street")
-        names = {
-            row.code: row.name for row in conn.execute(sa.select(streets.c.code, streets.c.name))
-        }
-        codes = sorted({c for c in counts if c is not None} | set(names))
-        children = [
-            {"code": c, "name": names.get(c), "cases": cases_link(c)}
-            | _figures(counts.get(c, _zero()), config)
-            for c in codes
-        ]
-        total = _zero()
-        for value in counts.values():  # unplaced requests count in the district's total
-            for n in COUNTS:
-                total[n] += value[n]
-        return {
-            "level": level,
+        children = _children(conn, "street", DISTRICT_CODE, counts, config, None)
+        return answer | {
             "code": DISTRICT_CODE,
             "name": "全区",
-            "window": window,
-            "child_level": "street",
             "children": children,
-            "total": _figures(total, config),
+            "total": _figures(_sum(counts), config),
             "cases": None,
         }
     unit = _unit(conn, level, code)
     street = unit["street_code"]
-    child = CHILD[level]
     r = get_layer("service_requests").table
+    answer |= {"name": unit["name"], "street_code": street}
     if level == "grid":
         counts = _request_counts(conn, street, "grid_code", r.c.grid_code == code, lo, hi)
-        return {
-            "level": level,
-            "code": code,
-            "name": unit["name"],
-            "street_code": street,
-            "window": window,
-            "child_level": None,
+        return answer | {
             "children": [],
             "total": _figures(counts.get(code, _zero()), config),
             "cases": cases_link(street, code),
@@ -206,33 +227,8 @@ def drill(
     key = "community_code" if level == "street" else "grid_code"
     where = None if level == "street" else r.c.community_code == code
     counts = _request_counts(conn, street, key, where, lo, hi)
-    table = _unit_table(child)
-    units = conn.execute(
-        sa.select(table.c.code, _name(table))
-        .where(table.c[_parent_column(child)] == code)
-        .order_by(table.c.code)
-    ).all()
-    children = [
-        {
-            "code": u.code,
-            "name": u.name,
-            "cases": cases_link(street, u.code if child == "grid" else None),
-        }
-        | _figures(counts.get(u.code, _zero()), config)
-        for u in units
-    ]
-    total = _zero()
-    for value in counts.values():  # requests placed in no child still count in the unit's
-        for n in COUNTS:
-            total[n] += value[n]
-    return {
-        "level": level,
-        "code": code,
-        "name": unit["name"],
-        "street_code": street,
-        "window": window,
-        "child_level": child,
-        "children": children,
-        "total": _figures(total, config),
+    return answer | {
+        "children": _children(conn, child, code, counts, config, street),
+        "total": _figures(_sum(counts), config),
         "cases": cases_link(street),
     }
