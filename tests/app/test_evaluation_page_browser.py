@@ -25,6 +25,7 @@ from app import create_app
 from app.config import from_env
 from app.db import make_engine
 from tests.clock import BEIJING, FrozenClock, day_start
+from tests.command_post import CSP_LISTENER
 from tests.evalpage_fixtures import PARTS, commander_view, ranked, result, stub
 from tests.helpers import add_user
 from tests.plugins.ogc import demo_database, serve
@@ -35,11 +36,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 END = dt.date(2026, 11, 18)
 CLOCK = FrozenClock(dt.datetime(2026, 11, 18, 15, 0, tzinfo=BEIJING))
 SINCE, UNTIL = "2026-11-01", "2026-11-30"
-CSP_LISTENER = """
-window.__csp = [];
-document.addEventListener('securitypolicyviolation', (e) =>
-  window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));
-"""
 
 
 @dataclass
