@@ -293,7 +293,7 @@
       state.version = "";
       await loadVersions();
       await loadPeriod();
-      $("bd-status").textContent = "已发布" + (body && body.version ? " v" + body.version : "");
+      $("bd-status").textContent = "已发布" + (body && body.published ? " v" + body.published.version : "");
     } catch (e) {
       error("发布失败：" + e.message);
     } finally {
