@@ -28,6 +28,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         evaluation,
         evaluation_quality,
         evaluation_inputs,
+        evaluation_page,
         headers,
         health,
         intake,
@@ -93,6 +94,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(intake.bp)
     app.register_blueprint(evaluation.bp)
     app.register_blueprint(evaluation_inputs.bp)
+    app.register_blueprint(evaluation_page.bp)
     auth.init_app(app)
     capabilities.declare_static(app)
     capabilities.require_declared(app)  # a view that declares no access never serves

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vendor the front-end assets our folium maps need into static/vendor/, so that no page loads
+# Vendor the front-end assets our folium maps and charts need into static/vendor/, so that no page loads
 # anything from a CDN, and write static/VENDOR.md. Every package is pinned to an exact version
 # and checked against its registry checksum; re-running replaces static/vendor/ as a whole.
 # Needs npm and node; the folium wheel comes from PyPI through pip.
@@ -190,6 +190,15 @@ vendor leaflet.fullscreen 3.0.0 \
   icon-fullscreen.svg:leaflet.fullscreen/icon-fullscreen.svg \
   LICENSE:leaflet.fullscreen/LICENSE
 
+# ECharts for the charts of /evaluation: the minified full build only (no maps, no source maps).
+# Apache-2.0 asks that its NOTICE travel with the files.
+vendor echarts 6.1.0 \
+  sha512-q0yaFPggC9FUdsWH4blavRWFmxdrIodbkoKNAjJudAI6CA9gNPxHtV2RcZNEepZVlk4yvBYkOkbk6HIVpIyHZA== \
+  dist/echarts.min.js:echarts/echarts.min.js \
+  LICENSE:echarts/LICENSE \
+  NOTICE:echarts/NOTICE
+strip_map echarts/echarts.min.js
+
 # HeatMap: folium links its own copy of Leaflet.heat, which carries the weights fix of
 # Leaflet.heat PR 78 (npm leaflet.heat 0.2.0 lacks it and clips weights at max=1). The file comes
 # from the pinned folium wheel; Leaflet.heat's own licence from its npm package.
@@ -230,7 +239,7 @@ fi
   cat <<'EOF'
 # Vendored front-end assets
 
-Everything our folium maps load is served from `static/vendor/` (URL `/static/vendor/`): no page
+Everything our folium maps and ECharts charts load is served from `static/vendor/` (URL `/static/vendor/`): no page
 loads anything from a CDN. `app/offline.py` points folium at these files. This file is written
 by `scripts/vendor-assets.sh`; do not edit it by hand.
 

@@ -60,6 +60,9 @@ PAGES: dict[str, Page] = {
     "evaluation_score": Page(
         "evaluation_score", "考评录入", frozenset(), endpoint="evaluation_inputs.score_page"
     ),
+    # 考评: the evaluation API's data (its own access rules: a commander sees the published
+    # ranking and its own street) and the drill-down's requests (row-level security).
+    "evaluation": Page("evaluation", "考评", frozenset(), endpoint="evaluation_page.evaluation"),
 }
 
 
@@ -85,15 +88,21 @@ ROLES: dict[str, Role] = {
             "district",
             "区级指挥中心",
             ALL_LAYERS,
-            ("overview", "command", "planner", "imports", "evaluation_score"),
+            ("overview", "command", "planner", "imports", "evaluation", "evaluation_score"),
             frozenset({EXPORT, INTAKE, CASES}),
         ),
-        Role("commander", "战区司令", ALL_LAYERS, ("command",), frozenset({EXPORT, INTAKE, CASES})),
+        Role(
+            "commander",
+            "战区司令",
+            ALL_LAYERS,
+            ("command", "evaluation"),
+            frozenset({EXPORT, INTAKE, CASES}),
+        ),
         Role(
             "analyst",
             "数据分析员",
             ALL_LAYERS,
-            ("overview", "command", "planner", "evaluation_score"),
+            ("overview", "command", "planner", "evaluation", "evaluation_score"),
             frozenset({EXPORT}),
         ),
         Role(
@@ -115,7 +124,13 @@ ROLES: dict[str, Role] = {
         # An assessor (考核部门) is a district department's evaluator, bound to its unit: it
         # reads the district (zone '*') and writes the evaluation inputs its unit owns
         # (row-level security by owner unit, migration 0022). No case action.
-        Role("assessor", "考核部门", ALL_LAYERS, ("evaluation_score", "overview"), frozenset()),
+        Role(
+            "assessor",
+            "考核部门",
+            ALL_LAYERS,
+            ("evaluation_score", "evaluation", "overview"),
+            frozenset(),
+        ),
     )
 }
 

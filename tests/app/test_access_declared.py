@@ -85,6 +85,8 @@ ENDPOINTS = {
     *(f"evaluation_quality.{n}" for n in ("departments", "guards", "guard")),
     "tiles.tile",
     "tiles.tilejson",
+    "evaluation_page.evaluation",
+    "evaluation_page.drill",
     *(
         f"open311.{n}"
         for n in (
@@ -259,6 +261,7 @@ ARGUMENTS = {
 BROWSER = {
     *(e for e in ENDPOINTS if e.startswith("pages.")),
     "intake.report",
+    "evaluation_page.evaluation",
     "intake.report_submit",
     "auth.logout",
 }

@@ -60,14 +60,14 @@ READS = {
     "assessor": EVERYTHING,
 }
 PAGES = {
-    "district": {"overview", "command", "planner", "imports", "evaluation_score"},
-    "commander": {"command"},
-    "analyst": {"overview", "command", "planner", "evaluation_score"},
+    "district": {"overview", "command", "planner", "imports", "evaluation", "evaluation_score"},
+    "commander": {"command", "evaluation"},
+    "analyst": {"overview", "command", "planner", "evaluation", "evaluation_score"},
     "planner": {"planner"},
     "clerk": {"imports", "queue"},
     "department": {"queue"},
     "grid_officer": {"report"},
-    "assessor": {"evaluation_score", "overview"},
+    "assessor": {"evaluation_score", "evaluation", "overview"},
 }
 EXPORTERS = {"district", "commander", "analyst", "planner"}
 INTAKE = {"district", "commander", "clerk", "grid_officer"}
@@ -179,6 +179,8 @@ POLICY: dict[tuple[str, str], Verdict] = {
         )
     },
     ("POST", f"{EVAL}/survey/import"): lambda role, args: role == "district",
+    ("GET", "/evaluation"): page("evaluation"),
+    ("GET", "/api/evaluation/drill"): reads("service_requests"),
     **{
         (
             "POST",
@@ -485,6 +487,7 @@ def test_login_lands_on_an_allowed_page_and_the_navigation_opens(
         assert client.get(url).status_code == 200, (role, url)
     # Only the pages the role may open are linked (the command view needs a street).
     pages = {"overview": "/", "planner": "/planner", "imports": "/imports", "queue": "/queue"}
+    pages["evaluation"] = "/evaluation"
     pages["report"] = "/report"
     pages["evaluation_score"] = "/evaluation/score"
     wanted = {
