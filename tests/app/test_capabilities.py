@@ -75,7 +75,7 @@ CASE = "/api/cases/<int(max=9223372036854775807):case_id>"
 WHISTLE_UNIT = "/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>"
 CASE_WORKERS = {"district", "commander", "clerk", "department"}  # cases and whistles
 EVAL = "/api/evaluation"
-EVAL_READERS = {"district", "analyst", "assessor"}  # the evaluation's inputs, read
+INPUT_READERS = {"district", "analyst", "assessor"}  # the evaluation's inputs, read
 
 
 def works_cases(role: str, args: dict[str, Any]) -> bool:
@@ -164,7 +164,7 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("POST", "/api/whistles"): works_cases,
     ("GET", "/evaluation/score"): page("evaluation_score"),
     **{
-        ("GET", f"{EVAL}/{path}"): (lambda role, args: role in EVAL_READERS)
+        ("GET", f"{EVAL}/{path}"): (lambda role, args: role in INPUT_READERS)
         for path in ("scores", "scores/audit", "tasks", "survey")
     },
     **{
