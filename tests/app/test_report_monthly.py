@@ -161,3 +161,23 @@ def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "目录不存在" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_render_leaves_the_old_file_and_no_part(
+    report: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.report as rendering
+
+    out = tmp_path / "report.xlsx"
+    out.write_bytes(b"the old file")
+
+    def broken(_report: dict[str, Any]) -> bytes:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("app.report.xlsx.render_xlsx", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        rendering.write(report, "xlsx", out)
+    assert out.read_bytes() == b"the old file"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.xlsx"]
+    assert rendering.write(report, "html", out) == out.stat().st_size  # then a good one
+    assert out.read_bytes().startswith(b"<!DOCTYPE html>")
