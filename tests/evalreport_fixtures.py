@@ -249,7 +249,7 @@ def report(the_result: dict[str, Any] | None = None, grids_per_side: int = 6) ->
     for i, row in enumerate(res["streets"]):
         street = dict(row)
         street["changes"] = {"composite": 1.25 - 0.5 * i, "internal": 0.5, "survey": -0.75,
-                             "hotline": None if row["hotline"] is None else 2.0}  # fmt: skip
+                             "hotline": None if row.get("hotline") is None else 2.0}  # fmt: skip
         street["previous_rank"] = None
         street["top_categories"] = [
             {"category": "噪声扰民", "n": 40 - i, "share": 0.3},

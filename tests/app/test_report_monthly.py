@@ -5,6 +5,7 @@ XLSX reads back as written; the HTML escapes what it shows and loads nothing fro
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from pathlib import Path
@@ -161,3 +162,45 @@ def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
     assert result.exit_code != 0
     assert "目录不存在" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_render_leaves_the_old_file_and_no_part(
+    report: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.report as rendering
+
+    out = tmp_path / "report.xlsx"
+    out.write_bytes(b"the old file")
+
+    def broken(_report: dict[str, Any]) -> bytes:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("app.report.xlsx.render_xlsx", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        rendering.write(report, "xlsx", out)
+    assert out.read_bytes() == b"the old file"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.xlsx"]
+    assert rendering.write(report, "html", out) == out.stat().st_size  # then a good one
+    assert out.read_bytes().startswith(b"<!DOCTYPE html>")
+
+
+def test_streets_with_their_public_line_only_show_dashes() -> None:
+    """A commander's published Result: the other streets carry code, name, rank, change,
+    class and composite only (the shared ranking macro serves the /evaluation page too)."""
+    full = fx.result()
+    public = ("code", "name", "rank", "rank_change", "class", "composite")
+    full["streets"] = [full["streets"][0]] + [
+        {k: s[k] for k in public} for s in full["streets"][1:]
+    ]
+    report = fx.report(full)
+    for s in report["streets"][1:]:
+        s.pop("changes"), s.pop("worst_items"), s.pop("top_categories")
+    html = render(report, "html").decode("utf-8")
+    row = re.search(r'<tr class="street" data-code="110102003">(.*?)</tr>', html, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+    assert cells[2] == "新街口街道" and cells[4] == "91.10"
+    assert cells[5:] == ["—"] * 6
+    book = load_workbook(io.BytesIO(render(report, "xlsx")))
+    second = next(book["排名"].iter_rows(min_row=3, max_row=3, values_only=True))
+    assert second[3] == "新街口街道" and second[5] == 91.1 and second[6:] == (None,) * 8
