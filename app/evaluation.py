@@ -37,17 +37,15 @@ PUBLISHER = "district"
 MAX_VERSION = 100_000
 CODE_MAX = 64
 
-SCHEME_PARAM = Param(
-    "scheme",
-    "考评方案代码（默认：最新保存的方案）scheme code (default: the latest stored)",
-    {"type": "string", "maxLength": CODE_MAX},
-    "xicheng",
-)
-VERSION_PARAM = Param(
-    "version",
-    "已发布的第几版（默认：实时结果；考评对象为已发布的最新版）a published version",
-    {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
-    "1",
+
+def _count(name: str, description: str) -> Param:
+    return Param(name, description, {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, "1")
+
+
+SCHEME_TEXT = "考评方案代码（默认：最新保存的方案）scheme code (default: the latest stored)"
+SCHEME_PARAM = Param("scheme", SCHEME_TEXT, {"type": "string", "maxLength": CODE_MAX}, "xicheng")
+VERSION_PARAM = _count(
+    "version", "已发布的第几版（默认：实时结果；战区司令为已发布的最新版）a published version"
 )
 WEIGHT_PARAMS = tuple(
     Param(
@@ -64,14 +62,7 @@ WEIGHT_PARAMS = tuple(
 )
 QUERY: dict[str, tuple[Param, ...]] = {
     "evaluation.list_schemes": (),
-    "evaluation.one_scheme": (
-        Param(
-            "version",
-            "方案的第几版（默认：最新）scheme version",
-            {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
-            "1",
-        ),
-    ),
+    "evaluation.one_scheme": (_count("version", "方案的第几版（默认：最新）scheme version"),),
     "evaluation.period": (SCHEME_PARAM, VERSION_PARAM),
     "evaluation.publish_period": (SCHEME_PARAM,),
     "evaluation.period_versions": (SCHEME_PARAM,),
@@ -82,18 +73,13 @@ QUERY: dict[str, tuple[Param, ...]] = {
 @bp.before_request
 def _declared_params_only() -> None:
     """400 for any query parameter the endpoint does not declare."""
-    endpoint = request.endpoint or ""
-    if endpoint in QUERY:
-        params.check_params(request.args, names(QUERY[endpoint]))
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
-    return settings
+    params.check_params(request.args, names(QUERY.get(request.endpoint or "", ())))
 
 
 def _now() -> dt.datetime:
-    return _settings().now()
+    """The app's clock in the district's zone (Settings.now)."""
+    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
+    return settings.now()
 
 
 def _role(allowed: frozenset[str] | set[str], what: str) -> str:
@@ -251,88 +237,51 @@ def period_what_if(label: str) -> Response:
 
 # --- the OpenAPI part -------------------------------------------------------------------------
 
-_NUMBER_OR_NULL = {"type": "number", "nullable": True}
-_INT_OR_NULL = {"type": "integer", "nullable": True}
-_TEXT_OR_NULL = {"type": "string", "nullable": True}
-_LINE_PROPERTIES: dict[str, Any] = {
-    "code": {"type": "string"},
-    "name": _TEXT_OR_NULL,
-    "rank": {"type": "integer"},
-    "rank_change": _INT_OR_NULL,
-    "class": _TEXT_OR_NULL,
-    "composite": _NUMBER_OR_NULL,
+
+def _obj(**properties: Any) -> dict[str, Any]:
+    """A JSON object schema; every property required."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _of(kind: str, nullable: bool = False, **more: Any) -> dict[str, Any]:
+    return {"type": kind, **({"nullable": True} if nullable else {}), **more}
+
+
+_ANY = _of("object")
+_LINE = _obj(
+    code=_of("string"),
+    name=_of("string", True),
+    rank=_of("integer"),
+    rank_change=_of("integer", True),
+    composite=_of("number", True),
+    **{"class": _of("string", True)},
+)
+_DETAIL = {
+    **{k: _of("number", True) for k in ("internal", "survey", "survey_margin", "hotline")},
+    "survey_sample": _of("integer", True),
+    **dict.fromkeys(("aspects", "items", "rates"), _ANY),
+    "missing": _of("array", items=_of("string")),
 }
-_LINE = {"type": "object", "required": list(_LINE_PROPERTIES), "properties": _LINE_PROPERTIES}
-_STREET = {
-    **_LINE,
-    "properties": {
-        **_LINE_PROPERTIES,
-        "internal": _NUMBER_OR_NULL,
-        "survey": _NUMBER_OR_NULL,
-        "survey_margin": _NUMBER_OR_NULL,
-        "survey_sample": _INT_OR_NULL,
-        "hotline": _NUMBER_OR_NULL,
-        "aspects": {"type": "object"},
-        "items": {"type": "object"},
-        "rates": {"type": "object"},
-        "missing": {"type": "array", "items": {"type": "string"}},
-    },
-}
-_PERIOD = {
-    "type": "object",
-    "required": ["label", "since", "until"],
-    "properties": {
-        "label": {"type": "string"},
-        "since": {"type": "string", "format": "date"},
-        "until": {"type": "string", "format": "date"},
-    },
-}
-_RESULT = {
-    "type": "object",
-    "required": ["scheme", "period", "parts", "published", "streets"],
-    "properties": {
-        "scheme": {"type": "object"},
-        "period": _PERIOD,
-        "parts": {"type": "object"},
-        "published": {"type": "object", "nullable": True},
-        "streets": {"type": "array", "items": _STREET},
-    },
-}
-_SCHEMES = {
-    "type": "object",
-    "required": ["schemes"],
-    "properties": {"schemes": {"type": "array", "items": {"type": "object"}}},
-}
-_SCHEME = {
-    "type": "object",
-    "required": ["code", "version", "name", "body"],
-    "properties": {
-        "code": {"type": "string"},
-        "version": {"type": "integer"},
-        "name": {"type": "string"},
-        "body": {"type": "object"},
-    },
-}
-_VERSIONS = {
-    "type": "object",
-    "required": ["scheme", "period", "versions"],
-    "properties": {
-        "scheme": {"type": "string"},
-        "period": {"type": "string"},
-        "versions": {"type": "array", "items": {"type": "object"}},
-    },
-}
-_WHAT_IF = {
-    "type": "object",
-    "required": ["period", "parts", "current_parts", "current", "what_if"],
-    "properties": {
-        "period": _PERIOD,
-        "parts": {"type": "object"},
-        "current_parts": {"type": "object"},
-        "current": {"type": "array", "items": _LINE},
-        "what_if": {"type": "array", "items": _LINE},
-    },
-}
+_STREET = {**_LINE, "properties": {**_LINE["properties"], **_DETAIL}}
+_DATE = _of("string", format="date")
+_PERIOD = _obj(label=_of("string"), since=_DATE, until=_DATE)
+_RESULT = _obj(
+    scheme=_ANY,
+    period=_PERIOD,
+    parts=_ANY,
+    published=_of("object", True),
+    streets=_of("array", items=_STREET),
+)
+_SCHEMES = _obj(schemes=_of("array", items=_ANY))
+_SCHEME = _obj(code=_of("string"), version=_of("integer"), name=_of("string"), body=_ANY)
+_VERSIONS = _obj(scheme=_of("string"), period=_of("string"), versions=_of("array", items=_ANY))
+_WHAT_IF = _obj(
+    period=_PERIOD,
+    parts=_ANY,
+    current_parts=_ANY,
+    current=_of("array", items=_LINE),
+    what_if=_of("array", items=_LINE),
+)
 
 
 def _ok(schema: dict[str, Any], code: str = "200", description: str = "OK") -> dict[str, Any]:
