@@ -3,8 +3,8 @@ input each street's result used. A publication is never updated (the database re
 migration 0022's trigger); publishing the period again makes the next version.
 
 - `evaluation_publications`: the period, its window, the scheme (code, version, body), the
-  version, who and when, and the departments' table (null: layers.queries.departments,
-  the departments rated by the streets, is not part of this step yet);
+  version, who and when, and the departments' table as it stood (the streets' rating of the
+  departments over the same window, layers.queries.departments);
 - `evaluation_rankings`: every street's public line (name, composite, rank, change, class);
 - `evaluation_results`: every street's full result and its inputs.
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from etl.aggregates import aggregates_zone
 from layers.evaluation.compute import evaluate_with_inputs
 from layers.evaluation.scheme import Scheme
 from layers.evaluation.tables import (
@@ -27,6 +28,7 @@ from layers.evaluation.tables import (
     evaluation_rankings,
     evaluation_results,
 )
+from layers.queries.departments import department_ratings
 
 PUBLIC = ("code", "name", "rank", "rank_change", "class", "composite")
 
@@ -48,6 +50,8 @@ def publish(conn: sa.Connection, scheme: Scheme, label: str, by: str, now: dt.da
         )
     ).scalar()
     period = result["period"]
+    since, until = dt.date.fromisoformat(period["since"]), dt.date.fromisoformat(period["until"])
+    departments = department_ratings(conn, since, until, aggregates_zone(conn), now=now)
     pid = int(
         conn.execute(
             sa.insert(p)
@@ -56,12 +60,12 @@ def publish(conn: sa.Connection, scheme: Scheme, label: str, by: str, now: dt.da
                 scheme_version=scheme.version,
                 scheme_body=scheme.body,
                 period=label,
-                since=dt.date.fromisoformat(period["since"]),
-                until=dt.date.fromisoformat(period["until"]),
+                since=since,
+                until=until,
                 version=(last or 0) + 1,
                 published_by=by,
                 published_at=now,
-                departments=None,
+                departments=departments,
             )
             .returning(p.c.id)
         ).scalar_one()

@@ -15,6 +15,7 @@ from layers.evaluation.compute import evaluate
 from layers.evaluation.publish import publications, publish, published, published_inputs
 from layers.evaluation.scheme import Scheme, save_scheme
 from layers.queries import access
+from layers.queries.departments import department_ratings
 from tests.district import Cell
 from tests.evalcore_fixtures import LABEL, NOW, A, B, scheme_body, score, seed
 
@@ -52,7 +53,7 @@ def test_a_published_period_is_frozen(connection: sa.Connection, scheme: Scheme)
     assert first["scheme"] == {"code": "small", "version": 1, "name": "测试考评"}
     assert first["streets"] == live["streets"]
     assert first["previous"] == live["previous"]
-    assert first["departments"] is None
+    assert first["departments"] == []  # no case dispatched, no whistle in this fixture
     inputs = published_inputs(connection, pid, A)
     assert inputs is not None and inputs["scores"] == {"b2": 2, "l1": 12, "p1": 10}
     assert inputs["hotline"]["callbacks"] == 10
@@ -156,3 +157,48 @@ def test_a_changed_scheme_publishes_as_a_new_version(
     # A: 0.2 × 58.5 + 0.6 × 83.5 + 0.2 × 75.2 = 77.84 (the figures of test_evaluation_compute)
     assert _street(second, A)["composite"] == pytest.approx(0.2 * 58.5 + 0.6 * 83.5 + 0.2 * 75.2)
     assert _street(first, A)["composite"] == pytest.approx(0.4 * 58.5 + 0.4 * 83.5 + 0.2 * 75.2)
+
+
+def test_a_publication_freezes_the_departments_table(
+    connection: sa.Connection, scheme: Scheme
+) -> None:
+    """The streets' rating of the departments is published with the period: a case dispatched
+    to a unit after publishing shows in the live table, not in the published one."""
+    from layers.cases import Actor, create_case, transition
+    from tests.helpers import add_unit
+
+    unit = add_unit(connection, "district-eval-dept")
+    clerk = Actor("clerk-1", "clerk")
+
+    def dispatch(source: str, when: dt.datetime) -> None:
+        enforcement = connection.execute(
+            sa.text(
+                "insert into enforcement_cases (source, source_id, opened_at, street_code, geom)"
+                " values ('eval-dept', :s, :t, :street, ST_SetSRID(ST_MakePoint(116.31, 39.91),"
+                " 4326)) returning id"
+            ),
+            {"s": source, "t": when, "street": A},
+        ).scalar_one()
+        case = create_case(
+            connection,
+            kind="enforcement_case",
+            source_id=enforcement,
+            street_code=A,
+            category="噪声扰民",
+            received_at=when,
+        )
+        transition(connection, int(case["id"]), "dispatch", 0, clerk, {"main_unit": unit}, when)
+
+    dispatch("d1", NOW - dt.timedelta(days=2))
+    _as(connection, "district")
+    publish(connection, scheme, LABEL, by="district-1", now=NOW)
+    connection.exec_driver_sql("reset role")
+    dispatch("d2", NOW - dt.timedelta(days=1))
+    _as(connection, "district")
+    frozen = published(connection, "small", LABEL)
+    assert frozen is not None
+    rows = {d["code"]: d for d in frozen["departments"]}
+    assert rows[unit]["cases"]["dispatched"] == 1
+    since, until = dt.date(2026, 11, 1), dt.date(2026, 11, 30)
+    live = department_ratings(connection, since, until, "Asia/Shanghai", now=NOW)
+    assert {d["code"]: d["cases"]["dispatched"] for d in live}[unit] == 2
