@@ -74,6 +74,23 @@ ENDPOINTS = {
     "tiles.tile",
     "tiles.tilejson",
     *(
+        f"evaluation_inputs.{n}"
+        for n in (
+            "get_scores",
+            "put_scores",
+            "score_audit",
+            "score_template",
+            "score_import",
+            "list_tasks",
+            "create_tasks",
+            "task_done",
+            "add_event",
+            "survey_import",
+            "get_survey",
+            "score_page",
+        )
+    ),
+    *(
         f"open311.{n}"
         for n in (
             "services_list",
@@ -239,6 +256,7 @@ ARGUMENTS = {
     "whistle_id": 1,
     "unit_code": "district-fire",
     "photo_id": 1,
+    "task_id": 1,
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {
@@ -246,6 +264,7 @@ BROWSER = {
     "intake.report",
     "intake.report_submit",
     "auth.logout",
+    "evaluation_inputs.score_page",
 }
 # The views that take a token as `api_key` (GeoReport clients): Open311's.
 API_KEY_VIEWS = {e for e in ENDPOINTS if e.startswith("open311.")}
@@ -259,7 +278,8 @@ def _calls(app: Flask) -> list[tuple[str, str, str]]:
             continue
         url = rule.build({a: ARGUMENTS[a] for a in rule.arguments}, append_unknown=False)
         assert url is not None, rule
-        method = "GET" if "GET" in (rule.methods or ()) else "POST"
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        method = "GET" if "GET" in methods else "POST" if "POST" in methods else min(methods)
         out.append((rule.endpoint, method, url[1]))
     return out
 
