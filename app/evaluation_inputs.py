@@ -398,12 +398,12 @@ def get_survey() -> Response:
 # --- the page ----------------------------------------------------------------------------
 
 
-def _current_period(today: dt.date) -> str:
-    """The label of the latest scheme's period that holds `today` (a month without one)."""
+def _current_period(today: dt.date) -> str | None:
+    """The label of the latest scheme's period that holds `today`; None without a scheme."""
     try:
         return period_of(load_scheme(db.connection()), today)
     except UnknownScheme:
-        return f"{today:%Y-%m}"
+        return None
 
 
 @bp.get("/evaluation/score")
@@ -415,13 +415,15 @@ def score_page() -> Response:
     principal = auth.current()
     role = principal.role if principal else ""
     settings = _settings()
+    period = _current_period(settings.today())
     config = {
         "page": "evaluation_score",
         "role": role,
         "unit": principal.unit if principal else None,
         "mayScore": role == "assessor",
         "maySurvey": role == "district",
-        "period": _current_period(settings.today()),
+        "period": period or f"{settings.today():%Y-%m}",
+        "hasScheme": period is not None,
         "tz": settings.tz,
         "states": tasks.STATES,
         "kinds": tasks.KIND_NAMES,

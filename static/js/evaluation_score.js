@@ -200,12 +200,18 @@
 
   async function loadAll() {
     say("");
+    if (!config.hasScheme) {
+      say("尚无考评方案：请先载入（blockdata evaluation scheme load FILE）", true);
+      document.body.dataset.ready = "1";
+      return;
+    }
     try {
       await Promise.all([loadScores(), loadTasks(), loadSurvey()]);
       $("bd-status").textContent = "周期 " + period;
     } catch (error) {
       say(error.message, true);
     }
+    document.body.dataset.ready = "1";
   }
 
   $("bd-period-form").addEventListener("submit", (event) => {
