@@ -207,6 +207,10 @@ def test_the_template_round_trips(connection: sa.Connection, scheme: scoring.Sch
     assert {r[2] for r in rows} == set(OWNER_MANUAL)
     assert [r[5:] for r in rows if r[0] == A and r[2] == "law_a"] == [(7, "原有评分")]
     assert book["meta"].sheet_state == "hidden"
+    assert ws.protection.sheet and not ws["F2"].protection.locked and ws["A2"].protection.locked
+    # One validation per score range: [0, 10] law_a, [0, 15] party_build, [-3, 3] honours.
+    ranges = {(float(v.formula1), float(v.formula2)) for v in ws.data_validations.dataValidation}
+    assert ranges == {(0, 10), (0, 15), (-3, 3)}
     filled = {}
     for n, row in enumerate(ws.iter_rows(min_row=2), start=2):
         street, item = row[0].value, row[2].value
