@@ -155,7 +155,8 @@
   }
 
   async function loadTasks() {
-    const answer = await call(API + "/tasks?" + q());
+    // An assessor lists the tasks its unit handed out; the district and the analyst all.
+    const answer = await call(API + "/tasks?" + q(config.mayScore && config.unit ? { owner: config.unit } : {}));
     const body = $("bd-tasks").tBodies[0];
     body.replaceChildren();
     for (const t of answer.tasks) {

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.browser
 
 A, B = "110102001", "110102003"
 NAME_A = "甲<b>街道</b>"
+TITLE = "背街<i>小巷</i>整治"
 CLOCK = FrozenClock(dt.datetime(2026, 11, 20, 10, 0, tzinfo=BEIJING))
 
 
@@ -118,6 +119,24 @@ def test_an_assessor_scores_a_cell_and_sees_a_bad_upload_refused(
     assert reasons[1].startswith("第 4 行 · 考核项编码：无权评分")
     assert "未写入任何数据" in page.text_content("#bd-message")  # type: ignore[attr-defined]
     assert _stored(site) == [("law_a", A, 8.5, "执法台账齐全")]
+    # A task for street A, shown as text, then marked done at the server's clock.
+    page.fill("#bd-task-title", TITLE)  # type: ignore[attr-defined]
+    page.select_option("#bd-task-streets", [A])  # type: ignore[attr-defined]
+    page.fill("#bd-task-item", "city_tasks")  # type: ignore[attr-defined]
+    page.fill("#bd-task-deadline", "2026-11-25T18:00")  # type: ignore[attr-defined]
+    page.click("#bd-task-form button[type=submit]")  # type: ignore[attr-defined]
+    row = page.locator("#bd-tasks tbody tr").first  # type: ignore[attr-defined]
+    row.locator("button").wait_for()
+    cells = row.locator("td").all_text_contents()
+    assert cells[:4] == ["市里下达", TITLE, A, "city_tasks"] and cells[6] == "未完成"
+    row.locator("button").click()
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#bd-tasks tbody tr td:nth-child(7)').textContent"
+        " === '按时完成'"
+    )
+    with site.engine.connect() as conn:
+        done = conn.execute(sa.text("select done_at, deadline from evaluation_tasks")).one()
+    assert done == (CLOCK.instant, dt.datetime(2026, 11, 25, 18, 0, tzinfo=BEIJING))
     # The refused upload is the only console error (its 400); nothing from outside, no CSP.
     assert all("400" in e for e in seen.errors), seen.errors
     assert seen.outside == []
