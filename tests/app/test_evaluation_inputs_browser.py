@@ -7,20 +7,19 @@ request, no CSP violation."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from app import create_app, migrate
+from app import create_app
 from app.config import from_env
 from app.db import make_engine
 from tests.clock import BEIJING, FrozenClock
 from tests.command_post import Live, _open_page
 from tests.evalinputs_fixtures import OWNER, PERIOD, add_scheme, workbook
-from tests.helpers import add_user, drop_database, new_database
+from tests.helpers import add_user
 from tests.plugins.browser import free_port
 
 pytestmark = pytest.mark.browser
@@ -32,35 +31,25 @@ CLOCK = FrozenClock(dt.datetime(2026, 11, 20, 10, 0, tzinfo=BEIJING))
 
 
 @pytest.fixture(scope="module")
-def site(server_url: str) -> Iterator[Live]:
+def site(committed_url: str) -> Iterator[Live]:
+    """The committed database of two streets (tests/plugins/ogc.py), the first renamed with
+    markup, the scheme and an assessor; the server on the injected clock."""
     from waitress.server import create_server
 
-    name = f"blockdata_test_evalinputs_{os.getpid()}"
-    url = new_database(server_url, name)
-    migrate.upgrade(migrate.alembic_config(url))
-    engine = make_engine(url)
+    engine = make_engine(committed_url)
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "insert into streets (code, name, geom) values "
-                "(:a, :n, ST_Multi(ST_MakeEnvelope(116.30, 39.90, 116.32, 39.92, 4326))),"
-                "(:b, '乙街道', ST_Multi(ST_MakeEnvelope(116.32, 39.90, 116.34, 39.92, 4326)))"
-            ),
-            {"a": A, "b": B, "n": NAME_A},
-        )
+        conn.execute(sa.text("update streets set name = :n where code = :a"), {"n": NAME_A, "a": A})
         add_scheme(conn)
         add_user(conn, "web-owner", "assessor", unit=OWNER)
-    app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=CLOCK))
-    port = free_port()
-    server = create_server(app, host="127.0.0.1", port=port, threads=4)
+    app = create_app({"DATABASE_URL": committed_url}, settings=from_env().with_(clock=CLOCK))
+    server = create_server(app, host="127.0.0.1", port=free_port(), threads=4)
     threading.Thread(target=server.run, daemon=True).start()
     try:
-        yield Live(f"http://127.0.0.1:{port}", engine, A, OWNER, 0)
+        yield Live(f"http://127.0.0.1:{server.effective_port}", engine, A, OWNER, 0)
     finally:
         server.close()
         engine.dispose()
         app.extensions["blockdata.engine"].dispose()
-        drop_database(server_url, name)
 
 
 def _stored(site: Live) -> list[tuple[str, str, float, str]]:
