@@ -484,12 +484,27 @@ def test_a_survey_reimport_replaces_its_rows(
         ",".join("" if v is None else str(v) for v in r) for r in [SURVEY_HEADER, *_survey_rows(A)]
     )
     survey.import_survey(connection, scheme, PERIOD, csv_first.encode(), "s.csv", "d", NOW)
-    again = [SURVEY_HEADER, [A, "overall", 4, None, None, None, None, None, 4, 0, 0]]
-    survey.import_survey(connection, scheme, PERIOD, workbook(again), "s.xlsx", "d", LATER)
-    rows = connection.execute(
-        sa.text("select question, sample_size from survey_results order by question")
+    partial = [SURVEY_HEADER, [A, "overall", 4, None, None, None, None, None, 4, 0, 0]]
+    with pytest.raises(InputError) as refused:
+        survey.import_survey(connection, scheme, PERIOD, workbook(partial), "s.xlsx", "d", LATER)
+    reasons = [r["reason"] for r in refused.value.details["rejected"]]
+    assert [r.split("（")[0] for r in reasons] == [
+        f"重新导入须包含本周期已有的 {A} environment",
+        f"重新导入须包含本周期已有的 {A} service",
+    ]
+    again = [*_survey_rows(A)]
+    again[0] = [A, "overall", 4, None, None, None, None, None, 4, 0, 0]
+    survey.import_survey(
+        connection, scheme, PERIOD, workbook([SURVEY_HEADER, *again]), "s.xlsx", "d", LATER
     )
-    assert [tuple(r) for r in rows] == [("environment", 8), ("overall", 4), ("service", 5)]
+    rows = connection.execute(
+        sa.text("select question, sample_size, imported_at from survey_results order by question")
+    )
+    assert [tuple(r) for r in rows] == [
+        ("environment", 8, LATER),
+        ("overall", 4, LATER),
+        ("service", 5, LATER),
+    ]
 
 
 @pytest.mark.parametrize(
