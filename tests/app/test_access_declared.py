@@ -71,6 +71,17 @@ ENDPOINTS = {
             "rating",
         )
     ),
+    *(
+        f"evaluation.{n}"
+        for n in (
+            "list_schemes",
+            "one_scheme",
+            "period",
+            "publish_period",
+            "period_versions",
+            "period_what_if",
+        )
+    ),
     "tiles.tile",
     "tiles.tilejson",
     *(
@@ -257,6 +268,8 @@ ARGUMENTS = {
     "unit_code": "district-fire",
     "photo_id": 1,
     "task_id": 1,
+    "code": "xicheng",
+    "label": "2026-11",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {

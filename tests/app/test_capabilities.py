@@ -75,7 +75,7 @@ CASE = "/api/cases/<int(max=9223372036854775807):case_id>"
 WHISTLE_UNIT = "/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>"
 CASE_WORKERS = {"district", "commander", "clerk", "department"}  # cases and whistles
 EVAL = "/api/evaluation"
-EVAL_READERS = {"district", "analyst", "assessor"}  # the evaluation's inputs, read
+INPUT_READERS = {"district", "analyst", "assessor"}  # the evaluation's inputs, read
 
 
 def works_cases(role: str, args: dict[str, Any]) -> bool:
@@ -161,7 +161,7 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("POST", "/api/whistles"): works_cases,
     ("GET", "/evaluation/score"): page("evaluation_score"),
     **{
-        ("GET", f"{EVAL}/{path}"): (lambda role, args: role in EVAL_READERS)
+        ("GET", f"{EVAL}/{path}"): (lambda role, args: role in INPUT_READERS)
         for path in ("scores", "scores/audit", "tasks", "survey")
     },
     **{
@@ -184,6 +184,19 @@ POLICY: dict[tuple[str, str], Verdict] = {
         for m in ("arrival", "completion", "rating")
     },
 }
+EVALUATION = "/api/evaluation"
+EVAL_LIVE = {"district", "analyst", "assessor"}  # 考评: live and published
+EVAL_READERS = EVAL_LIVE | {"commander"}  # a commander: published periods only
+POLICY.update(
+    {
+        ("GET", f"{EVALUATION}/schemes"): lambda role, args: role in EVAL_READERS,
+        ("GET", f"{EVALUATION}/schemes/<code>"): lambda role, args: role in EVAL_READERS,
+        ("GET", f"{EVALUATION}/periods/<label>"): lambda role, args: role in EVAL_READERS,
+        ("POST", f"{EVALUATION}/periods/<label>/publish"): lambda role, args: role == "district",
+        ("GET", f"{EVALUATION}/periods/<label>/versions"): lambda role, args: role in EVAL_READERS,
+        ("GET", f"{EVALUATION}/periods/<label>/what-if"): lambda role, args: role in EVAL_LIVE,
+    }
+)
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
 # Where a readable layer still has no such resource (the endpoint's own 404).
 NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
@@ -194,6 +207,17 @@ NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
     f"{CASE}/photos": lambda args: True,
     f"{CASE}/photos/<int(max=9223372036854775807):photo_id>": lambda args: True,
     **{f"{WHISTLE_UNIT}/{m}": (lambda args: True) for m in ("arrival", "completion")},
+    # No evaluation scheme is loaded here (tests/app/test_evaluation_api.py has them).
+    **{
+        f"{EVALUATION}/{rule}": (lambda args: True)
+        for rule in (
+            "schemes/<code>",
+            "periods/<label>",
+            "periods/<label>/publish",
+            "periods/<label>/versions",
+            "periods/<label>/what-if",
+        )
+    },
     # No evaluation scheme is loaded here (their own tests load one); no task 0.
     **{
         f"{EVAL}/{path}": (lambda args: True)
@@ -262,6 +286,8 @@ def _argument_values(conn: sa.Connection) -> dict[str, list[str]]:
         "photo_id": ["0"],
         "task_id": ["0"],
         "unit_code": ["district-fire"],
+        "label": ["2026-11"],
+        "code": ["xicheng"],
     }
 
 
