@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
@@ -24,7 +24,7 @@ from app.errors import BadRequest, Forbidden, NotFound
 from app.openapi import JSON, Param, contribute, names, operation, page_operation, path_param
 from layers.cases import Actor
 from layers.evaluation import scoring, survey, tasks, xlsx
-from layers.evaluation.periods import PeriodError, period_window
+from layers.evaluation.periods import PeriodError, period_of, period_window
 from layers.evaluation.scheme import Scheme, UnknownScheme, load_scheme
 from layers.evaluation.scoring import Score
 from layers.queries import params
@@ -78,15 +78,15 @@ QUERY: dict[str, tuple[Param, ...]] = {
 
 
 @bp.before_request
-def _declared_params_only() -> None:
-    endpoint = request.endpoint or ""
-    if endpoint in QUERY:
-        params.check_params(request.args, names(QUERY[endpoint]))
+def _only_declared_params() -> None:
+    declared = QUERY.get(request.endpoint or "")
+    if declared is not None:  # the page ignores its parameters, as every page does
+        params.check_params(request.args, names(declared))
 
 
 def _settings() -> Settings:
-    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
-    return settings
+    """The app's settings: its clock (`now()`) and the district's time zone (`tz`)."""
+    return cast(Settings, current_app.config["BLOCKDATA_SETTINGS"])
 
 
 def _actor(allowed: frozenset[str], what: str) -> Actor:
@@ -114,6 +114,16 @@ def _period(value: object = None) -> str:
     if not period:
         raise BadRequest("缺少考评周期 period is required (2026-11)", param="period")
     return scoring.check_period(str(period))
+
+
+def _scheme_period(value: object = None) -> tuple[Scheme, str]:
+    """The scheme (?scheme=, default the latest) and a period label it knows."""
+    scheme, period = _scheme(), _period(value)
+    try:
+        period_window(scheme, period)
+    except PeriodError as exc:
+        raise BadRequest(str(exc), param="period") from None
+    return scheme, period
 
 
 def _street_arg() -> str | None:
@@ -176,11 +186,9 @@ def get_scores() -> Response:
     """The scores of a period: an assessor its unit's items, the district and the analyst
     every manual item; every street."""
     actor = _actor(READERS, "查看考评录入")
-    scheme = _scheme()
+    scheme, period = _scheme_period()
     unit = actor.unit if actor.role == "assessor" else None
-    grid = scoring.scores(
-        db.connection(), scheme, _period(), unit, _code_arg("item"), _street_arg()
-    )
+    grid = scoring.scores(db.connection(), scheme, period, unit, _code_arg("item"), _street_arg())
     return jsonify({**grid, "may_score": actor.role == "assessor"})
 
 
@@ -191,8 +199,7 @@ def put_scores() -> Response:
     [...]}): all or none; evidence required when the points change."""
     actor = _actor(ASSESSOR, "评分（只有考核部门的考评员可以）")
     body = _body()
-    period = _period(body.get("period"))
-    scheme = _scheme()
+    scheme, period = _scheme_period(body.get("period"))
     source = body.get("source", "api")
     if source not in ("api", "form"):
         raise refusal("source", source, "来源应为 api 或 form", "source is api or form")
@@ -209,18 +216,17 @@ def put_scores() -> Response:
         )
         for r in rows
     ]
-    answer = scoring.set_scores(
-        db.connection(), scheme, period, scores, actor, _settings().now(), source
-    )
-    return jsonify(answer)
+    now = _settings().now()
+    return jsonify(scoring.set_scores(db.connection(), scheme, period, scores, actor, now, source))
 
 
 @bp.get(f"{API}/scores/audit")
 @logged_in
 def score_audit() -> Response:
+    """Every change of the period's scores (old → new, who, when, source), newest first."""
     _actor(READERS, "查看评分记录")
-    scheme = _scheme()
-    trail = scoring.audit(db.connection(), scheme.code, _period(), _code_arg("item"), _street_arg())
+    scheme, period = _scheme_period()
+    trail = scoring.audit(db.connection(), scheme.code, period, _code_arg("item"), _street_arg())
     return jsonify({"audit": trail})
 
 
@@ -229,8 +235,7 @@ def score_audit() -> Response:
 def score_template() -> Response:
     """The assessor's template: its unit's manual items × every street, scores filled in."""
     actor = _actor(ASSESSOR, "下载评分模板（只有考核部门的考评员可以）")
-    scheme = _scheme()
-    period = _period()
+    scheme, period = _scheme_period()
     data = xlsx.template(db.connection(), scheme, period, actor.unit or "")
     response = Response(data, mimetype=XLSX)
     filename = f"score-{scheme.code}-{period}-{actor.unit}.xlsx"
@@ -245,8 +250,7 @@ def score_import() -> Response:
     every rejected row: row, column, reason)."""
     actor = _actor(ASSESSOR, "导入评分（只有考核部门的考评员可以）")
     data, name = _upload()
-    scheme = _scheme()
-    period = _period()
+    scheme, period = _scheme_period()
     answer = xlsx.import_scores(
         db.connection(), scheme, period, data, name, actor, _settings().now()
     )
@@ -274,10 +278,7 @@ def list_tasks() -> Response:
     _actor(READERS, "查看任务")
     since, until = _date_arg("since"), _date_arg("until")
     if request.args.get("period"):
-        try:
-            since, until = period_window(_scheme(), _period())
-        except PeriodError as exc:
-            raise BadRequest(str(exc), param="period") from None
+        since, until = period_window(*_scheme_period())
     owner = _code_arg("owner")
     state = request.args.get("state") or None
     listed = tasks.list_tasks(
@@ -376,12 +377,11 @@ def survey_import() -> Response:
     every row or none."""
     actor = _actor(DISTRICT, "导入满意度调查（只有区级指挥中心可以）")
     data, name = _upload()
-    scheme = _scheme()
-    period = _period()
-    answer = survey.import_survey(
-        db.connection(), scheme, period, data, name, actor.name, _settings().now(), name
+    scheme, period = _scheme_period()
+    now = _settings().now()
+    return jsonify(
+        survey.import_survey(db.connection(), scheme, period, data, name, actor.name, now, name)
     )
-    return jsonify(answer)
 
 
 @bp.get(f"{API}/survey")
@@ -389,14 +389,21 @@ def survey_import() -> Response:
 def get_survey() -> Response:
     """Each street's satisfaction for the period, with its 95 % margin of error."""
     _actor(READERS, "查看满意度调查")
-    scheme = _scheme()
-    period = _period()
+    scheme, period = _scheme_period()
     return jsonify(
         {"period": period, "streets": survey.satisfaction(db.connection(), period, scheme)}
     )
 
 
 # --- the page ----------------------------------------------------------------------------
+
+
+def _current_period(today: dt.date) -> str | None:
+    """The label of the latest scheme's period that holds `today`; None without a scheme."""
+    try:
+        return period_of(load_scheme(db.connection()), today)
+    except UnknownScheme:
+        return None
 
 
 @bp.get("/evaluation/score")
@@ -408,13 +415,15 @@ def score_page() -> Response:
     principal = auth.current()
     role = principal.role if principal else ""
     settings = _settings()
+    period = _current_period(settings.today())
     config = {
         "page": "evaluation_score",
         "role": role,
         "unit": principal.unit if principal else None,
         "mayScore": role == "assessor",
         "maySurvey": role == "district",
-        "period": f"{settings.today():%Y-%m}",
+        "period": period or f"{settings.today():%Y-%m}",
+        "hasScheme": period is not None,
         "tz": settings.tz,
         "states": tasks.STATES,
         "kinds": tasks.KIND_NAMES,
@@ -458,22 +467,28 @@ def _paths() -> dict[str, dict[str, Any]]:
     task_id = path_param(
         "task_id", "任务编号 task id", {"type": "integer", "minimum": 0, "maximum": MAX_ID}
     )
+
+    def read(summary: str, endpoint: str) -> dict[str, Any]:
+        return {"get": operation(summary, tag, q[endpoint], answer(summary.split()[0]))}
+
+    def write(
+        method: str, summary: str, endpoint: str, body: dict[str, Any], status: str = "200"
+    ) -> dict[str, Any]:
+        params: list[Any] = [task_id] if endpoint == "task_done" else q[endpoint]
+        return {
+            method: operation(
+                summary, tag, params, answer(summary.split()[0], status), requestBody=body
+            )
+        }
+
+    both = {"required": True, "content": {**json_content, **upload_content}}
+    optional = {"required": False, "content": json_content}
     return {
         f"{API}/scores": {
-            "get": operation(
-                "考评评分 a period's manual scores", tag, q["get_scores"], answer("评分")
-            ),
-            "put": operation(
-                "评分（考核部门）set scores: all or none",
-                tag,
-                q["put_scores"],
-                answer("已写入 written"),
-                requestBody=json_body,
-            ),
+            **read("考评评分 a period's manual scores", "get_scores"),
+            **write("put", "评分（考核部门）set scores: all or none", "put_scores", json_body),
         },
-        f"{API}/scores/audit": {
-            "get": operation("评分记录 the score audit", tag, q["score_audit"], answer("记录"))
-        },
+        f"{API}/scores/audit": read("评分记录 the score audit", "score_audit"),
         f"{API}/scores/template.xlsx": {
             "get": operation(
                 "评分模板 the assessor's XLSX template",
@@ -482,61 +497,20 @@ def _paths() -> dict[str, dict[str, Any]]:
                 {"200": {"description": "XLSX", "content": {XLSX: {}}}},
             )
         },
-        f"{API}/scores/import": {
-            "post": operation(
-                "导入评分模板 import a filled template: all or none",
-                tag,
-                q["score_import"],
-                answer("已导入 imported"),
-                requestBody=upload,
-            )
-        },
+        f"{API}/scores/import": write(
+            "post", "导入评分模板 import a filled template: all or none", "score_import", upload
+        ),
         f"{API}/tasks": {
-            "get": operation(
-                "任务 tasks handed to the streets", tag, q["list_tasks"], answer("任务")
-            ),
-            "post": operation(
-                "下达任务 create tasks (JSON, or a file: all or none)",
-                tag,
-                q["create_tasks"],
-                {**answer("已创建 created", "201")},
-                requestBody={
-                    "required": True,
-                    "content": {**json_content, **upload_content},
-                },
-            ),
+            **read("任务 tasks handed to the streets", "list_tasks"),
+            **write("post", "下达任务 create tasks (JSON or a file)", "create_tasks", both, "201"),
         },
-        f"{API}/tasks/{{task_id}}": {
-            "patch": operation(
-                "任务完成 mark a task done",
-                tag,
-                [task_id],
-                answer("任务"),
-                requestBody={"required": False, "content": {JSON: {"schema": obj}}},
-            )
-        },
-        f"{API}/events": {
-            "post": operation(
-                "记录扣分事件 record an event of a per-event item",
-                tag,
-                q["add_event"],
-                answer("已记录 recorded", "201"),
-                requestBody=json_body,
-            )
-        },
-        f"{API}/survey/import": {
-            "post": operation(
-                "导入满意度调查（区级）import a survey: all or none",
-                tag,
-                q["survey_import"],
-                answer("已导入 imported"),
-                requestBody=upload,
-            )
-        },
-        f"{API}/survey": {
-            "get": operation(
-                "满意度及误差 satisfaction with its margin", tag, q["get_survey"], answer("满意度")
-            )
-        },
+        f"{API}/tasks/{{task_id}}": write("patch", "任务完成 mark done", "task_done", optional),
+        f"{API}/events": write(
+            "post", "记录扣分事件 record a per-event item's event", "add_event", json_body, "201"
+        ),
+        f"{API}/survey/import": write(
+            "post", "导入满意度调查（区级）import a survey", "survey_import", upload
+        ),
+        f"{API}/survey": read("满意度及误差 satisfaction with its margin", "get_survey"),
         "/evaluation/score": {"get": page_operation("考评录入 the assessor's scoring page")},
     }

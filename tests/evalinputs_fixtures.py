@@ -11,21 +11,17 @@ from openpyxl import Workbook
 
 from layers.evaluation.tables import evaluation_schemes
 from layers.queries import access
+from tests.evalcore_fixtures import scheme_body
 from tests.helpers import add_unit
 
 A, B = "110102001", "110102003"
 OWNER, OTHER = "district-eval-owner", "district-eval-other"
 PERIOD = "2026-11"
 
+# evalcore's small scheme's period, parts and hotline; items owned by two units here.
 BODY: dict[str, Any] = {
+    **{k: v for k, v in scheme_body().items() if k in ("name", "period", "parts", "hotline")},
     "code": "test",
-    "name": "测试考评",
-    "period": {"kind": "month"},
-    "parts": {"internal": 40, "survey": 40, "hotline": 20},
-    "hotline": {
-        "k": 0.9,
-        "weights": {"response_rate": 0.1, "resolution_rate": 0.5, "satisfaction_rate": 0.4},
-    },
     "internal": [
         {
             "code": "tasks",

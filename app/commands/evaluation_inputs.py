@@ -9,6 +9,7 @@ the rejected rows are printed with their row, column and reason. The clock is th
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,25 @@ import sqlalchemy as sa
 from layers.cases import Actor
 
 FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
+PERIOD = click.option("--period", required=True, help="2026-11, 2026Q4 or 2026.")
+SCHEME = click.option("--scheme", help="The scheme's code (default: the latest).")
+Command = Callable[..., None]
+
+
+def file_as(who: str) -> Callable[[Command], Command]:
+    """FILE, --as USER (`who`), --period and --scheme: a file imported for a period."""
+
+    def wrap(command: Command) -> Command:
+        for option in (
+            SCHEME,
+            PERIOD,
+            click.option("--as", "as_user", required=True, help=who),
+            click.argument("file", type=FILE),
+        ):
+            command = option(command)
+        return command
+
+    return wrap
 
 
 def _engine() -> sa.Engine:
@@ -90,8 +110,8 @@ def scores_group() -> None:
 
 @scores_group.command("template")
 @click.option("--unit", required=True, help="The assessing unit (区级部门代码).")
-@click.option("--period", required=True, help="2026-11, 2026Q4 or 2026.")
-@click.option("--scheme", help="The scheme's code (default: the latest).")
+@PERIOD
+@SCHEME
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False))
 def template_cmd(unit: str, period: str, scheme: str | None, out: Path) -> None:
     """Write the unit's template: its manual items × every street, current scores filled in."""
@@ -104,24 +124,36 @@ def template_cmd(unit: str, period: str, scheme: str | None, out: Path) -> None:
     click.echo(f"已写出评分模板 template written: {out}")
 
 
+Write = Callable[[sa.Connection, Any, Actor, Any], Any]
+
+
+def _as_user(as_user: str, scheme: str | None, write: Write, district: bool = False) -> Any:
+    """`write(conn, scheme, actor, now)` as `as_user`, scoped (row-level security) as that
+    user; `district`: the district's role alone may."""
+
+    def work(conn: sa.Connection, now: Any) -> Any:
+        who = _actor(conn, as_user)
+        if district and who[0].role != "district":
+            raise click.ClickException(
+                f"无权导入满意度调查：只有区级指挥中心可以 ({who[0].role}) district only"
+            )
+        chosen = _scheme(conn, scheme)
+        return write(conn, chosen, _scope(conn, who), now)
+
+    return _run(work)
+
+
 @scores_group.command("import")
-@click.argument("file", type=FILE)
-@click.option("--as", "as_user", required=True, help="The assessor who scores.")
-@click.option("--period", required=True, help="2026-11, 2026Q4 or 2026.")
-@click.option("--scheme", help="The scheme's code (default: the latest).")
+@file_as("The assessor who scores.")
 def import_cmd(file: Path, as_user: str, period: str, scheme: str | None) -> None:
     """Import a filled template: every row written, or none."""
     from layers.evaluation import xlsx
 
-    def work(conn: sa.Connection, now: Any) -> dict[str, Any]:
-        who = _actor(conn, as_user)
-        chosen = _scheme(conn, scheme)
-        actor = _scope(conn, who)
-        return xlsx.import_scores(
-            conn, chosen, period, file.read_bytes(), file.name, actor, now, "cli"
-        )
+    def write(conn: sa.Connection, chosen: Any, actor: Actor, now: Any) -> dict[str, Any]:
+        data = file.read_bytes()
+        return xlsx.import_scores(conn, chosen, period, data, file.name, actor, now, "cli")
 
-    answer = _run(work)
+    answer = _as_user(as_user, scheme, write)
     click.echo(f"已写入 {len(answer['written'])} 项，未变 {answer['unchanged']} 项 written")
     if answer["published_versions"]:
         click.echo("注意：本周期已发布，已发布的结果不变 the period is published (unchanged)")
@@ -135,21 +167,20 @@ def tasks_group() -> None:
 @tasks_group.command("import")
 @click.argument("file", type=FILE)
 @click.option("--as", "as_user", required=True, help="The assessor who hands them out.")
-@click.option("--scheme", help="The scheme's code (default: the latest).")
+@SCHEME
 def tasks_import_cmd(file: Path, as_user: str, scheme: str | None) -> None:
     """Tasks from FILE (类型, 标题, 街道编码, 考核项编码, 截止时间, 备注): all or none."""
     from app.config import from_env
     from layers.evaluation import tasks
 
-    def work(conn: sa.Connection, now: Any) -> list[int]:
-        who = _actor(conn, as_user)
-        chosen = _scheme(conn, scheme)
-        actor = _scope(conn, who)
-        return tasks.import_tasks(
+    ids = _as_user(
+        as_user,
+        scheme,
+        lambda conn, chosen, actor, now: tasks.import_tasks(
             conn, file.read_bytes(), file.name, actor, now, from_env().tz, chosen
-        )
-
-    click.echo(f"已下达 {len(_run(work))} 项任务 tasks created")
+        ),
+    )
+    click.echo(f"已下达 {len(ids)} 项任务 tasks created")
 
 
 @click.group("survey")
@@ -158,26 +189,15 @@ def survey_group() -> None:
 
 
 @survey_group.command("import")
-@click.argument("file", type=FILE)
-@click.option("--as", "as_user", required=True, help="A district user.")
-@click.option("--period", required=True, help="2026-11, 2026Q4 or 2026.")
-@click.option("--scheme", help="The scheme's code (default: the latest).")
+@file_as("A district user.")
 def survey_import_cmd(file: Path, as_user: str, period: str, scheme: str | None) -> None:
     """Import a survey's results per street (XLSX or CSV): all rows or none."""
-    from layers.evaluation import survey
 
-    def work(conn: sa.Connection, now: Any) -> dict[str, Any]:
-        who = _actor(conn, as_user)
-        actor = who[0]
-        if actor.role != "district":
-            raise click.ClickException(
-                f"无权导入满意度调查：只有区级指挥中心可以 ({actor.role}) district only"
-            )
-        chosen = _scheme(conn, scheme)
-        _scope(conn, who)
-        return survey.import_survey(
-            conn, chosen, period, file.read_bytes(), file.name, as_user, now, file.name
-        )
+    def write(conn: sa.Connection, chosen: Any, actor: Actor, now: Any) -> dict[str, Any]:
+        from layers.evaluation.survey import import_survey
 
-    answer = _run(work)
+        data, name = file.read_bytes(), file.name
+        return import_survey(conn, chosen, period, data, name, actor.name, now, name)
+
+    answer = _as_user(as_user, scheme, write, district=True)
     click.echo(f"已导入 {answer['rows']} 行（{answer['streets']} 个街道） survey imported")

@@ -6,7 +6,9 @@ File columns: 街道编码, 题目编码, 样本量, then the answer counts — 
 for a five-point question, 满意, 基本满意, 不满意 for a three-point one (the scheme says
 which scale each question has). Every row is checked (known street, question of the scheme,
 non-negative whole counts that add up to the sample size, no duplicate) and all are written
-or none. A re-import replaces the rows it names (street, question) of the period.
+or none. A re-import replaces the period's results: it must name every (street, question)
+already imported for the period (results are updated, never deleted: migration 0022 grants
+no DELETE), else it is refused.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ def import_survey(
                 "imported_at": now,
             }
         )
+    if not bad:
+        bad = _kept(conn, period, set(seen))
     if bad:
         raise rejected(bad, "调查结果")
     if not rows:
@@ -151,6 +155,25 @@ def import_survey(
         rows,
     )
     return {"period": period, "rows": len(rows), "streets": len({r["street_code"] for r in rows})}
+
+
+def _kept(conn: sa.Connection, period: str, given: set[tuple[str, str]]) -> list[Rejection]:
+    """The period's stored (street, question) rows a re-import leaves out: refused, since a
+    re-import replaces the period's results whole (the reader may update them, never delete)."""
+    s = survey_results.c
+    stored = conn.execute(
+        sa.select(s.street_code, s.question).where(s.period == period).order_by(s.street_code)
+    )
+    return [
+        Rejection(
+            None,
+            None,
+            f"重新导入须包含本周期已有的 {street} {question}（原结果不能删除）"
+            " a re-import must hold every street and question already imported",
+        )
+        for street, question in stored
+        if (street, question) not in given
+    ]
 
 
 def question_score(scheme: Scheme, scale: str, counts: Mapping[str, int]) -> dict[str, Any]:

@@ -149,6 +149,9 @@ def template(conn: sa.Connection, scheme: Scheme, period: str, unit: str) -> byt
                     None if stored is None else stored["evidence"],
                 ]
             )
+            for cell in ws[row]:
+                if isinstance(cell.value, str) and cell.value.startswith("="):
+                    cell.data_type = "s"  # text as typed, never a formula
             for col in (6, 7):
                 cell = ws.cell(row=row, column=col)
                 cell.protection = Protection(locked=False)

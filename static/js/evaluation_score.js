@@ -155,7 +155,8 @@
   }
 
   async function loadTasks() {
-    const answer = await call(API + "/tasks?" + q());
+    // An assessor lists the tasks its unit handed out; the district and the analyst all.
+    const answer = await call(API + "/tasks?" + q(config.mayScore && config.unit ? { owner: config.unit } : {}));
     const body = $("bd-tasks").tBodies[0];
     body.replaceChildren();
     for (const t of answer.tasks) {
@@ -200,12 +201,18 @@
 
   async function loadAll() {
     say("");
+    if (!config.hasScheme) {
+      say("尚无考评方案：请先载入（blockdata evaluation scheme load FILE）", true);
+      document.body.dataset.ready = "1";
+      return;
+    }
     try {
       await Promise.all([loadScores(), loadTasks(), loadSurvey()]);
       $("bd-status").textContent = "周期 " + period;
     } catch (error) {
       say(error.message, true);
     }
+    document.body.dataset.ready = "1";
   }
 
   $("bd-period-form").addEventListener("submit", (event) => {

@@ -88,6 +88,23 @@ ENDPOINTS = {
     "evaluation_page.evaluation",
     "evaluation_page.drill",
     *(
+        f"evaluation_inputs.{n}"
+        for n in (
+            "get_scores",
+            "put_scores",
+            "score_audit",
+            "score_template",
+            "score_import",
+            "list_tasks",
+            "create_tasks",
+            "task_done",
+            "add_event",
+            "survey_import",
+            "get_survey",
+            "score_page",
+        )
+    ),
+    *(
         f"open311.{n}"
         for n in (
             "services_list",
@@ -253,6 +270,7 @@ ARGUMENTS = {
     "whistle_id": 1,
     "unit_code": "district-fire",
     "photo_id": 1,
+    "task_id": 1,
     "code": "xicheng",
     "label": "2026-11",
     "guard": "repeat",
@@ -264,6 +282,7 @@ BROWSER = {
     "evaluation_page.evaluation",
     "intake.report_submit",
     "auth.logout",
+    "evaluation_inputs.score_page",
 }
 # The views that take a token as `api_key` (GeoReport clients): Open311's.
 API_KEY_VIEWS = {e for e in ENDPOINTS if e.startswith("open311.")}
@@ -277,7 +296,8 @@ def _calls(app: Flask) -> list[tuple[str, str, str]]:
             continue
         url = rule.build({a: ARGUMENTS[a] for a in rule.arguments}, append_unknown=False)
         assert url is not None, rule
-        method = "GET" if "GET" in (rule.methods or ()) else "POST"
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        method = "GET" if "GET" in methods else "POST" if "POST" in methods else min(methods)
         out.append((rule.endpoint, method, url[1]))
     return out
 

@@ -69,6 +69,7 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
     assert any("one for each of the 15 streets" in x for x in lines), result.output
     assert any(x.startswith("吹哨报到 whistles:") for x in lines), result.output
     assert "考评方案 xicheng 第 1 版已保存 evaluation scheme" in lines, result.output
+    assert any(x.startswith("考评录入 2026-01…2026-12:") for x in lines), result.output
 
     manifest = json.loads((out / ex.MANIFEST).read_text(encoding="utf-8"))
     assert manifest["end"] == "2026-12-07"
@@ -95,6 +96,15 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
             assert update > 0
             schemes = conn.execute(sa.text("select code, version from evaluation_schemes"))
             assert schemes.all() == [("xicheng", 1)]  # its owners are the demo's departments
+            # Its inputs (etl/demo/evaluation.py): twelve months of each street, none later.
+            periods, streets, latest = conn.execute(
+                sa.text(
+                    "select count(distinct period), count(distinct street_code),"
+                    " greatest((select max(done_at) from evaluation_tasks),"
+                    " (select max(scored_at) from evaluation_scores)) from evaluation_scores"
+                )
+            ).one()
+            assert (periods, streets) == (11, 15) and latest <= NOW  # the running month: none
     finally:
         engine.dispose()
 

@@ -109,6 +109,10 @@ def test_a_bad_score_is_a_400_in_chinese(clients: dict[str, FlaskClient]) -> Non
     assert "超出范围" in body["rejected"][0]["reason"]
     missing = clients["owner"].put(f"{API}/scores", json={"item": "law_a"})
     assert missing.status_code == 400 and "考评周期" in missing.get_json()["message"]
+    for bad in ("2026Q4", "2026-13", "11-2026"):  # the scheme's periods are months
+        answer = clients["district"].get(f"{API}/scores?period={bad}")
+        assert answer.status_code == 400, bad
+        assert "Traceback" not in answer.get_data(as_text=True)
 
 
 INPUT_ROUTES = [
@@ -262,8 +266,13 @@ def test_the_district_alone_imports_the_survey(
 def test_the_page_opens_for_the_assessor_and_the_district_only(
     clients: dict[str, FlaskClient],
 ) -> None:
+    forms = {"owner": ("bd-import-form", "bd-task-form"), "district": ("bd-survey-form",)}
+    every = {"bd-import-form", "bd-task-form", "bd-survey-form"}
     for who in ("owner", "district", "analyst"):
         page = clients[who].get("/evaluation/score")
         assert page.status_code == 200, who
-        assert "考评录入" in page.get_data(as_text=True)
+        html = page.get_data(as_text=True)
+        assert "考评录入" in html
+        shown = {form for form in every if f'id="{form}"' in html}
+        assert shown == set(forms.get(who, ())), who
     assert clients["commander"].get("/evaluation/score").status_code == 403

@@ -7,59 +7,49 @@ request, no CSP violation."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from app import create_app, migrate
+from app import create_app
 from app.config import from_env
 from app.db import make_engine
 from tests.clock import BEIJING, FrozenClock
 from tests.command_post import Live, _open_page
 from tests.evalinputs_fixtures import OWNER, PERIOD, add_scheme, workbook
-from tests.helpers import add_user, drop_database, new_database
+from tests.helpers import add_user
 from tests.plugins.browser import free_port
 
 pytestmark = pytest.mark.browser
 
 A, B = "110102001", "110102003"
 NAME_A = "甲<b>街道</b>"
+TITLE = "背街<i>小巷</i>整治"
 CLOCK = FrozenClock(dt.datetime(2026, 11, 20, 10, 0, tzinfo=BEIJING))
 
 
 @pytest.fixture(scope="module")
-def site(server_url: str) -> Iterator[Live]:
+def site(committed_url: str) -> Iterator[Live]:
+    """The committed database of two streets (tests/plugins/ogc.py), the first renamed with
+    markup, the scheme and an assessor; the server on the injected clock."""
     from waitress.server import create_server
 
-    name = f"blockdata_test_evalinputs_{os.getpid()}"
-    url = new_database(server_url, name)
-    migrate.upgrade(migrate.alembic_config(url))
-    engine = make_engine(url)
+    engine = make_engine(committed_url)
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "insert into streets (code, name, geom) values "
-                "(:a, :n, ST_Multi(ST_MakeEnvelope(116.30, 39.90, 116.32, 39.92, 4326))),"
-                "(:b, '乙街道', ST_Multi(ST_MakeEnvelope(116.32, 39.90, 116.34, 39.92, 4326)))"
-            ),
-            {"a": A, "b": B, "n": NAME_A},
-        )
+        conn.execute(sa.text("update streets set name = :n where code = :a"), {"n": NAME_A, "a": A})
         add_scheme(conn)
         add_user(conn, "web-owner", "assessor", unit=OWNER)
-    app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=CLOCK))
-    port = free_port()
-    server = create_server(app, host="127.0.0.1", port=port, threads=4)
+    app = create_app({"DATABASE_URL": committed_url}, settings=from_env().with_(clock=CLOCK))
+    server = create_server(app, host="127.0.0.1", port=free_port(), threads=4)
     threading.Thread(target=server.run, daemon=True).start()
     try:
-        yield Live(f"http://127.0.0.1:{port}", engine, A, OWNER, 0)
+        yield Live(f"http://127.0.0.1:{server.effective_port}", engine, A, OWNER, 0)
     finally:
         server.close()
         engine.dispose()
         app.extensions["blockdata.engine"].dispose()
-        drop_database(server_url, name)
 
 
 def _stored(site: Live) -> list[tuple[str, str, float, str]]:
@@ -118,6 +108,24 @@ def test_an_assessor_scores_a_cell_and_sees_a_bad_upload_refused(
     assert reasons[1].startswith("第 4 行 · 考核项编码：无权评分")
     assert "未写入任何数据" in page.text_content("#bd-message")  # type: ignore[attr-defined]
     assert _stored(site) == [("law_a", A, 8.5, "执法台账齐全")]
+    # A task for street A, shown as text, then marked done at the server's clock.
+    page.fill("#bd-task-title", TITLE)  # type: ignore[attr-defined]
+    page.select_option("#bd-task-streets", [A])  # type: ignore[attr-defined]
+    page.fill("#bd-task-item", "city_tasks")  # type: ignore[attr-defined]
+    page.fill("#bd-task-deadline", "2026-11-25T18:00")  # type: ignore[attr-defined]
+    page.click("#bd-task-form button[type=submit]")  # type: ignore[attr-defined]
+    row = page.locator("#bd-tasks tbody tr").first  # type: ignore[attr-defined]
+    row.locator("button").wait_for()
+    cells = row.locator("td").all_text_contents()
+    assert cells[:4] == ["市里下达", TITLE, A, "city_tasks"] and cells[6] == "未完成"
+    row.locator("button").click()
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('#bd-tasks tbody tr td:nth-child(7)').textContent"
+        " === '按时完成'"
+    )
+    with site.engine.connect() as conn:
+        done = conn.execute(sa.text("select done_at, deadline from evaluation_tasks")).one()
+    assert done == (CLOCK.instant, dt.datetime(2026, 11, 25, 18, 0, tzinfo=BEIJING))
     # The refused upload is the only console error (its 400); nothing from outside, no CSP.
     assert all("400" in e for e in seen.errors), seen.errors
     assert seen.outside == []

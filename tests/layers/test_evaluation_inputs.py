@@ -197,6 +197,7 @@ def _street_count(conn: sa.Connection) -> int:
 def test_the_template_round_trips(connection: sa.Connection, scheme: scoring.Scheme) -> None:
     scope_as(connection, "assessor", unit=OWNER)
     scoring.set_score(connection, scheme, PERIOD, "law_a", A, 7, "原有评分", ME, NOW, "form")
+    scoring.set_score(connection, scheme, PERIOD, "law_a", B, 5, "=1+1", ME, NOW, "form")
     data = xlsx.template(connection, scheme, PERIOD, OWNER)
     book = load_workbook(io.BytesIO(data))
     ws = book["评分"]
@@ -206,11 +207,16 @@ def test_the_template_round_trips(connection: sa.Connection, scheme: scoring.Sch
     assert len(rows) == len(OWNER_MANUAL) * _street_count(connection)
     assert {r[2] for r in rows} == set(OWNER_MANUAL)
     assert [r[5:] for r in rows if r[0] == A and r[2] == "law_a"] == [(7, "原有评分")]
+    assert ws["G3"].value == "=1+1" and ws["G3"].data_type == "s"  # text, not a formula
     assert book["meta"].sheet_state == "hidden"
+    assert ws.protection.sheet and not ws["F2"].protection.locked and ws["A2"].protection.locked
+    # One validation per score range: [0, 10] law_a, [0, 15] party_build, [-3, 3] honours.
+    ranges = {(float(v.formula1), float(v.formula2)) for v in ws.data_validations.dataValidation}
+    assert ranges == {(0, 10), (0, 15), (-3, 3)}
     filled = {}
     for n, row in enumerate(ws.iter_rows(min_row=2), start=2):
         street, item = row[0].value, row[2].value
-        if row[0].value == A and item == "law_a":
+        if item == "law_a" and street in (A, B):
             continue  # left as it was
         points = {"law_a": 9.5, "party_build": 12, "honours": -1.25}[item]
         ws.cell(row=n, column=6, value=points)
@@ -222,8 +228,12 @@ def test_the_template_round_trips(connection: sa.Connection, scheme: scoring.Sch
     out = io.BytesIO()
     book.save(out)
     result = xlsx.import_scores(connection, scheme, PERIOD, out.getvalue(), "t.xlsx", ME, LATER)
-    assert len(result["written"]) == len(filled) and result["unchanged"] == 1
-    expected = {**filled, ("law_a", A): (Decimal("7.00"), "原有评分")}
+    assert len(result["written"]) == len(filled) and result["unchanged"] == 2
+    expected = {
+        **filled,
+        ("law_a", A): (Decimal("7.00"), "原有评分"),
+        ("law_a", B): (Decimal("5.00"), "=1+1"),
+    }
     assert {(i, s): (p, e) for i, s, p, e in _stored(connection)} == expected
     sources = connection.execute(sa.text("select distinct source from evaluation_score_audit"))
     assert sorted(sources.scalars()) == ["form", "xlsx"]
@@ -480,12 +490,27 @@ def test_a_survey_reimport_replaces_its_rows(
         ",".join("" if v is None else str(v) for v in r) for r in [SURVEY_HEADER, *_survey_rows(A)]
     )
     survey.import_survey(connection, scheme, PERIOD, csv_first.encode(), "s.csv", "d", NOW)
-    again = [SURVEY_HEADER, [A, "overall", 4, None, None, None, None, None, 4, 0, 0]]
-    survey.import_survey(connection, scheme, PERIOD, workbook(again), "s.xlsx", "d", LATER)
-    rows = connection.execute(
-        sa.text("select question, sample_size from survey_results order by question")
+    partial = [SURVEY_HEADER, [A, "overall", 4, None, None, None, None, None, 4, 0, 0]]
+    with pytest.raises(InputError) as refused:
+        survey.import_survey(connection, scheme, PERIOD, workbook(partial), "s.xlsx", "d", LATER)
+    reasons = [r["reason"] for r in refused.value.details["rejected"]]
+    assert [r.split("（")[0] for r in reasons] == [
+        f"重新导入须包含本周期已有的 {A} environment",
+        f"重新导入须包含本周期已有的 {A} service",
+    ]
+    again = [*_survey_rows(A)]
+    again[0] = [A, "overall", 4, None, None, None, None, None, 4, 0, 0]
+    survey.import_survey(
+        connection, scheme, PERIOD, workbook([SURVEY_HEADER, *again]), "s.xlsx", "d", LATER
     )
-    assert [tuple(r) for r in rows] == [("environment", 8), ("overall", 4), ("service", 5)]
+    rows = connection.execute(
+        sa.text("select question, sample_size, imported_at from survey_results order by question")
+    )
+    assert [tuple(r) for r in rows] == [
+        ("environment", 8, LATER),
+        ("overall", 4, LATER),
+        ("service", 5, LATER),
+    ]
 
 
 @pytest.mark.parametrize(
