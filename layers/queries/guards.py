@@ -61,11 +61,11 @@ MAX_OFFSET = 1_000_000
 MAX_LIMIT = 500
 RATE_DECIMALS = 4
 
-# The requests' cases received in the window (alias c), with their request (alias r).
+# The requests received in the window (alias r: by its time's index) with their cases (c).
 _CASES = """
-    from cases c
-    join service_requests r on r.id = c.service_request_id
-   where c.kind = 'service_request' and c.received_at >= :lo and c.received_at < :hi
+    from service_requests r
+    join cases c on c.service_request_id = r.id
+   where r.received_at >= :lo and r.received_at < :hi and c.kind = 'service_request'
 """
 _MOVES = """
     (select count(*) from case_history h
@@ -82,14 +82,14 @@ CONDITIONS = {
 
 # Each request of the window with the latest earlier request it repeats (alias e), if any.
 _REPEATS = f"""
-    with later as (
-        select r.id, r.category, r.received_at, r.geom,
+    with later as materialized (
+        select r.id, r.street_code, r.category, r.received_at, r.geom,
                floor(ST_X(r.geom) / {CELL_LNG})::int as cx,
                floor(ST_Y(r.geom) / {CELL_LAT})::int as cy
           from service_requests r
          where r.received_at >= :lo and r.received_at < :hi
            and r.category is not null and r.geom is not null
-    ), pool as (
+    ), pool as materialized (
         select e.id, e.category, e.received_at, e.geom,
                floor(ST_X(e.geom) / {CELL_LNG})::int as cx,
                floor(ST_Y(e.geom) / {CELL_LAT})::int as cy
@@ -97,13 +97,13 @@ _REPEATS = f"""
          where e.received_at >= :lo - make_interval(days => {REPEAT_DAYS}) and e.received_at < :hi
            and e.category is not null and e.geom is not null
     ), pairs as (
-        select distinct on (l.id) l.id, e.id as earlier_id,
+        select distinct on (l.id) l.id, l.street_code, e.id as earlier_id,
                ST_Distance(l.geom::geography, e.geom::geography) as metres
           from later l
-         cross join (values (-1), (0), (1)) as dx(d)
-         cross join (values (-1), (0), (1)) as dy(d)
+         cross join (values (-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0), (0, 1),
+                            (1, -1), (1, 0), (1, 1)) as o(dx, dy)
           join pool e
-            on e.cx = l.cx + dx.d and e.cy = l.cy + dy.d and e.category = l.category
+            on e.cx = l.cx + o.dx and e.cy = l.cy + o.dy and e.category = l.category
          where (e.received_at, e.id) < (l.received_at, l.id)
            and e.received_at >= l.received_at - make_interval(days => {REPEAT_DAYS})
            and ST_DWithin(l.geom::geography, e.geom::geography, {REPEAT_METRES})
@@ -146,8 +146,8 @@ def guard_counts(
     repeats = sa.text(
         _REPEATS
         + """
-        select r.street_code, count(*) from pairs p join service_requests r on r.id = p.id
-         where r.street_code is not null group by r.street_code
+        select street_code, count(*) from pairs
+         where street_code is not null group by street_code
         """
     )
     for street, n in conn.execute(repeats, bound):
