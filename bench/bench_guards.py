@@ -79,7 +79,7 @@ select 'bench-guards', 'G' || i,
        i % 10 <> 0, i % 7 <> 0, i % 3 <> 0,
        (array['满意', '满意', '基本满意', '不满意'])[1 + i % 4],
        ST_SetSRID(ST_MakePoint(g.x0 + random() * g.dx, g.y0 + random() * g.dy), 4326)
-  from generate_series(1, :n) as i join g on g.rn = 1 + (i * 7919) % g.n
+  from generate_series(1, :n) as i join g on g.rn = 1 + (i::bigint * 7919) % g.n
 """
 # Each request's case. k = id % 20: 0–1 dispatched, 2 accepted, 3 resolved within 5 minutes,
 # 4–5 resolved, 6–8 called back, 9 closed without a valid callback, 10–19 closed.
