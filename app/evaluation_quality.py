@@ -92,17 +92,12 @@ QUERY: dict[str, tuple[Param, ...]] = {
 }
 
 
-@bp.before_request
-def _declared_params_only() -> None:
-    """400 for any query parameter the endpoint does not declare (as /api's own rule)."""
-    endpoint = request.endpoint or ""
-    if endpoint in QUERY:
-        params.check_params(request.args, names(QUERY[endpoint]))
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.config["BLOCKDATA_SETTINGS"]
-    return settings
+def _checked(view: str) -> Settings:
+    """The app's settings, once the query names only the parameters `view` declares (400
+    for any other, as /api's rule)."""
+    params.check_params(request.args, names(QUERY[f"evaluation_quality.{view}"]))
+    found: Settings = current_app.config["BLOCKDATA_SETTINGS"]
+    return found
 
 
 def _day(name: str) -> dt.date | None:
@@ -112,10 +107,10 @@ def _day(name: str) -> dt.date | None:
     return params.parse_day(value, name, default=FIRST_DATE, first=FIRST_DATE, last=LAST_DATE)
 
 
-def window() -> tuple[dt.date, dt.date]:
+def window(settings: Settings) -> tuple[dt.date, dt.date]:
     """The local days [since, until] of `period` or of `since` and `until` (`until` alone: from
     the first of its month; `since` alone: up to today); this month when none is given."""
-    today = _settings().today()
+    today = settings.today()
     period = params.single(request.args, "period")
     since, until = _day("since"), _day("until")
     if period and (since or until):
@@ -148,8 +143,8 @@ def _window_json(since: dt.date, until: dt.date) -> dict[str, str]:
 def departments() -> Response:
     """Per unit: whistles, arrival delays, the streets' ratings, cases, on-time resolution,
     return rate, score and rank."""
-    since, until = window()
-    settings = _settings()
+    settings = _checked("departments")
+    since, until = window(settings)
     rows = dept_query.department_ratings(
         db.connection(), since, until, settings.tz, now=settings.now()
     )
@@ -174,9 +169,10 @@ def _names(codes: list[str]) -> dict[str, str]:
 @reads("service_requests")
 def guards() -> Response:
     """Per street the caller sees: each guard's count beside the rate it would inflate."""
-    since, until = window()
+    settings = _checked("guards")
+    since, until = window(settings)
     conn = db.connection()
-    counts = guard_query.guard_counts(conn, since, until, _settings().tz)
+    counts = guard_query.guard_counts(conn, since, until, settings.tz)
     rates = guard_query.street_rates(conn, since, until, load_rates())
     named = _names(list(counts))
     streets = [
@@ -203,7 +199,8 @@ def _street() -> str | None:
 @reads("service_requests")
 def guard(guard: str) -> Response:
     """The records behind one guard, a page at a time (limit/offset, by receipt time)."""
-    since, until = window()
+    settings = _checked("guard")
+    since, until = window(settings)
     street = _street()
     limit = params.parse_count(
         request.args.get("limit"), default=DEFAULT_LIMIT, maximum=guard_query.MAX_LIMIT
@@ -218,7 +215,7 @@ def guard(guard: str) -> Response:
         guard,
         since,
         until,
-        _settings().tz,
+        settings.tz,
         street=street,
         limit=limit,
         offset=int(offset_text),

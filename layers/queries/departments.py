@@ -89,38 +89,45 @@ def check_weights(weights: Mapping[str, Any] | None) -> dict[str, float]:
     return chosen
 
 
+# One scan of the window's cases, one row per (case, unit named: main first), and the
+# returns of the window; a returned case the unit holds again is counted once.
 CASES = sa.text(
     """
     with held as (
-        select id as case_id, main_unit as unit, assisting_units, due_at, resolved_at
-          from cases
-         where dispatched_at >= :lo and dispatched_at < :hi
+        select t.unit,
+               count(*) filter (where t.i = 1) as held,
+               count(*) filter (
+                   where t.i = 1 and c.due_at is not null and c.resolved_at <= c.due_at
+               ) as on_time,
+               count(*) filter (
+                   where t.i = 1 and c.due_at is not null
+                     and (c.resolved_at is not null or c.due_at < :now)
+               ) as judged,
+               count(*) filter (where t.i > 1) as assisted
+          from cases c
+         cross join lateral unnest(array[c.main_unit]::varchar[] || c.assisting_units)
+               with ordinality as t(unit, i)
+         where c.dispatched_at >= :lo and c.dispatched_at < :hi and t.unit is not null
+         group by t.unit
     ), returned as (
-        select distinct h.unit_code as unit, h.case_id
+        select h.unit_code as unit, count(distinct h.case_id) as returned,
+               count(distinct h.case_id) filter (
+                   where exists (
+                       select 1 from cases c
+                        where c.id = h.case_id and c.main_unit = h.unit_code
+                          and c.dispatched_at >= :lo and c.dispatched_at < :hi)
+               ) as held_again
           from case_history h
          where h.action = 'return' and h.at >= :lo and h.at < :hi and h.unit_code is not null
-    ), main as (
-        select coalesce(h.unit, r.unit) as unit,
-               count(*) as dispatched,
-               count(r.case_id) as returned,
-               count(h.case_id) filter (
-                   where h.due_at is not null and h.resolved_at <= h.due_at) as on_time,
-               count(h.case_id) filter (
-                   where h.due_at is not null
-                     and (h.resolved_at is not null or h.due_at < :now)) as judged
-          from (select * from held where unit is not null) h
-          full join returned r on r.unit = h.unit and r.case_id = h.case_id
-         group by 1
-    ), assisted as (
-        select a.unit, count(*) as assisted
-          from held cross join unnest(held.assisting_units) as a(unit)
-         group by 1
+         group by h.unit_code
     )
-    select coalesce(m.unit, a.unit) as unit,
-           coalesce(m.dispatched, 0) as dispatched, coalesce(m.returned, 0) as returned,
-           coalesce(m.on_time, 0) as on_time, coalesce(m.judged, 0) as judged,
-           coalesce(a.assisted, 0) as assisted
-      from main m full join assisted a on a.unit = m.unit
+    select coalesce(h.unit, r.unit) as unit,
+           coalesce(h.held, 0) + coalesce(r.returned, 0) - coalesce(r.held_again, 0)
+               as dispatched,
+           coalesce(r.returned, 0) as returned,
+           coalesce(h.on_time, 0) as on_time, coalesce(h.judged, 0) as judged,
+           coalesce(h.assisted, 0) as assisted
+      from held h full join returned r on r.unit = h.unit
     """
 ).bindparams(sa.bindparam("now", type_=sa.DateTime(timezone=True)))
 
@@ -135,15 +142,15 @@ WHISTLES = sa.text(
            count(*) filter (where u.rating = :r0) as r0,
            count(*) filter (where u.rating = :r1) as r1,
            count(*) filter (where u.rating = :r2) as r2
-      from whistle_units u
-      join whistles w on w.id = u.whistle_id
+      from (select id, meet_at from whistles where meet_at >= :lo and meet_at < :hi
+             offset 0) w  -- the window's whistles first, then their units by key
+      join whistle_units u on u.whistle_id = w.id
      cross join lateral (
            -- greatest() skips nulls: a unit that never arrived has no delay, not 0
            select case when u.arrived_at is not null
                        then greatest(extract(epoch from u.arrived_at - w.meet_at) / 60.0, 0)
                   end as minutes
      ) d
-     where w.meet_at >= :lo and w.meet_at < :hi
      group by u.unit_code
     """
 )
