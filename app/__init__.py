@@ -25,6 +25,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         cases,
         db,
         errors,
+        evaluation,
         evaluation_page,
         headers,
         health,
@@ -88,6 +89,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(open311.bp)
     app.register_blueprint(photos.bp)
     app.register_blueprint(intake.bp)
+    app.register_blueprint(evaluation.bp)
     app.register_blueprint(evaluation_page.bp)
     auth.init_app(app)
     capabilities.declare_static(app)

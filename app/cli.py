@@ -40,6 +40,7 @@ class _Commands(click.Group):
         "audit": ("app.commands.users", "audit_cmd"),
         "demo": ("app.commands.demo", "demo"),
         "etl": ("app.commands.etl", "etl"),
+        "evaluation": ("app.commands.evaluation", "evaluation_group"),
         "export": ("app.commands.export", "export_cmd"),
         "tiles": ("app.commands.tiles", "tiles_group"),
         "units": ("app.commands.units", "units_group"),

@@ -128,6 +128,7 @@ def load_cmd(
 
         with engine.connect() as conn:
             _print_runs(load_units(conn, directory))
+            _load_scheme(conn)
             conn.commit()
         _print_logins(engine)
         return
@@ -157,6 +158,7 @@ def load_cmd(
             now=settings.now(),
             seed=seed,
         )
+        _load_scheme(conn)
         conn.commit()
     for admin in report.admin:
         click.echo(
@@ -173,6 +175,17 @@ def load_cmd(
             click.echo(f"{result.layer}: 未整理 not clustered ({result.error})", err=True)
     click.echo(f"演示数据已载入 demo loaded in {time.monotonic() - started:.0f} s")
     _print_logins(engine)
+
+
+def _load_scheme(conn: sa.Connection) -> None:
+    """The demo's evaluation scheme (etl/config/evaluation/xicheng.yaml), as
+    `blockdata evaluation scheme load` stores it (unchanged: nothing new)."""
+    from app.commands.evaluation import save_file
+    from layers.evaluation.scheme import DEMO_SCHEME
+
+    scheme, changed = save_file(conn, DEMO_SCHEME, by="demo")
+    state = "已保存" if changed else "未变"
+    click.echo(f"考评方案 {scheme.code} 第 {scheme.version} 版{state} evaluation scheme")
 
 
 def _print_runs(runs: list[RunReport]) -> None:

@@ -71,6 +71,17 @@ ENDPOINTS = {
             "rating",
         )
     ),
+    *(
+        f"evaluation.{n}"
+        for n in (
+            "list_schemes",
+            "one_scheme",
+            "period",
+            "publish_period",
+            "period_versions",
+            "period_what_if",
+        )
+    ),
     "tiles.tile",
     "tiles.tilejson",
     "evaluation_page.evaluation",
@@ -241,6 +252,8 @@ ARGUMENTS = {
     "whistle_id": 1,
     "unit_code": "district-fire",
     "photo_id": 1,
+    "code": "xicheng",
+    "label": "2026-11",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {

@@ -167,6 +167,19 @@ POLICY: dict[tuple[str, str], Verdict] = {
         for m in ("arrival", "completion", "rating")
     },
 }
+EVALUATION = "/api/evaluation"
+EVAL_LIVE = {"district", "analyst", "assessor"}  # 考评: live and published
+EVAL_READERS = EVAL_LIVE | {"commander"}  # a commander: published periods only
+POLICY.update(
+    {
+        ("GET", f"{EVALUATION}/schemes"): lambda role, args: role in EVAL_READERS,
+        ("GET", f"{EVALUATION}/schemes/<code>"): lambda role, args: role in EVAL_READERS,
+        ("GET", f"{EVALUATION}/periods/<label>"): lambda role, args: role in EVAL_READERS,
+        ("POST", f"{EVALUATION}/periods/<label>/publish"): lambda role, args: role == "district",
+        ("GET", f"{EVALUATION}/periods/<label>/versions"): lambda role, args: role in EVAL_READERS,
+        ("GET", f"{EVALUATION}/periods/<label>/what-if"): lambda role, args: role in EVAL_LIVE,
+    }
+)
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
 # Where a readable layer still has no such resource (the endpoint's own 404).
 NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
@@ -177,6 +190,17 @@ NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
     f"{CASE}/photos": lambda args: True,
     f"{CASE}/photos/<int(max=9223372036854775807):photo_id>": lambda args: True,
     **{f"{WHISTLE_UNIT}/{m}": (lambda args: True) for m in ("arrival", "completion")},
+    # No evaluation scheme is loaded here (tests/app/test_evaluation_api.py has them).
+    **{
+        f"{EVALUATION}/{rule}": (lambda args: True)
+        for rule in (
+            "schemes/<code>",
+            "periods/<label>",
+            "periods/<label>/publish",
+            "periods/<label>/versions",
+            "periods/<label>/what-if",
+        )
+    },
 }
 # Allowed POSTs sent without a body: the view's own 400 (the body is checked first).
 BODY_REFUSED = {
@@ -233,6 +257,8 @@ def _argument_values(conn: sa.Connection) -> dict[str, list[str]]:
         "whistle_id": ["0"],
         "photo_id": ["0"],
         "unit_code": ["district-fire"],
+        "label": ["2026-11"],
+        "code": ["xicheng"],
     }
 
 

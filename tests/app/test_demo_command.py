@@ -68,6 +68,7 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
         assert line.split()[1:3] == ["department", unit] and unit_name in line, line
     assert any("one for each of the 15 streets" in x for x in lines), result.output
     assert any(x.startswith("吹哨报到 whistles:") for x in lines), result.output
+    assert "考评方案 xicheng 第 1 版已保存 evaluation scheme" in lines, result.output
 
     manifest = json.loads((out / ex.MANIFEST).read_text(encoding="utf-8"))
     assert manifest["end"] == "2026-12-07"
@@ -92,6 +93,8 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
                 {"f": ex.UPDATE},
             ).scalar_one()
             assert update > 0
+            schemes = conn.execute(sa.text("select code, version from evaluation_schemes"))
+            assert schemes.all() == [("xicheng", 1)]  # its owners are the demo's departments
     finally:
         engine.dispose()
 

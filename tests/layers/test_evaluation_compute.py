@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from layers.evaluation.compute import compute, evaluate, evaluate_with_inputs, what_if
 from layers.evaluation.inputs import Inputs
 from layers.evaluation.scheme import SchemeError, parse_scheme
+from tests.clock import HOURS, FrozenClock
 from tests.district import Cell
 from tests.evalcore_fixtures import LABEL, NOW, A, B, scheme_body, seed
 
@@ -233,3 +234,27 @@ def test_bad_what_if_weights_are_refused(parts: dict[str, Any], message: str) ->
     current = compute(SCHEME, LABEL, *NOV, _inputs(**WHAT_IF))
     with pytest.raises(SchemeError, match=message):
         what_if(current, parts)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(HOURS["noon-beijing"])  # 2026-11-18: tests/plugins/hand.py's months
+
+
+def test_the_hotline_part_from_an_extract_through_the_etl(
+    connection: sa.Connection, hand: Any
+) -> None:
+    """The hand-made extract (tests/plugins/hand.py) loaded by the production ETL, its
+    aggregates built: October, street A — V = 5 (L6's callback is not valid), contacted 4,
+    solved 3, 满意 2, 基本满意 2 → 100 × (0.1 × 0.8 + 0.5 × 0.6 + 0.4 × (2 + 1.8) / 5) = 68.4;
+    street B: two requests, no callback (V = 0). November: A 1 of 2 on each rate → 50 (its
+    three recent requests have no callback yet), B 100."""
+    october = evaluate(connection, SCHEME, "2026-10")
+    a, b = _street(october, A), _street(october, B)
+    assert (a["rates"]["requests"], a["rates"]["callbacks"]) == (6, 5)
+    assert a["hotline"] == pytest.approx(68.4)
+    assert (b["rates"]["requests"], b["hotline"], b["composite"]) == (2, None, None)
+    november = evaluate(connection, SCHEME, "2026-11")
+    a, b = _street(november, A), _street(november, B)
+    assert (a["rates"]["requests"], a["hotline"]) == (5, 50)
+    assert (b["rates"]["requests"], b["hotline"]) == (1, 100)
