@@ -23,7 +23,7 @@
     bonus: "加扣分项",
   };
   const LEVEL_NAMES = { district: "全区", street: "街道", community: "社区", grid: "网格" };
-  const state = { scheme: null, label: null, version: "", result: null, selected: null, drill: [] };
+  const state = { scheme: null, label: null, version: "", versions: [], result: null, selected: null, drill: [] };
   let compositeChart = null;
   let aspectsChart = null;
   let whatIfTimer = null;
@@ -257,12 +257,19 @@
   }
 
   /* ---------- versions and publishing ---------- */
+  /* The badge: the version shown (a publication), or for the live result the period's
+   * latest publication, if any (已发布 vN), else 未发布. */
   function drawPublished(result) {
     const badge = $("ev-published");
-    if (result.published) {
-      badge.textContent = "已发布 v" + result.published.version;
+    const latest = state.versions.reduce((a, v) => (v.version > (a ? a.version : 0) ? v : a), null);
+    const shown = result.published || latest;
+    if (shown) {
+      badge.textContent = "已发布 v" + shown.version;
       badge.classList.add("ev-published");
-      badge.title = "发布于 " + (result.published.published_at || "") + (result.published.published_by ? "，发布人 " + result.published.published_by : "");
+      badge.title =
+        (result.published ? "" : "当前显示实时结果；") +
+        "v" + shown.version + " 发布于 " + (shown.published_at || "") +
+        (shown.published_by ? "，发布人 " + shown.published_by : "");
     } else {
       badge.textContent = "未发布";
       badge.classList.remove("ev-published");
@@ -272,15 +279,16 @@
   async function loadVersions() {
     const select = $("ev-version");
     clear(select);
-    select.appendChild(el("option", { value: "", text: config.role === "commander" ? "最新发布" : "实时（未发布）" }));
+    select.appendChild(el("option", { value: "", text: config.role === "commander" ? "最新发布" : "实时结果" }));
     try {
       const body = await api(API + "/periods/" + encodeURIComponent(state.label) + "/versions" + schemeQuery());
       const list = Array.isArray(body) ? body : body.versions || body.publications || [];
+      state.versions = list;
       list.forEach((v) =>
         select.appendChild(el("option", { value: String(v.version), text: "v" + v.version + (v.published_at ? " · " + v.published_at.slice(0, 10) : "") }))
       );
     } catch (e) {
-      /* no versions for this caller: the live or latest answer only */
+      state.versions = []; // no versions for this caller: the live or latest answer only
     }
     select.value = state.version;
   }
