@@ -27,6 +27,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         errors,
         evaluation,
         evaluation_page,
+        evaluation_quality,
         headers,
         health,
         intake,
@@ -82,6 +83,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(cases.bp)
+    app.register_blueprint(evaluation_quality.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ogc.bp)
     app.register_blueprint(tiles.bp)

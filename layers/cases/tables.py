@@ -80,6 +80,8 @@ cases = sa.Table(
     ),
     sa.Index("ix_cases_street_due", "street_code", "due_at", "id"),
     sa.Index("ix_cases_assisting_units", "assisting_units", postgresql_using="gin"),
+    # A period's dispatched cases: the departments' ratings (migration 0022b).
+    sa.Index("ix_cases_dispatched_at", "dispatched_at"),
     sa.CheckConstraint(_in("kind", KINDS), name="kind"),
     sa.CheckConstraint(
         "(kind = 'service_request') = (service_request_id is not null) and "
@@ -111,6 +113,13 @@ case_history = sa.Table(
         f"{_in('from_state', list(STATES))} and {_in('to_state', list(STATES))}", name="states"
     ),
     sa.Index("ix_case_history_case_id", "case_id", "id"),
+    # A period's returns (退单) by unit: the departments' ratings (migration 0022b).
+    sa.Index(
+        "ix_case_history_returns",
+        "at",
+        postgresql_include=["case_id", "unit_code"],
+        postgresql_where=sa.text("action = 'return'"),
+    ),
     # The ETL's steps (etl/replay.py) once each: a replayed step is never written twice.
     sa.Index(
         "uq_case_history_etl_step",

@@ -82,6 +82,7 @@ ENDPOINTS = {
             "period_what_if",
         )
     ),
+    *(f"evaluation_quality.{n}" for n in ("departments", "guards", "guard")),
     "tiles.tile",
     "tiles.tilejson",
     "evaluation_page.evaluation",
@@ -254,6 +255,7 @@ ARGUMENTS = {
     "photo_id": 1,
     "code": "xicheng",
     "label": "2026-11",
+    "guard": "repeat",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {

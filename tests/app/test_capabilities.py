@@ -150,6 +150,9 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/api/cases/<int(max=9223372036854775807):case_id>"): works_cases,
     ("POST", "/api/cases/<int(max=9223372036854775807):case_id>/transitions"): works_cases,
     ("GET", "/api/whistles"): works_cases,
+    ("GET", "/api/evaluation/departments"): reads("service_requests"),
+    ("GET", "/api/evaluation/guards"): reads("service_requests"),
+    ("GET", "/api/evaluation/guards/<guard>"): reads("service_requests"),
     ("GET", "/report"): page("report"),
     ("POST", "/report"): page("report"),
     ("GET", "/api/reports"): lambda role, args: role in INTAKE,
@@ -259,6 +262,7 @@ def _argument_values(conn: sa.Connection) -> dict[str, list[str]]:
         "unit_code": ["district-fire"],
         "label": ["2026-11"],
         "code": ["xicheng"],
+        "guard": ["repeat"],
     }
 
 
