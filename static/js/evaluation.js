@@ -432,6 +432,87 @@
     }
   }
 
+  /* ---------- departments and data-quality guards (the period's window) ---------- */
+  const GUARD_COLUMNS = [
+    ["rate", "response_rate"],
+    ["guard", "bounced"],
+    ["rate", "resolution_rate"],
+    ["guard", "quick_close"],
+    ["guard", "repeat"],
+    ["rate", "satisfaction_rate"],
+    ["guard", "no_callback"],
+  ];
+  function windowQuery(extra) {
+    const period = state.result && state.result.period;
+    return new URLSearchParams(Object.assign({ since: period.since, until: period.until }, extra || {})).toString();
+  }
+  async function loadGuards() {
+    $("ev-guards-section").dataset.ready = "false";
+    const tbody = $("ev-guards").querySelector("tbody");
+    const note = $("ev-guards-note");
+    clear(tbody);
+    note.textContent = "";
+    try {
+      const body = await api(API + "/guards?" + windowQuery());
+      const names = {};
+      (state.result ? state.result.streets : []).forEach((s) => (names[s.code] = streetName(s)));
+      body.streets.forEach((s) => {
+        const row = el("tr", { "data-code": s.code }, el("td", { text: s.name || names[s.code] || s.code }));
+        GUARD_COLUMNS.forEach(([kind, name]) => {
+          if (kind === "rate") {
+            row.appendChild(el("td", { text: percent(s.rates ? s.rates[name] : null) }));
+            return;
+          }
+          const n = s.counts ? s.counts[name] || 0 : 0;
+          const td = el("td", { class: "ev-guard", "data-guard": name });
+          if (n > 0) {
+            const href = API + "/guards/" + encodeURIComponent(name) + "?" + windowQuery({ street: s.code });
+            td.appendChild(el("a", { href: href, class: "ev-guard-hit", text: String(n), target: "_blank", rel: "noopener", title: (body.guards[name] || {}).name || name }));
+          } else td.textContent = "0";
+          row.appendChild(td);
+        });
+        tbody.appendChild(row);
+      });
+      $("ev-guards-section").dataset.ready = "true";
+    } catch (e) {
+      note.textContent = "无法读取数据质量提示：" + e.message;
+      $("ev-guards-section").dataset.ready = "error";
+    }
+  }
+  async function loadDepartments() {
+    $("ev-departments-section").dataset.ready = "false";
+    const tbody = $("ev-departments").querySelector("tbody");
+    const note = $("ev-departments-note");
+    clear(tbody);
+    note.textContent = "";
+    try {
+      const body = await api(API + "/departments?" + windowQuery());
+      body.departments.forEach((d) => {
+        const w = d.whistles || {};
+        tbody.appendChild(
+          el(
+            "tr",
+            { "data-code": d.code },
+            el("td", { text: has(d.rank) ? String(d.rank) : "—" }),
+            el("td", { class: "ev-dept-score", text: fixed(d.score, 2) }),
+            el("td", { text: d.name || d.code }),
+            el("td", { text: percent(d.rating_rate) + (d.rated ? "（" + d.rated + " 次评价）" : "") }),
+            el("td", { text: (w.arrived || 0) + "/" + (w.summoned || 0) }),
+            el("td", { text: fixed(w.mean_delay_minutes, 1) }),
+            el("td", { text: percent(d.on_time_rate) }),
+            el("td", { text: percent(d.return_rate) }),
+            el("td", { text: String(d.cases ? d.cases.dispatched : 0) })
+          )
+        );
+      });
+      if (!body.departments.length) note.textContent = "本期没有派单或吹哨记录。";
+      $("ev-departments-section").dataset.ready = "true";
+    } catch (e) {
+      note.textContent = "无法读取部门评价：" + e.message;
+      $("ev-departments-section").dataset.ready = "error";
+    }
+  }
+
   /* ---------- the period ---------- */
   async function loadPeriod() {
     const main = $("ev-main");
@@ -461,11 +542,20 @@
     const hasDetail = result.streets.length > 0 && result.streets.every(detailed);
     $("ev-whatif").hidden = !hasDetail;
     if (hasDetail) {
+      // Under the scheme's own weights the what-if is the ranking itself: drawn from the
+      // answer; the API is asked only when a weight moves.
       setWeights(result.parts || {});
-      loadWhatIf();
+      const lines = result.streets.map((s) => ({ code: s.code, name: s.name, rank: s.rank, composite: s.composite }));
+      drawWhatIf({ current: lines, what_if: lines });
+      $("ev-whatif").dataset.weights = PARTS.map((p) => String((result.parts || {})[p])).join(",");
+      $("ev-whatif").dataset.ready = "true";
     }
     $("bd-status").textContent = state.label + (result.published ? " · 已发布" : " · 实时");
     main.dataset.ready = "true";
+    loadDepartments();
+    $("ev-guards-load").hidden = false;
+    $("ev-guards-section").dataset.ready = "false";
+    clear($("ev-guards").querySelector("tbody"));
   }
 
   async function start() {
@@ -474,8 +564,8 @@
       state.label = e.target.value;
       state.version = "";
       $("ev-drill").hidden = true;
-      await loadVersions();
-      await loadPeriod();
+      await Promise.all([loadVersions(), loadPeriod()]);
+      if (state.result) drawPublished(state.result);
     });
     $("ev-version").addEventListener("change", (e) => {
       state.version = e.target.value;
@@ -492,13 +582,17 @@
       });
     });
     $("ev-drill-close").addEventListener("click", () => ($("ev-drill").hidden = true));
+    $("ev-guards-load").addEventListener("click", () => {
+      $("ev-guards-load").hidden = true;
+      loadGuards();
+    });
     if ($("ev-publish")) $("ev-publish").addEventListener("click", publish);
     window.addEventListener("resize", () => {
       if (compositeChart) compositeChart.resize();
       if (aspectsChart) aspectsChart.resize();
     });
-    await loadVersions();
-    await loadPeriod();
+    await Promise.all([loadVersions(), loadPeriod()]);
+    if (state.result) drawPublished(state.result); // the versions may have come second
   }
   start();
 })();

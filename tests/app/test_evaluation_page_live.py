@@ -194,6 +194,21 @@ def test_district_ranks_re_weights_and_publishes(browser: Any, live: Live) -> No
     assert expected != _order(streets, parts)  # the survey's weight changes who leads
     assert _codes(page, "#ev-what-if tbody tr") == expected
 
+    # Beside the ranking: the data-quality guards and the departments, over the period.
+    window = f"since={result['period']['since']}&until={result['period']['until']}"
+    page.click("#ev-guards-load")  # on demand: the guards read every request of the window
+    page.wait_for_selector("#ev-guards-section[data-ready=true]")
+    guards = _api(page, f"/api/evaluation/guards?{window}")
+    assert _codes(page, "#ev-guards tbody tr") == [s["code"] for s in guards["streets"]]
+    hits = [(s["code"], g, n) for s in guards["streets"] for g, n in s["counts"].items() if n]
+    for code, guard, n in hits[:3]:
+        cell = page.locator(f"#ev-guards tbody tr[data-code='{code}'] [data-guard={guard}] a")
+        assert cell.inner_text() == str(n)
+        assert cell.get_attribute("href").startswith(f"/api/evaluation/guards/{guard}?")
+    page.wait_for_selector("#ev-departments-section[data-ready=true]")
+    departments = _api(page, f"/api/evaluation/departments?{window}")["departments"]
+    assert _codes(page, "#ev-departments tbody tr") == [d["code"] for d in departments]
+
     page.click("#ev-publish")
     page.wait_for_function(
         "() => document.getElementById('ev-published').textContent === '已发布 v1'"
