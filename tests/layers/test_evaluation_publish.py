@@ -132,3 +132,27 @@ def test_the_other_evaluation_readers_see_every_detail(
     full = published(connection, "small", LABEL)
     _as(connection, role, unit="district-eval-owner" if role == "assessor" else None)
     assert published(connection, "small", LABEL) == full
+
+
+def test_a_changed_scheme_publishes_as_a_new_version(
+    connection: sa.Connection, scheme: Scheme
+) -> None:
+    """Recomputed under a changed scheme (the survey weighs more): version 2 carries scheme
+    version 2 and its weights; version 1 keeps scheme version 1's."""
+    _as(connection, "district")
+    publish(connection, scheme, LABEL, by="d", now=NOW)
+    connection.exec_driver_sql("reset role")
+    body = scheme_body()
+    body["parts"] = {"internal": 20, "survey": 60, "hotline": 20}
+    heavier, changed = save_scheme(connection, body, by="test")
+    assert changed and heavier.version == 2
+    _as(connection, "district")
+    publish(connection, heavier, LABEL, by="d", now=NOW)
+    first = published(connection, "small", LABEL, version=1)
+    second = published(connection, "small", LABEL)
+    assert first is not None and second is not None
+    assert (first["scheme"]["version"], second["scheme"]["version"]) == (1, 2)
+    assert second["parts"] == {"internal": 20, "survey": 60, "hotline": 20}
+    # A: 0.2 × 58.5 + 0.6 × 83.5 + 0.2 × 75.2 = 77.84 (the figures of test_evaluation_compute)
+    assert _street(second, A)["composite"] == pytest.approx(0.2 * 58.5 + 0.6 * 83.5 + 0.2 * 75.2)
+    assert _street(first, A)["composite"] == pytest.approx(0.4 * 58.5 + 0.4 * 83.5 + 0.2 * 75.2)
