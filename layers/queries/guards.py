@@ -48,8 +48,10 @@ BOUNCES = 2  # bounced: more than this many moves away from a unit
 # Cells of the repeat lattice, in degrees: at least 50 m on each side up to 60° latitude (a
 # degree of latitude is ≥ 110,574 m; of longitude ≥ 111,319 m × cos φ), so that two requests
 # within 50 m lie in the same or neighbouring cells.
-CELL_LAT = REPEAT_METRES / 110_574.0
-CELL_LNG = REPEAT_METRES / (111_319.0 * 0.5)
+METRES_LAT = 110_574.0  # the fewest metres a degree of latitude spans (at the equator)
+METRES_LNG = 111_319.0  # … of longitude, times cos φ (on the equator's circle)
+CELL_LAT = REPEAT_METRES / METRES_LAT
+CELL_LNG = REPEAT_METRES / (METRES_LNG * 0.5)
 
 GUARDS = {
     "quick_close": {"name": "秒办结", "inflates": "resolution_rate"},
@@ -81,35 +83,65 @@ CONDITIONS = {
 }
 
 # Each request of the window with the latest earlier request it repeats (alias e), if any.
+# The pairs of a cell and its neighbours are first compared on the plane, with the fewest
+# metres a degree can span (a lower bound of the distance: only pairs surely farther than
+# 50 m are dropped), then on the geography.
 _REPEATS = f"""
     with later as materialized (
-        select r.id, r.street_code, r.category, r.received_at, r.geom,
+        select r.id, r.street_code, r.category, r.received_at,
+               ST_X(r.geom) as x, ST_Y(r.geom) as y,
                floor(ST_X(r.geom) / {CELL_LNG})::int as cx,
                floor(ST_Y(r.geom) / {CELL_LAT})::int as cy
           from service_requests r
          where r.received_at >= :lo and r.received_at < :hi
            and r.category is not null and r.geom is not null
     ), pool as materialized (
-        select e.id, e.category, e.received_at, e.geom,
+        select e.id, e.category, e.received_at, ST_X(e.geom) as x, ST_Y(e.geom) as y,
                floor(ST_X(e.geom) / {CELL_LNG})::int as cx,
                floor(ST_Y(e.geom) / {CELL_LAT})::int as cy
           from service_requests e
          where e.received_at >= :lo - make_interval(days => {REPEAT_DAYS}) and e.received_at < :hi
            and e.category is not null and e.geom is not null
-    ), pairs as (
-        select distinct on (l.id) l.id, l.street_code, e.id as earlier_id,
-               ST_Distance(l.geom::geography, e.geom::geography) as metres
-          from later l
+    ), near as (
+        select l.id, l.street_code, e.id as earlier_id, e.received_at,
+               ST_Distance(
+                   ST_SetSRID(ST_MakePoint(l.x, l.y), 4326)::geography,
+                   ST_SetSRID(ST_MakePoint(e.x, e.y), 4326)::geography
+               ) as metres
+          from pool e
          cross join (values (-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0), (0, 1),
                             (1, -1), (1, 0), (1, 1)) as o(dx, dy)
-          join pool e
-            on e.cx = l.cx + o.dx and e.cy = l.cy + o.dy and e.category = l.category
+          join later l
+            on l.cx = e.cx + o.dx and l.cy = e.cy + o.dy and l.category = e.category
          where (e.received_at, e.id) < (l.received_at, l.id)
            and e.received_at >= l.received_at - make_interval(days => {REPEAT_DAYS})
-           and ST_DWithin(l.geom::geography, e.geom::geography, {REPEAT_METRES})
-         order by l.id, e.received_at desc, e.id desc
+           and power({METRES_LAT} * (l.y - e.y), 2)
+               + power({METRES_LNG} * cos(radians(greatest(abs(l.y), abs(e.y)))) * (l.x - e.x), 2)
+               <= {REPEAT_METRES**2}
+    ), pairs as (
+        select distinct on (id) id, street_code, earlier_id, metres
+          from near
+         where metres <= {REPEAT_METRES}
+         order by id, received_at desc, earlier_id desc
     )
 """
+
+
+def _hash_joined(conn: sa.Connection, sql: str, bound: dict[str, Any]) -> list[sa.RowMapping]:
+    """The rows of a `_REPEATS` statement, planned without merge joins: the planner misjudges
+    the cell join's hash (its keys are expressions over CTE rows) and would sort the pool's
+    nine neighbours of every request instead (2 to 3 times slower at a million requests,
+    bench/bench_guards.py). The setting is the transaction's and is put back after; a failed
+    statement aborts the transaction, whose rollback puts it back too."""
+    before = conn.execute(
+        sa.text(
+            "select current_setting('enable_mergejoin'),"
+            " set_config('enable_mergejoin', 'off', true)"
+        )
+    ).scalar_one()
+    rows = list(conn.execute(sa.text(sql), bound).mappings())
+    conn.execute(sa.text("select set_config('enable_mergejoin', :v, true)"), {"v": before})
+    return rows
 
 
 def _window(since: dt.date, until: dt.date, zone_tz: str) -> dict[str, Any]:
@@ -143,15 +175,15 @@ def guard_counts(
     for street, quick, uncalled, bounced in conn.execute(cases, bound):
         row = out.setdefault(street, dict.fromkeys(GUARDS, 0))
         row.update(quick_close=quick, no_callback=uncalled, bounced=bounced)
-    repeats = sa.text(
+    repeats = (
         _REPEATS
         + """
-        select street_code, count(*) from pairs
+        select street_code, count(*) as count from pairs
          where street_code is not null group by street_code
         """
     )
-    for street, n in conn.execute(repeats, bound):
-        out.setdefault(street, dict.fromkeys(GUARDS, 0))["repeat"] = n
+    for found in _hash_joined(conn, repeats, bound):
+        out.setdefault(found["street_code"], dict.fromkeys(GUARDS, 0))["repeat"] = found["count"]
     return out
 
 
@@ -219,13 +251,19 @@ def guard_records(
         "limit": limit,
         "offset": offset,
     }
-    sql = sa.text(_records_sql(guard))
-    rows = [dict(r) for r in conn.execute(sql, bound).mappings()]
+    sql = _records_sql(guard)
+
+    def run(values: dict[str, Any]) -> list[dict[str, Any]]:
+        if guard == "repeat":
+            return [dict(r) for r in _hash_joined(conn, sql, values)]
+        return [dict(r) for r in conn.execute(sa.text(sql), values).mappings()]
+
+    rows = run(bound)
     if rows:
         total = int(rows[0]["total"])
     elif offset > 0:  # past the end: the page is empty, the total is still said
-        first = conn.execute(sql, {**bound, "limit": 1, "offset": 0}).first()
-        total = 0 if first is None else int(first.total)
+        first = run({**bound, "limit": 1, "offset": 0})
+        total = int(first[0]["total"]) if first else 0
     else:
         total = 0
     records = []
