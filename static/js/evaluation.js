@@ -23,6 +23,7 @@
     bonus: "加扣分项",
   };
   const LEVEL_NAMES = { district: "全区", street: "街道", community: "社区", grid: "网格" };
+  const DISTRICT = { level: "district", code: "*", name: "全区" };
   const state = { scheme: null, label: null, version: "", versions: [], result: null, selected: null, drill: [] };
   let compositeChart = null;
   let aspectsChart = null;
@@ -153,7 +154,7 @@
         class: "ev-link ev-drill",
         text: percent(value),
         title: "查看各社区的三率",
-        onclick: () => openDrill([{ level: "street", code: street.code, name: streetName(street) }]),
+        onclick: () => openDrill([DISTRICT, { level: "street", code: street.code, name: streetName(street) }]),
       })
     );
     return td;
@@ -393,7 +394,7 @@
     path.forEach((step, i) => {
       if (i) crumbs.appendChild(document.createTextNode(" › "));
       if (i < path.length - 1) crumbs.appendChild(el("button", { type: "button", class: "ev-link", text: step.name || step.code, onclick: () => openDrill(path.slice(0, i + 1)) }));
-      else crumbs.appendChild(el("span", { text: (LEVEL_NAMES[step.level] || "") + " " + (step.name || step.code) }));
+      else crumbs.appendChild(el("span", { text: step.level === "district" ? "全区各街道" : (LEVEL_NAMES[step.level] || "") + " " + (step.name || step.code) }));
     });
     const q = new URLSearchParams({ level: here.level, code: here.code });
     const period = state.result && state.result.period;
@@ -582,6 +583,7 @@
       });
     });
     $("ev-drill-close").addEventListener("click", () => ($("ev-drill").hidden = true));
+    $("ev-drill-district").addEventListener("click", () => openDrill([DISTRICT]));
     $("ev-guards-load").addEventListener("click", () => {
       $("ev-guards-load").hidden = true;
       loadGuards();
