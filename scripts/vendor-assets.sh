@@ -239,9 +239,10 @@ fi
   cat <<'EOF'
 # Vendored front-end assets
 
-Everything our folium maps and ECharts charts load is served from `static/vendor/` (URL `/static/vendor/`): no page
-loads anything from a CDN. `app/offline.py` points folium at these files. This file is written
-by `scripts/vendor-assets.sh`; do not edit it by hand.
+Everything our folium maps and ECharts charts load is served from `static/vendor/` (URL
+`/static/vendor/`): no page loads anything from a CDN. `app/offline.py` points folium at these
+files; the evaluation page links ECharts itself. This file is written by
+`scripts/vendor-assets.sh`; do not edit it by hand.
 
 Refresh (exact versions and registry checksums are pinned in the script; it needs npm, node
 and pip):

@@ -8,9 +8,9 @@ the composite (etl.aggregates.three_rates; V = 0 gives None, shown "—").
 The streets' figures come from `request_street_daily` (the scorecards' aggregate, one row per
 street and day). No aggregate holds callbacks by community or grid, so those are counted from
 `service_requests` of the one street the unit lies in, over the window: a BitmapAnd of the
-street and receipt-time indexes (~100 ms through the API for the busiest street's month at
+street and receipt-time indexes (70–100 ms through the API for the busiest street's month at
 1M requests). A covering index (street_code, received_at) INCLUDE (the codes and callback
-columns) makes it an index-only scan (~40 ms) but weighs 84 MB, the table's largest, and
+columns) makes it an index-only scan (30–40 ms) but weighs 84 MB, the table's largest, and
 makes every callback update non-HOT: not taken (bench/bench_evaluation_page.py measures both).
 
 Who sees what: the caller reads through row-level security. A commander's connection sees

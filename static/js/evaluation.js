@@ -23,7 +23,8 @@
     bonus: "加扣分项",
   };
   const LEVEL_NAMES = { district: "全区", street: "街道", community: "社区", grid: "网格" };
-  const state = { scheme: null, label: null, version: "", result: null, selected: null, drill: [] };
+  const DISTRICT = { level: "district", code: "*", name: "全区" };
+  const state = { scheme: null, label: null, version: "", versions: [], result: null, selected: null, drill: [] };
   let compositeChart = null;
   let aspectsChart = null;
   let whatIfTimer = null;
@@ -153,7 +154,7 @@
         class: "ev-link ev-drill",
         text: percent(value),
         title: "查看各社区的三率",
-        onclick: () => openDrill([{ level: "street", code: street.code, name: streetName(street) }]),
+        onclick: () => openDrill([DISTRICT, { level: "street", code: street.code, name: streetName(street) }]),
       })
     );
     return td;
@@ -257,12 +258,19 @@
   }
 
   /* ---------- versions and publishing ---------- */
+  /* The badge: the version shown (a publication), or for the live result the period's
+   * latest publication, if any (已发布 vN), else 未发布. */
   function drawPublished(result) {
     const badge = $("ev-published");
-    if (result.published) {
-      badge.textContent = "已发布 v" + result.published.version;
+    const latest = state.versions.reduce((a, v) => (v.version > (a ? a.version : 0) ? v : a), null);
+    const shown = result.published || latest;
+    if (shown) {
+      badge.textContent = "已发布 v" + shown.version;
       badge.classList.add("ev-published");
-      badge.title = "发布于 " + (result.published.published_at || "") + (result.published.published_by ? "，发布人 " + result.published.published_by : "");
+      badge.title =
+        (result.published ? "" : "当前显示实时结果；") +
+        "v" + shown.version + " 发布于 " + (shown.published_at || "") +
+        (shown.published_by ? "，发布人 " + shown.published_by : "");
     } else {
       badge.textContent = "未发布";
       badge.classList.remove("ev-published");
@@ -272,15 +280,16 @@
   async function loadVersions() {
     const select = $("ev-version");
     clear(select);
-    select.appendChild(el("option", { value: "", text: config.role === "commander" ? "最新发布" : "实时（未发布）" }));
+    select.appendChild(el("option", { value: "", text: config.role === "commander" ? "最新发布" : "实时结果" }));
     try {
       const body = await api(API + "/periods/" + encodeURIComponent(state.label) + "/versions" + schemeQuery());
       const list = Array.isArray(body) ? body : body.versions || body.publications || [];
+      state.versions = list;
       list.forEach((v) =>
         select.appendChild(el("option", { value: String(v.version), text: "v" + v.version + (v.published_at ? " · " + v.published_at.slice(0, 10) : "") }))
       );
     } catch (e) {
-      /* no versions for this caller: the live or latest answer only */
+      state.versions = []; // no versions for this caller: the live or latest answer only
     }
     select.value = state.version;
   }
@@ -385,7 +394,7 @@
     path.forEach((step, i) => {
       if (i) crumbs.appendChild(document.createTextNode(" › "));
       if (i < path.length - 1) crumbs.appendChild(el("button", { type: "button", class: "ev-link", text: step.name || step.code, onclick: () => openDrill(path.slice(0, i + 1)) }));
-      else crumbs.appendChild(el("span", { text: (LEVEL_NAMES[step.level] || "") + " " + (step.name || step.code) }));
+      else crumbs.appendChild(el("span", { text: step.level === "district" ? "全区各街道" : (LEVEL_NAMES[step.level] || "") + " " + (step.name || step.code) }));
     });
     const q = new URLSearchParams({ level: here.level, code: here.code });
     const period = state.result && state.result.period;
@@ -424,6 +433,87 @@
     }
   }
 
+  /* ---------- departments and data-quality guards (the period's window) ---------- */
+  const GUARD_COLUMNS = [
+    ["rate", "response_rate"],
+    ["guard", "bounced"],
+    ["rate", "resolution_rate"],
+    ["guard", "quick_close"],
+    ["guard", "repeat"],
+    ["rate", "satisfaction_rate"],
+    ["guard", "no_callback"],
+  ];
+  function windowQuery(extra) {
+    const period = state.result && state.result.period;
+    return new URLSearchParams(Object.assign({ since: period.since, until: period.until }, extra || {})).toString();
+  }
+  async function loadGuards() {
+    $("ev-guards-section").dataset.ready = "false";
+    const tbody = $("ev-guards").querySelector("tbody");
+    const note = $("ev-guards-note");
+    clear(tbody);
+    note.textContent = "";
+    try {
+      const body = await api(API + "/guards?" + windowQuery());
+      const names = {};
+      (state.result ? state.result.streets : []).forEach((s) => (names[s.code] = streetName(s)));
+      body.streets.forEach((s) => {
+        const row = el("tr", { "data-code": s.code }, el("td", { text: s.name || names[s.code] || s.code }));
+        GUARD_COLUMNS.forEach(([kind, name]) => {
+          if (kind === "rate") {
+            row.appendChild(el("td", { text: percent(s.rates ? s.rates[name] : null) }));
+            return;
+          }
+          const n = s.counts ? s.counts[name] || 0 : 0;
+          const td = el("td", { class: "ev-guard", "data-guard": name });
+          if (n > 0) {
+            const href = API + "/guards/" + encodeURIComponent(name) + "?" + windowQuery({ street: s.code });
+            td.appendChild(el("a", { href: href, class: "ev-guard-hit", text: String(n), target: "_blank", rel: "noopener", title: (body.guards[name] || {}).name || name }));
+          } else td.textContent = "0";
+          row.appendChild(td);
+        });
+        tbody.appendChild(row);
+      });
+      $("ev-guards-section").dataset.ready = "true";
+    } catch (e) {
+      note.textContent = "无法读取数据质量提示：" + e.message;
+      $("ev-guards-section").dataset.ready = "error";
+    }
+  }
+  async function loadDepartments() {
+    $("ev-departments-section").dataset.ready = "false";
+    const tbody = $("ev-departments").querySelector("tbody");
+    const note = $("ev-departments-note");
+    clear(tbody);
+    note.textContent = "";
+    try {
+      const body = await api(API + "/departments?" + windowQuery());
+      body.departments.forEach((d) => {
+        const w = d.whistles || {};
+        tbody.appendChild(
+          el(
+            "tr",
+            { "data-code": d.code },
+            el("td", { text: has(d.rank) ? String(d.rank) : "—" }),
+            el("td", { class: "ev-dept-score", text: fixed(d.score, 2) }),
+            el("td", { text: d.name || d.code }),
+            el("td", { text: percent(d.rating_rate) + (d.rated ? "（" + d.rated + " 次评价）" : "") }),
+            el("td", { text: (w.arrived || 0) + "/" + (w.summoned || 0) }),
+            el("td", { text: fixed(w.mean_delay_minutes, 1) }),
+            el("td", { text: percent(d.on_time_rate) }),
+            el("td", { text: percent(d.return_rate) }),
+            el("td", { text: String(d.cases ? d.cases.dispatched : 0) })
+          )
+        );
+      });
+      if (!body.departments.length) note.textContent = "本期没有派单或吹哨记录。";
+      $("ev-departments-section").dataset.ready = "true";
+    } catch (e) {
+      note.textContent = "无法读取部门评价：" + e.message;
+      $("ev-departments-section").dataset.ready = "error";
+    }
+  }
+
   /* ---------- the period ---------- */
   async function loadPeriod() {
     const main = $("ev-main");
@@ -453,11 +543,20 @@
     const hasDetail = result.streets.length > 0 && result.streets.every(detailed);
     $("ev-whatif").hidden = !hasDetail;
     if (hasDetail) {
+      // Under the scheme's own weights the what-if is the ranking itself: drawn from the
+      // answer; the API is asked only when a weight moves.
       setWeights(result.parts || {});
-      loadWhatIf();
+      const lines = result.streets.map((s) => ({ code: s.code, name: s.name, rank: s.rank, composite: s.composite }));
+      drawWhatIf({ current: lines, what_if: lines });
+      $("ev-whatif").dataset.weights = PARTS.map((p) => String((result.parts || {})[p])).join(",");
+      $("ev-whatif").dataset.ready = "true";
     }
     $("bd-status").textContent = state.label + (result.published ? " · 已发布" : " · 实时");
     main.dataset.ready = "true";
+    loadDepartments();
+    $("ev-guards-load").hidden = false;
+    $("ev-guards-section").dataset.ready = "false";
+    clear($("ev-guards").querySelector("tbody"));
   }
 
   async function start() {
@@ -466,8 +565,8 @@
       state.label = e.target.value;
       state.version = "";
       $("ev-drill").hidden = true;
-      await loadVersions();
-      await loadPeriod();
+      await Promise.all([loadVersions(), loadPeriod()]);
+      if (state.result) drawPublished(state.result);
     });
     $("ev-version").addEventListener("change", (e) => {
       state.version = e.target.value;
@@ -484,13 +583,18 @@
       });
     });
     $("ev-drill-close").addEventListener("click", () => ($("ev-drill").hidden = true));
+    $("ev-drill-district").addEventListener("click", () => openDrill([DISTRICT]));
+    $("ev-guards-load").addEventListener("click", () => {
+      $("ev-guards-load").hidden = true;
+      loadGuards();
+    });
     if ($("ev-publish")) $("ev-publish").addEventListener("click", publish);
     window.addEventListener("resize", () => {
       if (compositeChart) compositeChart.resize();
       if (aspectsChart) aspectsChart.resize();
     });
-    await loadVersions();
-    await loadPeriod();
+    await Promise.all([loadVersions(), loadPeriod()]);
+    if (state.result) drawPublished(state.result); // the versions may have come second
   }
   start();
 })();

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from etl.aggregates import refresh_request_aggregates
 from tests.aggregates import requests
-from tests.clock import FrozenClock
+from tests.clock import HOURS, PROCESS_ZONES, FrozenClock, process_tz
 from tests.district import grid_cells, write_csv
 from tests.helpers import add_unit, add_user, clocked_app, get, login
 from tests.plugins.hand import STREET_A, STREET_B, run_layer
@@ -322,3 +322,20 @@ def test_drill_period_errors(client: FlaskClient, connection: sa.Connection, dis
     assert status == 404 and "nosuch" in body["message"], body
     status, body = get(client, DRILL, level="district", period="2026Q4", scheme=scheme)
     assert status == 200 and body["window"] == {"since": "2026-10-01", "until": "2026-12-31"}
+
+
+@pytest.mark.parametrize("hour", list(HOURS))
+@pytest.mark.parametrize("process", PROCESS_ZONES)
+def test_drill_default_window_follows_the_apps_clock(
+    client: FlaskClient, clock: FrozenClock, district: Any, hour: str, process: str
+) -> None:
+    """Without dates the window is the app clock's Beijing month up to its Beijing day,
+    whatever the process's time zone (00:05 on 1 November is November's first day)."""
+    clock.instant = HOURS[hour]
+    today = clock.today()
+    with process_tz(process):
+        status, body = get(client, DRILL, level="district")
+    assert status == 200, body
+    assert body["window"] == {"since": today.replace(day=1).isoformat(), "until": today.isoformat()}
+    page = client.get("/evaluation")
+    assert f'"today": "{today.isoformat()}"' in page.get_data(as_text=True)

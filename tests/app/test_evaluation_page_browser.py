@@ -222,6 +222,11 @@ def test_district_sees_ranking_chart_what_if_drill_and_publishes(browser: Any, l
     link = page.get_attribute(f"#ev-drill-table tbody tr[data-code='{some_grid}'] a", "href")
     assert link == f"/api/cases?street={street}&grid={some_grid}"
 
+    # Up to the district: every street's three rates (the scorecards' aggregate).
+    page.click("#ev-drill-path button >> nth=0")
+    page.wait_for_selector("#ev-drill[data-ready=true][data-level=district]")
+    assert _codes(page, "#ev-drill-table tbody tr") == sorted(c for c, _ in live.streets)
+
     # Publish: the badge says which version.
     page.click("#ev-publish")
     page.wait_for_function(
