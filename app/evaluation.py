@@ -1,6 +1,6 @@
 """`/api/evaluation`: the district's evaluation of its streets (考评) over JSON.
 
-Thin views over layers.evaluation. Who may (EVAL_SPEC "Roles"): the district, analysts and
+Thin views over layers.evaluation. Who may (docs/evaluation.md "Roles"): the district, analysts and
 assessors read schemes and periods live (unpublished) or published; a commander reads the
 published periods only — every street's public line and its own street in full (row-level
 security hides the other streets' detail) — and gets 404 for a period not published yet;

@@ -1,4 +1,4 @@
-"""Stand-ins for the evaluation API's answers (EVAL_SPEC.md's Result shape), for the
+"""Stand-ins for the evaluation API's answers (docs/evaluation.md's Result shape), for the
 /evaluation page's browser test and bench.
 
 `result` makes a period's Result for the streets given, with part scores from a seeded

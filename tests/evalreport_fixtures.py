@@ -1,6 +1,6 @@
 """Hand-built evaluation Results and reports for the report's tests and bench
 (tests/layers/test_report*.py, tests/app/test_report*.py, bench/bench_report.py): the Result
-shape of EVAL_SPEC.md, numbers written out by hand, and street maps of boxes."""
+shape of docs/evaluation.md, numbers written out by hand, and street maps of boxes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A period's evaluation of every street: gather the inputs (layers.evaluation.inputs), then
 compute the Result with a pure function (`compute`), so a test can feed it inputs by hand.
 
-Per street (DESIGN.md "Evaluation", /work EVAL_SPEC "Scheme"):
+Per street (DESIGN.md "Evaluation", docs/evaluation.md "Scheme"):
 
 - an item's points by its rule — manual: the assessor's points clamped to [0, max] (bonus
   aspect: [−max, max]); none is 0 and the item is listed in `missing`. on_time: max × done

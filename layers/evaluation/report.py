@@ -1,7 +1,7 @@
 """The monthly report (通报) of an evaluation period: everything it shows, as one JSON-ready dict.
 
 `build_report` takes an evaluation Result (`layers.evaluation.compute.evaluate` or
-`publish.published`; its shape is in EVAL_SPEC.md), the departments' table
+`publish.published`; its shape is in docs/evaluation.md), the departments' table
 (`layers.queries.departments.department_ratings`) and the previous period's Result, and adds
 what the report reads from the request aggregates (layers.aggregates) over the period's window:
 the top categories of requests, district-wide and per street, and each grid's requests for the

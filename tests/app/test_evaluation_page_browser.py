@@ -1,7 +1,7 @@
 """/evaluation in a real browser (Debian's Chromium via Playwright) against a live server.
 
 The demo district (15 streets) is loaded into a database of its own; the server runs in a
-thread with a frozen clock. The evaluation API's answers (EVAL_SPEC.md's Result, what-if,
+thread with a frozen clock. The evaluation API's answers (docs/evaluation.md's Result, what-if,
 versions, publish) come from tests/evalpage_fixtures.py through route interception — the
 page is checked against the published JSON shapes; the drill-down (/api/evaluation/drill)
 is the server's own, its figures compared with counts made here in SQL. No request may leave
