@@ -94,6 +94,9 @@ DEMO_PASSWORD = "blockdata-demo"
 DEPARTMENT_UNITS = ("{street}-city", "{street}-enforcement", "district-fire")
 
 
+ASSESSOR_UNIT = "district-civil-affairs"
+
+
 class DemoUser(NamedTuple):
     name: str
     role: str
@@ -122,6 +125,10 @@ def demo_users(conn: sa.Connection, password_hash: str) -> list[DemoUser]:
         unit = pattern.format(street=first)
         if unit in active:
             wanted.append(DemoUser(f"unit-{unit}", "department", unit=unit))
+    # An assessor (考核部门) of a unit that owns manual items of the demo's evaluation scheme
+    # (etl/config/evaluation/xicheng.yaml): it lands on /evaluation/score.
+    if ASSESSOR_UNIT in active:
+        wanted.append(DemoUser("assessor-civil-affairs", "assessor", unit=ASSESSOR_UNIT))
     wanted += [DemoUser(f"commander-{code}", "commander", code) for code in streets]
     existing = set(conn.execute(sa.select(users.c.name)).scalars())
     for user in wanted:

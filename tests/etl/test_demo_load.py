@@ -110,6 +110,7 @@ def test_demo_users_one_per_role_and_a_commander_per_street(
         "clerk": (1, 1, 0),  # bound to a street (migration 0019)
         "grid_officer": (1, 1, 0),
         "department": (3, 0, 3),
+        "assessor": (1, 0, 1),  # of a unit owning items of the demo scheme (migration 0022)
         "commander": (15, 15, 0),
     }
     assert {r[0]: tuple(r[1:]) for r in rows} == expected
@@ -121,6 +122,7 @@ def test_demo_users_one_per_role_and_a_commander_per_street(
     assert [tuple(k) for k in kinds] == [
         ("department", False),
         ("district_department", True),
+        ("district_department", True),  # the assessor's
         ("station", False),
     ]
 
