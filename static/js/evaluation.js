@@ -106,6 +106,7 @@
       const body = await api(API + "/schemes");
       const list = Array.isArray(body) ? body : body.schemes || [];
       state.scheme = list.length ? list[0] : null;
+      state.noScheme = !list.length;
       if (state.scheme && !state.scheme.body && state.scheme.code) {
         state.scheme = await api(API + "/schemes/" + encodeURIComponent(state.scheme.code)).catch(() => state.scheme);
       }
@@ -593,8 +594,17 @@
       if (compositeChart) compositeChart.resize();
       if (aspectsChart) aspectsChart.resize();
     });
+    if (state.noScheme) {
+      // Nothing to ask for: the district has stored no scheme yet.
+      error("尚未加载考评方案（blockdata evaluation scheme load）");
+      $("ev-main").dataset.ready = "empty";
+      $("ev-whatif").hidden = true;
+      document.body.dataset.ready = "1";
+      return;
+    }
     await Promise.all([loadVersions(), loadPeriod()]);
     if (state.result) drawPublished(state.result); // the versions may have come second
+    document.body.dataset.ready = "1"; // the pages' common signal (tests, benches)
   }
   start();
 })();

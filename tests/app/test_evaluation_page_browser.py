@@ -380,3 +380,26 @@ def test_html_in_the_data_is_shown_as_text_and_never_runs(browser: Any, live: Li
                 sa.text("update communities set name = substr(name, :n) where code = :c"),
                 {"n": len(PAYLOAD) + 1, "c": community},
             )
+
+
+def test_no_scheme_yet_says_so_and_asks_nothing_more(browser: Any, live: Live) -> None:
+    page, watch, api = _open(
+        browser, live, "ev-district", result(live.streets, SINCE, UNTIL, "2026-11")
+    )
+    _ready(page)
+    page.wait_for_selector("#ev-departments-section[data-ready=true]")
+    before = len(api.asked)
+    page.route(
+        "**/api/evaluation/schemes*",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body='{"schemes": []}'
+        ),
+    )
+    page.reload()
+    page.wait_for_selector("#ev-main[data-ready=empty]")
+    assert "尚未加载考评方案" in page.inner_text("#ev-error")
+    assert page.evaluate("document.body.dataset.ready") == "1"
+    assert page.is_hidden("#ev-whatif")
+    assert api.asked[before:] == []  # no period, version or what-if asked
+    _clean(page, watch)
+    page.close()

@@ -598,9 +598,9 @@ def test_each_role_lands_navigates_is_refused_with_a_way_back_and_logs_out(
     # Every navigation link opens (no 403), and it is the role's pages only.
     links = page.eval_on_selector_all("#bd-nav a", "(as) => as.map((a) => a.getAttribute('href'))")  # type: ignore[attr-defined]
     expected = {
-        "district": {"/", "/planner", "/imports", "/evaluation/score"},
-        "analyst": {"/", "/planner", "/evaluation/score"},
-        "commander": {home},
+        "district": {"/", "/planner", "/imports", "/evaluation", "/evaluation/score"},
+        "analyst": {"/", "/planner", "/evaluation", "/evaluation/score"},
+        "commander": {home, "/evaluation"},
         "planner": {"/planner"},
         "clerk": {"/imports", "/queue"},  # the street centre's queue: it dispatches
     }[role]
