@@ -12,13 +12,15 @@ times; and about 100 whistles a street a month, each summoning three units, with
 completions and ratings. Then, as the district's reader (row-level security on), the median
 of --runs:
 
-- `department_ratings` for November 2026 and for the whole year (N requests);
+- `department_ratings` for November 2026 (also without migration 0022b's indexes, dropped in
+  a rolled-back transaction) and for the whole year (N requests);
 - beside it, a loop over the units (each unit's cases and whistles by one statement each);
 - `guard_counts` for November and for the year, and a commander's (one street);
 - `guard_records("repeat")`'s first page;
-- `repeat` found through the geometry's GiST index (`&&` a box of 50 m, then the distance on
-  the geography) instead of the lattice join; and the naive self-join (the distance on the
-  geography for every pair of the same category in 30 days, no index), stopped after
+- `repeat` alone: the lattice join as `guard_counts` runs it (a hash join) and as the planner
+  would choose it (a merge join); through the geometry's GiST index (`&&` a box of 50 m, then
+  the distance on the geography); and the naive self-join (the distance on the geography for
+  every pair of the same category in 30 days, no index) — these two stopped after
   --naive-timeout seconds;
 - the guards per street in a loop (15 statements of each, as 15 commanders).
 
@@ -44,10 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_etl import CATEGORIES, SHARES, load_district, machine, write_section  # noqa: E402
+from bench_etl import (  # noqa: E402
+    CATEGORIES,
+    SHARES,
+    fresh_database,
+    load_district,
+    machine,
+    write_section,
+)
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from app import migrate  # noqa: E402
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
 from etl.units import build_units  # noqa: E402
@@ -227,11 +235,7 @@ select count(*) filter (where main_unit = :u),
 
 
 def build(server: str, n: int, work: Path) -> str:
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"drop database if exists {DB} with (force)")
-        conn.execute(f"create database {DB}")
-    url = make_url(server).set(database=DB).render_as_string(hide_password=False)
-    migrate.upgrade(migrate.alembic_config(url))
+    url = fresh_database(server, DB)
     engine = make_engine(url)
     load_district(engine, work)
     cats = [c for c, share in zip(CATEGORIES, SHARES, strict=True) for _ in range(int(share))]

@@ -120,6 +120,14 @@ case_history = sa.Table(
         postgresql_include=["case_id", "unit_code"],
         postgresql_where=sa.text("action = 'return'"),
     ),
+    # A case's moves away from a unit: the `bounced` guard (migration 0022b).
+    sa.Index(
+        "ix_case_history_moves",
+        "case_id",
+        postgresql_where=sa.text(
+            "action = 'return' OR (action = 'redispatch' AND from_state = 'dispatched')"
+        ),
+    ),
     # The ETL's steps (etl/replay.py) once each: a replayed step is never written twice.
     sa.Index(
         "uq_case_history_etl_step",

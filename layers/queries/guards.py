@@ -69,6 +69,8 @@ _CASES = """
     join cases c on c.service_request_id = r.id
    where r.received_at >= :lo and r.received_at < :hi and c.kind = 'service_request'
 """
+# A case's moves away from a unit; the condition is ix_case_history_moves' predicate
+# (migration 0022b), so that the count reads that small index.
 _MOVES = """
     (select count(*) from case_history h
       where h.case_id = c.id

@@ -4,6 +4,9 @@ security); expected records are listed by hand here, distances placed in metres.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import random
 from typing import Any
 
 import pytest
@@ -19,7 +22,10 @@ from tests.evaldepts_fixtures import (
     A,
     B,
     at,
+    east,
     guards_november,
+    north,
+    request,
 )
 
 
@@ -103,3 +109,39 @@ def test_quick_close_minutes_and_an_unknown_guard(
     with pytest.raises(ParamError) as raised:
         guard_records(connection, "nonesuch", SINCE, UNTIL, ZONE)
     assert raised.value.status == 404
+
+
+def test_repeats_agree_with_a_plain_distance_join(connection: sa.Connection, district: Any) -> None:
+    """Pairs 40 to 60 m apart at any bearing, across the lattice's cells: the repeats found
+    are those of a join of every pair on the geography's distance (no lattice, no plane)."""
+    rng = random.Random(7)
+    for i in range(60):
+        lng, lat = rng.uniform(116.301, 116.319), rng.uniform(39.901, 39.919)
+        metres, bearing = rng.uniform(40, 60), rng.uniform(0, 2 * math.pi)
+        first = at(10, 20, 0) + dt.timedelta(hours=rng.randrange(0, 20 * 24))
+        request(connection, f"R{i}a", first, "噪声扰民", lng, lat)
+        request(
+            connection,
+            f"R{i}b",
+            first + dt.timedelta(days=rng.uniform(1, 29)),
+            "噪声扰民",
+            east(lng, lat, metres * math.sin(bearing)),
+            north(lat, metres * math.cos(bearing)),
+        )
+    expected = set(
+        connection.execute(
+            sa.text(
+                "select distinct r.source_id from service_requests r join service_requests e"
+                " on e.category = r.category and (e.received_at, e.id) < (r.received_at, r.id)"
+                " and e.received_at >= r.received_at - interval '30 days'"
+                " and ST_DWithin(r.geom::geography, e.geom::geography, 50)"
+                " where r.received_at >= :lo and r.received_at < :hi"
+            ),
+            {"lo": at(11, 1, 0), "hi": at(12, 1, 0)},
+        ).scalars()
+    )
+    assert 10 < len(expected) < 40  # some within 50 m, some not
+    access.scope(connection, access.DISTRICT)
+    found = guard_records(connection, "repeat", SINCE, UNTIL, ZONE, limit=500)
+    assert {r["source_id"] for r in found["records"]} == expected
+    assert all(r["metres"] <= 50 for r in found["records"])
