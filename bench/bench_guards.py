@@ -12,7 +12,7 @@ times; and about 100 whistles a street a month, each summoning three units, with
 completions and ratings. Then, as the district's reader (row-level security on), the median
 of --runs:
 
-- `department_ratings` for November 2026 (also without migration 0022b's indexes, dropped in
+- `department_ratings` for November 2026 (also without migration 0023's indexes, dropped in
   a rolled-back transaction) and for the whole year (N requests);
 - beside it, a loop over the units (each unit's cases and whistles by one statement each);
 - `guard_counts` for November and for the year, and a commander's (one street);
@@ -275,7 +275,7 @@ def timed(
     return statistics.median(samples)
 
 
-INDEXES = ("ix_cases_dispatched_at", "ix_case_history_returns")  # migration 0022b's
+INDEXES = ("ix_cases_dispatched_at", "ix_case_history_returns")  # migration 0023's
 
 
 def timed_without(
@@ -381,7 +381,7 @@ def main() -> None:
             timed(engine, lambda c: department_ratings(c, *MONTH, ZONE, now=NOW), runs),
         ),
         (
-            "`department_ratings`, November, without migration 0022b's two indexes",
+            "`department_ratings`, November, without migration 0023's two indexes",
             timed_without(
                 engine, INDEXES, lambda c: department_ratings(c, *MONTH, ZONE, now=NOW), runs
             ),

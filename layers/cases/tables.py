@@ -80,7 +80,7 @@ cases = sa.Table(
     ),
     sa.Index("ix_cases_street_due", "street_code", "due_at", "id"),
     sa.Index("ix_cases_assisting_units", "assisting_units", postgresql_using="gin"),
-    # A period's dispatched cases: the departments' ratings (migration 0022b).
+    # A period's dispatched cases: the departments' ratings (migration 0023).
     sa.Index("ix_cases_dispatched_at", "dispatched_at"),
     sa.CheckConstraint(_in("kind", KINDS), name="kind"),
     sa.CheckConstraint(
@@ -113,14 +113,14 @@ case_history = sa.Table(
         f"{_in('from_state', list(STATES))} and {_in('to_state', list(STATES))}", name="states"
     ),
     sa.Index("ix_case_history_case_id", "case_id", "id"),
-    # A period's returns (退单) by unit: the departments' ratings (migration 0022b).
+    # A period's returns (退单) by unit: the departments' ratings (migration 0023).
     sa.Index(
         "ix_case_history_returns",
         "at",
         postgresql_include=["case_id", "unit_code"],
         postgresql_where=sa.text("action = 'return'"),
     ),
-    # A case's moves away from a unit: the `bounced` guard (migration 0022b).
+    # A case's moves away from a unit: the `bounced` guard (migration 0023).
     sa.Index(
         "ix_case_history_moves",
         "case_id",

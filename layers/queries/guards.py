@@ -70,7 +70,7 @@ _CASES = """
    where r.received_at >= :lo and r.received_at < :hi and c.kind = 'service_request'
 """
 # A case's moves away from a unit; the condition is ix_case_history_moves' predicate
-# (migration 0022b), so that the count reads that small index.
+# (migration 0023), so that the count reads that small index.
 _MOVES = """
     (select count(*) from case_history h
       where h.case_id = c.id

@@ -12,7 +12,7 @@
 
 `bench/bench_guards.py` measures both queries before and after.
 
-Revision ID: 0022b
+Revision ID: 0023
 Revises: 0022
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0022b"
+revision: str = "0023"
 down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
