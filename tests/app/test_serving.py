@@ -181,6 +181,10 @@ def _route_values(url: str, street: str) -> dict[str, list[str]]:
         "run_id": [str(run_id)],
         "case_id": ["1"],
         "photo_id": ["1"],
+        "guard": ["repeat", "bounced"],
+        "label": ["2026-11"],
+        "code": ["xicheng"],
+        "task_id": ["1"],
     }
 
 
