@@ -530,6 +530,7 @@
       if (compositeChart) compositeChart.clear();
       if (aspectsChart) aspectsChart.clear();
       error(e.status === 404 ? "本期考评尚未发布或不存在（" + e.message + "）" : "无法读取考评：" + e.message);
+      $("ev-whatif").hidden = true;
       main.dataset.ready = "empty";
       return;
     }
@@ -603,6 +604,18 @@
       return;
     }
     await Promise.all([loadVersions(), loadPeriod()]);
+    if (!state.result && config.role === "commander" && !new URLSearchParams(window.location.search).get("period")) {
+      // A commander reads published periods only: open on the newest one published.
+      for (const option of [...$("ev-period").options].slice(1)) {
+        state.label = option.value;
+        await loadPeriod();
+        if (state.result) {
+          $("ev-period").value = option.value;
+          await loadVersions();
+          break;
+        }
+      }
+    }
     if (state.result) drawPublished(state.result); // the versions may have come second
     document.body.dataset.ready = "1"; // the pages' common signal (tests, benches)
   }

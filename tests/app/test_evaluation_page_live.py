@@ -258,6 +258,28 @@ def test_commander_sees_the_published_ranking_and_its_own_street(browser: Any, l
     page.close()
 
 
+def test_a_commander_opens_on_the_newest_published_period(browser: Any, live: Live) -> None:
+    """In December, November published and December not: a commander (who reads published
+    periods only) opens on November's ranking, not on an empty month and a what-if panel."""
+    district, _ = _open(browser, live, "live-district")
+    if not _api(district, f"/api/evaluation/periods/{LABEL}/versions")["versions"]:
+        response = district.request.post(live.url + f"/api/evaluation/periods/{LABEL}/publish")
+        assert response.status == 201, response.text()
+    district.close()
+    december = FrozenClock(dt.datetime(2026, 12, 3, 10, 0, tzinfo=BEIJING))
+    url = live.engine.url.render_as_string(hide_password=False)
+    app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=december))
+    with serve(app) as base:
+        page, _ = _open(browser, Live(base, live.engine, live.streets), "live-commander")
+        page.wait_for_selector("#ev-main[data-ready=true]", timeout=60_000)
+        assert page.input_value("#ev-period") == LABEL
+        assert page.eval_on_selector("#ev-period", "s => s.options[0].value") == "2026-12"
+        assert page.locator("#ev-ranking tbody tr").count() == len(live.streets)
+        assert page.inner_text("#ev-published").startswith("已发布 v")
+        assert page.is_hidden("#ev-whatif")
+        page.close()
+
+
 def test_an_unrelated_role_is_refused(browser: Any, live: Live) -> None:
     page, _ = _open(browser, live, "live-planner")
     response = page.goto(live.url + "/evaluation")
