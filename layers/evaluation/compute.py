@@ -19,7 +19,8 @@ Per street (DESIGN.md "Evaluation", docs/evaluation.md "Scheme"):
 - composite = Σ_parts weight × part / 100 over the parts (rounded to 2 decimals, as shown)
   of non-zero weight; any of them None: None ("—", ranked after every street with one);
 - rank: competition ranking by composite then hotline volume (scorecards.rank);
-  rank_change = previous period's rank − rank (None when the street had no composite then);
+  rank_change = previous period's rank − rank (None when the street had no composite then, or
+  has none now: a place by volume alone is no rank to compare);
 - class: the first of the scheme's rules the street meets (all of a rule's conditions);
   none without a composite.
 """
@@ -149,7 +150,9 @@ def _rank(streets: list[dict[str, Any]], rules: list[dict[str, Any]]) -> list[di
     for s in streets:
         s["rank"] = ranks[s["code"]]
         before = s.pop("previous_rank", None)
-        s["rank_change"] = None if before is None else before - s["rank"]
+        # A place without a composite (by volume only) is no rank to compare.
+        none = before is None or s["composite"] is None
+        s["rank_change"] = None if none else before - s["rank"]
         s["class"] = _class(rules, s)
     return sorted(streets, key=lambda s: (s["rank"], s["code"]))
 
