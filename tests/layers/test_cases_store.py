@@ -441,4 +441,9 @@ def test_the_write_path_follows_the_machine(engine: sa.Engine) -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     case("runTest").runTest()
-    assert {"dispatched", "accepted", "resolved", "called_back", "closed", "returned"} <= DB_REACHED
+    # The walk must get past the middle of the life. Not required to reach `closed`: the walk
+    # is seeded, but Hypothesis also draws integers from the constants of the modules already
+    # imported, so it varies with the test files that ran before it in the process (xdist),
+    # and some orders end every walk before 归档. test_a_life_through_the_write_path closes a
+    # case through the same write path every time.
+    assert {"dispatched", "accepted", "resolved", "called_back", "returned"} <= DB_REACHED
