@@ -45,6 +45,8 @@ def department_cells(department: dict[str, Any]) -> list[Any]:
         value: Any = department
         for key in path.split("."):
             value = value.get(key) if isinstance(value, dict) else None
+        if path == "name":  # a street's unit with its street's name first, when known
+            value = department.get("title") or value
         cells.append(value)
     return cells
 

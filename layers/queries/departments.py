@@ -172,6 +172,13 @@ def _score(components: dict[str, float | None], weights: dict[str, float]) -> fl
     return sum(weights[k] * v for k, v in present.items()) / total
 
 
+def _title(unit: Any) -> str | None:
+    """A unit as a table names it: a street's unit with its street's name first."""
+    if unit is None:
+        return None
+    return f"{unit.street_name} {unit.name}" if unit.street_name else str(unit.name)
+
+
 def department_ratings(
     conn: sa.Connection,
     since: dt.date,
@@ -199,7 +206,11 @@ def department_ratings(
     names = {
         r.code: r
         for r in conn.execute(
-            sa.text("select code, name, kind, street_code from units where code = any(:codes)"),
+            sa.text(
+                "select u.code, u.name, u.kind, u.street_code, d.name as street_name"
+                " from units u left join street_directory d on d.code = u.street_code"
+                " where u.code = any(:codes)"
+            ),
             {"codes": codes},
         )
     }
@@ -232,6 +243,8 @@ def department_ratings(
                 "name": unit.name if unit else None,
                 "kind": unit.kind if unit else None,
                 "street_code": unit.street_code if unit else None,
+                # Every street has its own 城市管理部: the street's name says whose.
+                "title": _title(unit),
                 "whistles": {
                     "summoned": summoned,
                     "arrived": arrived,

@@ -497,7 +497,7 @@
             { "data-code": d.code },
             el("td", { text: has(d.rank) ? String(d.rank) : "—" }),
             el("td", { class: "ev-dept-score", text: fixed(d.score, 2) }),
-            el("td", { text: d.name || d.code }),
+            el("td", { text: d.title || d.name || d.code }),
             el("td", { text: percent(d.rating_rate) + (d.rated ? "（" + d.rated + " 次评价）" : "") }),
             el("td", { text: (w.arrived || 0) + "/" + (w.summoned || 0) }),
             el("td", { text: fixed(w.mean_delay_minutes, 1) }),

@@ -43,6 +43,12 @@ def test_the_district_sees_every_street(connection: sa.Connection, november: Non
     assert [r["code"] for r in rows] == [FIRE, MARKET, CITY_A]  # by rank
     got = _by_code(rows)
     market, fire, city = got[MARKET], got[FIRE], got[CITY_A]
+    # A street's 城市管理部 is named with its street (every street has one); the district's not.
+    street_name = connection.execute(
+        sa.text("select name from streets where code = :c"), {"c": CITY_A.split("-")[0]}
+    ).scalar_one()
+    assert city["title"] == f"{street_name} {city['name']}"
+    assert market["title"] == market["name"]
     # market: holds d1 d2 d4, returned d3 → 4 dispatched, 1 returned; judged d1 d2 d4, on time d1
     assert market["cases"] == {
         "dispatched": 4,
