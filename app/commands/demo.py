@@ -160,6 +160,7 @@ def load_cmd(
         )
         _load_scheme(conn)
         _load_inputs(conn, settings.now(), settings.tz, seed)
+        _publish(conn, settings.now(), settings.tz)
         conn.commit()
     for admin in report.admin:
         click.echo(
@@ -187,6 +188,23 @@ def _load_scheme(conn: sa.Connection) -> None:
     scheme, changed = save_file(conn, DEMO_SCHEME, by="demo")
     state = "已保存" if changed else "未变"
     click.echo(f"考评方案 {scheme.code} 第 {scheme.version} 版{state} evaluation scheme")
+
+
+def _publish(conn: sa.Connection, now: dt.datetime, zone: str) -> None:
+    """The district publishes each period once it is over: the demo's last two complete
+    periods, published (a commander reads published periods only; two give a change of rank)."""
+    from zoneinfo import ZoneInfo
+
+    from layers.evaluation.periods import period_of, previous_period
+    from layers.evaluation.publish import publications, publish
+    from layers.evaluation.scheme import load_scheme
+
+    scheme = load_scheme(conn, "xicheng")
+    last = previous_period(scheme, period_of(scheme, now.astimezone(ZoneInfo(zone)).date()))
+    for label in (previous_period(scheme, last), last):
+        if not publications(conn, scheme.code, label):
+            publish(conn, scheme, label, by="demo", now=now)
+            click.echo(f"考评 {label} 已发布 evaluation published")
 
 
 def _load_inputs(conn: sa.Connection, now: dt.datetime, zone: str, seed: int) -> None:

@@ -70,6 +70,9 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
     assert any(x.startswith("吹哨报到 whistles:") for x in lines), result.output
     assert "考评方案 xicheng 第 1 版已保存 evaluation scheme" in lines, result.output
     assert any(x.startswith("考评录入 2026-01…2026-12:") for x in lines), result.output
+    # The last two complete months are published (the clock: 7 December 2026).
+    assert "考评 2026-10 已发布 evaluation published" in lines, result.output
+    assert "考评 2026-11 已发布 evaluation published" in lines, result.output
 
     manifest = json.loads((out / ex.MANIFEST).read_text(encoding="utf-8"))
     assert manifest["end"] == "2026-12-07"
@@ -105,6 +108,13 @@ def test_demo_load_takes_the_later_extract_at_the_apps_now(
                 )
             ).one()
             assert (periods, streets) == (11, 15) and latest <= NOW  # the running month: none
+            published = conn.execute(
+                sa.text(
+                    "select period, version, (select count(*) from evaluation_rankings r"
+                    " where r.publication_id = p.id) from evaluation_publications p order by 1"
+                )
+            ).all()
+            assert published == [("2026-10", 1, 15), ("2026-11", 1, 15)]
     finally:
         engine.dispose()
 
