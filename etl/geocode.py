@@ -11,13 +11,13 @@ by name. PostGIS interpolates; the address enters SQL only as a bound parameter.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from etl.address import normalize
+
 HOUSE_NUMBER = re.compile(r"([0-9]{1,5})号")
-SPACE = re.compile(r"\s+")
 MIN_LANDMARK_NAME = 2  # shorter names would match inside unrelated addresses
 
 # The lane whose name ends the text before the house number (the longest such name), on
@@ -60,14 +60,9 @@ class Geocoded:
     matched: str  # what was found: 砖塔胡同23号, or the landmark's name
 
 
-def normalize(address: str) -> str:
-    """Full-width digits and letters folded (NFKC), whitespace removed."""
-    return SPACE.sub("", unicodedata.normalize("NFKC", address))
-
-
 def geocode(conn: sa.Connection, address: str) -> Geocoded | None:
     """The WGS84 point of an address, or None when neither a lane nor a landmark matches."""
-    text = normalize(address)
+    text = normalize(address)  # full-width folded, 二十六号 → 26号 (etl/address.py)
     for match in reversed(list(HOUSE_NUMBER.finditer(text))):
         number = int(match[1])
         row = conn.execute(_LANE, {"before": text[: match.start()], "n": number}).first()
