@@ -273,7 +273,7 @@ def main() -> None:
 
     rows: list[tuple[str, list[float]]] = []
     results: dict[str, Any] = {}
-    direct = mock.patch.object(evaluation_inputs, "hotline_counts", direct_hotline)
+    direct = mock.patch.object(evaluation_inputs, "street_counts", direct_hotline)
     for name, fn, patch in (
         ("a period (2026-11), hotline from the daily street aggregates", period, None),
         ("a period (2026-11), hotline from service_requests (the alternative)", period, direct),

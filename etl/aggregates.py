@@ -170,6 +170,11 @@ def day_bounds(day: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
     return start, dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz)
 
 
+def days_bounds(since: dt.date, until: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the local days since … until (both included) in time zone `zone`."""
+    return day_bounds(since, zone)[0], day_bounds(until, zone)[1]
+
+
 def aggregates_zone(conn: sa.Connection) -> str:
     """The time zone the aggregates' days are counted in (`request_aggregates_zone`)."""
     return str(conn.execute(sa.select(request_aggregates_zone.c.zone)).scalar_one())

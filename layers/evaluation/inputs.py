@@ -25,8 +25,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl.aggregates import aggregates_zone, day_bounds
-from layers.aggregates import STREET_MEASURES, request_street_daily
+from etl.aggregates import aggregates_zone, days_bounds
+from layers.aggregates import STREET_MEASURES
 from layers.cases.tables import cases
 from layers.evaluation.scheme import Scheme
 from layers.evaluation.tables import (
@@ -37,6 +37,7 @@ from layers.evaluation.tables import (
     evaluation_tasks,
     survey_results,
 )
+from layers.queries.scorecards import street_counts
 
 Key = tuple[str, str]  # (item code, street code)
 
@@ -71,10 +72,6 @@ class Inputs:
             "hotline": self.hotline.get(code, dict.fromkeys(STREET_MEASURES, 0)),
             "previous_rank": self.previous_ranks.get(code),
         }
-
-
-def _bounds(since: dt.date, until: dt.date, zone: str) -> tuple[dt.datetime, dt.datetime]:
-    return day_bounds(since, zone)[0], day_bounds(until, zone)[1]
 
 
 def _streets(conn: sa.Connection) -> dict[str, str]:
@@ -159,20 +156,6 @@ def _survey(conn: sa.Connection, label: str) -> dict[str, dict[str, dict[str, An
     return out
 
 
-def hotline_counts(
-    conn: sa.Connection, since: dt.date, until: dt.date
-) -> dict[str, dict[str, int]]:
-    """Per street, the hotline's counts (STREET_MEASURES) of the requests received on the
-    days since … until, from the daily street aggregates."""
-    t = request_street_daily
-    rows = conn.execute(
-        sa.select(t.c.street_code, *(sa.func.sum(t.c[m]).label(m) for m in STREET_MEASURES))
-        .where(t.c.day >= since, t.c.day <= until, t.c.street_code.is_not(None))
-        .group_by(t.c.street_code)
-    ).mappings()
-    return {r["street_code"]: {m: int(r[m]) for m in STREET_MEASURES} for r in rows}
-
-
 def gather(
     conn: sa.Connection,
     scheme: Scheme,
@@ -182,14 +165,14 @@ def gather(
     now: dt.datetime | None = None,
 ) -> Inputs:
     """The inputs of `label` (window since … until) for every street; no previous ranks."""
-    lo, hi = _bounds(since, until, aggregates_zone(conn))
+    lo, hi = days_bounds(since, until, aggregates_zone(conn))
     inputs = Inputs(
         streets=_streets(conn),
         scores=_scores(conn, scheme, label),
         tasks=_tasks(conn, scheme, lo, hi),
         events=_events(conn, scheme, lo, hi),
         survey=_survey(conn, label),
-        hotline=hotline_counts(conn, since, until),
+        hotline=street_counts(conn, since, until),
     )
     sourced = [i.code for i in scheme.items if i.source == "overdue_cases"]
     if sourced:

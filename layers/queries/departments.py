@@ -36,7 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl.aggregates import day_bounds
+from etl.aggregates import days_bounds
 from layers.cases.machine import RATINGS
 from layers.queries.params import ParamError
 from layers.queries.scorecards import rank
@@ -61,7 +61,7 @@ def window_instants(
     """The local days [since, until] of `zone_tz` as the instants [start, end)."""
     if since > until:
         raise ParamError(f"起始日期晚于结束日期 since is after until: {since} > {until}", "since")
-    return day_bounds(since, zone_tz)[0], day_bounds(until, zone_tz)[1]
+    return days_bounds(since, until, zone_tz)
 
 
 def check_weights(weights: Mapping[str, Any] | None) -> dict[str, float]:

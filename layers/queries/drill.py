@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from etl.aggregates import RatesConfig, day_bounds, three_rates
+from etl.aggregates import RatesConfig, days_bounds, three_rates
 from layers import get_layer
 from layers.aggregates import request_street_daily
 
@@ -194,7 +194,7 @@ def drill(
     (streets, communities or grids; none for a grid), each with a link to its cases."""
     if level not in LEVELS:
         raise ValueError(level)
-    lo, hi = day_bounds(since, zone)[0], day_bounds(until, zone)[1]
+    lo, hi = days_bounds(since, until, zone)
     child = CHILD[level]
     answer: dict[str, Any] = {
         "level": level,

@@ -36,9 +36,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.aggregates import RatesConfig, three_rates
-from layers.aggregates import STREET_MEASURES, request_street_daily
 from layers.queries.departments import window_instants
 from layers.queries.params import ParamError
+from layers.queries.scorecards import street_counts
 from layers.queries.types import json_value
 
 QUICK_CLOSE_MINUTES = 10
@@ -194,17 +194,10 @@ def street_rates(
 ) -> dict[str, dict[str, Any]]:
     """Per street, the rates the guards would inflate over the same days: requests, valid
     callbacks and the three rates (None for V = 0), from the public per-street aggregate."""
-    t = request_street_daily
-    found = conn.execute(
-        sa.select(t.c.street_code, *(sa.func.sum(t.c[m]).label(m) for m in STREET_MEASURES))
-        .where(t.c.day >= since, t.c.day <= until, t.c.street_code.is_not(None))
-        .group_by(t.c.street_code)
-    ).mappings()
     out = {}
-    for row in found:
-        counts = {m: int(row[m]) for m in STREET_MEASURES}
+    for code, counts in street_counts(conn, since, until).items():
         rates = three_rates(counts, config)
-        out[row["street_code"]] = {
+        out[code] = {
             "requests": counts["received"],
             "callbacks": counts["callbacks"],
             **{k: None if v is None else round(v, RATE_DECIMALS) for k, v in rates.items()},

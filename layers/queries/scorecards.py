@@ -98,6 +98,18 @@ def _street_month(conn: sa.Connection, month: dt.date) -> dict[str | None, dict[
     return {row["street_code"]: {m: int(row[m]) for m in STREET_MEASURES} for row in rows}
 
 
+def street_counts(conn: sa.Connection, since: dt.date, until: dt.date) -> dict[str, dict[str, int]]:
+    """Per street, the counts (STREET_MEASURES) of the requests received on the local days
+    since … until, from the daily street aggregate (public: the same for every caller)."""
+    t = request_street_daily
+    rows = conn.execute(
+        sa.select(t.c.street_code, *(sa.func.sum(t.c[m]).label(m) for m in STREET_MEASURES))
+        .where(t.c.day >= since, t.c.day <= until, t.c.street_code.is_not(None))
+        .group_by(t.c.street_code)
+    ).mappings()
+    return {r["street_code"]: {m: int(r[m]) for m in STREET_MEASURES} for r in rows}
+
+
 def _open_counts(conn: sa.Connection, now: dt.datetime) -> dict[str | None, tuple[int, int]]:
     """Per street code: requests open now, and of them those past their due time."""
     t = request_open

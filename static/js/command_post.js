@@ -21,21 +21,7 @@
   const street = BD.page === "command" ? BD.street : null;
 
   /* ---------- helpers ---------- */
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => {
-      if (v === null || v === undefined || v === false) return;
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else if (k.startsWith("data-")) node.setAttribute(k, v);
-      else node[k] = v;
-    });
-    children.forEach((c) => {
-      if (c === null || c === undefined) return;
-      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
-    });
-    return node;
-  }
+  const { el, clear } = window.BD_DOM; // static/js/dom.js
   function status(text, error) {
     const s = $("bd-status");
     if (s) {
@@ -61,10 +47,6 @@
   function badge(dueState) {
     if (!dueState) return null;
     return el("span", { class: "bd-badge bd-badge-" + dueState, text: DUE[dueState] || dueState, "data-due": dueState });
-  }
-  function clear(node) {
-    while (node.firstChild) node.removeChild(node.firstChild);
-    return node;
   }
   /* The point on the map (shifted like every overlay on a GCJ-02 basemap). */
   function latLng(c) {
