@@ -56,7 +56,11 @@ AREA_SUFFIXES = ("社区居委会", "居委会", "社区", "街道办事处", "�
 def name_key(text: str) -> str:
     """A name as the geocoder compares it: normalised (full-width folded, counted numerals
     as digits, no spaces) and without the city and district prefixes."""
-    text = normalize(text)
+    return _strip(normalize(text))
+
+
+def _strip(text: str) -> str:
+    """A normalised text without the city and district prefixes."""
     changed = True
     while changed:
         changed = False
@@ -257,7 +261,7 @@ class Geocoder:
 
     def _body(self, addr: Address) -> str:
         """The normalised text without prefixes and qualifiers."""
-        body = name_key(addr.text)
+        body = _strip(addr.text)
         for q in reversed(addr.qualifiers):
             body = body.removesuffix(q)
         return body
@@ -658,9 +662,15 @@ def _load_places(conn: sa.Connection, locator: _Locator) -> dict[str, list[_Plac
         for key in dict.fromkeys(_place_keys(r.name, r.aliases or ())):
             if len(key) >= MIN_NAME:
                 bucket = out.setdefault(key, [])
-                if all((b.point.lng, b.point.lat) != (p.lng, p.lat) for b in bucket):
+                if not any(_same_place(b, place) for b in bucket):
                     bucket.append(place)
     return out
+
+
+def _same_place(a: _Place, b: _Place) -> bool:
+    """Two rows of one place (a landmark and its POI, converted from another system)."""
+    near = abs(a.point.lng - b.point.lng) + abs(a.point.lat - b.point.lat) < 1e-4
+    return near and a.name == b.name
 
 
 def _place_keys(name: str, aliases: Iterable[str]) -> list[str]:
