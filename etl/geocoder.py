@@ -26,6 +26,7 @@ exactly, and its score stays below an exact match's.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +36,7 @@ import shapely
 import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 
-from etl.address import PREFIXES, Address, normalize, parse_address
+from etl.address import PREFIXES, SHORT_FORMS, Address, normalize, parse_address
 from layers.queries.labels import grid_label
 
 LEVELS = ("address_point", "interpolated", "road", "landmark", "community", "street", "failed")
@@ -50,6 +51,8 @@ NO_NUMBER = 0.9  # a road named without a number
 OUT_OF_RANGE = 0.6  # the road is known, the number is on none of its sides
 AMBIGUOUS = 0.5
 MIN_NAME = 2  # shorter names would match inside unrelated text
+SIDE_OFFSET_M = 10.0  # an interpolated plate stands this far beside the line, on its side
+M_PER_DEGREE = 111_320.0  # metres in a degree of latitude
 AREA_SUFFIXES = ("社区居委会", "居委会", "社区", "街道办事处", "街道")
 
 
@@ -190,8 +193,10 @@ class Geocoder:
     def geocode(self, text: str, limit: int = 5) -> list[Match]:
         """The best matches of `text`, best first (level, then score); never empty: a text
         nothing matches gives one "failed" match saying why."""
-        found = self._candidates(text)
+        whole = self._whole_area(text)
+        found = self._candidates(text, fuzzy=not whole)
         found.sort(key=lambda m: (_RANK[m.level], -m.score))
+        found = whole + found
         seen: set[tuple[Any, ...]] = set()
         out = []
         for m in found:
@@ -221,7 +226,19 @@ class Geocoder:
             text, "failed", 0.0, None, None, None, None, None, "", False, (), qualifiers, message
         )
 
-    def _candidates(self, text: str) -> list[Match]:
+    def _whole_area(self, text: str) -> list[Match]:
+        """The admin units whose name (long or short) the whole text is: 府右街南社区居委会,
+        府右街南社区, 府右街南. Read as the unit first, before a road or place of the same
+        name (西交民巷 the community, then the lane): how people name their community."""
+        if not isinstance(text, str):
+            return []
+        return [
+            Match(text, a.level, EXACT, a.point[0], a.point[1], a.street,
+                  a.code if a.level == "community" else None, None, a.name)
+            for a in self.areas.get(name_key(text), ())
+        ]  # fmt: skip
+
+    def _candidates(self, text: str, fuzzy: bool = True) -> list[Match]:
         if not isinstance(text, str) or not text.strip():
             return [self._failed(str(text or ""), "地址为空")]
         addr = parse_address(text)
@@ -239,7 +256,7 @@ class Geocoder:
             # a compound or place written with its number (永安二条62号院)
             out += self._place_matches(text, self._body(addr), addr.qualifiers, EXACT)
         elif rest:
-            out += self._names_without_number(text, addr, splits, ctx)
+            out += self._names_without_number(text, addr, splits, ctx, fuzzy)
         placed = any(m.level in _PLACED for m in out)
         if not placed:
             self._note_leading(ctx, splits)
@@ -422,7 +439,12 @@ class Geocoder:
         )
 
     def _names_without_number(
-        self, text: str, addr: Address, splits: list[tuple[list[_Area], str]], ctx: _Context
+        self,
+        text: str,
+        addr: Address,
+        splits: list[tuple[list[_Area], str]],
+        ctx: _Context,
+        fuzzy: bool,
     ) -> list[Match]:
         out: list[Match] = []
         q = addr.qualifiers
@@ -433,7 +455,7 @@ class Geocoder:
                 break
         for key in dict.fromkeys([self._body(addr), *(rest for _, rest in splits)]):
             out += self._place_matches(text, key, q, EXACT)
-        if out or splits[-1][1] in self.areas or len(splits[-1][1]) < MIN_NAME:
+        if out or not fuzzy or splits[-1][1] in self.areas or len(splits[-1][1]) < MIN_NAME:
             return out  # an exact name, or only admin names: the area levels answer those
         # fuzzy: places and roads, only when no name matched exactly
         for name, score, _ in self._fuzzy(splits, self._place_keys):
@@ -534,7 +556,14 @@ def area_names(level: str, name: str) -> list[str]:
             break
     if level == "street":
         shown = f"{stem}街道" if name.endswith("街道") or name.endswith("街道办事处") else name
-        return list(dict.fromkeys([shown, stem, f"{stem}街道", f"{stem}街道办事处"]))
+        stems = [stem] + [
+            short + stem[len(full) :]
+            for short, full in SHORT_FORMS.items()
+            if stem.startswith(full)
+        ]  # 广安门内 → 广内
+        return list(
+            dict.fromkeys([shown, *(v for s in stems for v in (s, f"{s}街道", f"{s}街道办事处"))])
+        )
     shown = name.removesuffix("居委会") if name.endswith("社区居委会") else name
     return list(dict.fromkeys([shown, stem, f"{stem}社区", f"{stem}社区居委会", f"{stem}居委会"]))
 
@@ -598,30 +627,53 @@ def _load_roads(
     which: list[int] = []
     numbers: list[int] = []
     fractions: list[float] = []
+    sides: list[float] = []  # +1 left of the line's direction, -1 right
     mids = shapely.get_coordinates(shapely.line_interpolate_point(lines, 0.5, normalized=True))
     for i, r in enumerate(rows):
         key = name_key(r.name)
         pieces.append(_Piece(key, r.street_code, float(r.metres), (mids[i, 0], mids[i, 1])))
         roads.setdefault(key, []).append(i)
-        for lo, hi, parity in (
-            (r.left_from, r.left_to, r.left_parity),
-            (r.right_from, r.right_to, r.right_parity),
+        for lo, hi, parity, sign in (
+            (r.left_from, r.left_to, r.left_parity, 1.0),
+            (r.right_from, r.right_to, r.right_parity, -1.0),
         ):
             side = _side_numbers(lo, hi, parity)
             n = len(side)
             which.extend([i] * n)
             numbers.extend(side.tolist())
             fractions.extend(((np.arange(n) + 0.5) / max(n, 1)).tolist())
+            sides.extend([sign] * n)
     table: dict[tuple[str, int], list[tuple[int, _Point]]] = {}
     if which:
-        pts = shapely.line_interpolate_point(
-            lines[np.asarray(which)], np.asarray(fractions), normalized=True
-        )
-        xy = shapely.get_coordinates(pts)
+        xy = _along(lines[np.asarray(which)], np.asarray(fractions), np.asarray(sides))
         placed = locator.points(xy[:, 0], xy[:, 1])
         for piece, number, point in zip(which, numbers, placed, strict=True):
             table.setdefault((pieces[piece].name, number), []).append((piece, point))
     return pieces, roads, table
+
+
+def _along(lines: np.ndarray, fractions: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """The points at `fractions` of the lines' lengths in metres (a local equirectangular
+    frame: a degree of longitude is cos(latitude) of a degree of latitude), moved
+    SIDE_OFFSET_M to their side (+1 left, -1 right) of the line: lng, lat rows."""
+    if len(lines) == 0:
+        return np.empty((0, 2))
+    lat0 = float(np.mean(shapely.get_coordinates(lines)[:, 1]))
+    kx = math.cos(math.radians(lat0))
+    flat = shapely.transform(lines, lambda c: c * np.array([kx, 1.0]))
+    length = shapely.length(flat)
+    s = fractions * length
+    at = shapely.get_coordinates(shapely.line_interpolate_point(flat, s))
+    step = np.minimum(1e-5, length / 4)
+    a = shapely.get_coordinates(shapely.line_interpolate_point(flat, np.maximum(s - step, 0)))
+    b = shapely.get_coordinates(shapely.line_interpolate_point(flat, np.minimum(s + step, length)))
+    d = b - a
+    norm = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-12)
+    offset = SIDE_OFFSET_M / M_PER_DEGREE * sides / norm
+    at[:, 0] -= d[:, 1] * offset
+    at[:, 1] += d[:, 0] * offset
+    at[:, 0] /= kx
+    return at
 
 
 def _load_plates(
