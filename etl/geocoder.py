@@ -1,7 +1,8 @@
 """The address geocoder: a Chinese address, as a call-taker writes it, to a place and a level.
 
-`Geocoder.load(conn)` reads the gazetteer (layers/gazetteer.py) and the admin layers into
-memory once: every house number of every road side is placed in advance (the i-th of a
+`Geocoder.load(conn)` reads the gazetteer (layers/gazetteer.py) and the admin units (the
+view `gazetteer_units`: the same in every zone, so a commander's geocoder knows another
+street's address is not its own) into memory once: every house number of every road side is placed in advance (the i-th of a
 side's n numbers at fraction (i + 0.5) / n of the piece's length, the district's lane
 numbering and `etl.demo.geography.house_number_point`'s), and each placed point, address
 point and landmark is located in its grid. A lookup is then the parser (etl/address.py) and
@@ -521,7 +522,10 @@ class _Locator:
 
     def __init__(self, conn: sa.Connection) -> None:
         rows = conn.execute(
-            sa.text("select code, community_code, street_code, ST_AsBinary(geom) from grids")
+            sa.text(
+                "select code, community_code, street_code, ST_AsBinary(geom) "
+                "from gazetteer_units where level = 'grid' order by code"
+            )
         ).all()
         self.codes = [r[0] for r in rows]
         self.community = [r[1] for r in rows]
@@ -573,11 +577,8 @@ def _load_areas(conn: sa.Connection) -> dict[str, list[_Area]]:
     out: dict[str, list[_Area]] = {}
     rows = conn.execute(
         sa.text(
-            "select 'street' as level, code, code as street, name, "
-            "ST_X(ST_PointOnSurface(geom)) as x, ST_Y(ST_PointOnSurface(geom)) as y "
-            "from streets union all "
-            "select 'community', code, street_code, name, "
-            "ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) from communities"
+            "select level, code, street_code as street, name, ST_X(point) as x, "
+            "ST_Y(point) as y from gazetteer_units where level <> 'grid' order by level, code"
         )
     ).all()
     units = {(r.level, r.code): r for r in rows}
