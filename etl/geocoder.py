@@ -1,12 +1,13 @@
 """The address geocoder: a Chinese address, as a call-taker writes it, to a place and a level.
 
 `Geocoder.load(conn)` reads the gazetteer (layers/gazetteer.py) and the admin units (the
-view `gazetteer_units`: the same in every zone, so a commander's geocoder knows another
-street's address is not its own) into memory once: every house number of every road side is placed in advance (the i-th of a
-side's n numbers at fraction (i + 0.5) / n of the piece's length, the district's lane
-numbering and `etl.demo.geography.house_number_point`'s), and each placed point, address
-point and landmark is located in its grid. A lookup is then the parser (etl/address.py) and
-a few dictionary lookups on normalised names; no query per address.
+view `gazetteer_units`: the same in every zone, so that a commander's geocoder knows another
+street's address is not its own) into memory once. Every house number of every road side is
+placed in advance: the i-th of a side's n numbers at fraction (i + 0.5) / n of the piece's
+length in metres (the district's lane numbering, and the demo's), SIDE_OFFSET_M beside the
+line on its side (left of the line's direction for the left range); each placed point,
+address point and landmark is located in its grid. A lookup is then the parser
+(etl/address.py) and a few dictionary lookups on normalised names; no query per address.
 
 Match levels, most precise first (`LEVELS`):
 - address_point: the plate (门牌) is in the gazetteer;
