@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -62,7 +63,7 @@ def committed_demo(server_url: str, prefix: str) -> Iterator[Demo]:
         drop_database(server_url, name)
 
 
-def rows(url: str, sql: str, **params: object) -> list[sa.Row[tuple[object, ...]]]:
+def rows(url: str, sql: str, **params: object) -> list[Any]:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import shapely
@@ -84,7 +85,7 @@ def test_a_plate_in_the_gazetteer_is_an_address_point_at_the_files_coordinates(
         assert_placed(demo, m)
 
 
-def _straight_unlisted_lane(demo: Demo) -> sa.Row[tuple[object, ...]]:
+def _straight_unlisted_lane(demo: Demo) -> Any:
     """A straight lane of one piece whose plates are not in the gazetteer."""
     found = rows(
         demo.url,
@@ -116,7 +117,7 @@ def test_a_number_on_a_lane_without_plates_is_interpolated_on_its_side(
         assert m.score == 1.0 and m.matched == f"{lane.name}{number}号"
         # beside the plate's place on the centre line, on the side its parity says
         assert 3.0 <= metres((m.lng, m.lat), (truth.x, truth.y)) <= 20.0  # type: ignore[arg-type]
-        cross = (x1 - x0) * (m.lat - y0) - (y1 - y0) * (m.lng - x0)  # type: ignore[operator]
+        cross = (x1 - x0) * (m.lat - y0) - (y1 - y0) * (m.lng - x0)
         assert cross * side > 0
         assert_placed(demo, m)
 
@@ -390,9 +391,7 @@ def test_reverse_gives_street_community_grid_and_nearest_lane(demo: Demo) -> Non
     assert 0 <= got["lane"]["distance_m"] < 2000
 
 
-def test_a_commanders_connection_loads_the_same_geocoder(
-    demo: Demo, geocoder: Geocoder
-) -> None:
+def test_a_commanders_connection_loads_the_same_geocoder(demo: Demo, geocoder: Geocoder) -> None:
     """Through the reader role scoped to one street, the gazetteer is whole (another
     street's address is placed in that street, for the caller to drop), while reverse
     geocoding reads the zone-scoped layers and says nothing outside the zone."""
