@@ -177,7 +177,9 @@ def _read(path: Path, sheet: str | None = None) -> pd.DataFrame:
                 raise GazetteerFileError(f"无法识别文件编码 unknown encoding: {path.name}")
             return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
         if suffix in (".xlsx", ".xls"):
-            return pd.read_excel(path, dtype=str, keep_default_na=False, sheet_name=sheet or 0)
+            return pd.read_excel(
+                path, dtype=str, keep_default_na=False, sheet_name=sheet or 0, engine="openpyxl"
+            )
         if suffix in (".geojson", ".json", ".gpkg", ".shp"):
             import pyogrio
 

@@ -234,11 +234,24 @@ class Geocoder:
         name (西交民巷 the community, then the lane): how people name their community."""
         if not isinstance(text, str):
             return []
-        return [
+        out = []
+        bucket = self.areas.get(name_key(text), ())
+        communities = [a for a in bucket if a.level == "community"]
+        streets = sorted({a.street for a in communities})
+        if len(streets) > 1:  # one name, communities of several streets
+            out.append(
+                Match(text, "community", EXACT * AMBIGUOUS, None, None, None, None, None,
+                      communities[0].name, ambiguous=True, candidates=tuple(streets),
+                      message=f"{len(streets)}个街道都有名为{communities[0].name}的社区，"
+                      "请写明街道")
+            )  # fmt: skip
+            bucket = [a for a in bucket if a.level != "community"]
+        out += [
             Match(text, a.level, EXACT, a.point[0], a.point[1], a.street,
                   a.code if a.level == "community" else None, None, a.name)
-            for a in self.areas.get(name_key(text), ())
+            for a in bucket
         ]  # fmt: skip
+        return out
 
     def _candidates(self, text: str, fuzzy: bool = True) -> list[Match]:
         if not isinstance(text, str) or not text.strip():
@@ -265,16 +278,16 @@ class Geocoder:
         out += self._area_matches(text, addr, ctx)
         return out
 
-    def _note_leading(self, ctx: _Context, splits: list[tuple[list[_Area], str]]) -> None:
+    def _note_leading(self, ctx: _Context, splits: list[tuple[list[str], str]]) -> None:
         """The admin names in front of the text; when unknown text follows them, only the
         names of 3 characters or more (a 2-character community stem 前海 may well be the
         start of a road's name 前海西街)."""
         if not splits:
             return
         whole = splits[-1][1] == "" or splits[-1][1] in self.areas
-        for (_, before), (areas, after) in itertools.pairwise(splits):
+        for (_, before), (keys, after) in itertools.pairwise(splits):
             if whole or len(before) - len(after) > MIN_NAME:
-                self._note(ctx, areas[-1])
+                self._note_area(ctx, keys[-1])
         if splits[-1][1] in self.areas:
             self._note_area(ctx, splits[-1][1])
 
@@ -286,7 +299,14 @@ class Geocoder:
         return body
 
     def _note_area(self, ctx: _Context, key: str) -> None:
-        for area in self.areas.get(key, ()):
+        """Note the units named `key`: those in the streets already named, if any; a
+        community name of several streets, none of them named, is left out (ambiguous)."""
+        bucket = self.areas.get(key, ())
+        if ctx.streets:
+            bucket = [a for a in bucket if a.street in ctx.streets] or bucket
+        if len({a.street for a in bucket if a.level == "community"}) > 1:
+            bucket = [a for a in bucket if a.level != "community"]
+        for area in bucket:
             self._note(ctx, area)
 
     def _note(self, ctx: _Context, area: _Area) -> None:
@@ -296,16 +316,15 @@ class Geocoder:
         else:
             ctx.street_area = area
 
-    def _splits(self, text: str) -> list[tuple[list[_Area], str]]:
+    def _splits(self, text: str) -> list[tuple[list[str], str]]:
         """`text` and, one by one, the admin unit names at its start taken off (longest
         name first): [([], 什刹海前海西街), ([什刹海], 前海西街), ([什刹海, 前海], 西街)]."""
-        out: list[tuple[list[_Area], str]] = [([], text)]
-        found: list[_Area] = []
+        out: list[tuple[list[str], str]] = [([], text)]
+        found: list[str] = []
         while len(text) > MIN_NAME:
             for k in range(min(self._longest_area, len(text) - 1), MIN_NAME - 1, -1):
-                hit = self.areas.get(text[:k])
-                if hit:
-                    found = [*found, hit[0]]
+                if text[:k] in self.areas:
+                    found = [*found, text[:k]]
                     text = text[k:]
                     out.append((found, text))
                     break
@@ -314,8 +333,8 @@ class Geocoder:
         return out
 
     def _road_names(
-        self, splits: list[tuple[list[_Area], str]]
-    ) -> list[tuple[str, float, list[_Area]]]:
+        self, splits: list[tuple[list[str], str]]
+    ) -> list[tuple[str, float, list[str]]]:
         """The road names the text may mean: (name, score, the admin names before it)."""
         for before, rest in splits:
             if rest in self.roads:
@@ -330,10 +349,10 @@ class Geocoder:
         return self._fuzzy(splits, self._road_keys)
 
     def _fuzzy(
-        self, splits: list[tuple[list[_Area], str]], keys: list[str]
-    ) -> list[tuple[str, float, list[_Area]]]:
+        self, splits: list[tuple[list[str], str]], keys: list[str]
+    ) -> list[tuple[str, float, list[str]]]:
         """The name of `keys` nearest any split's rest (of 3 characters or more), if near."""
-        best: tuple[str, float, list[_Area]] | None = None
+        best: tuple[str, float, list[str]] | None = None
         for before, rest in splits:
             if len(rest) <= MIN_NAME:
                 continue
@@ -342,11 +361,11 @@ class Geocoder:
                 best = (got[0], FUZZY * got[1] / 100.0, before)
         return [] if best is None else [best]
 
-    def _pieces(self, name: str, ctx: _Context, before: list[_Area]) -> tuple[list[int], bool]:
+    def _pieces(self, name: str, ctx: _Context, before: list[str]) -> tuple[list[int], bool]:
         """The pieces of road `name`, narrowed to the streets the text names when it names
         one the road runs through; (pieces, narrowed)."""
         pieces = self.roads[name]
-        streets = set(ctx.streets) | {a.street for a in before}
+        streets = set(ctx.streets) | {a.street for key in before for a in self.areas[key]}
         if streets:
             inside = [i for i in pieces if self.pieces[i].street in streets]
             if inside:
@@ -354,7 +373,7 @@ class Geocoder:
         return pieces, False
 
     def _roads_with_number(
-        self, text: str, addr: Address, splits: list[tuple[list[_Area], str]], ctx: _Context
+        self, text: str, addr: Address, splits: list[tuple[list[str], str]], ctx: _Context
     ) -> list[Match]:
         assert addr.number is not None
         out = []
@@ -444,7 +463,7 @@ class Geocoder:
         self,
         text: str,
         addr: Address,
-        splits: list[tuple[list[_Area], str]],
+        splits: list[tuple[list[str], str]],
         ctx: _Context,
         fuzzy: bool,
     ) -> list[Match]:
@@ -478,8 +497,8 @@ class Geocoder:
     def _area_matches(self, text: str, addr: Address, ctx: _Context) -> list[Match]:
         rest = addr.road or ""
         out = []
-        for area in self.areas.get(rest, ()) if rest else ():
-            self._note(ctx, area)
+        if rest:
+            self._note_area(ctx, rest)
         if ctx.community is not None:
             a = ctx.community
             out.append(
