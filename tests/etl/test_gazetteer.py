@@ -41,7 +41,7 @@ def _roads_file(path: Path, features: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _road(name: str, coords_: list[list[float]], **props: Any) -> dict[str, Any]:
+def _road(name: str, coords_: list[Any], **props: Any) -> dict[str, Any]:
     kind = "MultiLineString" if isinstance(coords_[0][0], list) else "LineString"
     return {
         "type": "Feature",
