@@ -301,3 +301,9 @@ def test_the_demos_files_are_written_again_when_the_boundaries_are_newer(tmp_pat
     assert not _stale(tmp_path)
     os.utime(tmp_path / "lanes.geojson", (3_000, 3_000))  # the demo generated again
     assert _stale(tmp_path)
+
+
+def test_an_empty_gazetteer_loads_and_fails_politely(connection: sa.Connection) -> None:
+    geocoder = Geocoder.load(connection)
+    m = geocoder.geocode("西城区砖塔胡同23号")[0]
+    assert m.level == "failed" and m.message
