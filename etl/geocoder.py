@@ -286,9 +286,17 @@ class Geocoder:
         # street / community names the parser does not know, in front (什刹海, 府右街南社区)
         splits = self._splits(rest) if rest else []
         if addr.number is not None and rest:
-            out += self._roads_with_number(text, addr, splits, ctx)
+            # a place before the number (西单商场3号门): its exact name bars fuzzy roads
+            before_number = [
+                m
+                for key in dict.fromkeys(r for _, r in splits)
+                for m in self._place_matches(text, key, addr.qualifiers, EXACT * NO_NUMBER)
+            ]
+            out += self._roads_with_number(text, addr, splits, ctx, fuzzy and not before_number)
             # a compound or place written with its number (永安二条62号院)
             out += self._place_matches(text, self._body(addr), addr.qualifiers, EXACT)
+            if not out:
+                out += before_number
         elif rest:
             out += self._names_without_number(text, addr, splits, ctx, fuzzy)
         placed = any(m.level in _PLACED for m in out)
@@ -352,7 +360,7 @@ class Geocoder:
         return out
 
     def _road_names(
-        self, splits: list[tuple[list[str], str]]
+        self, splits: list[tuple[list[str], str]], fuzzy: bool = True
     ) -> list[tuple[str, float, list[str]]]:
         """The road names the text may mean: (name, score, the admin names before it)."""
         for before, rest in splits:
@@ -365,7 +373,7 @@ class Geocoder:
                 known = self._splits(rest[:k] + "\0")[-1]
                 exact = known[1] == "\0"
                 return [(tail, EXACT if exact else LOOSE_PREFIX, known[0])]
-        return self._fuzzy(splits, self._road_keys)
+        return self._fuzzy(splits, self._road_keys) if fuzzy else []
 
     def _fuzzy(
         self, splits: list[tuple[list[str], str]], keys: list[str]
@@ -394,12 +402,17 @@ class Geocoder:
         return pieces, False
 
     def _roads_with_number(
-        self, text: str, addr: Address, splits: list[tuple[list[str], str]], ctx: _Context
+        self,
+        text: str,
+        addr: Address,
+        splits: list[tuple[list[str], str]],
+        ctx: _Context,
+        fuzzy: bool,
     ) -> list[Match]:
         assert addr.number is not None
         out = []
         house = addr.house_number or f"{addr.number}号"
-        for name, score, before in self._road_names(splits):
+        for name, score, before in self._road_names(splits, fuzzy):
             pieces, _ = self._pieces(name, ctx, before)
             named = ctx.streets | {a.street for key in before for a in self.areas[key]}
             plate = self.plates.get((name, addr.number, addr.prefix, addr.sub))

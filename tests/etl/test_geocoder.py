@@ -258,6 +258,8 @@ def test_a_landmark_by_name_or_alias_with_its_qualifier(demo: Demo, geocoder: Ge
             assert metres((m.lng, m.lat), (truth.x, truth.y)) < 0.5  # type: ignore[arg-type]
             assert_placed(demo, m)
         assert geocoder.geocode(f"{poi['名称']}附近")[0].qualifiers == ("附近",)
+        near = geocoder.geocode(f"{poi['名称']}3号门")[0]  # a gate of it: the place
+        assert (near.level, near.matched) == ("landmark", poi["名称"]) and near.score < 1.0
 
 
 def _communities() -> list[dict[str, str]]:
