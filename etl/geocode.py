@@ -39,6 +39,9 @@ from etl.address import normalize
 FINE_LEVELS = ("address_point", "interpolated", "landmark")
 # The levels that know the community (a road only when the geocoder found it in one).
 COMMUNITY_LEVELS = (*FINE_LEVELS, "road", "community")
+# The levels whose point stands in for an area (a road's middle, a point in the community
+# or street): never given a grid later (etl.place.fill_in).
+COARSE_LEVELS = ("road", "community", "street")
 PLACED = ("street_code", "community_code", "grid_code")
 
 

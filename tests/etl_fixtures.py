@@ -47,9 +47,13 @@ TEST_LANE = Lane(
 NEW_LANE = Lane(
     "1101020030000002", "新建胡同", STREET_B, (116.331, 39.915), (116.339, 39.915), (1, 39), (2, 40)
 )
-# A road through both streets: without a number, which street is it?
+# A road through both streets, a piece in each (numbers continue): without a number, which
+# street is it?
 CROSSING_LANE = Lane(
-    "1101020010000003", "跨界街", STREET_A, (116.311, 39.912), (116.329, 39.912), (1, 9), (2, 10)
+    "1101020010000003", "跨界街", STREET_A, (116.311, 39.912), (116.319, 39.912), (1, 9), (2, 10)
+)
+CROSSING_PIECE = Lane(
+    "1101020030000004", "跨界街", STREET_B, (116.321, 39.912), (116.329, 39.912), (11, 19), (12, 20)
 )
 LANDMARK = ("L1", "测试小学", "school", STREET_B, (116.336, 39.916))
 
@@ -96,8 +100,8 @@ def build_gazetteer(conn: sa.Connection) -> None:
 
 
 def gazetteer(conn: sa.Connection, *lanes: Lane) -> None:
-    """The test lanes (default: the test lane and the crossing one), the landmark, built."""
-    for lane in lanes or (TEST_LANE, CROSSING_LANE):
+    """The test lanes (default: the test lane and the crossing road), the landmark, built."""
+    for lane in lanes or (TEST_LANE, CROSSING_LANE, CROSSING_PIECE):
         insert_lane(conn, lane)
     insert_landmark(conn)
     build_gazetteer(conn)

@@ -90,7 +90,10 @@ def rejects_of(engine: sa.Engine, run_id: int) -> dict[str, dict[str, Any]]:
 def loaded(engine: sa.Engine) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         got = stored(conn)
-        runs = dict(conn.execute(sa.text("select source_id, etl_run_id from service_requests")))
+        runs = {
+            r.source_id: r.etl_run_id
+            for r in conn.execute(sa.text("select source_id, etl_run_id from service_requests"))
+        }
     return {k: v | {"run": runs[k]} for k, v in got.items()}
 
 

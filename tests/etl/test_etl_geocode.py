@@ -20,6 +20,7 @@ from etl.geocoder import Geocoder
 from etl.demo.extracts import CASE_COLUMNS
 from etl.geocode import geocode_addresses
 from etl.jobs import RunReport, run_file
+from etl.place import fill_in, placer_for
 from tests.district import request_row, write_csv
 from tests.etl_fixtures import (
     CROSSING_LANE,
@@ -57,6 +58,10 @@ def _run(conn: sa.Connection, path: Path, **kw: object) -> RunReport:
 def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_allows(
     connection: sa.Connection, tmp_path: Path
 ) -> None:
+    # The tiny district's community names repeat in both streets: one gets a name of its own.
+    connection.execute(
+        sa.text("update communities set name = '百万庄社区' where code = '110102003002'")
+    )
     gazetteer(connection)
     rows = [
         request_row("C1"),  # coordinates: as before
@@ -64,8 +69,8 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
         # (0, 0) is no coordinate; full-width digits and 号院 as call-takers write them
         request_row("G2", 地址="测试胡同１２号院", 经度="0", 纬度="0"),
         address_only("G3", "西城区测试小学"),
-        address_only("G4", "测试003街道测试002社区"),
-        address_only("G5", "测试001街道"),
+        address_only("G4", "西城区百万庄社区居委会"),
+        address_only("G5", "测试003街道"),
         address_only("G6", "测试胡同五号附近"),  # the same house as G1
         address_only("F1", "不存在路99号"),
         address_only("F2", "跨界街"),  # a road through both streets, no number
@@ -102,7 +107,7 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
     # A street: the street only.
     g5 = got["G5"]
     assert g5["geocode_quality"] == "street"
-    assert (g5["street_code"], g5["community_code"], g5["grid_code"]) == (STREET_A, None, None)
+    assert (g5["street_code"], g5["community_code"], g5["grid_code"]) == (STREET_B, None, None)
 
     rejects = _rejects(connection, report.run_id)
     assert {k: (v["reason"], v["retryable"]) for k, v in rejects.items()} == {
@@ -114,6 +119,13 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
         assert address in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
     assert STREET_A in str(rejects["F2"]["message"]) and STREET_B in str(rejects["F2"]["message"])
     assert CROSSING_LANE.name in str(rejects["F2"]["message"])
+
+    # Filling in finer codes later (an admin import) gives a community or street match no
+    # grid: its point stands in for the area.
+    fill_in(connection, placer_for(connection))
+    after = stored(connection)
+    assert (after["G4"]["grid_code"], after["G5"]["community_code"]) == (None, None)
+    assert after["G1"]["grid_code"] == codes_at(*TEST_LANE.point(5))[2]
 
     assert report.geocoded == {"interpolated": 3, "landmark": 1, "community": 1, "street": 1}
     warnings = connection.execute(
@@ -181,7 +193,7 @@ def test_the_batch_spread_over_the_rows_equals_geocoding_each_row(
 ) -> None:
     gazetteer(connection)
     geocoder = Geocoder.load(connection)
-    texts = [f"测试胡同{n}号" for n in range(1, 25)] + ["测试小学", "测试001街道", "跨界街", "无名"]
+    texts = [f"测试胡同{n}号" for n in range(1, 25)] + ["测试小学", "测试003街道", "跨界街", "无名"]
     rng = random.Random(5)
     rows = [rng.choice(texts) for _ in range(500)] + [None, None]
     counting = _Counting(geocoder)
