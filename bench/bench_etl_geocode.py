@@ -46,7 +46,6 @@ from bench_etl import (  # noqa: E402
     server_version,
     write_section,
 )
-from etl.geocoder import Geocoder  # noqa: E402
 
 from app.config import from_env, resolve_database_url  # noqa: E402
 from app.db import make_engine  # noqa: E402
@@ -54,6 +53,7 @@ from etl.admin import import_admin  # noqa: E402
 from etl.demo.geography import generate_geography, write_geography  # noqa: E402
 from etl.demo.load import ADMIN_FILES  # noqa: E402
 from etl.geocode import geocode as sql_geocode  # noqa: E402
+from etl.geocoder import Geocoder  # noqa: E402
 from etl.jobs import run_file  # noqa: E402
 from etl.place import _CACHE, placer_for  # noqa: E402
 
@@ -138,7 +138,7 @@ def write_requests(texts: np.ndarray, path: Path, seed: int = 7) -> None:
             "地址": texts,
             "经度": "",
             "纬度": "",
-            "状态": "受理",
+            "状态": "待派单",
         }
     )
     frame.to_csv(path, index=False)

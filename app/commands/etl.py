@@ -227,11 +227,15 @@ def rejects(run_id: int, reason: str | None, limit: int, as_json: bool) -> None:
     if reason:
         query = query.where(etl_rejects.c.reason == reason)
     query = query.order_by(etl_rejects.c.row_number).limit(limit)
-    with engine_from_env().connect() as conn:
-        exists = conn.execute(sa.select(etl_runs.c.id).where(etl_runs.c.id == run_id)).first()
-        if exists is None:
-            raise click.ClickException(f"没有这次运行 no such run: {run_id}")
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+    engine = engine_from_env(poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(sa.select(etl_runs.c.id).where(etl_runs.c.id == run_id)).first()
+            if exists is None:
+                raise click.ClickException(f"没有这次运行 no such run: {run_id}")
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+    finally:
+        engine.dispose()
     for r in rows:
         if as_json:
             click.echo(json.dumps(r, ensure_ascii=False, default=str))

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
-from layers.gazetteer import TABLES as GAZETTEER_TABLES
 
 from app.cli import main
 from app.db import make_engine
 from etl.jobs import EtlError, retry_run
+from layers.gazetteer import TABLES as GAZETTEER_TABLES
 from tests.district import request_row, write_csv
 from tests.etl.committed import committed_database, reset
 from tests.etl_fixtures import (
@@ -160,6 +160,9 @@ def test_retry_loads_what_the_grown_gazetteer_places_and_never_a_row_twice(
     assert {k: (v["reason"], v["retryable"]) for k, v in rejects_of(db, run2).items()} == {
         "N3": ("geocode_failed", True)
     }
+    shown = cli(url, tmp_path, "etl", "rejects", str(run1))
+    assert re.search(rf"row 3 +geocode_failed +N1 .*retried in run {run2}", shown.output)
+    assert re.search(r"row 6 +bad_date +BAD ", shown.output)
 
     # Again: only what the retry still rejected is taken; nothing is loaded twice.
     third = cli(url, tmp_path, "etl", "retry", str(run1))

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pytest
 import shapely
 import sqlalchemy as sa
-from etl.geocoder import Geocoder
 
 from etl.demo.extracts import CASE_COLUMNS
 from etl.geocode import geocode_addresses
+from etl.geocoder import Geocoder
 from etl.jobs import RunReport, run_file
 from etl.place import fill_in, placer_for
 from tests.district import request_row, write_csv
