@@ -149,8 +149,13 @@ def _strip_prefixes(text: str) -> str:
     return text
 
 
+_QUALIFIER_ENDS = frozenset(q[-1] for q in QUALIFIERS)
+
+
 def _qualifiers(text: str) -> tuple[str, tuple[str, ...]]:
     """The qualifiers at the end of `text`, in the order written, and what is before them."""
+    if not text or text[-1] not in _QUALIFIER_ENDS:  # most addresses: no qualifier at all
+        return text, ()
     found: list[str] = []
     while True:
         q = next((q for q in QUALIFIERS if text.endswith(q)), None)

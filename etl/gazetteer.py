@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import shapely
 import sqlalchemy as sa
@@ -176,7 +177,9 @@ def _read(path: Path, sheet: str | None = None) -> pd.DataFrame:
                 raise GazetteerFileError(f"无法识别文件编码 unknown encoding: {path.name}")
             return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
         if suffix in (".xlsx", ".xls"):
-            return pd.read_excel(path, dtype=str, keep_default_na=False, sheet_name=sheet or 0)
+            return pd.read_excel(
+                path, dtype=str, keep_default_na=False, sheet_name=sheet or 0, engine="openpyxl"
+            )
         if suffix in (".geojson", ".json", ".gpkg", ".shp"):
             import pyogrio
 
@@ -220,6 +223,7 @@ def _int(value: str, what: str) -> int | None:
 
 
 def _point(row: dict[str, str], m: Mapping_, geometry: Any) -> tuple[float, float]:
+    """The row's point: its columns' (in the file's system) or its geometry's (WGS84)."""
     if "lng" in m.columns and "lat" in m.columns:
         sx, sy = row.get("lng", ""), row.get("lat", "")
         if sx == "" or sy == "":
@@ -230,7 +234,7 @@ def _point(row: dict[str, str], m: Mapping_, geometry: Any) -> tuple[float, floa
             raise _Bad("bad_coordinates", f"坐标不是数字 not numbers: {sx!r}, {sy!r}") from None
         if not (BBOX[0] <= x <= BBOX[2] and BBOX[1] <= y <= BBOX[3]):
             raise _Bad("outside", f"坐标不在中国境内 point outside China: {x}, {y}")
-        return coords.to_wgs84(x, y, m.crs)
+        return x, y  # in the file's system: converted for all rows at once (_to_wgs84)
     if geometry is None or geometry.is_empty or geometry.geom_type != "Point":
         raise _Bad("bad_geometry", "缺少点坐标 no point geometry")
     return float(geometry.x), float(geometry.y)
@@ -255,7 +259,7 @@ def _address_row(row: dict[str, str], m: Mapping_, geometry: Any) -> dict[str, A
         "number": plate.number,
         "prefix": plate.prefix,
         "sub": plate.sub,
-        "geom": f"SRID=4326;POINT({lng!r} {lat!r})",
+        "geom": (lng, lat),
     }
 
 
@@ -271,7 +275,7 @@ def _place_row(row: dict[str, str], m: Mapping_, geometry: Any, n: int) -> dict[
         "kind": row.get("kind") or "poi",
         "aliases": list(dict.fromkeys(a for a in aliases if a != name)),
         "address": row.get("address") or None,
-        "geom": f"SRID=4326;POINT({lng!r} {lat!r})",
+        "geom": (lng, lat),
     }
 
 
@@ -399,6 +403,8 @@ def import_file(
                     rejects.append(_reject(n, raw, bad.reason, bad.message))
                     continue
                 rows.extend({**r, "source": source} for r in made)
+            if kind != "road":
+                _to_wgs84(rows, m, "lng" in m.columns)
             table = {"road": gazetteer_roads, "address": gazetteer_addresses,
                      "poi": gazetteer_places}[kind]  # fmt: skip
             old = conn.execute(sa.delete(table).where(table.c.source == source)).rowcount
@@ -438,6 +444,19 @@ def import_file(
     return report
 
 
+def _to_wgs84(rows: list[dict[str, Any]], m: Mapping_, from_columns: bool) -> None:
+    """The rows' points (`geom`: lng, lat) as WGS84 EWKT, converted all at once."""
+    if not rows:
+        return
+    xy = np.array([r["geom"] for r in rows], dtype=float)
+    if from_columns:
+        lng, lat = coords.to_wgs84(xy[:, 0], xy[:, 1], m.crs)
+    else:
+        lng, lat = xy[:, 0], xy[:, 1]
+    for r, x, y in zip(rows, lng.tolist(), lat.tolist(), strict=True):
+        r["geom"] = f"SRID=4326;POINT({x!r} {y!r})"
+
+
 def _drop_taken(
     conn: sa.Connection, rows: list[dict[str, Any]], rejects: list[dict[str, Any]], source: str
 ) -> list[dict[str, Any]]:
@@ -450,9 +469,21 @@ def _drop_taken(
                 gazetteer_addresses.c.number,
                 gazetteer_addresses.c.prefix,
                 gazetteer_addresses.c.sub,
-            ).where(gazetteer_addresses.c.source != source)
+            ).where(gazetteer_addresses.c.source.not_in([source, BUILD_SOURCE]))
         )
     }
+    # a plate the build derived (a landmark's address) gives way to the district's own
+    conn.execute(
+        sa.text(
+            "delete from gazetteer_addresses where source = :build and (road, number) in "
+            "(select * from unnest(cast(:roads as text[]), cast(:numbers as integer[])))"
+        ),
+        {
+            "build": BUILD_SOURCE,
+            "roads": [r["road"] for r in rows],
+            "numbers": [r["number"] for r in rows],
+        },
+    )
     kept = []
     for n, row in enumerate(rows):
         if (row["road"], row["number"], row["prefix"], row["sub"]) in held:
