@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import pyproj
 import shapely
 import sqlalchemy as sa
 
@@ -31,13 +33,24 @@ class Lane:
 
     def point(self, number: int) -> tuple[float, float]:
         """The district's lane numbering: the i-th of a side's n numbers at (i + 0.5) / n of
-        the lane from its start."""
+        the lane's length in metres from its start, SIDE_OFFSET_M beside it on its side (odd
+        numbers left of the lane's direction). Computed in UTM zone 50N by pyproj and shapely
+        (the geocoder works in a local equirectangular frame: within a few centimetres)."""
         lo, hi = self.left if number % 2 else self.right
         assert lo <= number <= hi and (number - lo) % 2 == 0
         fraction = ((number - lo) // 2 + 0.5) / ((hi - lo) // 2 + 1)
-        p = shapely.line_interpolate_point(self.line, fraction, normalized=True)
-        return (p.x, p.y)
+        metric = shapely.transform(self.line, lambda xy: np.column_stack(_TO_UTM(*xy.T)))
+        side = shapely.offset_curve(metric, SIDE_OFFSET_M if number % 2 else -SIDE_OFFSET_M)
+        # offset_curve keeps the direction for either side (GEOS ≥ 3.11)
+        at = shapely.line_interpolate_point(side, fraction, normalized=True)
+        x, y = _FROM_UTM(at.x, at.y)
+        return (float(x), float(y))
 
+
+_TO_UTM = pyproj.Transformer.from_crs(4326, 32650, always_xy=True).transform
+_FROM_UTM = pyproj.Transformer.from_crs(32650, 4326, always_xy=True).transform
+# Where the lanes' numbers stand beside them (the geocoder's parameter, not its computation).
+SIDE_OFFSET_M = 10.0
 
 # In grid 110102001001001 (street A, community 001, southern row).
 TEST_LANE = Lane(
