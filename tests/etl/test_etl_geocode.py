@@ -24,6 +24,7 @@ from etl.place import fill_in, placer_for
 from tests.district import request_row, write_csv
 from tests.etl_fixtures import (
     CROSSING_LANE,
+    CROSSING_PIECE,
     LANDMARK,
     STREET_A,
     STREET_B,
@@ -74,10 +75,13 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
         address_only("G6", "测试胡同五号附近"),  # the same house as G1
         address_only("F1", "不存在路99号"),
         address_only("F2", "跨界街"),  # a road through both streets, no number
+        address_only("G7", "测试003街道测试001社区"),  # a community name both streets have
+        address_only("F3", "测试001社区"),  # … without its street
+        address_only("G8", "测试003街道跨界街"),  # the road, in the street named
     ]
     report = _run(connection, write_csv(tmp_path / "r.csv", rows))
     got = stored(connection)
-    assert set(got) == {"C1", "G1", "G2", "G3", "G4", "G5", "G6"}
+    assert set(got) == {"C1", "G1", "G2", "G3", "G4", "G5", "G6", "G7", "G8"}
     assert got["C1"]["geocode_quality"] == "coordinates"
 
     # A house on the lane: its point by the lane's numbering, its grid by containment.
@@ -104,6 +108,18 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
     )
     assert community_box("110102003002").contains(shapely.Point(g4["x"], g4["y"]))
     assert g4["near_boundary"] is False
+    g7 = got["G7"]
+    assert (g7["geocode_quality"], g7["street_code"], g7["community_code"], g7["grid_code"]) == (
+        "community",
+        STREET_B,
+        "110102003001",
+        None,
+    )
+    assert community_box("110102003001").contains(shapely.Point(g7["x"], g7["y"]))
+    # A road: on the road's piece in the street named; no grid (a road is no house).
+    g8 = got["G8"]
+    assert (g8["geocode_quality"], g8["street_code"], g8["grid_code"]) == ("road", STREET_B, None)
+    assert CROSSING_PIECE.line.distance(shapely.Point(g8["x"], g8["y"])) < 1e-9
     # A street: the street only.
     g5 = got["G5"]
     assert g5["geocode_quality"] == "street"
@@ -113,11 +129,14 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
     assert {k: (v["reason"], v["retryable"]) for k, v in rejects.items()} == {
         "F1": ("geocode_failed", True),
         "F2": ("geocode_ambiguous", True),
+        "F3": ("geocode_ambiguous", True),
     }
     for source_id, address in [("F1", "不存在路99号"), ("F2", "跨界街")]:
         message = str(rejects[source_id]["message"])
         assert address in message and any("\u4e00" <= ch <= "\u9fff" for ch in message)
-    assert STREET_A in str(rejects["F2"]["message"]) and STREET_B in str(rejects["F2"]["message"])
+    for source_id in ("F2", "F3"):
+        message = str(rejects[source_id]["message"])
+        assert STREET_A in message and STREET_B in message
     assert CROSSING_LANE.name in str(rejects["F2"]["message"])
 
     # Filling in finer codes later (an admin import) gives a community or street match no
@@ -127,7 +146,13 @@ def test_address_only_rows_are_placed_with_their_level_and_only_the_codes_it_all
     assert (after["G4"]["grid_code"], after["G5"]["community_code"]) == (None, None)
     assert after["G1"]["grid_code"] == codes_at(*TEST_LANE.point(5))[2]
 
-    assert report.geocoded == {"interpolated": 3, "landmark": 1, "community": 1, "street": 1}
+    assert report.geocoded == {
+        "interpolated": 3,
+        "landmark": 1,
+        "community": 2,
+        "street": 1,
+        "road": 1,
+    }
     warnings = connection.execute(
         sa.text("select warnings from etl_runs where id = :r"), {"r": report.run_id}
     ).scalar_one()
