@@ -7,8 +7,11 @@ the gazetteer built from lanes inserted here; expected places computed by shapel
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +163,10 @@ def test_retry_loads_what_the_grown_gazetteer_places_and_never_a_row_twice(
     assert {k: (v["reason"], v["retryable"]) for k, v in rejects_of(db, run2).items()} == {
         "N3": ("geocode_failed", True)
     }
+    listed = cli(url, tmp_path, "etl", "runs", "--json")
+    assert {r["id"]: r["retry_of"] for r in json.loads(listed.output)} == {run1: None, run2: run1}
+    listed = cli(url, tmp_path, "etl", "runs")
+    assert f"重试运行 retry of run {run1}" in listed.output
     shown = cli(url, tmp_path, "etl", "rejects", str(run1))
     assert re.search(rf"row 3 +geocode_failed +N1 .*retried in run {run2}", shown.output)
     assert re.search(r"row 6 +bad_date +BAD ", shown.output)
@@ -260,3 +267,43 @@ def test_retrying_no_such_run_or_a_failed_one_says_why(
         run_id = conn.execute(sa.text("select max(id) from etl_runs")).scalar_one()
     refused = cli(url, tmp_path, "etl", "retry", str(run_id))
     assert refused.exit_code != 0 and "未成功" in refused.output
+
+
+def _waiting_backend(engine: sa.Engine) -> int | None:
+    """A session of this database waiting for a lock, if one is."""
+    with engine.connect() as conn:
+        pid = conn.execute(
+            sa.text(
+                "select pid from pg_stat_activity where datname = current_database() "
+                "and wait_event_type = 'Lock' limit 1"
+            )
+        ).scalar()
+    return int(pid) if pid is not None else None
+
+
+def test_two_retries_of_one_run_at_once_take_each_reject_once(
+    db: sa.Engine, url: str, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path / "day.csv", [address_only("N1", "新建胡同5号")])
+    run1 = run_id_in(
+        cli(url, tmp_path, "etl", "run", str(path), "--layer", "service_requests").output
+    )
+    add_lane(db, NEW_LANE)
+
+    def other() -> object:
+        with db.connect() as conn:
+            report = retry_run(conn, run1)
+            conn.commit()
+            return report
+
+    with db.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:
+        first = retry_run(conn, run1)  # not committed yet: its rejects stay locked
+        second = pool.submit(other)
+        deadline = time.monotonic() + 60
+        while _waiting_backend(db) is None and not second.done():
+            assert time.monotonic() < deadline, "the second retry never waited"
+            time.sleep(0.05)
+        conn.commit()
+        assert second.result() is None  # it found the rejects taken
+    assert first is not None and first.inserted == 1
+    assert set(loaded(db)) == {"N1"}
