@@ -136,6 +136,9 @@ def numeral_value(text: str) -> int:
 def normalize(text: str) -> str:
     """Full-width to half-width, no spaces, counted Chinese numerals as digits."""
     text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+    # NFKC may write a space before a combining mark (¯ → space + U+0304): without the
+    # space the mark composes, so normalise again (the text is then normal for good)
+    text = unicodedata.normalize("NFKC", text)
     return _COUNTED.sub(lambda m: str(numeral_value(m.group(1))), text)
 
 

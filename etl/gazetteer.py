@@ -379,7 +379,7 @@ def import_file(
             frame = _read(path, sheet)
             m = _resolve(kind, frame, read_mapping(mapping))
             geometries = frame["geometry"].tolist() if "geometry" in frame else [None] * len(frame)
-            rows: list[dict[str, Any]] = []
+            entries: list[_Entry] = []
             rejects: list[dict[str, Any]] = []
             seen: dict[Any, int] = {}
             records = frame.to_dict("records")
@@ -402,39 +402,25 @@ def import_file(
                 except _Bad as bad:
                     rejects.append(_reject(n, raw, bad.reason, bad.message))
                     continue
-                rows.extend({**r, "source": source} for r in made)
+                entries.append(_Entry(n, raw, key, [{**r, "source": source} for r in made]))
             if kind != "road":
-                _to_wgs84(rows, m, "lng" in m.columns)
-            table = {"road": gazetteer_roads, "address": gazetteer_addresses,
-                     "poi": gazetteer_places}[kind]  # fmt: skip
-            old = conn.execute(sa.delete(table).where(table.c.source == source)).rowcount
-            if kind == "poi":
-                codes = [r["code"] for r in rows]
-                for i in range(0, len(codes), 5000):
-                    taken = conn.execute(
-                        sa.select(table.c.code).where(table.c.code.in_(codes[i : i + 5000]))
-                    ).scalars()
-                    for code in taken:
-                        raise GazetteerFileError(
-                            f"编码 {code} 已由其他来源使用 code already used by another source"
-                        )
-            if kind == "address":
-                rows = _drop_taken(conn, rows, rejects, source)
+                _to_wgs84([r for e in entries for r in e.rows], m, "lng" in m.columns)
+            table = TABLE[kind]
+            entries = _held_elsewhere(conn, kind, entries, rejects, source)
+            counts = _compare(conn, kind, entries, source)
+            conn.execute(sa.delete(table).where(table.c.source == source))
+            rows = [r for e in entries for r in e.rows]
             for i in range(0, len(rows), 5000):
                 conn.execute(sa.insert(table), rows[i : i + 5000])
             _street_of(conn, table, source)
             rejects.sort(key=lambda r: r["row_number"])
             save_rejects(conn, run_id, rejects)
             report.read = len(records)
-            report.inserted = len(rows) if kind != "road" else len(records) - len(rejects)
-            report.updated = 0
-            report.unchanged = 0
+            report.inserted = counts["inserted"]
+            report.updated = counts["updated"]
+            report.unchanged = counts["unchanged"]
             report.rejected = len(rejects)
             report.reasons = dict(Counter(r["reason"] for r in rejects))
-            if old:
-                report.notes.append(
-                    f"替换了同一文件先前导入的 {old} 行 replaced {old} earlier rows"
-                )
             succeed_run(conn, run_id, report)
     except (Exception, KeyboardInterrupt) as exc:
         report.read = 0
@@ -454,46 +440,128 @@ def _to_wgs84(rows: list[dict[str, Any]], m: Mapping_, from_columns: bool) -> No
     else:
         lng, lat = xy[:, 0], xy[:, 1]
     for r, x, y in zip(rows, lng.tolist(), lat.tolist(), strict=True):
-        r["geom"] = f"SRID=4326;POINT({x!r} {y!r})"
+        r["geom"] = _point_text(x, y)
 
 
-def _drop_taken(
-    conn: sa.Connection, rows: list[dict[str, Any]], rejects: list[dict[str, Any]], source: str
-) -> list[dict[str, Any]]:
-    """Plates another source already holds stay that source's: those rows are rejected."""
-    held = {
-        (r.road, r.number, r.prefix, r.sub)
-        for r in conn.execute(
-            sa.select(
-                gazetteer_addresses.c.road,
-                gazetteer_addresses.c.number,
-                gazetteer_addresses.c.prefix,
-                gazetteer_addresses.c.sub,
-            ).where(gazetteer_addresses.c.source.not_in([source, BUILD_SOURCE]))
+@dataclass
+class _Entry:
+    """A file row that passed: its number, raw values, key, and the rows it inserts."""
+
+    n: int
+    raw: dict[str, Any]
+    key: Any
+    rows: list[dict[str, Any]]
+
+
+TABLE = {"road": gazetteer_roads, "address": gazetteer_addresses, "poi": gazetteer_places}
+
+
+def _held_elsewhere(
+    conn: sa.Connection,
+    kind: str,
+    entries: list[_Entry],
+    rejects: list[dict[str, Any]],
+    source: str,
+) -> list[_Entry]:
+    """A plate or a place code another imported file holds stays that file's: the row is
+    rejected; a plate the build derived (a landmark's address) gives way to the file's."""
+    if kind == "road" or not entries:
+        return entries
+    t = TABLE[kind]
+    if kind == "address":
+        c = gazetteer_addresses.c
+        held = {
+            tuple(r)
+            for r in conn.execute(
+                sa.select(c.road, c.number, c.prefix, c.sub).where(
+                    c.source.not_in([source, BUILD_SOURCE])
+                )
+            )
+        }
+        conn.execute(
+            sa.text(
+                "delete from gazetteer_addresses where source = :build and (road, number) in "
+                "(select * from unnest(cast(:roads as text[]), cast(:numbers as integer[])))"
+            ),
+            {
+                "build": BUILD_SOURCE,
+                "roads": [e.key[0] for e in entries],
+                "numbers": [e.key[1] for e in entries],
+            },
         )
-    }
-    # a plate the build derived (a landmark's address) gives way to the district's own
-    conn.execute(
-        sa.text(
-            "delete from gazetteer_addresses where source = :build and (road, number) in "
-            "(select * from unnest(cast(:roads as text[]), cast(:numbers as integer[])))"
-        ),
-        {
-            "build": BUILD_SOURCE,
-            "roads": [r["road"] for r in rows],
-            "numbers": [r["number"] for r in rows],
-        },
-    )
+        what = "门牌已在地名库中 plate already in the gazetteer"
+    else:
+        held = set(conn.execute(sa.select(t.c.code).where(t.c.source != source)).scalars())
+        what = "编码已由其他来源使用 code used by another source"
     kept = []
-    for n, row in enumerate(rows):
-        if (row["road"], row["number"], row["prefix"], row["sub"]) in held:
-            rejects.append(
-                _reject(n, {"address": row["address"]}, "duplicate",
-                        f"门牌已在地名库中 plate already in the gazetteer: {row['address']}")
-            )  # fmt: skip
+    for e in entries:
+        if e.key in held:
+            rejects.append(_reject(e.n, e.raw, "duplicate", f"{what}: {e.key}"))
         else:
-            kept.append(row)
+            kept.append(e)
     return kept
+
+
+def _point_text(x: float, y: float) -> str:
+    return f"SRID=4326;POINT({x!r} {y!r})"
+
+
+def _compare(conn: sa.Connection, kind: str, entries: list[_Entry], source: str) -> Counter[str]:
+    """How many of the file's rows are new, changed or as the last import of the same file
+    left them (a file imported twice changes nothing)."""
+    counts: Counter[str] = Counter(inserted=0, updated=0, unchanged=0)
+    if kind == "road":
+        old = Counter(
+            (r.name, r.kind, r.left_from, r.left_to, r.left_parity, r.right_from, r.right_to,
+             r.right_parity, f"SRID=4326;{shapely.from_wkb(bytes(r.wkb)).wkt}")
+            for r in conn.execute(
+                sa.text(
+                    "select name, kind, left_from, left_to, left_parity, right_from, right_to, "
+                    "right_parity, ST_AsBinary(geom) as wkb from gazetteer_roads "
+                    "where source = :source"
+                ),
+                {"source": source},
+            )
+        )  # fmt: skip
+        for e in entries:
+            pieces = Counter(
+                (r["name"], r["kind"], r["left_from"], r["left_to"], r["left_parity"],
+                 r["right_from"], r["right_to"], r["right_parity"], r["geom"])
+                for r in e.rows
+            )  # fmt: skip
+            if all(old[k] >= v for k, v in pieces.items()):
+                old -= pieces
+                counts["unchanged"] += 1
+            else:
+                counts["inserted"] += 1
+        return counts
+    if kind == "address":
+        query = (
+            "select road, number, prefix, sub, address, ST_X(geom) as x, ST_Y(geom) as y "
+            "from gazetteer_addresses where source = :source"
+        )
+        fields: tuple[str, ...] = ("address",)
+    else:
+        query = (
+            "select code, name, kind, aliases, address, ST_X(geom) as x, ST_Y(geom) as y "
+            "from gazetteer_places where source = :source"
+        )
+        fields = ("name", "kind", "aliases", "address")
+    before: dict[Any, tuple[Any, ...]] = {}
+    for r in conn.execute(sa.text(query), {"source": source}):
+        key = (r.road, r.number, r.prefix, r.sub) if kind == "address" else r.code
+        values = tuple(list(getattr(r, f)) if f == "aliases" else getattr(r, f) for f in fields)
+        before[key] = (*values, _point_text(r.x, r.y))
+    for e in entries:
+        row = e.rows[0]
+        now = (*(row[f] for f in fields), row["geom"])
+        if e.key not in before:
+            counts["inserted"] += 1
+        elif before[e.key] == now:
+            counts["unchanged"] += 1
+        else:
+            counts["updated"] += 1
+    return counts
 
 
 # --- build ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -64,8 +65,17 @@ def name_key(text: str) -> str:
     return _strip(normalize(text))
 
 
+_PREFIXES = re.compile("^(?:" + "|".join(sorted(PREFIXES, key=len, reverse=True)) + ")+")
+
+
 def _strip(text: str) -> str:
-    """A normalised text without the city and district prefixes."""
+    """A normalised text without the city and district prefixes (a text that is nothing but
+    prefixes keeps its last: 北京市西城区 → 西城区)."""
+    m = _PREFIXES.match(text)
+    if m is None:
+        return text
+    if m.end() < len(text):
+        return text[m.end() :]
     changed = True
     while changed:
         changed = False
@@ -195,10 +205,7 @@ class Geocoder:
     def geocode(self, text: str, limit: int = 5) -> list[Match]:
         """The best matches of `text`, best first (level, then score); never empty: a text
         nothing matches gives one "failed" match saying why."""
-        whole = self._whole_area(text)
-        found = self._candidates(text, fuzzy=not whole)
-        found.sort(key=lambda m: (_RANK[m.level], -m.score))
-        found = whole + found
+        found = self._ranked(text)
         seen: set[tuple[Any, ...]] = set()
         out = []
         for m in found:
@@ -217,9 +224,20 @@ class Geocoder:
         for text in texts:
             m = memo.get(text)
             if m is None:
-                m = memo[text] = self.geocode(text, limit=1)[0]
+                found = self._ranked(text)
+                m = memo[text] = found[0] if found else self.geocode(text, limit=1)[0]
             out.append(m)
         return out
+
+    def _ranked(self, text: str) -> list[Match]:
+        """Every match found, best first: a whole admin unit name, then by level and score."""
+        if not isinstance(text, str) or not text.strip():
+            return [self._failed(str(text or ""), "地址为空")]
+        addr = parse_address(text)
+        whole = self._whole_area(text, addr)
+        found = self._candidates(text, addr, fuzzy=not whole)
+        found.sort(key=lambda m: (_RANK[m.level], -m.score))
+        return whole + found
 
     # --- matching ----------------------------------------------------------------------
 
@@ -228,14 +246,14 @@ class Geocoder:
             text, "failed", 0.0, None, None, None, None, None, "", False, (), qualifiers, message
         )
 
-    def _whole_area(self, text: str) -> list[Match]:
+    def _whole_area(self, text: str, addr: Address) -> list[Match]:
         """The admin units whose name (long or short) the whole text is: 府右街南社区居委会,
         府右街南社区, 府右街南. Read as the unit first, before a road or place of the same
         name (西交民巷 the community, then the lane): how people name their community."""
-        if not isinstance(text, str):
-            return []
-        out = []
-        bucket = self.areas.get(name_key(text), ())
+        out: list[Match] = []
+        bucket = self.areas.get(_strip(addr.text), ())
+        if not bucket:
+            return out
         communities = [a for a in bucket if a.level == "community"]
         streets = sorted({a.street for a in communities})
         if len(streets) > 1:  # one name, communities of several streets
@@ -253,10 +271,7 @@ class Geocoder:
         ]  # fmt: skip
         return out
 
-    def _candidates(self, text: str, fuzzy: bool = True) -> list[Match]:
-        if not isinstance(text, str) or not text.strip():
-            return [self._failed(str(text or ""), "地址为空")]
-        addr = parse_address(text)
+    def _candidates(self, text: str, addr: Address, fuzzy: bool = True) -> list[Match]:
         ctx = _Context()
         if addr.street:
             self._note_area(ctx, name_key(addr.street))
@@ -365,7 +380,9 @@ class Geocoder:
         """The pieces of road `name`, narrowed to the streets the text names when it names
         one the road runs through; (pieces, narrowed)."""
         pieces = self.roads[name]
-        streets = set(ctx.streets) | {a.street for key in before for a in self.areas[key]}
+        streets = ctx.streets
+        if before:
+            streets = streets | {a.street for key in before for a in self.areas[key]}
         if streets:
             inside = [i for i in pieces if self.pieces[i].street in streets]
             if inside:

@@ -6,8 +6,9 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from app.commands.units import _run
 if TYPE_CHECKING:
     from etl.geocoder import Match
 
+T = TypeVar("T")
 KINDS = ("road", "address", "poi")
 LEVEL_NAMES = {
     "address_point": "门牌",
@@ -41,10 +43,19 @@ OUT_COLUMNS = (
 )
 
 
-def _engine() -> sa.Engine:
+def _on_connection(work: Callable[[sa.Connection], T], commit: bool = False) -> T:
+    """`work` on a connection of its own (committed when `commit`)."""
     from app.db import engine_from_env
 
-    return engine_from_env(poolclass=sa.pool.NullPool)
+    engine = engine_from_env(poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            result = work(conn)
+            if commit:
+                conn.commit()
+            return result
+    finally:
+        engine.dispose()
 
 
 @click.group("gazetteer")
@@ -80,13 +91,7 @@ def build() -> None:
     the lanes with their house-number ranges, the landmarks and halls (imports stay)."""
     from etl.gazetteer import build as build_gazetteer
 
-    engine = _engine()
-    try:
-        with engine.connect() as conn:
-            report = build_gazetteer(conn)
-            conn.commit()
-    finally:
-        engine.dispose()
+    report = _on_connection(build_gazetteer, commit=True)
     for line in report.lines():
         click.echo(line)
 
@@ -97,12 +102,7 @@ def stats(as_json: bool) -> None:
     """Rows of each gazetteer table, by source (build or the imported file)."""
     from etl.gazetteer import stats as gazetteer_stats
 
-    engine = _engine()
-    try:
-        with engine.connect() as conn:
-            counts = gazetteer_stats(conn)
-    finally:
-        engine.dispose()
+    counts = _on_connection(gazetteer_stats)
     if as_json:
         click.echo(json.dumps(counts, ensure_ascii=False, indent=2))
         return
@@ -172,12 +172,7 @@ def geocode(
     header: list[str] = []
     if file is not None:
         header, rows = _read_csv(file, column)
-    engine = _engine()
-    try:
-        with engine.connect() as conn:
-            geocoder = Geocoder.load(conn)
-    finally:
-        engine.dispose()
+    geocoder = _on_connection(Geocoder.load)
     if address is not None:
         found = geocoder.geocode(address, limit=limit)
         if as_json:

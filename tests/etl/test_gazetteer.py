@@ -168,7 +168,7 @@ def test_a_mapping_naming_a_missing_column_or_an_unknown_system_is_refused(
         import_file(connection, path, "plates")
 
 
-def test_importing_the_same_file_again_replaces_its_rows(
+def test_importing_the_same_file_again_replaces_its_rows_and_counts_what_changed(
     connection: sa.Connection, district: Any, tmp_path: Path
 ) -> None:
     _load_road(connection, tmp_path)
@@ -179,7 +179,9 @@ def test_importing_the_same_file_again_replaces_its_rows(
         [[f"{ROAD}3号", *_gcj(116.3075, 39.9051), ""], [f"{ROAD}5号", *_gcj(116.31, 39.9051), ""]],
     )
     again = import_file(connection, path, "address", MAPPING)
-    assert again.inserted == 2 and again.notes
+    assert (again.inserted, again.updated, again.unchanged) == (1, 1, 0)
+    same = import_file(connection, path, "address", MAPPING)
+    assert (same.inserted, same.updated, same.unchanged) == (0, 0, 2)
     got = connection.execute(
         sa.text("select number, ST_X(geom) from gazetteer_addresses order by number")
     ).all()
@@ -203,6 +205,12 @@ def test_places_with_aliases_from_a_workbook(
     ).to_excel(path, index=False)
     report = import_file(connection, path, "poi")
     assert (report.inserted, report.rejected, report.reasons) == (2, 1, {"missing_name": 1})
+    again = import_file(connection, path, "poi")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+    other = tmp_path / "poi2.xlsx"
+    pd.read_excel(path, dtype=str, engine="openpyxl").to_excel(other, index=False)
+    taken = import_file(connection, other, "poi")  # the same codes, another file
+    assert (taken.inserted, taken.reasons) == (0, {"duplicate": 2, "missing_name": 1})
     build(connection)
     geocoder = Geocoder.load(connection)
     for text in ("北京市第八十八中学", "八十八中附近", "西城区88中"):
@@ -240,6 +248,8 @@ def test_roads_with_parity_pieces_and_bad_rows(
     )
     report = import_file(connection, path, "road")
     assert report.reasons == {"bad_parity": 1, "bad_range": 1, "missing_name": 1}
+    again = import_file(connection, path, "road")
+    assert (again.inserted, again.unchanged, again.rejected) == (0, 1, 3)
     assert connection.execute(
         sa.text("select count(*), min(street_code) from gazetteer_roads where name = '测试大街'")
     ).one() == (2, "110102001")
