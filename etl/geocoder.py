@@ -53,6 +53,7 @@ FUZZY_CUTOFF = 80.0  # rapidfuzz ratio (0..100) a fuzzy name must reach
 NO_NUMBER = 0.9  # a road named without a number
 OUT_OF_RANGE = 0.6  # the road is known, the number is on none of its sides
 AMBIGUOUS = 0.5
+CONFLICT = 0.8  # the plate lies in another street than the one the text names
 MIN_NAME = 2  # shorter names would match inside unrelated text
 SIDE_OFFSET_M = 10.0  # an interpolated plate stands this far beside the line, on its side
 M_PER_DEGREE = 111_320.0  # metres in a degree of latitude
@@ -185,6 +186,9 @@ class Geocoder:
         self._road_keys = list(roads)
         self._place_keys = list(places)
         self._longest_area = max((len(k) for k in areas), default=0)
+        self._street_names = {
+            a.code: a.name for bucket in areas.values() for a in bucket if a.level == "street"
+        }
 
     # --- loading ---------------------------------------------------------------------
 
@@ -397,23 +401,24 @@ class Geocoder:
         house = addr.house_number or f"{addr.number}号"
         for name, score, before in self._road_names(splits):
             pieces, _ = self._pieces(name, ctx, before)
-            allowed = {self.pieces[i].street for i in pieces}
+            named = ctx.streets | {a.street for key in before for a in self.areas[key]}
             plate = self.plates.get((name, addr.number, addr.prefix, addr.sub))
-            if plate is not None and (plate.street is None or plate.street in allowed):
-                out.append(
-                    self._point_match(
-                        text, "address_point", score, plate, f"{name}{house}", addr.qualifiers
-                    )
-                )
-                continue
             numbered = self.numbers.get((name, addr.number), [])
             hits = [p for i, p in numbered if i in pieces] or [p for _, p in numbered]
-            if hits:
-                out.append(
-                    self._point_match(
-                        text, "interpolated", score, hits[0], f"{name}{house}", addr.qualifiers
-                    )
+            if plate is not None or hits:
+                level, point = ("address_point", plate) if plate else ("interpolated", hits[0])
+                found = self._point_match(
+                    text, level, score, point, f"{name}{house}", addr.qualifiers
                 )
+                if named and point.street not in named:  # the text says another street
+                    said = "、".join(sorted(self._street_names.get(c, c) for c in named))
+                    where = self._street_names.get(point.street or "", "区外")
+                    found = replace(
+                        found,
+                        score=found.score * CONFLICT,
+                        message=f"{name}{house}在{where}，与地址所写的{said}不符",
+                    )
+                out.append(found)
                 continue
             road = self._road_match(text, name, score * OUT_OF_RANGE, pieces, addr.qualifiers)
             out.append(replace(road, message=f"门牌号{house}不在{name}的门牌范围内，定位到道路"))

@@ -141,6 +141,9 @@ def _line(m: Match) -> str:
 
 def _row(m: Match) -> dict[str, Any]:
     d = m.as_dict()
+    for c in ("lng", "lat"):  # 1e-7° is about 1 cm
+        d[c] = None if d[c] is None else round(d[c], 7)
+    d["ambiguous"] = "是" if m.ambiguous else ""
     return {c: "" if d[c] is None else d[c] for c in OUT_COLUMNS}
 
 

@@ -196,11 +196,23 @@ def write_gazetteer(geo: Geography, out: Path, seed: int = 42) -> dict[str, Path
     return paths
 
 
+def _stale(directory: Path) -> bool:
+    """The files are missing, or older than the boundaries they were written from (a
+    directory the demo was generated into again)."""
+    written = [directory / name for name in (ADDRESSES, ADDRESSES_MAPPING, POIS, POIS_MAPPING)]
+    if not all(path.exists() for path in written):
+        return True
+    sources = [directory / f"{layer}.geojson" for layer in ("grids", "lanes", "landmarks")]
+    newest = max((path.stat().st_mtime for path in sources if path.exists()), default=0.0)
+    return min(path.stat().st_mtime for path in written) < newest
+
+
 def load_gazetteer(conn: sa.Connection, directory: Path) -> list[RunReport]:
     """Build the gazetteer from the loaded layers, then import the directory's 门牌 and POI
-    files (written from its boundary files first when it has none). Idempotent."""
+    files (written from its boundary files first when it has none, or when they are older
+    than the boundaries). Idempotent."""
     build(conn)
-    if not (directory / ADDRESSES).exists() or not (directory / POIS).exists():
+    if _stale(directory):
         write_gazetteer(read_geography(directory), directory)
     return [
         import_file(conn, directory / ADDRESSES, "address", directory / ADDRESSES_MAPPING),

@@ -150,6 +150,8 @@ def test_geocode_a_file_of_addresses(own_url: str, tmp_path: Path) -> None:
     assert written[0]["grid_code"] == "110102001002001"
     assert written[1]["street_code"] == "110102001" and written[1]["grid_code"] == ""
     assert written[2]["lng"] == "" and written[2]["message"]
+    assert abs(float(written[0]["lng"]) - 116.312) < 1e-6 and len(written[0]["lng"]) <= 12
+    assert {r["ambiguous"] for r in written} == {""}
 
     to_stdout = _cli(own_url, "geocode", "--file", str(source))
     assert to_stdout.exit_code == 0 and to_stdout.output.count("\n") == 5

@@ -284,3 +284,26 @@ def test_build_derives_names_and_keeps_imports(
     assert m.ambiguous and m.candidates == ("110102001", "110102003") and m.lng is None
     m = geocoder.geocode("测试003街道测试001社区")[0]
     assert (m.level, m.community_code, m.street_code) == ("community", "110102003001", "110102003")
+
+
+def test_the_demos_files_are_written_again_when_the_boundaries_are_newer(tmp_path: Path) -> None:
+    import os
+
+    from etl.demo.gazetteer import ADDRESSES, ADDRESSES_MAPPING, POIS, POIS_MAPPING, _stale
+
+    assert _stale(tmp_path)  # none written yet
+    for name in ("grids.geojson", "lanes.geojson", "landmarks.geojson"):
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+        os.utime(tmp_path / name, (1_000, 1_000))
+    for name in (ADDRESSES, ADDRESSES_MAPPING, POIS, POIS_MAPPING):
+        (tmp_path / name).write_text("", encoding="utf-8")
+        os.utime(tmp_path / name, (2_000, 2_000))
+    assert not _stale(tmp_path)
+    os.utime(tmp_path / "lanes.geojson", (3_000, 3_000))  # the demo generated again
+    assert _stale(tmp_path)
+
+
+def test_an_empty_gazetteer_loads_and_fails_politely(connection: sa.Connection) -> None:
+    geocoder = Geocoder.load(connection)
+    m = geocoder.geocode("西城区砖塔胡同23号")[0]
+    assert m.level == "failed" and m.message

@@ -219,6 +219,28 @@ def test_a_street_named_in_front_settles_an_ambiguous_road(demo: Demo, geocoder:
             assert m.street_code == code and m.lng is not None
 
 
+def test_a_number_in_another_street_than_the_text_names_says_so(
+    demo: Demo, geocoder: Geocoder
+) -> None:
+    lane = _straight_unlisted_lane(demo)
+    n = lane.left_from + 2
+    streets = dict(rows(demo.url, "select code, name from streets order by code"))
+    other = next(code for code in streets if code != lane.street_code)
+    plain = geocoder.geocode(f"{lane.name}{n}号")[0]
+    assert plain.street_code == lane.street_code and plain.message == ""
+    right = geocoder.geocode(f"{streets[lane.street_code]}{lane.name}{n}号")[0]
+    assert (right.score, right.message) == (1.0, "")
+    m = geocoder.geocode(f"{streets[other]}{lane.name}{n}号")[0]
+    assert (m.level, m.lng, m.lat, m.street_code) == (
+        "interpolated",
+        plain.lng,
+        plain.lat,
+        lane.street_code,
+    )
+    assert m.score < plain.score
+    assert streets[other] in m.message and streets[lane.street_code] in m.message
+
+
 # --- landmark, community, street ----------------------------------------------------------
 
 
