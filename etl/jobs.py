@@ -26,12 +26,14 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
+import pyarrow as pa
 import sqlalchemy as sa
 from tqdm import tqdm
 
@@ -46,12 +48,13 @@ from etl.aggregates import (
     rebuild_from_twins,
     refresh_request_aggregates,
 )
-from etl.extract import read_extract
+from etl.extract import ROW, Extract, read_extract
+from etl.geocode import RunGeocoder
 from etl.mapping import Mapping, load_mapping
 from etl.place import DEFAULT_BUDGET_MB, placer_for
 from etl.rules import load_routing, load_time_limits
-from etl.transform import prepare, required_columns
-from layers import Layer, etl_runs, get_layer
+from etl.transform import Prepared, prepare, required_columns
+from layers import Layer, etl_rejects, etl_runs, get_layer
 
 
 class EtlError(RuntimeError):
@@ -82,11 +85,14 @@ class RunReport:
     notes: list[str] = field(default_factory=list)  # e.g. why the placement cache was skipped
     cases_created: int = 0  # etl.replay: cases created for new rows
     steps_added: int = 0  # etl.replay: history rows added (the steps replayed)
+    geocoded: dict[str, int] = field(default_factory=dict)  # rows placed by address, by level
+    retry_of: int | None = None  # the run whose rejects this run re-ran
 
     def lines(self) -> list[str]:
         """A short report in Chinese and English."""
+        retry = f" · 重试运行 retry of run {self.retry_of}" if self.retry_of is not None else ""
         out = [
-            f"运行 run {self.run_id} · {self.layer} · {self.file_name} · {self.status}",
+            f"运行 run {self.run_id} · {self.layer} · {self.file_name}{retry} · {self.status}",
             f"读取 read {self.read} = 新增 inserted {self.inserted} + 更新 updated {self.updated}"
             f" + 未变 unchanged {self.unchanged} + 拒绝 rejected {self.rejected}"
             f"  ({self.seconds:.1f} s)",
@@ -95,6 +101,11 @@ class RunReport:
             out.append(
                 "拒绝原因 rejected: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items()))
+            )
+        if self.geocoded:
+            out.append(
+                "地址定位 geocoded: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.geocoded.items()))
             )
         if self.cases_created or self.steps_added:
             out.append(
@@ -182,6 +193,7 @@ def succeed_run(conn: sa.Connection, run_id: int, report: RunReport, **more: Any
             warnings={
                 **report.warnings,
                 **{f"reject:{k}": v for k, v in report.reasons.items()},
+                **{f"geocoded:{k}": v for k, v in report.geocoded.items()},
             },
             **more,
         )
@@ -242,8 +254,16 @@ def _mark_interrupted_aside(conn: sa.Connection) -> None:
             raise
 
 
-def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[str, Any]) -> int:
-    """Record the run as 'running' and commit that; `conn`'s transaction holds its lock."""
+def _start_run(
+    conn: sa.Connection,
+    file: Path | str,
+    mapping: Mapping,
+    options: dict[str, Any],
+    retry_of: int | None = None,
+) -> int:
+    """Record the run as 'running' and commit that; `conn`'s transaction holds its lock.
+    `file`: the file loaded (its name is recorded), or the name to record."""
+    file_name = file.name if isinstance(file, Path) else file
     sequence = sa.func.pg_get_serial_sequence("etl_runs", "id")
     run_id = int(conn.execute(sa.select(sa.func.nextval(sequence))).scalar_one())
     conn.execute(sa.select(_run_lock(run_id)))
@@ -255,8 +275,9 @@ def _start_run(conn: sa.Connection, path: Path, mapping: Mapping, options: dict[
             id=run_id,
             layer=mapping.layer,
             source=mapping.source,
-            file_name=path.name,
+            file_name=file_name,
             options=options,
+            retry_of=retry_of,
             status="running",
             run_by=_user(),
             host=socket.gethostname(),
@@ -363,6 +384,19 @@ def _holds(conn: sa.Connection, tables: list[str]) -> bool:
     )
 
 
+def _spec(mapping: str | Path | None, layer: str | None, source: str | None) -> Mapping:
+    if mapping is None:
+        if layer is None:
+            raise ValueError("give --layer or --mapping")
+        mapping = layer
+    spec = load_mapping(mapping)
+    if layer is not None and spec.layer != get_layer(layer).name:
+        raise ValueError(f"mapping {spec.name!r} is for layer {spec.layer!r}, not {layer!r}")
+    if source:
+        spec = Mapping(**{**spec.__dict__, "source": source})
+    return spec
+
+
 def run_file(
     conn: sa.Connection,
     path: Path,
@@ -392,18 +426,11 @@ def run_file(
     the record had to be written in the caller's transaction, the caller commits to keep
     it.) `sheet` picks a workbook's sheet; `allow_crs_mismatch` loads points whose declared
     coordinate system looks wrong (etl.crs_check) instead of failing; `now` is the clock
-    the rows' times are checked against (what is in the future).
+    the rows' times are checked against (what is in the future). Rows with an address and
+    no coordinates are geocoded (`etl.geocode`: the gazetteer is read once a run).
     """
     started = time.monotonic()
-    if mapping is None:
-        if layer is None:
-            raise ValueError("give --layer or --mapping")
-        mapping = layer
-    spec = load_mapping(mapping)
-    if layer is not None and spec.layer != get_layer(layer).name:
-        raise ValueError(f"mapping {spec.name!r} is for layer {spec.layer!r}, not {layer!r}")
-    if source:
-        spec = Mapping(**{**spec.__dict__, "source": source})
+    spec = _spec(mapping, layer, source)
     options: dict[str, Any] = {"mapping": spec.name, "crs": crs, "source": spec.source}
     if sheet is not None:
         options["sheet"] = sheet
@@ -411,19 +438,61 @@ def run_file(
         options["allow_crs_mismatch"] = True
     zone = zone or aggregates_zone(conn)
     run_id = _start_run(conn, path, spec, options)
+    return _execute(
+        conn,
+        RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name),
+        spec,
+        lambda: read_extract(path, sheet=sheet, expect=required_columns(spec)),
+        started=started,
+        checksum_of=path,
+        crs=crs,
+        check_crs=not allow_crs_mismatch,
+        now=now,
+        zone=zone,
+        cache_dir=cache_dir,
+        placement_mb=placement_mb,
+        progress=progress,
+        after_load=after_load,
+    )
+
+
+def _execute(
+    conn: sa.Connection,
+    report: RunReport,
+    spec: Mapping,
+    read: Callable[[], Extract],
+    *,
+    started: float,
+    checksum_of: Path | None,
+    crs: str | None,
+    check_crs: bool,
+    now: dt.datetime | None,
+    zone: str,
+    cache_dir: Path | None,
+    placement_mb: float | None,
+    progress: bool,
+    after_load: Callable[[sa.Connection], None] | None,
+    retry: _Retry | None = None,
+) -> RunReport:
+    """The recorded run `report.run_id` of the rows `read` gives (see `run_file`)."""
+    run_id = report.run_id
     # The file's checksum, and a bulk load's aggregates, are computed beside the load
     # (hashlib, NumPy and Arrow release the GIL).
     hashing = ThreadPoolExecutor(max_workers=4)
-    checksum = hashing.submit(_sha256, path)
+    checksum = hashing.submit(_sha256, checksum_of) if checksum_of is not None else None
     aggregates: _Aggregates | None = None
-    report = RunReport(run_id=run_id, layer=spec.layer, source=spec.source, file_name=path.name)
+    geocoder = RunGeocoder(conn)
     bar = tqdm(
-        total=4, desc=f"{spec.layer} {path.name}", unit="step", disable=not progress, leave=False
+        total=4,
+        desc=f"{spec.layer} {report.file_name}",
+        unit="step",
+        disable=not progress,
+        leave=False,
     )
     try:
         bar.set_postfix_str("读取 read")
         mark = time.monotonic()
-        extract = read_extract(path, sheet=sheet, expect=required_columns(spec))
+        extract = read()
         report.timings["read"] = time.monotonic() - mark
         bar.update()
         with conn.begin_nested():
@@ -446,11 +515,16 @@ def run_file(
                 load_routing(),
                 load_time_limits(),
                 crs=crs,
-                check_crs=not allow_crs_mismatch,
+                check_crs=check_crs,
                 now=now,
                 zone=zone,
+                geocoder=geocoder,
             )
             report.timings["validate"] = time.monotonic() - mark - report.timings["read"]
+            if geocoder.seconds:
+                report.timings["  geocode"] = geocoder.seconds
+            if retry is not None:
+                retry.screen(conn, spec, prepared)
             bar.update()
             bar.set_postfix_str(f"入库 load {prepared.table.num_rows} rows")
             aggregates = _Aggregates(conn, spec.layer_obj, prepared.table, hashing, run_id, zone)
@@ -468,6 +542,8 @@ def run_file(
                 index_workers=0 if aggregates.twins is not None else 2,
             )
             load.save_rejects(conn, run_id, prepared.rejects)
+            if retry is not None:
+                retry.settle(conn, run_id)
             if aggregates.active:
                 mark = time.monotonic()
                 aggregates.refresh(conn, counts)
@@ -491,12 +567,18 @@ def run_file(
             report.rejected = len(prepared.rejects)
             report.warnings = dict(warnings)
             report.reasons = dict(Counter(r["reason"] for r in prepared.rejects))
+            report.geocoded = dict(prepared.geocoded)
             report.cases_created = replayed.cases_created
             report.steps_added = replayed.steps_added
             report.status = "succeeded"
             if after_load is not None:
                 after_load(conn)
-            succeed_run(conn, run_id, report, file_sha256=checksum.result())
+            succeed_run(
+                conn,
+                run_id,
+                report,
+                file_sha256=checksum.result() if checksum is not None else None,
+            )
             bar.update()
     except (Exception, KeyboardInterrupt) as exc:
         fail_run(conn, run_id, report, exc, started)
@@ -508,3 +590,177 @@ def run_file(
         hashing.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+class RetryError(ValueError):
+    """The run cannot be retried (no such run, or its rejects were never kept)."""
+
+
+ALREADY_LOADED = "already_loaded"
+
+
+@dataclass
+class _Retry:
+    """The rejects a retry run took: `screen` drops the rows a later run has loaded since
+    (a row is never loaded twice); `settle` marks the rejects taken by the retry run."""
+
+    of: int
+    chain: list[int]  # the retried run and the retries of it: their loads are this row's
+    taken: list[int]  # etl_rejects ids
+    raw: dict[int, dict[str, Any]]  # row number → the reject's raw content
+
+    def screen(self, conn: sa.Connection, spec: Mapping, prepared: Prepared) -> None:
+        table = prepared.table
+        if table.num_rows == 0:
+            return
+        target = spec.layer_obj.table
+        ids = table.column("source_id").to_pylist()
+        loaded = dict(
+            conn.execute(
+                sa.select(target.c.source_id, target.c.etl_run_id).where(
+                    target.c.source == spec.source,
+                    target.c.source_id.in_(ids),
+                    sa.or_(target.c.etl_run_id.is_(None), target.c.etl_run_id.not_in(self.chain)),
+                )
+            ).all()
+        )
+        if not loaded:
+            return
+        rows = table.column(ROW).to_pylist()
+        drop = np.array([i in loaded for i in ids], dtype=bool)
+        for row, source_id in zip(np.array(rows)[drop], np.array(ids, object)[drop], strict=True):
+            by = loaded[source_id]
+            prepared.rejects.append(
+                {
+                    "row_number": int(row),
+                    "source_id": source_id,
+                    "reason": ALREADY_LOADED,
+                    "message": f"已由第 {by} 次运行载入，不再重试 already loaded by run {by}; "
+                    "not retried",
+                    "retryable": False,
+                    "raw": self.raw[int(row)],
+                }
+            )
+        prepared.table = table.filter(pa.array(~drop))
+
+    def settle(self, conn: sa.Connection, run_id: int) -> None:
+        conn.execute(
+            sa.update(etl_rejects).where(etl_rejects.c.id.in_(self.taken)).values(retried_in=run_id)
+        )
+
+
+def _chain(conn: sa.Connection, run_id: int) -> list[int]:
+    """The run and every retry of it, and of those."""
+    found = [run_id]
+    todo = [run_id]
+    while todo:
+        todo = list(
+            conn.execute(sa.select(etl_runs.c.id).where(etl_runs.c.retry_of.in_(todo))).scalars()
+        )
+        found.extend(todo)
+    return found
+
+
+def _rejects_extract(rows: Sequence[Any]) -> Extract:
+    """The rejects' raw content as an extract of strings, with their rows' numbers."""
+    columns: dict[str, None] = {}
+    for r in rows:
+        columns.update(dict.fromkeys(r.raw))
+    data = {
+        c: pa.array([None if (v := r.raw.get(c)) is None else str(v) for r in rows], pa.string())
+        for c in columns
+    }
+    data[ROW] = pa.array([r.row_number for r in rows], pa.int32())
+    return Extract(table=pa.table(data), columns=list(columns), encoding=None)
+
+
+def retry_run(
+    conn: sa.Connection,
+    run_id: int,
+    *,
+    mapping: str | Path | None = None,
+    progress: bool = False,
+    after_load: Callable[[sa.Connection], None] | None = None,
+    cache_dir: Path | None = None,
+    now: dt.datetime | None = None,
+    zone: str | None = None,
+    placement_mb: float | None = None,
+) -> RunReport | None:
+    """Re-run the retryable rejects of run `run_id` (and of its retries) not retried yet,
+    as a new run linked to it (`etl_runs.retry_of`); None when none wait.
+
+    The rows go through the same steps as a file's (their raw content as the file had it,
+    with the run's mapping, source and coordinate system; `mapping` for a mapping file
+    that is not shipped). Rows that pass are loaded, the others are kept as the new run's
+    rejects with their reasons; every reject taken is marked `retried_in` the new run, so
+    it is taken once. A row whose record a later run has loaded since is not loaded again
+    (`already_loaded`). A failed retry changes nothing but its run record (`run_file`).
+    """
+    started = time.monotonic()
+    run = conn.execute(sa.select(etl_runs).where(etl_runs.c.id == run_id)).first()
+    if run is None:
+        raise RetryError(f"没有这次运行 no such run: {run_id}")
+    if run.status != "succeeded":
+        raise RetryError(
+            f"运行 {run_id} 未成功，没有保留拒绝行 run {run_id} did not succeed ({run.status}): "
+            "it kept no rejects; run its file again"
+        )
+    options = dict(run.options or {})
+    spec = _spec(mapping or options.get("mapping") or run.layer, run.layer, run.source)
+    chain = _chain(conn, run_id)
+    # Locked: a concurrent retry of the same run waits, then finds them taken.
+    pending = conn.execute(
+        sa.select(etl_rejects.c.id, etl_rejects.c.row_number, etl_rejects.c.raw)
+        .where(
+            etl_rejects.c.run_id.in_(chain),
+            etl_rejects.c.retryable,
+            etl_rejects.c.retried_in.is_(None),
+        )
+        .order_by(etl_rejects.c.row_number, etl_rejects.c.id)
+        .with_for_update(of=etl_rejects)
+    ).all()
+    if not pending:
+        return None
+    extract = _rejects_extract(pending)
+    crs = options.get("crs")
+    allow = bool(options.get("allow_crs_mismatch"))
+    new_options: dict[str, Any] = {
+        "mapping": spec.name,
+        "crs": crs,
+        "source": spec.source,
+        "retry_of": run_id,
+    }
+    if allow:
+        new_options["allow_crs_mismatch"] = True
+    zone = zone or aggregates_zone(conn)
+    new_id = _start_run(conn, run.file_name or "", spec, new_options, retry_of=run_id)
+    report = RunReport(
+        run_id=new_id,
+        layer=spec.layer,
+        source=spec.source,
+        file_name=run.file_name or "",
+        retry_of=run_id,
+    )
+    retry = _Retry(
+        of=run_id,
+        chain=chain,
+        taken=[r.id for r in pending],
+        raw={r.row_number: dict(r.raw) for r in pending},
+    )
+    return _execute(
+        conn,
+        report,
+        spec,
+        lambda: extract,
+        started=started,
+        checksum_of=None,
+        crs=crs,
+        check_crs=not allow,
+        now=now,
+        zone=zone,
+        cache_dir=cache_dir,
+        placement_mb=placement_mb,
+        progress=progress,
+        after_load=after_load,
+        retry=retry,
+    )

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from etl.assign import Index, IndexBudgetError, build_index, index_from_arrays
+from etl.geocode import COARSE_LEVELS
 from layers import LAYERS, get_layer
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,9 @@ def fill_in(conn: sa.Connection, placer: Placer) -> dict[str, int]:
     """Give events without a grid the finer codes the placer now knows; rows per layer.
 
     Only fills in: an event keeps its street (and its community when it has one), and one
-    whose point the placer puts elsewhere or nowhere is left as it is. `near_boundary` is
+    whose point the placer puts elsewhere or nowhere is left as it is, as is one placed by
+    an address that named only a road, community or street (etl.geocode.COARSE_LEVELS: its
+    point stands in for the area, its grid is unknown). `near_boundary` is
     judged again against the finer unit. The caller refreshes the aggregates.
     """
     filled: dict[str, int] = {}
@@ -375,7 +378,12 @@ def fill_in(conn: sa.Connection, placer: Placer) -> dict[str, int]:
             where = [sa.func.ST_AsBinary(t.c.geom, type_=sa.LargeBinary)]
         query = (
             sa.select(t.c.id, t.c.street_code, t.c.community_code, *where)
-            .where(t.c.grid_code.is_(None), t.c.street_code.is_not(None))
+            .where(
+                t.c.grid_code.is_(None),
+                t.c.street_code.is_not(None),
+                # placed by an address that named no house or place: its point is a stand-in
+                sa.func.coalesce(t.c.geocode_quality, "").not_in(COARSE_LEVELS),
+            )
             .order_by(t.c.id)
         )
         total = 0

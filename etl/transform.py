@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 from etl import coords, crs_check
 from etl.extract import GEOMETRY, ROW, BadRow, Extract, ExtractError
+from etl.geocode import FINE_LEVELS, PLACED, BatchGeocoder, geocode_addresses
 from etl.mapping import Mapping
 from etl.place import Placer
 from etl.rules import Routing, TimeLimits
@@ -88,6 +89,7 @@ class Prepared:
     rejects: list[dict[str, Any]]
     warnings: Counter[str] = field(default_factory=Counter)
     read: int = 0
+    geocoded: Counter[str] = field(default_factory=Counter)  # rows placed, by match level
 
 
 def _np(mask: pa.Array | pa.ChunkedArray) -> BoolArray:
@@ -438,6 +440,7 @@ def prepare(
     check_crs: bool = True,
     now: dt.datetime | None = None,
     zone: str,
+    geocoder: BatchGeocoder | None = None,
 ) -> Prepared:
     """Turn an extract into rows ready to load, and rejects with reasons.
 
@@ -445,7 +448,9 @@ def prepare(
     wall-clock times there; `now` (timezone-aware, default the clock) decides what is in
     the future. With `check_crs`, a file whose points fit another coordinate system far
     better than the declared one raises CrsMismatch; without it the mismatch is only
-    noted in the warnings.
+    noted in the warnings. With a `geocoder`, rows with an address and no coordinates
+    are placed by their address (their match level in `geocode_quality`); without one
+    they are rejected as `needs_geocoding`.
     """
     layer = mapping.layer_obj
     table = extract.table
@@ -552,9 +557,18 @@ def prepare(
 
     _check_times(mapping, times, clean, rej, now, zone)
 
-    located = _locate(extract, mapping, placer, clean, rej, warnings, crs, check_crs)
+    located = _locate(extract, mapping, placer, clean, rej, warnings, crs, check_crs, geocoder)
     x, y = located.point
     place = placer.place(x, y)
+    codes = {name: getattr(place, name) for name in PLACED}
+    near_boundary = place.near_boundary
+    geocoded: Counter[str] = Counter()
+    if located.geocoded is not None:
+        # A house or a place is placed by its point, like coordinates; a road, community
+        # or street keeps only the codes its match found (never a grid it does not know).
+        coarse = located.geocoded & ~np.isin(located.quality, FINE_LEVELS)
+        codes = {k: np.where(coarse, located.codes[k], v) for k, v in codes.items()}
+        near_boundary = near_boundary & ~coarse
     outside = ~np.isnan(x) & ~place.inside
     rej.reject(
         outside,
@@ -563,22 +577,23 @@ def prepare(
         retryable=located.has_address,
     )
     out.update(
-        street_code=place.street_code,
-        community_code=place.community_code,
-        grid_code=place.grid_code,
-        near_boundary=place.near_boundary,
+        **codes,
+        near_boundary=near_boundary,
         geocode_quality=located.quality,
         **located.columns,
     )
     if "coord_system" in columns:
         out["coord_system"] = located.crs
-    near = int((place.near_boundary & rej.ok).sum())
+    near = int((near_boundary & rej.ok).sum())
     if near:
         warnings["near_boundary"] += near
 
     rows = table.column(ROW).to_numpy()
     _dedupe(extract, mapping, clean["source_id"], rej, rows)
     _enrich(layer.name, out, routing, limits, zone, warnings)
+    if located.geocoded is not None:
+        levels = located.quality[located.geocoded & rej.ok]
+        geocoded.update(str(level) for level in levels)
 
     result: dict[str, pa.Array] = {"source": pa.array(np.full(n, mapping.source))}
     for name, values in out.items():
@@ -593,6 +608,7 @@ def prepare(
         rejects=_rejects(extract, clean, rej, rows),
         warnings=warnings,
         read=extract.rows,
+        geocoded=Counter({str(k): int(v) for k, v in geocoded.items()}),
     )
 
 
@@ -715,6 +731,9 @@ class _Located:
     quality: npt.NDArray[np.object_]
     has_address: BoolArray
     crs: npt.NDArray[np.object_]  # each row's source coordinate system
+    # Rows placed by their address: the codes their match level allows (etl.geocode).
+    geocoded: BoolArray | None = None
+    codes: dict[str, npt.NDArray[np.object_]] = field(default_factory=dict)
 
 
 def _locate(
@@ -726,12 +745,15 @@ def _locate(
     warnings: Counter[str],
     crs_override: str | None,
     check_crs: bool,
+    geocoder: BatchGeocoder | None = None,
 ) -> _Located:
     """WGS84 locations, and the point each row is placed by.
 
     A row's own coordinate system (the mapped `crs` column) wins; `crs_override` (the
     run's --crs) replaces the mapping's default for rows that do not say. Before the
     points are converted, crs_check compares the declared systems with the others.
+    A row with an address and no coordinates (or 0, 0) is placed by the `geocoder`
+    (`_geocode`); without one it is kept as `needs_geocoding`.
     """
     n = extract.table.num_rows
     default = coords.normalize_crs(crs_override or mapping.crs or "wgs84")
@@ -776,12 +798,13 @@ def _locate(
     )
     zero = (lng == 0) & (lat == 0)
     missing = np.isnan(lng) | np.isnan(lat) | zero
-    rej.reject(
-        missing & has_address,
-        "needs_geocoding",
-        _fmt("无坐标, 待地址解析 no coordinates, needs geocoding: {v!r}", address),
-        retryable=True,
-    )
+    if geocoder is None:
+        rej.reject(
+            missing & has_address,
+            "needs_geocoding",
+            _fmt("无坐标, 待地址解析 no coordinates, needs geocoding: {v!r}", address),
+            retryable=True,
+        )
     rej.reject(
         missing & ~has_address,
         "no_location",
@@ -799,16 +822,48 @@ def _locate(
     if (swapped & rej.ok).any():
         warnings["swapped_lnglat"] += int((swapped & rej.ok).sum())
     lng, lat = np.where(swapped, lat, lng), np.where(swapped, lng, lat)
-    _crs_check(lng, lat, row_crs, rej.ok, placer, warnings, check_crs)
+    _crs_check(lng, lat, row_crs, rej.ok & ~missing, placer, warnings, check_crs)
     wlng, wlat = _to_wgs84(lng, lat, row_crs)
     quality = np.where(swapped, "coordinates_swapped", "coordinates").astype(object)
-    return _Located(
+    located = _Located(
         columns={"geom_x": wlng, "geom_y": wlat},
         point=(wlng, wlat),
         quality=quality,
         has_address=has_address,
         crs=row_crs,
     )
+    if geocoder is not None:
+        _geocode(geocoder, address, missing & has_address & rej.ok, rej, located)
+    return located
+
+
+def _geocode(
+    geocoder: BatchGeocoder,
+    address: pa.Array,
+    todo: BoolArray,
+    rej: _Rejector,
+    located: _Located,
+) -> None:
+    """Place the `todo` rows by their address (in `located`, in place); reject the ones
+    the geocoder cannot place, or not unambiguously, as retryable (the gazetteer grows)."""
+    if not todo.any():
+        return
+    found = geocode_addresses(geocoder, address, todo)
+
+    def why(prefix: str) -> Callable[[int], str]:
+        return lambda i: f"{prefix}: {_value(address, i)!r}: {found.message[i]}"
+
+    rej.reject(found.failed, "geocode_failed", why("地址无法定位 geocoding failed"), True)
+    rej.reject(found.ambiguous, "geocode_ambiguous", why("地址有歧义 ambiguous address"), True)
+    placed = todo & ~found.failed & ~found.ambiguous
+    wlng, wlat = located.point
+    wlng[placed] = found.lng[placed]
+    wlat[placed] = found.lat[placed]
+    located.quality[placed] = found.level[placed]
+    located.crs = located.crs.copy()
+    located.crs[placed] = None  # no source coordinates: nothing was converted
+    located.geocoded = placed
+    located.codes = found.codes
 
 
 def _crs_check(

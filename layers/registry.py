@@ -448,6 +448,12 @@ etl_runs = sa.Table(
     sa.Column("host", sa.Text),
     sa.Column("pid", sa.Integer, comment="process id of the loading process"),
     sa.Column("backend_pid", sa.Integer, comment="PostgreSQL backend of the loading session"),
+    sa.Column(
+        "retry_of",
+        sa.Integer,
+        sa.ForeignKey("etl_runs.id", ondelete="SET NULL"),
+        comment="the run whose retryable rejects this run re-ran",
+    ),
     sa.CheckConstraint(
         "status <> 'succeeded' OR read = inserted + updated + unchanged + rejected",
         name="counts_add_up",
@@ -471,6 +477,12 @@ etl_rejects = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("retryable", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("raw", pg.JSONB, nullable=False),
+    sa.Column(
+        "retried_in",
+        sa.Integer,
+        sa.ForeignKey("etl_runs.id", ondelete="SET NULL"),
+        comment="the retry run that took this reject; NULL while it waits",
+    ),
 )
 
 # 地标: the address geocoder's gazetteer of schools, hospitals, markets, stations, 小区.

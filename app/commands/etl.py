@@ -1,10 +1,12 @@
-"""`blockdata etl`: run a load, list runs, show a run's rejected rows."""
+"""`blockdata etl`: run a load, retry a run's retryable rejects, list runs, show rejects."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -90,6 +92,76 @@ def run(
         click.echo(line)
 
 
+REMAINING_SHOWN = 20
+
+
+@etl.command("retry")
+@click.argument("run_id", type=int)
+@click.option(
+    "--mapping", help="The mapping YAML file of the run, when it was not a shipped mapping."
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a tty).")
+def retry(run_id: int, mapping: str | None, progress: bool | None) -> None:
+    """Re-run RUN_ID's retryable rejects (after the gazetteer or the admin units grew).
+
+    The rows that now pass are loaded in a new run linked to RUN_ID; the others stay
+    rejected there, with their reasons. Each reject is retried once: retrying RUN_ID again
+    takes only what its retries still reject. A failed retry changes no data."""
+    from app.config import from_env
+    from app.db import engine_from_env
+    from etl.jobs import EtlError, RetryError, retry_run
+    from etl.mapping import MappingError
+
+    settings = from_env()
+    engine = engine_from_env(poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        try:
+            report = retry_run(
+                conn,
+                run_id,
+                mapping=mapping,
+                progress=sys.stderr.isatty() if progress is None else progress,
+                cache_dir=settings.var_dir / "cache",
+                zone=settings.tz,
+                placement_mb=settings.placement_mb,
+            )
+        except EtlError as exc:
+            conn.commit()  # keep the record of the failed run; the data is untouched
+            for line in exc.report.lines():
+                click.echo(line, err=True)
+            sys.exit(1)
+        except (RetryError, MappingError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        conn.commit()
+        if report is None:
+            click.echo(f"运行 {run_id} 没有待重试的行 run {run_id} has no rejects left to retry")
+            return
+        remaining = conn.execute(
+            sa.select(etl_rejects)
+            .where(etl_rejects.c.run_id == report.run_id)
+            .order_by(etl_rejects.c.row_number)
+            .limit(REMAINING_SHOWN)
+        ).all()
+    for line in report.lines():
+        click.echo(line)
+    if remaining:
+        click.echo(f"仍被拒绝 still rejected ({report.rejected}):")
+    for r in remaining:
+        click.echo(f"  {_reject_line(dict(r._mapping))}")
+    if report.rejected > len(remaining):
+        click.echo(f"  … blockdata etl rejects {report.run_id}")
+
+
+def _reject_line(r: Mapping[str, Any]) -> str:
+    retry = "  (可重试 retryable)" if r["retryable"] else ""
+    if r.get("retried_in") is not None:
+        retry = f"  (已在运行 {r['retried_in']} 重试 retried in run {r['retried_in']})"
+    return (
+        f"row {r['row_number']:<7} {r['reason']:<18} {r['source_id'] or '-':<20} "
+        f"{r['message']}{retry}"
+    )
+
+
 @etl.command("runs")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True)
@@ -102,6 +174,7 @@ def runs(limit: int, as_json: bool) -> None:
     from etl.jobs import mark_interrupted
 
     cols = ["id", "started_at", "finished_at", "layer", "source", "file_name", "status"]
+    cols.append("retry_of")
     counts = ["read", "inserted", "updated", "unchanged", "rejected"]
     who = ["run_by", "host", "pid", "backend_pid"]
     query = (
@@ -135,6 +208,8 @@ def runs(limit: int, as_json: bool) -> None:
             f"{(r['file_name'] or '')[:24]:<24} {r['status']:<10} {r['read']:>6} "
             f"{r['inserted']:>9} {r['updated']:>8} {r['unchanged']:>10} {r['rejected']:>9}  {by}"
         )
+        if r["retry_of"] is not None:
+            click.echo(f"    重试运行 retry of run {r['retry_of']}")
         if r["error"]:
             click.echo(f"    错误 error: {r['error']}")
 
@@ -152,16 +227,17 @@ def rejects(run_id: int, reason: str | None, limit: int, as_json: bool) -> None:
     if reason:
         query = query.where(etl_rejects.c.reason == reason)
     query = query.order_by(etl_rejects.c.row_number).limit(limit)
-    with engine_from_env().connect() as conn:
-        exists = conn.execute(sa.select(etl_runs.c.id).where(etl_runs.c.id == run_id)).first()
-        if exists is None:
-            raise click.ClickException(f"没有这次运行 no such run: {run_id}")
-        rows = [dict(r._mapping) for r in conn.execute(query)]
+    engine = engine_from_env(poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(sa.select(etl_runs.c.id).where(etl_runs.c.id == run_id)).first()
+            if exists is None:
+                raise click.ClickException(f"没有这次运行 no such run: {run_id}")
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+    finally:
+        engine.dispose()
     for r in rows:
         if as_json:
             click.echo(json.dumps(r, ensure_ascii=False, default=str))
         else:
-            click.echo(
-                f"row {r['row_number']:<7} {r['reason']:<18} {r['source_id'] or '-':<20} "
-                f"{r['message']}{'  (可重试 retryable)' if r['retryable'] else ''}"
-            )
+            click.echo(_reject_line(r))
