@@ -87,6 +87,7 @@ ENDPOINTS = {
     "tiles.tilejson",
     "evaluation_page.evaluation",
     "evaluation_page.drill",
+    *(f"search.{n}" for n in ("search", "geocode", "reverse", "area")),
     *(
         f"evaluation_inputs.{n}"
         for n in (

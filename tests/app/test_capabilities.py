@@ -182,6 +182,13 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/evaluation"): page("evaluation"),
     ("GET", "/api/evaluation/drill"): reads("service_requests"),
     **{
+        ("GET", f"/api/{path}"): reads("streets", "communities", "grids")
+        for path in ("search", "geocode", "reverse")
+    },
+    ("GET", "/api/areas/<level>/<code>"): reads(
+        "streets", "communities", "grids", "service_requests"
+    ),
+    **{
         (
             "POST",
             f"/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>/{m}",
