@@ -35,6 +35,8 @@ from app.config import Settings
 from app.errors import NotFound
 from app.openapi import JSON, Param, contribute, names, ok, operation, path_param
 from etl.aggregates import load_rates
+from etl.geocoder import Geocoder, Match
+from etl.geocoder import reverse as reverse_point
 from layers.queries import areas as areas_query
 from layers.queries import params
 from layers.queries import search as search_query
@@ -149,12 +151,10 @@ def _coordinate(name: str, bound: float) -> float:
 # --- the geocoder ---------------------------------------------------------------------------
 
 
-def _geocoder(conn: sa.Connection, zone: str) -> Any:
+def _geocoder(conn: sa.Connection, zone: str) -> Geocoder:
     """The geocoder loaded through the caller's connection, kept per zone for a while (a
     commander's is loaded through its own zone's connection, never shared with another)."""
-    from etl.geocoder import Geocoder
-
-    kept: dict[str, tuple[float, Any]] = current_app.extensions.setdefault(GEOCODERS, {})
+    kept: dict[str, tuple[float, Geocoder]] = current_app.extensions.setdefault(GEOCODERS, {})
     entry = kept.get(zone)
     if entry is None or time.monotonic() - entry[0] > GEOCODER_SECONDS:
         entry = (time.monotonic(), Geocoder.load(conn))
@@ -162,7 +162,7 @@ def _geocoder(conn: sa.Connection, zone: str) -> Any:
     return entry[1]
 
 
-def _in_zone(match: Any, zone: str) -> Any | None:
+def _in_zone(match: Match, zone: str) -> Match | None:
     """`match` as a commander of `zone` may see it: None when it lies in another street (or
     cannot be placed in a street), an ambiguous match's candidates cut to the zone."""
     if zone == DISTRICT or match.level == "failed":
@@ -174,26 +174,7 @@ def _in_zone(match: Any, zone: str) -> Any | None:
     return None
 
 
-def _match_json(match: Any) -> dict[str, Any]:
-    out = {
-        "query": match.query,
-        "level": match.level,
-        "score": round(float(match.score), 4),
-        "lng": match.lng,
-        "lat": match.lat,
-        "street_code": match.street_code,
-        "community_code": match.community_code,
-        "grid_code": match.grid_code,
-        "matched": match.matched,
-        "ambiguous": bool(match.ambiguous),
-        "candidates": list(match.candidates),
-        "qualifiers": list(match.qualifiers),
-        "message": match.message,
-    }
-    return out
-
-
-def _geocode(conn: sa.Connection, text: str, limit: int, zone: str) -> list[Any]:
+def _geocode(conn: sa.Connection, text: str, limit: int, zone: str) -> list[Match]:
     matches = _geocoder(conn, zone).geocode(text, limit=limit)
     seen = [_in_zone(m, zone) for m in matches]
     return [m for m in seen if m is not None][:limit]
@@ -208,7 +189,7 @@ def geocode() -> Response:
         request.args.get("limit"), default=GEOCODE_LIMIT, maximum=GEOCODE_MAX
     )
     matches = _geocode(db.connection(), text, limit, _zone())
-    return jsonify({"query": text, "results": [_match_json(m) for m in matches]})
+    return jsonify({"query": text, "results": [m.as_dict() for m in matches]})
 
 
 @bp.get("/reverse")
@@ -217,8 +198,6 @@ def reverse() -> Response:
     """A point's street, community, grid (with its label) and nearest lane."""
     lng = _coordinate("lng", 180.0)
     lat = _coordinate("lat", 90.0)
-    from etl.geocoder import reverse as reverse_point
-
     zone = _zone()
     found = reverse_point(db.connection(), lng, lat)
     street = (found or {}).get("street") or {}
@@ -243,7 +222,7 @@ def _reach() -> search_query.Reach:
     )
 
 
-def _address(match: Any) -> dict[str, Any]:
+def _address(match: Match) -> dict[str, Any]:
     """A geocoder match as a search result (kind "address")."""
     code = match.grid_code or match.community_code or match.street_code
     return {
@@ -263,7 +242,7 @@ def _address(match: Any) -> dict[str, Any]:
 @reads(*BOUNDARIES)
 def search() -> Response:
     """Places and records matching `q`, best first; the geocoder's addresses when no place or
-    record matches, or when the query names a house number."""
+    record matches, or when the query names a house number; else places with a close name."""
     text = _query()
     limit = params.parse_count(request.args.get("limit"), default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     conn = db.connection()
@@ -271,6 +250,8 @@ def search() -> Response:
     if len(results) < limit and search_query.looks_like_address(text, results):
         found = _geocode(conn, text, limit - len(results), _zone())
         results += [_address(m) for m in found if m.level != "failed" and m.lng is not None]
+    if not results:
+        results = search_query.fuzzy(conn, text, limit)
     return jsonify({"query": text, "results": results})
 
 

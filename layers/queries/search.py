@@ -400,12 +400,16 @@ def _by_codes(conn: sa.Connection, wanted: list[tuple[str, str]]) -> list[dict[s
 
 
 def fuzzy(conn: sa.Connection, text: str, limit: int) -> list[dict[str, Any]]:
-    """Places whose name is close to `text` (a typo, a missing character), best first."""
+    """Places whose name is close to `text` (a typo, a missing character), best first; none
+    for a number."""
+    q = normalise(text)
+    if not q or CASE_ID.match(q) or RECORD_NUMBER.match(q) or DIGITS.fullmatch(q):
+        return []
     names = _names(conn)
     if not names:
         return []
     found = process.extract(
-        text,
+        q,
         [n for n, _, _ in names],
         scorer=fuzz.WRatio,
         limit=limit,
@@ -428,8 +432,8 @@ def _unique(results: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 
 def search(conn: sa.Connection, text: str, limit: int, reach: Reach) -> list[dict[str, Any]]:
     """The places and records matching `text`, best first, at most `limit`: a case number
-    (#123) or a work-order number first, then grids by label, codes, names; a fuzzy match of
-    the place names when nothing else matched."""
+    (#123) or a work-order number first, then grids by label, codes, names. (The caller asks
+    the geocoder next, and `fuzzy` when nothing matched at all.)"""
     q = normalise(text)
     if not q:
         return []
@@ -446,8 +450,6 @@ def search(conn: sa.Connection, text: str, limit: int, reach: Reach) -> list[dic
         out += _by_code(conn, q, limit)
     elif not case:
         out += _by_name(conn, q, limit)
-    if not out and not DIGITS.fullmatch(q) and not case:
-        out += fuzzy(conn, q, limit)
     return _unique(out, limit)
 
 

@@ -10,7 +10,7 @@
 `bench/bench_search.py` measures the search with and without them.
 
 Revision ID: 0026
-Revises: 0025
+Revises: 0024 (the lead chains it after 0025)
 """
 
 from collections.abc import Sequence
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0026"
-down_revision: str | None = "0023"
+down_revision: str | None = "0024"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -381,3 +381,54 @@ def test_roles_refused(demo: Demo) -> None:
 def test_bad_parameters_are_400_json(demo: Demo, url: str, words: str) -> None:
     message = json_error(client(demo, "district"), url)
     assert words in message
+
+
+# --- geocode and reverse --------------------------------------------------------------------
+
+
+def test_reverse_names_the_grid_and_keeps_commanders_in_their_street(demo: Demo) -> None:
+    grid, label = grid_of(demo, demo.b)
+    x, y, community = rows(
+        demo,
+        "select ST_X(p), ST_Y(p), community_code from "
+        "(select ST_PointOnSurface(geom) p, community_code from grids where code = :g) s",
+        g=grid,
+    )[0]
+    for who in ("district", "commander-b", "analyst", "planner"):
+        body = ok(client(demo, who), "/api/reverse", lng=x, lat=y)
+        assert body["street"]["code"] == demo.b, who
+        assert body["community"]["code"] == community
+        assert (body["grid"]["code"], body["grid"]["label"]) == (grid, label)
+    status, body = get(client(demo, "commander-a"), "/api/reverse", lng=x, lat=y)
+    assert status == 404, body
+    assert demo.b not in str(body) and grid not in str(body)
+    status, body = get(client(demo, "district"), "/api/reverse", lng=0, lat=0)
+    assert status == 404, body
+    assert get(client(demo, "department"), "/api/reverse", lng=x, lat=y)[0] == 403
+
+
+def test_geocode_a_community_and_the_zone_rule(demo: Demo) -> None:
+    code, name = community_of(demo, demo.b)
+    body = ok(client(demo, "district"), "/api/geocode", q=name)
+    assert body["query"] == name
+    first = body["results"][0]
+    assert (first["level"], first["community_code"], first["street_code"]) == (
+        "community",
+        code,
+        demo.b,
+    )
+    assert 0 < first["score"] <= 1
+    assert ok(client(demo, "commander-b"), "/api/geocode", q=name)["results"][0][
+        "community_code"
+    ] == code
+    mine = ok(client(demo, "commander-a"), "/api/geocode", q=name)["results"]
+    assert all(m["street_code"] in (demo.a, None) for m in mine), mine
+    assert all(m["community_code"] != code for m in mine)
+    assert all(demo.b not in m["candidates"] for m in mine)
+    # the search box falls back to the geocoder for what names no place by itself
+    body = ok(client(demo, "district"), "/api/search", q=f"{name}附近")
+    addresses = [r for r in body["results"] if r["kind"] == "address"]
+    assert [(a["code"], a["street_code"]) for a in addresses][:1] == [(code, demo.b)]
+    assert (addresses[0]["lng"], addresses[0]["lat"]) == (first["lng"], first["lat"])
+    other = ok(client(demo, "commander-a"), "/api/search", q=f"{name}附近")
+    assert streets_of(other) <= {demo.a}
