@@ -275,6 +275,7 @@ ARGUMENTS = {
     "code": "xicheng",
     "label": "2026-11",
     "guard": "repeat",
+    "level": "street",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {
