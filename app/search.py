@@ -33,7 +33,7 @@ from app import auth, db
 from app.capabilities import may, reads
 from app.config import Settings
 from app.errors import NotFound
-from app.openapi import JSON, Param, contribute, names, ok, operation, path_param
+from app.openapi import JSON, Param, contribute, names, operation, path_param
 from etl.aggregates import load_rates
 from etl.geocoder import Geocoder, Match
 from etl.geocoder import reverse as reverse_point
@@ -334,6 +334,38 @@ MATCH_SCHEMA: dict[str, Any] = {
     },
 }
 _COUNT = {"type": "integer", "minimum": 0}
+_PLACE = {
+    "type": "object",
+    "nullable": True,
+    "properties": {"code": {"type": "string"}, "name": _TEXT_OR_NULL},
+}
+REVERSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["street", "community", "grid", "lane"],
+    "properties": {
+        "street": _PLACE,
+        "community": _PLACE,
+        "grid": {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "code": {"type": "string"},
+                "label": {"type": "string"},
+                "grid_officer": _TEXT_OR_NULL,
+            },
+        },
+        "lane": {
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "code": {"type": "string"},
+                "name": {"type": "string"},
+                "lane_chief": _TEXT_OR_NULL,
+                "distance_m": {"type": "number"},
+            },
+        },
+    },
+}
 AREA_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["level", "code", "label", "street", "requests", "open", "overdue"],
@@ -425,7 +457,7 @@ def _paths() -> dict[str, dict[str, Any]]:
                 "逆地址解析：坐标所在街道、社区、网格与最近街巷 reverse geocode a point",
                 "api",
                 QUERY["search.reverse"],
-                ok(JSON),
+                _answer("所在街道、社区、网格与最近街巷 the place", REVERSE_SCHEMA),
             )
         },
         "/api/areas/{level}/{code}": {
