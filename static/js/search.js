@@ -4,7 +4,8 @@
  * flies to its place and opens it: a street, community, grid or address its area card
  * (#bd-area, figures from /api/areas), a lane or landmark the card of the grid there (via
  * /api/reverse), a case its drawer (BD.openCase, on pages with the command post). A click on
- * the map's background (not on a point) at grid zoom opens the card of the grid there.
+ * the map (on its background or inside an area's shape, not on a point) at grid zoom opens
+ * the card of the grid there.
  * `window.BDSearch.openArea(level, code)` opens the card from other scripts.
  * Every value from the server goes into the page as text (textContent), never as HTML.
  */
@@ -247,13 +248,18 @@
     });
 
     /* ---------- a click on the map at grid zoom ---------- */
-    let areaPopup = null; // a polygon's popup opened by this very click
+    function clickedAt(latlng) {
+      const [lng, lat] = unshift(latlng.lng, latlng.lat);
+      openAt(lng, lat);
+    }
+    // A click inside a street, community or grid shape opens its popup (and Leaflet stops
+    // the click there): at grid zoom the card of the grid under the click takes its place.
     map.on("popupopen", (e) => {
       const source = e.popup && e.popup._source;
-      if (source && source instanceof L.Polygon) {
-        areaPopup = e.popup;
-        setTimeout(() => (areaPopup = null), 0);
-      }
+      if (map.getZoom() < GRID_ZOOM || !(source instanceof L.Polygon)) return;
+      const latlng = e.popup.getLatLng();
+      setTimeout(() => map.closePopup(e.popup), 0);
+      clickedAt(latlng);
     });
     map.on("click", (e) => {
       if (map.getZoom() < GRID_ZOOM) return;
@@ -263,9 +269,7 @@
       if (at.distanceTo(e.containerPoint) > 0.5) return;
       const target = e.originalEvent && e.originalEvent.target;
       if (target && target.closest && target.closest(".leaflet-marker-icon")) return;
-      if (areaPopup) map.closePopup(areaPopup);
-      const [lng, lat] = unshift(e.latlng.lng, e.latlng.lat);
-      openAt(lng, lat);
+      clickedAt(e.latlng);
     });
 
     window.BDSearch = { openArea: openArea, openAt: openAt, find: (q) => find(q, true) };

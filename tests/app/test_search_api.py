@@ -418,9 +418,10 @@ def test_geocode_a_community_and_the_zone_rule(demo: Demo) -> None:
         demo.b,
     )
     assert 0 < first["score"] <= 1
-    assert ok(client(demo, "commander-b"), "/api/geocode", q=name)["results"][0][
-        "community_code"
-    ] == code
+    assert (
+        ok(client(demo, "commander-b"), "/api/geocode", q=name)["results"][0]["community_code"]
+        == code
+    )
     mine = ok(client(demo, "commander-a"), "/api/geocode", q=name)["results"]
     assert all(m["street_code"] in (demo.a, None) for m in mine), mine
     assert all(m["community_code"] != code for m in mine)
