@@ -11,9 +11,10 @@ for a caller who may read them (`Reach`): work-order numbers for the readers of
 service_requests, case numbers for the roles that work cases.
 
 Speed: the place tables are small (a district has a few hundred communities, a few thousand
-grids and lanes): a substring match (ILIKE) reads each in a millisecond or two. Work-order and
-case numbers are matched on a prefix through their text_pattern_ops indexes (migration 0026);
-the fuzzy fallback (rapidfuzz over the caller's place names) runs only when nothing matched.
+grids and lanes): a substring match (LIKE) reads each in a millisecond or two. Work-order and
+case numbers are matched on a prefix through their text_pattern_ops indexes (migration 0026,
+as a range of leakproof operators: see `_prefixed`); the fuzzy match (rapidfuzz over the
+caller's place names) is the caller's last resort.
 """
 
 from __future__ import annotations
@@ -310,6 +311,14 @@ def _case_by_id(conn: sa.Connection, case_id: int) -> list[dict[str, Any]]:
     return [_place(row, "case") for row in conn.execute(query)]
 
 
+def _prefixed(column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bool]:
+    """`column` starts with `prefix`, as a range of the text_pattern_ops index (migration
+    0026): its operators are leakproof, so row-level security keeps the index (LIKE's are
+    not, and a LIKE under a policy reads every row). The numbers are ASCII: every value
+    that starts with `prefix` sorts below `prefix` + U+FFFF byte by byte."""
+    return column.op("~>=~")(prefix) & column.op("~<~")(prefix + "\uffff")
+
+
 def _records(conn: sa.Connection, number: str, limit: int, reach: Reach) -> list[dict[str, Any]]:
     """Requests by work-order number, enforcement cases by case number: exact or prefix."""
     out: list[dict[str, Any]] = []
@@ -329,7 +338,7 @@ def _records(conn: sa.Connection, number: str, limit: int, reach: Reach) -> list
                 case_id.label("case_id"),
                 *_point_columns(r.c.geom),
             )
-            .where(r.c.source_id.startswith(upper, autoescape=True))
+            .where(_prefixed(r.c.source_id, upper))
             .order_by(r.c.source_id)
             .limit(limit)
         )
@@ -350,7 +359,7 @@ def _records(conn: sa.Connection, number: str, limit: int, reach: Reach) -> list
                 case_id.label("case_id"),
                 *_point_columns(e.c.geom),
             )
-            .where(e.c.case_no.startswith(upper, autoescape=True))
+            .where(_prefixed(e.c.case_no, upper))
             .order_by(e.c.case_no)
             .limit(limit)
         )
