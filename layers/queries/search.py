@@ -316,7 +316,8 @@ def _prefixed(column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bo
     0026): its operators are leakproof, so row-level security keeps the index (LIKE's are
     not, and a LIKE under a policy reads every row). The numbers are ASCII: every value
     that starts with `prefix` sorts below `prefix` + U+FFFF byte by byte."""
-    return column.op("~>=~")(prefix) & column.op("~<~")(prefix + "\uffff")
+    above = column.op("~>=~", is_comparison=True)(prefix)
+    return above & column.op("~<~", is_comparison=True)(prefix + "\uffff")
 
 
 def _records(conn: sa.Connection, number: str, limit: int, reach: Reach) -> list[dict[str, Any]]:
