@@ -22,14 +22,13 @@ back (a point outside it is 404, as outside the district).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from app import auth, db
+from app import api, auth, db
 from app.capabilities import may, reads
 from app.config import Settings
 from app.errors import NotFound
@@ -52,10 +51,6 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
 GEOCODE_LIMIT = 5
 GEOCODE_MAX = 20
-DEFAULT_WINDOW_DAYS = 30
-MAX_WINDOW_DAYS = 1096
-FIRST_DATE = dt.date(2000, 1, 1)
-LAST_DATE = dt.date(2099, 12, 31)
 CODE_LENGTH = {"street": 9, "community": 12, "grid": 15}
 GEOCODER_SECONDS = 300.0  # a loaded geocoder is kept this long (the gazetteer changes rarely)
 GEOCODERS = "blockdata.geocoders"
@@ -92,20 +87,8 @@ QUERY: dict[str, tuple[Param, ...]] = {
         Param("lng", "经度 WGS84 longitude（必填）", {"type": "number"}, "116.366"),
         Param("lat", "纬度 WGS84 latitude（必填）", {"type": "number"}, "39.912"),
     ),
-    "search.area": (
-        Param(
-            "since",
-            "起始日期（含）first day, inclusive (default: until − 29 days)",
-            {"type": "string", "format": "date"},
-            "2026-10-01",
-        ),
-        Param(
-            "until",
-            "结束日期（含）last day, inclusive (default: today)",
-            {"type": "string", "format": "date"},
-            "2026-10-31",
-        ),
-    ),
+    # the window of days, as /api/heat takes it
+    "search.area": tuple(p for p in api.QUERY["api.heat"] if p.name in ("since", "until")),
 }
 
 
@@ -280,10 +263,10 @@ def area(level: str, code: str) -> Response:
     since, until = params.parse_days(
         request.args,
         today=now.date(),
-        default_days=DEFAULT_WINDOW_DAYS,
-        max_days=MAX_WINDOW_DAYS,
-        first=FIRST_DATE,
-        last=LAST_DATE,
+        default_days=api.DEFAULT_WINDOW_DAYS,
+        max_days=api.MAX_WINDOW_DAYS,
+        first=api.FIRST_DATE,
+        last=api.LAST_DATE,
     )
     try:
         answer = areas_query.area(
@@ -334,36 +317,24 @@ MATCH_SCHEMA: dict[str, Any] = {
     },
 }
 _COUNT = {"type": "integer", "minimum": 0}
-_PLACE = {
-    "type": "object",
-    "nullable": True,
-    "properties": {"code": {"type": "string"}, "name": _TEXT_OR_NULL},
-}
+
+
+def _nullable(**properties: Any) -> dict[str, Any]:
+    """An object that may be null, with these properties."""
+    return {"type": "object", "nullable": True, "properties": properties}
+
+
+_CODE = {"type": "string"}
 REVERSE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["street", "community", "grid", "lane"],
     "properties": {
-        "street": _PLACE,
-        "community": _PLACE,
-        "grid": {
-            "type": "object",
-            "nullable": True,
-            "properties": {
-                "code": {"type": "string"},
-                "label": {"type": "string"},
-                "grid_officer": _TEXT_OR_NULL,
-            },
-        },
-        "lane": {
-            "type": "object",
-            "nullable": True,
-            "properties": {
-                "code": {"type": "string"},
-                "name": {"type": "string"},
-                "lane_chief": _TEXT_OR_NULL,
-                "distance_m": {"type": "number"},
-            },
-        },
+        "street": _nullable(code=_CODE, name=_TEXT_OR_NULL),
+        "community": _nullable(code=_CODE, name=_TEXT_OR_NULL),
+        "grid": _nullable(code=_CODE, label=_CODE, grid_officer=_TEXT_OR_NULL),
+        "lane": _nullable(
+            code=_CODE, name=_CODE, lane_chief=_TEXT_OR_NULL, distance_m={"type": "number"}
+        ),
     },
 }
 AREA_SCHEMA: dict[str, Any] = {

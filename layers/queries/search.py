@@ -47,6 +47,7 @@ CASE_ID = re.compile(r"^(?:#|案件\s*#?)\s*(?P<id>[0-9]{1,12})$")
 # A work-order or case number: letters then digits (GD20261118000123, ZF2026-000123).
 RECORD_NUMBER = re.compile(r"^[A-Za-z]{1,6}[0-9][0-9A-Za-z-]{2,40}$")
 MAX_CASE_ID = 2**63 - 1
+NAMED = {"street": "streets", "community": "communities", "lane": "lanes"}  # and landmarks
 # A house number (11号, 二十六号, 甲12号): the query is an address for the geocoder.
 HOUSE_NUMBER = re.compile(r"[0-9一二三四五六七八九十百零〇两]+\s*号")
 
@@ -110,32 +111,28 @@ def _place(row: Any, kind: str) -> dict[str, Any]:
     return out
 
 
-def _shape_columns(geom: Any) -> list[sa.Label[Any]]:
-    """A point inside the shape to fly to and the shape's bounding box."""
+def _place_columns(geom: Any, point: Any) -> list[sa.Label[Any]]:
+    """`point` (where to fly) and the bounding box of `geom`."""
     box = sa.func.Box2D(geom)
-    inside = sa.func.ST_PointOnSurface(geom)
     return [
-        sa.func.ST_X(inside).label("lng"),
-        sa.func.ST_Y(inside).label("lat"),
+        sa.func.ST_X(point).label("lng"),
+        sa.func.ST_Y(point).label("lat"),
         sa.func.ST_XMin(box).label("xmin"),
         sa.func.ST_YMin(box).label("ymin"),
         sa.func.ST_XMax(box).label("xmax"),
         sa.func.ST_YMax(box).label("ymax"),
     ]
+
+
+def _shape_columns(geom: Any) -> list[sa.Label[Any]]:
+    """A point inside the shape and the shape's bounding box."""
+    return _place_columns(geom, sa.func.ST_PointOnSurface(geom))
 
 
 def _line_columns(geom: Any) -> list[sa.Label[Any]]:
     """A lane's middle and its bounding box."""
-    box = sa.func.Box2D(geom)
-    middle = sa.func.ST_LineInterpolatePoint(sa.func.ST_GeometryN(sa.func.ST_Multi(geom), 1), 0.5)
-    return [
-        sa.func.ST_X(middle).label("lng"),
-        sa.func.ST_Y(middle).label("lat"),
-        sa.func.ST_XMin(box).label("xmin"),
-        sa.func.ST_YMin(box).label("ymin"),
-        sa.func.ST_XMax(box).label("xmax"),
-        sa.func.ST_YMax(box).label("ymax"),
-    ]
+    first = sa.func.ST_GeometryN(sa.func.ST_Multi(geom), 1)
+    return _place_columns(geom, sa.func.ST_LineInterpolatePoint(first, 0.5))
 
 
 def _point_columns(geom: Any) -> list[sa.Label[Any]]:
@@ -150,31 +147,26 @@ def _rank(name: sa.ColumnElement[str], text: str) -> sa.ColumnElement[int]:
 # --- the kinds of place ---------------------------------------------------------------------
 
 
-def _streets(conn: sa.Connection, where: Any, order: Any, limit: int) -> list[dict[str, Any]]:
-    t = get_layer("streets").table
+def _table(kind: str) -> sa.Table:
+    return landmarks if kind == "landmark" else get_layer(NAMED[kind]).table
+
+
+def _named(
+    conn: sa.Connection, kind: str, where: Any, order: Any, limit: int
+) -> list[dict[str, Any]]:
+    """Streets, communities, lanes or landmarks (`kind`) where `where(table)`, in
+    `order(table)` then code order, at most `limit`."""
+    t = _table(kind)
+    street = t.c.code if kind == "street" else t.c.street_code
+    columns = {"lane": _line_columns, "landmark": _point_columns}.get(kind, _shape_columns)
     query = (
-        sa.select(
-            t.c.name.label("label"),
-            t.c.code,
-            t.c.code.label("street_code"),
-            *_shape_columns(t.c.geom),
-        )
+        sa.select(t.c.name.label("label"), t.c.code, street.label("street_code"))
+        .add_columns(*columns(t.c.geom))
         .where(where(t))
         .order_by(*order(t), t.c.code)
         .limit(limit)
     )
-    return [_place(row, "street") for row in conn.execute(query)]
-
-
-def _communities(conn: sa.Connection, where: Any, order: Any, limit: int) -> list[dict[str, Any]]:
-    t = get_layer("communities").table
-    query = (
-        sa.select(t.c.name.label("label"), t.c.code, t.c.street_code, *_shape_columns(t.c.geom))
-        .where(where(t))
-        .order_by(*order(t), t.c.code)
-        .limit(limit)
-    )
-    return [_place(row, "community") for row in conn.execute(query)]
+    return [_place(row, kind) for row in conn.execute(query)]
 
 
 def _grids(conn: sa.Connection, where: Any, limit: int) -> list[dict[str, Any]]:
@@ -195,28 +187,6 @@ def _grids(conn: sa.Connection, where: Any, limit: int) -> list[dict[str, Any]]:
     return [_place(row, "grid") for row in conn.execute(query)]
 
 
-def _lanes(conn: sa.Connection, text: str, limit: int) -> list[dict[str, Any]]:
-    t = get_layer("lanes").table
-    query = (
-        sa.select(t.c.name.label("label"), t.c.code, t.c.street_code, *_line_columns(t.c.geom))
-        .where(t.c.name.contains(text, autoescape=True))
-        .order_by(_rank(t.c.name, text), sa.func.length(t.c.name), t.c.code)
-        .limit(limit)
-    )
-    return [_place(row, "lane") for row in conn.execute(query)]
-
-
-def _landmarks(conn: sa.Connection, text: str, limit: int) -> list[dict[str, Any]]:
-    t = landmarks
-    query = (
-        sa.select(t.c.name.label("label"), t.c.code, t.c.street_code, *_point_columns(t.c.geom))
-        .where(t.c.name.contains(text, autoescape=True))
-        .order_by(_rank(t.c.name, text), sa.func.length(t.c.name), t.c.code)
-        .limit(limit)
-    )
-    return [_place(row, "landmark") for row in conn.execute(query)]
-
-
 def _by_name(conn: sa.Connection, text: str, limit: int) -> list[dict[str, Any]]:
     """Streets, communities (by their name or its short form), lanes and landmarks whose name
     holds `text`: exact names first, then prefixes, then the rest, shortest first."""
@@ -228,10 +198,16 @@ def _by_name(conn: sa.Connection, text: str, limit: int) -> list[dict[str, Any]]
     def order(t: sa.Table) -> list[Any]:
         return [_rank(t.c.name, text), _rank(t.c.name, stem), sa.func.length(t.c.name)]
 
-    out = _streets(conn, named, order, limit)
-    out += _communities(conn, named, order, limit)
-    out += _lanes(conn, text, limit)
-    out += _landmarks(conn, text, limit)
+    def holds(t: sa.Table) -> Any:
+        return t.c.name.contains(text, autoescape=True)
+
+    def ranked(t: sa.Table) -> list[Any]:
+        return [_rank(t.c.name, text), sa.func.length(t.c.name)]
+
+    out = _named(conn, "street", named, order, limit)
+    out += _named(conn, "community", named, order, limit)
+    out += _named(conn, "lane", holds, ranked, limit)
+    out += _named(conn, "landmark", holds, ranked, limit)
 
     def closeness(place: dict[str, Any]) -> tuple[int, int]:
         name = place["label"]
@@ -274,9 +250,9 @@ def _by_code(conn: sa.Connection, digits: str, limit: int) -> list[dict[str, Any
 
     out: list[dict[str, Any]] = []
     if len(digits) <= 9:
-        out += _streets(conn, coded, order, limit)
+        out += _named(conn, "street", coded, order, limit)
     if len(digits) <= 12:
-        out += _communities(conn, coded, order, limit)
+        out += _named(conn, "community", coded, order, limit)
     out += _grids(conn, lambda g, c: g.c.code.startswith(digits, autoescape=True), limit)
     return out
 
@@ -322,50 +298,67 @@ def _prefixed(column: sa.ColumnElement[str], prefix: str) -> sa.ColumnElement[bo
 
 def _records(conn: sa.Connection, number: str, limit: int, reach: Reach) -> list[dict[str, Any]]:
     """Requests by work-order number, enforcement cases by case number: exact or prefix."""
-    out: list[dict[str, Any]] = []
+    if not reach.requests:
+        return []
     upper = number.upper()
-    if reach.requests:
-        r = get_layer("service_requests").table
-        case_id = (
-            sa.select(cases.c.id).where(cases.c.service_request_id == r.c.id).scalar_subquery()
-            if reach.cases
-            else sa.null()
+    r = get_layer("service_requests").table
+    e = get_layer("enforcement_cases").table
+    return [
+        *_numbered(
+            conn,
+            "request",
+            r.c.source_id,
+            r.c.category,
+            cases.c.service_request_id,
+            upper,
+            limit,
+            reach,
+        ),
+        *_numbered(
+            conn,
+            "case",
+            e.c.case_no,
+            e.c.case_type,
+            cases.c.enforcement_case_id,
+            upper,
+            limit,
+            reach,
+        ),
+    ]
+
+
+def _numbered(
+    conn: sa.Connection,
+    kind: str,
+    number: sa.ColumnElement[str],
+    what: sa.ColumnElement[str],
+    case_link: sa.ColumnElement[int],
+    prefix: str,
+    limit: int,
+    reach: Reach,
+) -> list[dict[str, Any]]:
+    """The records of `number`'s table whose number starts with `prefix`, each with its work
+    case (for a caller who works cases)."""
+    t = number.table
+    case_id = (
+        sa.select(cases.c.id).where(case_link == t.c.id).scalar_subquery()
+        if reach.cases
+        else sa.null()
+    )
+    title = "工单 " if kind == "request" else "执法案件 "
+    query = (
+        sa.select(
+            (title + number + " " + sa.func.coalesce(what, "")).label("label"),
+            number.label("code"),
+            t.c.street_code,
+            case_id.label("case_id"),
+            *_point_columns(t.c.geom),
         )
-        query = (
-            sa.select(
-                ("工单 " + r.c.source_id + " " + sa.func.coalesce(r.c.category, "")).label("label"),
-                r.c.source_id.label("code"),
-                r.c.street_code,
-                case_id.label("case_id"),
-                *_point_columns(r.c.geom),
-            )
-            .where(_prefixed(r.c.source_id, upper))
-            .order_by(r.c.source_id)
-            .limit(limit)
-        )
-        out += [_place(row, "request") for row in conn.execute(query)]
-        e = get_layer("enforcement_cases").table
-        case_id = (
-            sa.select(cases.c.id).where(cases.c.enforcement_case_id == e.c.id).scalar_subquery()
-            if reach.cases
-            else sa.null()
-        )
-        query = (
-            sa.select(
-                ("执法案件 " + e.c.case_no + " " + sa.func.coalesce(e.c.case_type, "")).label(
-                    "label"
-                ),
-                e.c.case_no.label("code"),
-                e.c.street_code,
-                case_id.label("case_id"),
-                *_point_columns(e.c.geom),
-            )
-            .where(_prefixed(e.c.case_no, upper))
-            .order_by(e.c.case_no)
-            .limit(limit)
-        )
-        out += [_place(row, "case") for row in conn.execute(query)]
-    return out
+        .where(_prefixed(number, prefix))
+        .order_by(number)
+        .limit(limit)
+    )
+    return [_place(row, kind) for row in conn.execute(query)]
 
 
 def _names(conn: sa.Connection) -> list[tuple[str, str, str]]:
@@ -390,22 +383,7 @@ def _by_codes(conn: sa.Connection, wanted: list[tuple[str, str]]) -> list[dict[s
         def same(t: sa.Table, code: str = code) -> Any:
             return t.c.code == code
 
-        if kind == "street":
-            out += _streets(conn, same, lambda t: [], 1)
-        elif kind == "community":
-            out += _communities(conn, same, lambda t: [], 1)
-        elif kind == "lane":
-            t = get_layer("lanes").table
-            query = sa.select(
-                t.c.name.label("label"), t.c.code, t.c.street_code, *_line_columns(t.c.geom)
-            ).where(t.c.code == code)
-            out += [_place(row, "lane") for row in conn.execute(query)]
-        else:
-            t = landmarks
-            query = sa.select(
-                t.c.name.label("label"), t.c.code, t.c.street_code, *_point_columns(t.c.geom)
-            ).where(t.c.code == code)
-            out += [_place(row, "landmark") for row in conn.execute(query)]
+        out += _named(conn, kind, same, lambda t: [], 1)
     return out
 
 
