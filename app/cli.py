@@ -42,6 +42,8 @@ class _Commands(click.Group):
         "etl": ("app.commands.etl", "etl"),
         "evaluation": ("app.commands.evaluation", "evaluation_group"),
         "export": ("app.commands.export", "export_cmd"),
+        "gazetteer": ("app.commands.gazetteer", "gazetteer_group"),
+        "geocode": ("app.commands.gazetteer", "geocode"),
         "scores": ("app.commands.evaluation_inputs", "scores_group"),
         "survey": ("app.commands.evaluation_inputs", "survey_group"),
         "tasks": ("app.commands.evaluation_inputs", "tasks_group"),

@@ -136,6 +136,9 @@ def numeral_value(text: str) -> int:
 def normalize(text: str) -> str:
     """Full-width to half-width, no spaces, counted Chinese numerals as digits."""
     text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+    # NFKC may write a space before a combining mark (¯ → space + U+0304): without the
+    # space the mark composes, so normalise again (the text is then normal for good)
+    text = unicodedata.normalize("NFKC", text)
     return _COUNTED.sub(lambda m: str(numeral_value(m.group(1))), text)
 
 
@@ -149,8 +152,13 @@ def _strip_prefixes(text: str) -> str:
     return text
 
 
+_QUALIFIER_ENDS = frozenset(q[-1] for q in QUALIFIERS)
+
+
 def _qualifiers(text: str) -> tuple[str, tuple[str, ...]]:
     """The qualifiers at the end of `text`, in the order written, and what is before them."""
+    if not text or text[-1] not in _QUALIFIER_ENDS:  # most addresses: no qualifier at all
+        return text, ()
     found: list[str] = []
     while True:
         q = next((q for q in QUALIFIERS if text.endswith(q)), None)

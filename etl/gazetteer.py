@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import shapely
 import sqlalchemy as sa
@@ -176,7 +177,9 @@ def _read(path: Path, sheet: str | None = None) -> pd.DataFrame:
                 raise GazetteerFileError(f"无法识别文件编码 unknown encoding: {path.name}")
             return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
         if suffix in (".xlsx", ".xls"):
-            return pd.read_excel(path, dtype=str, keep_default_na=False, sheet_name=sheet or 0)
+            return pd.read_excel(
+                path, dtype=str, keep_default_na=False, sheet_name=sheet or 0, engine="openpyxl"
+            )
         if suffix in (".geojson", ".json", ".gpkg", ".shp"):
             import pyogrio
 
@@ -220,6 +223,7 @@ def _int(value: str, what: str) -> int | None:
 
 
 def _point(row: dict[str, str], m: Mapping_, geometry: Any) -> tuple[float, float]:
+    """The row's point: its columns' (in the file's system) or its geometry's (WGS84)."""
     if "lng" in m.columns and "lat" in m.columns:
         sx, sy = row.get("lng", ""), row.get("lat", "")
         if sx == "" or sy == "":
@@ -230,7 +234,7 @@ def _point(row: dict[str, str], m: Mapping_, geometry: Any) -> tuple[float, floa
             raise _Bad("bad_coordinates", f"坐标不是数字 not numbers: {sx!r}, {sy!r}") from None
         if not (BBOX[0] <= x <= BBOX[2] and BBOX[1] <= y <= BBOX[3]):
             raise _Bad("outside", f"坐标不在中国境内 point outside China: {x}, {y}")
-        return coords.to_wgs84(x, y, m.crs)
+        return x, y  # in the file's system: converted for all rows at once (_to_wgs84)
     if geometry is None or geometry.is_empty or geometry.geom_type != "Point":
         raise _Bad("bad_geometry", "缺少点坐标 no point geometry")
     return float(geometry.x), float(geometry.y)
@@ -255,7 +259,7 @@ def _address_row(row: dict[str, str], m: Mapping_, geometry: Any) -> dict[str, A
         "number": plate.number,
         "prefix": plate.prefix,
         "sub": plate.sub,
-        "geom": f"SRID=4326;POINT({lng!r} {lat!r})",
+        "geom": (lng, lat),
     }
 
 
@@ -271,7 +275,7 @@ def _place_row(row: dict[str, str], m: Mapping_, geometry: Any, n: int) -> dict[
         "kind": row.get("kind") or "poi",
         "aliases": list(dict.fromkeys(a for a in aliases if a != name)),
         "address": row.get("address") or None,
-        "geom": f"SRID=4326;POINT({lng!r} {lat!r})",
+        "geom": (lng, lat),
     }
 
 
@@ -375,7 +379,7 @@ def import_file(
             frame = _read(path, sheet)
             m = _resolve(kind, frame, read_mapping(mapping))
             geometries = frame["geometry"].tolist() if "geometry" in frame else [None] * len(frame)
-            rows: list[dict[str, Any]] = []
+            entries: list[_Entry] = []
             rejects: list[dict[str, Any]] = []
             seen: dict[Any, int] = {}
             records = frame.to_dict("records")
@@ -398,37 +402,25 @@ def import_file(
                 except _Bad as bad:
                     rejects.append(_reject(n, raw, bad.reason, bad.message))
                     continue
-                rows.extend({**r, "source": source} for r in made)
-            table = {"road": gazetteer_roads, "address": gazetteer_addresses,
-                     "poi": gazetteer_places}[kind]  # fmt: skip
-            old = conn.execute(sa.delete(table).where(table.c.source == source)).rowcount
-            if kind == "poi":
-                codes = [r["code"] for r in rows]
-                for i in range(0, len(codes), 5000):
-                    taken = conn.execute(
-                        sa.select(table.c.code).where(table.c.code.in_(codes[i : i + 5000]))
-                    ).scalars()
-                    for code in taken:
-                        raise GazetteerFileError(
-                            f"编码 {code} 已由其他来源使用 code already used by another source"
-                        )
-            if kind == "address":
-                rows = _drop_taken(conn, rows, rejects, source)
+                entries.append(_Entry(n, raw, key, [{**r, "source": source} for r in made]))
+            if kind != "road":
+                _to_wgs84([r for e in entries for r in e.rows], m, "lng" in m.columns)
+            table = TABLE[kind]
+            entries = _held_elsewhere(conn, kind, entries, rejects, source)
+            counts = _compare(conn, kind, entries, source)
+            conn.execute(sa.delete(table).where(table.c.source == source))
+            rows = [r for e in entries for r in e.rows]
             for i in range(0, len(rows), 5000):
                 conn.execute(sa.insert(table), rows[i : i + 5000])
             _street_of(conn, table, source)
             rejects.sort(key=lambda r: r["row_number"])
             save_rejects(conn, run_id, rejects)
             report.read = len(records)
-            report.inserted = len(rows) if kind != "road" else len(records) - len(rejects)
-            report.updated = 0
-            report.unchanged = 0
+            report.inserted = counts["inserted"]
+            report.updated = counts["updated"]
+            report.unchanged = counts["unchanged"]
             report.rejected = len(rejects)
             report.reasons = dict(Counter(r["reason"] for r in rejects))
-            if old:
-                report.notes.append(
-                    f"替换了同一文件先前导入的 {old} 行 replaced {old} earlier rows"
-                )
             succeed_run(conn, run_id, report)
     except (Exception, KeyboardInterrupt) as exc:
         report.read = 0
@@ -438,31 +430,138 @@ def import_file(
     return report
 
 
-def _drop_taken(
-    conn: sa.Connection, rows: list[dict[str, Any]], rejects: list[dict[str, Any]], source: str
-) -> list[dict[str, Any]]:
-    """Plates another source already holds stay that source's: those rows are rejected."""
-    held = {
-        (r.road, r.number, r.prefix, r.sub)
-        for r in conn.execute(
-            sa.select(
-                gazetteer_addresses.c.road,
-                gazetteer_addresses.c.number,
-                gazetteer_addresses.c.prefix,
-                gazetteer_addresses.c.sub,
-            ).where(gazetteer_addresses.c.source != source)
+def _to_wgs84(rows: list[dict[str, Any]], m: Mapping_, from_columns: bool) -> None:
+    """The rows' points (`geom`: lng, lat) as WGS84 EWKT, converted all at once."""
+    if not rows:
+        return
+    xy = np.array([r["geom"] for r in rows], dtype=float)
+    if from_columns:
+        lng, lat = coords.to_wgs84(xy[:, 0], xy[:, 1], m.crs)
+    else:
+        lng, lat = xy[:, 0], xy[:, 1]
+    for r, x, y in zip(rows, lng.tolist(), lat.tolist(), strict=True):
+        r["geom"] = _point_text(x, y)
+
+
+@dataclass
+class _Entry:
+    """A file row that passed: its number, raw values, key, and the rows it inserts."""
+
+    n: int
+    raw: dict[str, Any]
+    key: Any
+    rows: list[dict[str, Any]]
+
+
+TABLE = {"road": gazetteer_roads, "address": gazetteer_addresses, "poi": gazetteer_places}
+
+
+def _held_elsewhere(
+    conn: sa.Connection,
+    kind: str,
+    entries: list[_Entry],
+    rejects: list[dict[str, Any]],
+    source: str,
+) -> list[_Entry]:
+    """A plate or a place code another imported file holds stays that file's: the row is
+    rejected; a plate the build derived (a landmark's address) gives way to the file's."""
+    if kind == "road" or not entries:
+        return entries
+    t = TABLE[kind]
+    if kind == "address":
+        c = gazetteer_addresses.c
+        held = {
+            tuple(r)
+            for r in conn.execute(
+                sa.select(c.road, c.number, c.prefix, c.sub).where(
+                    c.source.not_in([source, BUILD_SOURCE])
+                )
+            )
+        }
+        conn.execute(
+            sa.text(
+                "delete from gazetteer_addresses where source = :build and (road, number) in "
+                "(select * from unnest(cast(:roads as text[]), cast(:numbers as integer[])))"
+            ),
+            {
+                "build": BUILD_SOURCE,
+                "roads": [e.key[0] for e in entries],
+                "numbers": [e.key[1] for e in entries],
+            },
         )
-    }
+        what = "门牌已在地名库中 plate already in the gazetteer"
+    else:
+        held = set(conn.execute(sa.select(t.c.code).where(t.c.source != source)).scalars())
+        what = "编码已由其他来源使用 code used by another source"
     kept = []
-    for n, row in enumerate(rows):
-        if (row["road"], row["number"], row["prefix"], row["sub"]) in held:
-            rejects.append(
-                _reject(n, {"address": row["address"]}, "duplicate",
-                        f"门牌已在地名库中 plate already in the gazetteer: {row['address']}")
-            )  # fmt: skip
+    for e in entries:
+        if e.key in held:
+            rejects.append(_reject(e.n, e.raw, "duplicate", f"{what}: {e.key}"))
         else:
-            kept.append(row)
+            kept.append(e)
     return kept
+
+
+def _point_text(x: float, y: float) -> str:
+    return f"SRID=4326;POINT({x!r} {y!r})"
+
+
+def _compare(conn: sa.Connection, kind: str, entries: list[_Entry], source: str) -> Counter[str]:
+    """How many of the file's rows are new, changed or as the last import of the same file
+    left them (a file imported twice changes nothing)."""
+    counts: Counter[str] = Counter(inserted=0, updated=0, unchanged=0)
+    if kind == "road":
+        old = Counter(
+            (r.name, r.kind, r.left_from, r.left_to, r.left_parity, r.right_from, r.right_to,
+             r.right_parity, f"SRID=4326;{shapely.from_wkb(bytes(r.wkb)).wkt}")
+            for r in conn.execute(
+                sa.text(
+                    "select name, kind, left_from, left_to, left_parity, right_from, right_to, "
+                    "right_parity, ST_AsBinary(geom) as wkb from gazetteer_roads "
+                    "where source = :source"
+                ),
+                {"source": source},
+            )
+        )  # fmt: skip
+        for e in entries:
+            pieces = Counter(
+                (r["name"], r["kind"], r["left_from"], r["left_to"], r["left_parity"],
+                 r["right_from"], r["right_to"], r["right_parity"], r["geom"])
+                for r in e.rows
+            )  # fmt: skip
+            if all(old[k] >= v for k, v in pieces.items()):
+                old -= pieces
+                counts["unchanged"] += 1
+            else:
+                counts["inserted"] += 1
+        return counts
+    if kind == "address":
+        query = (
+            "select road, number, prefix, sub, address, ST_X(geom) as x, ST_Y(geom) as y "
+            "from gazetteer_addresses where source = :source"
+        )
+        fields: tuple[str, ...] = ("address",)
+    else:
+        query = (
+            "select code, name, kind, aliases, address, ST_X(geom) as x, ST_Y(geom) as y "
+            "from gazetteer_places where source = :source"
+        )
+        fields = ("name", "kind", "aliases", "address")
+    before: dict[Any, tuple[Any, ...]] = {}
+    for r in conn.execute(sa.text(query), {"source": source}):
+        key = (r.road, r.number, r.prefix, r.sub) if kind == "address" else r.code
+        values = tuple(list(getattr(r, f)) if f == "aliases" else getattr(r, f) for f in fields)
+        before[key] = (*values, _point_text(r.x, r.y))
+    for e in entries:
+        row = e.rows[0]
+        now = (*(row[f] for f in fields), row["geom"])
+        if e.key not in before:
+            counts["inserted"] += 1
+        elif before[e.key] == now:
+            counts["unchanged"] += 1
+        else:
+            counts["updated"] += 1
+    return counts
 
 
 # --- build ------------------------------------------------------------------------------

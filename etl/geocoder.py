@@ -1,11 +1,13 @@
 """The address geocoder: a Chinese address, as a call-taker writes it, to a place and a level.
 
-`Geocoder.load(conn)` reads the gazetteer (layers/gazetteer.py) and the admin layers into
-memory once: every house number of every road side is placed in advance (the i-th of a
-side's n numbers at fraction (i + 0.5) / n of the piece's length, the district's lane
-numbering and `etl.demo.geography.house_number_point`'s), and each placed point, address
-point and landmark is located in its grid. A lookup is then the parser (etl/address.py) and
-a few dictionary lookups on normalised names; no query per address.
+`Geocoder.load(conn)` reads the gazetteer (layers/gazetteer.py) and the admin units (the
+view `gazetteer_units`: the same in every zone, so that a commander's geocoder knows another
+street's address is not its own) into memory once. Every house number of every road side is
+placed in advance: the i-th of a side's n numbers at fraction (i + 0.5) / n of the piece's
+length in metres (the district's lane numbering, and the demo's), SIDE_OFFSET_M beside the
+line on its side (left of the line's direction for the left range); each placed point,
+address point and landmark is located in its grid. A lookup is then the parser
+(etl/address.py) and a few dictionary lookups on normalised names; no query per address.
 
 Match levels, most precise first (`LEVELS`):
 - address_point: the plate (门牌) is in the gazetteer;
@@ -26,6 +28,8 @@ exactly, and its score stays below an exact match's.
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,7 +39,7 @@ import shapely
 import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 
-from etl.address import PREFIXES, Address, normalize, parse_address
+from etl.address import PREFIXES, SHORT_FORMS, Address, normalize, parse_address
 from layers.queries.labels import grid_label
 
 LEVELS = ("address_point", "interpolated", "road", "landmark", "community", "street", "failed")
@@ -49,14 +53,30 @@ FUZZY_CUTOFF = 80.0  # rapidfuzz ratio (0..100) a fuzzy name must reach
 NO_NUMBER = 0.9  # a road named without a number
 OUT_OF_RANGE = 0.6  # the road is known, the number is on none of its sides
 AMBIGUOUS = 0.5
+CONFLICT = 0.8  # the plate lies in another street than the one the text names
 MIN_NAME = 2  # shorter names would match inside unrelated text
+SIDE_OFFSET_M = 10.0  # an interpolated plate stands this far beside the line, on its side
+M_PER_DEGREE = 111_320.0  # metres in a degree of latitude
 AREA_SUFFIXES = ("社区居委会", "居委会", "社区", "街道办事处", "街道")
 
 
 def name_key(text: str) -> str:
     """A name as the geocoder compares it: normalised (full-width folded, counted numerals
     as digits, no spaces) and without the city and district prefixes."""
-    text = normalize(text)
+    return _strip(normalize(text))
+
+
+_PREFIXES = re.compile("^(?:" + "|".join(sorted(PREFIXES, key=len, reverse=True)) + ")+")
+
+
+def _strip(text: str) -> str:
+    """A normalised text without the city and district prefixes (a text that is nothing but
+    prefixes keeps its last: 北京市西城区 → 西城区)."""
+    m = _PREFIXES.match(text)
+    if m is None:
+        return text
+    if m.end() < len(text):
+        return text[m.end() :]
     changed = True
     while changed:
         changed = False
@@ -166,6 +186,9 @@ class Geocoder:
         self._road_keys = list(roads)
         self._place_keys = list(places)
         self._longest_area = max((len(k) for k in areas), default=0)
+        self._street_names = {
+            a.code: a.name for bucket in areas.values() for a in bucket if a.level == "street"
+        }
 
     # --- loading ---------------------------------------------------------------------
 
@@ -186,8 +209,7 @@ class Geocoder:
     def geocode(self, text: str, limit: int = 5) -> list[Match]:
         """The best matches of `text`, best first (level, then score); never empty: a text
         nothing matches gives one "failed" match saying why."""
-        found = self._candidates(text)
-        found.sort(key=lambda m: (_RANK[m.level], -m.score))
+        found = self._ranked(text)
         seen: set[tuple[Any, ...]] = set()
         out = []
         for m in found:
@@ -206,9 +228,20 @@ class Geocoder:
         for text in texts:
             m = memo.get(text)
             if m is None:
-                m = memo[text] = self.geocode(text, limit=1)[0]
+                found = self._ranked(text)
+                m = memo[text] = found[0] if found else self.geocode(text, limit=1)[0]
             out.append(m)
         return out
+
+    def _ranked(self, text: str) -> list[Match]:
+        """Every match found, best first: a whole admin unit name, then by level and score."""
+        if not isinstance(text, str) or not text.strip():
+            return [self._failed(str(text or ""), "地址为空")]
+        addr = parse_address(text)
+        whole = self._whole_area(text, addr)
+        found = self._candidates(text, addr, fuzzy=not whole)
+        found.sort(key=lambda m: (_RANK[m.level], -m.score))
+        return whole + found
 
     # --- matching ----------------------------------------------------------------------
 
@@ -217,10 +250,32 @@ class Geocoder:
             text, "failed", 0.0, None, None, None, None, None, "", False, (), qualifiers, message
         )
 
-    def _candidates(self, text: str) -> list[Match]:
-        if not isinstance(text, str) or not text.strip():
-            return [self._failed(str(text or ""), "地址为空")]
-        addr = parse_address(text)
+    def _whole_area(self, text: str, addr: Address) -> list[Match]:
+        """The admin units whose name (long or short) the whole text is: 府右街南社区居委会,
+        府右街南社区, 府右街南. Read as the unit first, before a road or place of the same
+        name (西交民巷 the community, then the lane): how people name their community."""
+        out: list[Match] = []
+        bucket = self.areas.get(_strip(addr.text), ())
+        if not bucket:
+            return out
+        communities = [a for a in bucket if a.level == "community"]
+        streets = sorted({a.street for a in communities})
+        if len(streets) > 1:  # one name, communities of several streets
+            out.append(
+                Match(text, "community", EXACT * AMBIGUOUS, None, None, None, None, None,
+                      communities[0].name, ambiguous=True, candidates=tuple(streets),
+                      message=f"{len(streets)}个街道都有名为{communities[0].name}的社区，"
+                      "请写明街道")
+            )  # fmt: skip
+            bucket = [a for a in bucket if a.level != "community"]
+        out += [
+            Match(text, a.level, EXACT, a.point[0], a.point[1], a.street,
+                  a.code if a.level == "community" else None, None, a.name)
+            for a in bucket
+        ]  # fmt: skip
+        return out
+
+    def _candidates(self, text: str, addr: Address, fuzzy: bool = True) -> list[Match]:
         ctx = _Context()
         if addr.street:
             self._note_area(ctx, name_key(addr.street))
@@ -231,39 +286,54 @@ class Geocoder:
         # street / community names the parser does not know, in front (什刹海, 府右街南社区)
         splits = self._splits(rest) if rest else []
         if addr.number is not None and rest:
-            out += self._roads_with_number(text, addr, splits, ctx)
+            # a place before the number (西单商场3号门): its exact name bars fuzzy roads
+            before_number = [
+                m
+                for key in dict.fromkeys(r for _, r in splits)
+                for m in self._place_matches(text, key, addr.qualifiers, EXACT * NO_NUMBER)
+            ]
+            out += self._roads_with_number(text, addr, splits, ctx, fuzzy and not before_number)
             # a compound or place written with its number (永安二条62号院)
             out += self._place_matches(text, self._body(addr), addr.qualifiers, EXACT)
+            if not out:
+                out += before_number
         elif rest:
-            out += self._names_without_number(text, addr, splits, ctx)
+            out += self._names_without_number(text, addr, splits, ctx, fuzzy)
         placed = any(m.level in _PLACED for m in out)
         if not placed:
             self._note_leading(ctx, splits)
         out += self._area_matches(text, addr, ctx)
         return out
 
-    def _note_leading(self, ctx: _Context, splits: list[tuple[list[_Area], str]]) -> None:
+    def _note_leading(self, ctx: _Context, splits: list[tuple[list[str], str]]) -> None:
         """The admin names in front of the text; when unknown text follows them, only the
         names of 3 characters or more (a 2-character community stem 前海 may well be the
         start of a road's name 前海西街)."""
         if not splits:
             return
         whole = splits[-1][1] == "" or splits[-1][1] in self.areas
-        for (_, before), (areas, after) in itertools.pairwise(splits):
+        for (_, before), (keys, after) in itertools.pairwise(splits):
             if whole or len(before) - len(after) > MIN_NAME:
-                self._note(ctx, areas[-1])
+                self._note_area(ctx, keys[-1])
         if splits[-1][1] in self.areas:
             self._note_area(ctx, splits[-1][1])
 
     def _body(self, addr: Address) -> str:
         """The normalised text without prefixes and qualifiers."""
-        body = name_key(addr.text)
+        body = _strip(addr.text)
         for q in reversed(addr.qualifiers):
             body = body.removesuffix(q)
         return body
 
     def _note_area(self, ctx: _Context, key: str) -> None:
-        for area in self.areas.get(key, ()):
+        """Note the units named `key`: those in the streets already named, if any; a
+        community name of several streets, none of them named, is left out (ambiguous)."""
+        bucket = self.areas.get(key, ())
+        if ctx.streets:
+            bucket = [a for a in bucket if a.street in ctx.streets] or bucket
+        if len({a.street for a in bucket if a.level == "community"}) > 1:
+            bucket = [a for a in bucket if a.level != "community"]
+        for area in bucket:
             self._note(ctx, area)
 
     def _note(self, ctx: _Context, area: _Area) -> None:
@@ -273,16 +343,15 @@ class Geocoder:
         else:
             ctx.street_area = area
 
-    def _splits(self, text: str) -> list[tuple[list[_Area], str]]:
+    def _splits(self, text: str) -> list[tuple[list[str], str]]:
         """`text` and, one by one, the admin unit names at its start taken off (longest
         name first): [([], 什刹海前海西街), ([什刹海], 前海西街), ([什刹海, 前海], 西街)]."""
-        out: list[tuple[list[_Area], str]] = [([], text)]
-        found: list[_Area] = []
+        out: list[tuple[list[str], str]] = [([], text)]
+        found: list[str] = []
         while len(text) > MIN_NAME:
             for k in range(min(self._longest_area, len(text) - 1), MIN_NAME - 1, -1):
-                hit = self.areas.get(text[:k])
-                if hit:
-                    found = [*found, hit[0]]
+                if text[:k] in self.areas:
+                    found = [*found, text[:k]]
                     text = text[k:]
                     out.append((found, text))
                     break
@@ -291,8 +360,8 @@ class Geocoder:
         return out
 
     def _road_names(
-        self, splits: list[tuple[list[_Area], str]]
-    ) -> list[tuple[str, float, list[_Area]]]:
+        self, splits: list[tuple[list[str], str]], fuzzy: bool = True
+    ) -> list[tuple[str, float, list[str]]]:
         """The road names the text may mean: (name, score, the admin names before it)."""
         for before, rest in splits:
             if rest in self.roads:
@@ -304,13 +373,13 @@ class Geocoder:
                 known = self._splits(rest[:k] + "\0")[-1]
                 exact = known[1] == "\0"
                 return [(tail, EXACT if exact else LOOSE_PREFIX, known[0])]
-        return self._fuzzy(splits, self._road_keys)
+        return self._fuzzy(splits, self._road_keys) if fuzzy else []
 
     def _fuzzy(
-        self, splits: list[tuple[list[_Area], str]], keys: list[str]
-    ) -> list[tuple[str, float, list[_Area]]]:
+        self, splits: list[tuple[list[str], str]], keys: list[str]
+    ) -> list[tuple[str, float, list[str]]]:
         """The name of `keys` nearest any split's rest (of 3 characters or more), if near."""
-        best: tuple[str, float, list[_Area]] | None = None
+        best: tuple[str, float, list[str]] | None = None
         for before, rest in splits:
             if len(rest) <= MIN_NAME:
                 continue
@@ -319,11 +388,13 @@ class Geocoder:
                 best = (got[0], FUZZY * got[1] / 100.0, before)
         return [] if best is None else [best]
 
-    def _pieces(self, name: str, ctx: _Context, before: list[_Area]) -> tuple[list[int], bool]:
+    def _pieces(self, name: str, ctx: _Context, before: list[str]) -> tuple[list[int], bool]:
         """The pieces of road `name`, narrowed to the streets the text names when it names
         one the road runs through; (pieces, narrowed)."""
         pieces = self.roads[name]
-        streets = set(ctx.streets) | {a.street for a in before}
+        streets = ctx.streets
+        if before:
+            streets = streets | {a.street for key in before for a in self.areas[key]}
         if streets:
             inside = [i for i in pieces if self.pieces[i].street in streets]
             if inside:
@@ -331,30 +402,36 @@ class Geocoder:
         return pieces, False
 
     def _roads_with_number(
-        self, text: str, addr: Address, splits: list[tuple[list[_Area], str]], ctx: _Context
+        self,
+        text: str,
+        addr: Address,
+        splits: list[tuple[list[str], str]],
+        ctx: _Context,
+        fuzzy: bool,
     ) -> list[Match]:
         assert addr.number is not None
         out = []
         house = addr.house_number or f"{addr.number}号"
-        for name, score, before in self._road_names(splits):
+        for name, score, before in self._road_names(splits, fuzzy):
             pieces, _ = self._pieces(name, ctx, before)
-            allowed = {self.pieces[i].street for i in pieces}
+            named = ctx.streets | {a.street for key in before for a in self.areas[key]}
             plate = self.plates.get((name, addr.number, addr.prefix, addr.sub))
-            if plate is not None and (plate.street is None or plate.street in allowed):
-                out.append(
-                    self._point_match(
-                        text, "address_point", score, plate, f"{name}{house}", addr.qualifiers
-                    )
-                )
-                continue
             numbered = self.numbers.get((name, addr.number), [])
             hits = [p for i, p in numbered if i in pieces] or [p for _, p in numbered]
-            if hits:
-                out.append(
-                    self._point_match(
-                        text, "interpolated", score, hits[0], f"{name}{house}", addr.qualifiers
-                    )
+            if plate is not None or hits:
+                level, point = ("address_point", plate) if plate else ("interpolated", hits[0])
+                found = self._point_match(
+                    text, level, score, point, f"{name}{house}", addr.qualifiers
                 )
+                if named and point.street not in named:  # the text says another street
+                    said = "、".join(sorted(self._street_names.get(c, c) for c in named))
+                    where = self._street_names.get(point.street or "", "区外")
+                    found = replace(
+                        found,
+                        score=found.score * CONFLICT,
+                        message=f"{name}{house}在{where}，与地址所写的{said}不符",
+                    )
+                out.append(found)
                 continue
             road = self._road_match(text, name, score * OUT_OF_RANGE, pieces, addr.qualifiers)
             out.append(replace(road, message=f"门牌号{house}不在{name}的门牌范围内，定位到道路"))
@@ -418,7 +495,12 @@ class Geocoder:
         )
 
     def _names_without_number(
-        self, text: str, addr: Address, splits: list[tuple[list[_Area], str]], ctx: _Context
+        self,
+        text: str,
+        addr: Address,
+        splits: list[tuple[list[str], str]],
+        ctx: _Context,
+        fuzzy: bool,
     ) -> list[Match]:
         out: list[Match] = []
         q = addr.qualifiers
@@ -429,7 +511,7 @@ class Geocoder:
                 break
         for key in dict.fromkeys([self._body(addr), *(rest for _, rest in splits)]):
             out += self._place_matches(text, key, q, EXACT)
-        if out or splits[-1][1] in self.areas or len(splits[-1][1]) < MIN_NAME:
+        if out or not fuzzy or splits[-1][1] in self.areas or len(splits[-1][1]) < MIN_NAME:
             return out  # an exact name, or only admin names: the area levels answer those
         # fuzzy: places and roads, only when no name matched exactly
         for name, score, _ in self._fuzzy(splits, self._place_keys):
@@ -450,8 +532,8 @@ class Geocoder:
     def _area_matches(self, text: str, addr: Address, ctx: _Context) -> list[Match]:
         rest = addr.road or ""
         out = []
-        for area in self.areas.get(rest, ()) if rest else ():
-            self._note(ctx, area)
+        if rest:
+            self._note_area(ctx, rest)
         if ctx.community is not None:
             a = ctx.community
             out.append(
@@ -495,7 +577,10 @@ class _Locator:
 
     def __init__(self, conn: sa.Connection) -> None:
         rows = conn.execute(
-            sa.text("select code, community_code, street_code, ST_AsBinary(geom) from grids")
+            sa.text(
+                "select code, community_code, street_code, ST_AsBinary(geom) "
+                "from gazetteer_units where level = 'grid' order by code"
+            )
         ).all()
         self.codes = [r[0] for r in rows]
         self.community = [r[1] for r in rows]
@@ -530,7 +615,14 @@ def area_names(level: str, name: str) -> list[str]:
             break
     if level == "street":
         shown = f"{stem}街道" if name.endswith("街道") or name.endswith("街道办事处") else name
-        return list(dict.fromkeys([shown, stem, f"{stem}街道", f"{stem}街道办事处"]))
+        stems = [stem] + [
+            short + stem[len(full) :]
+            for short, full in SHORT_FORMS.items()
+            if stem.startswith(full)
+        ]  # 广安门内 → 广内
+        return list(
+            dict.fromkeys([shown, *(v for s in stems for v in (s, f"{s}街道", f"{s}街道办事处"))])
+        )
     shown = name.removesuffix("居委会") if name.endswith("社区居委会") else name
     return list(dict.fromkeys([shown, stem, f"{stem}社区", f"{stem}社区居委会", f"{stem}居委会"]))
 
@@ -540,11 +632,8 @@ def _load_areas(conn: sa.Connection) -> dict[str, list[_Area]]:
     out: dict[str, list[_Area]] = {}
     rows = conn.execute(
         sa.text(
-            "select 'street' as level, code, code as street, name, "
-            "ST_X(ST_PointOnSurface(geom)) as x, ST_Y(ST_PointOnSurface(geom)) as y "
-            "from streets union all "
-            "select 'community', code, street_code, name, "
-            "ST_X(ST_PointOnSurface(geom)), ST_Y(ST_PointOnSurface(geom)) from communities"
+            "select level, code, street_code as street, name, ST_X(point) as x, "
+            "ST_Y(point) as y from gazetteer_units where level <> 'grid' order by level, code"
         )
     ).all()
     units = {(r.level, r.code): r for r in rows}
@@ -594,30 +683,53 @@ def _load_roads(
     which: list[int] = []
     numbers: list[int] = []
     fractions: list[float] = []
+    sides: list[float] = []  # +1 left of the line's direction, -1 right
     mids = shapely.get_coordinates(shapely.line_interpolate_point(lines, 0.5, normalized=True))
     for i, r in enumerate(rows):
         key = name_key(r.name)
         pieces.append(_Piece(key, r.street_code, float(r.metres), (mids[i, 0], mids[i, 1])))
         roads.setdefault(key, []).append(i)
-        for lo, hi, parity in (
-            (r.left_from, r.left_to, r.left_parity),
-            (r.right_from, r.right_to, r.right_parity),
+        for lo, hi, parity, sign in (
+            (r.left_from, r.left_to, r.left_parity, 1.0),
+            (r.right_from, r.right_to, r.right_parity, -1.0),
         ):
             side = _side_numbers(lo, hi, parity)
             n = len(side)
             which.extend([i] * n)
             numbers.extend(side.tolist())
             fractions.extend(((np.arange(n) + 0.5) / max(n, 1)).tolist())
+            sides.extend([sign] * n)
     table: dict[tuple[str, int], list[tuple[int, _Point]]] = {}
     if which:
-        pts = shapely.line_interpolate_point(
-            lines[np.asarray(which)], np.asarray(fractions), normalized=True
-        )
-        xy = shapely.get_coordinates(pts)
+        xy = _along(lines[np.asarray(which)], np.asarray(fractions), np.asarray(sides))
         placed = locator.points(xy[:, 0], xy[:, 1])
         for piece, number, point in zip(which, numbers, placed, strict=True):
             table.setdefault((pieces[piece].name, number), []).append((piece, point))
     return pieces, roads, table
+
+
+def _along(lines: np.ndarray, fractions: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """The points at `fractions` of the lines' lengths in metres (a local equirectangular
+    frame: a degree of longitude is cos(latitude) of a degree of latitude), moved
+    SIDE_OFFSET_M to their side (+1 left, -1 right) of the line: lng, lat rows."""
+    if len(lines) == 0:
+        return np.empty((0, 2))
+    lat0 = float(np.mean(shapely.get_coordinates(lines)[:, 1]))
+    kx = math.cos(math.radians(lat0))
+    flat = shapely.transform(lines, lambda c: c * np.array([kx, 1.0]))
+    length = shapely.length(flat)
+    s = fractions * length
+    at = shapely.get_coordinates(shapely.line_interpolate_point(flat, s))
+    step = np.minimum(1e-5, length / 4)
+    a = shapely.get_coordinates(shapely.line_interpolate_point(flat, np.maximum(s - step, 0)))
+    b = shapely.get_coordinates(shapely.line_interpolate_point(flat, np.minimum(s + step, length)))
+    d = b - a
+    norm = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-12)
+    offset = SIDE_OFFSET_M / M_PER_DEGREE * sides / norm
+    at[:, 0] -= d[:, 1] * offset
+    at[:, 1] += d[:, 0] * offset
+    at[:, 0] /= kx
+    return at
 
 
 def _load_plates(
@@ -658,9 +770,15 @@ def _load_places(conn: sa.Connection, locator: _Locator) -> dict[str, list[_Plac
         for key in dict.fromkeys(_place_keys(r.name, r.aliases or ())):
             if len(key) >= MIN_NAME:
                 bucket = out.setdefault(key, [])
-                if all((b.point.lng, b.point.lat) != (p.lng, p.lat) for b in bucket):
+                if not any(_same_place(b, place) for b in bucket):
                     bucket.append(place)
     return out
+
+
+def _same_place(a: _Place, b: _Place) -> bool:
+    """Two rows of one place (a landmark and its POI, converted from another system)."""
+    near = abs(a.point.lng - b.point.lng) + abs(a.point.lat - b.point.lat) < 1e-4
+    return near and a.name == b.name
 
 
 def _place_keys(name: str, aliases: Iterable[str]) -> list[str]:

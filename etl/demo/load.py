@@ -13,6 +13,7 @@ from etl.admin import AdminReport, import_admin
 from etl.aggregates import aggregates_zone
 from etl.demo.cases import Life, enliven
 from etl.demo.extracts import DEFAULT_END, DEMO_ZONE, generate_extracts
+from etl.demo.gazetteer import load_gazetteer
 from etl.demo.geography import generate_geography, write_geography
 from etl.demo.units import FILE as UNITS_FILE
 from etl.demo.units import write_units
@@ -200,6 +201,7 @@ def load(
     for name, level in ADMIN_FILES:
         report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
     report.units = load_units(conn, directory)
+    report.runs.extend(load_gazetteer(conn, directory))  # before the extracts: they geocode
     for name, layer in EXTRACTS:
         path = directory / name
         if path.exists():

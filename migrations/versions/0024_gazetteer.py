@@ -3,7 +3,9 @@ long and short names, roads and lanes with house-number ranges and parity by sid
 points (门牌), landmarks / POIs / compounds with aliases.
 
 Geography, not records: every reader role reads it (SELECT to the reader, no row-level
-security); only the owner writes (`blockdata gazetteer import|build`).
+security); only the owner writes (`blockdata gazetteer import|build`). The view
+`gazetteer_units` gives the geocoder the admin units' names, inner points and grid shapes in
+every zone (see UNITS_VIEW).
 
 Revision ID: 0024
 Revises: 0023
@@ -22,6 +24,23 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 READER = "blockdata_reader"
+# What the geocoder needs of the admin units, in every zone: where each grid lies (to give
+# a placed address its grid, community and street), each community's and street's name and
+# a point inside it. Owner's rights (not security_invoker), as street_directory (0012): a
+# commander's geocoder must know another street's addresses to say they are not its own.
+UNITS_VIEW = """
+CREATE VIEW gazetteer_units WITH (security_barrier) AS
+SELECT 'street'::text AS level, code::text AS code, code::text AS street_code,
+       NULL::text AS community_code, name, ST_PointOnSurface(geom) AS point,
+       NULL::geometry AS geom
+  FROM streets
+UNION ALL
+SELECT 'community', code, street_code, code, name, ST_PointOnSurface(geom), NULL
+  FROM communities
+UNION ALL
+SELECT 'grid', code, street_code, community_code, NULL, NULL, geom
+  FROM grids
+"""
 TABLES = ("gazetteer_names", "gazetteer_roads", "gazetteer_addresses", "gazetteer_places")
 
 
@@ -145,8 +164,11 @@ def upgrade() -> None:
     )
     for table in TABLES:
         op.execute(f"GRANT SELECT ON {table} TO {READER}")
+    op.execute(UNITS_VIEW)
+    op.execute(f"GRANT SELECT ON gazetteer_units TO {READER}")
 
 
 def downgrade() -> None:
+    op.execute("DROP VIEW IF EXISTS gazetteer_units")
     for table in reversed(TABLES):
         op.drop_table(table)
