@@ -433,3 +433,25 @@ def test_geocode_a_community_and_the_zone_rule(demo: Demo) -> None:
     assert (addresses[0]["lng"], addresses[0]["lat"]) == (first["lng"], first["lat"])
     other = ok(client(demo, "commander-a"), "/api/search", q=f"{name}附近")
     assert streets_of(other) <= {demo.a}
+
+
+def test_an_address_with_a_house_number_is_geocoded_in_the_search(demo: Demo) -> None:
+    """A plate of the demo's gazetteer (门牌): the search box's address result lies at the
+    plate's point, in the grid that holds it (found here by ST_Contains)."""
+    address, x, y, grid = rows(
+        demo,
+        "select a.address, ST_X(a.geom), ST_Y(a.geom), g.code from gazetteer_addresses a "
+        "join grids g on ST_Contains(g.geom, a.geom) where a.street_code = :s "
+        "and a.prefix is null and a.sub is null "
+        "and (select count(*) from gazetteer_addresses o where o.address = a.address) = 1 "
+        "order by a.id limit 1",
+        s=demo.b,
+    )[0]
+    body = ok(client(demo, "district"), "/api/search", q=address)
+    first = next(r for r in body["results"] if r["kind"] == "address")
+    assert (first["code"], first["street_code"], first["level"]) == (grid, demo.b, "address_point")
+    assert abs(first["lng"] - x) < 1e-6 and abs(first["lat"] - y) < 1e-6
+    assert ok(client(demo, "commander-b"), "/api/search", q=address)["results"][0]["code"] == grid
+    other = ok(client(demo, "commander-a"), "/api/search", q=address)
+    assert streets_of(other) <= {demo.a}
+    assert grid not in {r["code"] for r in other["results"]}
