@@ -2,10 +2,11 @@
 days, how many of them are still open and overdue now, its top categories and the three rates
 where callbacks exist — what the map's area card (#bd-area) shows.
 
-The requests and the callbacks are the drill-down's (layers.queries.drill: a street's from the
-scorecards' daily aggregate is not used here, every level counts the rows of its one street
-over the window, so the three levels add up); open, overdue and the categories are counted
-from the same rows in one more query (the street's and receipt-time indexes).
+The requests, the callbacks and the three rates are the drill-down's (layers.queries.drill,
+etl.aggregates.three_rates): every level counts the rows of its one street over the window, so
+a street's figures are its communities' added up; open (not 已办结 now) and overdue (open and
+past its due time now) and the top categories are counted from the same rows in one more query
+(the street's and receipt-time indexes).
 
 A grid is named by its label ("百万庄社区 第4网格"), a community and a street by their name.
 
