@@ -37,6 +37,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         openapi,
         pages,
         photos,
+        search,
         tiles,
     )
     from app.config import (
@@ -95,6 +96,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     app.register_blueprint(evaluation.bp)
     app.register_blueprint(evaluation_inputs.bp)
     app.register_blueprint(evaluation_page.bp)
+    app.register_blueprint(search.bp)
     auth.init_app(app)
     capabilities.declare_static(app)
     capabilities.require_declared(app)  # a view that declares no access never serves

@@ -501,6 +501,19 @@ landmarks = sa.Table(
 for _layer in LAYERS:
     object.__setattr__(_layer, "table", _table(_layer))
 
+# Work-order and case numbers found by exact value or prefix (layers.queries.search,
+# migration 0026).
+sa.Index(
+    "ix_service_requests_source_id_pattern",
+    _BY_NAME["service_requests"].table.c.source_id,
+    postgresql_ops={"source_id": "text_pattern_ops"},
+)
+sa.Index(
+    "ix_enforcement_cases_case_no_pattern",
+    _BY_NAME["enforcement_cases"].table.c.case_no,
+    postgresql_ops={"case_no": "text_pattern_ops"},
+)
+
 
 def get_layer(name: str) -> Layer:
     """The layer called `name`; raises UnknownLayer (→ 404) for any other name."""

@@ -438,6 +438,7 @@
       $("bd-drawer-error").textContent = e.message;
     }
   }
+  BD.openCase = openCase; // the search box opens a case found by its number (search.js)
 
   function field(label, input) {
     return el("label", {}, label, input);

@@ -87,6 +87,7 @@ ENDPOINTS = {
     "tiles.tilejson",
     "evaluation_page.evaluation",
     "evaluation_page.drill",
+    *(f"search.{n}" for n in ("search", "geocode", "reverse", "area")),
     *(
         f"evaluation_inputs.{n}"
         for n in (
@@ -274,6 +275,7 @@ ARGUMENTS = {
     "code": "xicheng",
     "label": "2026-11",
     "guard": "repeat",
+    "level": "street",
 }
 # The views a person opens in the browser, listed by hand: the pages, and the logout form.
 BROWSER = {

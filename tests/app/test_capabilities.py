@@ -182,6 +182,13 @@ POLICY: dict[tuple[str, str], Verdict] = {
     ("GET", "/evaluation"): page("evaluation"),
     ("GET", "/api/evaluation/drill"): reads("service_requests"),
     **{
+        ("GET", f"/api/{path}"): reads("streets", "communities", "grids")
+        for path in ("search", "geocode", "reverse")
+    },
+    ("GET", "/api/areas/<level>/<code>"): reads(
+        "streets", "communities", "grids", "service_requests"
+    ),
+    **{
         (
             "POST",
             f"/api/whistles/<int(max=9223372036854775807):whistle_id>/units/<unit_code>/{m}",
@@ -231,6 +238,14 @@ NOT_SERVED: dict[str, Callable[[dict[str, Any]], bool]] = {
     f"{EVAL}/tasks/<int(max=9223372036854775807):task_id>": lambda args: True,
 }
 # Allowed POSTs sent without a body: the view's own 400 (the body is checked first).
+# The search routes need a query (without one: 400); a point off the map is not served.
+AREAS = "/api/areas/<level>/<code>"
+QUERIES = {
+    "/api/search": "?q=%E7%A4%BE%E5%8C%BA",
+    "/api/geocode": "?q=%E7%A4%BE%E5%8C%BA",
+    "/api/reverse": "?lng=0&lat=0",
+}
+NOT_SERVED["/api/reverse"] = lambda args: True
 BODY_REFUSED = {
     "/api/cases/<int(max=9223372036854775807):case_id>/transitions",
     "/api/whistles",
@@ -317,10 +332,13 @@ def _cases(app: Flask, conn: sa.Connection) -> list[tuple[str, str, str, dict[st
         for name in names:
             if name == "feature_id":
                 combos = [{**c, name: _feature_id(conn, c["collection_id"])} for c in combos]
+            elif rule == AREAS:  # a street's area (the level's code)
+                combos = [{**c, name: {"level": "street", "code": A}[name]} for c in combos]
             else:
                 combos = [{**c, name: v} for c in combos for v in values[name]]
         for args in combos:
             url = re.sub(r"<(?:[^:>]+:)?(\w+)>", lambda m, a=args: str(a[m[1]]), rule)
+            url += QUERIES.get(rule, "")
             cases.append((method, rule, url, args))
     return cases
 

@@ -183,7 +183,8 @@ def _route_values(url: str, street: str) -> dict[str, list[str]]:
         "photo_id": ["1"],
         "guard": ["repeat", "bounced"],
         "label": ["2026-11"],
-        "code": ["xicheng"],
+        "code": ["xicheng", street],
+        "level": ["street"],
         "task_id": ["1"],
     }
 
