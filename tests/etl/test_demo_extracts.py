@@ -306,7 +306,12 @@ def test_clean_coordinates_convert_back_to_the_truth(
     tags = _tags(t)
     coord_bad = {"address_only", "swapped", "outside", "zero"}
     ok = tags.map(lambda x: not coord_bad & set(x)).to_numpy()
-    assert ok.mean() > 0.9
+    mess = ex.Messiness()
+    share = mess.address_only + mess.swapped + mess.outside + mess.zero
+    # Exact shares in the main files; the later extract repeats main rows that moved on,
+    # defects and all, so there the share is binomial: allow three standard deviations.
+    slack = 3 * np.sqrt(share * (1 - share) / len(t)) if file == ex.UPDATE else 0.01
+    assert ok.mean() > 1 - share - slack
     lng, lat = _written_wgs84(df[ok], file)
     d = metres(lng, lat, t["true_lng"][ok].astype(float), t["true_lat"][ok].astype(float))
     assert d.max() < 0.1
