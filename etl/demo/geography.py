@@ -268,28 +268,6 @@ def _adjacency(
     return adj
 
 
-def _components(members: list[int], adj: dict[int, dict[int, float]]) -> list[list[int]]:
-    """Connected components of members through shared edges, largest first."""
-    inside = set(members)
-    seen: set[int] = set()
-    comps: list[list[int]] = []
-    for start in members:
-        if start in seen:
-            continue
-        comp, stack = [], [start]
-        seen.add(start)
-        while stack:
-            u = stack.pop()
-            comp.append(u)
-            for v in adj[u]:
-                if v in inside and v not in seen:
-                    seen.add(v)
-                    stack.append(v)
-        comps.append(sorted(comp))
-    comps.sort(key=lambda c: (-len(c), c[0]))
-    return comps
-
-
 def _merge_into(labels: np.ndarray, adj: dict[int, dict[int, float]], g: int, h: int) -> None:
     """Relabel group g as h and merge its adjacency into h's."""
     labels[labels == g] = h
