@@ -303,6 +303,12 @@ def test_grid_codes_follow_the_unit_grid_scheme(geo: Geography) -> None:
     area = geo.streets.set_index("code")["area_km2"]
     density = per_street / area[per_street.index]
     assert density.max() / density.min() < 1.3
+    # Block-sized: about 158 m apart (2.5 ha); none tiny (they joined a neighbour), none huge.
+    ha = geo.grids.to_crs(UTM).area.to_numpy() / 1e4
+    median = float(np.median(ha))
+    assert 2.0 < median < 3.0
+    assert ha.min() >= 0.3 * median
+    assert ha.max() <= 4.0 * median
 
 
 def test_lanes_lie_in_their_streets_with_consistent_house_numbers(geo: Geography) -> None:
