@@ -210,6 +210,35 @@ _WS_FIELDS = (
 _TIME_FIELDS = ("受理时间", "派单时间", "响应时间", "办结时间")
 _REQUIRED = ("工单编号", "受理时间", "诉求类别")
 
+# Where requests come from away from the hotspots: a density over the grids (documented in
+# `_Places.grid_weight`) and the busy roads. Residential compounds and workplaces raise it
+# (amplitude, reach in metres: a Gaussian around each); parks and water lower it.
+LIVE_WORK: dict[str, tuple[float, float]] = {
+    "compound": (2.5, 250.0),
+    "office": (1.0, 200.0),
+    "market": (0.8, 150.0),
+    "station": (0.8, 200.0),
+    "school": (0.5, 150.0),
+    "hospital": (0.5, 150.0),
+}
+PARK_RADIUS_M: dict[str, float] = {  # the large parks and lakes; other parks are small
+    "北海公园": 450.0,
+    "什刹海": 400.0,
+    "北京动物园": 450.0,
+    "陶然亭公园": 400.0,
+    "先农坛": 250.0,
+    "大观园": 180.0,
+    "月坛公园": 150.0,
+    "人定湖公园": 150.0,
+    "万寿公园": 120.0,
+    "德胜公园": 100.0,
+    "宣武艺园": 100.0,
+}
+SMALL_PARK_M = 50.0
+PARK_DAMP = 0.9  # the share of the density a park or lake takes away at its heart
+BUSY_ROADS = frozenset(("大街", "路"))
+ROAD_SHARE = 0.3  # of the background: along busy roads (shops, traffic, parking)
+
 _HOT_KINDS = (*vocab.HOTSPOT_PULL, "hutong", "background")
 _HUTONG = len(vocab.HOTSPOT_PULL)
 _BACKGROUND = _HUTONG + 1
@@ -265,6 +294,9 @@ class _Places:
         self.inner = shapely.buffer(metric, -MARGIN_M, quad_segs=8)
         self.tree = shapely.STRtree(self.inner)
         self.bounds = shapely.total_bounds(metric)
+        self.grid_bounds = shapely.bounds(metric)
+        self.grid_xy = shapely.get_coordinates(shapely.centroid(metric))
+        self.grid_area = shapely.area(metric)
 
         self.street_codes = geo.streets["code"].astype(str).tolist()
         self.street_names = dict(
@@ -306,6 +338,41 @@ class _Places:
         self.mark_kind = marks["kind"].astype(str).to_numpy(dtype=object)
         self.mark_street = marks["street_code"].astype(str).to_numpy(dtype=object)
         self.mark_address = marks["address"].astype(str).to_numpy(dtype=object)
+        self.roads = np.flatnonzero(np.isin(self.lane_kind, list(BUSY_ROADS)))
+        self.grid_weight = self._grid_weight()
+
+    def _grid_weight(self) -> Arr:
+        """How many background requests each grid draws: its area x the local density.
+
+        The density is 1, plus LIVE_WORK's Gaussian bump around each compound, office,
+        market, station, school and hospital (people live and work there), times
+        `open_space`: 1 - PARK_DAMP x exp(-(d / r)^4) for each park (r from PARK_RADIUS_M,
+        small parks SMALL_PARK_M): nearly empty inside a large park or lake, unchanged
+        outside it. Evaluated at the grid's centroid; lanes likewise (`lane_weight`).
+        """
+        gx, gy = self.grid_xy[:, 0:1], self.grid_xy[:, 1:2]
+        d2 = (gx - self.mark_x[None, :]) ** 2 + (gy - self.mark_y[None, :]) ** 2
+        amp = np.array([LIVE_WORK.get(k, (0.0, 1.0))[0] for k in self.mark_kind])
+        reach = np.array([LIVE_WORK.get(k, (0.0, 1.0))[1] for k in self.mark_kind])
+        density = 1.0 + (amp[None, :] * np.exp(-d2 / (2.0 * reach[None, :] ** 2))).sum(axis=1)
+        return self.grid_area * density * self.open_space(self.grid_xy[:, 0], self.grid_xy[:, 1])
+
+    def open_space(self, x: Arr, y: Arr) -> Arr:
+        """The share of the density parks and lakes leave at metric points (1 = none)."""
+        park = np.flatnonzero(self.mark_kind == "park")
+        out = np.ones(len(x))
+        if park.size:
+            r = np.array([PARK_RADIUS_M.get(n, SMALL_PARK_M) for n in self.mark_name[park]])
+            d = np.hypot(x[:, None] - self.mark_x[park][None, :], y[:, None] - self.mark_y[park])
+            out = np.prod(1.0 - PARK_DAMP * np.exp(-((d / r[None, :]) ** 4)), axis=1)
+        return out
+
+    def lane_weight(self, lanes: Arr) -> Arr:
+        """How many requests lanes draw: their length, less where they cross a park or lake."""
+        mid = shapely.get_coordinates(
+            shapely.line_interpolate_point(self.lane_m[lanes], 0.5, normalized=True)
+        )
+        return shapely.length(self.lane_m[lanes]) * self.open_space(mid[:, 0], mid[:, 1])
 
     def locate(self, x: Arr, y: Arr) -> Arr:
         """The grid whose interior (MARGIN_M inside its edges) holds each point, else -1."""
@@ -358,7 +425,12 @@ class _Located:
 def _sample_locations(
     places: _Places, rng: np.random.Generator, n: int, shares: tuple[float, float, float]
 ) -> _Located:
-    """Points around landmarks, along hutongs, and uniform over the district; all in a grid."""
+    """Points around landmarks, along hutongs, and in the background; all in a grid.
+
+    The background is clustered where people live and work: ROAD_SHARE of it along the busy
+    roads (大街, 路), the rest in grids drawn by `_Places.grid_weight` (uniform inside one).
+    Deterministic for a given generator state.
+    """
     comp = rng.choice(3, size=n, p=np.asarray(shares) / sum(shares))
     pull = np.array([vocab.HOTSPOT_PULL.get(k, (0.0, 0.0))[0] for k in places.mark_kind])
     spread = np.array([vocab.HOTSPOT_PULL.get(k, (0.0, 80.0))[1] for k in places.mark_kind])
@@ -376,16 +448,27 @@ def _sample_locations(
     hot[pick] = [kind_index.get(k, _BACKGROUND) for k in places.mark_kind[landmark[pick]]]
     pick = comp == 1
     if pick.any():
-        length = shapely.length(places.lane_m[hutongs])
-        lane[pick] = rng.choice(hutongs, size=int(pick.sum()), p=length / length.sum())
+        w = places.lane_weight(hutongs)
+        lane[pick] = rng.choice(hutongs, size=int(pick.sum()), p=w / w.sum())
         hot[pick] = _HUTONG
+
+    # The background: along a busy road, or in a grid drawn by its density.
+    cell = np.full(n, -1, dtype=np.int64)
+    pick = np.flatnonzero(comp == 2)
+    road = pick[rng.random(pick.size) < ROAD_SHARE] if places.roads.size else pick[:0]
+    if road.size:
+        w = places.lane_weight(places.roads)
+        lane[road] = rng.choice(places.roads, size=road.size, p=w / w.sum())
+    weight = places.grid_weight / places.grid_weight.sum()
+    rest = np.setdiff1d(pick, road)
+    cell[rest] = rng.choice(len(weight), size=rest.size, p=weight)
 
     x = np.zeros(n)
     y = np.zeros(n)
     grid = np.full(n, -1, dtype=np.int64)
     todo = np.arange(n)
     for attempt in range(60):
-        cx, cy = _candidates(places, rng, landmark[todo], lane[todo], spread)
+        cx, cy = _candidates(places, rng, landmark[todo], lane[todo], spread, cell[todo])
         g = places.locate(cx, cy)
         ok = g >= 0
         x[todo[ok]], y[todo[ok]], grid[todo[ok]] = cx[ok], cy[ok], g[ok]
@@ -396,19 +479,25 @@ def _sample_locations(
             landmark[todo] = -1
             lane[todo] = -1
             hot[todo] = _BACKGROUND
+            cell[todo] = rng.choice(len(weight), size=todo.size, p=weight)
     else:
         raise RuntimeError("could not place points inside the grids")
     return _Located(x, y, grid, hot, landmark, lane)
 
 
 def _candidates(
-    places: _Places, rng: np.random.Generator, landmark: Arr, lane: Arr, spread: Arr
+    places: _Places,
+    rng: np.random.Generator,
+    landmark: Arr,
+    lane: Arr,
+    spread: Arr,
+    cell: Arr,
 ) -> tuple[Arr, Arr]:
-    """One candidate point per row: near its landmark, beside its lane, or anywhere."""
-    m = len(landmark)
-    minx, miny, maxx, maxy = places.bounds
-    x = rng.uniform(minx, maxx, m)
-    y = rng.uniform(miny, maxy, m)
+    """One candidate point per row: near its landmark, beside its lane, in its grid's box."""
+    box = places.grid_bounds[np.maximum(cell, 0)]
+    box = np.where((cell >= 0)[:, None], box, places.bounds[None, :])
+    x = rng.uniform(box[:, 0], box[:, 2])
+    y = rng.uniform(box[:, 1], box[:, 3])
     near = np.flatnonzero(landmark >= 0)
     if near.size:
         sigma = spread[landmark[near]]

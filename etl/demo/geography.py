@@ -1,9 +1,12 @@
-"""Demo district geography modelled on Beijing Xicheng (西城区).
+"""Demo district geography on the real street boundaries of Beijing Xicheng (西城区).
 
-One planar partition of the district (a Voronoi diagram of about 2,000 grid seeds, noded
-once on a 1e-7 degree grid) gives the grids; communities and streets are unions of grid
-cells, so the three levels nest and tile exactly. Lanes, service halls and landmarks are
-laid out inside their streets, with house numbers that a geocoder can interpolate.
+The 15 streets are the real polygons of data/xicheng_streets.geojson (MIT licence, notice in
+data/LICENSE-xicheng_streets.geojson.txt), put on the 1e-7 degree grid as an exact coverage.
+One planar partition — the Voronoi diagram of about 2,000 grid seeds noded once together with
+every street boundary — gives the grids, so each grid lies in exactly one street;
+communities are grown inside each street from its grids, and communities, streets and the
+district are unions of grid cells, so the levels nest and tile exactly. Lanes, service halls
+and landmarks are laid out inside their streets, with house numbers a geocoder can interpolate.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
+import shapely.affinity
 from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
@@ -31,33 +35,14 @@ METRIC_CRS = "+proj=laea +lat_0=39.91 +lon_0=116.36 +ellps=WGS84 +units=m +no_de
 GRID_SIZE = 1e-7
 DATA_DIR = Path(__file__).parent / "data"
 
-# A simplified outline of Xicheng (lng, lat), clockwise from the north-west of 德胜.
-OUTLINE: tuple[tuple[float, float], ...] = (
-    (116.3640, 39.9662),
-    (116.3875, 39.9662),
-    (116.3880, 39.9486),
-    (116.3935, 39.9470),
-    (116.3935, 39.9318),
-    (116.3890, 39.9314),
-    (116.3890, 39.9030),
-    (116.3935, 39.9018),
-    (116.3935, 39.8705),
-    (116.3604, 39.8695),
-    (116.3495, 39.8703),
-    (116.3332, 39.8745),
-    (116.3205, 39.8775),
-    (116.3160, 39.8836),
-    (116.3160, 39.8985),
-    (116.3292, 39.9015),
-    (116.3297, 39.9427),
-    (116.3568, 39.9427),
-    (116.3640, 39.9486),
-)
+STREETS_FILE = DATA_DIR / "xicheng_streets.geojson"  # the real boundaries (MIT, see LICENSE-…)
 
 GRID_SPACING_M = 158.0
+SEED_MARGIN = 0.1  # seeds keep this share of the spacing inside their street
+TINY_GRID = 0.3  # grids smaller than this share of the median join a neighbour in their street
 
 # Lanes. Streets inside the old city wall are hutong country; outer ones have more roads.
-CENTRE = (116.3975, 39.9087)  # 天安门: house numbers start at a lane's end nearer the centre
+CENTRE = (116.3913, 39.9075)  # 天安门: house numbers start at a lane's end nearer the centre
 OLD_CITY = frozenset(f"110102{s}" for s in ("001", "003", "011", "012", "013", "015", "017", "018"))
 MIXED = frozenset(("110102014", "110102016"))
 LANE_DENSITY = {"old": 40.0, "mixed": 30.0, "outer": 19.0}  # lanes per km²
@@ -87,6 +72,8 @@ EAST_WEST = {"大街": 0.5, "路": 0.5, "街": 0.6, "胡同": 0.8, "巷": 0.6}
 STATUSES = ("未整治", "整治中", "已整治", "已验收")
 STATUS_P = (0.15, 0.20, 0.35, 0.30)
 INNER_MARGIN_M = 15.0  # lanes keep this far inside their street's boundary
+FAMOUS_REACH_M = 300.0  # a famous place this far outside its street is moved into it
+FAMOUS_KEEP = 0.75  # a famous lane keeping less of its length in the district is moved
 FAMOUS_OFFSETS_M = (0.0, 40.0, -40.0, 80.0, -80.0, 120.0, -120.0, 160.0, -160.0, 200.0, -200.0)
 # Generated landmarks per kind, spread over the streets by area.
 LANDMARK_QUOTA = {
@@ -145,26 +132,80 @@ def load_reference() -> tuple[pd.DataFrame, pd.DataFrame]:
     return streets, communities
 
 
-def _seed_points(outline_m: BaseGeometry, rng: np.random.Generator) -> np.ndarray:
-    """Grid seeds: a jittered square lattice (city blocks run north-south and east-west)."""
+def load_streets(sref: pd.DataFrame) -> np.ndarray:
+    """The real street polygons of STREETS_FILE in the order of the reference table.
+
+    The file's `code` is the 12-digit statistical code; its first 9 digits are the street's.
+    """
+    df = pyogrio.read_dataframe(STREETS_FILE)
+    code = df["code"].astype("int64").astype(str).str[:9]
+    if sorted(code) != sorted(sref["code"]):
+        raise ValueError(f"{STREETS_FILE.name} does not hold the reference streets")
+    by_code = dict(zip(code, df.geometry.to_numpy(), strict=True))
+    return np.array([by_code[c] for c in sref["code"]], dtype=object)
+
+
+def street_coverage(geoms: np.ndarray) -> np.ndarray:
+    """The streets as an exact coverage on the 1e-7 grid, whatever slivers the input has.
+
+    Every boundary is noded together on the grid and the plane between them polygonized;
+    each face goes to the street that holds it (the first, where two overlap); a gap between
+    streets inside the outline goes to the neighbour it shares most boundary with. The union
+    is the outline of the input, its holes filled. A clean input comes back as it was.
+    """
+    geoms = shapely.set_precision(geoms, GRID_SIZE)
+    noded = shapely.union_all(shapely.boundary(geoms), grid_size=GRID_SIZE)
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+    faces = faces[shapely.area(faces) > 0]
+    outline = shapely.union_all(
+        [shapely.Polygon(p.exterior) for p in shapely.get_parts(shapely.union_all(geoms))]
+    )
+    reps = shapely.point_on_surface(faces)
+    faces, reps = faces[shapely.within(reps, outline)], reps[shapely.within(reps, outline)]
+    owner = np.full(len(faces), -1, dtype=np.int64)
+    face, street = shapely.STRtree(geoms).query(reps, predicate="within")
+    for f, k in sorted(zip(face.tolist(), street.tolist(), strict=True), reverse=True):
+        owner[f] = k  # the lowest street index wins
+    if (owner < 0).any():
+        adj = _adjacency(np.arange(len(faces)), _shared_edges(faces))
+        while (owner < 0).any():
+            before = int((owner < 0).sum())
+            for f in np.flatnonzero(owner < 0).tolist():
+                best = max(((w, n) for n, w in adj[f].items() if owner[n] >= 0), default=None)
+                if best is not None:
+                    owner[f] = owner[best[1]]
+            if int((owner < 0).sum()) == before:
+                raise ValueError("a gap between the streets touches none of them")
+    out = [shapely.coverage_union_all(faces[owner == k]) for k in range(len(geoms))]
+    return np.array(out, dtype=object)
+
+
+def _seed_points(streets_m: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Grid seeds: a jittered square lattice (city blocks run north-south and east-west).
+
+    Only points well inside a street are kept; returns them and their street's index.
+    """
     s = GRID_SPACING_M
-    minx, miny, maxx, maxy = outline_m.bounds
+    minx, miny, maxx, maxy = shapely.total_bounds(streets_m)
     ox, oy = rng.uniform(0.0, s, 2)
     gx, gy = np.meshgrid(
         np.arange(minx - s + ox, maxx + s, s), np.arange(miny - s + oy, maxy + s, s)
     )
     pts = np.column_stack([gx.ravel(), gy.ravel()])
     pts = pts + rng.uniform(-0.32, 0.32, pts.shape) * s
-    inner = outline_m.buffer(-0.25 * s)
-    return pts[shapely.contains_xy(inner, pts[:, 0], pts[:, 1])]
+    inner = shapely.buffer(streets_m, -SEED_MARGIN * s)
+    point, street = shapely.STRtree(inner).query(shapely.points(pts), predicate="within")
+    order = np.argsort(point, kind="stable")
+    return pts[point[order]], street[order]
 
 
 def _faces(
-    outline: BaseGeometry, seeds: np.ndarray, frame: _Frame
-) -> tuple[np.ndarray, np.ndarray]:
-    """The Voronoi faces of the seeds clipped to the outline, noded once on the 1e-7 grid.
+    streets: np.ndarray, outline: BaseGeometry, seeds: np.ndarray, frame: _Frame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Voronoi faces of the seeds, noded once with every street boundary on the 1e-7 grid.
 
-    Returns the faces (EPSG:4326) and the index of the seed each face belongs to.
+    Returns the faces (EPSG:4326), the index of the seed each belongs to and of the street
+    it lies in: a face never crosses a street boundary.
     """
     s = GRID_SPACING_M
     outline_m = frame.to_metric(outline)
@@ -172,15 +213,19 @@ def _faces(
         shapely.multipoints(seeds), only_edges=True, extend_to=outline_m.buffer(4 * s)
     )
     edges = frame.to_lnglat(shapely.intersection(edges, outline_m.buffer(2 * s)))
-    noded = shapely.union(edges, outline.boundary, grid_size=GRID_SIZE)
+    noded = shapely.union(edges, shapely.union_all(shapely.boundary(streets)), grid_size=GRID_SIZE)
     faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
-    reps = shapely.point_on_surface(faces)
-    faces = faces[shapely.within(reps, outline) & (shapely.area(faces) > 0)]
+    faces = faces[shapely.area(faces) > 0]
+    face, street = shapely.STRtree(streets).query(
+        shapely.point_on_surface(faces), predicate="within"
+    )
+    order = np.argsort(face, kind="stable")
+    faces, street = faces[face[order]], street[order]
     reps_m = frame.to_metric(shapely.point_on_surface(faces))
     nearest = shapely.STRtree(shapely.points(seeds)).query_nearest(reps_m, all_matches=False)
     owner = np.empty(len(faces), dtype=np.int64)
     owner[nearest[0]] = nearest[1]
-    return faces, owner
+    return faces, owner, street
 
 
 def _shared_edges(polys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -223,28 +268,6 @@ def _adjacency(
     return adj
 
 
-def _components(members: list[int], adj: dict[int, dict[int, float]]) -> list[list[int]]:
-    """Connected components of members through shared edges, largest first."""
-    inside = set(members)
-    seen: set[int] = set()
-    comps: list[list[int]] = []
-    for start in members:
-        if start in seen:
-            continue
-        comp, stack = [], [start]
-        seen.add(start)
-        while stack:
-            u = stack.pop()
-            comp.append(u)
-            for v in adj[u]:
-                if v in inside and v not in seen:
-                    seen.add(v)
-                    stack.append(v)
-        comps.append(sorted(comp))
-    comps.sort(key=lambda c: (-len(c), c[0]))
-    return comps
-
-
 def _merge_into(labels: np.ndarray, adj: dict[int, dict[int, float]], g: int, h: int) -> None:
     """Relabel group g as h and merge its adjacency into h's."""
     labels[labels == g] = h
@@ -256,17 +279,29 @@ def _merge_into(labels: np.ndarray, adj: dict[int, dict[int, float]], g: int, h:
 
 
 def _build_grids(
-    owner: np.ndarray, face_area: np.ndarray, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]
+    owner: np.ndarray,
+    seed_street: np.ndarray,
+    face_street: np.ndarray,
+    face_area: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
-    """Face → grid labels: one contiguous cell per seed, tiny cells merged into a neighbour."""
+    """Face → grid labels: one contiguous cell per seed inside its street.
+
+    A seed keeps the largest face of its cell that lies in its own street; the other faces
+    (pieces cut off by a street boundary, or beyond it) join the neighbour in their street
+    they share most boundary with; grids smaller than TINY_GRID x the median do the same.
+    """
+    same = face_street[pairs[0]] == face_street[pairs[1]]
+    pairs = (pairs[0][same], pairs[1][same], pairs[2][same])  # never merge across streets
     labels = owner.copy()
     adj_face = _adjacency(np.arange(len(owner)), pairs)
-    # A seed whose clipped cell fell apart keeps its largest face; the others join a neighbour.
-    order = np.lexsort((np.arange(len(owner)), -face_area, owner))
+    home = seed_street[owner] == face_street
+    order = np.lexsort((np.arange(len(owner)), -face_area, ~home, owner))
     first = np.ones(len(owner), dtype=bool)
     first[1:] = owner[order][1:] != owner[order][:-1]
     orphan = np.zeros(len(owner), dtype=bool)
     orphan[order[~first]] = True
+    orphan |= ~home
     while orphan.any():
         before = int(orphan.sum())
         for f in np.flatnonzero(orphan).tolist():
@@ -274,12 +309,12 @@ def _build_grids(
             if best is not None:
                 labels[f] = labels[best[1]]
                 orphan[f] = False
-        if int(orphan.sum()) == before:  # an island: let it be a grid of its own
+        if int(orphan.sum()) == before:  # a part of a street without seeds: a grid of its own
             labels[orphan] = labels.max() + 1 + np.arange(before)
             break
     adj = _adjacency(labels, pairs)
     area = {int(g): float(face_area[labels == g].sum()) for g in np.unique(labels)}
-    threshold = 0.3 * float(np.median(list(area.values())))
+    threshold = TINY_GRID * float(np.median(list(area.values())))
     heap = [(a, g) for g, a in area.items()]
     heapq.heapify(heap)
     while heap:
@@ -288,51 +323,13 @@ def _build_grids(
             continue
         if a >= threshold:
             break
+        if not adj[g]:  # alone in its street
+            continue
         _, h = max((w, n) for n, w in adj[g].items())
         _merge_into(labels, adj, g, h)
         area[h] += area.pop(g)
         heapq.heappush(heap, (area[h], h))
     return labels
-
-
-def _power_labels(
-    xy: np.ndarray, area: np.ndarray, sites: np.ndarray, targets: np.ndarray
-) -> np.ndarray:
-    """Label points by a power diagram around the sites whose cells match the target areas.
-
-    Each step raises the weight of a cell that is too small; the best labelling seen is kept.
-    """
-    k = len(targets)
-    weights = np.zeros(k)
-    best, best_err = np.zeros(len(xy), dtype=np.int64), np.inf
-    d2 = ((xy[:, None, :] - sites[None, :, :]) ** 2).sum(axis=2)
-    for _ in range(300):
-        labels = (d2 - weights).argmin(axis=1)
-        got = np.bincount(labels, area, k)
-        err = float(np.abs(got / targets - 1.0).max())
-        if err < best_err:
-            best, best_err = labels, err
-        weights += 0.05 * (targets - got)
-    return best
-
-
-def _make_contiguous(labels: np.ndarray, adj: dict[int, dict[int, float]]) -> None:
-    """Give every stray piece of a region to the neighbour it shares most boundary with."""
-    for _ in range(50):
-        changed = False
-        for lab in np.unique(labels).tolist():
-            comps = _components(np.flatnonzero(labels == lab).tolist(), adj)
-            for comp in comps[1:]:
-                score: dict[int, float] = {}
-                for u in comp:
-                    for v, w in adj[u].items():
-                        if labels[v] != lab:
-                            score[int(labels[v])] = score.get(int(labels[v]), 0.0) + w
-                if score:
-                    labels[comp] = max(score.items(), key=lambda t: (t[1], -t[0]))[0]
-                    changed = True
-        if not changed:
-            return
 
 
 def _grow_regions(
@@ -435,14 +432,16 @@ class _Units:
 def _admin_units(
     rng: np.random.Generator, frame: _Frame, sref: pd.DataFrame, cref: pd.DataFrame
 ) -> _Units:
-    """Build grids from one Voronoi partition, then label them by street and community."""
-    outline = shapely.set_precision(shapely.Polygon(OUTLINE), GRID_SIZE)
-    seeds = _seed_points(frame.to_metric(outline), rng)
-    faces, owner = _faces(outline, seeds, frame)
+    """Build grids from one partition of the real streets, then group them in communities."""
+    streets = street_coverage(load_streets(sref))
+    outline = shapely.coverage_union_all(streets)
+    seeds, seed_street = _seed_points(frame.to_metric(streets), rng)
+    faces, owner, face_street = _faces(streets, outline, seeds, frame)
     faces_m = frame.to_metric(faces)
     face_area = shapely.area(faces_m)
     pairs = _shared_edges(faces)
-    _, face_grid = np.unique(_build_grids(owner, face_area, pairs), return_inverse=True)
+    labels = _build_grids(owner, seed_street, face_street, face_area, pairs)
+    _, face_grid = np.unique(labels, return_inverse=True)
     n = int(face_grid.max()) + 1
     area = np.bincount(face_grid, face_area, n)
     fc = shapely.get_coordinates(shapely.centroid(faces_m))
@@ -456,11 +455,8 @@ def _admin_units(
         / area[:, None]
     )
     adj = _adjacency(face_grid, pairs)
-
-    sites = frame.xy_metric(sref["centroid_lng"].to_numpy(), sref["centroid_lat"].to_numpy())
-    share = sref["area_km2"].to_numpy(dtype=float)
-    street = _power_labels(xy, area, sites, share / share.sum() * area.sum())
-    _make_contiguous(street, adj)
+    street = np.zeros(n, dtype=np.int64)
+    street[face_grid] = face_street
 
     community = np.full(n, -1, dtype=np.int64)
     for k, code in enumerate(sref["code"]):
@@ -524,30 +520,71 @@ def _too_close(line: BaseGeometry, others: list[shapely.LineString], d: float) -
     return bool(line.intersection(zone).length > 2.0 * d * (crossing + 1) + 1.0)
 
 
+_Placement = tuple[float, shapely.LineString, list[tuple[int, shapely.LineString]]]
+
+
+def _place_famous(
+    base: shapely.LineString,
+    offsets: tuple[float, ...],
+    tree: shapely.STRtree,
+    inner: list[BaseGeometry],
+    placed: list[shapely.LineString],
+) -> _Placement | None:
+    """The best sideways offset of a lane: its pieces inside streets (100 m or more)."""
+    best: _Placement | None = None
+    for off in offsets:
+        cand = base if off == 0.0 else shapely.offset_curve(base, off)
+        pieces = []
+        for k in sorted(tree.query(cand).tolist()):
+            for part in shapely.get_parts(shapely.intersection(cand, inner[k])):
+                if (
+                    part.geom_type == "LineString"
+                    and part.length >= 100.0
+                    and not _too_close(part, placed, 25.0)
+                ):
+                    pieces.append((k, part))
+        score = sum(p.length for _, p in pieces) - 150.0 * len(pieces) - 0.5 * abs(off)
+        if pieces and (best is None or score > best[0]):
+            best = (score, cand, pieces)
+    return best
+
+
+def _kept(placement: _Placement | None) -> float:
+    return 0.0 if placement is None else sum(p.length for _, p in placement[2])
+
+
 def _famous_lanes(
     frame: _Frame, inner: list[BaseGeometry], centre: shapely.Point
 ) -> list[_LaneDraft]:
-    """Famous lanes near their real place, nudged sideways to stay inside one street."""
+    """Famous lanes near their real place, nudged sideways to stay inside one street.
+
+    A lane that would keep less than FAMOUS_KEEP of its length (it runs off the district's
+    real boundary) is moved, the least distance up to FAMOUS_REACH_M that keeps it whole;
+    one that cannot be moved so is left as it fits, or out if nothing of it fits.
+    """
     tree = shapely.STRtree(inner)
     drafts: list[_LaneDraft] = []
     placed: list[shapely.LineString] = []
+    angles = np.arange(8) * np.pi / 4
     for name, pts in names.FAMOUS_LANES:
         base = _orient(frame.to_metric(shapely.LineString(pts)), centre)
-        best: tuple[float, shapely.LineString, list[tuple[int, shapely.LineString]]] | None = None
-        for off in FAMOUS_OFFSETS_M:
-            cand = base if off == 0.0 else shapely.offset_curve(base, off)
-            pieces = []
-            for k in sorted(tree.query(cand).tolist()):
-                for part in shapely.get_parts(shapely.intersection(cand, inner[k])):
-                    if (
-                        part.geom_type == "LineString"
-                        and part.length >= 100.0
-                        and not _too_close(part, placed, 25.0)
-                    ):
-                        pieces.append((k, part))
-            score = sum(p.length for _, p in pieces) - 150.0 * len(pieces) - 0.5 * abs(off)
-            if pieces and (best is None or score > best[0]):
-                best = (score, cand, pieces)
+        best = _place_famous(base, FAMOUS_OFFSETS_M, tree, inner, placed)
+        if _kept(best) < FAMOUS_KEEP * base.length:
+            for dist in np.arange(50.0, FAMOUS_REACH_M + 1.0, 50.0):
+                moves = [
+                    _place_famous(
+                        shapely.affinity.translate(base, dist * np.cos(a), dist * np.sin(a)),
+                        (0.0,),
+                        tree,
+                        inner,
+                        placed,
+                    )
+                    for a in angles
+                ]
+                moved = max(moves, key=_kept)
+                if _kept(moved) >= 0.9 * base.length:
+                    best = moved
+                    break
         if best is None:
             continue
         _, cand, pieces = best
@@ -806,6 +843,21 @@ def _lanes_frame(
     return lanes, lines_m[order]
 
 
+def _landmark_street(
+    hint: str, point_m: shapely.Point, codes: list[str], street_geoms_m: np.ndarray
+) -> int | None:
+    """The street a famous landmark stands in (its index), or None to leave it out.
+
+    The street it must be in (hint), else the street it falls in, else the nearest one within
+    FAMOUS_REACH_M (a place just outside the district's real boundary moves in).
+    """
+    if hint:
+        return codes.index(hint)
+    dist = shapely.distance(street_geoms_m, point_m)
+    k = int(np.argmin(dist))
+    return k if dist[k] <= FAMOUS_REACH_M else None
+
+
 def _landmarks(
     rng: np.random.Generator,
     frame: _Frame,
@@ -818,11 +870,13 @@ def _landmarks(
     codes = sref["code"].tolist()
     lanes = addresses.lanes
     rows: list[dict[str, object]] = []
+    street_geoms_m = frame.to_metric(street_geoms)
     for name, kind, (lng, lat), hint in names.FAMOUS_LANDMARKS:
-        pt = shapely.Point(lng, lat)
-        # The street it must be in, else the one it falls in (or is nearest to).
-        k = codes.index(hint) if hint else int(np.argmin(shapely.distance(street_geoms, pt)))
-        lane, number, point = addresses.near(k, frame.to_metric(pt), famous_bonus=150.0)
+        pt = frame.to_metric(shapely.Point(lng, lat))
+        k = _landmark_street(hint, pt, codes, street_geoms_m)
+        if k is None:  # too far outside the district to stand for the real place
+            continue
+        lane, number, point = addresses.near(k, pt, famous_bonus=150.0)
         address = address_text(str(lanes["name"].iloc[lane]), number)
         rows.append(
             {"name": name, "kind": kind, "street": k, "address": address, "geometry": point}

@@ -13,6 +13,7 @@ import pandas as pd
 import pyogrio
 import pytest
 import shapely
+import shapely.affinity
 
 from etl.demo.geography import (
     LAYERS,
@@ -20,11 +21,13 @@ from etl.demo.geography import (
     generate_geography,
     house_number_point,
     load_reference,
+    street_coverage,
     write_geography,
 )
-from etl.demo.names import FAMOUS_LANDMARKS
+from etl.demo.names import FAMOUS_LANDMARKS, FAMOUS_LANES
 
 UTM = "EPSG:32650"  # an independent metric CRS for the checks
+STREETS_FILE = Path(__file__).parents[2] / "etl" / "demo" / "data" / "xicheng_streets.geojson"
 COLUMNS = {
     "district": ["code", "name", "geometry"],
     "streets": ["code", "name", "commander", "area_km2", "geometry"],
@@ -154,25 +157,105 @@ def test_layers_have_the_glossary_columns(geo: Geography) -> None:
     assert 116.29 < minx < maxx < 116.42 and 39.85 < miny < maxy < 39.98
 
 
-def test_streets_sit_on_their_real_centroids_with_their_real_areas(
-    geo: Geography, reference: tuple[pd.DataFrame, pd.DataFrame]
+@pytest.fixture(scope="module")
+def real() -> gpd.GeoDataFrame:
+    """The real street boundaries as the file holds them, indexed by the 9-digit street code."""
+    df = gpd.read_file(STREETS_FILE)
+    df["street_code"] = [f"{int(c):012d}"[:9] for c in df["code"]]
+    return df.set_index("street_code")
+
+
+def test_streets_are_the_real_boundaries(
+    geo: Geography, reference: tuple[pd.DataFrame, pd.DataFrame], real: gpd.GeoDataFrame
 ) -> None:
     sref, _ = reference
     streets = geo.streets.set_index("code")
     assert list(streets.index) == list(sref["code"])
     assert list(streets["name"]) == list(sref["name"])
+    assert sorted(real.index) == sorted(streets.index)
+    assert (real["Name"][streets.index] == streets["name"]).all()
+    # The same polygons, up to the 1e-7° grid: where a grid edge crosses a street boundary
+    # the crossing is rounded onto the grid (under a centimetre).
+    for code, geom in streets.geometry.items():
+        want = real.geometry[code]
+        assert shapely.hausdorff_distance(geom, want) <= 1e-7, code
+        assert shapely.symmetric_difference(geom, want).area <= 1e-7 * want.length, code
+        assert geom.geom_type == "MultiPolygon" and shapely.get_num_geometries(geom) == 1, code
+        # labelPoint is [lat, lng]: read that way it lies in its street.
+        lat, lng = real.loc[code, "labelPoint"]
+        assert geom.contains(shapely.Point(lng, lat)), code
+    # The union of the streets is the district, and the district is the file's outline.
+    outline = shapely.union_all(real.geometry.to_numpy())
+    district = geo.district.geometry.iloc[0]
+    assert district.geom_type == "Polygon" and not district.interiors
+    assert shapely.hausdorff_distance(district, outline) <= 1e-7
+    assert shapely.symmetric_difference(district, outline).area <= 1e-7 * outline.length
     metric = geo.streets.to_crs(UTM).set_index("code")
-    real = gpd.GeoSeries(
+    real_centroids = gpd.GeoSeries(
         gpd.points_from_xy(sref["centroid_lng"], sref["centroid_lat"]), crs=4326
     ).to_crs(UTM)
-    offsets = metric.centroid.distance(real.set_axis(sref["code"]), align=True)
-    assert (offsets < 600.0).all(), offsets[offsets >= 600.0]
+    offsets = metric.centroid.distance(real_centroids.set_axis(sref["code"]), align=True)
+    assert (offsets < 300.0).all(), offsets[offsets >= 300.0]
     ratio = metric.area.to_numpy() / 1e6 / sref["area_km2"].to_numpy()
-    assert ((ratio > 0.75) & (ratio < 1.25)).all(), ratio
-    assert abs(metric.area.sum() / 1e6 - 50.7) < 0.03 * 50.7
+    assert ((ratio > 0.99) & (ratio < 1.01)).all(), ratio
+    assert abs(metric.area.sum() / 1e6 - 50.53) < 0.01 * 50.53
     np.testing.assert_allclose(streets["area_km2"], metric.area / 1e6, rtol=2e-3)
     assert streets["commander"].str.fullmatch(r"[\u4e00-\u9fff]{2,3}").all()
     assert streets["commander"].is_unique
+
+
+def test_no_grid_crosses_a_real_street_boundary(geo: Geography, real: gpd.GeoDataFrame) -> None:
+    grids = geo.grids.geometry.to_numpy()
+    polys = real.geometry.to_numpy()
+    own = polys[[list(real.index).index(c) for c in geo.grids["street_code"]]]
+    # Up to the grid's rounding (1e-7°) each grid is inside the real street its code names ...
+    outside = shapely.area(shapely.difference(grids, own))
+    assert (outside <= 1e-7 * shapely.length(grids)).all()
+    assert shapely.covered_by(grids, shapely.buffer(own, 1e-7, join_style="mitre")).all()
+    # ... and reaches into no other street further than that.
+    g, k = shapely.STRtree(polys).query(grids, predicate="intersects")
+    other = real.index.to_numpy()[k] != geo.grids["street_code"].to_numpy()[g]
+    assert other.sum() > 100  # grids along a boundary touch the street beyond it
+    inter = shapely.intersection(grids[g[other]], polys[k[other]])
+    assert (shapely.area(inter) <= 1e-7 * shapely.length(grids[g[other]])).all()
+    inner = shapely.buffer(polys[k[other]], -1e-7, join_style="mitre")
+    assert not shapely.intersects(grids[g[other]], inner).any()
+
+
+def _nudged(geoms: np.ndarray) -> np.ndarray:
+    """The real streets with slivers: one grown by 3e-7° (overlaps), one shrunk (gaps)."""
+    out = geoms.copy()
+    out[6] = shapely.buffer(out[6], 3e-7, join_style="mitre")  # 什刹海 over its neighbours
+    out[5] = shapely.buffer(out[5], -3e-7, join_style="mitre")  # 金融街 leaves gaps
+    out[0] = shapely.affinity.translate(out[0], 2e-7, -1e-7)  # 西长安街 off the grid
+    return out
+
+
+def test_street_coverage_closes_slivers_gaps_and_overlaps(real: gpd.GeoDataFrame) -> None:
+    sref, _ = load_reference()
+    raw = _nudged(real.geometry[sref["code"]].to_numpy())
+    snapped = shapely.set_precision(raw, 1e-7)
+    assert not shapely.coverage_is_valid(snapped)  # the input is broken
+    fixed = street_coverage(raw)
+    assert len(fixed) == 15
+    assert shapely.is_valid(fixed).all()
+    assert shapely.coverage_is_valid(fixed)
+    assert (shapely.get_type_id(fixed) == 3).all()  # one Polygon each
+    i, j = shapely.STRtree(fixed).query(fixed, predicate="intersects")
+    keep = i < j
+    assert (shapely.area(shapely.intersection(fixed[i[keep]], fixed[j[keep]])) == 0.0).all()
+    # The union is the input's outline (its holes, the gaps, filled) ...
+    union = shapely.union_all(snapped)
+    outline = shapely.union_all([shapely.Polygon(p.exterior) for p in shapely.get_parts(union)])
+    assert shapely.symmetric_difference(shapely.union_all(fixed), outline).area < 1e-15
+    # ... and each street moved by no more than its slivers.
+    moved = shapely.area(shapely.symmetric_difference(fixed, snapped))
+    perimeter = shapely.length(snapped)
+    assert (moved <= 4e-7 * perimeter).all()
+    assert moved[[0, 5, 6]].min() > 0.0
+    # A clean coverage comes back unchanged.
+    clean = shapely.set_precision(real.geometry[sref["code"]].to_numpy(), 1e-7)
+    assert shapely.equals(street_coverage(clean), clean).all()
 
 
 def test_levels_nest_and_tile_the_district_exactly(geo: Geography) -> None:
@@ -220,6 +303,12 @@ def test_grid_codes_follow_the_unit_grid_scheme(geo: Geography) -> None:
     area = geo.streets.set_index("code")["area_km2"]
     density = per_street / area[per_street.index]
     assert density.max() / density.min() < 1.3
+    # Block-sized: about 158 m apart (2.5 ha); none tiny (they joined a neighbour), none huge.
+    ha = geo.grids.to_crs(UTM).area.to_numpy() / 1e4
+    median = float(np.median(ha))
+    assert 2.0 < median < 3.0
+    assert ha.min() >= 0.3 * median
+    assert ha.max() <= 4.0 * median
 
 
 def test_lanes_lie_in_their_streets_with_consistent_house_numbers(geo: Geography) -> None:
@@ -355,13 +444,38 @@ def test_zoo_wholesale_markets_cluster_in_zhanlanlu(geo: Geography) -> None:
         assert marks.geometry[name].distance(zoo) < 700.0, name
 
 
-def test_famous_landmarks_are_near_where_they_really_are(geo: Geography) -> None:
+def test_famous_landmarks_are_near_where_they_really_are(
+    geo: Geography, real: gpd.GeoDataFrame
+) -> None:
     marks = geo.landmarks.to_crs(UTM).set_index("name")
+    streets = real.to_crs(UTM)
+    moved_in = 0
     for name, _, (lng, lat), street_code in FAMOUS_LANDMARKS:
-        real = gpd.GeoSeries(gpd.points_from_xy([lng], [lat]), crs=4326).to_crs(UTM).iloc[0]
-        assert marks.geometry[name].distance(real) < 400.0, name
+        place = gpd.GeoSeries(gpd.points_from_xy([lng], [lat]), crs=4326).to_crs(UTM).iloc[0]
+        assert marks.geometry[name].distance(place) < 400.0, name
+        # The street named for it; else the real street its place is in; else (just outside
+        # the district) the nearest one.
+        dist = streets.distance(place)
         if street_code:
-            assert marks.loc[name, "street_code"] == street_code, name
+            want = street_code
+        elif dist.min() == 0.0:
+            want = dist.idxmin()
+        else:
+            assert dist.min() < 300.0, name
+            want, moved_in = dist.idxmin(), moved_in + 1
+        assert marks.loc[name, "street_code"] == want, name
+    assert moved_in >= 1  # 前门站 stands just beyond the real boundary
+
+
+def test_every_famous_lane_is_on_the_map(geo: Geography) -> None:
+    lanes = geo.lanes.to_crs(UTM)
+    assert {n for n, _ in FAMOUS_LANES} <= set(lanes["name"])
+    for name, pts in FAMOUS_LANES:
+        line = gpd.GeoSeries([shapely.LineString(pts)], crs=4326).to_crs(UTM).iloc[0]
+        # Nudged sideways or moved in from beyond the real boundary: by 300 m at most.
+        pieces = lanes.geometry[lanes["name"] == name].to_numpy()
+        ends = shapely.points(shapely.get_coordinates(pieces))
+        assert shapely.distance(ends, line).max() <= 300.0, name
 
 
 def test_addresses_resolve_to_their_point_on_the_lane(geo: Geography) -> None:
