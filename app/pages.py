@@ -159,6 +159,7 @@ def _page(template: str, **context: Any) -> Response:
         layer.name: {
             "title": layer.title,
             "labels": {f.name: f.label for f in layer.published},
+            "order": [f.name for f in layer.published],  # the popup's rows (JSON sorts keys)
             "kinds": _kinds(layer),
             "style": {
                 "color": layer.style.color,

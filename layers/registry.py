@@ -220,8 +220,9 @@ PAGE_COLOURS = {
     "progress_done": "#1b5e20",  # finished
     "progress_unknown": "#cfd8dc",  # no progress reported
 }
-# Heat classes, light to dark (ColorBrewer YlOrRd 5).
-HEAT_COLOURS = ("#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026")
+# Heat classes, light to dark (ColorBrewer YlOrRd 6 without its palest, which the basemap's
+# land colour would swallow).
+HEAT_COLOURS = ("#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026")
 
 # What a record's `source` code is called on the maps (the mapping files' `source:`).
 SOURCE_NAMES = {

@@ -155,7 +155,7 @@
     const labels = layer.labels || {};
     const name = featureName(layerName, props);
     const rows = [];
-    Object.keys(labels).forEach((k) => {
+    (layer.order || Object.keys(labels)).forEach((k) => {
       if (k === "id" || k === "name" || (k === "code" && (layer.kinds || {}).code)) return;
       const text = words(layerName, k, props[k]);
       if (text !== null) rows.push(el("tr", null, el("th", { text: labels[k] }), el("td", { text: text })));
@@ -194,19 +194,23 @@
         group.appendChild(el("div", { class: "bd-legend-entry" }, swatch, e.label));
       });
       box.appendChild(group);
+      if (legendScale && legendScale.layer === g.layer) box.appendChild(scaleBox());
     });
-    if (legendScale) {
-      const scale = el("div", { class: "bd-scale" }, el("div", { class: "bd-legend-title", text: legendScale.title }));
-      legendScale.classes.forEach((c) => {
-        const swatch = el("i", { class: "bd-swatch", "data-color": c.color });
-        swatch.style.background = c.color;
-        const label = c.lo === c.hi ? num(c.lo) : `${num(c.lo)}–${num(c.hi)}`;
-        scale.appendChild(el("div", { class: "bd-scale-class", "data-lo": c.lo, "data-hi": c.hi }, swatch, label));
-      });
-      if (!legendScale.classes.length) scale.appendChild(el("div", { class: "bd-note", text: "所选时间内无诉求" }));
-      box.appendChild(scale);
-    }
+    if (legendScale && !legendGroups.some((g) => g.layer === legendScale.layer)) box.appendChild(scaleBox());
   }
+  /* The heat's colour scale: what a colour means, class by class. */
+  function scaleBox() {
+    const scale = el("div", { class: "bd-scale" }, el("div", { class: "bd-legend-title", text: legendScale.title }));
+    legendScale.classes.forEach((c) => {
+      const swatch = el("i", { class: "bd-swatch", "data-color": c.color });
+      swatch.style.background = c.color;
+      const label = c.lo === c.hi ? num(c.lo) : `${num(c.lo)}–${num(c.hi)}`;
+      scale.appendChild(el("div", { class: "bd-scale-class", "data-lo": c.lo, "data-hi": c.hi }, swatch, label));
+    });
+    if (!legendScale.classes.length) scale.appendChild(el("div", { class: "bd-note", text: "所选时间内无诉求" }));
+    return scale;
+  }
+
   function legendControl() {
     if (legendBox) return;
     const control = L.control({ position: "bottomleft" });
@@ -249,6 +253,7 @@
   BD.legendFor = legendFor;
 
   function addOverlay(title, layer, visible, entries) {
+    legendControl(); // first: the phone's fold button sits above the layer switcher
     overlays[title] = layer;
     if (visible !== false) layer.addTo(map);
     if (!layerControl) {
@@ -496,7 +501,7 @@
       }
       heat.bringToBack();
       BD.heatDrawn = drawn;
-      setScale({ title: `${UNIT[level]}诉求数（${windowLabel(since, until)}）`, classes: classes });
+      setScale({ layer: "诉求热力", title: `${UNIT[level]}诉求数（${windowLabel(since, until)}）`, classes: classes });
       document.body.dataset.heatLevel = level;
       document.body.dataset.heatTotal = data.total;
       document.body.dataset.heatSince = data.since;

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.browser
 __all__ = ["live"]  # the fixture, used by name
 
 PAGES = ["/", "/command/{street}", "/planner"]
-YLORRD = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"]
+YLORRD = ["#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026"]  # ColorBrewer YlOrRd
 
 LEGEND = """() => {
   const overlays = [...document.querySelectorAll('.leaflet-control-layers-overlays label')]
