@@ -107,7 +107,12 @@ def _parts(fmap: folium.Map) -> dict[str, str]:
 
 
 # A unit's code field → the level whose name the popups show instead of the code.
-_NAMED = {"street_code": "street", "community_code": "community", "grid_code": "grid"}
+_NAMED = {
+    "street_code": "street",
+    "community_code": "community",
+    "grid_code": "grid",
+    "lane_code": "lane",  # named where the page draws the lanes (a commander's street)
+}
 
 
 def _kinds(layer: Layer) -> dict[str, str]:

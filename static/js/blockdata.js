@@ -132,7 +132,7 @@
   function words(layerName, key, value) {
     if (value === null || value === undefined || value === "") return null;
     const kind = ((BD.layers[layerName] || {}).kinds || {})[key];
-    if (kind === "street" || kind === "community" || kind === "grid") return unitName(kind, value);
+    if (kind === "street" || kind === "community" || kind === "grid" || kind === "lane") return unitName(kind, value);
     if (kind === "source") return (BD.sourceNames || {})[value] || String(value);
     if (kind === "quality") return (BD.qualityNames || {})[value] || String(value);
     if (kind === "time") return localTime(value);
@@ -388,6 +388,8 @@
       layerData("renovation_projects", { street: street }),
     ]);
     ownBasemap(street, { streets: boundary, communities: communities, lanes: lanes, service_halls: halls });
+    BD.names = BD.names || {};
+    BD.names.lane = Object.fromEntries(lanes.features.map((f) => [f.properties.code, f.properties.name]));
     addOverlay("街道边界", geoLayer("streets", boundary), true, plain("streets", "街道边界"));
     addOverlay("社区", geoLayer("communities", communities, { tooltip: (p) => p.name }), true, plain("communities", "社区"));
     const gridLayer = addOverlay(

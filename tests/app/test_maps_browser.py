@@ -208,7 +208,17 @@ OPEN_CASE = """(id) => {
   BD.map.eachLayer((l) => { if (l.feature && l.feature.properties.id === id
     && l.feature.properties.case_no !== undefined) found = l; });
   found.openPopup();
-  return document.querySelector('.leaflet-popup-content').textContent;
+  return found.getPopup().getElement().querySelector('.leaflet-popup-content').textContent;
+}"""
+
+
+OPEN_PROJECT = """(id) => {
+  BD.map.closePopup();
+  let found = null;
+  BD.map.eachLayer((l) => { if (l.feature && l.feature.properties.id === id
+    && l.feature.properties.phase !== undefined) found = l; });
+  found.openPopup();
+  return found.getPopup().getElement().querySelector('.leaflet-popup-content').textContent;
 }"""
 
 
@@ -259,6 +269,24 @@ def test_a_popup_reads_in_chinese_with_local_times(
     assert not re.search(r"\d{9,}", text), text  # no bare unit codes
     assert "true" not in text and "false" not in text and "T" not in re.sub(r"[^A-Z]", "", text)
     shot(page, f"popup-{browser_tz.replace('/', '-')}")
+    # A renovation project names its lane, never the lane's code.
+    with live.engine.connect() as conn:
+        project = (
+            conn.execute(
+                sa.text(
+                    "select p.id, l.name as lane, p.planned_end from renovation_projects p "
+                    "join lanes l on l.code = p.lane_code where p.street_code = :s "
+                    "order by p.id limit 1"
+                ),
+                {"s": live.street},
+            )
+            .mappings()
+            .one()
+        )
+    text = page.evaluate(OPEN_PROJECT, project["id"])
+    assert project["lane"] in text and not re.search(r"\d{9,}", text), text
+    if project["planned_end"] is not None:
+        assert f"计划完成{project['planned_end']:%Y-%m-%d}" in text, text
     clean(watch)
     page.close()
 
