@@ -304,7 +304,7 @@ def command(street_code: str) -> Response:
         remove_missing=True,
         point_to_layer=folium.JsCode(
             "(f, latlng) => L.circleMarker(latlng, {radius: 6, color: '#b71c1c',"
-            " weight: 2, fillColor: '#ff5252', fillOpacity: 0.9})"
+            f" weight: 2, fillColor: '{PAGE_COLOURS['latest_request']}', fillOpacity: 0.9}})"
             ".bindTooltip(() => { const t = document.createElement('span');"
             " t.textContent = f.properties.category + ' · ' + f.properties.status; return t; })"
         ),
