@@ -626,18 +626,24 @@
     };
     const middle = (coords) => coords[Math.floor(coords.length / 2)];
 
-    const [streets, communities, halls] = await Promise.all([get("streets"), get("communities"), get("service_halls")]);
+    const [streets, halls] = await Promise.all([get("streets"), get("service_halls")]);
     const land = L.geoJSON(shiftGeoJSON(streets), {
       renderer: renderer, pane: "bd-base", interactive: false,
       style: { color: "#cfc6b8", weight: 1.2, fillColor: "#f4f1ea", fillOpacity: 1 },
     }).addTo(map);
     if (!options || options.streetLabels !== false)
       land.eachLayer((l) => label("street", l.getBounds().getCenter(), l.feature.properties.name, "street"));
-    const parts = L.geoJSON(shiftGeoJSON(communities), {
-      renderer: renderer, pane: "bd-base", interactive: false,
-      style: { color: "#e3dbcf", weight: 0.8, dashArray: "3 3", fill: false },
-    }).addTo(map);
-    parts.eachLayer((l) => label("community", l.getBounds().getCenter(), l.feature.properties.name, "community"));
+    /* Communities and lanes: the district's only once zoomed in to 14 (a lighter first load). */
+    let partsDrawn = false;
+    async function drawCommunities() {
+      if (partsDrawn) return;
+      partsDrawn = true;
+      const parts = L.geoJSON(shiftGeoJSON(await get("communities")), {
+        renderer: renderer, pane: "bd-base", interactive: false,
+        style: { color: "#e3dbcf", weight: 0.8, dashArray: "3 3", fill: false },
+      }).addTo(map);
+      parts.eachLayer((l) => label("community", l.getBounds().getCenter(), l.feature.properties.name, "community"));
+    }
     (halls.features || []).forEach((f) => {
       const p = at(...f.geometry.coordinates);
       L.circleMarker(p, { renderer: renderer, pane: "bd-base", interactive: false, radius: 3, color: "#90a4ae", weight: 1, fillColor: "#eceff1", fillOpacity: 1 }).addTo(map);
@@ -667,7 +673,10 @@
       const z = map.getZoom();
       const show = { street: z <= 14, community: z >= 14 && z <= 16, near: z >= 16 };
       Object.entries(show).forEach(([k, on]) => (on ? labels[k].addTo(map) : labels[k].remove()));
-      if (z >= 14 || street) drawLanes();
+      if (z >= 14 || street) {
+        drawCommunities();
+        drawLanes();
+      }
     }
     map.on("zoomend", byZoom);
     byZoom();
