@@ -144,7 +144,7 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         features=_list(_ref("Feature")),
     ),
     "Heat": _object(
-        ["layer", "level", "since", "until", "total", "max", "unplaced", "items"],
+        ["layer", "level", "since", "until", "total", "min", "max", "breaks", "unplaced", "items"],
         layer=_TEXT,
         level={"type": "string", "enum": ["street", "community", "grid", "cell"]},
         since=_DATE,
@@ -152,7 +152,10 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         category=_TEXT_OR_NULL,
         street={**_STREET_CODE, "nullable": True},
         total=_COUNT,
+        min=_COUNT,
         max=_COUNT,
+        # the legend's colour scale: quintiles of the units' counts (percentile_disc)
+        breaks={**_list(_COUNT), "maxItems": 5},
         unplaced=_COUNT,
         items=_list(_object(["code", "n", "lng", "lat"], code=_TEXT, n=_COUNT, lng=_NUM, lat=_NUM)),
     ),
@@ -186,8 +189,9 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         top_categories=_list(_object(["category", "n"], category=_TEXT, n=_COUNT)),
         hot_grids=_list(
             _object(
-                ["code", "n", "bbox"],
+                ["code", "label", "n", "bbox"],
                 code=_TEXT,
+                label=_TEXT,  # 百万庄社区 第4网格
                 n=_COUNT,
                 bbox={**_list(_NUM), "minItems": 4, "maxItems": 4},
             )

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import folium
 import folium.plugins
+import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
 
 from app import auth, capabilities, db
@@ -26,10 +27,18 @@ from app.config import Settings
 from app.errors import NotFound
 from app.headers import csp_nonce
 from app.offline import assert_offline
-from layers import LAYERS
+from layers import LAYERS, Layer
+from layers.aggregates import CELL_DLAT, CELL_DLNG
 from layers.queries import imports as imports_query
 from layers.queries import scorecards
 from layers.queries.access import DISTRICT
+from layers.registry import (
+    HEAT_COLOURS,
+    LANDMARK_KINDS,
+    PAGE_COLOURS,
+    QUALITY_NAMES,
+    SOURCE_NAMES,
+)
 
 bp = Blueprint("pages", __name__)
 
@@ -97,12 +106,66 @@ def _parts(fmap: folium.Map) -> dict[str, str]:
     return {name: _nonced(part) for name, part in parts.items()} | {"map_name": fmap.get_name()}
 
 
+# A unit's code field → the level whose name the popups show instead of the code.
+_NAMED = {
+    "street_code": "street",
+    "community_code": "community",
+    "grid_code": "grid",
+    "lane_code": "lane",  # named where the page draws the lanes (a commander's street)
+}
+
+
+def _kinds(layer: Layer) -> dict[str, str]:
+    """How blockdata.js writes each published field in a popup: a time in the district's zone,
+    a date, 是/否, a list, a source's or a placement's name, a unit's name instead of its code."""
+    kinds: dict[str, str] = {}
+    for f in layer.published:
+        column_type = f.column.type
+        if f.name in _NAMED:
+            kinds[f.name] = _NAMED[f.name]
+        elif f.name == "code" and layer.level in ("street", "community", "grid"):
+            kinds[f.name] = layer.level
+        elif f.name == "source":
+            kinds[f.name] = "source"
+        elif f.name == "geocode_quality":
+            kinds[f.name] = "quality"
+        elif isinstance(column_type, sa.DateTime):
+            kinds[f.name] = "time"
+        elif isinstance(column_type, sa.Date):
+            kinds[f.name] = "date"
+        elif isinstance(column_type, sa.Boolean):
+            kinds[f.name] = "bool"
+        elif isinstance(column_type, sa.ARRAY):
+            kinds[f.name] = "list"
+    return kinds
+
+
+def _map_words(street: str | None, levels: tuple[str, ...]) -> dict[str, Any]:
+    """What the maps say instead of codes: unit names (the page's scope), sources, placements,
+    landmark kinds; the colours and the 100 m cell size of the heat; the basemap's places."""
+    conn = db.connection()
+    return {
+        "names": scorecards.place_names(conn, street, levels),
+        "sourceNames": SOURCE_NAMES,
+        "qualityNames": QUALITY_NAMES,
+        "landmarkKinds": LANDMARK_KINDS,
+        "colours": PAGE_COLOURS,
+        "heatColours": list(HEAT_COLOURS),
+        "cell": [CELL_DLNG, CELL_DLAT],
+        # No tile basemap configured: blockdata.js draws one from the district's own layers.
+        "ownBasemap": not _settings().basemap_url,
+        "landmarks": scorecards.landmark_places(conn, street),
+    }
+
+
 def _page(template: str, **context: Any) -> Response:
     settings = _settings()
     layers = {
         layer.name: {
             "title": layer.title,
             "labels": {f.name: f.label for f in layer.published},
+            "order": [f.name for f in layer.published],  # the popup's rows (JSON sorts keys)
+            "kinds": _kinds(layer),
             "style": {
                 "color": layer.style.color,
                 "fillColor": layer.style.fill_color or layer.style.color,
@@ -211,7 +274,8 @@ def _whoami() -> dict[str, Any]:
 def overview() -> Response:
     """区级指挥中心: the streets as a choropleth and their ranking on the three rates."""
     fmap = _map()
-    return _page("overview.html", title="区级指挥中心", **_parts(fmap))
+    words = _map_words(None, ("street",))
+    return _page("overview.html", title="区级指挥中心", config=words, **_parts(fmap))
 
 
 @bp.get("/command/<street_code>")
@@ -224,9 +288,7 @@ def command(street_code: str) -> Response:
     fmap = _map()
     bounds = [[row["miny"], row["minx"]], [row["maxy"], row["maxx"]]]
     fmap.fit_bounds(bounds)
-    # The heat layer starts empty: the page fills it from /api/heat (aggregates, not points).
-    heat = folium.plugins.HeatMap([], name="诉求热力", radius=22, blur=18, min_opacity=0.25)
-    heat.add_to(fmap)
+    # The heat layer is drawn by blockdata.js from /api/heat (100 m cells or units, aggregates).
     source = url_for("api.latest", street_code=street_code)
     latest = folium.plugins.Realtime(
         # A function source, so the points are shifted like every overlay on a GCJ-02 basemap;
@@ -242,7 +304,7 @@ def command(street_code: str) -> Response:
         remove_missing=True,
         point_to_layer=folium.JsCode(
             "(f, latlng) => L.circleMarker(latlng, {radius: 6, color: '#b71c1c',"
-            " weight: 2, fillColor: '#ff5252', fillOpacity: 0.9})"
+            f" weight: 2, fillColor: '{PAGE_COLOURS['latest_request']}', fillOpacity: 0.9}})"
             ".bindTooltip(() => { const t = document.createElement('span');"
             " t.textContent = f.properties.category + ' · ' + f.properties.status; return t; })"
         ),
@@ -257,7 +319,7 @@ def command(street_code: str) -> Response:
             "street": row["code"],
             "bounds": bounds,
             "realtime": latest.get_name(),
-            "heat": heat.get_name(),
+            **_map_words(row["code"], ("street", "community", "grid")),
         },
         **_parts(fmap),
     )
@@ -289,7 +351,8 @@ def queue() -> Response:
 def planner() -> Response:
     """规划视图: renovation and relocation progress, as of any date."""
     fmap = _map()
-    return _page("planner.html", title="整治与疏解进度", **_parts(fmap))
+    words = _map_words(None, ("street", "community"))
+    return _page("planner.html", title="整治与疏解进度", config=words, **_parts(fmap))
 
 
 def _load_reports() -> Any:

@@ -200,13 +200,62 @@ def _event_tail() -> list[Field]:
     ]
 
 
+# The maps' colours: every layer, every class of a layer's palette and every colour the pages
+# add (overdue cases, the live requests, renovation progress) is distinct from all the others,
+# so the legend reads one colour as one thing (tests/app/test_maps_browser.py checks it).
 STATUS_PALETTE = {
     "待启动": "#9e9e9e",
-    "未启动": "#9e9e9e",
+    "未启动": "#9e9e9e",  # the same state under another name: one legend entry, 待启动/未启动
     "进行中": "#fb8c00",
     "已完成": "#43a047",
-    "已验收": "#1e88e5",
-    "暂缓": "#8e24aa",
+    "已验收": "#00897b",
+    "暂缓": "#5d4037",
+}
+# Colours the pages draw beyond the layers' own styles (static/js/blockdata.js reads them).
+PAGE_COLOURS = {
+    "overdue_case": "#d81b60",  # an enforcement case past its deadline
+    "latest_request": "#ff5252",  # the live layer's newest requests
+    "progress_low": "#f06292",  # renovation progress < 50 %
+    "progress_mid": "#fdd835",  # 50–99 %
+    "progress_done": "#1b5e20",  # finished
+    "progress_unknown": "#cfd8dc",  # no progress reported
+}
+# Heat classes, light to dark (ColorBrewer YlOrRd 6 without its palest, which the basemap's
+# land colour would swallow).
+HEAT_COLOURS = ("#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026")
+
+# What a record's `source` code is called on the maps (the mapping files' `source:`).
+SOURCE_NAMES = {
+    "12345": "12345市民服务热线",
+    "open311": "网上诉求（Open311）",
+    "zhifa": "城管综合执法系统",
+    "shujie": "疏解整治台账",
+    "zhengzhi": "整治提升台账",
+    "units": "单位名录",
+}
+# How a record was placed (`geocode_quality`): the ETL's and the geocoder's levels.
+QUALITY_NAMES = {
+    "coordinates": "坐标",
+    "coordinates_swapped": "坐标（经纬度互换后）",
+    "geometry": "图形",
+    "address_point": "门牌地址",
+    "interpolated": "门牌插值",
+    "road": "道路",
+    "landmark": "地标",
+    "community": "社区",
+    "street": "街道",
+    "failed": "未能定位",
+}
+# Landmark kinds (the gazetteer's `kind`) in words.
+LANDMARK_KINDS = {
+    "school": "学校",
+    "hospital": "医院",
+    "park": "公园",
+    "compound": "小区",
+    "office": "办公楼",
+    "station": "车站",
+    "market": "市场",
+    "construction_site": "工地",
 }
 
 LAYERS: tuple[Layer, ...] = (
@@ -236,7 +285,7 @@ LAYERS: tuple[Layer, ...] = (
             _text("name", "社区名称", nullable=False),
             _ref("street_code", 9, "streets.code", "所属街道", nullable=False),
         ),
-        style=Style(color="#6d4c41", weight=1.5, fill_opacity=0.03),
+        style=Style(color="#a1887f", weight=1.5, fill_opacity=0.03),
         min_zoom=11,
         level="community",
         parent="street",
@@ -253,7 +302,7 @@ LAYERS: tuple[Layer, ...] = (
             _ref("street_code", 9, "streets.code", "所属街道", nullable=False),
             _text("grid_officer", "网格员"),
         ),
-        style=Style(color="#78909c", weight=0.6, fill_opacity=0.0),
+        style=Style(color="#90a4ae", weight=0.6, fill_opacity=0.0),
         min_zoom=13,
         level="grid",
         parent="community",
@@ -403,7 +452,7 @@ LAYERS: tuple[Layer, ...] = (
             _date("actual_end", "实际完成"),
             *_event_tail(),
         ),
-        style=Style(color="#2e7d32", weight=3, fill_opacity=0.35, by="phase"),
+        style=Style(color="#1b5e20", weight=3, fill_opacity=0.35),
         overlay=True,
     ),
 )

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from layers.aggregates import (
     CATEGORY_SPANS,
@@ -28,6 +29,10 @@ from layers.queries.window import Window
 from layers.registry import level_layer
 
 LEVELS = ("street", "community", "grid", "cell")
+# The colour scale's breaks: these quantiles of the units' counts (heat is skewed: equal
+# intervals would paint nearly every cell the lightest colour). Class i of the legend holds
+# the counts above break i−1 up to break i; equal breaks merge.
+SCALE_QUANTILES = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def _in_category(table: sa.Table, category: str | None) -> sa.ColumnElement[bool]:
@@ -116,7 +121,9 @@ def heat_json(
     as the JSON text PostgreSQL writes (items busiest first).
 
     `total` is every matching request; `unplaced` those without a unit at this level (none
-    when every request was placed by the ETL), so total = Σ n + unplaced.
+    when every request was placed by the ETL), so total = Σ n + unplaced. `min`, `max` and
+    `breaks` (SCALE_QUANTILES of the units' counts, percentile_disc: each a count some unit
+    has) make the legend's colour scale; `breaks` is [] when no unit has a request.
     """
     items = _heat_items(level, heat_counts(level, window, category, street)).subquery("i")
     placed = items.c.code.is_not(None)
@@ -132,7 +139,14 @@ def heat_json(
             "category": text_param(category),
             "street": text_param(street),
             "total": sa.func.coalesce(sa.func.sum(items.c.n), 0),
+            "min": sa.func.coalesce(sa.func.min(items.c.n).filter(placed), 0),
             "max": sa.func.coalesce(sa.func.max(items.c.n).filter(placed), 0),
+            "breaks": sa.func.coalesce(
+                sa.func.percentile_disc(sa.literal(list(SCALE_QUANTILES), ARRAY(sa.Float)))
+                .within_group(items.c.n)
+                .filter(placed),
+                sa.literal([], ARRAY(sa.BigInteger)),
+            ),
             "unplaced": sa.func.coalesce(sa.func.sum(items.c.n).filter(~placed), 0),
             "items": json_list(item, items.c.n.desc(), items.c.code, where=placed),
         }

@@ -32,8 +32,10 @@ from layers.aggregates import (
 )
 from layers.queries.geojson import COORDINATE_DECIMALS
 from layers.queries.heat import heat_counts
+from layers.queries.labels import grid_label_sql
 from layers.queries.types import json_value
 from layers.queries.window import Window, next_month, previous_month
+from layers.registry import landmarks, level_layer
 
 RATE_DECIMALS = 4
 SCORE_DECIMALS = 2
@@ -266,6 +268,45 @@ def street_extent(conn: sa.Connection, code: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def place_names(
+    conn: sa.Connection, street: str | None, levels: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """What the map's popups call a unit instead of its code, per level ("street",
+    "community", "grid": a grid by its label, 百万庄社区 第4网格), one street's or all."""
+    tables = {level: level_layer(level).table for level in ("street", "community", "grid")}
+    c = tables["community"]
+    names: dict[str, dict[str, str]] = {}
+    for level in levels:
+        t = tables[level]
+        if level == "grid":
+            query = sa.select(t.c.code, grid_label_sql(c.c.name, t.c.code)).select_from(
+                t.outerjoin(c, c.c.code == t.c.community_code)
+            )
+        else:
+            query = sa.select(t.c.code, t.c.name)
+        if street is not None:
+            query = query.where((t.c.code if level == "street" else t.c.street_code) == street)
+        names[level] = {str(code): str(name) for code, name in conn.execute(query)}
+    return names
+
+
+def landmark_places(conn: sa.Connection, street: str | None) -> list[dict[str, Any]]:
+    """The landmarks (one street's or all) as name, kind, lng, lat: the basemap's labels."""
+    t = landmarks
+    query = sa.select(
+        t.c.name,
+        t.c.kind,
+        sa.func.round(sa.cast(sa.func.ST_X(t.c.geom), sa.Numeric), 6).label("lng"),
+        sa.func.round(sa.cast(sa.func.ST_Y(t.c.geom), sa.Numeric), 6).label("lat"),
+    ).order_by(t.c.code)
+    if street is not None:
+        query = query.where(t.c.street_code == street)
+    return [
+        {"name": name, "kind": kind, "lng": float(lng), "lat": float(lat)}
+        for name, kind, lng, lat in conn.execute(query)
+    ]
+
+
 def _bbox(geom: Any) -> list[sa.ColumnElement[Any]]:
     """minx, miny, maxx, maxy of a geometry."""
     return [
@@ -323,20 +364,28 @@ def _hot_grids(conn: sa.Connection, street: str, window: Window) -> list[dict[st
         .subquery("top")
     )
     g = get_layer("grids").table
+    c = get_layer("communities").table
     rows = conn.execute(
-        sa.select(top.c.grid_code, top.c.n, *_bbox(g.c.geom))
-        .select_from(top.outerjoin(g, g.c.code == top.c.grid_code))
+        sa.select(
+            top.c.grid_code, grid_label_sql(c.c.name, top.c.grid_code), top.c.n, *_bbox(g.c.geom)
+        )
+        .select_from(
+            top.outerjoin(g, g.c.code == top.c.grid_code).outerjoin(
+                c, c.c.code == g.c.community_code
+            )
+        )
         .order_by(top.c.n.desc(), top.c.grid_code)
     )
     return [
         {
             "code": code,
+            "label": label,
             "n": int(count),
             "bbox": None
             if x0 is None
             else [round(v, COORDINATE_DECIMALS) for v in (x0, y0, x1, y1)],
         }
-        for code, count, x0, y0, x1, y1 in rows
+        for code, label, count, x0, y0, x1, y1 in rows
     ]
 
 

@@ -216,7 +216,11 @@ SHOWN_AND_RUN = """async () => {
   return {
   ran: window.__xss.slice(),
   images: document.querySelectorAll('img[src="x"]').length,
-  scripts: [...document.scripts].filter((s) => s.textContent.includes('__xss')).length,
+  // A script that carries a payload: any but the page's JSON settings (#bd-config: data, never
+  // run, its "<" written as \\u003c so no payload can close the element early).
+  scripts: [...document.scripts].filter((s) => s.textContent.includes('__xss')
+    && !(s.type === 'application/json' && !s.textContent.includes('<')
+      && JSON.parse(s.textContent))).length,
   text: document.documentElement.textContent,
   };
 }"""
