@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -86,6 +86,37 @@ def spool(
         close = getattr(chunks, "close", None)
         if close is not None:
             close()  # a COPY cut short ends here, not when the generator is collected
+    return out, size
+
+
+def spool_file(
+    write: Callable[[Path], None],
+    name: str,
+    directory: Path | None,
+    reserve: int | None = None,
+) -> tuple[IO[bytes], int]:
+    """A file format that is written to a path (GeoPackage): `write` makes it, as `name`, in
+    a private temporary directory under `directory`; it comes back open, rewound, with its
+    size, its name gone already (the open file is sent, then closed). Less than `reserve`
+    bytes free on that disk (default SPOOL_RESERVE) refuses it with a 503 before writing."""
+    reserve = SPOOL_RESERVE if reserve is None else reserve
+    try:
+        free = shutil.disk_usage(directory or tempfile.gettempdir()).free
+        if free < reserve:
+            raise ServiceUnavailable(
+                "服务器磁盘空间不足，请缩小导出范围或稍后重试 "
+                f"not enough disk space to prepare this export ({free >> 20} MB free)"
+            )
+        with tempfile.TemporaryDirectory(dir=None if directory is None else str(directory)) as tmp:
+            path = Path(tmp) / name
+            write(path)
+            size = path.stat().st_size
+            out = path.open("rb")  # closed by the server once sent; unlinked on leaving
+    except OSError as exc:
+        log.warning("exports: writing the file failed: %s", exc)
+        raise ServiceUnavailable(
+            f"导出暂不可用，请稍后重试 the export could not be prepared: {exc.strerror or exc}"
+        ) from None
     return out, size
 
 
