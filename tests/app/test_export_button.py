@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import export as spooling
+from app.errors import ServiceUnavailable
 from tests.helpers import add_unit, add_user, login
 
 A = "110102001"  # a street of the tiny district
@@ -103,3 +105,23 @@ def test_a_role_that_may_not_export_gets_no_geopackage(
         sa.text("select count(*) from audit_log where action = 'export'")
     ).scalar_one()
     assert audited == 0
+
+
+def test_a_file_export_is_sent_from_a_file_already_gone(tmp_path: Path) -> None:
+    written: list[Path] = []
+
+    def write(path: Path) -> None:
+        written.append(path)
+        path.write_bytes(b"GPKG" * 1000)
+
+    out, size = spooling.spool_file(write, "x.gpkg", tmp_path, reserve=0)
+    with out:
+        assert size == 4000 and out.read() == b"GPKG" * 1000
+    assert written[0].name == "x.gpkg" and tmp_path in written[0].parents
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_a_file_export_that_would_fill_the_disk_is_a_503(tmp_path: Path) -> None:
+    with pytest.raises(ServiceUnavailable, match="磁盘空间不足"):
+        spooling.spool_file(lambda p: p.write_bytes(b"x"), "x.gpkg", tmp_path, reserve=1 << 62)
+    assert list(tmp_path.iterdir()) == []
