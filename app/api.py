@@ -532,12 +532,14 @@ def _paths() -> dict[str, dict[str, Any]]:
     for layer in LAYERS:
         paths[f"/api/layers/{layer.name}/features"] = {
             "get": operation(
-                f"导出{layer.title}：GeoJSON 流或 CSV（UTF-8 BOM），附来源说明 export {layer.name}",
+                f"导出{layer.title}：GeoJSON 流、CSV（UTF-8 BOM）或 GeoPackage，附来源说明 "
+                f"export {layer.name}",
                 "api",
                 feature_params(layer),
                 ok(
                     GEOJSON,
                     CSV,
+                    MIMETYPES["gpkg"],
                     description="要素流 streamed; provenance in X-Blockdata-Provenance",
                 ),
             )
