@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         auth,
         capabilities,
         cases,
+        compression,
         db,
         errors,
         evaluation,
@@ -80,6 +81,7 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
         if url is not None:
             engine = db.make_engine(url, tz=settings.tz)
     headers.init_app(app, settings.basemap_url)  # first: its hook runs after the others
+    compression.init_app(app)  # next: it compresses what the later hooks made
     db.init_app(app, engine)
     errors.register(app)
     app.register_blueprint(health.bp)

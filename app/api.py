@@ -131,7 +131,12 @@ QUERY: dict[str, tuple[Param, ...]] = {
 def feature_params(layer: Layer) -> tuple[Param, ...]:
     """The parameters of /api/layers/<layer>/features: format, then the slice's filters."""
     out = [
-        Param("f", "格式 format", {"type": "string", "enum": ["geojson", "json", "csv"]}, "csv"),
+        Param(
+            "f",
+            "格式 format (gpkg: GeoPackage)",
+            {"type": "string", "enum": ["geojson", "json", "csv", "gpkg"]},
+            "csv",
+        ),
         Param(
             "header",
             "CSV 表头：字段名或中文标签 CSV header: field names or Chinese labels",
@@ -334,7 +339,8 @@ def layer_geojson(layer: str) -> Response:
 
 # --- layers and exports --------------------------------------------------------------------
 
-FEATURE_FORMATS = ("geojson", "csv")
+FEATURE_FORMATS = ("geojson", "csv", "gpkg")
+MIMETYPES = {"csv": "text/csv", "gpkg": "application/geopackage+sqlite3"}
 CSV_HEADERS = ("name", "label")
 
 
@@ -413,10 +419,10 @@ def features(layer: str) -> Response:
         "X-Blockdata-Provenance": json.dumps(prov, ensure_ascii=True),
         "Cache-Control": "private, no-store",
     }
-    mimetype = "text/csv" if fmt == "csv" else "application/geo+json"
-    if fmt == "csv":
-        name = f"{source.name}-{_now():%Y%m%d-%H%M}.csv"
-        fallback = f"{source.name}.csv"
+    mimetype = MIMETYPES.get(fmt, "application/geo+json")
+    if fmt in MIMETYPES:
+        name = f"{source.name}-{_now():%Y%m%d-%H%M}.{fmt}"
+        fallback = f"{source.name}.{fmt}"
         headers["Content-Disposition"] = (
             f"attachment; filename={fallback}; filename*=UTF-8''{quote(name)}"
         )
@@ -424,12 +430,19 @@ def features(layer: str) -> Response:
         response = Response(iter(()), mimetype=mimetype, headers=headers)
     else:
         exports.prepare(conn, rows)
-        body = (
-            exports.csv_chunks(conn, chosen, header)
-            if fmt == "csv"
-            else exports.geojson_chunks(conn, chosen, prov)
-        )
-        spooled, size = export.spool(body, export.directory())
+        if fmt == "gpkg":  # a file format: written to a path, then sent as spooled bodies are
+            spooled, size = export.spool_file(
+                lambda path: exports.write_gpkg(conn, chosen, path, prov, None),
+                f"{source.name}.gpkg",
+                export.directory(),
+            )
+        else:
+            body = (
+                exports.csv_chunks(conn, chosen, header)
+                if fmt == "csv"
+                else exports.geojson_chunks(conn, chosen, prov)
+            )
+            spooled, size = export.spool(body, export.directory())
         # Audited once the export is made (an error answer's transaction commits too).
         auth.audit("export", rows=rows, layer=source.name, format=fmt, filters=chosen.filters)
         response = Response(
@@ -519,12 +532,14 @@ def _paths() -> dict[str, dict[str, Any]]:
     for layer in LAYERS:
         paths[f"/api/layers/{layer.name}/features"] = {
             "get": operation(
-                f"导出{layer.title}：GeoJSON 流或 CSV（UTF-8 BOM），附来源说明 export {layer.name}",
+                f"导出{layer.title}：GeoJSON 流、CSV（UTF-8 BOM）或 GeoPackage，附来源说明 "
+                f"export {layer.name}",
                 "api",
                 feature_params(layer),
                 ok(
                     GEOJSON,
                     CSV,
+                    MIMETYPES["gpkg"],
                     description="要素流 streamed; provenance in X-Blockdata-Provenance",
                 ),
             )

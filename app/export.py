@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,19 +66,12 @@ def spool(
             size += len(chunk)
             if size - checked >= SPOOL_CHECK:
                 checked = size
-                free = shutil.disk_usage(directory or tempfile.gettempdir()).free
-                if free < reserve:
-                    raise ServiceUnavailable(
-                        "服务器磁盘空间不足，请缩小导出范围或稍后重试 "
-                        f"not enough disk space to prepare this export ({free >> 20} MB free)"
-                    )
+                _check_space(directory, reserve)
         out.seek(0)
     except OSError as exc:  # a full disk, say
         out.close()
         log.warning("exports: spooling failed: %s", exc)
-        raise ServiceUnavailable(
-            f"导出暂不可用，请稍后重试 the export could not be prepared: {exc.strerror or exc}"
-        ) from None
+        raise _unavailable(exc) from None
     except BaseException:
         out.close()
         raise
@@ -86,6 +79,46 @@ def spool(
         close = getattr(chunks, "close", None)
         if close is not None:
             close()  # a COPY cut short ends here, not when the generator is collected
+    return out, size
+
+
+def _check_space(directory: Path | None, reserve: int) -> None:
+    """A 503 when the spool's disk has less than `reserve` bytes free."""
+    free = shutil.disk_usage(directory or tempfile.gettempdir()).free
+    if free < reserve:
+        raise ServiceUnavailable(
+            "服务器磁盘空间不足，请缩小导出范围或稍后重试 "
+            f"not enough disk space to prepare this export ({free >> 20} MB free)"
+        )
+
+
+def _unavailable(exc: OSError) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"导出暂不可用，请稍后重试 the export could not be prepared: {exc.strerror or exc}"
+    )
+
+
+def spool_file(
+    write: Callable[[Path], None],
+    name: str,
+    directory: Path | None,
+    reserve: int | None = None,
+) -> tuple[IO[bytes], int]:
+    """A file format that is written to a path (GeoPackage): `write` makes it, as `name`, in
+    a private temporary directory under `directory`; it comes back open, rewound, with its
+    size, its name gone already (the open file is sent, then closed). Less than `reserve`
+    bytes free on that disk (default SPOOL_RESERVE) refuses it with a 503 before writing."""
+    reserve = SPOOL_RESERVE if reserve is None else reserve
+    try:
+        _check_space(directory, reserve)
+        with tempfile.TemporaryDirectory(dir=None if directory is None else str(directory)) as tmp:
+            path = Path(tmp) / name
+            write(path)
+            size = path.stat().st_size
+            out = path.open("rb")  # closed by the server once sent; unlinked on leaving
+    except OSError as exc:
+        log.warning("exports: writing the file failed: %s", exc)
+        raise _unavailable(exc) from None
     return out, size
 
 

@@ -2,9 +2,10 @@
 
 folium links Leaflet, jQuery, Bootstrap, Font Awesome and its plugins from CDNs through the
 `default_js` / `default_css` class attributes of its `JSCSSMixin` elements. `localize()` rewrites
-those lists to local URLs through `VENDOR_FILES`, and refuses any CDN URL the table does not
-know, so that an upgrade of folium cannot silently bring a CDN back. `assert_offline()` checks
-rendered HTML as the last guard. `scripts/vendor-assets.sh` fetches the files.
+those lists to local URLs through `VENDOR_FILES`, drops what no page uses (`NOT_LOADED`), and
+refuses any CDN URL the tables do not know, so that an upgrade of folium cannot silently bring
+a CDN back. `assert_offline()` checks rendered HTML as the last guard.
+`scripts/vendor-assets.sh` fetches the files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 import folium
 import folium.folium
-from folium.plugins import Fullscreen, HeatMap, MarkerCluster, Realtime
+from folium.plugins import Fullscreen, HeatMap, Realtime
 
 VENDOR_DIR: Final = Path(__file__).resolve().parent.parent / "static" / "vendor"
 
@@ -31,28 +32,6 @@ VENDOR_FILES: Final[dict[str, str]] = {
     # folium.Map
     f"{_JSDELIVR}/npm/leaflet@1.9.3/dist/leaflet.js": "leaflet/leaflet.js",
     f"{_JSDELIVR}/npm/leaflet@1.9.3/dist/leaflet.css": "leaflet/leaflet.css",
-    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/jquery.min.js",
-    f"{_JSDELIVR}/npm/bootstrap@5.2.2/dist/js/bootstrap.bundle.min.js": (
-        "bootstrap/js/bootstrap.bundle.min.js"
-    ),
-    f"{_JSDELIVR}/npm/bootstrap@5.2.2/dist/css/bootstrap.min.css": (
-        "bootstrap/css/bootstrap.min.css"
-    ),
-    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css": (
-        "glyphicons/css/bootstrap-glyphicons.css"
-    ),
-    f"{_JSDELIVR}/npm/@fortawesome/fontawesome-free@6.2.0/css/all.min.css": (
-        "fontawesome-free/css/all.min.css"
-    ),
-    f"{_CDNJS}/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.js": (
-        "leaflet.awesome-markers/leaflet.awesome-markers.min.js"
-    ),
-    f"{_CDNJS}/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.css": (
-        "leaflet.awesome-markers/leaflet.awesome-markers.css"
-    ),
-    f"{_JSDELIVR}/gh/python-visualization/folium/folium/templates/leaflet.awesome.rotate.min.css": (
-        "folium/leaflet.awesome.rotate.css"
-    ),
     # folium.plugins.HeatMap
     f"{_JSDELIVR}/gh/python-visualization/folium@main/folium/templates/leaflet_heat.min.js": (
         "folium/leaflet_heat.min.js"
@@ -60,16 +39,6 @@ VENDOR_FILES: Final[dict[str, str]] = {
     # folium.plugins.Realtime
     f"{_CDNJS}/leaflet-realtime/2.2.0/leaflet-realtime.js": (
         "leaflet-realtime/leaflet-realtime.min.js"
-    ),
-    # folium.plugins.MarkerCluster
-    f"{_CDNJS}/leaflet.markercluster/1.1.0/leaflet.markercluster.js": (
-        "leaflet.markercluster/leaflet.markercluster.js"
-    ),
-    f"{_CDNJS}/leaflet.markercluster/1.1.0/MarkerCluster.css": (
-        "leaflet.markercluster/MarkerCluster.css"
-    ),
-    f"{_CDNJS}/leaflet.markercluster/1.1.0/MarkerCluster.Default.css": (
-        "leaflet.markercluster/MarkerCluster.Default.css"
     ),
     # folium.plugins.Fullscreen
     f"{_JSDELIVR}/npm/leaflet.fullscreen@3.0.0/Control.FullScreen.min.js": (
@@ -80,8 +49,29 @@ VENDOR_FILES: Final[dict[str, str]] = {
     ),
 }
 
+# What folium.Map's default header links besides Leaflet, and why no page loads it (about
+# 590 KB of a first load): folium needs these for its own Marker icons (folium.Icon:
+# awesome-markers with glyphicons or Font Awesome, `angle` the rotate CSS), its popups and
+# forms (Bootstrap, jQuery). Our maps draw circle markers, legends and popups of their own
+# (static/js/blockdata.js) and no template uses a Bootstrap class. `localize()` drops these
+# links: a page that starts using folium.Icon or a Bootstrap widget must vendor them again
+# (scripts/vendor-assets.sh) and move them to VENDOR_FILES.
+NOT_LOADED: Final[dict[str, str]] = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jQuery",
+    f"{_JSDELIVR}/npm/bootstrap@5.2.2/dist/js/bootstrap.bundle.min.js": "Bootstrap 5 JS",
+    f"{_JSDELIVR}/npm/bootstrap@5.2.2/dist/css/bootstrap.min.css": "Bootstrap 5 CSS",
+    "https://netdna.bootstrapcdn.com/bootstrap/3.0.0/css/bootstrap-glyphicons.css": "glyphicons",
+    f"{_JSDELIVR}/npm/@fortawesome/fontawesome-free@6.2.0/css/all.min.css": "Font Awesome",
+    f"{_CDNJS}/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.js": "awesome-markers JS",
+    f"{_CDNJS}/Leaflet.awesome-markers/2.0.2/leaflet.awesome-markers.css": "awesome-markers CSS",
+    f"{_JSDELIVR}/gh/python-visualization/folium/folium/templates/leaflet.awesome.rotate.min.css": (
+        "awesome-rotate CSS"
+    ),
+}
+
 # Where folium keeps its links: (owner, attribute). folium.Map's lists are the module's lists.
-# GeoJson, Marker, Icon, Popup, Tooltip and LayerControl link nothing of their own.
+# GeoJson, Popup, Tooltip and LayerControl link nothing of their own. A plugin not listed here
+# (MarkerCluster, say) keeps its CDN links, which `assert_offline` refuses on every page.
 _LINK_LISTS: Final[tuple[tuple[type | ModuleType, str], ...]] = (
     (folium.folium, "_default_js"),
     (folium.folium, "_default_css"),
@@ -91,8 +81,6 @@ _LINK_LISTS: Final[tuple[tuple[type | ModuleType, str], ...]] = (
     (HeatMap, "default_css"),
     (Realtime, "default_js"),
     (Realtime, "default_css"),
-    (MarkerCluster, "default_js"),
-    (MarkerCluster, "default_css"),
     (Fullscreen, "default_js"),
     (Fullscreen, "default_css"),
 )
@@ -132,10 +120,11 @@ class OfflineError(ValueError):
 
 
 def localize(static_url: str = "/static/vendor") -> None:
-    """Point folium's default JS/CSS links at `static_url`; calling it again is harmless.
+    """Point folium's default JS/CSS links at `static_url` and drop the NOT_LOADED ones;
+    calling it again is harmless.
 
-    Raises `OfflineError` naming the first link that `VENDOR_FILES` does not know, before
-    anything is changed.
+    Raises `OfflineError` naming the first link that neither `VENDOR_FILES` nor `NOT_LOADED`
+    knows, before anything is changed.
     """
     base = static_url.rstrip("/")
     planned: list[tuple[_Links, _Links]] = []
@@ -144,6 +133,8 @@ def localize(static_url: str = "/static/vendor") -> None:
         original = _originals.get(id(links), (links, list(links)))[1]
         local = []
         for name, url in original:
+            if url in NOT_LOADED:
+                continue
             path = VENDOR_FILES.get(url)
             if path is None:
                 owner_name = getattr(owner, "__qualname__", getattr(owner, "__name__", owner))

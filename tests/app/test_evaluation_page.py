@@ -253,7 +253,7 @@ def test_evaluation_page_opens_and_is_linked(
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert 'href="/evaluation"' in html  # in the navigation
-    assert "/static/vendor/echarts/echarts.min.js" in html
+    assert "/static/vendor/echarts/echarts.common.min.js" in html
     assert ('id="ev-publish"' in html) == (role == "district")
 
 

@@ -181,7 +181,12 @@ def test_schemathesis_answers_conform_to_the_document(
     token, digest = new_token()
     uid = add_user(connection, f"fuzz-{role}", role, street)
     connection.execute(sa.insert(api_tokens).values(user_id=uid, token_sha256=digest))
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    # identity: the WSGI client does not undo the compression a browser's request would get.
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json",
+        "Accept-Encoding": "identity",
+    }
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app, headers=headers)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 50
