@@ -53,6 +53,8 @@ DEMO_ZONE = "Asia/Shanghai"  # the demo district's time zone: what its wall-cloc
 DEMO_UTC_OFFSET_H = 8  # its offset from UTC, all year (no daylight saving since 1991)
 OVERDUE_SHARE = 0.05  # requests resolved past their due time (超期办结)
 MARGIN_M = 2.0  # every true point keeps this distance from its grid's edges
+HOUSE_DEPTH_M = (4.0, 20.0)  # how far back from its lane a house stands (its door's plate)
+HOUSE_JITTER_M = 1.0  # a house-numbered request stands this close to its house
 WINDOW_DAYS = 365
 
 REQUEST_COLUMNS = (
@@ -528,6 +530,9 @@ class _Addressed:
     address: Arr
     place: Arr
     lane: Arr
+    numbered: Arr  # the address is a house number (not a landmark)
+    left: Arr  # the point lies left of its lane's direction (the left range's side)
+    number: Arr  # the house number on that side (meaningful where numbered)
 
 
 def _addresses(
@@ -574,12 +579,14 @@ def _addresses(
         else f"{district}{p}院"
         for p, u, st in zip(place, variant, streets, strict=True)
     ]
+    numbered = np.ones(n, dtype=bool)
     near = np.flatnonzero(loc.landmark >= 0)
     if near.size:
         k = loc.landmark[near]
         dist = np.hypot(loc.x[near] - places.mark_x[k], loc.y[near] - places.mark_y[k])
         u = rng.random(near.size)
         use = (dist < 150.0) & (u < landmark_share)
+        numbered[near[use]] = False
         for i, mark, v in zip(near[use].tolist(), k[use].tolist(), u[use].tolist(), strict=True):
             name = str(places.mark_name[mark])
             place[i] = name
@@ -594,7 +601,78 @@ def _addresses(
                 if form < 0.75
                 else f"{name}门口"
             )
-    return _Addressed(np.array(address, dtype=object), np.array(place, dtype=object), lane)
+    return _Addressed(
+        np.array(address, dtype=object),
+        np.array(place, dtype=object),
+        lane,
+        numbered,
+        odd,
+        number,
+    )
+
+
+def _mix(key: Arr) -> Arr:
+    """splitmix64 of each key, as floats in [0, 1): the same house draws the same, wherever
+    it is placed (the requests, the cases, the demo's 门牌 file)."""
+    z = key.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def house_points(places: _Places, lane: Arr, left: Arr, number: Arr) -> tuple[Arr, Arr]:
+    """Where each house stands (metres): the i-th of its side's n numbers about (i + 0.5) / n
+    along its lane (within ±0.3 of a plate's share: houses are not evenly spaced) and
+    HOUSE_DEPTH_M back from the lane on its side. Deterministic per lane, side and number."""
+    r = places.ranges
+    lo = np.where(left, r["left_from"][lane], r["right_from"][lane])
+    hi = np.where(left, r["left_to"][lane], r["right_to"][lane])
+    count = np.maximum((hi - lo) // 2 + 1, 1)
+    i = np.clip((number - lo) // 2, 0, count - 1)
+    key = (lane.astype(np.uint64) << np.uint64(24)) ^ (number.astype(np.uint64) << np.uint64(1))
+    key = key ^ left.astype(np.uint64)
+    along = (i + 0.5 + 0.6 * (_mix(2 * key) - 0.5)) / count
+    near, far = HOUSE_DEPTH_M
+    depth = near + (far - near) * _mix(2 * key + np.uint64(1))
+    lines = places.lane_m[lane]
+    length = shapely.length(lines)
+    s = along * length
+    a = shapely.get_coordinates(shapely.line_interpolate_point(lines, np.maximum(s - 1, 0)))
+    b = shapely.get_coordinates(shapely.line_interpolate_point(lines, np.minimum(s + 1, length)))
+    at = shapely.get_coordinates(shapely.line_interpolate_point(lines, s))
+    d = b - a
+    d = d / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)[:, None]
+    side = np.where(left, 1.0, -1.0) * depth
+    return at[:, 0] - d[:, 1] * side, at[:, 1] + d[:, 0] * side
+
+
+def _at_houses(
+    places: _Places, rng: np.random.Generator, loc: _Located, landmark_share: float = 0.5
+) -> tuple[_Located, _Addressed]:
+    """Requests said by a house number stand at that house (`house_points`).
+
+    A caller gives the plate of the house the problem is at: a sampled point is said by the
+    plate of the nearest lane's side and place along it, and then stands at that plate's
+    house (within HOUSE_JITTER_M of it, settled inside a grid). The addresses are said again
+    of the moved points with the same draws (the generator's state is copied first). Points
+    said by a landmark stay where they were sampled (the landmark is the place).
+    """
+    again = np.random.Generator(type(rng.bit_generator)())
+    again.bit_generator.state = rng.bit_generator.state
+    said = _addresses(places, rng, loc, landmark_share)
+    move = np.flatnonzero(said.numbered)
+    if move.size == 0:
+        return loc, said
+    hx, hy = house_points(places, said.lane[move], said.left[move], said.number[move])
+    angle = rng.uniform(0.0, 2 * math.pi, move.size)
+    radius = HOUSE_JITTER_M * np.sqrt(rng.random(move.size))
+    x, y = loc.x.copy(), loc.y.copy()
+    x[move] = hx + radius * np.cos(angle)
+    y[move] = hy + radius * np.sin(angle)
+    x, y, grid = places.settle(x, y)
+    moved = _Located(x, y, grid, loc.hot, loc.landmark, said.lane)
+    return moved, _addresses(places, again, moved, landmark_share)
 
 
 # --- time ----------------------------------------------------------------------------
@@ -868,6 +946,8 @@ def _build_requests(
         month[order],
     )
     loc = _Located(*(getattr(loc, f)[order] for f in ("x", "y", "grid", "hot", "landmark", "lane")))
+    # the addresses' own stream: the points move to the houses they are said to be at
+    loc, addressed = _at_houses(places, np.random.default_rng([seed, 12]), loc)
     is_new = order >= n
     n_main = n  # the new ones all come after the extract, hence last
 
@@ -971,7 +1051,6 @@ def _build_requests(
         far_lat = rng.uniform(box[:, 1], box[:, 3])
         out_lng[rows], out_lat[rows] = _to_source_crs(far_lng, far_lat, chan_crs[rows])
 
-    addressed = _addresses(places, rng, loc)
     content = _texts(rng, category, addressed.place, vocab.TEMPLATES, cats)
     life = _Lifecycle(
         unit=np.array(
@@ -1416,7 +1495,7 @@ def _cases_frame(
         counter[y] = counter.get(y, 0) + 1
         case_no.append(f"ZF{y}-{counter[y]:06d}")
 
-    addressed = _addresses(places, rng, loc, landmark_share=0.3)
+    loc, addressed = _at_houses(places, rng, loc, landmark_share=0.3)
     text = _texts(rng, kind, addressed.place, vocab.CASE_TEMPLATES, types)
     lng, lat = places.lnglat(loc.x, loc.y)
     defects = np.full(n, "", dtype=object)
@@ -1560,7 +1639,7 @@ def _targets_frame(
 
     m = n - k
     loc = _sample_locations(places, rng, m, (0.0, 0.0, 1.0))
-    addressed = _addresses(places, rng, loc, landmark_share=0.0)
+    loc, addressed = _at_houses(places, rng, loc, landmark_share=0.0)
     kinds = list(vocab.TARGET_KINDS)
     p = np.array([vocab.TARGET_KINDS[t][0] for t in kinds])
     kind_index = rng.choice(len(kinds), size=m, p=p / p.sum())

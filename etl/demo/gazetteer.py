@@ -5,12 +5,11 @@
 - `gazetteer_pois.csv` — places with their aliases (名称, 别名, 类别, 地址, 经度, 纬度) in BD-09,
   and `gazetteer_pois.yaml`.
 
-Where does a plate stand? In the demo a request's address is the plate of the lane nearest
-its point, on the side it lies (`etl.demo.extracts._addresses`): the houses of a plate are
-the ground it addresses. The demo's 门牌 point of a plate is a point of that ground (sampled
-on a lattice every `STEP_M` metres), inside the grid that holds most of it, nearest the
-ground's centre there — as a surveyed plate stands at its building's door. Plates are listed
-for most lanes, not all (`SHARE`): the others are interpolated along their lane.
+Where does a plate stand? At its house (`etl.demo.extracts.house_points`): about where the
+district's numbering puts it along its lane, a few to twenty metres back on its side — and a
+request said by a house number stands at that house (`etl.demo.extracts._at_houses`), as a
+caller gives the plate of the door the problem is at. Plates are listed for most lanes, not
+all (`SHARE`): the others are interpolated along their lane by the geocoder.
 
 `load_gazetteer(conn, directory)` builds the gazetteer from the loaded layers
 (`etl.gazetteer.build`) and imports the two files (written from the directory's boundary
@@ -26,7 +25,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 import sqlalchemy as sa
 import yaml
 
@@ -39,10 +37,7 @@ ADDRESSES = "gazetteer_addresses.csv"
 ADDRESSES_MAPPING = "gazetteer_addresses.yaml"
 POIS = "gazetteer_pois.csv"
 POIS_MAPPING = "gazetteer_pois.yaml"
-STEP_M = 15.0  # the lattice the plates' ground is sampled on
-DEPTH_M = 25.0  # how deep a plate's houses reach from its lane
 SHARE = 0.8  # the share of lanes whose plates are listed
-MIN_SAMPLES = 1  # a plate whose ground holds fewer lattice points is left out (interpolated)
 
 ADDRESS_MAPPING = {
     "columns": {
@@ -106,42 +101,29 @@ def plates(geo: Geography, seed: int = 42) -> pd.DataFrame:
     from etl.demo import extracts
 
     places = extracts._Places(geo)
-    minx, miny, maxx, maxy = places.bounds
-    mx, my = np.meshgrid(np.arange(minx, maxx, STEP_M), np.arange(miny, maxy, STEP_M))
-    x, y = mx.ravel(), my.ravel()
-    grid = places.locate(x, y)
-    keep = grid >= 0
-    x, y, grid = x[keep], y[keep], grid[keep]
-    n = len(x)
-    located = extracts._Located(
-        x,
-        y,
-        grid,
-        np.full(n, extracts._BACKGROUND),
-        np.full(n, -1, dtype=np.int64),
-        np.full(n, -1, dtype=np.int64),
-    )
+    r = places.ranges
+    lanes, left, numbers = [], [], []
+    for is_left, lo, hi in (
+        (True, r["left_from"], r["left_to"]),
+        (False, r["right_from"], r["right_to"]),
+    ):
+        count = np.maximum((hi - lo) // 2 + 1, 0)
+        lane = np.repeat(np.arange(len(lo)), count)
+        first = np.repeat(lo, count)
+        step = np.arange(len(lane)) - np.repeat(np.cumsum(count) - count, count)
+        lanes.append(lane)
+        left.append(np.full(len(lane), is_left))
+        numbers.append(first + 2 * step)
+    lane, side, number = np.concatenate(lanes), np.concatenate(left), np.concatenate(numbers)
     rng = np.random.default_rng([seed, 14])
-    said = extracts._addresses(places, rng, located, landmark_share=0.0)
-    ground = pd.DataFrame({"place": said.place, "lane": said.lane, "grid": grid, "x": x, "y": y})
-    depth = shapely.distance(places.lane_m[said.lane], shapely.points(x, y))
-    ground = ground[depth <= DEPTH_M]  # the houses that front the lane
     listed = rng.random(len(places.lane_code)) < SHARE
-    ground = ground[listed[ground["lane"].to_numpy()]]
-    size = ground.groupby("place")["grid"].transform("size")
-    ground = ground[size >= MIN_SAMPLES]
-    # the grid holding most of each plate's ground, and that part's centre
-    counts = ground.groupby(["place", "grid"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["place", "n", "grid"], ascending=[True, False, True])
-    main = counts.drop_duplicates("place")[["place", "grid"]]
-    part = ground.merge(main, on=["place", "grid"])
-    centre = part.groupby("place")[["x", "y"]].transform("mean")
-    part = part.assign(d=np.hypot(part["x"] - centre["x"], part["y"] - centre["y"]))
-    best = part.sort_values(["place", "d"]).drop_duplicates("place")
-    lng, lat = places.frame.to_degrees(best["x"].to_numpy(), best["y"].to_numpy())
-    road = places.lane_name[best["lane"].to_numpy()]
-    number = best["place"].str.extract(r"(\d+)号$")[0].astype(int).to_numpy()
-    out = pd.DataFrame({"road": road, "number": number, "lng": lng, "lat": lat})
+    keep = listed[lane]
+    lane, side, number = lane[keep], side[keep], number[keep]
+    x, y = extracts.house_points(places, lane, side, number)
+    lng, lat = places.frame.to_degrees(x, y)
+    out = pd.DataFrame({"road": places.lane_name[lane], "number": number, "lng": lng, "lat": lat})
+    # a name continued over pieces numbers on: each (road, number) is one plate
+    out = out.drop_duplicates(["road", "number"])
     return out.sort_values(["road", "number"], kind="stable").reset_index(drop=True)
 
 
