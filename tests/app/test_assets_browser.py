@@ -33,7 +33,7 @@ PAGES: list[tuple[str, str, str | None, bool, list[str], dict[str, int]]] = [
         "/command/{street}",
         "district",
         True,
-        [*MAP, ".leaflet-heatmap-layer", "#bd-open", "#bd-hot-grids li", "#bd-window"],
+        [*MAP, ".bd-scale", "#bd-open", "#bd-hot-grids li", "#bd-window"],
         {},
     ),
     ("planner", "/planner", "district", True, [*MAP, "#bd-projects tbody tr"], {}),
