@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import pyogrio
 import sqlalchemy as sa
 
 from etl.admin import AdminReport, import_admin
@@ -168,6 +169,39 @@ def clear(conn: sa.Connection) -> None:
         conn.execute(sa.delete(table).where(table.c.source == mapping.source))
 
 
+def drop_stale_units(conn: sa.Connection, directory: Path) -> dict[str, int]:
+    """Units of a demo loaded before that the files no longer have (the demo moved onto the
+    real street boundaries: other grids, lanes and landmarks) go before the import, finest
+    first, so that the new ones do not overlap them; the rows that named them keep their
+    other codes and lose those (the import's `fill_in` places them again). Returns the
+    number dropped per table."""
+    refs = conn.exec_driver_sql(
+        """select c.conrelid::regclass::text, a.attname, c.confrelid::regclass::text
+             from pg_constraint c
+             join pg_attribute a on a.attrelid = c.conrelid and a.attnum = c.conkey[1]
+            where c.contype = 'f' and array_length(c.conkey, 1) = 1"""
+    ).all()
+    dropped: dict[str, int] = {}
+    for name, _ in reversed(ADMIN_FILES):
+        path = directory / f"{name}.geojson"
+        if not path.exists():
+            continue
+        wanted = pyogrio.read_dataframe(path, columns=["code"], read_geometry=False)["code"]
+        have = conn.exec_driver_sql(f"select code from {name}").scalars().all()
+        stale = sorted(set(have) - set(wanted.astype(str)))
+        if not stale:
+            continue
+        for table, column, target in refs:
+            if target == name:
+                conn.execute(
+                    sa.text(f"update {table} set {column} = null where {column} = any(:c)"),
+                    {"c": stale},
+                )
+        conn.execute(sa.text(f"delete from {name} where code = any(:c)"), {"c": stale})
+        dropped[name] = len(stale)
+    return dropped
+
+
 def load_units(conn: sa.Connection, directory: Path) -> list[RunReport]:
     """Every street's centre and seven departments, the district departments, and the
     stations of `directory`'s units file — written from the streets in the database when
@@ -198,6 +232,7 @@ def load(
     district's time zone, `now`: the clock the rows' times are checked against (see
     `etl.jobs.run_file`) and the life's steps stop at."""
     report = DemoReport()
+    drop_stale_units(conn, directory)
     for name, level in ADMIN_FILES:
         report.admin.append(import_admin(conn, directory / f"{name}.geojson", level))
     report.units = load_units(conn, directory)
