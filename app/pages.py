@@ -29,8 +29,8 @@ from app.headers import csp_nonce
 from app.offline import assert_offline
 from layers import LAYERS, Layer
 from layers.aggregates import CELL_DLAT, CELL_DLNG
+from layers.queries import access, scorecards
 from layers.queries import imports as imports_query
-from layers.queries import scorecards
 from layers.queries.access import DISTRICT
 from layers.registry import (
     HEAT_COLOURS,
@@ -190,6 +190,8 @@ def _page(template: str, **context: Any) -> Response:
         "tz": settings.tz,
         "mayOpen": {p: capabilities.may_open(_role(), p) for p in capabilities.PAGES},
         "mayDo": {a: capabilities.may(_role(), a) for a in capabilities.ACTIONS},
+        # the area card's figures are the requests': a role that reads none gets no card
+        "mayReadRequests": access.may_read(_role(), "service_requests"),
         **context.pop("config", {}),
     }
     return _html(render_template(template, config=config, **context))

@@ -127,6 +127,9 @@
     }
 
     async function openArea(level, code) {
+      // the card's figures are the requests': a role that reads none (the planner) gets the
+      // place outlined and no card
+      if (BD.mayReadRequests === false) return;
       const ask = ++asked;
       showCard("加载中…");
       card.dataset.level = level;

@@ -63,6 +63,7 @@ def live(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             ).scalar_one()
             add_user(conn, "search-district", "district")
             add_user(conn, "search-commander", "commander", street)
+            add_user(conn, "search-planner", "planner")
         app = create_app({"DATABASE_URL": url}, settings=from_env().with_(clock=FrozenClock(NOW)))
         try:
             with serve(app) as base:
@@ -181,6 +182,27 @@ def test_a_community_by_name_flies_and_shows_its_figures(browser: Any, live: Liv
     assert page.text_content(f"{first} span:first-child") == name
     assert page.text_content(f"{first} .bd-search-kind") == "社区"
     _shot(page, "search-community")
+    _clean(page, watch)
+    page.close()
+
+
+def test_the_planner_finds_a_community_and_gets_no_figures_card(browser: Any, live: Live) -> None:
+    """The planner reads no requests: a place is outlined, no card of figures (it read
+    '无法显示该区域' and the API's refusal before), and no console error."""
+    code, name = _one(
+        live,
+        "select c.code, c.name from communities c "
+        "where (select count(*) from communities o where o.name like '%' || c.name || '%') = 1 "
+        "order by 1 limit 1",
+    )
+    page, watch = _open(browser, live, "/planner", "search-planner")
+    _search(page, name)
+    # the list folds once the first result is opened
+    page.wait_for_selector("#bd-search-results li", state="attached", timeout=15_000)
+    page.wait_for_timeout(1500)
+    assert _centre_in(page, live, "communities", code)
+    assert page.is_hidden("#bd-area")
+    _shot(page, "search-planner")
     _clean(page, watch)
     page.close()
 
