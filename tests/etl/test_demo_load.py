@@ -178,3 +178,44 @@ def test_demo_users_bind_a_demo_clerk_made_before_streets(
         sa.select(users.c.street_code, users.c.password_hash).where(users.c.name == "clerk")
     ).one()
     assert tuple(bound) == (first, "h")  # bound, and its password left as it was
+
+
+def test_a_reload_drops_the_units_the_files_no_longer_have(
+    connection: sa.Connection, demo_dir: Path
+) -> None:
+    """A demo loaded on other boundaries (the old shapes) reloads: its grids that the files no
+    longer have go, and a request that named one is placed again (before: the new grids
+    overlapped the stale ones and nothing loaded)."""
+    load(connection, demo_dir)
+    code = connection.exec_driver_sql("select min(code) from grids").scalar_one()
+    stale = code[:-3] + "999"
+    connection.execute(
+        sa.text(
+            "insert into grids (code, community_code, street_code, geom) "
+            "select :stale, community_code, street_code, geom from grids where code = :code"
+        ),
+        {"stale": stale, "code": code},
+    )
+    rid = connection.execute(
+        sa.text(
+            "update service_requests set grid_code = :stale where id = "
+            "(select min(id) from service_requests where grid_code = :code) returning id"
+        ),
+        {"stale": stale, "code": code},
+    ).scalar_one()
+    grids = connection.exec_driver_sql("select count(*) from grids").scalar_one()
+
+    report = load(connection, demo_dir)
+
+    assert all(a.ok() for a in report.admin)
+    assert connection.exec_driver_sql("select count(*) from grids").scalar_one() == grids - 1
+    named = sa.text("select count(*) from grids where code = :stale")
+    assert connection.execute(named, {"stale": stale}).scalar_one() == 0
+    placed, covering = connection.execute(
+        sa.text(
+            "select r.grid_code, (select g.code from grids g where ST_Covers(g.geom, r.geom)) "
+            "from service_requests r where r.id = :id"
+        ),
+        {"id": rid},
+    ).one()
+    assert placed == covering == code
