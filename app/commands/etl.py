@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
 
 from layers import LAYERS, etl_rejects, etl_runs
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -51,7 +53,7 @@ def run(
     from app.config import from_env
     from app.db import engine_from_env
     from etl.coords import UnknownCRS, normalize_crs
-    from etl.jobs import EtlError, run_file
+    from etl.jobs import run_file
     from etl.mapping import MappingError
 
     if layer is None and mapping is None:
@@ -65,8 +67,9 @@ def run(
     # One connection, closed with the command (no pool left holding it).
     engine = engine_from_env(poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        try:
-            report = run_file(
+        report = _attempt(
+            conn,
+            lambda: run_file(
                 conn,
                 file,
                 layer=layer,
@@ -79,20 +82,33 @@ def run(
                 cache_dir=settings.var_dir / "cache",
                 zone=settings.tz,
                 placement_mb=settings.placement_mb,
-            )
-        except EtlError as exc:
-            conn.commit()  # keep the record of the failed run; the data is untouched
-            for line in exc.report.lines():
-                click.echo(line, err=True)
-            sys.exit(1)
-        except MappingError as exc:
-            raise click.ClickException(str(exc)) from exc
-        conn.commit()
+            ),
+            MappingError,
+        )
     for line in report.lines():
         click.echo(line)
 
 
 REMAINING_SHOWN = 20
+
+
+def _attempt(conn: sa.Connection, call: Callable[[], T], *refused: type[Exception]) -> T:
+    """Run an ETL call on the command's connection and commit. A failed run keeps its record
+    (committed; the data is untouched), prints its report and exits 1; `refused` errors are
+    the command's own (a bad mapping, a run that cannot be retried)."""
+    from etl.jobs import EtlError
+
+    try:
+        result = call()
+    except EtlError as exc:
+        conn.commit()
+        for line in exc.report.lines():
+            click.echo(line, err=True)
+        sys.exit(1)
+    except refused as exc:
+        raise click.ClickException(str(exc)) from exc
+    conn.commit()
+    return result
 
 
 @etl.command("retry")
@@ -109,14 +125,15 @@ def retry(run_id: int, mapping: str | None, progress: bool | None) -> None:
     takes only what its retries still reject. A failed retry changes no data."""
     from app.config import from_env
     from app.db import engine_from_env
-    from etl.jobs import EtlError, RetryError, retry_run
+    from etl.jobs import RetryError, retry_run
     from etl.mapping import MappingError
 
     settings = from_env()
     engine = engine_from_env(poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        try:
-            report = retry_run(
+        report = _attempt(
+            conn,
+            lambda: retry_run(
                 conn,
                 run_id,
                 mapping=mapping,
@@ -124,15 +141,10 @@ def retry(run_id: int, mapping: str | None, progress: bool | None) -> None:
                 cache_dir=settings.var_dir / "cache",
                 zone=settings.tz,
                 placement_mb=settings.placement_mb,
-            )
-        except EtlError as exc:
-            conn.commit()  # keep the record of the failed run; the data is untouched
-            for line in exc.report.lines():
-                click.echo(line, err=True)
-            sys.exit(1)
-        except (RetryError, MappingError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        conn.commit()
+            ),
+            RetryError,
+            MappingError,
+        )
         if report is None:
             click.echo(f"运行 {run_id} 没有待重试的行 run {run_id} has no rejects left to retry")
             return
